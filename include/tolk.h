@@ -1,0 +1,255 @@
+/*
+ * tolk.h — the one public header of tolk, a Whisper speech recognition and
+ * speech translation engine in C (CPU: OpenBLAS + FFTW; GPU: CUDA + cuBLAS).
+ *
+ * Conventions
+ *  - Every fallible function returns a tolk_status. TOLK_OK is 0.
+ *  - The library never prints, exits or aborts. Details of the last failure
+ *    are kept in the handle the call was made on (tolk_ctx_last_error()).
+ *  - Handles are opaque. A tolk_model is immutable after load and may be
+ *    shared by any number of threads. A tolk_ctx (and later a tolk_state) is
+ *    per-thread working state: never used by two threads at the same time.
+ *  - Audio is 16 kHz mono float32 in [-1, 1] unless said otherwise.
+ *  - Matrices are row-major. Shapes are written [rows, cols].
+ *  - Memory returned through `T **out` pointers is owned by the caller and
+ *    released with the matching *_free function (or tolk_free for plain
+ *    buffers).
+ */
+#ifndef TOLK_H
+#define TOLK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(TOLK_SHARED_BUILD)
+#define TOLK_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define TOLK_API __attribute__((visibility("default")))
+#else
+#define TOLK_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version and status                                                       */
+/* ------------------------------------------------------------------------ */
+
+#define TOLK_VERSION_MAJOR 0
+#define TOLK_VERSION_MINOR 1
+#define TOLK_VERSION_PATCH 0
+
+/* "MAJOR.MINOR.PATCH"; static storage. */
+TOLK_API const char *tolk_version(void);
+
+typedef enum tolk_status {
+    TOLK_OK = 0,
+    TOLK_ERR_IO = 1,          /* file missing, unreadable, a directory, write failed */
+    TOLK_ERR_FORMAT = 2,      /* corrupt, truncated or inconsistent content */
+    TOLK_ERR_UNSUPPORTED = 3, /* valid but not supported (container, dtype, ...) */
+    TOLK_ERR_NOMEM = 4,       /* an allocation failed or a size is absurd */
+    TOLK_ERR_INVALID_ARG = 5, /* a caller error: NULL pointer, bad option value */
+    TOLK_ERR_CUDA = 6,        /* a CUDA / cuBLAS call failed */
+    TOLK_ERR_NO_DEVICE = 7,   /* CUDA requested but no device or no CUDA build */
+    TOLK_ERR_EMPTY = 8,       /* the input holds no samples / no data */
+    TOLK_ERR_INTERNAL = 9,    /* a bug in tolk */
+    TOLK_ERR_CANCELLED = 10   /* stopped by a caller's callback */
+} tolk_status;
+
+/* A short English description of a status; static storage, never NULL. */
+TOLK_API const char *tolk_strerror(tolk_status status);
+
+/* Release a buffer the library handed to the caller (samples, spectra). */
+TOLK_API void tolk_free(void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Context: per-thread settings and the last error message                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum tolk_device {
+    TOLK_DEVICE_CPU = 0,
+    TOLK_DEVICE_CUDA = 1, /* fail with TOLK_ERR_NO_DEVICE when none */
+    TOLK_DEVICE_AUTO = 2  /* CUDA when present, else the CPU */
+} tolk_device;
+
+typedef struct tolk_ctx_params {
+    int n_threads;      /* CPU threads for BLAS/FFT/loops; <= 0: all cores */
+    tolk_device device; /* where mel / model work runs */
+    int cuda_device;    /* CUDA device ordinal when device is CUDA/AUTO */
+} tolk_ctx_params;
+
+typedef struct tolk_ctx tolk_ctx;
+
+TOLK_API tolk_ctx_params tolk_ctx_default_params(void);
+
+/* Create a context. params may be NULL (defaults). *out owned by caller. */
+TOLK_API tolk_status tolk_ctx_new(const tolk_ctx_params *params, tolk_ctx **out);
+TOLK_API void tolk_ctx_free(tolk_ctx *ctx);
+
+/* The message of the last failure on ctx ("" when none); valid until the
+ * next call on ctx. It names the file and the problem where there is one. */
+TOLK_API const char *tolk_ctx_last_error(const tolk_ctx *ctx);
+
+/* The device the context actually resolved to (AUTO becomes CPU or CUDA). */
+TOLK_API tolk_device tolk_ctx_device(const tolk_ctx *ctx);
+
+/* Whether this build has the CUDA backend and a device is usable now. */
+TOLK_API int tolk_cuda_available(void);
+
+/* ------------------------------------------------------------------------ */
+/* Audio input                                                              */
+/* ------------------------------------------------------------------------ */
+
+#define TOLK_SAMPLE_RATE 16000
+
+/* Decode a whole file (any format libsndfile reads; m4a/mp4/webm/mkv and
+ * friends through FFmpeg when built with it) to 16 kHz mono float32:
+ * channels averaged, resampled with libsoxr at very high quality.
+ * path "-" reads standard input. On success *samples (caller frees with
+ * tolk_free) holds *n_samples samples; on failure *samples is NULL. */
+TOLK_API tolk_status tolk_audio_load(tolk_ctx *ctx, const char *path, float **samples,
+                                     size_t *n_samples);
+
+/* The same, from bytes in memory. name is used in error messages only. */
+TOLK_API tolk_status tolk_audio_load_memory(tolk_ctx *ctx, const void *data, size_t size,
+                                            const char *name, float **samples, size_t *n_samples);
+
+/* Streaming decoder: constant memory for files of any length. */
+typedef struct tolk_audio_reader tolk_audio_reader;
+
+/* Open path ("-" = stdin). *out owned by caller (tolk_audio_close). */
+TOLK_API tolk_status tolk_audio_open(tolk_ctx *ctx, const char *path, tolk_audio_reader **out);
+
+/* Read up to max 16 kHz mono samples into dst; *got = 0 at end of stream. */
+TOLK_API tolk_status tolk_audio_read(tolk_ctx *ctx, tolk_audio_reader *r, float *dst, size_t max,
+                                     size_t *got);
+
+/* Source properties: original rate, channels, and frames (-1 if unknown). */
+TOLK_API void tolk_audio_source_info(const tolk_audio_reader *r, int *sample_rate, int *channels,
+                                     int64_t *frames);
+TOLK_API void tolk_audio_close(tolk_audio_reader *r);
+
+/* Resample mono float32 from in_rate to out_rate with libsoxr (very high
+ * quality). *out (caller frees with tolk_free) holds *n_out samples. */
+TOLK_API tolk_status tolk_resample(tolk_ctx *ctx, const float *in, size_t n_in, double in_rate,
+                                   double out_rate, float **out, size_t *n_out);
+
+/* Whether this build has the FFmpeg decoder. */
+TOLK_API int tolk_audio_has_ffmpeg(void);
+
+/* ------------------------------------------------------------------------ */
+/* Log-mel spectrogram (reproduces openai-whisper's log_mel_spectrogram)    */
+/* ------------------------------------------------------------------------ */
+
+#define TOLK_N_FFT 400
+#define TOLK_HOP_LENGTH 160
+#define TOLK_CHUNK_SECONDS 30
+#define TOLK_N_SAMPLES (TOLK_CHUNK_SECONDS * TOLK_SAMPLE_RATE) /* 480000 */
+#define TOLK_N_FRAMES (TOLK_N_SAMPLES / TOLK_HOP_LENGTH)       /* 3000 */
+
+/* Immutable after creation (filterbank, window, FFT plans); may be shared by
+ * threads. */
+typedef struct tolk_mel tolk_mel;
+
+/* n_mels: 80 or 128. */
+TOLK_API tolk_status tolk_mel_new(tolk_ctx *ctx, int n_mels, tolk_mel **out);
+TOLK_API void tolk_mel_free(tolk_mel *mel);
+TOLK_API int tolk_mel_n_mels(const tolk_mel *mel);
+
+/* Number of frames for n_samples samples: n_samples / 160 (the reference
+ * drops the last STFT frame). */
+TOLK_API size_t tolk_mel_n_frames(size_t n_samples);
+
+/* The Slaney mel filterbank, [n_mels, 201] float32, owned by mel. */
+TOLK_API const float *tolk_mel_filters(const tolk_mel *mel);
+
+/* Full reference log-mel: out [n_mels, n_frames] (caller allocates
+ * n_mels * tolk_mel_n_frames(n) floats). log10(max(power, 1e-10)), clamped
+ * at (global max - 8), then (x + 4) / 4. Runs on the context's device. */
+TOLK_API tolk_status tolk_mel_compute(tolk_ctx *ctx, const tolk_mel *mel, const float *samples,
+                                      size_t n_samples, float *out);
+
+/* The same, whole file, returned in a new buffer (caller frees with
+ * tolk_free); *n_frames set. */
+TOLK_API tolk_status tolk_mel_compute_alloc(tolk_ctx *ctx, const tolk_mel *mel,
+                                            const float *samples, size_t n_samples, float **out,
+                                            size_t *n_frames);
+
+/* Two-stage form for long audio processed in pieces: the raw stage writes
+ * log10(max(power, 1e-10)) for frames [0, n_frames) of samples and raises
+ * *running_max to the largest value written; the normalise stage applies
+ * the clamp at (max - 8) and (x + 4) / 4 in place. For frame-exact pieces
+ * the caller passes overlapping sample ranges (n_fft/2 context each side). */
+TOLK_API tolk_status tolk_mel_compute_raw(tolk_ctx *ctx, const tolk_mel *mel, const float *samples,
+                                          size_t n_samples, float *out, float *running_max);
+TOLK_API void tolk_mel_normalize(float *mel, size_t n, float global_max);
+
+/* Copy [n_mels, n_frames] (row stride n_frames) into dst [n_mels, 3000],
+ * zero-padding or trimming the time axis (openai-whisper's pad_or_trim on a
+ * spectrogram). pad_value is what padding frames hold. */
+TOLK_API void tolk_mel_pad_or_trim(const float *src, int n_mels, size_t n_frames, float *dst,
+                                   float pad_value);
+
+/* Pad or trim samples to exactly TOLK_N_SAMPLES into dst (zeros appended). */
+TOLK_API void tolk_audio_pad_or_trim(const float *src, size_t n, float *dst);
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum tolk_model_format {
+    TOLK_FORMAT_CT2 = 0,         /* CTranslate2 directory (model.bin + config.json) */
+    TOLK_FORMAT_SAFETENSORS = 1, /* Hugging Face directory (config.json + safetensors) */
+    TOLK_FORMAT_GGML = 2         /* whisper.cpp ggml .bin */
+} tolk_model_format;
+
+typedef struct tolk_model tolk_model;
+
+typedef struct tolk_model_params {
+    tolk_device device; /* where the weights live; AUTO = CUDA when present */
+    int use_mmap;       /* 1 (default): map files, no copy when possible */
+} tolk_model_params;
+
+typedef struct tolk_model_desc {
+    tolk_model_format format;
+    int n_mels;          /* 80 or 128 */
+    int n_vocab;         /* 51864, 51865, 51866 */
+    int n_audio_ctx;     /* 1500 */
+    int n_audio_state;   /* encoder width */
+    int n_audio_head;
+    int n_audio_layer;
+    int n_text_ctx;      /* 448 */
+    int n_text_state;    /* decoder width */
+    int n_text_head;
+    int n_text_layer;
+    int multilingual;    /* 1 unless English-only */
+    int n_languages;     /* 99 or 100 */
+    const char *dtypes;  /* stored dtypes, e.g. "float16" or "float16,float32" */
+    uint64_t file_bytes; /* bytes on disk */
+    uint64_t mem_bytes;  /* bytes of weights resident for compute */
+    const char *size_name; /* "tiny.en", "base", "large-v3", ... or "custom" */
+} tolk_model_desc;
+
+TOLK_API tolk_model_params tolk_model_default_params(void);
+
+/* Load a model from path: a CTranslate2 or Hugging Face directory, or a
+ * ggml file; the format is found from the content. Hostile files fail with
+ * TOLK_ERR_FORMAT / TOLK_ERR_UNSUPPORTED and a message naming the file and
+ * the tensor. *out is immutable and thread-shareable; tolk_model_free. */
+TOLK_API tolk_status tolk_model_load(tolk_ctx *ctx, const char *path,
+                                     const tolk_model_params *params, tolk_model **out);
+TOLK_API void tolk_model_free(tolk_model *model);
+
+/* Describe a loaded model. Strings are owned by the model. */
+TOLK_API void tolk_model_describe(const tolk_model *model, tolk_model_desc *desc);
+
+/* The name of a format: "ctranslate2", "safetensors", "ggml". */
+TOLK_API const char *tolk_model_format_name(tolk_model_format format);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TOLK_H */

@@ -1,0 +1,59 @@
+/*
+ * internal.h — private helpers shared by the library's source files:
+ * the context structure, error reporting, checked size arithmetic.
+ * Nothing here is part of the public API.
+ */
+#ifndef TOLK_INTERNAL_H
+#define TOLK_INTERNAL_H
+
+#include "tolk.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TOLK_ERRMSG_MAX 1024
+
+struct tolk_ctx {
+    tolk_ctx_params params;
+    tolk_device device; /* resolved: CPU or CUDA */
+    int n_threads;      /* resolved, >= 1 */
+    char last_error[TOLK_ERRMSG_MAX];
+};
+
+#if defined(__GNUC__)
+#define TOLK_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define TOLK_PRINTF(a, b)
+#endif
+
+/* Record a failure on ctx (which may be NULL) and return status, so that
+ * callers can write `return tolk_fail(ctx, TOLK_ERR_IO, "%s: ...", path);`.
+ * Messages name the file first, then the problem. */
+tolk_status tolk_fail(tolk_ctx *ctx, tolk_status status, const char *fmt, ...) TOLK_PRINTF(3, 4);
+tolk_status tolk_vfail(tolk_ctx *ctx, tolk_status status, const char *fmt, va_list ap);
+
+/* Clear the last error of ctx (NULL allowed). */
+void tolk_clear_error(tolk_ctx *ctx);
+
+/* Threads to use for ctx (1 when ctx is NULL). */
+int tolk_ctx_threads(const tolk_ctx *ctx);
+
+/* Overflow-checked size arithmetic: return 0 on overflow, 1 on success. */
+static inline int tolk_mul_size(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+static inline int tolk_add_size(size_t a, size_t b, size_t *out) {
+    if (b > SIZE_MAX - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+/* malloc/calloc wrappers that return NULL for a zero or overflowing size
+ * rather than misbehaving; pair with tolk_free / free. */
+void *tolk_malloc_array(size_t n, size_t size);
+void *tolk_calloc_array(size_t n, size_t size);
+
+#endif /* TOLK_INTERNAL_H */
