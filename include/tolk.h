@@ -248,6 +248,130 @@ TOLK_API void tolk_model_describe(const tolk_model *model, tolk_model_desc *desc
 /* The name of a format: "ctranslate2", "safetensors", "ggml". */
 TOLK_API const char *tolk_model_format_name(tolk_model_format format);
 
+
+/* ------------------------------------------------------------------------ */
+/* Transcription and translation (openai-whisper transcribe() semantics)   */
+/* ------------------------------------------------------------------------ */
+
+/* Per-stream working state: KV caches, mel buffers, search scratch. One per
+ * concurrent request, reusable across requests, one thread at a time. It
+ * keeps a pointer to model, which must outlive it. */
+typedef struct tolk_state tolk_state;
+
+typedef enum tolk_task {
+    TOLK_TASK_TRANSCRIBE = 0,
+    TOLK_TASK_TRANSLATE = 1 /* any language -> English */
+} tolk_task;
+
+/* Progress callback: audio position and total in seconds (total < 0 when
+ * unknown); return non-zero to cancel (TOLK_ERR_CANCELLED). */
+typedef int (*tolk_progress_fn)(void *user, double position_s, double total_s);
+
+/* A finished segment, delivered as soon as it is final (optional). */
+struct tolk_segment;
+typedef void (*tolk_segment_fn)(void *user, const struct tolk_segment *segment);
+
+#define TOLK_MAX_TEMPERATURES 16
+
+typedef struct tolk_transcribe_params {
+    tolk_task task;
+    const char *language;       /* "en", "de", ...; NULL = detect (multilingual models) */
+    float temperatures[TOLK_MAX_TEMPERATURES]; /* fallback schedule: 0, 0.2, ... 1.0 */
+    int n_temperatures;
+    int beam_size;              /* <= 1: greedy at temperature 0 */
+    int best_of;                /* samples at temperature > 0 */
+    float patience;             /* beam search patience (1.0) */
+    float length_penalty;       /* < 0: none (simple length normalisation) */
+    float compression_ratio_threshold; /* 2.4; <= 0 disables */
+    float logprob_threshold;    /* -1.0; set to -INFINITY to disable */
+    float no_speech_threshold;  /* 0.6; <= 0 disables */
+    int condition_on_previous_text; /* 1 */
+    const char *initial_prompt; /* NULL */
+    const char *prefix;         /* NULL */
+    const char *suppress_tokens; /* "-1": the model's default set; "" none; "1,2,3" */
+    int suppress_blank;         /* 1 */
+    int without_timestamps;     /* 0 */
+    float max_initial_timestamp; /* 1.0 s */
+    int sample_len;             /* max tokens per window; 0 = n_text_ctx / 2 */
+    const char *clip_timestamps; /* "0" or "start,end,start,end,..." seconds */
+    uint64_t seed;              /* for sampling at temperature > 0 */
+    tolk_progress_fn progress;
+    tolk_segment_fn on_segment;
+    void *user;
+} tolk_transcribe_params;
+
+typedef struct tolk_segment {
+    int id;
+    int seek;            /* window start, in mel frames (10 ms) */
+    double start, end;   /* seconds */
+    char *text;          /* UTF-8, as the reference (leading space kept) */
+    int *tokens;         /* text and timestamp tokens of the segment */
+    int n_tokens;
+    float temperature;
+    float avg_logprob;
+    float compression_ratio;
+    float no_speech_prob;
+} tolk_segment;
+
+typedef struct tolk_result {
+    char *text;              /* all segments' text concatenated */
+    char language[8];        /* detected or given language code */
+    float language_prob;     /* probability of the detected language (1 if given) */
+    tolk_segment *segments;
+    int n_segments;
+    double duration;         /* seconds of audio */
+} tolk_result;
+
+TOLK_API tolk_transcribe_params tolk_transcribe_default_params(void);
+
+/* Per-stream state for model (shared, immutable). *out: tolk_state_free. */
+TOLK_API tolk_status tolk_state_new(tolk_ctx *ctx, const tolk_model *model, tolk_state **out);
+TOLK_API void tolk_state_free(tolk_state *state);
+/* The last error on this state ("" when none). */
+TOLK_API const char *tolk_state_last_error(const tolk_state *state);
+
+/* Transcribe 16 kHz mono samples of any length. *out: tolk_result_free. */
+TOLK_API tolk_status tolk_transcribe(tolk_state *state, const float *samples, size_t n_samples,
+                                     const tolk_transcribe_params *params, tolk_result **out);
+/* The same for a file (decoded and streamed through the mel in windows). */
+TOLK_API tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
+                                          const tolk_transcribe_params *params,
+                                          tolk_result **out);
+TOLK_API void tolk_result_free(tolk_result *result);
+
+/* Language identification on the first 30 s: probabilities over the
+ * model's languages. codes/probs: caller arrays of at least 100 entries,
+ * sorted by probability, descending; *n set. */
+TOLK_API tolk_status tolk_detect_language(tolk_state *state, const float *samples,
+                                          size_t n_samples, const char **codes, float *probs,
+                                          int *n);
+
+/* ------------------------------------------------------------------------ */
+/* Output writers (formats of openai-whisper's writers)                     */
+/* ------------------------------------------------------------------------ */
+
+typedef enum tolk_output_format {
+    TOLK_OUTPUT_TXT = 0,
+    TOLK_OUTPUT_VTT = 1,
+    TOLK_OUTPUT_SRT = 2,
+    TOLK_OUTPUT_TSV = 3,
+    TOLK_OUTPUT_JSON = 4
+} tolk_output_format;
+
+/* "txt" ... "json" -> format; returns -1 for an unknown name. */
+TOLK_API int tolk_output_format_from_name(const char *name);
+TOLK_API const char *tolk_output_format_ext(tolk_output_format format);
+
+/* Render result in format into a new NUL-terminated buffer (*out, caller
+ * frees with tolk_free). */
+TOLK_API tolk_status tolk_render(tolk_ctx *ctx, const tolk_result *result,
+                                 tolk_output_format format, char **out, size_t *len);
+
+/* Write result to path atomically (a temporary name, then rename): a
+ * failure leaves no partial file. */
+TOLK_API tolk_status tolk_write_file(tolk_ctx *ctx, const tolk_result *result,
+                                     tolk_output_format format, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

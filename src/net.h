@@ -1,0 +1,63 @@
+/*
+ * net.h — the Whisper network: prepared compute weights, the encoder, the
+ * cross-attention K/V, and the batched decoder step over per-sequence
+ * self-attention KV caches. Written once over the backend op table
+ * (backend.h); knows nothing of file formats (weights.h gives it tensors)
+ * nor of search (decode_*.c give it tokens and read logits).
+ *
+ * Shapes (row-major):
+ *   mel      [n_mels, 3000]            one 30 s window (tolk_mel_pad_or_trim)
+ *   enc out  [1500, d_audio]           per window
+ *   logits   [B, n_vocab]              one row per sequence in the step
+ */
+#ifndef TOLK_NET_H
+#define TOLK_NET_H
+
+#include "weights.h"
+
+typedef struct tolk_net tolk_net;       /* immutable, shareable across threads */
+typedef struct tolk_kvcache tolk_kvcache; /* per stream/batch; one thread at a time */
+
+/* Prepare compute weights for the context's device from a loaded table
+ * (e.g. float16 widened to float32, or kept as float16 and converted on the
+ * fly). w must outlive the net. */
+tolk_status tolk_net_new(tolk_ctx *ctx, const tolk_weights *w, tolk_net **out);
+void tolk_net_free(tolk_net *net);
+const tolk_hparams *tolk_net_hparams(const tolk_net *net);
+/* Bytes of weights resident for compute (for tolk_model_desc.mem_bytes). */
+uint64_t tolk_net_mem_bytes(const tolk_net *net);
+
+/* Encode n_windows mel windows: mel [n_windows, n_mels, 3000] ->
+ * out [n_windows, n_audio_ctx, n_audio_state] (caller-allocated, float32). */
+tolk_status tolk_net_encode(tolk_ctx *ctx, const tolk_net *net, const float *mel, int n_windows,
+                            float *out);
+
+/* A KV cache for up to max_seqs decoder sequences of up to max_len tokens
+ * (<= n_text_ctx), attending to up to max_windows encoded windows. */
+tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, int max_len,
+                             int max_windows, tolk_kvcache **out);
+void tolk_kvcache_free(tolk_kvcache *kv);
+
+/* Compute and store the cross-attention K/V of encoded window `window`
+ * (slot in [0, max_windows)) from enc [n_audio_ctx, n_audio_state]. */
+tolk_status tolk_kvcache_set_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                    int window, const float *enc);
+
+/* Sequence management: seq in [0, max_seqs). reset empties a sequence and
+ * binds it to a window slot; copy duplicates src's cached tokens into dst
+ * (beam search reordering); length is the number of cached positions. */
+void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window);
+void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src);
+int tolk_kvcache_length(const tolk_kvcache *kv, int seq);
+
+/* One batched decoder step. For each of the n_seqs sequences seqs[i], feed
+ * n_tokens[i] new tokens (tokens[i] points to them; > 1 for the prompt on
+ * the first step) at positions length..length+n-1, append their K/V to the
+ * cache, and write the logits of the LAST fed token of each sequence to
+ * logits[i * n_vocab ...] (float32, caller-allocated [n_seqs, n_vocab]).
+ * Fails with TOLK_ERR_INVALID_ARG when a sequence would exceed max_len. */
+tolk_status tolk_net_decode(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                            const int *seqs, int n_seqs, const int *const *tokens,
+                            const int *n_tokens, float *logits);
+
+#endif /* TOLK_NET_H */
