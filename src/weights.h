@@ -118,6 +118,12 @@ typedef struct tolk_weights {
     int n_maps;
     void **owned;
     int n_owned;
+    /* --- additions (model loaders, issue 4) --- */
+    const float *mel_filters; /* ggml only: embedded filterbank [mel_n_mels, mel_n_fft], or NULL */
+    int mel_n_mels;
+    int mel_n_fft;
+    int n_tensors_cap;        /* allocated entries of tensors */
+    int sorted;               /* tensors sorted by name (tolk_weights_finish) */
 } tolk_weights;
 
 /* Load any supported format; the format is found from content:
@@ -145,6 +151,99 @@ tolk_status tolk_load_ct2(tolk_ctx *ctx, const char *dir, int use_mmap, tolk_wei
 tolk_status tolk_load_safetensors(tolk_ctx *ctx, const char *dir, int use_mmap,
                                   tolk_weights **out);
 tolk_status tolk_load_ggml(tolk_ctx *ctx, const char *file, int use_mmap, tolk_weights **out);
+
+/* ------------------------------------------------------------------------
+ * Additions (issue 4). Guarantees of every loaded table:
+ *  - every tensor's data is aligned to at least its element size (64 bytes
+ *    for the buffers a loader copies into) and lies wholly inside a mapping
+ *    or buffer the table owns, so `((const uint16_t *)t->data)[i]` is
+ *    always defined; use unaligned SIMD loads on mapped data;
+ *  - the tensors are sorted by name (tolk_weights_get is a binary search);
+ *  - the shapes match the hyper-parameters (tolk_weights_validate);
+ *  - attn.key.bias / cross_attn.key.bias are present only when a file stores
+ *    a non-zero one (CTranslate2 stores zeros in its fused bias): network
+ *    code should add them when present;
+ *  - cfg.lang_ids is set for multilingual models; cfg.suppress_ids may be
+ *    empty (n_suppress_ids == 0) when the format does not carry the list
+ *    (ggml; HF without generation_config.json): then compute openai-whisper's
+ *    non-speech set from the tokenizer.
+ * ---------------------------------------------------------------------- */
+
+/* Elements and bytes of a tensor (I8: the int8 payload, scales excluded). */
+int64_t tolk_tensor_nelem(const tolk_tensor *t);
+size_t tolk_tensor_nbytes(const tolk_tensor *t);
+
+/* Convert a whole tensor to float32 into dst (tolk_tensor_nelem floats,
+ * caller-allocated). I8 rows are dequantised as q / scale[row]. */
+void tolk_tensor_to_f32(const tolk_tensor *t, float *dst);
+
+/* Convert n halves (IEEE binary16 / bfloat16) to float32, and back (round
+ * to nearest even). Bulk forms use F16C where compiled in. */
+void tolk_f16_to_f32_n(const uint16_t *src, float *dst, size_t n);
+void tolk_bf16_to_f32_n(const uint16_t *src, float *dst, size_t n);
+void tolk_f32_to_f16_n(const float *src, uint16_t *dst, size_t n);
+
+/* The size name of a table's dimensions: "tiny", "base.en", "large-v3",
+ * "large-v3-turbo", "distil-large-v3", ... or "custom". Static storage. */
+const char *tolk_weights_size_name(const tolk_hparams *hp);
+
+/* Stored dtypes of a table, comma-separated in enum order ("float16",
+ * "float16,float32"); writes at most cap bytes (NUL included). */
+void tolk_weights_dtypes(const tolk_weights *w, char *buf, size_t cap);
+
+/* Sum of tensor bytes (what stays resident for compute if used as is). */
+uint64_t tolk_weights_mem_bytes(const tolk_weights *w);
+
+/* The canonical shape of a tensor name under hp: returns 1 and fills
+ * *ndim/shape for a name of the canonical list (layer index in range),
+ * 0 for any other name. */
+int tolk_weights_expected_shape(const tolk_hparams *hp, const char *name, int *ndim,
+                                int64_t shape[TOLK_MAX_DIMS]);
+
+/* Sanity limits on hyper-parameters (positive, bounded, heads divide
+ * widths): TOLK_ERR_FORMAT naming path otherwise. */
+tolk_status tolk_hparams_check(tolk_ctx *ctx, const char *path, const tolk_hparams *hp);
+
+/* --- Loader helpers (weights.c; used by model_*.c only) --- */
+
+/* A new empty table for path (copied); NULL when out of memory. */
+tolk_weights *tolk_weights_new(tolk_model_format format, const char *path);
+
+/* Hand a file mapping (mapped = 1: munmap) or heap buffer (0: free) to w
+ * for release by tolk_weights_free. Returns 0 on success, -1 when out of
+ * memory (then the caller still owns it). */
+int tolk_weights_keep(tolk_weights *w, void *base, size_t size, int mapped);
+
+/* A zeroed 64-byte-aligned buffer owned by w; NULL when out of memory or
+ * bytes == 0. */
+void *tolk_weights_alloc(tolk_weights *w, size_t bytes);
+
+/* Append a tensor: name is copied; data must stay valid for w's lifetime
+ * (inside a mapping or buffer w keeps) and hold the shape's bytes. Data not
+ * aligned to its element size is copied into an aligned buffer of w. scale: I8 only
+ * (shape[0] floats, copied likewise if unaligned). */
+tolk_status tolk_weights_add(tolk_ctx *ctx, tolk_weights *w, const char *name, tolk_dtype dtype,
+                             int ndim, const int64_t *shape, const void *data, const float *scale);
+
+/* Check cfg's token ids against n_vocab and alignment heads against the
+ * decoder's layers/heads; messages name path (the config file). */
+tolk_status tolk_weights_check_config(tolk_ctx *ctx, const char *path, const tolk_weights *w);
+
+/* Fill what cfg lacks from the vocabulary size (multilingual, languages,
+ * language ids, begin-suppress {220, eot}); sort the tensors, reject
+ * duplicates, then tolk_weights_validate. Every loader ends with it. */
+tolk_status tolk_weights_finish(tolk_ctx *ctx, tolk_weights *w);
+
+/* From-memory entry points (fuzzing, tests). The buffers are borrowed and
+ * must outlive the returned table; name is used in messages only.
+ * config_json (CT2 config.json / HF config.json text) may be NULL for CT2. */
+tolk_status tolk_load_ct2_memory(tolk_ctx *ctx, const char *name, const void *data, size_t size,
+                                 const char *config_json, tolk_weights **out);
+tolk_status tolk_load_safetensors_memory(tolk_ctx *ctx, const char *name, const void *data,
+                                         size_t size, const char *config_json,
+                                         tolk_weights **out);
+tolk_status tolk_load_ggml_memory(tolk_ctx *ctx, const char *name, const void *data, size_t size,
+                                  tolk_weights **out);
 
 /* Half-precision conversions used by loaders and the CPU backend. */
 float tolk_f16_to_f32(uint16_t h);

@@ -1,0 +1,96 @@
+/*
+ * model.c — the public model API (tolk.h): tolk_model_load / free /
+ * describe, default parameters and format names. Loading finds the format
+ * from the content (tolk_weights_load); the network code attaches its
+ * prepared weights at the marked place.
+ */
+#include "model.h"
+
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+tolk_model_params tolk_model_default_params(void) {
+    tolk_model_params p;
+    p.device = TOLK_DEVICE_CPU;
+    p.use_mmap = 1;
+    return p;
+}
+
+const char *tolk_model_format_name(tolk_model_format format) {
+    switch (format) {
+    case TOLK_FORMAT_CT2:
+        return "ctranslate2";
+    case TOLK_FORMAT_SAFETENSORS:
+        return "safetensors";
+    case TOLK_FORMAT_GGML:
+        return "ggml";
+    }
+    return "unknown";
+}
+
+tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_params *params,
+                            tolk_model **out) {
+    if (!out) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: NULL out");
+    *out = NULL;
+    if (!path) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: NULL path");
+    tolk_model_params p = params ? *params : tolk_model_default_params();
+    if (p.device != TOLK_DEVICE_CPU && p.device != TOLK_DEVICE_CUDA && p.device != TOLK_DEVICE_AUTO)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad device %d",
+                         (int)p.device);
+    if (p.device == TOLK_DEVICE_CUDA && !tolk_cuda_available())
+        return tolk_fail(ctx, TOLK_ERR_NO_DEVICE, "%s: CUDA requested but no device is usable",
+                         path);
+    tolk_model *m = calloc(1, sizeof *m);
+    if (!m) return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: out of memory", path);
+    m->device = p.device;
+    tolk_status st = tolk_weights_load(ctx, path, p.use_mmap != 0, &m->w);
+    if (st) {
+        free(m);
+        return st;
+    }
+    tolk_weights_dtypes(m->w, m->dtypes, sizeof m->dtypes);
+    m->size_name = tolk_weights_size_name(&m->w->hp);
+
+    /* ==== ATTACH PREPARED COMPUTE WEIGHTS HERE (network engineer) ====
+     * e.g. st = tolk_net_new(ctx, m->w, (tolk_net **)&m->net);
+     *      m->net_free = (void (*)(void *))tolk_net_free;
+     *      m->net_mem_bytes = tolk_net_mem_bytes(m->net);
+     *      on failure: tolk_model_free(m); return st;                    */
+
+    *out = m;
+    return TOLK_OK;
+}
+
+void tolk_model_free(tolk_model *model) {
+    if (!model) return;
+    if (model->net && model->net_free) model->net_free(model->net);
+    tolk_weights_free(model->w);
+    free(model);
+}
+
+void tolk_model_describe(const tolk_model *model, tolk_model_desc *desc) {
+    if (!desc) return;
+    memset(desc, 0, sizeof *desc);
+    if (!model || !model->w) return;
+    const tolk_weights *w = model->w;
+    const tolk_hparams *hp = &w->hp;
+    desc->format = w->format;
+    desc->n_mels = hp->n_mels;
+    desc->n_vocab = hp->n_vocab;
+    desc->n_audio_ctx = hp->n_audio_ctx;
+    desc->n_audio_state = hp->n_audio_state;
+    desc->n_audio_head = hp->n_audio_head;
+    desc->n_audio_layer = hp->n_audio_layer;
+    desc->n_text_ctx = hp->n_text_ctx;
+    desc->n_text_state = hp->n_text_state;
+    desc->n_text_head = hp->n_text_head;
+    desc->n_text_layer = hp->n_text_layer;
+    desc->multilingual = w->cfg.multilingual;
+    desc->n_languages = w->cfg.n_languages;
+    desc->dtypes = model->dtypes;
+    desc->file_bytes = w->file_bytes;
+    desc->mem_bytes = model->net ? model->net_mem_bytes : tolk_weights_mem_bytes(w);
+    desc->size_name = model->size_name;
+}
