@@ -15,20 +15,32 @@
 
 #include "weights.h"
 
-typedef struct tolk_net tolk_net;       /* immutable, shareable across threads */
+typedef struct tolk_net tolk_net;         /* immutable, shareable across threads */
 typedef struct tolk_kvcache tolk_kvcache; /* per stream/batch; one thread at a time */
 
 /* Prepare compute weights for the context's device from a loaded table
  * (e.g. float16 widened to float32, or kept as float16 and converted on the
  * fly). w must outlive the net. */
 tolk_status tolk_net_new(tolk_ctx *ctx, const tolk_weights *w, tolk_net **out);
+
+/* Options for tolk_net_new_ex (tolk_net_new uses the defaults). */
+typedef struct tolk_net_params {
+    int keep_f16; /* float16 weights: 1 keep as float16 and convert inside
+                     the products (half the memory), 0 widen to float32 once,
+                     -1 the backend's default (CPU: keep) */
+} tolk_net_params;
+tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net_params *params,
+                            tolk_net **out);
 void tolk_net_free(tolk_net *net);
 const tolk_hparams *tolk_net_hparams(const tolk_net *net);
 /* Bytes of weights resident for compute (for tolk_model_desc.mem_bytes). */
 uint64_t tolk_net_mem_bytes(const tolk_net *net);
 
-/* Encode n_windows mel windows: mel [n_windows, n_mels, 3000] ->
- * out [n_windows, n_audio_ctx, n_audio_state] (caller-allocated, float32). */
+/* Encode n_windows mel windows: mel [n_windows, n_mels, 2 * n_audio_ctx]
+ * (3000 frames) -> out [n_windows, n_audio_ctx, n_audio_state]
+ * (caller-allocated, float32). Windows are processed up to 4 per pass; the
+ * call allocates its workspace (about 40 * n_audio_ctx * n_audio_state
+ * bytes per window of a pass) and frees it before returning. */
 tolk_status tolk_net_encode(tolk_ctx *ctx, const tolk_net *net, const float *mel, int n_windows,
                             float *out);
 
@@ -44,20 +56,26 @@ tolk_status tolk_kvcache_set_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvc
                                     int window, const float *enc);
 
 /* Sequence management: seq in [0, max_seqs). reset empties a sequence and
- * binds it to a window slot; copy duplicates src's cached tokens into dst
- * (beam search reordering); length is the number of cached positions. */
+ * binds it to a window slot (-1: unbound); copy duplicates src's cached
+ * tokens and window into dst (beam search reordering; dst's old content is
+ * lost, so permute through a spare sequence); length is the number of cached
+ * positions. Out-of-range arguments are ignored (length returns 0). */
 void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window);
 void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src);
 int tolk_kvcache_length(const tolk_kvcache *kv, int seq);
 
-/* One batched decoder step. For each of the n_seqs sequences seqs[i], feed
+/* One batched decoder step. For each of the n_seqs DISTINCT sequences
+ * seqs[i] (each bound to a window whose K/V were set), feed
  * n_tokens[i] new tokens (tokens[i] points to them; > 1 for the prompt on
  * the first step) at positions length..length+n-1, append their K/V to the
  * cache, and write the logits of the LAST fed token of each sequence to
  * logits[i * n_vocab ...] (float32, caller-allocated [n_seqs, n_vocab]).
- * Fails with TOLK_ERR_INVALID_ARG when a sequence would exceed max_len. */
-tolk_status tolk_net_decode(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
-                            const int *seqs, int n_seqs, const int *const *tokens,
-                            const int *n_tokens, float *logits);
+ * Fails with TOLK_ERR_INVALID_ARG when a sequence would exceed max_len, a
+ * token id is outside [0, n_vocab), a sequence repeats or has no window;
+ * the cache lengths are then unchanged. Sequences that share a window are
+ * read together in cross-attention (beams cost little extra bandwidth). */
+tolk_status tolk_net_decode(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, const int *seqs,
+                            int n_seqs, const int *const *tokens, const int *n_tokens,
+                            float *logits);
 
 #endif /* TOLK_NET_H */

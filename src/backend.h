@@ -1,0 +1,205 @@
+/*
+ * backend.h — the tensor-operation table the Whisper network (net.c) is
+ * written against. One table per device: backend_cpu.c (OpenBLAS + plain C
+ * loops) now, a CUDA twin (cuBLAS + CUDA kernels) later with the same
+ * entries and the same semantics.
+ *
+ * Memory model
+ *   - The backend owns its memory: `alloc` returns a device pointer (host
+ *     memory for the CPU backend), `upload` / `download` copy between host
+ *     and device, `copy2d` copies between device buffers. Device pointers may
+ *     be offset with ordinary pointer arithmetic (float units) by the caller.
+ *   - Activations are float32 on every backend. Every matrix is row-major;
+ *     `ld*` arguments are row strides in elements (>= the row length), so a
+ *     column slice of a wider matrix (e.g. the K part of a fused [T, 3d] QKV
+ *     product) can be passed without a copy.
+ *   - Weights of linear layers are prepared once into the backend's own
+ *     format (tolk_bweight): float32, or float16 converted on the fly, ...
+ *   - Small index arrays (token ids, positions, per-sequence descriptors) are
+ *     HOST arrays; a GPU backend uploads them itself.
+ *
+ * Threads: a backend object is immutable after creation and may be used by
+ * several threads at once; each call gets the caller's tolk_ctx (thread
+ * count, error message). Every call that can fail returns a tolk_status and
+ * sets ctx's message; the backend never prints or aborts.
+ *
+ * Reference behaviour: the operations are those of openai-whisper's
+ * model.py (LayerNorm eps 1e-5, exact erf GELU, softmax attention with the
+ * 1/sqrt(d_head) scale, Conv1d k=3 padding 1) in float32.
+ */
+#ifndef TOLK_BACKEND_H
+#define TOLK_BACKEND_H
+
+#include "internal.h"
+#include "weights.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tolk_backend tolk_backend;
+
+/* A prepared linear weight W [rows = out_features, cols = in_features],
+ * row-major, in the backend's memory. dtype is the STORED type: TOLK_DT_F32
+ * (widened at preparation) or TOLK_DT_F16 (converted on the fly by the
+ * matmul). Filled by weight_prepare, released by weight_free. */
+typedef struct tolk_bweight {
+    tolk_dtype dtype;
+    int64_t rows;
+    int64_t cols;
+    void *data; /* rows * cols elements of dtype, device memory */
+    int owned;  /* 1: data belongs to the weight; 0: it points into the
+                   host tensors (CPU, F16 kept, parts contiguous), which
+                   must outlive it */
+} tolk_bweight;
+
+/* One sequence of a batched attention call. All pointers are device
+ * memory; rows of q/out have stride ldq/ldo, rows of k/v stride ldkv (see
+ * attention). Query row i (0-based) sits at absolute position q_pos0 + i
+ * and, when causal, attends to keys j <= q_pos0 + i only; otherwise to all
+ * n_kv keys. n_q >= 1, n_kv >= 1, and when causal q_pos0 + n_q <= n_kv. */
+typedef struct tolk_attn_seq {
+    const float *q; /* [n_q, n_head * d_head] with row stride ldq */
+    const float *k; /* [n_kv, n_head * d_head] with row stride ldkv */
+    const float *v; /* [n_kv, n_head * d_head] with row stride ldkv */
+    float *out;     /* [n_q, n_head * d_head] with row stride ldo */
+    int n_q;
+    int n_kv;
+    int causal; /* 0: full attention; 1: causal from q_pos0 */
+    int q_pos0;
+} tolk_attn_seq;
+
+/* Layout of a conv1d input. */
+typedef enum tolk_conv_layout {
+    TOLK_CONV_IN_CT = 0, /* x [C_in, T_in]: channel-major (a mel window [n_mels, 3000]) */
+    TOLK_CONV_IN_TC = 1  /* x [T_in, C_in]: time-major (the encoder activations) */
+} tolk_conv_layout;
+
+struct tolk_backend {
+    const char *name; /* "cpu", "cuda" */
+    void *impl;       /* backend-private state (immutable after creation) */
+
+    /* Release the backend itself (not the buffers it handed out). */
+    void (*destroy)(tolk_backend *be);
+
+    /* ---- memory --------------------------------------------------------- */
+
+    /* Allocate `bytes` of device memory (uninitialised; 64-byte aligned on
+     * the CPU). Returns NULL and sets ctx's message on failure or bytes == 0. */
+    void *(*alloc)(tolk_ctx *ctx, const tolk_backend *be, size_t bytes);
+    /* Free device memory from alloc; NULL is ignored. */
+    void (*free)(const tolk_backend *be, void *p);
+    /* Host -> device / device -> host / device -> device copies of bytes. */
+    tolk_status (*upload)(tolk_ctx *ctx, const tolk_backend *be, void *dst, const void *src,
+                          size_t bytes);
+    tolk_status (*download)(tolk_ctx *ctx, const tolk_backend *be, void *dst, const void *src,
+                            size_t bytes);
+    /* 2-D float copy between device buffers: dst[r * ld_dst + c] =
+     * src[r * ld_src + c] for r < rows, c < cols (gathers one row per
+     * sequence, writes K/V into a cache, copies a cache). */
+    tolk_status (*copy2d)(tolk_ctx *ctx, const tolk_backend *be, float *dst, size_t ld_dst,
+                          const float *src, size_t ld_src, size_t rows, size_t cols);
+
+    /* ---- weights -------------------------------------------------------- */
+
+    /* Prepare a linear weight from n_parts host tensors stacked along rows
+     * (e.g. query, key, value -> one fused [3d, d] matrix): every part is
+     * 2-D (or 3-D conv [out, in, k], flattened to [out, in * k]) with the
+     * same column count; any tensor dtype. keep_f16 (from
+     * tolk_backend_params) decides whether F16 tensors stay F16. */
+    tolk_status (*weight_prepare)(tolk_ctx *ctx, const tolk_backend *be,
+                                  const tolk_tensor *const *parts, int n_parts, tolk_bweight *out);
+    /* Release a prepared weight (a zeroed struct is ignored). */
+    void (*weight_free)(const tolk_backend *be, tolk_bweight *w);
+    /* Convert n_parts host tensors (any dtype, any shape) to one float32
+     * device vector *out of their concatenated elements; a NULL part stands
+     * for zero_len[i] zeros (an absent bias). Release *out with free. */
+    tolk_status (*vector_prepare)(tolk_ctx *ctx, const tolk_backend *be,
+                                  const tolk_tensor *const *parts, const int64_t *zero_len,
+                                  int n_parts, float **out);
+
+    /* ---- operations ---------------------------------------------------- */
+
+    /* y [M, N] (row stride ldy) = x [M, K] (row stride ldx) · W^T + bias,
+     * with W [N, K] prepared and bias [N] float32 or NULL.
+     * accumulate = 1 adds the result into y (residual connections):
+     * y += x W^T + bias. x and y must not overlap. */
+    tolk_status (*linear)(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
+                          const float *x, size_t ldx, size_t M, const tolk_bweight *W,
+                          const float *bias, int accumulate);
+
+    /* y [M, D] = LayerNorm(x [M, D]) * gamma + beta over each row: two-pass
+     * mean and biased variance, 1 / sqrt(var + eps). y may equal x; rows
+     * are contiguous (stride D). */
+    tolk_status (*layernorm)(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *x,
+                             size_t M, size_t D, const float *gamma, const float *beta, float eps);
+
+    /* In place on x [M, N] (row stride ldx): x = GELU(x + bias), exact erf
+     * form 0.5 x (1 + erf(x / sqrt 2)); bias [N] may be NULL. */
+    tolk_status (*bias_gelu)(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
+                             size_t N, const float *bias);
+
+    /* In place row softmax of x [M, N] (row stride ldx), max-subtracted. */
+    tolk_status (*softmax)(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
+                           size_t N);
+
+    /* y [n] = a [n] + b [n] (elementwise; y may equal a or b). */
+    tolk_status (*add)(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *a,
+                       const float *b, size_t n);
+
+    /* Multi-head scaled dot-product attention, batched over n_seqs
+     * sequences of different lengths (seqs is a HOST array). For each
+     * sequence s, head h, query row i:
+     *   out[i, h*dh:(h+1)*dh] = softmax_j(scale * q[i,h] · k[j,h]) v[j,h]
+     * over the keys j allowed by the mask (see tolk_attn_seq). ldq, ldkv,
+     * ldo are row strides in floats; n_head * d_head <= each of them.
+     * Whisper: scale = 1 / sqrt(d_head) (the reference's d_head^-0.25 on
+     * both q and k). Scratch is bounded by the backend (no full score
+     * matrix: at most a row block per head at a time). */
+    tolk_status (*attention)(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
+                             int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
+                             size_t ldo, float scale);
+
+    /* 1-D convolution, kernel 3, padding 1 on both sides, stride 1 or 2:
+     *   y[t, o] = bias[o] + sum_{c, k} W[o, c, k] x[stride*t + k - 1, c]
+     * x is [C_in, T_in] (TOLK_CONV_IN_CT) or [T_in, C_in] (TOLK_CONV_IN_TC);
+     * y is [T_out, C_out] time-major with T_out = (T_in - 1) / stride + 1.
+     * W is prepared from the [C_out, C_in, 3] tensor (cols = C_in * 3),
+     * bias [C_out] float32 or NULL. No activation (use bias_gelu). */
+    tolk_status (*conv1d)(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *x,
+                          tolk_conv_layout layout, size_t C_in, size_t T_in, int stride,
+                          const tolk_bweight *W, const float *bias);
+
+    /* Token embedding lookup plus positional embedding:
+     *   y[i, :] = tok[ids[i], :] + pos[positions[i], :]     for i < n
+     * tok is a prepared weight [n_vocab, D] (the tied embedding), pos a
+     * float32 device matrix [n_pos, D]; ids and positions are HOST arrays,
+     * validated against tok->rows and n_pos (TOLK_ERR_INVALID_ARG). */
+    tolk_status (*embed)(tolk_ctx *ctx, const tolk_backend *be, float *y, const tolk_bweight *tok,
+                         const int *ids, const int *positions, size_t n, const float *pos,
+                         size_t n_pos);
+
+    /* logits [M, n_vocab] = x [M, D] · tok^T, the tied output projection
+     * (a linear without bias; its own entry so a GPU backend may pick a
+     * different kernel / precision for the large vocabulary product). */
+    tolk_status (*logits)(tolk_ctx *ctx, const tolk_backend *be, float *logits, const float *x,
+                          size_t M, const tolk_bweight *tok);
+};
+
+/* Options for creating a backend. */
+typedef struct tolk_backend_params {
+    int keep_f16; /* 1: keep F16 weights as F16 and convert inside linear;
+                     0: widen every weight to F32 at preparation */
+} tolk_backend_params;
+
+/* Create the CPU backend (OpenBLAS sgemm + OpenMP loops). params NULL:
+ * keep_f16 = 1. *out is released with (*out)->destroy. */
+tolk_status tolk_backend_cpu_new(tolk_ctx *ctx, const tolk_backend_params *params,
+                                 tolk_backend **out);
+
+#ifdef TOLK_HAVE_CUDA
+/* The CUDA backend (src/cuda_backend.c; also declared in cuda_util.h). */
+tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *params,
+                                  tolk_backend **out);
+#endif
+
+#endif /* TOLK_BACKEND_H */

@@ -1,0 +1,1096 @@
+/*
+ * backend_cpu.c — the CPU implementation of the backend op table
+ * (backend.h): matrix products through OpenBLAS cblas_sgemm, everything
+ * else in plain C loops that the compiler vectorises, parallelised with
+ * OpenMP over rows / heads. Activations are float32; weights are widened to
+ * float32 once, or kept as float16 and converted inside linear
+ * (tolk_backend_params.keep_f16).
+ *
+ * Threads: OpenBLAS is kept single-threaded (openblas_set_num_threads(1))
+ * and every product is split by this file over the context's threads in ONE
+ * OpenMP region (output columns per thread; attention row blocks per
+ * thread). Mixing OpenBLAS's own pthreads with OpenMP loops made the two
+ * pools spin against each other on the 2-core target (a tiny.en window took
+ * 15 s instead of < 1 s under load); with one pool there is nothing to
+ * fight over.
+ *
+ * Reference behaviour: openai-whisper model.py in float32 — LayerNorm
+ * (biased variance, eps), exact erf GELU, softmax attention with a
+ * 1/sqrt(d_head) scale, Conv1d(kernel 3, padding 1, stride 1 or 2).
+ */
+#include "backend.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define TOLK_HAVE_F16C_FMA 1
+#endif
+
+#ifdef _OPENMP
+#include <omp.h>
+#define TOLK_PRAGMA(x) _Pragma(#x)
+#else
+#define TOLK_PRAGMA(x)
+#endif
+#define OMP(x) TOLK_PRAGMA(omp x)
+
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+
+/* Rows of the score matrix one attention task holds at a time (the
+ * large-query path), per thread: 256 x n_kv floats (1.5 MB for 1500 keys;
+ * 6% faster than 128 rows on the base encoder). */
+#define ATT_ROW_BLOCK 256
+/* Queries at or above this count take the sgemm attention path. */
+#define ATT_GEMM_MIN_Q 32
+/* Few-query rows of sequences sharing keys processed together (at most). */
+#define ATT_GROUP_ROWS 32
+/* Linear: at most this many rows of x use the direct dot-product kernels
+ * (f16 converted on the fly, or f32); more go through sgemm (f16 weights
+ * converted in chunks first). */
+#define F16_GEMV_MAX_M 8
+/* Floats of converted weight one f16 sgemm chunk holds (4 MB). */
+#define F16_CHUNK_FLOATS (1u << 20)
+
+/* ------------------------------------------------------------------------ */
+/* Half-precision conversion (own copy: the backend must not depend on the */
+/* loaders' object files)                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* IEEE binary16 bits -> float (subnormals, inf, NaN exact). */
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: value = man * 2^-24 */
+            float f = (float)man * (1.0f / 16777216.0f);
+            memcpy(&bits, &f, 4);
+            bits |= sign;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    }
+    float out;
+    memcpy(&out, &bits, 4);
+    return out;
+}
+
+/* n halves -> floats. */
+static void halves_to_floats(float *dst, const uint16_t *src, size_t n) {
+    size_t i = 0;
+#ifdef TOLK_HAVE_F16C_FMA
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(src + i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+#endif
+    for (; i < n; i++)
+        dst[i] = half_to_float(src[i]);
+}
+
+static float bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Row r (cols elements) of host tensor t -> floats; I8 divides by the row
+ * scale as CTranslate2 stores it. */
+static void tensor_row_to_floats(float *dst, const tolk_tensor *t, int64_t r, size_t cols) {
+    size_t off = (size_t)r * cols;
+    switch (t->dtype) {
+    case TOLK_DT_F32:
+        memcpy(dst, (const float *)t->data + off, cols * sizeof(float));
+        break;
+    case TOLK_DT_F16:
+        halves_to_floats(dst, (const uint16_t *)t->data + off, cols);
+        break;
+    case TOLK_DT_BF16: {
+        const uint16_t *s = (const uint16_t *)t->data + off;
+        for (size_t i = 0; i < cols; i++)
+            dst[i] = bf16_to_float(s[i]);
+        break;
+    }
+    case TOLK_DT_I8: {
+        const int8_t *s = (const int8_t *)t->data + off;
+        float inv = (t->scale && t->scale[r] != 0.0f) ? 1.0f / t->scale[r] : 1.0f;
+        for (size_t i = 0; i < cols; i++)
+            dst[i] = (float)s[i] * inv;
+        break;
+    }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Backend state and helpers                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct cpu_impl {
+    int keep_f16;
+} cpu_impl;
+
+static int nthreads(const tolk_ctx *ctx) {
+    int n = tolk_ctx_threads(ctx);
+    return n < 1 ? 1 : n;
+}
+
+/* OpenBLAS runs in the calling thread: the parallelism is ours (see the
+ * file comment). openblas_set_num_threads is process-wide; 1 is the only
+ * value this file ever sets, so concurrent callers agree. */
+static void blas_single(void) {
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+}
+
+static void *cpu_alloc(tolk_ctx *ctx, const tolk_backend *be, size_t bytes) {
+    (void)be;
+    size_t rounded;
+    if (bytes == 0 || !tolk_add_size(bytes, 63, &rounded)) {
+        tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: bad allocation size %zu", bytes);
+        return NULL;
+    }
+    rounded &= ~(size_t)63;
+    void *p = aligned_alloc(64, rounded);
+    if (!p) tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: out of memory (%zu bytes)", bytes);
+    return p;
+}
+
+static void cpu_free(const tolk_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static tolk_status cpu_upload(tolk_ctx *ctx, const tolk_backend *be, void *dst, const void *src,
+                              size_t bytes) {
+    (void)be;
+    if (bytes == 0) return TOLK_OK;
+    if (!dst || !src) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: NULL copy");
+    memmove(dst, src, bytes);
+    return TOLK_OK;
+}
+
+static tolk_status cpu_copy2d(tolk_ctx *ctx, const tolk_backend *be, float *dst, size_t ld_dst,
+                              const float *src, size_t ld_src, size_t rows, size_t cols) {
+    (void)be;
+    if (rows == 0 || cols == 0) return TOLK_OK;
+    if (!dst || !src || ld_dst < cols || ld_src < cols)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: bad copy2d arguments");
+    if (ld_dst == cols && ld_src == cols) {
+        memmove(dst, src, rows * cols * sizeof(float));
+        return TOLK_OK;
+    }
+    for (size_t r = 0; r < rows; r++)
+        memmove(dst + r * ld_dst, src + r * ld_src, cols * sizeof(float));
+    return TOLK_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Weights                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Rows and columns of a tensor seen as a matrix: [d0, d1 * d2 * ...]. */
+static int tensor_matrix(const tolk_tensor *t, int64_t *rows, int64_t *cols) {
+    if (!t || !t->data || t->ndim < 1 || t->ndim > TOLK_MAX_DIMS) return 0;
+    int64_t r = t->shape[0], c = 1;
+    if (t->ndim == 1) {
+        c = r;
+        r = 1;
+    }
+    for (int i = 1; i < t->ndim; i++) {
+        if (t->shape[i] <= 0 || c > INT64_MAX / t->shape[i]) return 0;
+        c *= t->shape[i];
+    }
+    if (r <= 0 || c <= 0) return 0;
+    if (t->dtype != TOLK_DT_F32 && t->dtype != TOLK_DT_F16 && t->dtype != TOLK_DT_BF16 &&
+        t->dtype != TOLK_DT_I8)
+        return 0;
+    *rows = r;
+    *cols = c;
+    return 1;
+}
+
+static tolk_status cpu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
+                                      const tolk_tensor *const *parts, int n_parts,
+                                      tolk_bweight *out) {
+    const cpu_impl *im = (const cpu_impl *)be->impl;
+    if (!out) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: NULL weight");
+    memset(out, 0, sizeof *out);
+    if (!parts || n_parts < 1)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: no weight parts");
+    int64_t rows = 0, cols = -1;
+    int all_f16 = 1;
+    for (int p = 0; p < n_parts; p++) {
+        int64_t r = 0, c = 0;
+        if (!tensor_matrix(parts[p], &r, &c))
+            return tolk_fail(ctx, TOLK_ERR_FORMAT, "backend_cpu: weight %s: bad shape or dtype",
+                             parts[p] && parts[p]->name ? parts[p]->name : "(null)");
+        if (cols >= 0 && c != cols)
+            return tolk_fail(ctx, TOLK_ERR_FORMAT,
+                             "backend_cpu: weight %s: %lld columns, expected %lld", parts[p]->name,
+                             (long long)c, (long long)cols);
+        if (parts[p]->dtype == TOLK_DT_I8 && !parts[p]->scale)
+            return tolk_fail(ctx, TOLK_ERR_FORMAT, "backend_cpu: weight %s: int8 without scales",
+                             parts[p]->name);
+        cols = c;
+        if (rows > INT64_MAX - r)
+            return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: weight too large");
+        rows += r;
+        if (parts[p]->dtype != TOLK_DT_F16) all_f16 = 0;
+    }
+    tolk_dtype dt = (all_f16 && im->keep_f16) ? TOLK_DT_F16 : TOLK_DT_F32;
+    size_t n, bytes;
+    if ((uint64_t)rows > SIZE_MAX || (uint64_t)cols > SIZE_MAX ||
+        !tolk_mul_size((size_t)rows, (size_t)cols, &n) ||
+        !tolk_mul_size(n, dt == TOLK_DT_F16 ? 2 : 4, &bytes))
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: weight too large");
+    if (dt == TOLK_DT_F16) {
+        /* Parts that follow each other in memory (a fused tensor presented as
+         * slices) are used in place: no copy of mmapped weights. */
+        int contiguous = 1;
+        const uint16_t *next = (const uint16_t *)parts[0]->data;
+        for (int p = 0; p < n_parts && contiguous; p++) {
+            int64_t r = 0, c = 0;
+            tensor_matrix(parts[p], &r, &c);
+            if ((const uint16_t *)parts[p]->data != next) contiguous = 0;
+            next = (const uint16_t *)parts[p]->data + (size_t)r * (size_t)c;
+        }
+        if (contiguous) {
+            out->dtype = dt;
+            out->rows = rows;
+            out->cols = cols;
+            out->data = (void *)(uintptr_t)parts[0]->data;
+            out->owned = 0;
+            return TOLK_OK;
+        }
+    }
+    void *data = cpu_alloc(ctx, be, bytes);
+    if (!data) return TOLK_ERR_NOMEM;
+    size_t row0 = 0;
+    for (int p = 0; p < n_parts; p++) {
+        const tolk_tensor *t = parts[p];
+        int64_t r = 0, c = 0;
+        tensor_matrix(t, &r, &c);
+        if (dt == TOLK_DT_F16) {
+            memcpy((uint16_t *)data + row0 * (size_t)cols, t->data, (size_t)r * (size_t)c * 2);
+        } else {
+            float *dst = (float *)data + row0 * (size_t)cols;
+            int64_t rr;
+            OMP(parallel for num_threads(nthreads(ctx)) schedule(guided))
+            for (rr = 0; rr < r; rr++)
+                tensor_row_to_floats(dst + (size_t)rr * (size_t)c, t, rr, (size_t)c);
+        }
+        row0 += (size_t)r;
+    }
+    out->dtype = dt;
+    out->rows = rows;
+    out->cols = cols;
+    out->data = data;
+    out->owned = 1;
+    return TOLK_OK;
+}
+
+static void cpu_weight_free(const tolk_backend *be, tolk_bweight *w) {
+    (void)be;
+    if (!w) return;
+    if (w->owned) free(w->data);
+    memset(w, 0, sizeof *w);
+}
+
+static tolk_status cpu_vector_prepare(tolk_ctx *ctx, const tolk_backend *be,
+                                      const tolk_tensor *const *parts, const int64_t *zero_len,
+                                      int n_parts, float **out) {
+    if (!out) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: NULL vector output");
+    *out = NULL;
+    if (!parts || n_parts < 1)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: no vector parts");
+    size_t total = 0;
+    for (int p = 0; p < n_parts; p++) {
+        int64_t r, c, n;
+        if (parts[p]) {
+            if (!tensor_matrix(parts[p], &r, &c) || r > INT64_MAX / c)
+                return tolk_fail(ctx, TOLK_ERR_FORMAT, "backend_cpu: tensor %s: bad shape or dtype",
+                                 parts[p]->name ? parts[p]->name : "(null)");
+            if (parts[p]->dtype == TOLK_DT_I8 && !parts[p]->scale)
+                return tolk_fail(ctx, TOLK_ERR_FORMAT,
+                                 "backend_cpu: tensor %s: int8 without scales", parts[p]->name);
+            n = r * c;
+        } else {
+            n = zero_len ? zero_len[p] : 0;
+            if (n <= 0)
+                return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: bad zero vector length");
+        }
+        if ((uint64_t)n > SIZE_MAX || !tolk_add_size(total, (size_t)n, &total))
+            return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: vector too large");
+    }
+    size_t bytes;
+    if (!tolk_mul_size(total, sizeof(float), &bytes))
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: vector too large");
+    float *v = cpu_alloc(ctx, be, bytes);
+    if (!v) return TOLK_ERR_NOMEM;
+    size_t off = 0;
+    for (int p = 0; p < n_parts; p++) {
+        if (parts[p]) {
+            int64_t r = 0, c = 0;
+            tensor_matrix(parts[p], &r, &c);
+            for (int64_t i = 0; i < r; i++)
+                tensor_row_to_floats(v + off + (size_t)i * (size_t)c, parts[p], i, (size_t)c);
+            off += (size_t)r * (size_t)c;
+        } else {
+            memset(v + off, 0, (size_t)zero_len[p] * sizeof(float));
+            off += (size_t)zero_len[p];
+        }
+    }
+    *out = v;
+    return TOLK_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* linear                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Columns [n0, n1) of y's rows := bias (or 0) so that a following beta = 1
+ * product adds to them; with accumulate, += bias. */
+static void init_cols(float *y, size_t ldy, size_t M, size_t n0, size_t n1, const float *bias,
+                      int accumulate) {
+    if (accumulate && !bias) return;
+    for (size_t m = 0; m < M; m++) {
+        float *row = y + m * ldy;
+        if (accumulate) {
+            for (size_t n = n0; n < n1; n++)
+                row[n] += bias[n];
+        } else if (bias) {
+            memcpy(row + n0, bias + n0, (n1 - n0) * sizeof(float));
+        } else {
+            memset(row + n0, 0, (n1 - n0) * sizeof(float));
+        }
+    }
+}
+
+/* sum_k x[k] * float(w[k]) over K elements, w float16. */
+static float dot_f32_f16(const float *x, const uint16_t *w, size_t K) {
+    size_t k = 0;
+    float s = 0.0f;
+#ifdef TOLK_HAVE_F16C_FMA
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (; k + 16 <= K; k += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k)));
+        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k + 8)));
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), w0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), w1, a1);
+    }
+    a0 = _mm256_add_ps(a0, a1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    s = _mm_cvtss_f32(h);
+#endif
+    for (; k < K; k++)
+        s += x[k] * half_to_float(w[k]);
+    return s;
+}
+
+/* sum_k x[k] * w[k] over K floats. */
+static float dot_f32(const float *x, const float *w, size_t K) {
+    size_t k = 0;
+    float s = 0.0f;
+#ifdef TOLK_HAVE_F16C_FMA
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (; k + 16 <= K; k += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(w + k), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), _mm256_loadu_ps(w + k + 8), a1);
+    }
+    a0 = _mm256_add_ps(a0, a1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    s = _mm_cvtss_f32(h);
+#endif
+    for (; k < K; k++)
+        s += x[k] * w[k];
+    return s;
+}
+
+#ifdef TOLK_HAVE_F16C_FMA
+static float hsum8(__m256 a) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+#endif
+
+/* out[m] = x[m, :] · w over K elements for 2 <= M <= F16_GEMV_MAX_M rows of
+ * x (row stride ldx); w float16 (f16 = 1) or float32. Each weight is loaded
+ * and converted once for all M rows. */
+static void dots_multi(const float *x, size_t ldx, size_t M, const void *w, int f16, size_t K,
+                       float *out) {
+    size_t k = 0;
+    for (size_t m = 0; m < M; m++)
+        out[m] = 0.0f;
+#ifdef TOLK_HAVE_F16C_FMA
+    __m256 acc[F16_GEMV_MAX_M];
+    for (size_t m = 0; m < M; m++)
+        acc[m] = _mm256_setzero_ps();
+    for (; k + 8 <= K; k += 8) {
+        __m256 w8 =
+            f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + k)))
+                : _mm256_loadu_ps((const float *)w + k);
+        for (size_t m = 0; m < M; m++)
+            acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w8, acc[m]);
+    }
+    for (size_t m = 0; m < M; m++)
+        out[m] = hsum8(acc[m]);
+#endif
+    for (; k < K; k++) {
+        float wf = f16 ? half_to_float(((const uint16_t *)w)[k]) : ((const float *)w)[k];
+        for (size_t m = 0; m < M; m++)
+            out[m] += x[m * ldx + k] * wf;
+    }
+}
+
+/* The columns [n0, n1) of one linear: y[:, n0:n1] += x W[n0:n1]^T
+ * (y already holds the bias / previous values). Few rows of x: dot
+ * products, f16 converted on the fly, each weight read once for all rows.
+ * More rows: sgemm, f16 weights converted in row chunks into buf
+ * (chunk * K floats). Runs in one thread. */
+static void linear_cols(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
+                        const tolk_bweight *W, size_t n0, size_t n1, float *buf, size_t chunk) {
+    size_t K = (size_t)W->cols;
+    if (n1 <= n0) return;
+    int f16 = W->dtype == TOLK_DT_F16;
+    if (M <= F16_GEMV_MAX_M) { /* memory-bound dot products beat sgemm's packing */
+        size_t esz = f16 ? 2 : 4;
+        float out[F16_GEMV_MAX_M];
+        for (size_t n = n0; n < n1; n++) {
+            const void *wn = (const char *)W->data + n * K * esz;
+            if (M == 1) {
+                y[n] += f16 ? dot_f32_f16(x, wn, K) : dot_f32(x, wn, K);
+                continue;
+            }
+            dots_multi(x, ldx, M, wn, f16, K, out);
+            for (size_t m = 0; m < M; m++)
+                y[m * ldy + n] += out[m];
+        }
+        return;
+    }
+    if (!f16) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)(n1 - n0), (int)K, 1.0f,
+                    x, (int)ldx, (const float *)W->data + n0 * K, (int)K, 1.0f, y + n0, (int)ldy);
+        return;
+    }
+    const uint16_t *w = (const uint16_t *)W->data;
+    for (size_t c0 = n0; c0 < n1; c0 += chunk) {
+        size_t nb = n1 - c0 < chunk ? n1 - c0 : chunk;
+        halves_to_floats(buf, w + c0 * K, nb * K);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nb, (int)K, 1.0f, x,
+                    (int)ldx, buf, (int)K, 1.0f, y + c0, (int)ldy);
+    }
+}
+
+static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
+                              const float *x, size_t ldx, size_t M, const tolk_bweight *W,
+                              const float *bias, int accumulate) {
+    (void)be;
+    if (M == 0) return TOLK_OK;
+    if (!y || !x || !W || !W->data || W->rows <= 0 || W->cols <= 0)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: linear: NULL argument");
+    size_t N = (size_t)W->rows, K = (size_t)W->cols;
+    if (ldy < N || ldx < K || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: linear: bad sizes");
+    if (W->dtype != TOLK_DT_F32 && W->dtype != TOLK_DT_F16)
+        return tolk_fail(ctx, TOLK_ERR_INTERNAL, "backend_cpu: linear: weight dtype %d",
+                         (int)W->dtype);
+    blas_single();
+    /* Output columns in pieces of whole 16-column groups handed out
+     * dynamically (a thread that the OS preempts delays only its current
+     * piece): about 4 per thread for small M; small products run in one
+     * thread. */
+    int nt = nthreads(ctx);
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    if (flops < 2e5) nt = 1;
+    /* Large products (the encoder) take one piece per thread: OpenBLAS is
+     * ~15% faster on 2 wide pieces than on 8 narrow ones (measured: 178 vs
+     * 148 GFLOP/s on [1500, 512] x [512, 2048], 2 threads). */
+    size_t per_thread = M >= 512 ? 1 : 4;
+    size_t piece =
+        nt == 1 ? N
+                : ((N + per_thread * (size_t)nt - 1) / (per_thread * (size_t)nt) + 15) / 16 * 16;
+    if (piece < 64) piece = 64;
+    size_t n_pieces = (N + piece - 1) / piece;
+    if ((size_t)nt > n_pieces) nt = (int)n_pieces;
+    /* f16 scratch per thread for sgemm: a chunk of converted rows */
+    int need_buf = W->dtype == TOLK_DT_F16 && M > F16_GEMV_MAX_M;
+    size_t chunk = F16_CHUNK_FLOATS / K;
+    if (chunk < 16) chunk = 16;
+    if (chunk > piece) chunk = piece;
+    int failed = 0;
+    OMP(parallel num_threads(nt)) {
+        float *buf = need_buf ? malloc(chunk * K * sizeof(float)) : NULL;
+        if (need_buf && !buf) {
+            OMP(atomic write)
+            failed = 1;
+        }
+        long long pi;
+        OMP(for schedule(dynamic, 1))
+        for (pi = 0; pi < (long long)n_pieces; pi++) {
+            if (need_buf && !buf) continue;
+            size_t n0 = (size_t)pi * piece, n1 = n0 + piece < N ? n0 + piece : N;
+            init_cols(y, ldy, M, n0, n1, bias, accumulate);
+            linear_cols(y, ldy, x, ldx, M, W, n0, n1, buf, chunk);
+        }
+        free(buf);
+    }
+    if (failed) return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: linear: out of memory");
+    return TOLK_OK;
+}
+
+static tolk_status cpu_logits(tolk_ctx *ctx, const tolk_backend *be, float *logits, const float *x,
+                              size_t M, const tolk_bweight *tok) {
+    if (!tok) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: logits: NULL weight");
+    return cpu_linear(ctx, be, logits, (size_t)tok->rows, x, (size_t)tok->cols, M, tok, NULL, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Elementwise and row ops                                                 */
+/* ------------------------------------------------------------------------ */
+
+static tolk_status cpu_layernorm(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *x,
+                                 size_t M, size_t D, const float *gamma, const float *beta,
+                                 float eps) {
+    (void)be;
+    if (M == 0) return TOLK_OK;
+    if (!y || !x || !gamma || !beta || D == 0)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: layernorm: bad arguments");
+    long long m;
+    OMP(parallel for num_threads(nthreads(ctx)) schedule(guided) if (M * D > 32768))
+    for (m = 0; m < (long long)M; m++) {
+        const float *xr = x + (size_t)m * D;
+        float *yr = y + (size_t)m * D;
+        float s = 0.0f;
+        OMP(simd reduction(+ : s))
+        for (size_t i = 0; i < D; i++)
+            s += xr[i];
+        float mean = s / (float)D;
+        float v = 0.0f;
+        OMP(simd reduction(+ : v))
+        for (size_t i = 0; i < D; i++)
+            v += (xr[i] - mean) * (xr[i] - mean);
+        float rstd = 1.0f / sqrtf(v / (float)D + eps);
+        for (size_t i = 0; i < D; i++)
+            yr[i] = (xr[i] - mean) * rstd * gamma[i] + beta[i];
+    }
+    return TOLK_OK;
+}
+
+/* exp(x) for x <= 0 (softmax, erf): 2^k * p(r), r = x - k ln 2,
+ * |r| <= ln2/2, degree-6 Taylor polynomial (relative error < 2e-7);
+ * vectorisable. Below -80 it returns 0 rather than a number near the
+ * denormal range: products with denormals cost ~100 cycles each. */
+static inline float exp_neg(float x) {
+    float xc = fmaxf(x, -80.0f);
+    float kf = floorf(xc * 1.44269504089f + 0.5f);
+    float r = xc - kf * 0.693145751953125f - kf * 1.428606765330187e-06f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t k = (int32_t)kf;
+    union {
+        uint32_t u;
+        float f;
+    } s;
+    s.u = (uint32_t)(k + 127) << 23;
+    return p * s.f * (float)(x >= -80.0f);
+}
+
+/* erf(x), |error| < 2e-7: Abramowitz & Stegun 7.1.26 form
+ * 1 - t(a1 + t(a2 + ...)) e^{-x^2}, t = 1 / (1 + p|x|). */
+static inline float erf_approx(float x) {
+    float ax = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float poly =
+        t * (0.254829592f +
+             t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+    float e = 1.0f - poly * exp_neg(-ax * ax);
+    return copysignf(e, x);
+}
+
+#ifdef TOLK_HAVE_F16C_FMA
+/* 8-lane forms of exp_neg and erf_approx (same formulas, same constants);
+ * the compiler does not vectorise the scalar ones reliably. */
+static inline __m256 exp_neg8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-80.0f);
+    __m256 valid = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
+    __m256 xc = _mm256_max_ps(x, lo);
+    __m256 kf =
+        _mm256_floor_ps(_mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504089f), _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693145751953125f), xc);
+    r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(1.428606765330187e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i k = _mm256_cvtps_epi32(kf);
+    __m256 sc =
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
+    return _mm256_and_ps(_mm256_mul_ps(p, sc), valid);
+}
+
+static inline __m256 gelu8(__m256 v) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    __m256 x = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
+    __m256 ax = _mm256_andnot_ps(sign, x);
+    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), ax, one));
+    __m256 poly = _mm256_set1_ps(1.061405429f);
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(-1.453152027f));
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(1.421413741f));
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(-0.284496736f));
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(0.254829592f));
+    poly = _mm256_mul_ps(poly, t);
+    __m256 e = _mm256_fnmadd_ps(poly, exp_neg8(_mm256_mul_ps(_mm256_xor_ps(ax, sign), ax)), one);
+    e = _mm256_or_ps(e, _mm256_and_ps(x, sign)); /* erf(x), sign of x */
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), _mm256_add_ps(one, e));
+}
+#endif
+
+/* r[i] = GELU(r[i] + (bias ? bias[i] : 0)) for i < n. */
+static void gelu_row(float *r, const float *bias, size_t n) {
+    size_t i = 0;
+#ifdef TOLK_HAVE_F16C_FMA
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(r + i);
+        if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + i));
+        _mm256_storeu_ps(r + i, gelu8(v));
+    }
+#endif
+    for (; i < n; i++) {
+        float v = r[i] + (bias ? bias[i] : 0.0f);
+        r[i] = 0.5f * v * (1.0f + erf_approx(v * 0.70710678118654752f));
+    }
+}
+
+static tolk_status cpu_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx,
+                                 size_t M, size_t N, const float *bias) {
+    (void)be;
+    if (M == 0 || N == 0) return TOLK_OK;
+    if (!x || ldx < N)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: bias_gelu: bad arguments");
+    long long m;
+    OMP(parallel for num_threads(nthreads(ctx)) schedule(guided) if (M * N > 32768))
+    for (m = 0; m < (long long)M; m++) {
+        gelu_row(x + (size_t)m * ldx, bias, N);
+    }
+    return TOLK_OK;
+}
+
+/* In place softmax of one row of n floats. */
+static void softmax_row(float *r, size_t n) {
+    size_t i = 0;
+    float mx = r[0], sum = 0.0f;
+#ifdef TOLK_HAVE_F16C_FMA
+    if (n >= 8) {
+        __m256 m8 = _mm256_loadu_ps(r);
+        for (i = 8; i + 8 <= n; i += 8)
+            m8 = _mm256_max_ps(m8, _mm256_loadu_ps(r + i));
+        float tmp[8];
+        _mm256_storeu_ps(tmp, m8);
+        for (int k = 0; k < 8; k++)
+            mx = tmp[k] > mx ? tmp[k] : mx;
+    }
+    for (; i < n; i++)
+        mx = r[i] > mx ? r[i] : mx;
+    __m256 mv = _mm256_set1_ps(mx), s8 = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp_neg8(_mm256_sub_ps(_mm256_loadu_ps(r + i), mv));
+        _mm256_storeu_ps(r + i, e);
+        s8 = _mm256_add_ps(s8, e);
+    }
+    float tmp[8];
+    _mm256_storeu_ps(tmp, s8);
+    for (int k = 0; k < 8; k++)
+        sum += tmp[k];
+#else
+    for (i = 1; i < n; i++)
+        mx = r[i] > mx ? r[i] : mx;
+    i = 0;
+#endif
+    for (; i < n; i++) {
+        r[i] = exp_neg(r[i] - mx);
+        sum += r[i];
+    }
+    float inv = 1.0f / sum;
+    for (i = 0; i < n; i++)
+        r[i] *= inv;
+}
+
+static tolk_status cpu_softmax(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx,
+                               size_t M, size_t N) {
+    (void)be;
+    if (M == 0 || N == 0) return TOLK_OK;
+    if (!x || ldx < N)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: softmax: bad arguments");
+    long long m;
+    OMP(parallel for num_threads(nthreads(ctx)) schedule(guided) if (M * N > 32768))
+    for (m = 0; m < (long long)M; m++)
+        softmax_row(x + (size_t)m * ldx, N);
+    return TOLK_OK;
+}
+
+static tolk_status cpu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *a,
+                           const float *b, size_t n) {
+    (void)be;
+    if (n == 0) return TOLK_OK;
+    if (!y || !a || !b) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: add: NULL");
+    long long i;
+    OMP(parallel for simd num_threads(nthreads(ctx)) schedule(guided) if (n > 65536))
+    for (i = 0; i < (long long)n; i++)
+        y[i] = a[i] + b[i];
+    return TOLK_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attention                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Keys query row i of s may see: all n_kv, or q_pos0 + i + 1 when causal. */
+static size_t att_visible(const tolk_attn_seq *s, size_t i) {
+    if (!s->causal) return (size_t)s->n_kv;
+    return (size_t)s->q_pos0 + i + 1;
+}
+
+/* One query row of the few-queries path: scores over nk keys into sc,
+ * softmax, weighted sum of values into o (head slice h). */
+static void att_row(const float *q, const tolk_attn_seq *s, size_t h, int d_head, size_t ldkv,
+                    size_t nk, float scale, float *sc, float *o) {
+    for (size_t j = 0; j < nk; j++) {
+        const float *k = s->k + j * ldkv + h;
+        float d = 0.0f;
+        OMP(simd reduction(+ : d))
+        for (int c = 0; c < d_head; c++)
+            d += q[c] * k[c];
+        sc[j] = d * scale;
+    }
+    softmax_row(sc, nk);
+    for (int c = 0; c < d_head; c++)
+        o[c] = 0.0f;
+    for (size_t j = 0; j < nk; j++) {
+        const float *v = s->v + j * ldkv + h;
+        float p = sc[j];
+        OMP(simd)
+        for (int c = 0; c < d_head; c++)
+            o[c] += p * v[c];
+    }
+}
+
+/* A block of up to ATT_ROW_BLOCK query rows [i0, i0 + nb) of one head:
+ * scores = scale Q K^T (sgemm), causal mask, row softmax, out = P V
+ * (sgemm). sc holds ATT_ROW_BLOCK * n_kv floats. */
+static void att_block(const tolk_attn_seq *s, size_t h, int d_head, size_t ldq, size_t ldkv,
+                      size_t ldo, float scale, size_t i0, size_t nb, float *sc) {
+    size_t nk = att_visible(s, i0 + nb - 1); /* keys the block's last row sees */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nk, d_head, scale,
+                s->q + i0 * ldq + h, (int)ldq, s->k + h, (int)ldkv, 0.0f, sc, (int)nk);
+    for (size_t r = 0; r < nb; r++) {
+        float *row = sc + r * nk;
+        size_t vis = att_visible(s, i0 + r);
+        softmax_row(row, vis);
+        for (size_t j = vis; j < nk; j++)
+            row[j] = 0.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, d_head, (int)nk, 1.0f, sc,
+                (int)nk, s->v + h, (int)ldkv, 0.0f, s->out + i0 * ldo + h, (int)ldo);
+}
+
+/* Few-query rows of several sequences that attend to the SAME keys and
+ * values (beams of one window in cross-attention), one head: each key and
+ * value row is read once for all rows of the group. members[0..gn) index
+ * seqs; their rows total at most ATT_GROUP_ROWS; sc holds rows * n_kv. */
+static void att_group(const tolk_attn_seq *seqs, const int *members, int gn, size_t h, int d_head,
+                      size_t ldq, size_t ldkv, size_t ldo, float scale, float *sc) {
+    const float *qp[ATT_GROUP_ROWS];
+    float *op[ATT_GROUP_ROWS];
+    size_t R = 0;
+    for (int m = 0; m < gn; m++) {
+        const tolk_attn_seq *s = &seqs[members[m]];
+        for (size_t i = 0; i < (size_t)s->n_q; i++, R++) {
+            qp[R] = s->q + i * ldq + h;
+            op[R] = s->out + i * ldo + h;
+        }
+    }
+    const tolk_attn_seq *s0 = &seqs[members[0]];
+    size_t nk = (size_t)s0->n_kv;
+    for (size_t j = 0; j < nk; j++) {
+        const float *k = s0->k + j * ldkv + h;
+        for (size_t r = 0; r < R; r++) {
+            const float *q = qp[r];
+            float d = 0.0f;
+            OMP(simd reduction(+ : d))
+            for (int c = 0; c < d_head; c++)
+                d += q[c] * k[c];
+            sc[r * nk + j] = d * scale;
+        }
+    }
+    for (size_t r = 0; r < R; r++) {
+        softmax_row(sc + r * nk, nk);
+        for (int c = 0; c < d_head; c++)
+            op[r][c] = 0.0f;
+    }
+    for (size_t j = 0; j < nk; j++) {
+        const float *v = s0->v + j * ldkv + h;
+        for (size_t r = 0; r < R; r++) {
+            float p = sc[r * nk + j], *o = op[r];
+            OMP(simd)
+            for (int c = 0; c < d_head; c++)
+                o[c] += p * v[c];
+        }
+    }
+}
+
+/* A unit of attention work for one head: a row block of a many-query
+ * sequence (nb > 0), a group of few-query sequences sharing keys (gn > 0),
+ * or every row of one few-query causal sequence, one at a time. */
+typedef struct att_task {
+    int seq;
+    int head;
+    int i0, nb; /* row block */
+    int g0, gn; /* members[g0 .. g0 + gn) */
+} att_task;
+
+static tolk_status cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
+                                 int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
+                                 size_t ldo, float scale) {
+    (void)be;
+    if (n_seqs == 0) return TOLK_OK;
+    if (!seqs || n_seqs < 0 || n_head < 1 || d_head < 1)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention: bad arguments");
+    size_t width = (size_t)n_head * (size_t)d_head;
+    if (ldq < width || ldkv < width || ldo < width || ldkv > INT32_MAX || ldq > INT32_MAX ||
+        ldo > INT32_MAX)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention: bad strides");
+    size_t max_kv = 0, n_units = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const tolk_attn_seq *s = &seqs[i];
+        if (!s->q || !s->k || !s->v || !s->out || s->n_q < 1 || s->n_kv < 1 ||
+            (s->causal && (s->q_pos0 < 0 || (int64_t)s->q_pos0 + s->n_q > s->n_kv)))
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "backend_cpu: attention: bad sequence %d (n_q %d, n_kv %d, pos0 %d)",
+                             i, s->n_q, s->n_kv, s->q_pos0);
+        if ((size_t)s->n_kv > max_kv) max_kv = (size_t)s->n_kv;
+        n_units +=
+            s->n_q >= ATT_GEMM_MIN_Q ? ((size_t)s->n_q + ATT_ROW_BLOCK - 1) / ATT_ROW_BLOCK : 1;
+    }
+    att_task *units = malloc(n_units * sizeof *units);
+    att_task *tasks = malloc(n_units * (size_t)n_head * sizeof *tasks);
+    int *members = malloc((size_t)n_seqs * sizeof(int));
+    char *grouped = calloc((size_t)n_seqs, 1);
+    if (!units || !tasks || !members || !grouped) {
+        free(units), free(tasks), free(members), free(grouped);
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: attention: out of memory");
+    }
+    /* Units of work (per head below): row blocks, groups sharing keys,
+     * single causal sequences. */
+    size_t nu = 0;
+    int n_members = 0, any_block = 0, any_group = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const tolk_attn_seq *s = &seqs[i];
+        if (s->n_q >= ATT_GEMM_MIN_Q) {
+            any_block = 1;
+            for (int i0 = 0; i0 < s->n_q; i0 += ATT_ROW_BLOCK)
+                units[nu++] = (att_task){
+                    i, 0, i0, s->n_q - i0 < ATT_ROW_BLOCK ? s->n_q - i0 : ATT_ROW_BLOCK, 0, 0};
+        } else if (s->causal) {
+            units[nu++] = (att_task){i, 0, 0, 0, 0, 0};
+        } else if (!grouped[i]) {
+            int g0 = n_members, rows = s->n_q;
+            members[n_members++] = i;
+            grouped[i] = 1;
+            for (int j = i + 1; j < n_seqs; j++) {
+                const tolk_attn_seq *t = &seqs[j];
+                if (grouped[j] || t->causal || t->n_q >= ATT_GEMM_MIN_Q || t->k != s->k ||
+                    t->v != s->v || t->n_kv != s->n_kv || rows + t->n_q > ATT_GROUP_ROWS)
+                    continue;
+                members[n_members++] = j;
+                grouped[j] = 1;
+                rows += t->n_q;
+            }
+            any_group = 1;
+            units[nu++] = (att_task){i, 0, 0, 0, g0, n_members - g0};
+        }
+    }
+    size_t n_tasks = 0;
+    for (int hh = 0; hh < n_head; hh++)
+        for (size_t u = 0; u < nu; u++) {
+            tasks[n_tasks] = units[u];
+            tasks[n_tasks++].head = hh;
+        }
+    blas_single();
+    size_t rows_scratch = any_block ? ATT_ROW_BLOCK : any_group ? ATT_GROUP_ROWS : 1;
+    size_t scratch = rows_scratch * max_kv;
+    int nt = nthreads(ctx);
+    if ((size_t)nt > n_tasks) nt = (int)n_tasks;
+    int failed = 0;
+    OMP(parallel num_threads(nt)) {
+        float *sc = malloc(scratch * sizeof(float));
+        if (!sc) {
+            OMP(atomic write)
+            failed = 1;
+        }
+        long long ti;
+        OMP(for schedule(dynamic, 1))
+        for (ti = 0; ti < (long long)n_tasks; ti++) {
+            if (!sc) continue;
+            const att_task *t = &tasks[ti];
+            const tolk_attn_seq *s = &seqs[t->seq];
+            size_t h = (size_t)t->head * (size_t)d_head;
+            if (t->nb > 0) {
+                att_block(s, h, d_head, ldq, ldkv, ldo, scale, (size_t)t->i0, (size_t)t->nb, sc);
+            } else if (t->gn > 0) {
+                att_group(seqs, members + t->g0, t->gn, h, d_head, ldq, ldkv, ldo, scale, sc);
+            } else {
+                for (size_t i = 0; i < (size_t)s->n_q; i++)
+                    att_row(s->q + i * ldq + h, s, h, d_head, ldkv, att_visible(s, i), scale, sc,
+                            s->out + i * ldo + h);
+            }
+        }
+        free(sc);
+    }
+    free(units), free(tasks), free(members), free(grouped);
+    if (failed) return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: attention: out of memory");
+    return TOLK_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* conv1d and embedding                                                    */
+/* ------------------------------------------------------------------------ */
+
+static tolk_status cpu_conv1d(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *x,
+                              tolk_conv_layout layout, size_t C_in, size_t T_in, int stride,
+                              const tolk_bweight *W, const float *bias) {
+    if (!y || !x || !W || (stride != 1 && stride != 2) || C_in == 0 || T_in == 0 ||
+        (layout != TOLK_CONV_IN_CT && layout != TOLK_CONV_IN_TC))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: conv1d: bad arguments");
+    size_t K3;
+    if (!tolk_mul_size(C_in, 3, &K3) || (size_t)W->cols != K3)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "backend_cpu: conv1d: weight has %lld columns, expected %zu * 3",
+                         (long long)W->cols, C_in);
+    size_t T_out = (T_in - 1) / (size_t)stride + 1;
+    size_t n, bytes;
+    if (!tolk_mul_size(T_out, K3, &n) || !tolk_mul_size(n, sizeof(float), &bytes))
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: conv1d: too large");
+    /* im2col: cols[t, c * 3 + k] = x(stride * t + k - 1, c), zero outside. */
+    float *cols = cpu_alloc(ctx, be, bytes);
+    if (!cols) return TOLK_ERR_NOMEM;
+    long long t;
+    OMP(parallel for num_threads(nthreads(ctx)) schedule(guided))
+    for (t = 0; t < (long long)T_out; t++) {
+        float *row = cols + (size_t)t * K3;
+        for (int k = 0; k < 3; k++) {
+            long long ti = (long long)stride * t + k - 1;
+            int inside = ti >= 0 && ti < (long long)T_in;
+            if (layout == TOLK_CONV_IN_TC) {
+                const float *xr = x + (size_t)ti * C_in;
+                for (size_t c = 0; c < C_in; c++)
+                    row[c * 3 + (size_t)k] = inside ? xr[c] : 0.0f;
+            } else {
+                for (size_t c = 0; c < C_in; c++)
+                    row[c * 3 + (size_t)k] = inside ? x[c * T_in + (size_t)ti] : 0.0f;
+            }
+        }
+    }
+    tolk_status st = cpu_linear(ctx, be, y, (size_t)W->rows, cols, K3, T_out, W, bias, 0);
+    free(cols);
+    return st;
+}
+
+static tolk_status cpu_embed(tolk_ctx *ctx, const tolk_backend *be, float *y,
+                             const tolk_bweight *tok, const int *ids, const int *positions,
+                             size_t n, const float *pos, size_t n_pos) {
+    (void)be;
+    if (n == 0) return TOLK_OK;
+    if (!y || !tok || !tok->data || !ids || !positions || !pos)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: embed: NULL argument");
+    size_t D = (size_t)tok->cols;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= tok->rows)
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: embed: token id %d of %lld",
+                             ids[i], (long long)tok->rows);
+        if (positions[i] < 0 || (size_t)positions[i] >= n_pos)
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: embed: position %d of %zu",
+                             positions[i], n_pos);
+    }
+    for (size_t i = 0; i < n; i++) {
+        float *yr = y + i * D;
+        size_t id = (size_t)ids[i];
+        if (tok->dtype == TOLK_DT_F16)
+            halves_to_floats(yr, (const uint16_t *)tok->data + id * D, D);
+        else
+            memcpy(yr, (const float *)tok->data + id * D, D * sizeof(float));
+        const float *pr = pos + (size_t)positions[i] * D;
+        for (size_t c = 0; c < D; c++)
+            yr[c] += pr[c];
+    }
+    return TOLK_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Creation                                                                */
+/* ------------------------------------------------------------------------ */
+
+static void cpu_destroy(tolk_backend *be) {
+    if (!be) return;
+    free(be->impl);
+    free(be);
+}
+
+tolk_status tolk_backend_cpu_new(tolk_ctx *ctx, const tolk_backend_params *params,
+                                 tolk_backend **out) {
+    if (!out) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: NULL output");
+    *out = NULL;
+    tolk_backend *be = calloc(1, sizeof *be);
+    cpu_impl *im = calloc(1, sizeof *im);
+    if (!be || !im) {
+        free(be);
+        free(im);
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: out of memory");
+    }
+    im->keep_f16 = params ? params->keep_f16 != 0 : 1;
+    be->name = "cpu";
+    be->impl = im;
+    be->destroy = cpu_destroy;
+    be->alloc = cpu_alloc;
+    be->free = cpu_free;
+    be->upload = cpu_upload;
+    be->download = cpu_upload;
+    be->copy2d = cpu_copy2d;
+    be->weight_prepare = cpu_weight_prepare;
+    be->weight_free = cpu_weight_free;
+    be->vector_prepare = cpu_vector_prepare;
+    be->linear = cpu_linear;
+    be->layernorm = cpu_layernorm;
+    be->bias_gelu = cpu_bias_gelu;
+    be->softmax = cpu_softmax;
+    be->add = cpu_add;
+    be->attention = cpu_attention;
+    be->conv1d = cpu_conv1d;
+    be->embed = cpu_embed;
+    be->logits = cpu_logits;
+    *out = be;
+    return TOLK_OK;
+}

@@ -1,0 +1,691 @@
+/*
+ * net.c — the Whisper encoder-decoder network over the backend op table
+ * (backend.h): weight preparation, the encoder (conv stem + pre-LN
+ * transformer blocks), the per-window cross-attention K/V, and the batched
+ * decoder step over per-sequence self-attention KV caches. Calls only the op
+ * table (never BLAS or CUDA directly).
+ *
+ * Reference behaviour: openai-whisper model.py (AudioEncoder, TextDecoder,
+ * ResidualAttentionBlock): x = GELU(conv1(mel)); x = GELU(conv2(x)) with
+ * stride 2; x += positional embedding; each block x += attn(ln(x)),
+ * [x += cross_attn(ln(x), xa)], x += mlp(ln(x)); final LayerNorm; decoder
+ * logits = ln(x) · token_embedding^T. Attention scores scaled by
+ * 1/sqrt(d_head) (the reference's d_head^-0.25 on q and on k), causal in
+ * the decoder's self-attention. K/V of earlier tokens come from the cache,
+ * so a step over new tokens equals the reference's full forward pass.
+ */
+#include "net.h"
+
+#include "backend.h"
+#include "internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LN_EPS 1e-5f
+/* Windows the encoder processes in one pass (bounds its workspace). */
+#define ENC_MAX_BATCH 4
+
+/* Attention sub-layer weights. Self-attention: qkv fused [3d, d] with bias
+ * [3d] (key part zero when absent). Cross-attention: q [d, d] + bias [d],
+ * and kv fused [2d, d] + bias [2d], applied to the encoder output once per
+ * window (tolk_kvcache_set_window). */
+typedef struct attn_w {
+    tolk_bweight qkv;   /* self: [3d, d]; cross: [d, d] (query only) */
+    float *qkv_b;       /* self: [3d]; cross: [d] */
+    tolk_bweight kv;    /* cross only: [2d, d] */
+    float *kv_b;        /* cross only: [2d] */
+    tolk_bweight out;   /* [d, d] */
+    float *out_b;       /* [d] */
+    float *ln_g, *ln_b; /* the pre-LN of this sub-layer, [d] */
+} attn_w;
+
+typedef struct block_w {
+    attn_w attn;
+    attn_w cross;          /* decoder only */
+    tolk_bweight fc1, fc2; /* mlp.0 [4d, d], mlp.2 [d, 4d] */
+    float *fc1_b, *fc2_b;  /* [4d], [d] */
+    float *mlp_ln_g, *mlp_ln_b;
+} block_w;
+
+struct tolk_net {
+    tolk_hparams hp;
+    tolk_backend *be;
+    /* encoder */
+    tolk_bweight conv1, conv2; /* [d, n_mels * 3], [d, d * 3] */
+    float *conv1_b, *conv2_b;  /* [d] */
+    float *enc_pos;            /* [n_audio_ctx, d] */
+    block_w *enc;              /* n_audio_layer */
+    float *ln_post_g, *ln_post_b;
+    /* decoder */
+    tolk_bweight tok; /* [n_vocab, d], also the output projection */
+    float *dec_pos;   /* [n_text_ctx, d] */
+    block_w *dec;     /* n_text_layer */
+    float *dec_ln_g, *dec_ln_b;
+    uint64_t mem_bytes;
+};
+
+struct tolk_kvcache {
+    const tolk_net *net;
+    int max_seqs, max_len, max_windows;
+    int *len;        /* [max_seqs] cached positions */
+    int *win;        /* [max_seqs] window slot, -1 unbound */
+    int *win_set;    /* [max_windows] whether set_window ran */
+    float *self_kv;  /* [n_text_layer][max_seqs][max_len][2d]: K at 0, V at d */
+    float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
+    float *ws;       /* decoder step workspace (device), ws_floats */
+    size_t ws_floats;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Weight preparation                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* The tensor named by the format, or NULL (own scan: the net does not need
+ * the loaders' lookup helpers). */
+static const tolk_tensor *find(const tolk_weights *w, const char *fmt, ...) TOLK_PRINTF(2, 3);
+static const tolk_tensor *find(const tolk_weights *w, const char *fmt, ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof name) return NULL;
+    for (int i = 0; i < w->n_tensors; i++)
+        if (w->tensors[i].name && strcmp(w->tensors[i].name, name) == 0) return &w->tensors[i];
+    return NULL;
+}
+
+typedef struct prep {
+    tolk_ctx *ctx;
+    const tolk_weights *w;
+    tolk_net *net;
+    tolk_status st;
+} prep;
+
+/* The tensor `name` with exactly the given shape (ndim dims), or NULL with
+ * p->st set (optional tensors: when !required a missing one returns NULL
+ * without failing). */
+static const tolk_tensor *need(prep *p, int required, int ndim, const int64_t *shape,
+                               const char *name) {
+    if (p->st != TOLK_OK) return NULL;
+    const tolk_tensor *t = find(p->w, "%s", name);
+    if (!t) {
+        if (required)
+            p->st = tolk_fail(p->ctx, TOLK_ERR_FORMAT, "%s: missing tensor %s",
+                              p->w->path ? p->w->path : "model", name);
+        return NULL;
+    }
+    int ok = t->ndim == ndim && t->data != NULL;
+    for (int i = 0; ok && i < ndim; i++)
+        ok = t->shape[i] == shape[i];
+    if (!ok) {
+        p->st = tolk_fail(p->ctx, TOLK_ERR_FORMAT, "%s: tensor %s has an unexpected shape",
+                          p->w->path ? p->w->path : "model", name);
+        return NULL;
+    }
+    return t;
+}
+
+static const tolk_tensor *need1(prep *p, int required, int64_t a, const char *name) {
+    int64_t s[1] = {a};
+    return need(p, required, 1, s, name);
+}
+static const tolk_tensor *need2(prep *p, int64_t a, int64_t b, const char *name) {
+    int64_t s[2] = {a, b};
+    return need(p, 1, 2, s, name);
+}
+
+static void prep_weight(prep *p, tolk_bweight *dst, const tolk_tensor *const *parts, int n) {
+    if (p->st != TOLK_OK) return;
+    for (int i = 0; i < n; i++)
+        if (!parts[i]) return;
+    p->st = p->net->be->weight_prepare(p->ctx, p->net->be, parts, n, dst);
+    if (p->st == TOLK_OK)
+        p->net->mem_bytes +=
+            (uint64_t)dst->rows * (uint64_t)dst->cols * (dst->dtype == TOLK_DT_F16 ? 2u : 4u);
+}
+
+/* One float32 vector from parts (NULL parts: zero_len zeros). */
+static float *prep_vec(prep *p, const tolk_tensor *const *parts, const int64_t *zero_len, int n) {
+    if (p->st != TOLK_OK) return NULL;
+    float *v = NULL;
+    p->st = p->net->be->vector_prepare(p->ctx, p->net->be, parts, zero_len, n, &v);
+    if (p->st != TOLK_OK) return NULL;
+    for (int i = 0; i < n; i++)
+        p->net->mem_bytes +=
+            4u * (uint64_t)(parts[i]
+                                ? (parts[i]->ndim == 2 ? parts[i]->shape[0] * parts[i]->shape[1]
+                                                       : parts[i]->shape[0])
+                                : zero_len[i]);
+    return v;
+}
+
+static float *prep_vec1(prep *p, int64_t len, const char *name) {
+    const tolk_tensor *t = need1(p, 1, len, name);
+    if (!t) return NULL;
+    return prep_vec(p, &t, NULL, 1);
+}
+
+/* LayerNorm pair `<prefix>.weight` / `<prefix>.bias`. */
+static void prep_ln(prep *p, float **g, float **b, int64_t d, const char *prefix) {
+    char n[200];
+    snprintf(n, sizeof n, "%s.weight", prefix);
+    *g = prep_vec1(p, d, n);
+    snprintf(n, sizeof n, "%s.bias", prefix);
+    *b = prep_vec1(p, d, n);
+}
+
+/* Attention sub-layer `<prefix>` (e.g. "decoder.blocks.3.cross_attn"). */
+static void prep_attn(prep *p, attn_w *a, int64_t d, int cross, const char *prefix,
+                      const char *ln_prefix) {
+    char n[4][200];
+    static const char *const parts[3] = {"query", "key", "value"};
+    const tolk_tensor *W[3], *B[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(n[0], sizeof n[0], "%s.%s.weight", prefix, parts[i]);
+        W[i] = need2(p, d, d, n[0]);
+        snprintf(n[0], sizeof n[0], "%s.%s.bias", prefix, parts[i]);
+        B[i] = need1(p, i != 1, d, n[0]); /* key bias optional (absent in the reference) */
+    }
+    int64_t zl[3] = {d, d, d};
+    if (!cross) {
+        prep_weight(p, &a->qkv, W, 3);
+        a->qkv_b = prep_vec(p, B, zl, 3);
+    } else {
+        prep_weight(p, &a->qkv, W, 1);
+        a->qkv_b = prep_vec(p, B, zl, 1);
+        prep_weight(p, &a->kv, W + 1, 2);
+        a->kv_b = prep_vec(p, B + 1, zl, 2);
+    }
+    snprintf(n[1], sizeof n[1], "%s.out.weight", prefix);
+    const tolk_tensor *o = need2(p, d, d, n[1]);
+    prep_weight(p, &a->out, &o, 1);
+    snprintf(n[2], sizeof n[2], "%s.out.bias", prefix);
+    a->out_b = prep_vec1(p, d, n[2]);
+    prep_ln(p, &a->ln_g, &a->ln_b, d, ln_prefix);
+}
+
+static void prep_block(prep *p, block_w *b, int64_t d, const char *side, int i, int decoder) {
+    char pre[160], ln[160];
+    snprintf(pre, sizeof pre, "%s.blocks.%d.attn", side, i);
+    snprintf(ln, sizeof ln, "%s.blocks.%d.attn_ln", side, i);
+    prep_attn(p, &b->attn, d, 0, pre, ln);
+    if (decoder) {
+        snprintf(pre, sizeof pre, "%s.blocks.%d.cross_attn", side, i);
+        snprintf(ln, sizeof ln, "%s.blocks.%d.cross_attn_ln", side, i);
+        prep_attn(p, &b->cross, d, 1, pre, ln);
+    }
+    char n[200];
+    snprintf(n, sizeof n, "%s.blocks.%d.mlp.0.weight", side, i);
+    const tolk_tensor *t = need2(p, 4 * d, d, n);
+    prep_weight(p, &b->fc1, &t, 1);
+    snprintf(n, sizeof n, "%s.blocks.%d.mlp.0.bias", side, i);
+    b->fc1_b = prep_vec1(p, 4 * d, n);
+    snprintf(n, sizeof n, "%s.blocks.%d.mlp.2.weight", side, i);
+    t = need2(p, d, 4 * d, n);
+    prep_weight(p, &b->fc2, &t, 1);
+    snprintf(n, sizeof n, "%s.blocks.%d.mlp.2.bias", side, i);
+    b->fc2_b = prep_vec1(p, d, n);
+    snprintf(n, sizeof n, "%s.blocks.%d.mlp_ln", side, i);
+    prep_ln(p, &b->mlp_ln_g, &b->mlp_ln_b, d, n);
+}
+
+static void free_attn(const tolk_backend *be, attn_w *a) {
+    be->weight_free(be, &a->qkv);
+    be->weight_free(be, &a->kv);
+    be->weight_free(be, &a->out);
+    be->free(be, a->qkv_b);
+    be->free(be, a->kv_b);
+    be->free(be, a->out_b);
+    be->free(be, a->ln_g);
+    be->free(be, a->ln_b);
+}
+
+static void free_block(const tolk_backend *be, block_w *b) {
+    free_attn(be, &b->attn);
+    free_attn(be, &b->cross);
+    be->weight_free(be, &b->fc1);
+    be->weight_free(be, &b->fc2);
+    be->free(be, b->fc1_b);
+    be->free(be, b->fc2_b);
+    be->free(be, b->mlp_ln_g);
+    be->free(be, b->mlp_ln_b);
+}
+
+void tolk_net_free(tolk_net *net) {
+    if (!net) return;
+    const tolk_backend *be = net->be;
+    if (be) {
+        be->weight_free(be, &net->conv1);
+        be->weight_free(be, &net->conv2);
+        be->free(be, net->conv1_b);
+        be->free(be, net->conv2_b);
+        be->free(be, net->enc_pos);
+        if (net->enc)
+            for (int i = 0; i < net->hp.n_audio_layer; i++)
+                free_block(be, &net->enc[i]);
+        be->free(be, net->ln_post_g);
+        be->free(be, net->ln_post_b);
+        be->weight_free(be, &net->tok);
+        be->free(be, net->dec_pos);
+        if (net->dec)
+            for (int i = 0; i < net->hp.n_text_layer; i++)
+                free_block(be, &net->dec[i]);
+        be->free(be, net->dec_ln_g);
+        be->free(be, net->dec_ln_b);
+        net->be->destroy(net->be);
+    }
+    free(net->enc);
+    free(net->dec);
+    free(net);
+}
+
+/* Hyper-parameters the network can run: positive, heads dividing the
+ * widths, the conv stem mapping 2 * n_audio_ctx mel frames to n_audio_ctx. */
+static tolk_status check_hparams(tolk_ctx *ctx, const tolk_weights *w) {
+    const tolk_hparams *h = &w->hp;
+    const char *path = w->path ? w->path : "model";
+    if (h->n_mels < 1 || h->n_mels > 1024 || h->n_vocab < 1 || h->n_vocab > 10000000 ||
+        h->n_audio_ctx < 1 || h->n_audio_ctx > 100000 || h->n_audio_state < 1 ||
+        h->n_audio_state > 65536 || h->n_audio_head < 1 || h->n_audio_layer < 1 ||
+        h->n_audio_layer > 1000 || h->n_text_ctx < 1 || h->n_text_ctx > 100000 ||
+        h->n_text_state < 1 || h->n_text_state > 65536 || h->n_text_head < 1 ||
+        h->n_text_layer < 1 || h->n_text_layer > 1000 || h->n_audio_state % h->n_audio_head != 0 ||
+        h->n_text_state % h->n_text_head != 0)
+        return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: implausible hyper-parameters", path);
+    if (h->n_audio_state != h->n_text_state)
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED, "%s: audio width %d differs from text width %d",
+                         path, h->n_audio_state, h->n_text_state);
+    return TOLK_OK;
+}
+
+tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net_params *params,
+                            tolk_net **out) {
+    if (!out) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: NULL output");
+    *out = NULL;
+    if (!w) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: NULL weights");
+    tolk_status st = check_hparams(ctx, w);
+    if (st != TOLK_OK) return st;
+    tolk_net *net = calloc(1, sizeof *net);
+    if (!net) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: out of memory");
+    net->hp = w->hp;
+    const tolk_hparams *h = &net->hp;
+    /* The context's device picks the backend: CUDA (CUDA builds, device
+     * resolved to CUDA) or the CPU. */
+    tolk_backend_params bp = {.keep_f16 = (!params || params->keep_f16 < 0) ? 1
+                                                                            : params->keep_f16};
+#ifdef TOLK_HAVE_CUDA
+    if (ctx && tolk_ctx_device(ctx) == TOLK_DEVICE_CUDA)
+        st = tolk_backend_cuda_new(ctx, &bp, &net->be);
+    else
+#endif
+        st = tolk_backend_cpu_new(ctx, &bp, &net->be);
+    if (st != TOLK_OK) {
+        free(net);
+        return st;
+    }
+    net->enc = calloc((size_t)h->n_audio_layer, sizeof *net->enc);
+    net->dec = calloc((size_t)h->n_text_layer, sizeof *net->dec);
+    if (!net->enc || !net->dec) {
+        tolk_net_free(net);
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: out of memory");
+    }
+    prep p = {ctx, w, net, TOLK_OK};
+    int64_t d = h->n_audio_state;
+    int64_t s3[3] = {d, h->n_mels, 3};
+    const tolk_tensor *t = need(&p, 1, 3, s3, "encoder.conv1.weight");
+    prep_weight(&p, &net->conv1, &t, 1);
+    net->conv1_b = prep_vec1(&p, d, "encoder.conv1.bias");
+    s3[1] = d;
+    t = need(&p, 1, 3, s3, "encoder.conv2.weight");
+    prep_weight(&p, &net->conv2, &t, 1);
+    net->conv2_b = prep_vec1(&p, d, "encoder.conv2.bias");
+    t = need2(&p, h->n_audio_ctx, d, "encoder.positional_embedding");
+    if (t) net->enc_pos = prep_vec(&p, &t, NULL, 1);
+    for (int i = 0; i < h->n_audio_layer; i++)
+        prep_block(&p, &net->enc[i], d, "encoder", i, 0);
+    prep_ln(&p, &net->ln_post_g, &net->ln_post_b, d, "encoder.ln_post");
+    t = need2(&p, h->n_vocab, d, "decoder.token_embedding.weight");
+    prep_weight(&p, &net->tok, &t, 1);
+    t = need2(&p, h->n_text_ctx, d, "decoder.positional_embedding");
+    if (t) net->dec_pos = prep_vec(&p, &t, NULL, 1);
+    for (int i = 0; i < h->n_text_layer; i++)
+        prep_block(&p, &net->dec[i], d, "decoder", i, 1);
+    prep_ln(&p, &net->dec_ln_g, &net->dec_ln_b, d, "decoder.ln");
+    if (p.st != TOLK_OK) {
+        tolk_net_free(net);
+        return p.st;
+    }
+    *out = net;
+    return TOLK_OK;
+}
+
+tolk_status tolk_net_new(tolk_ctx *ctx, const tolk_weights *w, tolk_net **out) {
+    return tolk_net_new_ex(ctx, w, NULL, out);
+}
+
+const tolk_hparams *tolk_net_hparams(const tolk_net *net) {
+    return net ? &net->hp : NULL;
+}
+
+uint64_t tolk_net_mem_bytes(const tolk_net *net) {
+    return net ? net->mem_bytes : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encoder                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* One pre-LN transformer block, self-attention only, over nw windows of T
+ * rows each: x [nw * T, d] updated in place. Workspace: h [M, d], qkv
+ * [M, 3d], att [M, d], mlp [M, 4d] with M = nw * T. */
+static tolk_status enc_block(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
+                             float *h, float *qkv, float *att, float *mlp, int nw) {
+    const tolk_backend *be = net->be;
+    size_t d = (size_t)net->hp.n_audio_state, T = (size_t)net->hp.n_audio_ctx;
+    size_t M = (size_t)nw * T;
+    int nh = net->hp.n_audio_head, dh = (int)d / nh;
+    tolk_status st;
+    tolk_attn_seq seqs[ENC_MAX_BATCH];
+    if ((st = be->layernorm(ctx, be, h, x, M, d, b->attn.ln_g, b->attn.ln_b, LN_EPS))) return st;
+    if ((st = be->linear(ctx, be, qkv, 3 * d, h, d, M, &b->attn.qkv, b->attn.qkv_b, 0))) return st;
+    for (int w = 0; w < nw; w++) {
+        const float *q = qkv + (size_t)w * T * 3 * d;
+        seqs[w] =
+            (tolk_attn_seq){q, q + d, q + 2 * d, att + (size_t)w * T * d, (int)T, (int)T, 0, 0};
+    }
+    if ((st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh))))
+        return st;
+    if ((st = be->linear(ctx, be, x, d, att, d, M, &b->attn.out, b->attn.out_b, 1))) return st;
+    if ((st = be->layernorm(ctx, be, h, x, M, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS))) return st;
+    if ((st = be->linear(ctx, be, mlp, 4 * d, h, d, M, &b->fc1, NULL, 0))) return st;
+    if ((st = be->bias_gelu(ctx, be, mlp, 4 * d, M, 4 * d, b->fc1_b))) return st;
+    return be->linear(ctx, be, x, d, mlp, 4 * d, M, &b->fc2, b->fc2_b, 1);
+}
+
+tolk_status tolk_net_encode(tolk_ctx *ctx, const tolk_net *net, const float *mel, int n_windows,
+                            float *out) {
+    if (!net || !mel || !out || n_windows < 1)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: encode: bad arguments");
+    const tolk_backend *be = net->be;
+    const tolk_hparams *hp = &net->hp;
+    size_t d = (size_t)hp->n_audio_state, T = (size_t)hp->n_audio_ctx;
+    size_t n_mels = (size_t)hp->n_mels, T_mel = 2 * T;
+    int nb = n_windows < ENC_MAX_BATCH ? n_windows : ENC_MAX_BATCH;
+    /* workspace: x, h, att [M, d]; qkv [M, 3d]; mlp [M, 4d] (conv1's
+     * [T_mel, d] output fits per window); mel [n_mels, T_mel] */
+    size_t M = (size_t)nb * T, per, total, bytes;
+    if (!tolk_mul_size(M, d, &per) || !tolk_mul_size(per, 10, &total) ||
+        !tolk_add_size(total, n_mels * T_mel, &total) || !tolk_mul_size(total, 4, &bytes))
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: encode: workspace too large");
+    float *ws = be->alloc(ctx, be, bytes);
+    if (!ws) return TOLK_ERR_NOMEM;
+    float *x = ws, *h = x + per, *att = h + per, *qkv = att + per, *mlp = qkv + 3 * per;
+    float *melbuf = mlp + 4 * per;
+    tolk_status st = TOLK_OK;
+    for (int w0 = 0; w0 < n_windows && st == TOLK_OK; w0 += nb) {
+        int nw = n_windows - w0 < nb ? n_windows - w0 : nb;
+        size_t Mw = (size_t)nw * T;
+        for (int w = 0; w < nw && st == TOLK_OK; w++) {
+            float *xw = x + (size_t)w * T * d;
+            const float *src = mel + (size_t)(w0 + w) * n_mels * T_mel;
+            st = be->upload(ctx, be, melbuf, src, n_mels * T_mel * sizeof(float));
+            /* conv1 + GELU: [n_mels, T_mel] -> [T_mel, d] (in mlp) */
+            if (!st)
+                st = be->conv1d(ctx, be, mlp, melbuf, TOLK_CONV_IN_CT, n_mels, T_mel, 1,
+                                &net->conv1, NULL);
+            if (!st) st = be->bias_gelu(ctx, be, mlp, d, T_mel, d, net->conv1_b);
+            /* conv2 (stride 2) + GELU: [T_mel, d] -> [T, d] */
+            if (!st)
+                st = be->conv1d(ctx, be, xw, mlp, TOLK_CONV_IN_TC, d, T_mel, 2, &net->conv2, NULL);
+            if (!st) st = be->bias_gelu(ctx, be, xw, d, T, d, net->conv2_b);
+            if (!st) st = be->add(ctx, be, xw, xw, net->enc_pos, T * d);
+        }
+        for (int l = 0; l < hp->n_audio_layer && st == TOLK_OK; l++)
+            st = enc_block(ctx, net, &net->enc[l], x, h, qkv, att, mlp, nw);
+        if (!st) st = be->layernorm(ctx, be, h, x, Mw, d, net->ln_post_g, net->ln_post_b, LN_EPS);
+        if (!st) st = be->download(ctx, be, out + (size_t)w0 * T * d, h, Mw * d * sizeof(float));
+    }
+    be->free(be, ws);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* KV cache                                                                */
+/* ------------------------------------------------------------------------ */
+
+void tolk_kvcache_free(tolk_kvcache *kv) {
+    if (!kv) return;
+    const tolk_backend *be = kv->net->be;
+    be->free(be, kv->self_kv);
+    be->free(be, kv->cross_kv);
+    be->free(be, kv->ws);
+    free(kv->len);
+    free(kv->win);
+    free(kv->win_set);
+    free(kv);
+}
+
+tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, int max_len,
+                             int max_windows, tolk_kvcache **out) {
+    if (!out) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: kvcache: NULL output");
+    *out = NULL;
+    if (!net || max_seqs < 1 || max_len < 1 || max_windows < 1 || max_len > net->hp.n_text_ctx ||
+        max_seqs > 65536 || max_windows > 65536)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "net: kvcache: bad sizes (seqs %d, len %d of %d, windows %d)", max_seqs,
+                         max_len, net ? net->hp.n_text_ctx : 0, max_windows);
+    const tolk_backend *be = net->be;
+    size_t d2 = 2 * (size_t)net->hp.n_text_state, L = (size_t)net->hp.n_text_layer;
+    size_t self_n, cross_n;
+    if (!tolk_mul_size(L * (size_t)max_seqs, (size_t)max_len, &self_n) ||
+        !tolk_mul_size(self_n, d2 * sizeof(float), &self_n) ||
+        !tolk_mul_size(L * (size_t)max_windows, (size_t)net->hp.n_audio_ctx, &cross_n) ||
+        !tolk_mul_size(cross_n, d2 * sizeof(float), &cross_n))
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: kvcache: too large");
+    tolk_kvcache *kv = calloc(1, sizeof *kv);
+    if (!kv) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: kvcache: out of memory");
+    kv->net = net;
+    kv->max_seqs = max_seqs;
+    kv->max_len = max_len;
+    kv->max_windows = max_windows;
+    kv->len = calloc((size_t)max_seqs, sizeof(int));
+    kv->win = malloc((size_t)max_seqs * sizeof(int));
+    kv->win_set = calloc((size_t)max_windows, sizeof(int));
+    kv->self_kv = be->alloc(ctx, be, self_n);
+    kv->cross_kv = kv->self_kv ? be->alloc(ctx, be, cross_n) : NULL;
+    if (!kv->len || !kv->win || !kv->win_set || !kv->self_kv || !kv->cross_kv) {
+        tolk_kvcache_free(kv);
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: kvcache: out of memory");
+    }
+    for (int i = 0; i < max_seqs; i++)
+        kv->win[i] = -1;
+    *out = kv;
+    return TOLK_OK;
+}
+
+static float *self_kv_at(const tolk_kvcache *kv, int layer, int seq) {
+    size_t d2 = 2 * (size_t)kv->net->hp.n_text_state;
+    return kv->self_kv +
+           (((size_t)layer * (size_t)kv->max_seqs + (size_t)seq) * (size_t)kv->max_len) * d2;
+}
+
+static float *cross_kv_at(const tolk_kvcache *kv, int layer, int window) {
+    size_t d2 = 2 * (size_t)kv->net->hp.n_text_state;
+    return kv->cross_kv + (((size_t)layer * (size_t)kv->max_windows + (size_t)window) *
+                           (size_t)kv->net->hp.n_audio_ctx) *
+                              d2;
+}
+
+tolk_status tolk_kvcache_set_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                    int window, const float *enc) {
+    if (!net || !kv || !enc || kv->net != net || window < 0 || window >= kv->max_windows)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: set_window: bad arguments (window %d)",
+                         window);
+    const tolk_backend *be = net->be;
+    size_t d = (size_t)net->hp.n_text_state, T = (size_t)net->hp.n_audio_ctx;
+    float *xa = be->alloc(ctx, be, T * d * sizeof(float));
+    if (!xa) return TOLK_ERR_NOMEM;
+    kv->win_set[window] = 0;
+    tolk_status st = be->upload(ctx, be, xa, enc, T * d * sizeof(float));
+    for (int l = 0; l < net->hp.n_text_layer && st == TOLK_OK; l++) {
+        const attn_w *c = &net->dec[l].cross;
+        st = be->linear(ctx, be, cross_kv_at(kv, l, window), 2 * d, xa, d, T, &c->kv, c->kv_b, 0);
+    }
+    be->free(be, xa);
+    if (st == TOLK_OK) kv->win_set[window] = 1;
+    return st;
+}
+
+void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window) {
+    if (!kv || seq < 0 || seq >= kv->max_seqs) return;
+    kv->len[seq] = 0;
+    kv->win[seq] = (window >= 0 && window < kv->max_windows) ? window : -1;
+}
+
+void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src) {
+    if (!kv || dst < 0 || src < 0 || dst >= kv->max_seqs || src >= kv->max_seqs || dst == src)
+        return;
+    const tolk_backend *be = kv->net->be;
+    size_t d2 = 2 * (size_t)kv->net->hp.n_text_state;
+    for (int l = 0; l < kv->net->hp.n_text_layer && kv->len[src] > 0; l++)
+        be->copy2d(NULL, be, self_kv_at(kv, l, dst), d2, self_kv_at(kv, l, src), d2,
+                   (size_t)kv->len[src], d2);
+    kv->len[dst] = kv->len[src];
+    kv->win[dst] = kv->win[src];
+}
+
+int tolk_kvcache_length(const tolk_kvcache *kv, int seq) {
+    if (!kv || seq < 0 || seq >= kv->max_seqs) return 0;
+    return kv->len[seq];
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoder step                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Make kv's workspace hold at least n floats. */
+static tolk_status ws_reserve(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
+    if (kv->ws_floats >= n) return TOLK_OK;
+    const tolk_backend *be = kv->net->be;
+    size_t bytes;
+    if (!tolk_mul_size(n, sizeof(float), &bytes))
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: workspace too large");
+    float *p = be->alloc(ctx, be, bytes);
+    if (!p) return TOLK_ERR_NOMEM;
+    be->free(be, kv->ws);
+    kv->ws = p;
+    kv->ws_floats = n;
+    return TOLK_OK;
+}
+
+tolk_status tolk_net_decode(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, const int *seqs,
+                            int n_seqs, const int *const *tokens, const int *n_tokens,
+                            float *logits) {
+    if (!net || !kv || kv->net != net || !seqs || !tokens || !n_tokens || !logits || n_seqs < 1 ||
+        n_seqs > kv->max_seqs)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad arguments");
+    const tolk_backend *be = net->be;
+    const tolk_hparams *hp = &net->hp;
+    size_t d = (size_t)hp->n_text_state, V = (size_t)hp->n_vocab;
+    int nh = hp->n_text_head, dh = (int)d / nh;
+    /* Validate every sequence before touching the cache. */
+    size_t T = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        int s = seqs[i];
+        if (s < 0 || s >= kv->max_seqs || !tokens[i] || n_tokens[i] < 1)
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad sequence %d", s);
+        for (int j = 0; j < i; j++)
+            if (seqs[j] == s)
+                return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                                 "net: decode: sequence %d appears twice in one step", s);
+        if (kv->win[s] < 0 || !kv->win_set[kv->win[s]])
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "net: decode: sequence %d has no encoded window", s);
+        if (n_tokens[i] > kv->max_len - kv->len[s])
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "net: decode: sequence %d would exceed %d tokens", s, kv->max_len);
+        for (int j = 0; j < n_tokens[i]; j++)
+            if (tokens[i][j] < 0 || tokens[i][j] >= hp->n_vocab)
+                return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: token id %d of %d",
+                                 tokens[i][j], hp->n_vocab);
+        T += (size_t)n_tokens[i];
+    }
+    /* workspace: x, h, att [T, d]; qkv [T, 3d]; mlp [T, 4d]; last [B, d];
+     * logits [B, V] */
+    size_t B = (size_t)n_seqs, need = T * d * 10 + B * d + B * V;
+    tolk_status st = ws_reserve(ctx, kv, need);
+    if (st) return st;
+    int *ids = malloc(T * sizeof(int));
+    int *pos = malloc(T * sizeof(int));
+    size_t *row0 = malloc(B * sizeof(size_t));
+    tolk_attn_seq *as = malloc(B * sizeof(tolk_attn_seq));
+    if (!ids || !pos || !row0 || !as) {
+        st = tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: out of memory");
+        goto done;
+    }
+    size_t r = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        row0[i] = r;
+        for (int j = 0; j < n_tokens[i]; j++, r++) {
+            ids[r] = tokens[i][j];
+            pos[r] = kv->len[seqs[i]] + j;
+        }
+    }
+    float *x = kv->ws, *h = x + T * d, *att = h + T * d, *qkv = att + T * d;
+    float *mlp = qkv + 3 * T * d, *last = mlp + 4 * T * d, *lg = last + B * d;
+    float scale = 1.0f / sqrtf((float)dh);
+    st = be->embed(ctx, be, x, &net->tok, ids, pos, T, net->dec_pos, (size_t)hp->n_text_ctx);
+    for (int l = 0; l < hp->n_text_layer && st == TOLK_OK; l++) {
+        const block_w *b = &net->dec[l];
+        /* causal self-attention over the cache */
+        st = be->layernorm(ctx, be, h, x, T, d, b->attn.ln_g, b->attn.ln_b, LN_EPS);
+        if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, 0);
+        for (int i = 0; i < n_seqs && st == TOLK_OK; i++) {
+            int s = seqs[i], len = kv->len[s];
+            float *cache = self_kv_at(kv, l, s);
+            st = be->copy2d(ctx, be, cache + (size_t)len * 2 * d, 2 * d, qkv + row0[i] * 3 * d + d,
+                            3 * d, (size_t)n_tokens[i], 2 * d);
+            as[i] = (tolk_attn_seq){
+                qkv + row0[i] * 3 * d, cache, cache + d, att + row0[i] * d, n_tokens[i],
+                len + n_tokens[i],     1,     len};
+        }
+        if (!st) st = be->attention(ctx, be, as, n_seqs, nh, dh, 3 * d, 2 * d, d, scale);
+        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, 1);
+        /* cross-attention over the sequence's window */
+        if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->cross.ln_g, b->cross.ln_b, LN_EPS);
+        if (!st) st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, 0);
+        for (int i = 0; i < n_seqs; i++) {
+            float *ckv = cross_kv_at(kv, l, kv->win[seqs[i]]);
+            as[i] = (tolk_attn_seq){qkv + row0[i] * d, ckv, ckv + d, att + row0[i] * d, n_tokens[i],
+                                    hp->n_audio_ctx,   0,   0};
+        }
+        if (!st) st = be->attention(ctx, be, as, n_seqs, nh, dh, d, 2 * d, d, scale);
+        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, 1);
+        /* MLP */
+        if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS);
+        if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, 0);
+        if (!st) st = be->bias_gelu(ctx, be, mlp, 4 * d, T, 4 * d, b->fc1_b);
+        if (!st) st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &b->fc2, b->fc2_b, 1);
+    }
+    /* the last fed row of each sequence -> final LN -> logits */
+    for (int i = 0; i < n_seqs && st == TOLK_OK; i++)
+        st = be->copy2d(ctx, be, last + (size_t)i * d, d,
+                        x + (row0[i] + (size_t)n_tokens[i] - 1) * d, d, 1, d);
+    if (!st) st = be->layernorm(ctx, be, last, last, B, d, net->dec_ln_g, net->dec_ln_b, LN_EPS);
+    if (!st) st = be->logits(ctx, be, lg, last, B, &net->tok);
+    if (!st) st = be->download(ctx, be, logits, lg, B * V * sizeof(float));
+    if (!st)
+        for (int i = 0; i < n_seqs; i++)
+            kv->len[seqs[i]] += n_tokens[i];
+done:
+    free(ids);
+    free(pos);
+    free(row0);
+    free(as);
+    return st;
+}
