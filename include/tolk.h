@@ -347,6 +347,31 @@ TOLK_API tolk_status tolk_detect_language(tolk_state *state, const float *sample
                                           int *n);
 
 /* ------------------------------------------------------------------------ */
+/* Per-stage timings of a state (read by `tolk bench`)                      */
+/* ------------------------------------------------------------------------ */
+
+/* Wall-clock seconds spent per stage and work counts, accumulated by every
+ * transcription / language identification on a state since it was created
+ * or last reset. Stages do not overlap; their sum is at most the wall time
+ * of the calls (the rest: segment bookkeeping, callbacks). */
+typedef struct tolk_timings {
+    double audio_s;     /* decoding the input and resampling to 16 kHz */
+    double mel_s;       /* log-mel spectrogram */
+    double encoder_s;   /* encoder + cross-attention K/V, per window */
+    double decoder_s;   /* decoder forward steps */
+    double search_s;    /* logit filters, greedy/beam/sampling, fallback */
+    int64_t windows;    /* 30 s windows decoded (fallback retries not counted) */
+    int64_t tokens;     /* tokens emitted in accepted results */
+    int64_t decoder_steps; /* decoder forward calls (all sequences of a step count once) */
+    uint64_t device_peak_bytes; /* device memory high-water mark (0 on the CPU) */
+} tolk_timings;
+
+/* Copy the state's timings into *out (zeros when s is NULL or keeps none). */
+TOLK_API void tolk_state_timings(const tolk_state *s, tolk_timings *out);
+/* Zero the state's timings. */
+TOLK_API void tolk_state_reset_timings(tolk_state *s);
+
+/* ------------------------------------------------------------------------ */
 /* Output writers (formats of openai-whisper's writers)                     */
 /* ------------------------------------------------------------------------ */
 

@@ -5,6 +5,7 @@
  * prepared weights at the marked place.
  */
 #include "model.h"
+#include "net.h"
 
 #include "internal.h"
 
@@ -53,11 +54,30 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
     tolk_weights_dtypes(m->w, m->dtypes, sizeof m->dtypes);
     m->size_name = tolk_weights_size_name(&m->w->hp);
 
-    /* ==== ATTACH PREPARED COMPUTE WEIGHTS HERE (network engineer) ====
-     * e.g. st = tolk_net_new(ctx, m->w, (tolk_net **)&m->net);
-     *      m->net_free = (void (*)(void *))tolk_net_free;
-     *      m->net_mem_bytes = tolk_net_mem_bytes(m->net);
-     *      on failure: tolk_model_free(m); return st;                    */
+    /* Prepared compute weights, on the device the model was asked for
+     * (AUTO: CUDA when present). Shared by every state made from m. */
+    tolk_ctx_params cp = ctx ? ctx->params : tolk_ctx_default_params();
+    cp.device = p.device;
+    tolk_ctx *nctx = NULL;
+    st = tolk_ctx_new(&cp, &nctx);
+    if (st == TOLK_OK) {
+        tolk_net *net = NULL;
+        st = tolk_net_new(nctx, m->w, &net);
+        if (st == TOLK_OK) {
+            m->net = net;
+            m->net_free = (void (*)(void *))tolk_net_free;
+            m->net_mem_bytes = tolk_net_mem_bytes(net);
+        } else {
+            tolk_fail(ctx, st, "%s", tolk_ctx_last_error(nctx));
+        }
+        tolk_ctx_free(nctx);
+    } else {
+        tolk_fail(ctx, st, "%s: cannot create a context for the model", path);
+    }
+    if (st != TOLK_OK) {
+        tolk_model_free(m);
+        return st;
+    }
 
     *out = m;
     return TOLK_OK;

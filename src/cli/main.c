@@ -16,6 +16,9 @@ static void usage(FILE *f) {
             "commands:\n"
             "  mel AUDIO -o OUT.npy [--n_mels 80|128]   log-mel spectrogram of a whole file\n"
             "  model info PATH                          describe a model (CT2, safetensors, ggml)\n"
+            "  transcribe AUDIO... [OPTIONS]            speech to text (openai-whisper's flags)\n"
+            "  translate AUDIO... [OPTIONS]             speech to English text\n"
+            "  bench MANIFEST [OPTIONS]                 time a manifest of files (JSON lines)\n"
             "  version                                  print the version\n"
             "\n"
             "`tolk COMMAND --help` describes a command.\n",
@@ -38,6 +41,9 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "mel")) return cli_mel(argc - 1, argv + 1);
     if (!strcmp(cmd, "model")) return cli_model(argc - 1, argv + 1);
+    if (!strcmp(cmd, "transcribe")) return cli_transcribe(argc - 1, argv + 1);
+    if (!strcmp(cmd, "translate")) return cli_translate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
     fprintf(stderr, "tolk: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

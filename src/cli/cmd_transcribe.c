@@ -1,0 +1,781 @@
+/*
+ * cmd_transcribe.c — `tolk transcribe FILE...` and `tolk translate FILE...`.
+ *
+ * Reproduces openai-whisper's command line (whisper/transcribe.py cli()):
+ * the same flag names, value syntax (argparse: "--flag value" or
+ * "--flag=value", "None" for optional numbers, True/False booleans) and
+ * defaults (beam_size 5, best_of 5, temperature 0 with fallback increments
+ * of 0.2, thresholds 2.4 / -1.0 / 0.6, ...), and its output files (txt, vtt,
+ * srt, tsv, json named after the audio file's base name). Differences, all
+ * documented in --help: the transcript goes to standard output unless
+ * --output_dir or --output_format asks for files; progress goes to stderr;
+ * word-timestamp options are refused as not supported yet.
+ *
+ * All files of one call share one loaded model and one tolk_state. A file
+ * that fails is reported ("tolk: FILE: problem") and skipped; the exit
+ * status is then 1. Bad options are usage errors (exit status 2) found
+ * before anything is loaded or written.
+ *
+ * Uses the public API (tolk.h) only.
+ */
+#include "cli.h"
+#include "options.h"
+#include "progress.h"
+#include "tolk.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define N_FORMATS 5
+
+static const cli_optdef transcribe_opts[] = {
+    {"help", 'h', 0},
+    {"model", 0, 1},
+    {"model_dir", 0, 1},
+    {"device", 0, 1},
+    {"output_dir", 'o', 1},
+    {"output_format", 'f', 1},
+    {"verbose", 0, 1},
+    {"task", 0, 1},
+    {"language", 0, 1},
+    {"temperature", 0, 1},
+    {"best_of", 0, 1},
+    {"beam_size", 0, 1},
+    {"patience", 0, 1},
+    {"length_penalty", 0, 1},
+    {"suppress_tokens", 0, 1},
+    {"initial_prompt", 0, 1},
+    {"prefix", 0, 1},
+    {"condition_on_previous_text", 0, 1},
+    {"temperature_increment_on_fallback", 0, 1},
+    {"compression_ratio_threshold", 0, 1},
+    {"logprob_threshold", 0, 1},
+    {"no_speech_threshold", 0, 1},
+    {"threads", 0, 1},
+    {"clip_timestamps", 0, 1},
+    {"seed", 0, 1},
+    {"suppress_blank", 0, 1},
+    {"without_timestamps", 0, 1},
+    {"max_initial_timestamp", 0, 1},
+    {"sample_len", 0, 1},
+    {"fp16", 0, 1},
+    /* the reference's word-timestamp options: refused unless off */
+    {"word_timestamps", 0, 1},
+    {"highlight_words", 0, 1},
+    {"max_line_width", 0, 1},
+    {"max_line_count", 0, 1},
+    {"max_words_per_line", 0, 1},
+    {"hallucination_silence_threshold", 0, 1},
+    {"carry_initial_prompt", 0, 1},
+    {"prepend_punctuations", 0, 1},
+    {"append_punctuations", 0, 1},
+    {NULL, 0, 0},
+};
+
+static void usage(FILE *f, const char *cmd) {
+    fprintf(f,
+            "usage: tolk %s [OPTIONS] AUDIO [AUDIO ...]\n"
+            "\n"
+            "%s speech with a Whisper model (openai-whisper's flags).\n"
+            "AUDIO: any file libsndfile%s reads, or - for standard input (output\n"
+            "files stdin.EXT). All files share one loaded model; a file that fails is\n"
+            "reported (\"tolk: FILE: problem\") and skipped.\n"
+            "\n"
+            "Output\n"
+            "  By default the transcript goes to standard output and no file is written:\n"
+            "    with --verbose True (default): one line per segment as openai-whisper\n"
+            "      prints them, \"[00:00.000 --> 00:07.000]  text\";\n"
+            "    with --verbose False: the plain text, one segment per line (the txt format).\n"
+            "  Files are written only when --output_dir or --output_format is given:\n"
+            "  into --output_dir (default .), named after the audio file (jfk.flac ->\n"
+            "  jfk.txt ...), in --output_format (default all), replacing existing files\n"
+            "  atomically. The segment lines still go to stdout with --verbose True.\n"
+            "  Progress goes to stderr (a bar on a terminal, plain lines otherwise) with\n"
+            "  the real-time factor (RTF: processing time / audio time, lower is faster);\n"
+            "  --verbose False silences it.\n"
+            "\n"
+            "Options (defaults in brackets; \"None\" unsets optional numbers)\n"
+            "  --model NAME|PATH          model directory or file (CTranslate2, Hugging\n"
+            "                             Face safetensors, ggml), or the name of a model\n"
+            "                             installed by scripts/get-model [base]\n"
+            "  --model_dir DIR            where named models live [$TOLK_MODELS, else\n"
+            "                             ~/.cache/tolk/models]\n"
+            "  --device cpu|cuda|auto     where to run [auto: CUDA when available]\n"
+            "  -o, --output_dir DIR       directory for output files [.]\n"
+            "  -f, --output_format FMT    txt, vtt, srt, tsv, json or all [all]\n"
+            "  --verbose True|False       print segments and progress [True]\n"
+            "  --task transcribe|translate  X->X recognition or X->English [%s]\n"
+            "  --language LANG            spoken language: a code (en, de, ...) or a name\n"
+            "                             (English, German, ...); None detects it; *.en\n"
+            "                             models always use English [None]\n"
+            "  --temperature T            sampling temperature [0]\n"
+            "  --temperature_increment_on_fallback D  fallback schedule T, T+D, ... 1.0;\n"
+            "                             None: no fallback [0.2]\n"
+            "  --best_of N                samples at non-zero temperature [5]\n"
+            "  --beam_size N              beams at temperature 0; None: greedy [5]\n"
+            "  --patience P               beam search patience (needs --beam_size) [1.0]\n"
+            "  --length_penalty A         length penalty alpha in [0, 1]; None: simple length\n"
+            "                             normalisation [None]\n"
+            "  --suppress_tokens LIST     token ids to suppress; -1: the default set [-1]\n"
+            "  --initial_prompt TEXT      prompt for the first window [None]\n"
+            "  --prefix TEXT              forced start of the first window's text [None]\n"
+            "  --condition_on_previous_text True|False  prompt with the previous text [True]\n"
+            "  --compression_ratio_threshold R  gzip ratio above which to fall back [2.4]\n"
+            "  --logprob_threshold L      mean log probability below which to fall back\n"
+            "                             [-1.0]\n"
+            "  --no_speech_threshold P    no-speech probability for silence [0.6]\n"
+            "  --clip_timestamps LIST     start,end,start,end,... seconds to process [0]\n"
+            "  --threads N                CPU threads; 0: all cores [0]\n"
+            "  --seed N                   random seed for sampling [0]\n"
+            "  --suppress_blank True|False  suppress a blank first token [True]\n"
+            "  --without_timestamps True|False  text only, no timestamp tokens [False]\n"
+            "  --max_initial_timestamp S  latest first timestamp, seconds [1.0]\n"
+            "  --sample_len N             max tokens per window; 0: model default [0]\n"
+            "  --fp16 True|False          accepted for compatibility; tolk chooses precision\n"
+            "  -h, --help                 show this help\n"
+            "\n"
+            "Not supported yet: --word_timestamps True, --highlight_words, --max_line_width,\n"
+            "--max_line_count, --max_words_per_line, --hallucination_silence_threshold,\n"
+            "--carry_initial_prompt True.\n"
+            "\n"
+            "Exit status: 0 all files done, 1 some file or the model failed (the others are\n"
+            "still processed), 2 bad options (nothing is loaded or written).\n",
+            cmd, !strcmp(cmd, "translate") ? "Translate (into English)" : "Transcribe or translate",
+            tolk_audio_has_ffmpeg() ? " or FFmpeg" : "",
+            !strcmp(cmd, "translate") ? "translate" : "transcribe");
+}
+
+/* Everything the options decide. */
+typedef struct run_opts {
+    tolk_transcribe_params params;
+    const char *model;     /* --model as given */
+    const char *model_dir; /* NULL: $TOLK_MODELS or ~/.cache/tolk/models */
+    tolk_device device;
+    int n_threads;
+    int write_files;        /* --output_dir or --output_format given */
+    const char *output_dir; /* "." by default */
+    int formats[N_FORMATS]; /* formats to write */
+    int n_formats;
+    int verbose;
+} run_opts;
+
+/* Check a comma-separated list: every item (empty items allowed when
+ * allow_empty) is an integer (ints = 1) or a non-negative number. */
+static int valid_list(const char *s, int ints, int allow_empty) {
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char item[64];
+        if (n >= sizeof item) return 0;
+        memcpy(item, p, n);
+        item[n] = '\0';
+        if (n == 0) {
+            if (!allow_empty) return 0;
+        } else {
+            char *end;
+            errno = 0;
+            if (ints) {
+                long v = strtol(item, &end, 10);
+                if (*end || errno || v < -1) return 0;
+            } else {
+                double v = strtod(item, &end);
+                if (*end || errno || !isfinite(v) || v < 0 || strpbrk(item, "xX")) return 0;
+            }
+        }
+        if (!comma) return 1;
+        p = comma + 1;
+    }
+}
+
+/* Refuse a word-timestamp option unless it is off (False / None). */
+static int refuse_unsupported(const cli_args *a, const char *name, const char *off) {
+    const char *v = cli_str(a, name, NULL);
+    if (!v || !strcmp(v, off) || (!strcmp(off, "False") && !strcmp(v, "false"))) return 0;
+    return cli_usage_error(a, "--%s %s is not supported yet (tolk has no word timestamps yet)",
+                           name, v);
+}
+
+/* Read and check every option into o. Returns 0, or 2 after printing a
+ * usage error. */
+static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
+    static const char *const format_choices[] = {"txt", "vtt", "srt", "tsv", "json", "all", NULL};
+    static const char *const task_choices[] = {"transcribe", "translate", NULL};
+    static const char *const device_choices[] = {"cpu", "cuda", "auto", NULL};
+    int r, b, none, none2;
+    long l;
+    double d;
+    tolk_transcribe_params *p = &o->params;
+    memset(o, 0, sizeof *o);
+    *p = tolk_transcribe_default_params();
+
+    /* word-timestamp options first: a clear "not supported" beats other errors */
+    if ((r = refuse_unsupported(a, "word_timestamps", "False")) ||
+        (r = refuse_unsupported(a, "highlight_words", "False")) ||
+        (r = refuse_unsupported(a, "max_line_width", "None")) ||
+        (r = refuse_unsupported(a, "max_line_count", "None")) ||
+        (r = refuse_unsupported(a, "max_words_per_line", "None")) ||
+        (r = refuse_unsupported(a, "hallucination_silence_threshold", "None")) ||
+        (r = refuse_unsupported(a, "carry_initial_prompt", "False")))
+        return r;
+    if ((r = cli_bool(a, "fp16", 1, &b))) return r;
+
+    o->model = cli_str(a, "model", "base");
+    if (!*o->model) return cli_usage_error(a, "argument --model: empty model name");
+    o->model_dir = cli_str(a, "model_dir", NULL);
+    if ((r = cli_choice(a, "device", device_choices, 2, &b))) return r;
+    o->device = b == 0 ? TOLK_DEVICE_CPU : b == 1 ? TOLK_DEVICE_CUDA : TOLK_DEVICE_AUTO;
+
+    o->write_files = cli_given(a, "output_dir") || cli_given(a, "output_format");
+    o->output_dir = cli_str(a, "output_dir", ".");
+    if (!*o->output_dir) return cli_usage_error(a, "argument --output_dir: empty directory name");
+    if ((r = cli_choice(a, "output_format", format_choices, 5, &b))) return r;
+    if (b == 5) {
+        for (int i = 0; i < N_FORMATS; i++)
+            o->formats[i] = i;
+        o->n_formats = N_FORMATS;
+    } else {
+        o->formats[0] = b;
+        o->n_formats = 1;
+    }
+    if ((r = cli_bool(a, "verbose", 1, &o->verbose))) return r;
+
+    int translate_cmd = !strcmp(cmd, "translate");
+    if ((r = cli_choice(a, "task", task_choices, translate_cmd ? 1 : 0, &b))) return r;
+    if (translate_cmd && b != 1)
+        return cli_usage_error(a, "argument --task: `tolk translate` always translates; "
+                                  "use `tolk transcribe` to transcribe");
+    p->task = b == 1 ? TOLK_TASK_TRANSLATE : TOLK_TASK_TRANSCRIBE;
+
+    const char *lang = cli_str(a, "language", NULL);
+    p->language = NULL;
+    if (lang && strcmp(lang, "None") != 0) {
+        p->language = cli_language_code(lang);
+        if (!p->language)
+            return cli_usage_error(a,
+                                   "argument --language: invalid choice: '%s' (a language "
+                                   "code such as en, de, ja, or a name such as English)",
+                                   lang);
+    }
+
+    /* temperature schedule: numpy.arange(T, 1.0 + 1e-6, D), as the reference */
+    double t0, inc;
+    if ((r = cli_float(a, "temperature", 0.0, 100.0, 0, 0, 0.0, &t0, NULL))) return r;
+    if ((r = cli_float(a, "temperature_increment_on_fallback", 1e-6, 100.0, 0, 1, 0.2, &inc,
+                       &none)))
+        return r;
+    if (none) {
+        p->temperatures[0] = (float)t0;
+        p->n_temperatures = 1;
+    } else {
+        double count = ceil((1.0 + 1e-6 - t0) / inc);
+        if (count > TOLK_MAX_TEMPERATURES)
+            return cli_usage_error(a,
+                                   "--temperature %g with --temperature_increment_on_fallback %g "
+                                   "gives %.0f temperatures; at most %d are supported",
+                                   t0, inc, count, TOLK_MAX_TEMPERATURES);
+        int n = count < 1 ? 1 : (int)count; /* T > 1: just T, as a schedule of one */
+        for (int i = 0; i < n; i++)
+            p->temperatures[i] = (float)(t0 + i * inc);
+        p->n_temperatures = n;
+    }
+
+    if ((r = cli_int(a, "best_of", 1, 1000, 1, 5, &l, &none))) return r;
+    p->best_of = none ? 1 : (int)l;
+    if ((r = cli_int(a, "beam_size", 1, 1000, 1, 5, &l, &none))) return r;
+    p->beam_size = none ? 0 : (int)l;
+    if ((r = cli_float(a, "patience", 1e-9, 1e6, 0, 1, 1.0, &d, &none2))) return r;
+    if (!none2 && cli_given(a, "patience") && none)
+        return cli_usage_error(a, "argument --patience: requires --beam_size to be given");
+    p->patience = (float)d;
+    if ((r = cli_float(a, "length_penalty", 0.0, 1.0, 0, 1, -1.0, &d, &none))) return r;
+    p->length_penalty = none ? -1.0f : (float)d;
+
+    const char *st = cli_str(a, "suppress_tokens", "-1");
+    if (*st && !valid_list(st, 1, 0))
+        return cli_usage_error(a,
+                               "argument --suppress_tokens: invalid token list '%s' "
+                               "(comma-separated token ids, or -1)",
+                               st);
+    p->suppress_tokens = st;
+    p->initial_prompt = cli_str(a, "initial_prompt", NULL);
+    p->prefix = cli_str(a, "prefix", NULL);
+    if ((r = cli_bool(a, "condition_on_previous_text", 1, &b))) return r;
+    p->condition_on_previous_text = b;
+
+    if ((r = cli_float(a, "compression_ratio_threshold", -1e9, 1e9, 0, 1, 2.4, &d, &none)))
+        return r;
+    p->compression_ratio_threshold = none ? 0.0f : (float)d;
+    if ((r = cli_float(a, "logprob_threshold", -INFINITY, INFINITY, 1, 1, -1.0, &d, &none)))
+        return r;
+    p->logprob_threshold = none ? -INFINITY : (float)d;
+    if ((r = cli_float(a, "no_speech_threshold", -1e9, 1e9, 0, 1, 0.6, &d, &none))) return r;
+    p->no_speech_threshold = none ? 0.0f : (float)d;
+
+    if ((r = cli_int(a, "threads", 0, 4096, 1, 0, &l, &none))) return r;
+    o->n_threads = none ? 0 : (int)l;
+    const char *clip = cli_str(a, "clip_timestamps", "0");
+    if (!valid_list(clip, 0, 1))
+        return cli_usage_error(a,
+                               "argument --clip_timestamps: invalid list '%s' "
+                               "(comma-separated non-negative seconds: start,end,...)",
+                               clip);
+    p->clip_timestamps = clip;
+
+    const char *seed = cli_str(a, "seed", NULL);
+    if (seed) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(seed, &end, 10);
+        if (!*seed || *end || errno || seed[0] == '-' || seed[0] == ' ')
+            return cli_usage_error(a, "argument --seed: invalid value '%s' (0 to 2^64-1)", seed);
+        p->seed = (uint64_t)v;
+    }
+    if ((r = cli_bool(a, "suppress_blank", 1, &b))) return r;
+    p->suppress_blank = b;
+    if ((r = cli_bool(a, "without_timestamps", 0, &b))) return r;
+    p->without_timestamps = b;
+    if ((r = cli_float(a, "max_initial_timestamp", 0.0, 30.0, 0, 0, p->max_initial_timestamp, &d,
+                       NULL)))
+        return r;
+    p->max_initial_timestamp = (float)d;
+    if ((r = cli_int(a, "sample_len", 0, 448, 0, 0, &l, NULL))) return r;
+    p->sample_len = (int)l;
+
+    if (a->n_positional == 0)
+        return cli_usage_error(a, "the following arguments are required: AUDIO");
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Paths                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A malloc'd "a/b" (no doubled slash), or NULL. */
+static char *path_join(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    int slash = na > 0 && a[na - 1] != '/';
+    char *s = malloc(na + nb + 2);
+    if (!s) return NULL;
+    memcpy(s, a, na);
+    if (slash) s[na] = '/';
+    memcpy(s + na + slash, b, nb + 1);
+    return s;
+}
+
+/* Find the model: a path (anything containing '/', or that exists), or a
+ * name under model_dir / $TOLK_MODELS / ~/.cache/tolk/models. Names take
+ * precedence over same-named entries of the current directory, as the
+ * reference's model names do. Returns a malloc'd path, or NULL after
+ * printing why. */
+static char *resolve_model(const char *prog, const char *model, const char *model_dir) {
+    struct stat sb;
+    if (strchr(model, '/')) {
+        if (stat(model, &sb) != 0) {
+            fprintf(stderr, "%s: %s: model not found: %s\n", prog, model, strerror(errno));
+            return NULL;
+        }
+        return strdup(model);
+    }
+    char *root = NULL;
+    if (model_dir) {
+        root = strdup(model_dir);
+    } else if (getenv("TOLK_MODELS") && *getenv("TOLK_MODELS")) {
+        root = strdup(getenv("TOLK_MODELS"));
+    } else {
+        const char *home = getenv("HOME");
+        root = path_join(home && *home ? home : ".", ".cache/tolk/models");
+    }
+    char *cand = root ? path_join(root, model) : NULL;
+    if (cand && stat(cand, &sb) == 0) {
+        free(root);
+        return cand;
+    }
+    free(cand);
+    if (stat(model, &sb) == 0) {
+        free(root);
+        return strdup(model);
+    }
+    fprintf(stderr,
+            "%s: model '%s' not found: no %s/%s and no such path "
+            "(install it with scripts/get-model %s, or give --model a path)\n",
+            prog, model, root ? root : "?", model, model);
+    free(root);
+    return NULL;
+}
+
+/* mkdir -p dir. Returns 0 or an errno value. */
+static int make_dirs(const char *dir) {
+    char *p = strdup(dir);
+    if (!p) return ENOMEM;
+    int err = 0;
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                err = errno;
+                break;
+            }
+            *s = c;
+            if (!c) break;
+        }
+    }
+    struct stat sb;
+    if (!err && (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode))) err = ENOTDIR;
+    free(p);
+    return err;
+}
+
+/* The output base name of an audio path, as os.path.splitext(basename):
+ * the last ".ext" removed unless the dot only leads the name. "-" is
+ * "stdin". Returns malloc'd. */
+static char *output_base(const char *audio) {
+    if (!strcmp(audio, "-")) return strdup("stdin");
+    const char *b = strrchr(audio, '/');
+    b = b ? b + 1 : audio;
+    char *s = strdup(b);
+    if (!s) return NULL;
+    char *dot = strrchr(s, '.');
+    if (dot) {
+        int leading = 1;
+        for (char *q = s; q < dot; q++)
+            if (*q != '.') leading = 0;
+        if (!leading) *dot = '\0';
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Running                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct run_state {
+    cli_progress progress;
+    int print_lines; /* print "[start --> end] text" lines to stdout */
+    int printed;     /* segments printed so far for the current file */
+} run_state;
+
+/* format_timestamp(seconds) of the reference: [HH:]MM:SS.mmm. */
+static void format_ts(char *buf, size_t n, double seconds) {
+    if (!(seconds >= 0) || seconds > 1e9) seconds = 0;
+    double msd = seconds * 1000.0, r = floor(msd);
+    if (msd - r > 0.5 || (msd - r == 0.5 && fmod(r, 2.0) != 0.0)) r += 1.0;
+    long long ms = (long long)r;
+    long long h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60;
+    if (h > 0)
+        snprintf(buf, n, "%02lld:%02lld:%02lld.%03lld", h, m, s, ms % 1000);
+    else
+        snprintf(buf, n, "%02lld:%02lld.%03lld", m, s, ms % 1000);
+}
+
+static void print_segment_line(run_state *rs, const tolk_segment *s) {
+    char a[32], b[32];
+    format_ts(a, sizeof a, s->start);
+    format_ts(b, sizeof b, s->end);
+    cli_progress_clear(&rs->progress);
+    printf("[%s --> %s] %s\n", a, b, s->text ? s->text : "");
+    fflush(stdout);
+    rs->printed++;
+}
+
+static void on_segment(void *user, const tolk_segment *s) {
+    run_state *rs = user;
+    if (rs->print_lines) print_segment_line(rs, s);
+}
+
+static int on_progress(void *user, double pos, double total) {
+    run_state *rs = user;
+    return cli_progress_update(&rs->progress, pos, total);
+}
+
+/* Print "tolk: PATH: MSG", without repeating PATH when msg starts with it. */
+static void report(const char *path, const char *msg) {
+    const char *shown = !strcmp(path, "-") ? "<stdin>" : path;
+    if (!msg || !*msg) msg = "failed";
+    if (!strncmp(msg, shown, strlen(shown)) && msg[strlen(shown)] == ':')
+        fprintf(stderr, "tolk: %s\n", msg);
+    else
+        fprintf(stderr, "tolk: %s: %s\n", shown, msg);
+}
+
+/* Check an input before the model is loaded: it exists, is not a
+ * directory, and (regular files) opens as audio. Pipes and "-" are not
+ * read here. Returns 0 when usable, else reports and returns 1. */
+static int precheck_input(tolk_ctx *ctx, const char *path) {
+    if (!strcmp(path, "-")) return 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        report(path, errno == ENOENT ? "no such file" : strerror(errno));
+        return 1;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        report(path, "is a directory, not an audio file");
+        return 1;
+    }
+    if (!S_ISREG(sb.st_mode)) return 0;
+    tolk_audio_reader *r = NULL;
+    tolk_status st = tolk_audio_open(ctx, path, &r);
+    if (st != TOLK_OK) {
+        report(path, tolk_ctx_last_error(ctx)[0] ? tolk_ctx_last_error(ctx) : tolk_strerror(st));
+        return 1;
+    }
+    tolk_audio_close(r);
+    return 0;
+}
+
+/* Write result in every requested format; on any failure remove the files
+ * already written for it. Returns 0 or 1 (reported). */
+static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
+                         const tolk_result *res) {
+    char *base = output_base(audio);
+    char *paths[N_FORMATS] = {0};
+    int failed = 0, written = 0;
+    if (!base) {
+        report(audio, "out of memory");
+        return 1;
+    }
+    for (int i = 0; i < o->n_formats && !failed; i++) {
+        const char *ext = tolk_output_format_ext((tolk_output_format)o->formats[i]);
+        size_t n = strlen(base) + strlen(ext) + 2;
+        char *name = malloc(n);
+        if (name) snprintf(name, n, "%s.%s", base, ext);
+        paths[i] = name ? path_join(o->output_dir, name) : NULL;
+        free(name);
+        if (!paths[i]) {
+            report(audio, "out of memory");
+            failed = 1;
+            break;
+        }
+        tolk_status st = tolk_write_file(ctx, res, (tolk_output_format)o->formats[i], paths[i]);
+        if (st != TOLK_OK) {
+            const char *m = tolk_ctx_last_error(ctx);
+            fprintf(stderr, "tolk: %s: %s\n", audio, m[0] ? m : tolk_strerror(st));
+            failed = 1;
+            break;
+        }
+        written = i + 1;
+    }
+    if (failed)
+        for (int i = 0; i < written; i++)
+            unlink(paths[i]);
+    for (int i = 0; i < N_FORMATS; i++)
+        free(paths[i]);
+    free(base);
+    return failed;
+}
+
+/* Transcribe one file and emit its outputs. Returns 0 or 1 (reported). */
+static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const char *path) {
+    run_state rs;
+    memset(&rs, 0, sizeof rs);
+    rs.print_lines = o->verbose;
+    const char *shown = !strcmp(path, "-") ? "<stdin>" : path;
+    cli_progress_start(&rs.progress, stderr, o->verbose, shown);
+
+    tolk_transcribe_params p = o->params;
+    p.progress = o->verbose ? on_progress : NULL;
+    p.on_segment = on_segment;
+    p.user = &rs;
+    tolk_result *res = NULL;
+    tolk_status st = tolk_transcribe_file(state, path, &p, &res);
+    if (st != TOLK_OK || !res) {
+        cli_progress_clear(&rs.progress);
+        const char *m = tolk_state_last_error(state);
+        report(path, m && m[0] ? m : tolk_strerror(st));
+        tolk_result_free(res);
+        return 1;
+    }
+
+    if (o->verbose && rs.printed == 0) /* no streamed segments: print them now */
+        for (int i = 0; i < res->n_segments; i++)
+            print_segment_line(&rs, &res->segments[i]);
+    int failed = 0;
+    if (!o->verbose && !o->write_files) {
+        char *text = NULL;
+        size_t len = 0;
+        st = tolk_render(ctx, res, TOLK_OUTPUT_TXT, &text, &len);
+        if (st != TOLK_OK) {
+            report(path, tolk_ctx_last_error(ctx));
+            failed = 1;
+        } else {
+            fwrite(text, 1, len, stdout);
+            fflush(stdout);
+            tolk_free(text);
+        }
+    }
+    if (!failed && o->write_files) failed = write_outputs(ctx, o, path, res);
+
+    char extra[96] = "";
+    if (!failed) {
+        char name[48];
+        cli_language_name(res->language, name, sizeof name);
+        if (o->params.language)
+            snprintf(extra, sizeof extra, "language %s", name);
+        else
+            snprintf(extra, sizeof extra, "detected language %s (p=%.2f)", name,
+                     (double)res->language_prob);
+        cli_progress_done(&rs.progress, res->duration, extra);
+    } else {
+        cli_progress_clear(&rs.progress);
+    }
+    tolk_result_free(res);
+    return failed;
+}
+
+/* Warn when two inputs would write the same output files. */
+static void warn_duplicate_outputs(const run_opts *o, char **files, int n, const int *ok) {
+    if (!o->write_files) return;
+    for (int i = 0; i < n; i++) {
+        if (!ok[i]) continue;
+        char *bi = output_base(files[i]);
+        for (int j = 0; j < i && bi; j++) {
+            if (!ok[j]) continue;
+            char *bj = output_base(files[j]);
+            if (bj && !strcmp(bi, bj)) {
+                fprintf(stderr,
+                        "tolk: warning: %s and %s have the same output name '%s'; "
+                        "the later one replaces the earlier one's files\n",
+                        files[j], files[i], bi);
+                free(bj);
+                break;
+            }
+            free(bj);
+        }
+        free(bi);
+    }
+}
+
+static int run(const char *cmd, int argc, char **argv) {
+    char prog[32];
+    snprintf(prog, sizeof prog, "tolk %s", cmd);
+    cli_args a;
+    int r = cli_parse(prog, argc, argv, transcribe_opts, &a);
+    if (r) return r;
+    if (cli_given(&a, "help")) {
+        usage(stdout, cmd);
+        cli_args_free(&a);
+        return 0;
+    }
+    run_opts o;
+    r = parse_options(&a, cmd, &o);
+    if (r) {
+        cli_args_free(&a);
+        return r;
+    }
+
+    int exit_status = 0;
+    tolk_ctx *ctx = NULL;
+    tolk_model *model = NULL;
+    tolk_state *state = NULL;
+    char *model_path = NULL;
+    int *ok = calloc((size_t)a.n_positional, sizeof *ok);
+    if (!ok) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        cli_args_free(&a);
+        return 1;
+    }
+
+    tolk_ctx_params cp = tolk_ctx_default_params();
+    cp.n_threads = o.n_threads;
+    cp.device = o.device;
+    tolk_status st = tolk_ctx_new(&cp, &ctx);
+    if (st == TOLK_ERR_NO_DEVICE) {
+        fprintf(stderr,
+                "%s: --device cuda: no CUDA device available (%s); use --device cpu or auto\n",
+                prog,
+                tolk_cuda_available() ? "device busy or failed"
+                                      : "this build has no CUDA backend or no GPU is visible");
+        exit_status = 1;
+        goto done;
+    } else if (st != TOLK_OK) {
+        fprintf(stderr, "%s: cannot create a context: %s\n", prog, tolk_strerror(st));
+        exit_status = 1;
+        goto done;
+    }
+
+    /* inputs first: a missing or unreadable file fails fast, before the model */
+    int n_ok = 0;
+    for (int i = 0; i < a.n_positional; i++) {
+        ok[i] = precheck_input(ctx, a.positional[i]) == 0;
+        n_ok += ok[i];
+    }
+    if (n_ok < a.n_positional) exit_status = 1;
+    if (n_ok == 0) goto done;
+    warn_duplicate_outputs(&o, a.positional, a.n_positional, ok);
+
+    model_path = resolve_model(prog, o.model, o.model_dir);
+    if (!model_path) {
+        exit_status = 1;
+        goto done;
+    }
+    tolk_model_params mp = tolk_model_default_params();
+    mp.device = tolk_ctx_device(ctx);
+    st = tolk_model_load(ctx, model_path, &mp, &model);
+    if (st != TOLK_OK) {
+        report(model_path,
+               tolk_ctx_last_error(ctx)[0] ? tolk_ctx_last_error(ctx) : tolk_strerror(st));
+        exit_status = 1;
+        goto done;
+    }
+    tolk_model_desc desc;
+    tolk_model_describe(model, &desc);
+    if (!desc.multilingual) {
+        if (o.params.language && strcmp(o.params.language, "en") != 0)
+            fprintf(stderr,
+                    "tolk: warning: %s is an English-only model but --language is '%s'; "
+                    "using English instead\n",
+                    o.model, o.params.language);
+        o.params.language = "en";
+    }
+    st = tolk_state_new(ctx, model, &state);
+    if (st != TOLK_OK) {
+        report(model_path,
+               tolk_ctx_last_error(ctx)[0] ? tolk_ctx_last_error(ctx) : tolk_strerror(st));
+        exit_status = 1;
+        goto done;
+    }
+
+    /* the output directory once everything is ready, as late as possible */
+    if (o.write_files) {
+        int err = make_dirs(o.output_dir);
+        if (err) {
+            fprintf(stderr, "tolk: %s: cannot create the output directory: %s\n", o.output_dir,
+                    strerror(err));
+            exit_status = 1;
+            goto done;
+        }
+    }
+
+    for (int i = 0; i < a.n_positional; i++) {
+        if (!ok[i]) continue;
+        if (run_file(ctx, state, &o, a.positional[i]) != 0) exit_status = 1;
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "tolk: writing to standard output failed\n");
+        exit_status = 1;
+    }
+
+done:
+    tolk_state_free(state);
+    tolk_model_free(model);
+    tolk_ctx_free(ctx);
+    free(model_path);
+    free(ok);
+    cli_args_free(&a);
+    return exit_status;
+}
+
+int cli_transcribe(int argc, char **argv) {
+    return run("transcribe", argc, argv);
+}
+
+int cli_translate(int argc, char **argv) {
+    return run("translate", argc, argv);
+}

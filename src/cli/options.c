@@ -1,0 +1,306 @@
+/*
+ * options.c — argparse-like option parsing for the tolk subcommands (see
+ * options.h), and the --language table: the language codes and names that
+ * openai-whisper's CLI accepts (whisper.tokenizer.LANGUAGES plus its name
+ * aliases such as "castilian" -> es).
+ */
+#include "options.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------------------ */
+/* Parsing                                                                   */
+/* ------------------------------------------------------------------------ */
+
+int cli_usage_error(const cli_args *a, const char *fmt, ...) {
+    const char *prog = a && a->prog ? a->prog : "tolk";
+    fprintf(stderr, "%s: error: ", prog);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see `%s --help`)\n", prog);
+    return 2;
+}
+
+/* Index of the def with long name (n bytes of name) or -1. */
+static int find_long(const cli_optdef *defs, const char *name, size_t n) {
+    for (int i = 0; defs[i].name; i++)
+        if (strlen(defs[i].name) == n && !strncmp(defs[i].name, name, n)) return i;
+    return -1;
+}
+
+static int find_short(const cli_optdef *defs, char c) {
+    for (int i = 0; defs[i].name; i++)
+        if (defs[i].alias && defs[i].alias == c) return i;
+    return -1;
+}
+
+/* Whether s reads as a negative number ("-1", "-0.5", "-inf"): such an
+ * argument is a value, not a flag, as argparse decides. */
+static int looks_negative_number(const char *s) {
+    if (s[0] != '-' || !s[1]) return 0;
+    char *end;
+    errno = 0;
+    strtod(s, &end);
+    return *end == '\0';
+}
+
+int cli_parse(const char *prog, int argc, char **argv, const cli_optdef *defs, cli_args *out) {
+    memset(out, 0, sizeof *out);
+    out->prog = prog;
+    out->defs = defs;
+    int n = 0;
+    while (defs[n].name)
+        n++;
+    out->n_defs = n;
+    out->values = calloc((size_t)n + 1, sizeof *out->values);
+    out->positional = calloc((size_t)(argc > 0 ? argc : 1), sizeof *out->positional);
+    if (!out->values || !out->positional) {
+        cli_args_free(out);
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return 2;
+    }
+    int only_positional = 0;
+    for (int i = 1; i < argc; i++) {
+        char *arg = argv[i];
+        if (only_positional || arg[0] != '-' || !strcmp(arg, "-") || looks_negative_number(arg)) {
+            out->positional[out->n_positional++] = arg;
+            continue;
+        }
+        if (!strcmp(arg, "--")) {
+            only_positional = 1;
+            continue;
+        }
+        int idx;
+        const char *inline_value = NULL;
+        const char *shown = arg; /* the flag as the user wrote it, for messages */
+        char flagbuf[64];
+        if (arg[1] == '-') {
+            const char *name = arg + 2;
+            const char *eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            idx = find_long(defs, name, len);
+            if (eq) inline_value = eq + 1;
+            snprintf(flagbuf, sizeof flagbuf, "--%.*s", (int)(len < 50 ? len : 50), name);
+            shown = flagbuf;
+        } else {
+            idx = find_short(defs, arg[1]);
+            if (arg[2]) inline_value = arg[2] == '=' ? arg + 3 : arg + 2;
+            snprintf(flagbuf, sizeof flagbuf, "-%c", arg[1]);
+            shown = flagbuf;
+        }
+        if (idx < 0) {
+            int r = cli_usage_error(out, "unrecognized argument: %s", arg);
+            cli_args_free(out);
+            return r;
+        }
+        if (!defs[idx].takes_value) {
+            if (inline_value) {
+                int r = cli_usage_error(out, "argument %s: ignored explicit argument '%s'", shown,
+                                        inline_value);
+                cli_args_free(out);
+                return r;
+            }
+            out->values[idx] = "";
+            continue;
+        }
+        if (!inline_value) {
+            if (i + 1 >= argc ||
+                (argv[i + 1][0] == '-' && argv[i + 1][1] && !looks_negative_number(argv[i + 1]))) {
+                int r = cli_usage_error(out, "argument %s: expected one argument", shown);
+                cli_args_free(out);
+                return r;
+            }
+            inline_value = argv[++i];
+        }
+        out->values[idx] = inline_value;
+    }
+    return 0;
+}
+
+void cli_args_free(cli_args *a) {
+    if (!a) return;
+    free((void *)a->values);
+    free(a->positional);
+    a->values = NULL;
+    a->positional = NULL;
+    a->n_positional = 0;
+}
+
+static int def_index(const cli_args *a, const char *name) {
+    return find_long(a->defs, name, strlen(name));
+}
+
+int cli_given(const cli_args *a, const char *name) {
+    int i = def_index(a, name);
+    return i >= 0 && a->values[i] != NULL;
+}
+
+const char *cli_str(const cli_args *a, const char *name, const char *def) {
+    int i = def_index(a, name);
+    return i >= 0 && a->values[i] ? a->values[i] : def;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Typed values                                                              */
+/* ------------------------------------------------------------------------ */
+
+int cli_int(const cli_args *a, const char *name, long lo, long hi, int allow_none, long def,
+            long *out, int *is_none) {
+    const char *v = cli_str(a, name, NULL);
+    if (is_none) *is_none = 0;
+    *out = def;
+    if (!v) return 0;
+    if (allow_none && !strcmp(v, "None")) {
+        if (is_none) *is_none = 1;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || errno || isspace((unsigned char)*v))
+        return cli_usage_error(a, "argument --%s: invalid int value: '%s'", name, v);
+    if (x < lo || x > hi)
+        return cli_usage_error(a, "argument --%s: %ld is out of range [%ld, %ld]", name, x, lo, hi);
+    *out = x;
+    return 0;
+}
+
+int cli_float(const cli_args *a, const char *name, double lo, double hi, int allow_inf,
+              int allow_none, double def, double *out, int *is_none) {
+    const char *v = cli_str(a, name, NULL);
+    if (is_none) *is_none = 0;
+    *out = def;
+    if (!v) return 0;
+    if (allow_none && !strcmp(v, "None")) {
+        if (is_none) *is_none = 1;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    /* decimal numbers only: no hex floats, no "nan" */
+    int bad = !*v || *end || isspace((unsigned char)*v) || strpbrk(v, "xX") || isnan(x) ||
+              (errno == ERANGE && isinf(x));
+    if (!bad && isinf(x) && !allow_inf) bad = 1;
+    if (bad) return cli_usage_error(a, "argument --%s: invalid float value: '%s'", name, v);
+    if (x < lo || x > hi)
+        return cli_usage_error(a, "argument --%s: %s is out of range [%g, %g]", name, v, lo, hi);
+    *out = x;
+    return 0;
+}
+
+int cli_bool(const cli_args *a, const char *name, int def, int *out) {
+    const char *v = cli_str(a, name, NULL);
+    *out = def;
+    if (!v) return 0;
+    if (!strcmp(v, "True") || !strcmp(v, "true")) {
+        *out = 1;
+        return 0;
+    }
+    if (!strcmp(v, "False") || !strcmp(v, "false")) {
+        *out = 0;
+        return 0;
+    }
+    return cli_usage_error(a, "argument --%s: expected True or False, got '%s'", name, v);
+}
+
+int cli_choice(const cli_args *a, const char *name, const char *const *choices, int def, int *out) {
+    const char *v = cli_str(a, name, NULL);
+    *out = def;
+    if (!v) return 0;
+    for (int i = 0; choices[i]; i++) {
+        if (!strcmp(v, choices[i])) {
+            *out = i;
+            return 0;
+        }
+    }
+    char list[512];
+    size_t len = 0;
+    list[0] = '\0';
+    for (int i = 0; choices[i] && len + 1 < sizeof list; i++) {
+        int w = snprintf(list + len, sizeof list - len, "%s'%s'", i ? ", " : "", choices[i]);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+    return cli_usage_error(a, "argument --%s: invalid choice: '%s' (choose from %s)", name, v,
+                           list);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Languages                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct lang_entry {
+    const char *code;
+    const char *name;
+} lang_entry;
+
+/* Whisper's language codes in token order, with their English names. */
+static const lang_entry languages[] = {
+    {"en", "english"},        {"zh", "chinese"},     {"de", "german"},        {"es", "spanish"},
+    {"ru", "russian"},        {"ko", "korean"},      {"fr", "french"},        {"ja", "japanese"},
+    {"pt", "portuguese"},     {"tr", "turkish"},     {"pl", "polish"},        {"ca", "catalan"},
+    {"nl", "dutch"},          {"ar", "arabic"},      {"sv", "swedish"},       {"it", "italian"},
+    {"id", "indonesian"},     {"hi", "hindi"},       {"fi", "finnish"},       {"vi", "vietnamese"},
+    {"he", "hebrew"},         {"uk", "ukrainian"},   {"el", "greek"},         {"ms", "malay"},
+    {"cs", "czech"},          {"ro", "romanian"},    {"da", "danish"},        {"hu", "hungarian"},
+    {"ta", "tamil"},          {"no", "norwegian"},   {"th", "thai"},          {"ur", "urdu"},
+    {"hr", "croatian"},       {"bg", "bulgarian"},   {"lt", "lithuanian"},    {"la", "latin"},
+    {"mi", "maori"},          {"ml", "malayalam"},   {"cy", "welsh"},         {"sk", "slovak"},
+    {"te", "telugu"},         {"fa", "persian"},     {"lv", "latvian"},       {"bn", "bengali"},
+    {"sr", "serbian"},        {"az", "azerbaijani"}, {"sl", "slovenian"},     {"kn", "kannada"},
+    {"et", "estonian"},       {"mk", "macedonian"},  {"br", "breton"},        {"eu", "basque"},
+    {"is", "icelandic"},      {"hy", "armenian"},    {"ne", "nepali"},        {"mn", "mongolian"},
+    {"bs", "bosnian"},        {"kk", "kazakh"},      {"sq", "albanian"},      {"sw", "swahili"},
+    {"gl", "galician"},       {"mr", "marathi"},     {"pa", "punjabi"},       {"si", "sinhala"},
+    {"km", "khmer"},          {"sn", "shona"},       {"yo", "yoruba"},        {"so", "somali"},
+    {"af", "afrikaans"},      {"oc", "occitan"},     {"ka", "georgian"},      {"be", "belarusian"},
+    {"tg", "tajik"},          {"sd", "sindhi"},      {"gu", "gujarati"},      {"am", "amharic"},
+    {"yi", "yiddish"},        {"lo", "lao"},         {"uz", "uzbek"},         {"fo", "faroese"},
+    {"ht", "haitian creole"}, {"ps", "pashto"},      {"tk", "turkmen"},       {"nn", "nynorsk"},
+    {"mt", "maltese"},        {"sa", "sanskrit"},    {"lb", "luxembourgish"}, {"my", "myanmar"},
+    {"bo", "tibetan"},        {"tl", "tagalog"},     {"mg", "malagasy"},      {"as", "assamese"},
+    {"tt", "tatar"},          {"haw", "hawaiian"},   {"ln", "lingala"},       {"ha", "hausa"},
+    {"ba", "bashkir"},        {"jw", "javanese"},    {"su", "sundanese"},     {"yue", "cantonese"},
+};
+
+/* Other names the reference accepts for some languages. */
+static const lang_entry aliases[] = {
+    {"my", "burmese"},       {"ca", "valencian"}, {"nl", "flemish"},   {"ht", "haitian"},
+    {"lb", "letzeburgesch"}, {"ps", "pushto"},    {"pa", "panjabi"},   {"ro", "moldavian"},
+    {"ro", "moldovan"},      {"si", "sinhalese"}, {"es", "castilian"}, {"zh", "mandarin"},
+};
+
+#define N_LANGUAGES (sizeof languages / sizeof languages[0])
+#define N_ALIASES (sizeof aliases / sizeof aliases[0])
+
+const char *cli_language_code(const char *arg) {
+    if (!arg) return NULL;
+    for (size_t i = 0; i < N_LANGUAGES; i++)
+        if (!strcmp(arg, languages[i].code)) return languages[i].code;
+    for (size_t i = 0; i < N_LANGUAGES; i++)
+        if (!strcasecmp(arg, languages[i].name)) return languages[i].code;
+    for (size_t i = 0; i < N_ALIASES; i++)
+        if (!strcasecmp(arg, aliases[i].name)) return aliases[i].code;
+    return NULL;
+}
+
+const char *cli_language_name(const char *code, char *buf, size_t n) {
+    if (!buf || n == 0) return "";
+    const char *name = code ? code : "";
+    for (size_t i = 0; code && i < N_LANGUAGES; i++)
+        if (!strcmp(code, languages[i].code)) name = languages[i].name;
+    snprintf(buf, n, "%s", name);
+    /* title case: upper-case the first letter of each word */
+    for (size_t i = 0; buf[i]; i++)
+        if (i == 0 || buf[i - 1] == ' ') buf[i] = (char)toupper((unsigned char)buf[i]);
+    return buf;
+}

@@ -1,0 +1,75 @@
+/*
+ * options.h — command-line option parsing shared by the tolk subcommands,
+ * in the manner of Python's argparse as openai-whisper's CLI uses it:
+ * "--flag value" and "--flag=value", short aliases ("-o DIR", "-oDIR"),
+ * the last occurrence of a flag wins, "--" ends the options, "-" is a
+ * positional argument (standard input). Typed getters convert and check
+ * values the way the reference's argparse types do (int, float, "None" for
+ * optional numbers, True/False booleans) and print argparse-style errors.
+ *
+ * Every error is printed to stderr as "PROG: error: ..." and reported as
+ * exit status 2 (a usage error).
+ */
+#ifndef TOLK_CLI_OPTIONS_H
+#define TOLK_CLI_OPTIONS_H
+
+#include <stdio.h>
+
+/* One accepted flag. An array of these ends with an entry whose name is
+ * NULL. */
+typedef struct cli_optdef {
+    const char *name; /* long form without dashes: "model" for --model */
+    char alias;       /* short form ('o' for -o) or 0 */
+    int takes_value;  /* 1: needs a value; 0: a switch (--help) */
+} cli_optdef;
+
+/* The parsed command line. values[i] is the last value given for defs[i]
+ * (a pointer into argv, or "" for a switch), NULL when not given. */
+typedef struct cli_args {
+    const char *prog; /* "tolk transcribe", for messages */
+    const cli_optdef *defs;
+    int n_defs;
+    const char **values; /* [n_defs], owned */
+    char **positional;   /* [n_positional], pointers into argv; array owned */
+    int n_positional;
+} cli_args;
+
+/* Parse argv[1..argc) (argv[0] is the subcommand name) against defs.
+ * Returns 0 on success (free with cli_args_free), or 2 after printing an
+ * error (unknown flag, missing value); out is then empty. */
+int cli_parse(const char *prog, int argc, char **argv, const cli_optdef *defs, cli_args *out);
+void cli_args_free(cli_args *a);
+
+/* Print "PROG: error: MESSAGE" and a hint to --help on stderr; returns 2. */
+int cli_usage_error(const cli_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Whether --name was given. */
+int cli_given(const cli_args *a, const char *name);
+
+/* The value of --name, or def when not given. */
+const char *cli_str(const cli_args *a, const char *name, const char *def);
+
+/* Typed getters. Each returns 0 and sets *out (def when the flag is not
+ * given), or returns 2 after printing an error naming the flag and value.
+ *  cli_int:    a decimal integer in [lo, hi]. allow_none: "None" is
+ *              accepted and sets *is_none (may be NULL otherwise).
+ *  cli_float:  a finite decimal number in [lo, hi] ("inf"/"-inf" allowed
+ *              when allow_inf); "None" as for cli_int.
+ *  cli_bool:   "True" or "False" (also "true"/"false").
+ *  cli_choice: one of choices (NULL-terminated); *out = its index. */
+int cli_int(const cli_args *a, const char *name, long lo, long hi, int allow_none, long def,
+            long *out, int *is_none);
+int cli_float(const cli_args *a, const char *name, double lo, double hi, int allow_inf,
+              int allow_none, double def, double *out, int *is_none);
+int cli_bool(const cli_args *a, const char *name, int def, int *out);
+int cli_choice(const cli_args *a, const char *name, const char *const *choices, int def, int *out);
+
+/* The language code for a --language argument: a code ("en", "haw"), or a
+ * language name or alias in any letter case ("English", "castilian");
+ * NULL when unknown. Static storage. */
+const char *cli_language_code(const char *arg);
+/* The English name of a language code, title-cased ("English", "Haitian
+ * Creole") into buf[n]; the code itself when unknown. Returns buf. */
+const char *cli_language_name(const char *code, char *buf, size_t n);
+
+#endif

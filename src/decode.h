@@ -1,0 +1,260 @@
+/*
+ * decode.h — the search over decoder outputs: logit filters, greedy and
+ * temperature sampling, beam search, best-of ranking, language
+ * identification, and one 30 s window decoded with the temperature
+ * fallback loop. Reproduces openai-whisper's decoding.py (DecodingTask,
+ * GreedyDecoder, BeamSearchDecoder, MaximumLikelihoodRanker, SuppressBlank,
+ * SuppressTokens, ApplyTimestampRules) and the decode_with_fallback rule of
+ * transcribe.py.
+ *
+ * The search never calls the network directly: it asks a "logits provider"
+ * (tolk_dec_backend) to feed tokens to numbered sequences and return the
+ * logits of the last fed token of each. The real provider wraps
+ * tolk_net_decode over a tolk_kvcache (transcribe.c); unit tests use a fake
+ * one that computes logits from the token history, so every search is
+ * testable without weights.
+ *
+ * Shapes: logits [n_seqs, n_vocab] float32, row-major.
+ */
+#ifndef TOLK_DECODE_H
+#define TOLK_DECODE_H
+
+#include "internal.h"
+#include "weights.h"
+
+#include <stdint.h>
+
+/* Special token ids of a model's vocabulary (openai-whisper Tokenizer). A
+ * field is -1 when the vocabulary lacks the token. */
+typedef struct tolk_dec_tokens {
+    int n_vocab;
+    int eot;             /* <|endoftext|> */
+    int sot;             /* <|startoftranscript|> */
+    int sot_prev;        /* <|startofprev|> */
+    int sot_lm;          /* <|startoflm|> */
+    int no_speech;       /* <|nospeech|> or <|nocaptions|> */
+    int no_timestamps;   /* <|notimestamps|> */
+    int timestamp_begin; /* <|0.00|>; timestamps run to n_vocab - 1 */
+    int transcribe;      /* <|transcribe|> */
+    int translate;       /* <|translate|> */
+    int blank;           /* the token of " " (suppress_blank), 220 */
+    const int *lang_ids; /* n_languages language tokens (not owned), or NULL */
+    int n_languages;
+} tolk_dec_tokens;
+
+/* The logits provider. Sequences are numbered 0..max_seqs-1 (slots).
+ *   step:  feed n_tokens[i] tokens (tokens[i]) to sequence seqs[i] for each
+ *          of the n_seqs sequences, append them to that sequence's history,
+ *          and write the logits of the last fed token of each sequence to
+ *          logits[i * n_vocab ...]. Returns a status (the provider sets the
+ *          ctx message).
+ *   reset: empty a sequence's history.
+ *   copy:  make dst's history a copy of src's (beam reordering). */
+typedef struct tolk_dec_backend {
+    void *user;
+    int n_vocab;
+    int max_seqs;
+    tolk_status (*step)(void *user, const int *seqs, int n_seqs, const int *const *tokens,
+                        const int *n_tokens, float *logits);
+    void (*reset)(void *user, int seq);
+    void (*copy)(void *user, int dst, int src);
+} tolk_dec_backend;
+
+/* Text of tokens (text tokens only; ids >= eot skipped), as a new
+ * NUL-terminated UTF-8 string the caller frees with free(); NULL on
+ * allocation failure. Used for the compression ratio. */
+typedef char *(*tolk_dec_text_fn)(void *user, const int *tokens, int n_tokens);
+
+/* Options of one decode (openai-whisper DecodingOptions, resolved). */
+typedef struct tolk_dec_options {
+    float temperature;    /* 0: argmax / beam search; > 0: sampling */
+    int sample_len;       /* maximum tokens sampled (n_text_ctx / 2) */
+    int n_ctx;            /* n_text_ctx (448): stop when the context is longer */
+    int beam_size;        /* >= 1 at temperature 0: beam search; 0: greedy */
+    int best_of;          /* >= 1 at temperature > 0: independent samples */
+    float patience;       /* beam search patience (1.0) */
+    float length_penalty; /* < 0: plain length normalisation; else GNMT alpha */
+    int suppress_blank;   /* suppress " " and EOT at the first sampled position */
+    const int *suppress;  /* ids suppressed at every step (not owned) */
+    int n_suppress;
+    int timestamps;                  /* 1: apply the timestamp rules */
+    int max_initial_timestamp_index; /* < 0: no limit; else the last allowed first index */
+    uint64_t *rng;                   /* sampling state (xorshift64*), updated; required at T > 0 */
+} tolk_dec_options;
+
+/* Result of one decode. */
+typedef struct tolk_dec_result {
+    int *tokens;     /* sampled tokens between sample_begin and the first EOT (owned) */
+    float *logprobs; /* per-token log-probabilities of tokens (owned) */
+    int n_tokens;
+    double sum_logprob;   /* including the EOT step when it was sampled */
+    float avg_logprob;    /* sum_logprob / (n_tokens + 1) */
+    float no_speech_prob; /* softmax at the SOT position, NaN without a no-speech token */
+    float temperature;
+    float compression_ratio;
+    char *text; /* decoded text, whitespace-stripped (owned) */
+} tolk_dec_result;
+
+void tolk_dec_result_clear(tolk_dec_result *r);
+
+/* ---- logit filters (decode_filters.c) ----------------------------------- */
+
+/* A set of resolved filter settings shared by all steps of a decode. */
+typedef struct tolk_dec_filter {
+    const tolk_dec_tokens *tok;
+    int sample_begin; /* length of the initial tokens */
+    int suppress_blank;
+    const int *suppress;
+    int n_suppress;
+    int timestamps;
+    int max_initial_timestamp_index; /* < 0: none */
+} tolk_dec_filter;
+
+/* Apply, in place, the filters to the logits [n_vocab] of one sequence whose
+ * sampled tokens so far are sampled[0..n_sampled) (the tokens after the
+ * initial ones): SuppressBlank, SuppressTokens, ApplyTimestampRules, in the
+ * reference's order. Masked entries become -INFINITY. */
+void tolk_dec_apply_filters(const tolk_dec_filter *f, float *logits, const int *sampled,
+                            int n_sampled);
+
+/* log_softmax of x [n] into out [n] (may alias), in double accumulation;
+ * -INFINITY entries stay -INFINITY. */
+void tolk_dec_log_softmax(const float *x, int n, float *out);
+
+/* Resolve a suppress_tokens option ("-1" = the model's non-speech set
+ * plus specials, "" = specials only, "1,2,3") into a sorted unique list
+ * (*out, free()), adding transcribe, translate, sot, sot_prev, sot_lm and
+ * no_speech as the reference does. nonspeech: the non-speech set. */
+tolk_status tolk_dec_resolve_suppress(tolk_ctx *ctx, const char *spec, const tolk_dec_tokens *tok,
+                                      const int *nonspeech, int n_nonspeech, int **out, int *n_out);
+
+/* ---- random numbers (decode_sample.c) ----------------------------------- */
+
+/* xorshift64* seeded by splitmix64(seed); a uniform double in [0, 1). */
+uint64_t tolk_rng_seed(uint64_t seed);
+double tolk_rng_uniform(uint64_t *state);
+
+/* Sample an index from softmax(logits / temperature) over [n]. */
+int tolk_dec_sample(const float *logits, int n, float temperature, uint64_t *rng);
+
+/* ---- one decode of one window (decode_greedy.c, decode_beam.c, decode_sample.c) */
+
+/* Decode one window: initial [n_initial] tokens (prompt, SOT sequence,
+ * prefix; initial[sot_index] == sot) are fed to sequence 0, their logits
+ * give no_speech_prob at the SOT position; then greedy (beam_size <= 1 at
+ * T = 0), beam search (beam_size >= 2 at T = 0) or best-of sampling
+ * (T > 0). Sequences 0..n_group-1 of be are used; be->max_seqs must be at
+ * least n_group. *res is filled (clear it with tolk_dec_result_clear);
+ * its text and compression ratio are set when text_fn is not NULL. */
+tolk_status tolk_dec_decode(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_dec_tokens *tok,
+                            const int *initial, int n_initial, int sot_index,
+                            const tolk_dec_options *opt, tolk_dec_text_fn text_fn, void *text_user,
+                            tolk_dec_result *res);
+
+/* The search bodies used by tolk_dec_decode (exposed for tests). The first
+ * logits [n_vocab] (after the initial tokens, unfiltered) are given. */
+tolk_status tolk_dec_greedy(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_dec_filter *f,
+                            const tolk_dec_options *opt, int n_initial, const float *first_logits,
+                            tolk_dec_result *res);
+tolk_status tolk_dec_beam(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_dec_filter *f,
+                          const tolk_dec_options *opt, int n_initial, const float *first_logits,
+                          tolk_dec_result *res);
+
+/* Rank finished candidates (MaximumLikelihoodRanker): the index of the best
+ * sum_logprob[i] / penalty(lengths[i]), first on ties. */
+int tolk_dec_rank(const double *sum_logprobs, const int *lengths, int n, float length_penalty);
+
+/* ---- language identification (decode_lang.c) ---------------------------- */
+
+/* One decoder step of [sot] on sequence 0 of be, softmax over the language
+ * tokens only. probs [tok->n_languages] in the order of tok->lang_ids;
+ * *best the index of the most probable (first on ties). */
+tolk_status tolk_dec_detect_language(tolk_ctx *ctx, const tolk_dec_backend *be,
+                                     const tolk_dec_tokens *tok, float *probs, int *best);
+
+/* Softmax over the language entries of logits [n_vocab] (exposed for tests). */
+void tolk_dec_language_probs(const float *logits, const tolk_dec_tokens *tok, float *probs,
+                             int *best);
+
+/* ---- fallback loop (decode_window.c) ------------------------------------ */
+
+typedef struct tolk_dec_fallback {
+    const float *temperatures;
+    int n_temperatures;
+    float compression_ratio_threshold; /* <= 0: off */
+    float logprob_threshold;           /* -INFINITY: off */
+    float no_speech_threshold;         /* <= 0: off */
+} tolk_dec_fallback;
+
+/* Decode a window with the temperature fallback of transcribe(): for each
+ * temperature, decode (beam/greedy at 0, best_of sampling above), accept
+ * unless the compression ratio is above its threshold or the average
+ * log-probability below its threshold (but accept "silence": no_speech_prob
+ * above its threshold with a low log-probability). The last attempt is
+ * returned when all fail. base: options whose temperature is replaced. */
+tolk_status tolk_dec_decode_fallback(tolk_ctx *ctx, const tolk_dec_backend *be,
+                                     const tolk_dec_tokens *tok, const int *initial, int n_initial,
+                                     int sot_index, const tolk_dec_options *base,
+                                     const tolk_dec_fallback *fb, tolk_dec_text_fn text_fn,
+                                     void *text_user, tolk_dec_result *res);
+
+/* Whether a result needs the next temperature under fb (the reference's rule). */
+int tolk_dec_needs_fallback(const tolk_dec_fallback *fb, const tolk_dec_result *r);
+
+/* ---- compression ratio (compress.c) ------------------------------------- */
+
+/* len(utf8) / len(zlib.compress(utf8)) with zlib's default level, as
+ * openai-whisper's compression_ratio(); 0 for empty text. Returns a
+ * negative value when zlib fails. */
+float tolk_compression_ratio(const char *text, size_t len);
+
+/* ---- per-stream state (state.c; used by transcribe.c) ------------------- */
+
+struct tolk_tokenizer;
+struct tolk_net;
+struct tolk_kvcache;
+
+/* The public tolk_state: its own ctx (messages), the model's network and a
+ * tokenizer, the KV cache and per-window buffers, sized from the model. */
+struct tolk_state {
+    tolk_ctx *ctx;              /* owned; copy of the creating ctx's params */
+    const tolk_model *model;    /* borrowed; outlives the state */
+    struct tolk_net *net;       /* the model's, or owned_net */
+    struct tolk_net *owned_net; /* when the model carries no prepared net */
+    struct tolk_tokenizer *tok; /* owned */
+    tolk_mel *mel;              /* owned */
+    struct tolk_kvcache *kv;    /* owned; kv_seqs sequences of n_text_ctx */
+    int kv_seqs;
+    tolk_hparams hp;
+    tolk_dec_tokens dt; /* special ids; lang_ids points into lang */
+    int lang[100];
+    const int *non_speech; /* owned by tok */
+    int n_non_speech;
+    int multilingual;
+    float *window;        /* [n_mels, 3000] one mel window */
+    float *enc;           /* [n_audio_ctx, n_audio_state] */
+    tolk_timings timings; /* per-stage times (timings.h) */
+};
+
+/* Make sure the state's KV cache holds at least n_seqs sequences. */
+tolk_status tolk_state_reserve(tolk_state *st, int n_seqs);
+
+/* A logits provider over the state's network and KV cache (window slot 0). */
+tolk_dec_backend tolk_state_backend(tolk_state *st);
+
+/* Encode st->window and make it the cross-attention window of the cache. */
+tolk_status tolk_state_encode_window(tolk_state *st);
+
+/* tolk_dec_text_fn over the state's tokenizer (user = the state):
+ * the reference decode() (timestamps dropped). */
+char *tolk_state_text(void *user, const int *tokens, int n_tokens);
+
+/* The mel window transcribe.c feeds the encoder (exposed for tests):
+ * frames [seek, seek + size) of the log-mel of x[0, n) followed by 30 s of
+ * zeros, clamped at that whole mel's max - 8, into out [n_mels, 3000]
+ * (zero-padded); *content_frames (may be NULL) = n / 160. Computed in
+ * pieces, never holding the whole mel. */
+tolk_status tolk_tr_mel_window(tolk_ctx *ctx, const tolk_mel *mel, const float *x, size_t n,
+                               size_t seek, size_t size, float *out, size_t *content_frames);
+
+#endif /* TOLK_DECODE_H */

@@ -1,0 +1,180 @@
+/*
+ * decode_filters.c — the logit filters of openai-whisper's decoding.py,
+ * applied in its order to the logits of one sequence at one step:
+ *   SuppressBlank        at the first sampled position: " " and EOT;
+ *   SuppressTokens       the resolved suppress_tokens list, every step;
+ *   ApplyTimestampRules  <|notimestamps|> never; timestamps in pairs except
+ *                        right before EOT; timestamps never decrease (and a
+ *                        segment has non-zero length); the first sampled
+ *                        token is a timestamp no later than
+ *                        max_initial_timestamp; when the probability mass of
+ *                        all timestamps beats every single text token, a
+ *                        timestamp is forced.
+ * Also the log-softmax used for scores and the parsing of the
+ * suppress_tokens option (DecodingTask._get_suppress_tokens).
+ */
+#include "decode.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tolk_dec_log_softmax(const float *x, int n, float *out) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (x[i] > mx) mx = x[i];
+    if (mx == -INFINITY) {
+        for (int i = 0; i < n; i++)
+            out[i] = -INFINITY;
+        return;
+    }
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)x[i] - (double)mx);
+    double lse = (double)mx + log(sum);
+    for (int i = 0; i < n; i++)
+        out[i] = (float)((double)x[i] - lse);
+}
+
+static void mask_range(float *logits, int lo, int hi) {
+    for (int i = lo; i < hi; i++)
+        logits[i] = -INFINITY;
+}
+
+void tolk_dec_apply_filters(const tolk_dec_filter *f, float *logits, const int *sampled,
+                            int n_sampled) {
+    const tolk_dec_tokens *t = f->tok;
+    const int nv = t->n_vocab;
+
+    /* SuppressBlank */
+    if (f->suppress_blank && n_sampled == 0) {
+        if (t->blank >= 0 && t->blank < nv) logits[t->blank] = -INFINITY;
+        if (t->eot >= 0 && t->eot < nv) logits[t->eot] = -INFINITY;
+    }
+    /* SuppressTokens */
+    for (int i = 0; i < f->n_suppress; i++) {
+        int id = f->suppress[i];
+        if (id >= 0 && id < nv) logits[id] = -INFINITY;
+    }
+    if (!f->timestamps) return;
+
+    /* ApplyTimestampRules */
+    const int tb = t->timestamp_begin;
+    if (tb <= 0 || tb >= nv) return;
+    if (t->no_timestamps >= 0 && t->no_timestamps < nv) logits[t->no_timestamps] = -INFINITY;
+
+    int last_ts = n_sampled >= 1 && sampled[n_sampled - 1] >= tb;
+    int penult_ts = n_sampled < 2 || sampled[n_sampled - 2] >= tb;
+    if (last_ts) {
+        if (penult_ts)
+            mask_range(logits, tb, nv); /* must be text (or EOT) */
+        else
+            mask_range(logits, 0, t->eot); /* must be a timestamp or EOT */
+    }
+    int last_timestamp = -1;
+    for (int i = n_sampled - 1; i >= 0; i--)
+        if (sampled[i] >= tb) {
+            last_timestamp = sampled[i];
+            break;
+        }
+    if (last_timestamp >= 0) {
+        /* never decrease; after text, a closing timestamp must be later */
+        int limit = (last_ts && !penult_ts) ? last_timestamp : last_timestamp + 1;
+        if (limit > nv) limit = nv;
+        mask_range(logits, tb, limit);
+    }
+    if (n_sampled == 0) {
+        mask_range(logits, 0, tb);
+        if (f->max_initial_timestamp_index >= 0) {
+            long last_allowed = (long)tb + f->max_initial_timestamp_index;
+            if (last_allowed + 1 < nv) mask_range(logits, (int)(last_allowed + 1), nv);
+        }
+    }
+
+    /* Timestamp probability mass against the best text token, compared in
+     * logit space (both sides share the log-softmax normaliser). */
+    float max_text = -INFINITY;
+    for (int i = 0; i < tb; i++)
+        if (logits[i] > max_text) max_text = logits[i];
+    float max_ts = -INFINITY;
+    for (int i = tb; i < nv; i++)
+        if (logits[i] > max_ts) max_ts = logits[i];
+    if (max_ts == -INFINITY) return;
+    double s = 0.0;
+    for (int i = tb; i < nv; i++)
+        s += exp((double)logits[i] - (double)max_ts);
+    double ts_lse = (double)max_ts + log(s);
+    if (ts_lse > (double)max_text) mask_range(logits, 0, tb);
+}
+
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+tolk_status tolk_dec_resolve_suppress(tolk_ctx *ctx, const char *spec, const tolk_dec_tokens *tok,
+                                      const int *nonspeech, int n_nonspeech, int **out,
+                                      int *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    if (!spec || !*spec) return TOLK_OK; /* the reference applies no filter at all */
+    if (n_nonspeech < 0 || n_nonspeech > 1000000)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "suppress_tokens: bad non-speech set");
+
+    size_t n_items = 1;
+    for (const char *p = spec; *p; p++)
+        if (*p == ',') n_items++;
+    if (n_items > 1000000)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "suppress_tokens: too many entries");
+    size_t cap = n_items + (size_t)n_nonspeech + 6;
+    int *ids = tolk_malloc_array(cap, sizeof(int));
+    if (!ids) return tolk_fail(ctx, TOLK_ERR_NOMEM, "suppress_tokens: out of memory");
+    size_t n = 0;
+    int minus_one = 0;
+    const char *p = spec;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno != 0) {
+            free(ids);
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "suppress_tokens: '%s' is not a comma-separated list of ids", spec);
+        }
+        while (*end == ' ')
+            end++;
+        if (*end != ',' && *end != '\0') {
+            free(ids);
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "suppress_tokens: '%s' is not a comma-separated list of ids", spec);
+        }
+        if (v == -1) {
+            minus_one = 1;
+        } else if (v < 0 || v >= tok->n_vocab) {
+            free(ids);
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "suppress_tokens: id %ld outside the vocabulary [0, %d)", v,
+                             tok->n_vocab);
+        } else {
+            ids[n++] = (int)v;
+        }
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (minus_one)
+        for (int i = 0; i < n_nonspeech; i++)
+            if (nonspeech[i] >= 0 && nonspeech[i] < tok->n_vocab) ids[n++] = nonspeech[i];
+    const int specials[6] = {tok->transcribe, tok->translate, tok->sot,
+                             tok->sot_prev,   tok->sot_lm,    tok->no_speech};
+    for (int i = 0; i < 6; i++)
+        if (specials[i] >= 0 && specials[i] < tok->n_vocab) ids[n++] = specials[i];
+    qsort(ids, n, sizeof(int), cmp_int);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u == 0 || ids[u - 1] != ids[i]) ids[u++] = ids[i];
+    *out = ids;
+    *n_out = (int)u;
+    return TOLK_OK;
+}
