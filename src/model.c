@@ -16,6 +16,7 @@ tolk_model_params tolk_model_default_params(void) {
     tolk_model_params p;
     p.device = TOLK_DEVICE_CPU;
     p.use_mmap = 1;
+    p.compute_type = TOLK_COMPUTE_F32;
     return p;
 }
 
@@ -40,6 +41,9 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
     if (p.device != TOLK_DEVICE_CPU && p.device != TOLK_DEVICE_CUDA && p.device != TOLK_DEVICE_AUTO)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad device %d",
                          (int)p.device);
+    if (p.compute_type != TOLK_COMPUTE_F32 && p.compute_type != TOLK_COMPUTE_BF16)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad compute_type %d",
+                         p.compute_type);
     if (p.device == TOLK_DEVICE_CUDA && !tolk_cuda_available())
         return tolk_fail(ctx, TOLK_ERR_NO_DEVICE, "%s: CUDA requested but no device is usable",
                          path);
@@ -62,7 +66,8 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
     st = tolk_ctx_new(&cp, &nctx);
     if (st == TOLK_OK) {
         tolk_net *net = NULL;
-        st = tolk_net_new(nctx, m->w, &net);
+        tolk_net_params np = {.keep_f16 = -1, .bf16 = p.compute_type == TOLK_COMPUTE_BF16};
+        st = tolk_net_new_ex(nctx, m->w, &np, &net);
         if (st == TOLK_OK) {
             m->net = net;
             m->net_free = (void (*)(void *))tolk_net_free;

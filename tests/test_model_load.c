@@ -677,7 +677,9 @@ static void test_full_shapes_header(void) {
                                               : v[i].vocab == 51865 ? 99
                                                                     : 0);
             CU_ASSERT_EQUAL(desc.multilingual, v[i].vocab >= 51865);
-            CU_ASSERT(desc.file_bytes > desc.mem_bytes);
+            /* resident compute weights: the stored tensors plus small float32
+             * copies (norms, biases, positional embeddings) */
+            CU_ASSERT(desc.mem_bytes > desc.file_bytes / 2 && desc.mem_bytes < desc.file_bytes * 2);
             CU_ASSERT_EQUAL(m->w->n_tensors, n_canonical(&s.hp));
             tolk_model_free(m);
         }
@@ -1027,7 +1029,7 @@ static void test_public_api(void) {
     CU_ASSERT_STRING_EQUAL(d.dtypes, "float16");
     CU_ASSERT_STRING_EQUAL(d.size_name, "base");
     CU_ASSERT(d.file_bytes > 140000000ull);
-    CU_ASSERT(d.mem_bytes > 140000000ull && d.mem_bytes <= d.file_bytes);
+    CU_ASSERT(d.mem_bytes > 140000000ull && d.mem_bytes <= d.file_bytes + d.file_bytes / 20);
     tolk_model_free(m);
     p.use_mmap = 0;
     CU_ASSERT_EQUAL(tolk_model_load(ctx, base, &p, &m), TOLK_OK);
