@@ -94,7 +94,7 @@ static int run_config(const char *model_dir, const char *model, int keep_f16, in
         fprintf(stderr, "%s: %s\n", model, tolk_ctx_last_error(ctx));
         return 1;
     }
-    tolk_net_params np = {keep_f16};
+    tolk_net_params np = {.keep_f16 = keep_f16};
     if (tolk_net_new_ex(ctx, w, &np, &net) != TOLK_OK) {
         fprintf(stderr, "%s: %s\n", model, tolk_ctx_last_error(ctx));
         return 1;

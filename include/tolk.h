@@ -210,7 +210,19 @@ typedef struct tolk_model tolk_model;
 typedef struct tolk_model_params {
     tolk_device device; /* where the weights live; AUTO = CUDA when present */
     int use_mmap;       /* 1 (default): map files, no copy when possible */
+    int compute_type;   /* tolk_compute_type: TOLK_COMPUTE_F32 (default) */
 } tolk_model_params;
+
+/* Precision of the CPU matrix products (tolk_model_params.compute_type). */
+typedef enum tolk_compute_type {
+    TOLK_COMPUTE_F32 = 0, /* float32 products: exact parity (default) */
+    TOLK_COMPUTE_BF16 = 1 /* bfloat16 inputs, float32 accumulation, for the
+                             products of >= 2 rows (encoder, prompts, beams)
+                             on CPUs with AVX-512 BF16 (~1.5x faster base
+                             encoder; elsewhere the same as F32); one-row
+                             (greedy) decoder steps stay float32. Ignored on
+                             CUDA. */
+} tolk_compute_type;
 
 typedef struct tolk_model_desc {
     tolk_model_format format;

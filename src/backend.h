@@ -46,10 +46,16 @@ typedef struct tolk_bweight {
     tolk_dtype dtype;
     int64_t rows;
     int64_t cols;
-    void *data; /* rows * cols elements of dtype, device memory */
-    int owned;  /* 1: data belongs to the weight; 0: it points into the
-                   host tensors (CPU, F16 kept, parts contiguous), which
-                   must outlive it */
+    void *data;          /* rows * cols elements of dtype, device memory */
+    int owned;           /* 1: data belongs to the weight; 0: it points into the
+                            host tensors (CPU, F16 kept, parts contiguous), which
+                            must outlive it */
+    void *packed;        /* CPU with tolk_backend_params.bf16 on a CPU with
+                            AVX-512 BF16: the same matrix packed for
+                            tolk_gemm_bf16 (gemm_cpu.h), owned; else NULL.
+                            data stays valid (embedding lookup, few-row
+                            products). */
+    size_t packed_bytes; /* bytes of packed (0 when NULL) */
 } tolk_bweight;
 
 /* One sequence of a batched attention call. All pointers are device
@@ -189,6 +195,12 @@ struct tolk_backend {
 typedef struct tolk_backend_params {
     int keep_f16; /* 1: keep F16 weights as F16 and convert inside linear;
                      0: widen every weight to F32 at preparation */
+    int bf16;     /* CPU: 1 = also pack each weight as bfloat16 and run the
+                     products of >= 2 rows (encoder, conv, prompts, batched
+                     steps) through the AVX-512 BF16 GEMM when the CPU has it
+                     (inputs rounded to bf16, float32 accumulation; not
+                     bit-exact); 0 (default) = exact float32 sgemm. Ignored
+                     by the CUDA backend. */
 } tolk_backend_params;
 
 /* Create the CPU backend (OpenBLAS sgemm + OpenMP loops). params NULL:

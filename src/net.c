@@ -146,7 +146,8 @@ static void prep_weight(prep *p, tolk_bweight *dst, const tolk_tensor *const *pa
     p->st = p->net->be->weight_prepare(p->ctx, p->net->be, parts, n, dst);
     if (p->st == TOLK_OK)
         p->net->mem_bytes +=
-            (uint64_t)dst->rows * (uint64_t)dst->cols * (dst->dtype == TOLK_DT_F16 ? 2u : 4u);
+            (uint64_t)dst->rows * (uint64_t)dst->cols * (dst->dtype == TOLK_DT_F16 ? 2u : 4u) +
+            (uint64_t)dst->packed_bytes;
 }
 
 /* One float32 vector from parts (NULL parts: zero_len zeros). */
@@ -316,8 +317,8 @@ tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net
     const tolk_hparams *h = &net->hp;
     /* The context's device picks the backend: CUDA (CUDA builds, device
      * resolved to CUDA) or the CPU. */
-    tolk_backend_params bp = {.keep_f16 = (!params || params->keep_f16 < 0) ? 1
-                                                                            : params->keep_f16};
+    tolk_backend_params bp = {.keep_f16 = (!params || params->keep_f16 < 0) ? 1 : params->keep_f16,
+                              .bf16 = params ? params->bf16 != 0 : 0};
 #ifdef TOLK_HAVE_CUDA
     if (ctx && tolk_ctx_device(ctx) == TOLK_DEVICE_CUDA)
         st = tolk_backend_cuda_new(ctx, &bp, &net->be);

@@ -4,9 +4,11 @@
  * with sizes that are not multiples of any tile or block, row strides wider
  * than the rows, every weight dtype, both f16 modes (widened / on the fly),
  * both attention paths (few queries; sgemm row blocks), causal masks, and
- * argument validation.
+ * argument validation. The bf16 mode (packed weights, AVX-512 BF16 GEMM
+ * for M >= 2) is checked against the same loop on bf16-rounded inputs.
  */
 #include "backend.h"
+#include "gemm_cpu.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -51,7 +53,7 @@ static float *rnd(size_t n, float lo, float hi) {
 
 static tolk_backend *make_be(int keep_f16) {
     tolk_backend *be = NULL;
-    tolk_backend_params bp = {keep_f16};
+    tolk_backend_params bp = {.keep_f16 = keep_f16};
     CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(g_ctx, &bp, &be), TOLK_OK);
     return be;
 }
@@ -179,6 +181,138 @@ static void test_linear(void) {
         tolk_ctx_free(one);
         be->destroy(be);
     }
+}
+
+/* ---- linear, bf16 mode ----------------------------------------------------- */
+
+/* One linear of a bf16-mode backend: W [N, K] float16 (in place, packed)
+ * or float32 (copied, packed); x stride K + 3, y stride N + 5. M >= 2 with
+ * native bf16: y matches the double-accumulated product of bf16-rounded x
+ * and W (1e-5 relative) and the float32 product within bf16 precision;
+ * otherwise (one row / no native bf16) the exact 2e-6 of linear_case. */
+static void linear_bf16_case(tolk_backend *be, tolk_dtype dt, size_t M, size_t N, size_t K,
+                             int bias, int acc) {
+    size_t ldx = K + 3, ldy = N + 5;
+    float *W = rnd(N * K, -1, 1), *x = rnd(M * ldx, -1, 1), *b = rnd(N, -1, 1);
+    float *y = rnd(M * ldy, -1, 1), *yr = malloc(M * ldy * sizeof(float));
+    float *yb = malloc(M * ldy * sizeof(float));
+    float *Wb = malloc(N * K * sizeof(float)), *xb = malloc(M * ldx * sizeof(float));
+    uint16_t *W16 = malloc(N * K * 2);
+    for (size_t i = 0; i < N * K; i++) {
+        if (dt == TOLK_DT_F16) {
+            W16[i] = f2h(W[i]);
+            W[i] = h2f(W16[i]);
+        }
+        Wb[i] = tolk_bf16_to_f32(tolk_f32_to_bf16(W[i]));
+    }
+    for (size_t i = 0; i < M * ldx; i++)
+        xb[i] = tolk_bf16_to_f32(tolk_f32_to_bf16(x[i]));
+    memcpy(yr, y, M * ldy * sizeof(float));
+    memcpy(yb, y, M * ldy * sizeof(float));
+    tolk_tensor t =
+        tensor2("w", dt, (int64_t)N, (int64_t)K, dt == TOLK_DT_F16 ? (void *)W16 : (void *)W);
+    const tolk_tensor *parts[1] = {&t};
+    tolk_bweight bw;
+    CU_ASSERT_EQUAL_FATAL(be->weight_prepare(g_ctx, be, parts, 1, &bw), TOLK_OK);
+    int native = tolk_gemm_bf16_native();
+    size_t need = 0;
+    CU_ASSERT_EQUAL(tolk_gemm_bf16_packed_size((int)N, (int)K, &need), TOLK_OK);
+    CU_ASSERT_EQUAL(bw.packed != NULL, native);
+    CU_ASSERT_EQUAL(bw.packed_bytes, native ? need : 0);
+    CU_ASSERT_PTR_NOT_NULL(bw.data); /* kept for embed and few-row products */
+    if (bw.packed) { /* the backend's own packer writes tolk_gemm_bf16_pack's bytes */
+        void *ref = malloc(need);
+        CU_ASSERT_EQUAL(
+            tolk_gemm_bf16_pack(g_ctx, dt == TOLK_DT_F16 ? (void *)W16 : (void *)W,
+                                dt == TOLK_DT_F16 ? TOLK_GEMM_SRC_F16 : TOLK_GEMM_SRC_F32, (int)N,
+                                (int)K, ref, need),
+            TOLK_OK);
+        CU_ASSERT(memcmp(bw.packed, ref, need) == 0);
+        free(ref);
+    }
+    CU_ASSERT_EQUAL(be->linear(g_ctx, be, y, ldy, x, ldx, M, &bw, bias ? b : NULL, acc), TOLK_OK);
+    ref_linear(yr, ldy, x, ldx, M, W, N, K, bias ? b : NULL, acc);
+    ref_linear(yb, ldy, xb, ldx, M, Wb, N, K, bias ? b : NULL, acc);
+    double e = rel_err2d(y, yr, M, N, ldy);
+    if (native && M >= 2) {
+        double eb = rel_err2d(y, yb, M, N, ldy);
+        if (!(eb < 1e-5) || !(e < 2e-2))
+            printf("\n  bf16 linear dt=%d M=%zu N=%zu K=%zu: rel err %.2e (bf16 ref), %.2e\n",
+                   (int)dt, M, N, K, eb, e);
+        CU_ASSERT(eb < 1e-5);
+        CU_ASSERT(e < 2e-2);
+    } else {
+        CU_ASSERT(e < 2e-6);
+    }
+    for (size_t m = 0; m < M; m++)
+        for (size_t n = N; n < ldy; n++)
+            CU_ASSERT_EQUAL(y[m * ldy + n], yr[m * ldy + n]);
+    be->weight_free(be, &bw);
+    CU_ASSERT_PTR_NULL(bw.packed);
+    free(W), free(x), free(b), free(y), free(yr), free(yb), free(Wb), free(xb), free(W16);
+}
+
+static void test_linear_bf16(void) {
+    tu_seed(11);
+    for (int keep = 0; keep <= 1; keep++) {
+        tolk_backend *be = NULL;
+        tolk_backend_params bp = {.keep_f16 = keep, .bf16 = 1};
+        CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(g_ctx, &bp, &be), TOLK_OK);
+        const size_t Ms[] = {1, 2, 5, 9, 37, 130};
+        for (size_t i = 0; i < sizeof Ms / sizeof Ms[0]; i++)
+            for (int f16 = 0; f16 <= 1; f16++)
+                for (int acc = 0; acc <= 1; acc++)
+                    linear_bf16_case(be, f16 ? TOLK_DT_F16 : TOLK_DT_F32, Ms[i], 67, 45, !acc, acc);
+        /* many panels (packed in parallel) with a short last one */
+        linear_bf16_case(be, TOLK_DT_F16, 40, 600, 129, 1, 0);
+        linear_bf16_case(be, TOLK_DT_F32, 40, 600, 129, 1, 1);
+        be->destroy(be);
+    }
+    /* special values pack as tolk_gemm_bf16_pack packs them: f16 NaN, inf,
+     * subnormals, -0, rounding ties; f32 NaN and values that round up */
+    {
+        tolk_backend *be = NULL;
+        tolk_backend_params bp = {.keep_f16 = 1, .bf16 = 1};
+        CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(g_ctx, &bp, &be), TOLK_OK);
+        enum { SN = 35, SK = 19 };
+        uint16_t h[SN * SK];
+        float f[SN * SK];
+        const uint16_t hs[] = {0x7e00, 0x7c01, 0xfc00, 0x0001, 0x03ff, 0x8000, 0x3c01, 0x3c08};
+        const uint32_t fs[] = {0x7fc00001u, 0xff800001u, 0x3f808000u,
+                               0x3f818000u, 0x00000001u, 0x7f7fffffu};
+        for (int i = 0; i < SN * SK; i++) {
+            h[i] = (uint16_t)(i % 9 == 0 ? hs[(i / 9) % 8] : (uint16_t)(i * 2654435761u >> 17));
+            uint32_t u = i % 7 == 0 ? fs[(i / 7) % 6] : i * 2654435761u;
+            memcpy(&f[i], &u, 4);
+        }
+        for (int src = 0; src < 2 && tolk_gemm_bf16_native(); src++) {
+            tolk_tensor t =
+                tensor2("w", src ? TOLK_DT_F16 : TOLK_DT_F32, SN, SK, src ? (void *)h : (void *)f);
+            const tolk_tensor *parts[1] = {&t};
+            tolk_bweight bw;
+            CU_ASSERT_EQUAL_FATAL(be->weight_prepare(g_ctx, be, parts, 1, &bw), TOLK_OK);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(bw.packed);
+            void *ref = malloc(bw.packed_bytes);
+            CU_ASSERT_EQUAL(tolk_gemm_bf16_pack(g_ctx, src ? (void *)h : (void *)f,
+                                                src ? TOLK_GEMM_SRC_F16 : TOLK_GEMM_SRC_F32, SN, SK,
+                                                ref, bw.packed_bytes),
+                            TOLK_OK);
+            CU_ASSERT(memcmp(bw.packed, ref, bw.packed_bytes) == 0);
+            free(ref);
+            be->weight_free(be, &bw);
+        }
+        be->destroy(be);
+    }
+    /* the default backend does not pack */
+    tolk_backend *be = make_be(1);
+    float w[6] = {1, 2, 3, 4, 5, 6};
+    tolk_tensor t = tensor2("w", TOLK_DT_F32, 2, 3, w);
+    const tolk_tensor *parts[1] = {&t};
+    tolk_bweight bw;
+    CU_ASSERT_EQUAL_FATAL(be->weight_prepare(g_ctx, be, parts, 1, &bw), TOLK_OK);
+    CU_ASSERT_PTR_NULL(bw.packed);
+    be->weight_free(be, &bw);
+    be->destroy(be);
 }
 
 /* Fused parts: contiguous f16 slices are used in place; separate ones and
@@ -487,7 +621,8 @@ static void test_conv1d(void) {
                     free(W), free(b), free(x), free(y), free(yr), free(W16);
                 }
         float dummy[4] = {0};
-        tolk_bweight bw = {TOLK_DT_F32, 2, 5, dummy, 0}; /* 5 != 3 * C_in */
+        /* 5 != 3 * C_in */
+        tolk_bweight bw = {.dtype = TOLK_DT_F32, .rows = 2, .cols = 5, .data = dummy};
         CU_ASSERT_EQUAL(be->conv1d(g_ctx, be, dummy, dummy, TOLK_CONV_IN_CT, 2, 2, 1, &bw, NULL),
                         TOLK_ERR_INVALID_ARG);
         be->destroy(be);
@@ -553,6 +688,7 @@ int main(void) {
     p.n_threads = 2;
     if (tolk_ctx_new(&p, &g_ctx) != TOLK_OK) return 1;
     CU_TestInfo tests[] = {{"linear", test_linear},
+                           {"linear_bf16", test_linear_bf16},
                            {"weight_parts", test_weight_parts},
                            {"layernorm_gelu_softmax_add", test_layernorm_gelu_softmax_add},
                            {"attention", test_attention},

@@ -39,6 +39,7 @@ static const cli_optdef transcribe_opts[] = {
     {"model", 0, 1},
     {"model_dir", 0, 1},
     {"device", 0, 1},
+    {"compute_type", 0, 1},
     {"output_dir", 'o', 1},
     {"output_format", 'f', 1},
     {"verbose", 0, 1},
@@ -107,6 +108,11 @@ static void usage(FILE *f, const char *cmd) {
             "  --model_dir DIR            where named models live [$TOLK_MODELS, else\n"
             "                             ~/.cache/tolk/models]\n"
             "  --device cpu|cuda|auto     where to run [auto: CUDA when available]\n"
+            "  --compute_type float32|bfloat16  CPU matrix-product precision: float32 is\n"
+            "                             exact; bfloat16 (or bf16) runs the encoder ~1.5x\n"
+            "                             faster on CPUs with AVX-512 BF16 (elsewhere the\n"
+            "                             same as float32); text may differ slightly\n"
+            "                             [float32]\n"
             "  -o, --output_dir DIR       directory for output files [.]\n"
             "  -f, --output_format FMT    txt, vtt, srt, tsv, json or all [all]\n"
             "  --verbose True|False       print segments and progress [True]\n"
@@ -157,6 +163,7 @@ typedef struct run_opts {
     const char *model;     /* --model as given */
     const char *model_dir; /* NULL: $TOLK_MODELS or ~/.cache/tolk/models */
     tolk_device device;
+    int compute_type; /* tolk_compute_type */
     int n_threads;
     int write_files;        /* --output_dir or --output_format given */
     const char *output_dir; /* "." by default */
@@ -208,6 +215,7 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     static const char *const format_choices[] = {"txt", "vtt", "srt", "tsv", "json", "all", NULL};
     static const char *const task_choices[] = {"transcribe", "translate", NULL};
     static const char *const device_choices[] = {"cpu", "cuda", "auto", NULL};
+    static const char *const compute_choices[] = {"float32", "bfloat16", "fp32", "bf16", NULL};
     int r, b, none, none2;
     long l;
     double d;
@@ -231,6 +239,8 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     o->model_dir = cli_str(a, "model_dir", NULL);
     if ((r = cli_choice(a, "device", device_choices, 2, &b))) return r;
     o->device = b == 0 ? TOLK_DEVICE_CPU : b == 1 ? TOLK_DEVICE_CUDA : TOLK_DEVICE_AUTO;
+    if ((r = cli_choice(a, "compute_type", compute_choices, 0, &b))) return r;
+    o->compute_type = (b == 1 || b == 3) ? TOLK_COMPUTE_BF16 : TOLK_COMPUTE_F32;
 
     o->write_files = cli_given(a, "output_dir") || cli_given(a, "output_format");
     o->output_dir = cli_str(a, "output_dir", ".");
@@ -717,6 +727,7 @@ static int run(const char *cmd, int argc, char **argv) {
     }
     tolk_model_params mp = tolk_model_default_params();
     mp.device = tolk_ctx_device(ctx);
+    mp.compute_type = o.compute_type;
     st = tolk_model_load(ctx, model_path, &mp, &model);
     if (st != TOLK_OK) {
         report(model_path,
