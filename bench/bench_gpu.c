@@ -1,0 +1,450 @@
+/*
+ * bench_gpu.c — GPU timings (measure only, never assert): every kernel in
+ * kernels/ at Whisper shapes (base and large-v3 widths, a 1500-frame
+ * window, a 5-sequence decoder step, a 51865-token vocabulary), then
+ * model-level estimates through the CUDA backend op table (src/cuda_backend.c):
+ * one encoder window and one batched decoder step built from the same ops
+ * net.c uses, with random weights of the real shapes (one block's weights
+ * reused for every layer: same cost, less memory), in float16-weight and
+ * exact float32 modes. Times are CUDA-event averages on the calling
+ * thread's stream after 3 warm-up runs.
+ *
+ * Usage: bench_gpu [iterations]   (default 20)
+ * Without a CUDA device (or in a CPU-only build) prints "no CUDA device"
+ * and exits 0.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef TOLK_HAVE_CUDA
+
+#include "backend.h"
+#include "cuda_util.h"
+
+#include "../kernels/add.h"
+#include "../kernels/attention.h"
+#include "../kernels/conv1d.h"
+#include "../kernels/convert.h"
+#include "../kernels/gelu.h"
+#include "../kernels/gemm.h"
+#include "../kernels/layernorm.h"
+#include "../kernels/logits.h"
+
+#include <cuda_runtime_api.h>
+
+static int g_iters = 20;
+static cudaEvent_t g_e0, g_e1;
+#define S TOLK_CU_STREAM
+
+/* Print one row: name, ms, and GFLOP/s and GB/s when flops/bytes > 0. */
+static void row(const char *name, double ms, double flops, double bytes) {
+    printf("%-52s %10.3f ms", name, ms);
+    if (flops > 0) printf(" %9.1f GFLOP/s", flops / ms / 1e6);
+    if (bytes > 0) printf(" %8.1f GB/s", bytes / ms / 1e6);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* Time stmt (an expression returning 0 on success) g_iters times. */
+#define TIME(name, flops, bytes, stmt)                                                             \
+    do {                                                                                           \
+        int rc_ = 0;                                                                               \
+        for (int w_ = 0; w_ < 3 && !rc_; w_++)                                                     \
+            rc_ = (stmt);                                                                          \
+        cudaEventRecord(g_e0, (cudaStream_t)S);                                                    \
+        for (int i_ = 0; i_ < g_iters && !rc_; i_++)                                               \
+            rc_ = (stmt);                                                                          \
+        cudaEventRecord(g_e1, (cudaStream_t)S);                                                    \
+        cudaError_t e_ = cudaEventSynchronize(g_e1);                                               \
+        float ms_ = 0;                                                                             \
+        cudaEventElapsedTime(&ms_, g_e0, g_e1);                                                    \
+        if (rc_ || e_ != cudaSuccess) {                                                            \
+            printf("%-52s FAILED (code %d, %s)\n", name, rc_, cudaGetErrorString(e_));             \
+            return 1;                                                                              \
+        }                                                                                          \
+        row(name, ms_ / g_iters, flops, bytes);                                                    \
+    } while (0)
+
+/* Device buffer of n floats (or 2n bytes for half) with random content. */
+static void *dev_rand(size_t n, int dt, float lo, float hi) {
+    const size_t es = dt == TOLK_CU_F32 ? 4 : 2;
+    float *h = malloc(n * sizeof *h);
+    void *d = NULL, *dh = NULL;
+    if (!h || cudaMalloc(&d, n * es) != cudaSuccess) {
+        free(h);
+        return NULL;
+    }
+    uint64_t s = 0x9E3779B97F4A7C15ull ^ n;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        h[i] = lo + (hi - lo) * (float)((s >> 40) * (1.0 / 16777216.0));
+    }
+    if (dt == TOLK_CU_F32) {
+        cudaMemcpy(d, h, n * 4, cudaMemcpyHostToDevice);
+    } else if (cudaMalloc(&dh, n * 4) == cudaSuccess) {
+        cudaMemcpy(dh, h, n * 4, cudaMemcpyHostToDevice);
+        tolk_cu_convert(d, dt, (long long)n, dh, TOLK_CU_F32, (long long)n, 1, (long long)n, NULL);
+        cudaDeviceSynchronize();
+        cudaFree(dh);
+    }
+    free(h);
+    return d;
+}
+
+typedef struct model_dims {
+    const char *name;
+    int d, heads, enc_layers, dec_layers, n_vocab, n_mels;
+} model_dims;
+
+static const model_dims MODELS[] = {{"base", 512, 8, 6, 6, 51865, 80},
+                                    {"large-v3", 1280, 20, 32, 32, 51866, 128}};
+
+/* ------------------------------------------------------------------------ */
+/* Kernel-level timings                                                     */
+/* ------------------------------------------------------------------------ */
+
+static int bench_kernels(const model_dims *m, tolk_cu_gemm_ctx *g) {
+    const long long T = 1500, d = m->d, B = 5, V = m->n_vocab;
+    const int H = m->heads, dh = 64;
+    char nm[128];
+    printf("\n== kernels, %s (d %lld, %d heads) ==\n", m->name, d, H);
+    float *x = dev_rand((size_t)(T * 4 * d), TOLK_CU_F32, -1, 1);
+    float *y = dev_rand((size_t)(T * 4 * d), TOLK_CU_F32, -1, 1);
+    float *gam = dev_rand((size_t)(4 * d), TOLK_CU_F32, 0.5f, 1.5f);
+    void *xh = dev_rand((size_t)(T * 4 * d), TOLK_CU_F16, -1, 1);
+    void *w32 = dev_rand((size_t)(4 * d * d), TOLK_CU_F32, -0.05f, 0.05f);
+    void *w16 = dev_rand((size_t)(4 * d * d), TOLK_CU_F16, -0.05f, 0.05f);
+    void *qkv16 = dev_rand((size_t)(T * 3 * d), TOLK_CU_F16, -1, 1);
+    void *o16 = dev_rand((size_t)(T * d), TOLK_CU_F16, -1, 1);
+    void *tok16 = dev_rand((size_t)(V * d), TOLK_CU_F16, -0.05f, 0.05f);
+    float *logit = dev_rand((size_t)(B * V), TOLK_CU_F32, -10, 10);
+    float *u = dev_rand((size_t)B, TOLK_CU_F32, 0, 1);
+    void *ws = NULL;
+    int *idx = NULL;
+    cudaMalloc(&ws, 32u << 20);
+    cudaMalloc((void **)&idx, (size_t)B * 16 * sizeof(int));
+    if (!x || !y || !gam || !xh || !w32 || !w16 || !qkv16 || !o16 || !tok16 || !logit || !u ||
+        !ws || !idx) {
+        printf("out of device memory\n");
+        return 1;
+    }
+    const double act = (double)T * d * 4;
+
+    snprintf(nm, sizeof nm, "layernorm f32 [%lld, %lld]", T, d);
+    TIME(nm, 0, 2 * act, tolk_cu_layernorm(y, 0, d, x, 0, d, T, (int)d, gam, gam, 1e-5f, S));
+    snprintf(nm, sizeof nm, "layernorm f32->f16 [%lld, %lld]", T, d);
+    TIME(nm, 0, 1.5 * act, tolk_cu_layernorm(xh, 1, d, x, 0, d, T, (int)d, gam, gam, 1e-5f, S));
+    snprintf(nm, sizeof nm, "bias_gelu f32 [%lld, %lld]", T, 4 * d);
+    TIME(nm, 0, 8 * act, tolk_cu_bias_gelu(y, 4 * d, x, 4 * d, T, (int)(4 * d), gam, 0, S));
+    snprintf(nm, sizeof nm, "add (residual) f32 [%lld, %lld]", T, d);
+    TIME(nm, 0, 3 * act, tolk_cu_add(y, y, x, T * d, NULL, 0, T * d, 0, S));
+    snprintf(nm, sizeof nm, "convert f32->f16 [%lld, %lld]", T, d);
+    TIME(nm, 0, 1.5 * act, tolk_cu_convert(xh, 1, d, x, 0, d, T, d, S));
+
+    /* products of one encoder layer's shapes */
+    const double f_qkv = 2.0 * T * d * 3 * d;
+    snprintf(nm, sizeof nm, "gemm qkv f32 exact [%lld,%lld]x[%lld,%lld]^T", T, d, 3 * d, d);
+    TIME(nm, f_qkv, 0,
+         tolk_cu_gemm(g, y, 0, 3 * d, x, 0, d, w32, 0, d, T, 3 * d, d, 1, 0, gam, 0, ws, 32u << 20,
+                      S));
+    snprintf(nm, sizeof nm, "gemm qkv f32 TF32 [%lld,%lld]x[%lld,%lld]^T", T, d, 3 * d, d);
+    TIME(nm, f_qkv, 0,
+         tolk_cu_gemm(g, y, 0, 3 * d, x, 0, d, w32, 0, d, T, 3 * d, d, 1, 0, gam, TOLK_CU_GEMM_TF32,
+                      ws, 32u << 20, S));
+    snprintf(nm, sizeof nm, "gemm qkv f16->f32 [%lld,%lld]x[%lld,%lld]^T", T, d, 3 * d, d);
+    TIME(nm, f_qkv, 0,
+         tolk_cu_gemm(g, y, 0, 3 * d, xh, 1, d, w16, 1, d, T, 3 * d, d, 1, 0, gam, 0, ws, 32u << 20,
+                      S));
+    snprintf(nm, sizeof nm, "gemm fc1 f16->f32 [%lld,%lld]x[%lld,%lld]^T", T, d, 4 * d, d);
+    TIME(nm, 4 * f_qkv / 3, 0,
+         tolk_cu_gemm(g, y, 0, 4 * d, xh, 1, d, w16, 1, d, T, 4 * d, d, 1, 0, gam, 0, ws, 32u << 20,
+                      S));
+    snprintf(nm, sizeof nm, "gemm qkv tiled fallback f16 [%lld,%lld]x[%lld,%lld]^T", T, d, 3 * d,
+             d);
+    TIME(nm, f_qkv, 0,
+         tolk_cu_gemm(g, y, 0, 3 * d, xh, 1, d, w16, 1, d, T, 3 * d, d, 1, 0, gam,
+                      TOLK_CU_GEMM_FALLBACK, NULL, 0, S));
+    snprintf(nm, sizeof nm, "gemm decoder fc1 f16 [%lld,%lld]x[%lld,%lld]^T", B, d, 4 * d, d);
+    TIME(nm, 2.0 * B * d * 4 * d, 4.0 * d * 4 * d,
+         tolk_cu_gemm(g, y, 0, 4 * d, xh, 1, d, w16, 1, d, B, 4 * d, d, 1, 0, gam, 0, ws, 32u << 20,
+                      S));
+    snprintf(nm, sizeof nm, "gemm logits f16 [%lld,%lld]x[%lld,%lld]^T", B, d, V, d);
+    TIME(nm, 2.0 * B * d * V, 2.0 * V * d,
+         tolk_cu_gemm(g, logit, 0, V, xh, 1, d, tok16, 1, d, B, V, d, 1, 0, NULL, 0, ws, 32u << 20,
+                      S));
+
+    /* conv stem: conv1 (n_mels -> d, 3000 frames), conv2 (d -> d, stride 2) */
+    snprintf(nm, sizeof nm, "im2col conv2 f32->f16 [%lld, %lld] s2", 2 * T, d);
+    TIME(nm, 0, 2 * T * d * 4.0 + T * 3 * d * 2.0,
+         tolk_cu_im2col_k3(qkv16, 1, x, 0, TOLK_CU_CONV_TC, 1, (int)d, (int)(2 * T), 2, S));
+    snprintf(nm, sizeof nm, "gemm conv2 f16 [%lld,%lld]x[%lld,%lld]^T", T, 3 * d, d, 3 * d);
+    TIME(nm, 2.0 * T * 3 * d * d, 0,
+         tolk_cu_gemm(g, y, 0, d, qkv16, 1, 3 * d, w16, 1, 3 * d, T, d, 3 * d, 1, 0, gam, 0, ws,
+                      32u << 20, S));
+
+    /* attention: encoder window (flash), decoder self and cross (rows) */
+    const double f_att = 4.0 * T * T * dh * H;
+    for (int dt = 0; dt < 2; dt++) {
+        void *q = dt ? qkv16 : (void *)y;
+        const size_t es = dt ? 2 : 4;
+        tolk_cu_attn_seq s = {
+            q, (char *)q + d * es, (char *)q + 2 * d * es, dt ? o16 : (void *)x, (int)T, (int)T, 0,
+            0};
+        snprintf(nm, sizeof nm, "attention encoder %s T=%lld H=%d (flash)", dt ? "f16" : "f32", T,
+                 H);
+        TIME(nm, f_att, 0, tolk_cu_attention(&s, 1, H, dh, 3 * d, 3 * d, d, 0.125f, dt, S));
+    }
+    tolk_cu_attn_seq ds[5], cs[5];
+    for (int i = 0; i < 5; i++) {
+        /* self: 1 new token at position 223 over a [448, 2d] cache; cross: 1500 keys */
+        ds[i] = (tolk_cu_attn_seq){y + (size_t)i * 2 * d,
+                                   x + (size_t)i * 448 * 2 * d,
+                                   x + (size_t)i * 448 * 2 * d + d,
+                                   y + (size_t)(10 + i) * 2 * d,
+                                   1,
+                                   224,
+                                   1,
+                                   223};
+        cs[i] = (tolk_cu_attn_seq){
+            y + (size_t)i * 2 * d, x, x + d, y + (size_t)(10 + i) * 2 * d, 1, 1500, 0, 0};
+    }
+    snprintf(nm, sizeof nm, "attention decoder self B=5 n_kv=224 H=%d", H);
+    TIME(nm, 4.0 * 5 * 224 * dh * H, 5.0 * 224 * 2 * d * 4,
+         tolk_cu_attention(ds, 5, H, dh, 2 * d, 2 * d, 2 * d, 0.125f, 0, S));
+    snprintf(nm, sizeof nm, "attention decoder cross B=5 n_kv=1500 H=%d", H);
+    TIME(nm, 4.0 * 5 * 1500 * dh * H, 5.0 * 1500 * 2 * d * 4,
+         tolk_cu_attention(cs, 5, H, dh, 2 * d, 2 * d, 2 * d, 0.125f, 0, S));
+
+    /* logits post-processing on [5, V] */
+    const double lb = (double)B * V * 4;
+    TIME("log_softmax in place [5, vocab]", 0, 2 * lb,
+         tolk_cu_softmax(logit, V, logit, V, B, (int)V, 1.0f, 1, S));
+    TIME("row_stats (max, argmax, lse) [5, vocab]", 0, lb,
+         tolk_cu_row_stats(logit, V, B, 0, (int)V, gam, idx, gam + 8, S));
+    TIME("topk k=6 [5, vocab]", 0, lb, tolk_cu_topk(logit, V, B, (int)V, 6, idx, gam, S));
+    TIME("sample [5, vocab]", 0, lb, tolk_cu_sample(logit, V, B, (int)V, 1.0f, u, idx, S));
+
+    void *bufs[] = {x, y, gam, xh, w32, w16, qkv16, o16, tok16, logit, u, ws, idx};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        cudaFree(bufs[i]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Model-level estimates through the backend op table                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct htensor {
+    tolk_tensor t;
+    uint16_t *data;
+} htensor;
+
+/* A host float16 tensor [r, c] (c = 0: a vector) of small random values. */
+static int ht_make(htensor *h, int64_t r, int64_t c) {
+    memset(h, 0, sizeof *h);
+    const size_t n = (size_t)r * (size_t)(c > 0 ? c : 1);
+    h->data = malloc(n * 2);
+    if (!h->data) return 0;
+    uint64_t s = 88172645463325252ull ^ n;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        h->data[i] = tolk_f32_to_f16(((float)((s >> 40) * (1.0 / 16777216.0)) - 0.5f) * 0.1f);
+    }
+    h->t.name = "bench";
+    h->t.dtype = TOLK_DT_F16;
+    h->t.ndim = c > 0 ? 2 : 1;
+    h->t.shape[0] = r;
+    h->t.shape[1] = c;
+    h->t.data = h->data;
+    return 1;
+}
+
+typedef struct block_w {
+    tolk_bweight qkv, out, cq, ckv, cout, fc1, fc2;
+    float *b3d, *bd, *b4d, *ln_g, *ln_b;
+} block_w;
+
+static int run_encoder(tolk_ctx *ctx, tolk_backend *be, const model_dims *m, block_w *w,
+                       tolk_bweight *conv1, tolk_bweight *conv2, float *mel, float *ws) {
+    const size_t T = 1500, d = (size_t)m->d;
+    const int H = m->heads, dh = 64;
+    float *x = ws, *h = x + T * d, *qkv = h + T * d, *att = qkv + T * 3 * d, *mlp = att + T * d;
+    tolk_status st =
+        be->conv1d(ctx, be, mlp, mel, TOLK_CONV_IN_CT, (size_t)m->n_mels, 2 * T, 1, conv1, w->bd);
+    if (!st) st = be->bias_gelu(ctx, be, mlp, d, 2 * T, d, w->bd);
+    if (!st) st = be->conv1d(ctx, be, x, mlp, TOLK_CONV_IN_TC, d, 2 * T, 2, conv2, w->bd);
+    if (!st) st = be->bias_gelu(ctx, be, x, d, T, d, w->bd);
+    for (int l = 0; l < m->enc_layers && !st; l++) {
+        tolk_attn_seq s = {qkv, qkv + d, qkv + 2 * d, att, (int)T, (int)T, 0, 0};
+        st = be->layernorm(ctx, be, h, x, T, d, w->ln_g, w->ln_b, 1e-5f);
+        if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &w->qkv, w->b3d, 0);
+        if (!st) st = be->attention(ctx, be, &s, 1, H, dh, 3 * d, 3 * d, d, 0.125f);
+        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &w->out, w->bd, 1);
+        if (!st) st = be->layernorm(ctx, be, h, x, T, d, w->ln_g, w->ln_b, 1e-5f);
+        if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &w->fc1, NULL, 0);
+        if (!st) st = be->bias_gelu(ctx, be, mlp, 4 * d, T, 4 * d, w->b4d);
+        if (!st) st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &w->fc2, w->bd, 1);
+    }
+    if (!st) st = be->layernorm(ctx, be, h, x, T, d, w->ln_g, w->ln_b, 1e-5f);
+    return (int)st;
+}
+
+/* One decoder step of B sequences at position pos (self K/V in a
+ * [B, 448, 2d] cache per layer, reused), cross K/V [1500, 2d]. */
+static int run_decoder(tolk_ctx *ctx, tolk_backend *be, const model_dims *m, block_w *w,
+                       tolk_bweight *tok, float *pos_emb, float *cache, float *cross, float *ws,
+                       float *logits, int B, int pos) {
+    const size_t d = (size_t)m->d;
+    const int H = m->heads, dh = 64;
+    float *x = ws, *h = x + (size_t)B * d, *qkv = h + (size_t)B * d, *att = qkv + (size_t)B * 3 * d;
+    float *mlp = att + (size_t)B * d;
+    int ids[16], poss[16];
+    for (int i = 0; i < B; i++)
+        ids[i] = 50257 + i, poss[i] = pos;
+    tolk_status st = be->embed(ctx, be, x, tok, ids, poss, (size_t)B, pos_emb, 448);
+    tolk_attn_seq s[16];
+    for (int l = 0; l < m->dec_layers && !st; l++) {
+        st = be->layernorm(ctx, be, h, x, (size_t)B, d, w->ln_g, w->ln_b, 1e-5f);
+        if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, (size_t)B, &w->qkv, w->b3d, 0);
+        for (int i = 0; i < B && !st; i++) {
+            float *c = cache + (size_t)i * 448 * 2 * d;
+            st = be->copy2d(ctx, be, c + (size_t)pos * 2 * d, 2 * d, qkv + (size_t)i * 3 * d + d,
+                            3 * d, 1, 2 * d);
+            s[i] = (tolk_attn_seq){
+                qkv + (size_t)i * 3 * d, c, c + d, att + (size_t)i * d, 1, pos + 1, 1, pos};
+        }
+        if (!st) st = be->attention(ctx, be, s, B, H, dh, 3 * d, 2 * d, d, 0.125f);
+        if (!st) st = be->linear(ctx, be, x, d, att, d, (size_t)B, &w->out, w->bd, 1);
+        if (!st) st = be->layernorm(ctx, be, h, x, (size_t)B, d, w->ln_g, w->ln_b, 1e-5f);
+        if (!st) st = be->linear(ctx, be, qkv, d, h, d, (size_t)B, &w->cq, w->bd, 0);
+        for (int i = 0; i < B; i++)
+            s[i] = (tolk_attn_seq){
+                qkv + (size_t)i * d, cross, cross + d, att + (size_t)i * d, 1, 1500, 0, 0};
+        if (!st) st = be->attention(ctx, be, s, B, H, dh, d, 2 * d, d, 0.125f);
+        if (!st) st = be->linear(ctx, be, x, d, att, d, (size_t)B, &w->cout, w->bd, 1);
+        if (!st) st = be->layernorm(ctx, be, h, x, (size_t)B, d, w->ln_g, w->ln_b, 1e-5f);
+        if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, (size_t)B, &w->fc1, NULL, 0);
+        if (!st) st = be->bias_gelu(ctx, be, mlp, 4 * d, (size_t)B, 4 * d, w->b4d);
+        if (!st) st = be->linear(ctx, be, x, d, mlp, 4 * d, (size_t)B, &w->fc2, w->bd, 1);
+    }
+    if (!st) st = be->layernorm(ctx, be, h, x, (size_t)B, d, w->ln_g, w->ln_b, 1e-5f);
+    if (!st) st = be->logits(ctx, be, logits, h, (size_t)B, tok);
+    return (int)st;
+}
+
+static int bench_model(tolk_ctx *ctx, const model_dims *m, int keep_f16) {
+    const int64_t d = m->d, V = m->n_vocab;
+    tolk_backend_params bp = {.keep_f16 = keep_f16};
+    tolk_backend *be = NULL;
+    if (tolk_backend_cuda_new(ctx, &bp, &be)) {
+        printf("cuda backend: %s\n", tolk_ctx_last_error(ctx));
+        return 1;
+    }
+    printf("\n== model level via the backend, %s, %s weights ==\n", m->name,
+           keep_f16 ? "float16" : "float32 (exact)");
+    htensor hq, hdd, hfc1, hfc2, hc1, hc2, htok, hkv, hv4, hv3, hv;
+    int ok = ht_make(&hq, 3 * d, d) && ht_make(&hdd, d, d) && ht_make(&hfc1, 4 * d, d) &&
+             ht_make(&hfc2, d, 4 * d) && ht_make(&hc1, d, (int64_t)m->n_mels * 3) &&
+             ht_make(&hc2, d, 3 * d) && ht_make(&htok, V, d) && ht_make(&hkv, 2 * d, d) &&
+             ht_make(&hv4, 4 * d, 0) && ht_make(&hv3, 3 * d, 0) && ht_make(&hv, d, 0);
+    block_w w;
+    tolk_bweight conv1, conv2, tok;
+    memset(&w, 0, sizeof w);
+    memset(&conv1, 0, sizeof conv1);
+    memset(&conv2, 0, sizeof conv2);
+    memset(&tok, 0, sizeof tok);
+#define PREP(dst, h)                                                                               \
+    (ok && !be->weight_prepare(ctx, be, (const tolk_tensor *const[]){&(h).t}, 1, &(dst)))
+#define VEC(dst, h)                                                                                \
+    (ok && !be->vector_prepare(ctx, be, (const tolk_tensor *const[]){&(h).t}, NULL, 1, &(dst)))
+    ok = PREP(w.qkv, hq) && PREP(w.out, hdd) && PREP(w.cq, hdd) && PREP(w.ckv, hkv) &&
+         PREP(w.cout, hdd) && PREP(w.fc1, hfc1) && PREP(w.fc2, hfc2) && PREP(conv1, hc1) &&
+         PREP(conv2, hc2) && PREP(tok, htok) && VEC(w.b3d, hv3) && VEC(w.bd, hv) &&
+         VEC(w.b4d, hv4) && VEC(w.ln_g, hv) && VEC(w.ln_b, hv);
+    const size_t T = 1500;
+    float *ws = ok ? be->alloc(ctx, be, T * (size_t)d * 10 * 4 + 3000 * (size_t)d * 4) : NULL;
+    float *mel = ok ? be->alloc(ctx, be, (size_t)m->n_mels * 3000 * 4) : NULL;
+    float *cache = ok ? be->alloc(ctx, be, 16 * 448 * 2 * (size_t)d * 4) : NULL;
+    float *cross = ok ? be->alloc(ctx, be, T * 2 * (size_t)d * 4) : NULL;
+    float *pos = ok ? be->alloc(ctx, be, 448 * (size_t)d * 4) : NULL;
+    float *logits = ok ? be->alloc(ctx, be, 16 * (size_t)V * 4) : NULL;
+    int rc = 0;
+    if (!ok || !ws || !mel || !cache || !cross || !pos || !logits) {
+        printf("setup failed: %s\n", tolk_ctx_last_error(ctx));
+        rc = 1;
+    } else {
+        cudaMemset(ws, 0, T * (size_t)d * 10 * 4);
+        cudaMemset(mel, 0, (size_t)m->n_mels * 3000 * 4);
+        cudaMemset(cache, 0, 16 * 448 * 2 * (size_t)d * 4);
+        cudaMemset(cross, 0, T * 2 * (size_t)d * 4);
+        cudaMemset(pos, 0, 448 * (size_t)d * 4);
+        cudaDeviceSynchronize();
+        char nm[128];
+        const double enc_f = (double)m->enc_layers * (24.0 * T * d * d + 4.0 * T * T * d);
+        snprintf(nm, sizeof nm, "encoder window (%d layers)", m->enc_layers);
+        TIME(nm, enc_f, 0, run_encoder(ctx, be, m, &w, &conv1, &conv2, mel, ws));
+        const int Bs[] = {1, 5, 16};
+        for (int bi = 0; bi < 3; bi++) {
+            snprintf(nm, sizeof nm, "decoder step B=%d pos=100 (%d layers + logits)", Bs[bi],
+                     m->dec_layers);
+            TIME(nm, 0, 0,
+                 run_decoder(ctx, be, m, &w, &tok, pos, cache, cross, ws, logits, Bs[bi], 100));
+        }
+    }
+    tolk_bweight *bws[] = {&w.qkv, &w.out, &w.cq,  &w.ckv, &w.cout,
+                           &w.fc1, &w.fc2, &conv1, &conv2, &tok};
+    for (size_t i = 0; i < sizeof bws / sizeof bws[0]; i++)
+        be->weight_free(be, bws[i]);
+    float *fs[] = {w.b3d, w.bd, w.b4d, w.ln_g, w.ln_b, ws, mel, cache, cross, pos, logits};
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
+        be->free(be, fs[i]);
+    htensor *hs[] = {&hq, &hdd, &hfc1, &hfc2, &hc1, &hc2, &htok, &hkv, &hv4, &hv3, &hv};
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+        free(hs[i]->data);
+    be->destroy(be);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) g_iters = atoi(argv[1]) > 0 ? atoi(argv[1]) : 20;
+    if (!tolk_cuda_available()) {
+        printf("no CUDA device\n");
+        return 0;
+    }
+    struct cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    printf("device: %s (sm_%d%d), %d iterations per row\n", prop.name, prop.major, prop.minor,
+           g_iters);
+    cudaEventCreate(&g_e0);
+    cudaEventCreate(&g_e1);
+    tolk_cu_gemm_ctx *g = NULL;
+    if (tolk_cu_gemm_create(&g)) {
+        printf("cuBLASLt: cannot create a handle\n");
+        return 1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0] && !rc; i++)
+        rc = bench_kernels(&MODELS[i], g);
+    tolk_cu_gemm_destroy(g);
+    tolk_ctx *ctx = NULL;
+    if (!rc && tolk_ctx_new(NULL, &ctx) == TOLK_OK) {
+        for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0] && !rc; i++)
+            for (int k = 1; k >= 0 && !rc; k--)
+                rc = bench_model(ctx, &MODELS[i], k);
+        tolk_ctx_free(ctx);
+    }
+    return rc;
+}
+
+#else /* !TOLK_HAVE_CUDA */
+
+int main(void) {
+    printf("no CUDA device (CPU-only build)\n");
+    return 0;
+}
+
+#endif

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# gpu-check.sh — one-shot check of the CUDA backend on a machine with a GPU:
+# configure + build with CUDA (default architectures 80;90), run every GPU
+# test (ctest -R cuda), then the GPU benchmarks, and print a timing table.
+#
+# Usage: bench/gpu-check.sh [build-dir] [bench-iterations]
+#   build-dir         default: build-gpu-check (relative to the repository)
+#   bench-iterations  default: 20
+# Environment: CMAKE_ARGS (extra configure arguments, e.g.
+#   -DCMAKE_CUDA_ARCHITECTURES=90 for a faster build), JOBS (build jobs),
+#   GPU_SANITIZE (1, the default: also run test_cuda_kernels under
+#   compute-sanitizer memcheck; 2: memcheck + racecheck + synccheck; 0: none).
+# Exit status: non-zero when the build or a test fails (benchmarks only
+# measure; a benchmark failure is reported but does not fail the check).
+set -u
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${1:-build-gpu-check}"
+iters="${2:-20}"
+case "$build" in /*) ;; *) build="$here/$build" ;; esac
+jobs="${JOBS:-$(nproc 2>/dev/null || echo 4)}"
+
+echo "== tolk GPU check: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+else
+    echo "nvidia-smi not found (no driver?): tests will skip"
+fi
+
+echo "== configure + build ($build)"
+mkdir -p "$build"
+# shellcheck disable=SC2086
+cmake -S "$here" -B "$build" -DTOLK_CUDA=ON -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} \
+    >"$build/gpu-check-configure.log" 2>&1 || {
+    cat "$build/gpu-check-configure.log"
+    echo "configure FAILED"
+    exit 1
+}
+t0=$(date +%s)
+cmake --build "$build" -j"$jobs" >"$build/gpu-check-build.log" 2>&1 || {
+    grep -E "error|warning" "$build/gpu-check-build.log" | head -50
+    echo "build FAILED (full log: $build/gpu-check-build.log)"
+    exit 1
+}
+n_warn=$(grep -c 'warning' "$build/gpu-check-build.log")
+echo "built in $(( $(date +%s) - t0 )) s; warnings: $n_warn"
+
+echo "== GPU tests (ctest -R cuda)"
+test_rc=0
+ctest --test-dir "$build" -R cuda --output-on-failure || test_rc=$?
+# Skips print "SKIPPED"; on a GPU machine nothing should skip.
+for t in "$build"/test_*cuda*; do
+    [ -x "$t" ] || continue
+    n=$("$t" 2>/dev/null | grep -c "SKIPPED" || true)
+    [ "$n" -gt 0 ] && echo "WARNING: $(basename "$t") skipped $n tests (no device visible?)"
+done
+
+san="${GPU_SANITIZE:-1}"
+cs="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+if [ "$san" != 0 ] && [ -x "$cs" ] && [ -x "$build/test_cuda_kernels" ]; then
+    tools="memcheck"
+    [ "$san" = 2 ] && tools="memcheck racecheck synccheck"
+    for tool in $tools; do
+        echo "== compute-sanitizer --tool $tool test_cuda_kernels"
+        log="$build/sanitize-$tool.log"
+        (cd "$build" && "$cs" --tool "$tool" --error-exitcode 3 ./test_cuda_kernels >"$log" 2>&1)
+        rc=$?
+        tail -3 "$log"
+        [ $rc -ne 0 ] && { echo "$tool: FAILED (rc $rc, log $log)"; test_rc=1; }
+    done
+fi
+
+echo "== GPU benchmarks"
+bench_out="$build/bench_gpu.txt"
+bench_rc=0
+if [ -x "$build/bench_gpu" ]; then
+    "$build/bench_gpu" "$iters" | tee "$bench_out" || bench_rc=$?
+else
+    echo "bench_gpu not built"; bench_rc=1
+fi
+for b in "$build"/bench_*; do # other benchmarks that mention the GPU (e.g. mel)
+    case "$(basename "$b")" in bench_gpu) continue ;; esac
+    [ -x "$b" ] || continue
+    if grep -qi cuda "$here/bench/$(basename "$b").c" 2>/dev/null; then
+        echo "-- $(basename "$b")"
+        "$b" || echo "($(basename "$b") exited $?)"
+    fi
+done
+
+echo "== timing table (ms per call; from $bench_out)"
+if [ -s "$bench_out" ]; then
+    grep -E '^==| ms' "$bench_out" | sed -e 's/^/  /'
+fi
+
+echo "== summary: tests rc=$test_rc, benchmarks rc=$bench_rc"
+exit "$test_rc"
