@@ -227,16 +227,6 @@ static char *dir_of(const char *path) {
     return d;
 }
 
-static char *path_join(const char *a, const char *b) {
-    size_t na = strlen(a), nb = strlen(b);
-    int slash = na > 0 && a[na - 1] != '/';
-    char *s = malloc(na + nb + 2);
-    if (!s) return NULL;
-    memcpy(s, a, na);
-    if (slash) s[na] = '/';
-    memcpy(s + na + slash, b, nb + 1);
-    return s;
-}
 
 static int push_row(manifest *m, const bench_row *r) {
     if (m->n == m->cap) {
@@ -265,7 +255,7 @@ static int check_row(manifest *m, int line, char **cols, const int *ix, const ch
         return 0;
     }
     r->file = strdup(file);
-    r->path = file[0] == '/' ? strdup(file) : path_join(base, file);
+    r->path = file[0] == '/' ? strdup(file) : cli_path_join(base, file);
     if (!r->file || !r->path) {
         problem(m, line, "out of memory");
         return 0;
@@ -644,45 +634,6 @@ static int parse_options(const cli_args *a, bench_opts_t *o) {
     return 0;
 }
 
-/* The model path for --model (see `tolk transcribe --help`): a path, or a
- * name under model_dir / $TOLK_MODELS / ~/.cache/tolk/models. malloc'd, or
- * NULL after printing why. */
-static char *resolve_model(const char *model, const char *model_dir) {
-    struct stat sb;
-    if (strchr(model, '/')) {
-        if (stat(model, &sb) != 0) {
-            fprintf(stderr, "tolk bench: %s: model not found: %s\n", model, strerror(errno));
-            return NULL;
-        }
-        return strdup(model);
-    }
-    char *root;
-    if (model_dir) {
-        root = strdup(model_dir);
-    } else if (getenv("TOLK_MODELS") && *getenv("TOLK_MODELS")) {
-        root = strdup(getenv("TOLK_MODELS"));
-    } else {
-        const char *home = getenv("HOME");
-        root = path_join(home && *home ? home : ".", ".cache/tolk/models");
-    }
-    char *cand = root ? path_join(root, model) : NULL;
-    if (cand && stat(cand, &sb) == 0) {
-        free(root);
-        return cand;
-    }
-    free(cand);
-    if (stat(model, &sb) == 0) {
-        free(root);
-        return strdup(model);
-    }
-    fprintf(stderr,
-            "tolk bench: model '%s' not found: no %s/%s and no such path "
-            "(install it with scripts/get-model %s)\n",
-            model, root ? root : "?", model, model);
-    free(root);
-    return NULL;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Running                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -913,7 +864,7 @@ int cli_bench(int argc, char **argv) {
         exit_status = 1;
         goto done;
     }
-    model_path = resolve_model(o.model, o.model_dir);
+    model_path = cli_resolve_model("tolk bench", o.model, o.model_dir);
     if (!model_path) {
         exit_status = 1;
         goto done;

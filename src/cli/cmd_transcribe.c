@@ -367,59 +367,6 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
 /* Paths                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* A malloc'd "a/b" (no doubled slash), or NULL. */
-static char *path_join(const char *a, const char *b) {
-    size_t na = strlen(a), nb = strlen(b);
-    int slash = na > 0 && a[na - 1] != '/';
-    char *s = malloc(na + nb + 2);
-    if (!s) return NULL;
-    memcpy(s, a, na);
-    if (slash) s[na] = '/';
-    memcpy(s + na + slash, b, nb + 1);
-    return s;
-}
-
-/* Find the model: a path (anything containing '/', or that exists), or a
- * name under model_dir / $TOLK_MODELS / ~/.cache/tolk/models. Names take
- * precedence over same-named entries of the current directory, as the
- * reference's model names do. Returns a malloc'd path, or NULL after
- * printing why. */
-static char *resolve_model(const char *prog, const char *model, const char *model_dir) {
-    struct stat sb;
-    if (strchr(model, '/')) {
-        if (stat(model, &sb) != 0) {
-            fprintf(stderr, "%s: %s: model not found: %s\n", prog, model, strerror(errno));
-            return NULL;
-        }
-        return strdup(model);
-    }
-    char *root = NULL;
-    if (model_dir) {
-        root = strdup(model_dir);
-    } else if (getenv("TOLK_MODELS") && *getenv("TOLK_MODELS")) {
-        root = strdup(getenv("TOLK_MODELS"));
-    } else {
-        const char *home = getenv("HOME");
-        root = path_join(home && *home ? home : ".", ".cache/tolk/models");
-    }
-    char *cand = root ? path_join(root, model) : NULL;
-    if (cand && stat(cand, &sb) == 0) {
-        free(root);
-        return cand;
-    }
-    free(cand);
-    if (stat(model, &sb) == 0) {
-        free(root);
-        return strdup(model);
-    }
-    fprintf(stderr,
-            "%s: model '%s' not found: no %s/%s and no such path "
-            "(install it with scripts/get-model %s, or give --model a path)\n",
-            prog, model, root ? root : "?", model, model);
-    free(root);
-    return NULL;
-}
-
 /* mkdir -p dir. Returns 0 or an errno value. */
 static int make_dirs(const char *dir) {
     char *p = strdup(dir);
@@ -556,7 +503,7 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
         size_t n = strlen(base) + strlen(ext) + 2;
         char *name = malloc(n);
         if (name) snprintf(name, n, "%s.%s", base, ext);
-        paths[i] = name ? path_join(o->output_dir, name) : NULL;
+        paths[i] = name ? cli_path_join(o->output_dir, name) : NULL;
         free(name);
         if (!paths[i]) {
             report(audio, "out of memory");
@@ -720,7 +667,7 @@ static int run(const char *cmd, int argc, char **argv) {
     if (n_ok == 0) goto done;
     warn_duplicate_outputs(&o, a.positional, a.n_positional, ok);
 
-    model_path = resolve_model(prog, o.model, o.model_dir);
+    model_path = cli_resolve_model(prog, o.model, o.model_dir);
     if (!model_path) {
         exit_status = 1;
         goto done;

@@ -6,6 +6,8 @@
  */
 #include "options.h"
 
+#include <sys/stat.h>
+#include <stdio.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -303,4 +305,57 @@ const char *cli_language_name(const char *code, char *buf, size_t n) {
     for (size_t i = 0; buf[i]; i++)
         if (i == 0 || buf[i - 1] == ' ') buf[i] = (char)toupper((unsigned char)buf[i]);
     return buf;
+}
+
+/* A malloc'd "a/b" (no doubled slash), or NULL. */
+char *cli_path_join(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    int slash = na > 0 && a[na - 1] != '/';
+    char *s = malloc(na + nb + 2);
+    if (!s) return NULL;
+    memcpy(s, a, na);
+    if (slash) s[na] = '/';
+    memcpy(s + na + slash, b, nb + 1);
+    return s;
+}
+
+/* Find the model: a path (anything containing '/', or that exists), or a
+ * name under model_dir / $TOLK_MODELS / ~/.cache/tolk/models. Names take
+ * precedence over same-named entries of the current directory, as the
+ * reference's model names do. Returns a malloc'd path, or NULL after
+ * printing why. */
+char *cli_resolve_model(const char *prog, const char *model, const char *model_dir) {
+    struct stat sb;
+    if (strchr(model, '/')) {
+        if (stat(model, &sb) != 0) {
+            fprintf(stderr, "%s: %s: model not found: %s\n", prog, model, strerror(errno));
+            return NULL;
+        }
+        return strdup(model);
+    }
+    char *root = NULL;
+    if (model_dir) {
+        root = strdup(model_dir);
+    } else if (getenv("TOLK_MODELS") && *getenv("TOLK_MODELS")) {
+        root = strdup(getenv("TOLK_MODELS"));
+    } else {
+        const char *home = getenv("HOME");
+        root = cli_path_join(home && *home ? home : ".", ".cache/tolk/models");
+    }
+    char *cand = root ? cli_path_join(root, model) : NULL;
+    if (cand && stat(cand, &sb) == 0) {
+        free(root);
+        return cand;
+    }
+    free(cand);
+    if (stat(model, &sb) == 0) {
+        free(root);
+        return strdup(model);
+    }
+    fprintf(stderr,
+            "%s: model '%s' not found: no %s/%s and no such path "
+            "(install it with scripts/get-model %s, or give --model a path)\n",
+            prog, model, root ? root : "?", model, model);
+    free(root);
+    return NULL;
 }

@@ -72,4 +72,12 @@ const char *cli_language_code(const char *arg);
  * Creole") into buf[n]; the code itself when unknown. Returns buf. */
 const char *cli_language_name(const char *code, char *buf, size_t n);
 
+/* A malloc'd "a/b" (no doubled slash), or NULL. */
+char *cli_path_join(const char *a, const char *b);
+
+/* The model path for --model NAME|PATH: a path, or a name under model_dir /
+ * $TOLK_MODELS / ~/.cache/tolk/models (scripts/get-model's cache). Returns a
+ * malloc'd path, or NULL after printing why (prefixed with prog). */
+char *cli_resolve_model(const char *prog, const char *model, const char *model_dir);
+
 #endif
