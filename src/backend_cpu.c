@@ -286,26 +286,6 @@ static tolk_status pack_bf16(tolk_ctx *ctx, tolk_bweight *W) {
     return TOLK_OK;
 }
 
-/* Rows and columns of a tensor seen as a matrix: [d0, d1 * d2 * ...]. */
-static int tensor_matrix(const tolk_tensor *t, int64_t *rows, int64_t *cols) {
-    if (!t || !t->data || t->ndim < 1 || t->ndim > TOLK_MAX_DIMS) return 0;
-    int64_t r = t->shape[0], c = 1;
-    if (t->ndim == 1) {
-        c = r;
-        r = 1;
-    }
-    for (int i = 1; i < t->ndim; i++) {
-        if (t->shape[i] <= 0 || c > INT64_MAX / t->shape[i]) return 0;
-        c *= t->shape[i];
-    }
-    if (r <= 0 || c <= 0) return 0;
-    if (t->dtype != TOLK_DT_F32 && t->dtype != TOLK_DT_F16 && t->dtype != TOLK_DT_BF16 &&
-        t->dtype != TOLK_DT_I8)
-        return 0;
-    *rows = r;
-    *cols = c;
-    return 1;
-}
 
 static tolk_status cpu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
                                       const tolk_tensor *const *parts, int n_parts,
@@ -319,7 +299,7 @@ static tolk_status cpu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
     int all_f16 = 1;
     for (int p = 0; p < n_parts; p++) {
         int64_t r = 0, c = 0;
-        if (!tensor_matrix(parts[p], &r, &c))
+        if (!tolk_tensor_matrix(parts[p], &r, &c))
             return tolk_fail(ctx, TOLK_ERR_FORMAT, "backend_cpu: weight %s: bad shape or dtype",
                              parts[p] && parts[p]->name ? parts[p]->name : "(null)");
         if (cols >= 0 && c != cols)
@@ -348,7 +328,7 @@ static tolk_status cpu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
         const uint16_t *next = (const uint16_t *)parts[0]->data;
         for (int p = 0; p < n_parts && contiguous; p++) {
             int64_t r = 0, c = 0;
-            tensor_matrix(parts[p], &r, &c);
+            tolk_tensor_matrix(parts[p], &r, &c);
             if ((const uint16_t *)parts[p]->data != next) contiguous = 0;
             next = (const uint16_t *)parts[p]->data + (size_t)r * (size_t)c;
         }
@@ -370,7 +350,7 @@ static tolk_status cpu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
     for (int p = 0; p < n_parts; p++) {
         const tolk_tensor *t = parts[p];
         int64_t r = 0, c = 0;
-        tensor_matrix(t, &r, &c);
+        tolk_tensor_matrix(t, &r, &c);
         if (dt == TOLK_DT_F16) {
             memcpy((uint16_t *)data + row0 * (size_t)cols, t->data, (size_t)r * (size_t)c * 2);
         } else {
@@ -417,7 +397,7 @@ static tolk_status cpu_vector_prepare(tolk_ctx *ctx, const tolk_backend *be,
     for (int p = 0; p < n_parts; p++) {
         int64_t r, c, n;
         if (parts[p]) {
-            if (!tensor_matrix(parts[p], &r, &c) || r > INT64_MAX / c)
+            if (!tolk_tensor_matrix(parts[p], &r, &c) || r > INT64_MAX / c)
                 return tolk_fail(ctx, TOLK_ERR_FORMAT, "backend_cpu: tensor %s: bad shape or dtype",
                                  parts[p]->name ? parts[p]->name : "(null)");
             if (parts[p]->dtype == TOLK_DT_I8 && !parts[p]->scale)
@@ -441,7 +421,7 @@ static tolk_status cpu_vector_prepare(tolk_ctx *ctx, const tolk_backend *be,
     for (int p = 0; p < n_parts; p++) {
         if (parts[p]) {
             int64_t r = 0, c = 0;
-            tensor_matrix(parts[p], &r, &c);
+            tolk_tensor_matrix(parts[p], &r, &c);
             for (int64_t i = 0; i < r; i++)
                 tensor_row_to_floats(v + off + (size_t)i * (size_t)c, parts[p], i, (size_t)c);
             off += (size_t)r * (size_t)c;

@@ -216,26 +216,6 @@ static tolk_status cu_copy2d(tolk_ctx *ctx, const tolk_backend *be, float *dst, 
 
 /* Rows and columns of a tensor seen as a matrix [d0, d1 * d2 * ...] (a
  * vector is one row); 0 for a bad shape or dtype (as backend_cpu.c). */
-static int tensor_matrix(const tolk_tensor *t, int64_t *rows, int64_t *cols) {
-    if (!t || !t->data || t->ndim < 1 || t->ndim > TOLK_MAX_DIMS) return 0;
-    int64_t r = t->shape[0], c = 1;
-    if (t->ndim == 1) {
-        c = r;
-        r = 1;
-    }
-    for (int i = 1; i < t->ndim; i++) {
-        if (t->shape[i] <= 0 || c > INT64_MAX / t->shape[i]) return 0;
-        c *= t->shape[i];
-    }
-    if (r <= 0 || c <= 0 || r > INT64_MAX / c) return 0;
-    if (t->dtype != TOLK_DT_F32 && t->dtype != TOLK_DT_F16 && t->dtype != TOLK_DT_BF16 &&
-        t->dtype != TOLK_DT_I8)
-        return 0;
-    if (t->dtype == TOLK_DT_I8 && !t->scale) return 0;
-    *rows = r;
-    *cols = c;
-    return 1;
-}
 
 /* Upload tensor t (n = rows * cols elements) into dst as dt (F32 or the
  * tensor's own half type): a plain copy, a device-side widening of F16 /
@@ -288,7 +268,7 @@ static tolk_status cu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
     int all_f16 = 1, all_bf16 = 1;
     for (int p = 0; p < n_parts; p++) {
         int64_t r = 0, c = 0;
-        if (!tensor_matrix(parts[p], &r, &c))
+        if (!tolk_tensor_matrix(parts[p], &r, &c))
             return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: weight %s: bad shape or dtype", WHO,
                              parts[p] && parts[p]->name ? parts[p]->name : "(null)");
         if (cols >= 0 && c != cols)
@@ -318,7 +298,7 @@ static tolk_status cu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
     size_t row0 = 0;
     for (int p = 0; p < n_parts && !st; p++) {
         int64_t r = 0, c = 0;
-        tensor_matrix(parts[p], &r, &c);
+        tolk_tensor_matrix(parts[p], &r, &c);
         st = upload_part(ctx, data + row0 * (size_t)cols * tolk_dtype_size(dt), dt, parts[p],
                          (size_t)r * (size_t)c);
         row0 += (size_t)r;
@@ -352,7 +332,7 @@ static tolk_status cu_vector_prepare(tolk_ctx *ctx, const tolk_backend *be,
     for (int p = 0; p < n_parts; p++) {
         int64_t r, c, n;
         if (parts[p]) {
-            if (!tensor_matrix(parts[p], &r, &c))
+            if (!tolk_tensor_matrix(parts[p], &r, &c))
                 return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor %s: bad shape or dtype", WHO,
                                  parts[p]->name ? parts[p]->name : "(null)");
             n = r * c;

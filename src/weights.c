@@ -741,3 +741,24 @@ tolk_status tolk_weights_load(tolk_ctx *ctx, const char *path, int use_mmap, tol
                      "whisper.cpp ggml file)",
                      path);
 }
+
+int tolk_tensor_matrix(const tolk_tensor *t, int64_t *rows, int64_t *cols) {
+    if (!t || !t->data || t->ndim < 1 || t->ndim > TOLK_MAX_DIMS) return 0;
+    int64_t r = t->shape[0], c = 1;
+    if (t->ndim == 1) {
+        c = r;
+        r = 1;
+    }
+    for (int i = 1; i < t->ndim; i++) {
+        if (t->shape[i] <= 0 || c > INT64_MAX / t->shape[i]) return 0;
+        c *= t->shape[i];
+    }
+    if (r <= 0 || c <= 0 || r > INT64_MAX / c) return 0;
+    if (t->dtype != TOLK_DT_F32 && t->dtype != TOLK_DT_F16 && t->dtype != TOLK_DT_BF16 &&
+        t->dtype != TOLK_DT_I8)
+        return 0;
+    if (t->dtype == TOLK_DT_I8 && !t->scale) return 0;
+    *rows = r;
+    *cols = c;
+    return 1;
+}

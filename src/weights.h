@@ -173,6 +173,12 @@ tolk_status tolk_load_ggml(tolk_ctx *ctx, const char *file, int use_mmap, tolk_w
 int64_t tolk_tensor_nelem(const tolk_tensor *t);
 size_t tolk_tensor_nbytes(const tolk_tensor *t);
 
+/* Rows and columns of a tensor seen as a matrix [d0, d1 * d2 * ...] (a 1-D
+ * tensor is one row). Returns 1 and sets them when t has data, positive
+ * dimensions whose product fits int64, a supported dtype, and (I8) its
+ * scales; 0 otherwise. Used by every backend's weight preparation. */
+int tolk_tensor_matrix(const tolk_tensor *t, int64_t *rows, int64_t *cols);
+
 /* Convert a whole tensor to float32 into dst (tolk_tensor_nelem floats,
  * caller-allocated). I8 rows are dequantised as q / scale[row]. */
 void tolk_tensor_to_f32(const tolk_tensor *t, float *dst);
