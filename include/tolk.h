@@ -140,6 +140,20 @@ TOLK_API tolk_status tolk_resample(tolk_ctx *ctx, const float *in, size_t n_in, 
 TOLK_API int tolk_audio_has_ffmpeg(void);
 
 /* ------------------------------------------------------------------------ */
+/* Languages (Whisper's table, in language-token order)                     */
+/* ------------------------------------------------------------------------ */
+
+/* Number of languages (100: the 99 of multilingual models, then yue). */
+TOLK_API int tolk_language_count(void);
+/* Code ("en") and lower-case English name ("english") of language i in
+ * [0, count); NULL outside. Static storage. */
+TOLK_API const char *tolk_language_code(int i);
+TOLK_API const char *tolk_language_name(int i);
+/* Index of a code, name or alias ("castilian"), any letter case; -1 when
+ * unknown. */
+TOLK_API int tolk_language_index(const char *code_or_name);
+
+/* ------------------------------------------------------------------------ */
 /* Log-mel spectrogram (reproduces openai-whisper's log_mel_spectrogram)    */
 /* ------------------------------------------------------------------------ */
 

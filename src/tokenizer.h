@@ -107,15 +107,7 @@ const char *tolk_tokenizer_lang_code(const tolk_tokenizer *tok, int id);
  * sorted ascending, owned by tok, *n entries. */
 const int *tolk_tokenizer_non_speech(const tolk_tokenizer *tok, size_t *n);
 
-/* ---- the language table (static data, reference order) ----------------- */
-
-/* Number of languages in the table (100). */
-int tolk_language_count(void);
-/* Code and English name of language i in [0, 100); NULL outside. */
-const char *tolk_language_code(int i);
-const char *tolk_language_name(int i);
-/* Index of a code, name or alias (case-insensitive), -1 when unknown. */
-int tolk_language_index(const char *code_or_name);
+/* ---- the language table: tolk_language_* in tolk.h ------------------- */
 
 /* ---- encoding / decoding ------------------------------------------------ */
 

@@ -5,6 +5,7 @@
  * aliases such as "castilian" -> es).
  */
 #include "options.h"
+#include "tolk.h"
 
 #include <sys/stat.h>
 #include <stdio.h>
@@ -240,70 +241,18 @@ int cli_choice(const cli_args *a, const char *name, const char *const *choices, 
 /* Languages                                                                 */
 /* ------------------------------------------------------------------------ */
 
-typedef struct lang_entry {
-    const char *code;
-    const char *name;
-} lang_entry;
-
-/* Whisper's language codes in token order, with their English names. */
-static const lang_entry languages[] = {
-    {"en", "english"},        {"zh", "chinese"},     {"de", "german"},        {"es", "spanish"},
-    {"ru", "russian"},        {"ko", "korean"},      {"fr", "french"},        {"ja", "japanese"},
-    {"pt", "portuguese"},     {"tr", "turkish"},     {"pl", "polish"},        {"ca", "catalan"},
-    {"nl", "dutch"},          {"ar", "arabic"},      {"sv", "swedish"},       {"it", "italian"},
-    {"id", "indonesian"},     {"hi", "hindi"},       {"fi", "finnish"},       {"vi", "vietnamese"},
-    {"he", "hebrew"},         {"uk", "ukrainian"},   {"el", "greek"},         {"ms", "malay"},
-    {"cs", "czech"},          {"ro", "romanian"},    {"da", "danish"},        {"hu", "hungarian"},
-    {"ta", "tamil"},          {"no", "norwegian"},   {"th", "thai"},          {"ur", "urdu"},
-    {"hr", "croatian"},       {"bg", "bulgarian"},   {"lt", "lithuanian"},    {"la", "latin"},
-    {"mi", "maori"},          {"ml", "malayalam"},   {"cy", "welsh"},         {"sk", "slovak"},
-    {"te", "telugu"},         {"fa", "persian"},     {"lv", "latvian"},       {"bn", "bengali"},
-    {"sr", "serbian"},        {"az", "azerbaijani"}, {"sl", "slovenian"},     {"kn", "kannada"},
-    {"et", "estonian"},       {"mk", "macedonian"},  {"br", "breton"},        {"eu", "basque"},
-    {"is", "icelandic"},      {"hy", "armenian"},    {"ne", "nepali"},        {"mn", "mongolian"},
-    {"bs", "bosnian"},        {"kk", "kazakh"},      {"sq", "albanian"},      {"sw", "swahili"},
-    {"gl", "galician"},       {"mr", "marathi"},     {"pa", "punjabi"},       {"si", "sinhala"},
-    {"km", "khmer"},          {"sn", "shona"},       {"yo", "yoruba"},        {"so", "somali"},
-    {"af", "afrikaans"},      {"oc", "occitan"},     {"ka", "georgian"},      {"be", "belarusian"},
-    {"tg", "tajik"},          {"sd", "sindhi"},      {"gu", "gujarati"},      {"am", "amharic"},
-    {"yi", "yiddish"},        {"lo", "lao"},         {"uz", "uzbek"},         {"fo", "faroese"},
-    {"ht", "haitian creole"}, {"ps", "pashto"},      {"tk", "turkmen"},       {"nn", "nynorsk"},
-    {"mt", "maltese"},        {"sa", "sanskrit"},    {"lb", "luxembourgish"}, {"my", "myanmar"},
-    {"bo", "tibetan"},        {"tl", "tagalog"},     {"mg", "malagasy"},      {"as", "assamese"},
-    {"tt", "tatar"},          {"haw", "hawaiian"},   {"ln", "lingala"},       {"ha", "hausa"},
-    {"ba", "bashkir"},        {"jw", "javanese"},    {"su", "sundanese"},     {"yue", "cantonese"},
-};
-
-/* Other names the reference accepts for some languages. */
-static const lang_entry aliases[] = {
-    {"my", "burmese"},       {"ca", "valencian"}, {"nl", "flemish"},   {"ht", "haitian"},
-    {"lb", "letzeburgesch"}, {"ps", "pushto"},    {"pa", "panjabi"},   {"ro", "moldavian"},
-    {"ro", "moldovan"},      {"si", "sinhalese"}, {"es", "castilian"}, {"zh", "mandarin"},
-};
-
-#define N_LANGUAGES (sizeof languages / sizeof languages[0])
-#define N_ALIASES (sizeof aliases / sizeof aliases[0])
-
 const char *cli_language_code(const char *arg) {
-    if (!arg) return NULL;
-    for (size_t i = 0; i < N_LANGUAGES; i++)
-        if (!strcmp(arg, languages[i].code)) return languages[i].code;
-    for (size_t i = 0; i < N_LANGUAGES; i++)
-        if (!strcasecmp(arg, languages[i].name)) return languages[i].code;
-    for (size_t i = 0; i < N_ALIASES; i++)
-        if (!strcasecmp(arg, aliases[i].name)) return aliases[i].code;
-    return NULL;
+    int i = tolk_language_index(arg);
+    return i >= 0 ? tolk_language_code(i) : NULL;
 }
 
 const char *cli_language_name(const char *code, char *buf, size_t n) {
     if (!buf || n == 0) return "";
-    const char *name = code ? code : "";
-    for (size_t i = 0; code && i < N_LANGUAGES; i++)
-        if (!strcmp(code, languages[i].code)) name = languages[i].name;
-    snprintf(buf, n, "%s", name);
+    int i = code ? tolk_language_index(code) : -1;
+    snprintf(buf, n, "%s", i >= 0 ? tolk_language_name(i) : code ? code : "");
     /* title case: upper-case the first letter of each word */
-    for (size_t i = 0; buf[i]; i++)
-        if (i == 0 || buf[i - 1] == ' ') buf[i] = (char)toupper((unsigned char)buf[i]);
+    for (size_t k = 0; buf[k]; k++)
+        if (k == 0 || buf[k - 1] == ' ') buf[k] = (char)toupper((unsigned char)buf[k]);
     return buf;
 }
 
