@@ -25,6 +25,7 @@
  */
 #include "backend.h"
 #include "gemm_cpu.h"
+#include "scratch.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -622,7 +623,8 @@ static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, s
     if (chunk > piece) chunk = piece;
     int failed = 0;
     OMP(parallel num_threads(nt)) {
-        float *buf = need_buf ? malloc(chunk * K * sizeof(float)) : NULL;
+        float *buf =
+            need_buf ? tolk_thread_scratch(TOLK_SCRATCH_WORK, chunk * K * sizeof(float)) : NULL;
         if (need_buf && !buf) {
             OMP(atomic write)
             failed = 1;
@@ -635,7 +637,6 @@ static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, s
             init_cols(y, ldy, M, n0, n1, bias, accumulate);
             linear_cols(y, ldy, x, ldx, M, W, n0, n1, buf, chunk);
         }
-        free(buf);
     }
     if (failed) return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: linear: out of memory");
     return TOLK_OK;
@@ -1033,7 +1034,7 @@ static tolk_status cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const to
     if ((size_t)nt > n_tasks) nt = (int)n_tasks;
     int failed = 0;
     OMP(parallel num_threads(nt)) {
-        float *sc = malloc(scratch * sizeof(float));
+        float *sc = tolk_thread_scratch(TOLK_SCRATCH_WORK, scratch * sizeof(float));
         if (!sc) {
             OMP(atomic write)
             failed = 1;
@@ -1055,7 +1056,6 @@ static tolk_status cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const to
                             s->out + i * ldo + h);
             }
         }
-        free(sc);
     }
     free(units), free(tasks), free(members), free(grouped);
     if (failed) return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: attention: out of memory");
@@ -1082,8 +1082,8 @@ static tolk_status cpu_conv1d(tolk_ctx *ctx, const tolk_backend *be, float *y, c
     if (!tolk_mul_size(T_out, K3, &n) || !tolk_mul_size(n, sizeof(float), &bytes))
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: conv1d: too large");
     /* im2col: cols[t, c * 3 + k] = x(stride * t + k - 1, c), zero outside. */
-    float *cols = cpu_alloc(ctx, be, bytes);
-    if (!cols) return TOLK_ERR_NOMEM;
+    float *cols = tolk_thread_scratch(TOLK_SCRATCH_COLS, bytes);
+    if (!cols) return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: conv1d: out of memory");
     long long t;
     OMP(parallel for num_threads(nthreads(ctx)) schedule(guided))
     for (t = 0; t < (long long)T_out; t++) {
@@ -1101,9 +1101,7 @@ static tolk_status cpu_conv1d(tolk_ctx *ctx, const tolk_backend *be, float *y, c
             }
         }
     }
-    tolk_status st = cpu_linear(ctx, be, y, (size_t)W->rows, cols, K3, T_out, W, bias, 0);
-    free(cols);
-    return st;
+    return cpu_linear(ctx, be, y, (size_t)W->rows, cols, K3, T_out, W, bias, 0);
 }
 
 static tolk_status cpu_embed(tolk_ctx *ctx, const tolk_backend *be, float *y,

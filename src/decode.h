@@ -232,7 +232,6 @@ struct tolk_state {
     int n_non_speech;
     int multilingual;
     float *window;        /* [n_mels, 3000] one mel window */
-    float *enc;           /* [n_audio_ctx, n_audio_state] */
     tolk_timings timings; /* per-stage times (timings.h) */
 };
 

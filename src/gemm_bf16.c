@@ -18,6 +18,7 @@
  * so both paths agree to float32 summation-order noise.
  */
 #include "gemm_cpu.h"
+#include "scratch.h"
 
 #include <cblas.h>
 #include <stdatomic.h>
@@ -266,7 +267,7 @@ static tolk_status gemm_native(tolk_ctx *ctx, const float *X, int M, int K, size
     int failed = 0;
     size_t scratch = (size_t)MC * (KC / 2) * sizeof(uint32_t);
     GEMM_PRAGMA(omp parallel num_threads(nt) if (nt > 1)) {
-        uint32_t *xp = aligned_alloc(64, scratch);
+        uint32_t *xp = tolk_thread_scratch(TOLK_SCRATCH_GEMM, scratch);
         if (!xp) {
             GEMM_PRAGMA(omp atomic write)
             failed = 1;
@@ -281,7 +282,6 @@ static tolk_status gemm_native(tolk_ctx *ctx, const float *X, int M, int K, size
             int p0 = ic * chunk, p1 = p0 + chunk < n_panels ? p0 + chunk : n_panels;
             task_native(X, ldX, K, W, N, bias, Y, ldY, m0, mc, p0, p1, xp, accumulate);
         }
-        free(xp);
     }
     if (failed) return tolk_fail(ctx, TOLK_ERR_NOMEM, "gemm_bf16: out of memory (scratch)");
     return TOLK_OK;

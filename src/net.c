@@ -78,6 +78,11 @@ struct tolk_kvcache {
     float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
     float *ws;       /* decoder step workspace (device), ws_floats */
     size_t ws_floats;
+    float *enc_ws;   /* encoder workspace for one window (device), made on
+                        the first tolk_kvcache_encode_window and kept: a
+                        long file reuses it instead of allocating ~40
+                        n_audio_ctx n_audio_state bytes per window */
+    float *xa;       /* [n_audio_ctx, d] set_window's upload buffer, kept */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -408,6 +413,53 @@ static tolk_status enc_block(tolk_ctx *ctx, const tolk_net *net, const block_w *
     return be->linear(ctx, be, x, d, mlp, 4 * d, M, &b->fc2, b->fc2_b, 1);
 }
 
+/* Floats of encoder workspace for passes of nb windows: x, h, att [M, d];
+ * qkv [M, 3d]; mlp [M, 4d] (conv1's [T_mel, d] output fits per window);
+ * mel [n_mels, T_mel], M = nb * T. 0 when the size overflows. */
+static size_t enc_ws_floats(const tolk_hparams *hp, int nb) {
+    size_t d = (size_t)hp->n_audio_state, T = (size_t)hp->n_audio_ctx;
+    size_t per, total;
+    if (!tolk_mul_size((size_t)nb * T, d, &per) || !tolk_mul_size(per, 10, &total) ||
+        !tolk_add_size(total, (size_t)hp->n_mels * 2 * T, &total) ||
+        !tolk_mul_size(total, sizeof(float), &per))
+        return 0;
+    return total;
+}
+
+/* One encoder pass over nw <= nb windows of host mel [nw, n_mels, 2T] in
+ * the workspace ws (enc_ws_floats(hp, nb) floats, device); *result points
+ * into ws at the output [nw * T, d] (device), valid until ws is reused. */
+static tolk_status encode_pass(tolk_ctx *ctx, const tolk_net *net, float *ws, int nb,
+                               const float *mel, int nw, float **result) {
+    const tolk_backend *be = net->be;
+    const tolk_hparams *hp = &net->hp;
+    size_t d = (size_t)hp->n_audio_state, T = (size_t)hp->n_audio_ctx;
+    size_t n_mels = (size_t)hp->n_mels, T_mel = 2 * T;
+    size_t per = (size_t)nb * T * d, Mw = (size_t)nw * T;
+    float *x = ws, *h = x + per, *att = h + per, *qkv = att + per, *mlp = qkv + 3 * per;
+    float *melbuf = mlp + 4 * per;
+    tolk_status st = TOLK_OK;
+    for (int w = 0; w < nw && st == TOLK_OK; w++) {
+        float *xw = x + (size_t)w * T * d;
+        st = be->upload(ctx, be, melbuf, mel + (size_t)w * n_mels * T_mel,
+                        n_mels * T_mel * sizeof(float));
+        /* conv1 + GELU: [n_mels, T_mel] -> [T_mel, d] (in mlp) */
+        if (!st)
+            st = be->conv1d(ctx, be, mlp, melbuf, TOLK_CONV_IN_CT, n_mels, T_mel, 1, &net->conv1,
+                            NULL);
+        if (!st) st = be->bias_gelu(ctx, be, mlp, d, T_mel, d, net->conv1_b);
+        /* conv2 (stride 2) + GELU: [T_mel, d] -> [T, d] */
+        if (!st) st = be->conv1d(ctx, be, xw, mlp, TOLK_CONV_IN_TC, d, T_mel, 2, &net->conv2, NULL);
+        if (!st) st = be->bias_gelu(ctx, be, xw, d, T, d, net->conv2_b);
+        if (!st) st = be->add(ctx, be, xw, xw, net->enc_pos, T * d);
+    }
+    for (int l = 0; l < hp->n_audio_layer && st == TOLK_OK; l++)
+        st = enc_block(ctx, net, &net->enc[l], x, h, qkv, att, mlp, nw);
+    if (!st) st = be->layernorm(ctx, be, h, x, Mw, d, net->ln_post_g, net->ln_post_b, LN_EPS);
+    *result = h;
+    return st;
+}
+
 tolk_status tolk_net_encode(tolk_ctx *ctx, const tolk_net *net, const float *mel, int n_windows,
                             float *out) {
     if (!net || !mel || !out || n_windows < 1)
@@ -415,41 +467,20 @@ tolk_status tolk_net_encode(tolk_ctx *ctx, const tolk_net *net, const float *mel
     const tolk_backend *be = net->be;
     const tolk_hparams *hp = &net->hp;
     size_t d = (size_t)hp->n_audio_state, T = (size_t)hp->n_audio_ctx;
-    size_t n_mels = (size_t)hp->n_mels, T_mel = 2 * T;
+    size_t win_floats = (size_t)hp->n_mels * 2 * T;
     int nb = n_windows < ENC_MAX_BATCH ? n_windows : ENC_MAX_BATCH;
-    /* workspace: x, h, att [M, d]; qkv [M, 3d]; mlp [M, 4d] (conv1's
-     * [T_mel, d] output fits per window); mel [n_mels, T_mel] */
-    size_t M = (size_t)nb * T, per, total, bytes;
-    if (!tolk_mul_size(M, d, &per) || !tolk_mul_size(per, 10, &total) ||
-        !tolk_add_size(total, n_mels * T_mel, &total) || !tolk_mul_size(total, 4, &bytes))
-        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: encode: workspace too large");
-    float *ws = be->alloc(ctx, be, bytes);
+    size_t floats = enc_ws_floats(hp, nb);
+    if (!floats) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: encode: workspace too large");
+    float *ws = be->alloc(ctx, be, floats * sizeof(float));
     if (!ws) return TOLK_ERR_NOMEM;
-    float *x = ws, *h = x + per, *att = h + per, *qkv = att + per, *mlp = qkv + 3 * per;
-    float *melbuf = mlp + 4 * per;
     tolk_status st = TOLK_OK;
     for (int w0 = 0; w0 < n_windows && st == TOLK_OK; w0 += nb) {
         int nw = n_windows - w0 < nb ? n_windows - w0 : nb;
-        size_t Mw = (size_t)nw * T;
-        for (int w = 0; w < nw && st == TOLK_OK; w++) {
-            float *xw = x + (size_t)w * T * d;
-            const float *src = mel + (size_t)(w0 + w) * n_mels * T_mel;
-            st = be->upload(ctx, be, melbuf, src, n_mels * T_mel * sizeof(float));
-            /* conv1 + GELU: [n_mels, T_mel] -> [T_mel, d] (in mlp) */
-            if (!st)
-                st = be->conv1d(ctx, be, mlp, melbuf, TOLK_CONV_IN_CT, n_mels, T_mel, 1,
-                                &net->conv1, NULL);
-            if (!st) st = be->bias_gelu(ctx, be, mlp, d, T_mel, d, net->conv1_b);
-            /* conv2 (stride 2) + GELU: [T_mel, d] -> [T, d] */
-            if (!st)
-                st = be->conv1d(ctx, be, xw, mlp, TOLK_CONV_IN_TC, d, T_mel, 2, &net->conv2, NULL);
-            if (!st) st = be->bias_gelu(ctx, be, xw, d, T, d, net->conv2_b);
-            if (!st) st = be->add(ctx, be, xw, xw, net->enc_pos, T * d);
-        }
-        for (int l = 0; l < hp->n_audio_layer && st == TOLK_OK; l++)
-            st = enc_block(ctx, net, &net->enc[l], x, h, qkv, att, mlp, nw);
-        if (!st) st = be->layernorm(ctx, be, h, x, Mw, d, net->ln_post_g, net->ln_post_b, LN_EPS);
-        if (!st) st = be->download(ctx, be, out + (size_t)w0 * T * d, h, Mw * d * sizeof(float));
+        float *res = NULL;
+        st = encode_pass(ctx, net, ws, nb, mel + (size_t)w0 * win_floats, nw, &res);
+        if (!st)
+            st = be->download(ctx, be, out + (size_t)w0 * T * d, res,
+                              (size_t)nw * T * d * sizeof(float));
     }
     be->free(be, ws);
     return st;
@@ -465,6 +496,8 @@ void tolk_kvcache_free(tolk_kvcache *kv) {
     be->free(be, kv->self_kv);
     be->free(be, kv->cross_kv);
     be->free(be, kv->ws);
+    be->free(be, kv->enc_ws);
+    be->free(be, kv->xa);
     free(kv->len);
     free(kv->win);
     free(kv->win_set);
@@ -522,6 +555,22 @@ static float *cross_kv_at(const tolk_kvcache *kv, int layer, int window) {
                               d2;
 }
 
+/* Cross-attention K/V of every decoder layer for window slot `window`
+ * from the encoder output xa [n_audio_ctx, d] (device). */
+static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, int window,
+                             const float *xa) {
+    const tolk_backend *be = net->be;
+    size_t d = (size_t)net->hp.n_text_state, T = (size_t)net->hp.n_audio_ctx;
+    tolk_status st = TOLK_OK;
+    kv->win_set[window] = 0;
+    for (int l = 0; l < net->hp.n_text_layer && st == TOLK_OK; l++) {
+        const attn_w *c = &net->dec[l].cross;
+        st = be->linear(ctx, be, cross_kv_at(kv, l, window), 2 * d, xa, d, T, &c->kv, c->kv_b, 0);
+    }
+    if (st == TOLK_OK) kv->win_set[window] = 1;
+    return st;
+}
+
 tolk_status tolk_kvcache_set_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
                                     int window, const float *enc) {
     if (!net || !kv || !enc || kv->net != net || window < 0 || window >= kv->max_windows)
@@ -529,17 +578,31 @@ tolk_status tolk_kvcache_set_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvc
                          window);
     const tolk_backend *be = net->be;
     size_t d = (size_t)net->hp.n_text_state, T = (size_t)net->hp.n_audio_ctx;
-    float *xa = be->alloc(ctx, be, T * d * sizeof(float));
-    if (!xa) return TOLK_ERR_NOMEM;
+    if (!kv->xa && !(kv->xa = be->alloc(ctx, be, T * d * sizeof(float)))) return TOLK_ERR_NOMEM;
     kv->win_set[window] = 0;
-    tolk_status st = be->upload(ctx, be, xa, enc, T * d * sizeof(float));
-    for (int l = 0; l < net->hp.n_text_layer && st == TOLK_OK; l++) {
-        const attn_w *c = &net->dec[l].cross;
-        st = be->linear(ctx, be, cross_kv_at(kv, l, window), 2 * d, xa, d, T, &c->kv, c->kv_b, 0);
+    tolk_status st = be->upload(ctx, be, kv->xa, enc, T * d * sizeof(float));
+    return st ? st : set_cross(ctx, net, kv, window, kv->xa);
+}
+
+tolk_status tolk_kvcache_encode_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                       int window, const float *mel, float *enc_out) {
+    if (!net || !kv || !mel || kv->net != net || window < 0 || window >= kv->max_windows)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "net: encode_window: bad arguments (window %d)", window);
+    const tolk_backend *be = net->be;
+    if (!kv->enc_ws) {
+        size_t floats = enc_ws_floats(&net->hp, 1);
+        if (!floats) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: encode: workspace too large");
+        if (!(kv->enc_ws = be->alloc(ctx, be, floats * sizeof(float)))) return TOLK_ERR_NOMEM;
     }
-    be->free(be, xa);
-    if (st == TOLK_OK) kv->win_set[window] = 1;
-    return st;
+    kv->win_set[window] = 0;
+    float *res = NULL;
+    tolk_status st = encode_pass(ctx, net, kv->enc_ws, 1, mel, 1, &res);
+    if (!st && enc_out)
+        st = be->download(ctx, be, enc_out, res,
+                          (size_t)net->hp.n_audio_ctx * (size_t)net->hp.n_audio_state *
+                              sizeof(float));
+    return st ? st : set_cross(ctx, net, kv, window, res);
 }
 
 void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window) {

@@ -58,6 +58,15 @@ void tolk_kvcache_free(tolk_kvcache *kv);
 tolk_status tolk_kvcache_set_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
                                     int window, const float *enc);
 
+/* Encode one mel window [n_mels, 2 * n_audio_ctx] (host) and store its
+ * cross-attention K/V in slot `window`, without the encoder output leaving
+ * the device; enc_out (host [n_audio_ctx, n_audio_state], may be NULL)
+ * receives a copy. The encoder workspace is made on the first call and kept
+ * by kv, so a long file allocates nothing per window. Same numbers as
+ * tolk_net_encode + tolk_kvcache_set_window. */
+tolk_status tolk_kvcache_encode_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                       int window, const float *mel, float *enc_out);
+
 /* Sequence management: seq in [0, max_seqs). reset empties a sequence and
  * binds it to a window slot (-1: unbound); copy duplicates src's cached
  * tokens and window into dst (beam search reordering; dst's old content is

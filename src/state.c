@@ -86,15 +86,13 @@ tolk_status tolk_state_new(tolk_ctx *ctx, const tolk_model *model, tolk_state **
     fill_tokens(st);
     s = tolk_mel_new(st->ctx, st->hp.n_mels, &st->mel);
     if (s != TOLK_OK) goto fail;
-    size_t nw, ne;
-    if (!tolk_mul_size((size_t)st->hp.n_mels, TOLK_N_FRAMES, &nw) ||
-        !tolk_mul_size((size_t)st->hp.n_audio_ctx, (size_t)st->hp.n_audio_state, &ne)) {
+    size_t nw;
+    if (!tolk_mul_size((size_t)st->hp.n_mels, TOLK_N_FRAMES, &nw)) {
         s = tolk_fail(st->ctx, TOLK_ERR_NOMEM, "tolk_state_new: absurd model dimensions");
         goto fail;
     }
     st->window = tolk_malloc_array(nw, sizeof(float));
-    st->enc = tolk_malloc_array(ne, sizeof(float));
-    if (!st->window || !st->enc) {
+    if (!st->window) {
         s = tolk_fail(st->ctx, TOLK_ERR_NOMEM, "tolk_state_new: out of memory");
         goto fail;
     }
@@ -115,7 +113,6 @@ void tolk_state_free(tolk_state *st) {
     tolk_tokenizer_free(st->tok);
     tolk_net_free(st->owned_net);
     free(st->window);
-    free(st->enc);
     tolk_ctx_free(st->ctx);
     free(st);
 }
@@ -173,8 +170,7 @@ tolk_dec_backend tolk_state_backend(tolk_state *st) {
 
 tolk_status tolk_state_encode_window(tolk_state *st) {
     double t0 = tolk_time_now();
-    tolk_status s = tolk_net_encode(st->ctx, st->net, st->window, 1, st->enc);
-    if (s == TOLK_OK) s = tolk_kvcache_set_window(st->ctx, st->net, st->kv, 0, st->enc);
+    tolk_status s = tolk_kvcache_encode_window(st->ctx, st->net, st->kv, 0, st->window, NULL);
     tolk_timings_since(&st->timings, TOLK_STAGE_ENCODER, t0);
     return s;
 }

@@ -749,6 +749,37 @@ static void real_case(const char *name, const char *clip, const tolk_weights *w,
         if (step < 2) CU_ASSERT_EQUAL(am, (size_t)meta.next[step]);
     }
     tolk_kvcache_free(kv);
+
+    /* tolk_kvcache_encode_window (the state's path: encoder output stays on
+     * the device, workspace kept by the cache): the same encoder output and
+     * prompt logits bit for bit, also on a second call that reuses the
+     * workspace. */
+    float *enc2 = malloc(T * d * sizeof(float)), *lg2 = malloc(V * sizeof(float));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(enc2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(lg2);
+    kv = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_kvcache_new(g_ctx, net, 1, w->hp.n_text_ctx, 1, &kv), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_kvcache_set_window(g_ctx, net, kv, 0, enc), TOLK_OK);
+    tolk_kvcache_reset(kv, 0, 0);
+    const int *ptok = meta.prompt;
+    int pn = meta.n_prompt;
+    CU_ASSERT_EQUAL_FATAL(tolk_net_decode(g_ctx, net, kv, &seq, 1, &ptok, &pn, lg), TOLK_OK);
+    tolk_kvcache_free(kv);
+    kv = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_kvcache_new(g_ctx, net, 1, w->hp.n_text_ctx, 1, &kv), TOLK_OK);
+    for (int rep = 0; rep < 2; rep++) {
+        memset(enc2, 0, T * d * sizeof(float));
+        CU_ASSERT_EQUAL_FATAL(tolk_kvcache_encode_window(g_ctx, net, kv, 0, mel, rep ? enc2 : NULL),
+                              TOLK_OK);
+        tolk_kvcache_reset(kv, 0, 0);
+        CU_ASSERT_EQUAL_FATAL(tolk_net_decode(g_ctx, net, kv, &seq, 1, &ptok, &pn, lg2), TOLK_OK);
+        CU_ASSERT(memcmp(lg, lg2, V * sizeof(float)) == 0);
+    }
+    CU_ASSERT(memcmp(enc, enc2, T * d * sizeof(float)) == 0);
+    CU_ASSERT_EQUAL(tolk_kvcache_encode_window(g_ctx, net, kv, 1, mel, NULL),
+                    TOLK_ERR_INVALID_ARG);
+    tolk_kvcache_free(kv);
+    free(enc2), free(lg2);
     free(mel), free(enc_ref), free(lref), free(ids), free(enc), free(lg);
 }
 
