@@ -217,10 +217,12 @@ def child_faster_whisper(a):
                                       beam_size=beam, best_of=best_of, temperature=list(temps),
                                       condition_on_previous_text=True, vad_filter=False,
                                       without_timestamps=False)
-        text = "".join(s.text for s in segs)  # the generator decodes here
+        segs = list(segs)  # the generator decodes here
         wall = time.perf_counter() - t0
+        text = "".join(s.text for s in segs)
         out.append({"file": r["file"], "text": text.strip(), "language": info.language,
-                    "audio_s": info.duration, "wall_s": wall})
+                    "audio_s": info.duration, "wall_s": wall,
+                    "max_temperature": max((s.temperature for s in segs), default=0.0)})
         progress(a, i, len(rows), r, wall)
     json.dump({"load_s": load_s, "files": out}, open(a.result, "w"))
 
@@ -248,7 +250,9 @@ def child_openai(a):
                                condition_on_previous_text=True, verbose=None)
         wall = time.perf_counter() - t0
         out.append({"file": r["file"], "text": res["text"].strip(), "language": res["language"],
-                    "audio_s": len(audio) / 16000.0, "wall_s": wall})
+                    "audio_s": len(audio) / 16000.0, "wall_s": wall,
+                    "max_temperature": max((s["temperature"] for s in res["segments"]),
+                                           default=0.0)})
         progress(a, i, len(rows), r, wall)
     json.dump({"load_s": load_s, "files": out}, open(a.result, "w"))
 
@@ -332,7 +336,7 @@ def run_engine(engine, model, rows, a, work, label):
                           "language": x.get("language"), "audio_s": x.get("audio_s"),
                           "wall_s": x.get("wall_s"), "stages": x.get("stages"),
                           "tokens": x.get("tokens"), "status": x.get("status"),
-                          "error": x.get("error")})
+                          "error": x.get("error"), "max_temperature": x.get("max_temperature")})
         return {"files": files, "wall_s": wall, "peak_mib": peak, "cpu_s": cpu,
                 "load_s": summ[0]["model_load_s"] if summ else None,
                 "stages": summ[0]["stages"] if summ else None}
@@ -534,7 +538,7 @@ def write_report(out, results, info, a):
             "runs": results}, f, indent=1, ensure_ascii=False)
     keys = ["set", "model", "decoding", "engine", "precision", "status", "files", "wer", "cer",
             "bleu", "chrf", "audio_s", "decode_s", "wall_s", "load_s", "cpu_s", "rtfx", "peak_mib",
-            "time_vs_tolk", "same_text_as_tolk", "load_before", "load_after"]
+            "time_vs_tolk", "same_text_as_tolk", "same_text_t0", "load_before", "load_after"]
     with open(os.path.join(out, "results.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
@@ -543,12 +547,13 @@ def write_report(out, results, info, a):
     with open(os.path.join(out, "per_file.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["set", "model", "decoding", "engine", "file", "language", "detected",
-                    "audio_s", "wall_s", "reference", "hypothesis"])
+                    "audio_s", "wall_s", "max_temperature", "reference", "hypothesis"])
         for r in results:
             for x in r.get("per_file", []):
                 w.writerow([r["set"], r["model"], r["decoding"], r["engine"], x["file"],
                             x["language_ref"], x.get("language"), fmt(x.get("audio_s"), 3),
-                            fmt(x.get("wall_s"), 3), x["reference"], x["text"]])
+                            fmt(x.get("wall_s"), 3), fmt(x.get("max_temperature"), 1),
+                            x["reference"], x["text"]])
 
     md = [f"# tolk benchmark — {info['date']}", ""]
     md += [f"Machine: {info['cpu']}, {info['cores']} cores, {info['mem_gib']} GiB, {info['os']}. "
@@ -575,8 +580,18 @@ def write_report(out, results, info, a):
            "system CPU seconds (less sensitive to other jobs than wall time); peak MiB = the largest "
            "resident set of the engine's process; time / tolk = this engine's decode seconds / "
            "tolk's (above 1: slower than tolk); same text = files whose normalised hypothesis equals "
-           "tolk's; load = the 1-minute load average when the engine started (the machine has "
+           "tolk's; same text at T=0 = files whose raw hypothesis is identical to tolk's, counted over the "
+           "files that neither engine decoded by sampling (temperature fallback, which depends on "
+           "each engine's random numbers; – where the engine does not report temperatures); "
+           "load = the 1-minute load average when the engine started (the machine has "
            f"{info['cores']} cores: above that, other jobs were competing for them).", ""]
+    spent = {}
+    for r in results:
+        k = (r["model"], r["decoding"])
+        spent[k] = spent.get(k, 0.0) + (r.get("run_s") or 0.0)
+    if spent:
+        md += ["Suite time (every engine on every set, model loads and conversions included): " +
+               "; ".join(f"{m} {d} {v / 60:.1f} min" for (m, d), v in spent.items()) + ".", ""]
     groups = {}
     for r in results:
         groups.setdefault((r["set"], r["model"], r["decoding"]), []).append(r)
@@ -589,8 +604,8 @@ def write_report(out, results, info, a):
                                                                            for r in rs) else [])
         md.append("| engine | precision | " + " | ".join(metric) +
                   " | RTFx | decode s | total s | CPU s | peak MiB | time / tolk | same text as "
-                  "tolk | load |")
-        md.append("|---|---|" + "---:|" * len(metric) + "---:|---:|---:|---:|---:|---:|---:|---:|")
+                  "tolk | same text at T=0 | load |")
+        md.append("|---|---|" + "---:|" * len(metric) + "---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rs:
             if r["status"] != "ok":
                 md.append(f"| {r['engine']} | {r['precision']} | skipped: {r['status']} |")
@@ -601,7 +616,8 @@ def write_report(out, results, info, a):
                       f" | {fmt(r['rtfx'], 1)} | {fmt(r['decode_s'], 1)} | {fmt(r['wall_s'], 1)} | "
                       f"{fmt(r.get('cpu_s'), 1)} | "
                       f"{fmt(r['peak_mib'], 0)} | {fmt(r.get('time_vs_tolk'))} | "
-                      f"{r.get('same_text_as_tolk', '–')} | {fmt(r.get('load_before'), 1)} |")
+                      f"{r.get('same_text_as_tolk', '–')} | {r.get('same_text_t0', '–')} | "
+                      f"{fmt(r.get('load_before'), 1)} |")
         md.append("")
         if not tr:
             langs = sorted({l for r in rs if r["status"] == "ok" for l in r.get("per_language", {})})
@@ -815,14 +831,17 @@ def main():
             elapsed = time.perf_counter() - t_start
             log(f"[{k + 1}/{len(plan)}] {label}: {len(rows)} files "
                 f"(elapsed {elapsed / 60:.1f} min, load {rec['load_before']:.1f})")
+            t_run = time.perf_counter()
             try:
                 run = run_engine(eng, model, rows, a, work, label)
             except Exception as e:
+                rec["run_s"] = time.perf_counter() - t_run
                 rec["status"] = " ".join(str(e).split())[:200]
                 log(f"  skipped: {rec['status']}")
                 results.append(rec)
                 continue
             rec["load_after"] = loadavg()
+            rec["run_s"] = time.perf_counter() - t_run
             by_file = {x["file"]: x for x in run["files"]}
             per_file, hyps = [], []
             for r in rows:
@@ -832,7 +851,8 @@ def main():
                                  "reference": r["reference"], "text": x.get("text") or "",
                                  "language": x.get("language"), "audio_s": x.get("audio_s"),
                                  "wall_s": x.get("wall_s"), "stages": x.get("stages"),
-                                 "status": x.get("status", "ok"), "error": x.get("error")})
+                                 "status": x.get("status", "ok"), "error": x.get("error"),
+                                 "max_temperature": x.get("max_temperature")})
             # audio seconds: the manifest's duration_s or the probed length, else the engine's
             for pf, r in zip(per_file, rows):
                 if r.get("audio_s"):
@@ -859,6 +879,13 @@ def main():
                            normalize(y["text"], y["language_ref"])
                            for x, y in zip(per_file, t["per_file"]))
                 rec["same_text_as_tolk"] = f"{same}/{len(rows)}"
+                # exact text on the files that both engines decoded deterministically (no
+                # fallback to sampling: samples at temperature > 0 depend on each engine's RNG)
+                both = [(x, y) for x, y in zip(per_file, t["per_file"])
+                        if x.get("max_temperature") == 0 and y.get("max_temperature") == 0]
+                if eng != "tolk" and any(x.get("max_temperature") is not None for x in per_file):
+                    rec["same_text_t0"] = (f"{sum(x['text'] == y['text'] for x, y in both)}"
+                                           f"/{len(both)}")
             score = (f"BLEU {rec['bleu']:.2f}" if task == "translate"
                      else f"WER {rec.get('wer', float('nan')):.2f}%")
             log(f"  {score}, decode {decode:.1f} s (RTFx {rec['rtfx']:.2f}), total "

@@ -721,6 +721,11 @@ static int run_one(tolk_state *state, const bench_opts_t *o, const tolk_transcri
     jint(out, &first, "tokens", (long long)m->t.tokens);
     jint(out, &first, "decoder_steps", (long long)m->t.decoder_steps);
     jint(out, &first, "segments", m->ok ? res->n_segments : 0);
+    /* the highest fallback temperature any segment needed (0: deterministic) */
+    double tmax = m->ok ? 0.0 : NAN;
+    for (int i = 0; m->ok && i < res->n_segments; i++)
+        if (res->segments[i].temperature > tmax) tmax = res->segments[i].temperature;
+    jnum(out, &first, "max_temperature", tmax);
     jnum(out, &first, "peak_rss_mib", m->peak_mib);
     jnum(out, &first, "device_peak_mib",
          m->t.device_peak_bytes ? (double)m->t.device_peak_bytes / 1048576.0 : NAN);
