@@ -8,6 +8,7 @@ so that its wall time and peak memory (ru_maxrss) are its own, model load includ
 
 Engines (all from one CTranslate2 directory installed by scripts/get-model):
   tolk         `tolk bench` (JSON lines: per-file hypothesis, wall and per-stage seconds)
+  tolk-bf16    the same with --compute_type bfloat16 (AVX-512 BF16 products; float32 elsewhere)
   fw-f32       faster-whisper, compute_type float32, the same CTranslate2 directory
   fw-int8      faster-whisper, compute_type int8, the same directory
   openai       openai-whisper, float32, the same weights written as its checkpoint (.pt)
@@ -16,7 +17,9 @@ Engines (all from one CTranslate2 directory installed by scripts/get-model):
                when absent
 
 Matched settings: the same threads (one process each, one worker), the same decoding (greedy:
-temperature 0, beam 1, no fallback; beam5: beam 5, best_of 5, fallback 0, 0.2, ... 1.0), the same
+temperature 0, beam 1, no fallback; fallback: greedy at temperature 0 with the fallback 0.2, ... 1.0
+and best_of 5, openai-whisper's transcribe() defaults; beam5: beam 5, best_of 5, the same
+fallback, openai-whisper's command-line defaults), the same
 language handling (given from the manifest, or detected with --detect-language), timestamps on,
 conditioning on previous text on, no VAD. Each engine decodes the audio files itself.
 
@@ -39,8 +42,8 @@ import sys
 import tempfile
 import time
 
-ENGINES = ["tolk", "fw-f32", "fw-int8", "openai", "whisper.cpp"]
-PRECISION = {"tolk": "float32", "fw-f32": "float32", "fw-int8": "int8", "openai": "float32",
+ENGINES = ["tolk", "tolk-bf16", "fw-f32", "fw-int8", "openai", "whisper.cpp"]
+PRECISION = {"tolk": "float32", "tolk-bf16": "bfloat16", "fw-f32": "float32", "fw-int8": "int8", "openai": "float32",
              "whisper.cpp": "float16"}
 CER_LANGUAGES = {"zh", "ja", "ko", "th", "yue", "my", "lo"}
 
@@ -195,11 +198,26 @@ def score_translation(refs, hyps):
 
 # --------------------------------------------------------------------------- children
 
-def decoding_kwargs(beam):
-    """(beam_size, best_of, temperatures) of a decoding name's beam (1: greedy, no fallback)."""
-    if beam <= 1:
-        return 1, 1, (0.0,)
-    return beam, beam, (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+def decoding_kwargs(beam, fallback=None):
+    """(beam_size, best_of, temperatures) of a decoding: beam 1 is greedy; fallback (the default:
+    with beams) adds the temperature schedule 0.2 ... 1.0 with best_of 5 samples, as
+    openai-whisper's transcribe() does when a window fails its thresholds."""
+    if fallback is None:
+        fallback = beam > 1
+    if not fallback:
+        return beam, 1, (0.0,)
+    return beam, 5, (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def decoding_of(name):
+    """(beam, fallback) of a --decoding name: greedy (no fallback), fallback (greedy at T=0 with
+    the temperature fallback: openai-whisper's transcribe() defaults), beamN (N beams at T=0 with
+    the fallback: openai-whisper's command-line defaults for N=5)."""
+    if name == "greedy":
+        return 1, False
+    if name == "fallback":
+        return 1, True
+    return int(name[4:]), True
 
 
 def child_faster_whisper(a):
@@ -208,7 +226,7 @@ def child_faster_whisper(a):
     model = WhisperModel(a.model_dir, device="cpu", compute_type=a.compute, cpu_threads=a.threads,
                          num_workers=1)
     load_s = time.perf_counter() - t0
-    beam, best_of, temps = decoding_kwargs(a.beam)
+    beam, best_of, temps = decoding_kwargs(a.beam, a.fallback)
     rows = json.load(open(a.files))
     out = []
     for i, r in enumerate(rows):
@@ -238,7 +256,7 @@ def child_openai(a):
     t0 = time.perf_counter()
     model = whisper.load_model(a.checkpoint, device="cpu")
     load_s = time.perf_counter() - t0
-    beam, best_of, temps = decoding_kwargs(a.beam)
+    beam, best_of, temps = decoding_kwargs(a.beam, a.fallback)
     rows = json.load(open(a.files))
     out = []
     for i, r in enumerate(rows):
@@ -246,7 +264,7 @@ def child_openai(a):
         audio = whisper.load_audio(r["path"])  # ffmpeg, as openai-whisper does
         res = model.transcribe(audio, task=a.task, language=r.get("lang_arg"), fp16=False,
                                beam_size=beam if beam > 1 else None,
-                               best_of=best_of if beam > 1 else None, temperature=temps,
+                               best_of=best_of if len(temps) > 1 else None, temperature=temps,
                                condition_on_previous_text=True, verbose=None)
         wall = time.perf_counter() - t0
         out.append({"file": r["file"], "text": res["text"].strip(), "language": res["language"],
@@ -313,14 +331,16 @@ def run_engine(engine, model, rows, a, work, label):
     result = os.path.join(work, f"{label}-result.json")
     json.dump(rows, open(files_json, "w"))
     model_dir = model_path(a, model)
-    if engine == "tolk":
+    if engine in ("tolk", "tolk-bf16"):
         man = os.path.join(work, f"{label}.tsv")
         write_manifest(rows, man)
         out = os.path.join(work, f"{label}.jsonl")
-        beam, best_of, temps = decoding_kwargs(a.beam)
+        beam, best_of, temps = decoding_kwargs(a.beam, a.fallback)
         argv = [tolk_bin(a), "bench", man, "--model", model_dir, "--threads", str(a.threads),
                 "--device", "cpu", "--task", a.task, "--warmup", "0", "-o", out,
                 "--best_of", str(best_of)]
+        if engine == "tolk-bf16":
+            argv += ["--compute_type", "bfloat16"]
         argv += ["--beam_size", str(beam)] if beam > 1 else ["--beam_size", "None"]
         if len(temps) == 1:
             argv += ["--temperature_increment_on_fallback", "None"]
@@ -351,7 +371,7 @@ def run_engine(engine, model, rows, a, work, label):
     else:
         raise RuntimeError(f"unknown engine {engine}")
     argv += ["--files", files_json, "--result", result, "--threads", str(a.threads), "--task",
-             a.task, "--beam", str(a.beam), "--label", label]
+             a.task, "--beam", str(a.beam), "--fallback", str(int(a.fallback)), "--label", label]
     wall, peak, code, cpu = run_child(argv)
     if code != 0 or not os.path.exists(result):
         raise RuntimeError(f"{engine} exited with {code}")
@@ -376,7 +396,7 @@ def run_whisper_cpp(model, rows, a, work, label):
     that process's total time minus its model load time; wall = one load + the per-file times."""
     cli = whisper_cpp_cli(a)
     ggml = ggml_model(a, model)
-    beam, best_of, temps = decoding_kwargs(a.beam)
+    beam, best_of, temps = decoding_kwargs(a.beam, a.fallback)
     outdir = os.path.join(work, label)
     os.makedirs(outdir, exist_ok=True)
     files, peak, loads, total_wall, cpu_s = [], 0.0, [], 0.0, 0.0
@@ -572,8 +592,9 @@ def write_report(out, results, info, a):
         md += [f"System load (1-minute load average) at the start of each engine run: "
                f"{min(loads):.1f} to {max(loads):.1f} on {info['cores']} cores. "
                + ("**The machine was busy with other jobs during this run: speeds and ratios are "
-                  "indicative only.**" if max(loads) > 1.5 * (info['cores'] or 1) * 0.5 + 0.5
-                  else "The machine was otherwise idle."), ""]
+                  "indicative only.**" if max(loads) > (info['cores'] or 1) + 1.0
+                  else "The machine was otherwise idle (a load of up to the number of cores is "
+                       "the previous engine's own threads, still in the 1-minute average)."), ""]
     md += ["Columns: WER/CER % (corpus-level, Whisper normalisers + jiwer) or BLEU/chrF (sacrebleu); "
            "RTFx = audio seconds / decode seconds (sum of per-file times, model load excluded); "
            "total s = the engine's process wall time, model load included; CPU s = its user + "
@@ -726,6 +747,7 @@ def child_main():
     p.add_argument("--compute", default="float32")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--beam", type=int, default=1)
+    p.add_argument("--fallback", type=int, default=None)
     kind = sys.argv[2]
     a = p.parse_args(sys.argv[3:])
     (child_faster_whisper if kind == "fw" else child_openai)(a)
@@ -744,7 +766,7 @@ def main():
     p.add_argument("--models", default="base,tiny.en",
                    help="comma-separated names (scripts/get-model) or CT2 directories")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--decoding", default="greedy", help="greedy, beam5, or both: greedy,beam5")
+    p.add_argument("--decoding", default="greedy", help="greedy, fallback, beamN, or several: greedy,beam5")
     p.add_argument("--engines", default=",".join(ENGINES))
     p.add_argument("--whisper-cpp", default=os.environ.get("WHISPER_CPP_DIR"),
                    help="a whisper.cpp checkout with build/bin/whisper-cli built")
@@ -771,8 +793,8 @@ def main():
             p.error(f"--engines: unknown engine '{e}' (choose from {', '.join(ENGINES)})")
     decodings = a.decoding.split(",")
     for d in decodings:
-        if not re.fullmatch(r"greedy|beam\d+", d):
-            p.error(f"--decoding: '{d}' (greedy or beamN)")
+        if not re.fullmatch(r"greedy|fallback|beam\d+", d):
+            p.error(f"--decoding: '{d}' (greedy, fallback or beamN)")
     if a.rerender:
         if not a.out:
             p.error("--rerender needs --out")
@@ -819,7 +841,7 @@ def main():
         tolk_by_key = {}
         for k, (name, task, model, dec, eng, rows) in enumerate(plan):
             a.task = task
-            a.beam = 1 if dec == "greedy" else int(dec[4:])
+            a.beam, a.fallback = decoding_of(dec)
             english_only = model_name(model).endswith(".en")
             for r in rows:
                 r["lang_arg"] = ("en" if english_only else (r["language"] or None)) \

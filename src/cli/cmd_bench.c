@@ -42,6 +42,7 @@ static const cli_optdef bench_opts[] = {
     {"model", 0, 1},
     {"model_dir", 0, 1},
     {"device", 0, 1},
+    {"compute_type", 0, 1},
     {"threads", 0, 1},
     {"batch", 0, 1},
     {"task", 0, 1},
@@ -84,6 +85,8 @@ static void usage(FILE *f) {
             "  --model_dir DIR            where named models live [$TOLK_MODELS, else\n"
             "                             ~/.cache/tolk/models]\n"
             "  --device cpu|cuda|auto     where to run [auto]\n"
+            "  --compute_type float32|bfloat16  CPU matrix-product precision (as in\n"
+            "                             tolk transcribe) [float32]\n"
             "  --threads N                CPU threads; 0: all cores [0]\n"
             "  --batch N                  files decoded together; only 1 in this build [1]\n"
             "  --task transcribe|translate|auto  auto: translate when the manifest has a\n"
@@ -540,6 +543,7 @@ typedef struct bench_opts_t {
     const char *model_dir;
     tolk_device device;
     const char *device_name;
+    int compute_type; /* tolk_compute_type */
     int n_threads;
     int batch;
     int task;           /* -1 auto, else tolk_task */
@@ -566,6 +570,9 @@ static int parse_options(const cli_args *a, bench_opts_t *o) {
     if ((r = cli_choice(a, "device", device_choices, 2, &b))) return r;
     o->device = b == 0 ? TOLK_DEVICE_CPU : b == 1 ? TOLK_DEVICE_CUDA : TOLK_DEVICE_AUTO;
     o->device_name = device_choices[b];
+    static const char *const compute_choices[] = {"float32", "bfloat16", "fp32", "bf16", NULL};
+    if ((r = cli_choice(a, "compute_type", compute_choices, 0, &b))) return r;
+    o->compute_type = (b == 1 || b == 3) ? TOLK_COMPUTE_BF16 : TOLK_COMPUTE_F32;
     if ((r = cli_int(a, "threads", 0, 4096, 0, 0, &l, NULL))) return r;
     o->n_threads = (int)l;
     if ((r = cli_int(a, "batch", 1, 4096, 0, 1, &l, NULL))) return r;
@@ -796,6 +803,8 @@ static void write_config(FILE *f, const bench_opts_t *o, const char *model_path,
     jstr(f, &first, "model_format", tolk_model_format_name(desc->format));
     jstr(f, &first, "model_dtypes", desc->dtypes);
     jstr(f, &first, "device", dev == TOLK_DEVICE_CUDA ? "cuda" : "cpu");
+    jstr(f, &first, "compute_type",
+         o->compute_type == TOLK_COMPUTE_BF16 ? "bfloat16" : "float32");
     jint(f, &first, "threads", o->n_threads);
     jint(f, &first, "batch", o->batch);
     jstr(f, &first, "task", task == TOLK_TASK_TRANSLATE ? "translate" : "transcribe");
@@ -877,6 +886,7 @@ int cli_bench(int argc, char **argv) {
     double t0 = cli_now();
     tolk_model_params mp = tolk_model_default_params();
     mp.device = tolk_ctx_device(ctx);
+    mp.compute_type = o.compute_type;
     st = tolk_model_load(ctx, model_path, &mp, &model);
     if (st == TOLK_OK) st = tolk_state_new(ctx, model, &state);
     if (st != TOLK_OK) {

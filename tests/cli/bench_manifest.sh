@@ -127,6 +127,7 @@ expect 2 "argument --batch" data/good.tsv --batch 2
 expect 2 "argument --language" data/good.tsv --language klingon
 expect 2 "argument --repeat" data/good.tsv --repeat 0
 expect 2 "argument --task" data/good.tsv --task summarise
+expect 2 "argument --compute_type" data/good.tsv --compute_type int4
 expect 2 "unrecognized argument: --bogus" data/good.tsv --bogus
 # a good manifest with a missing model: exit 1 before anything is written
 expect 1 "model 'nosuch' not found" data/good.tsv --model nosuch
@@ -193,6 +194,8 @@ assert "bad.flac" in bad["error"], bad["error"]
 assert "country" in good["hypothesis"].lower(), good["hypothesis"]
 assert abs(good["audio_s"] - 11.0) < 0.1, good["audio_s"]
 assert good["wall_s"] > 0 and good["peak_rss_mib"] > 0
+assert good["max_temperature"] == 0, good["max_temperature"]
+assert lines[0]["compute_type"] == "float32", lines[0]
 assert set(good["stages"]) == {"audio_s", "mel_s", "encoder_s", "decoder_s", "search_s"}
 assert good["language"] == "en" and good["reference"] == 'say "ask not" \\ café', good["reference"]
 s = lines[3]
