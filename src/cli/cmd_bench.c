@@ -592,23 +592,7 @@ static int parse_options(const cli_args *a, bench_opts_t *o) {
         o->lang_mode = code;
     }
 
-    double t0, inc;
-    if ((r = cli_float(a, "temperature", 0.0, 100.0, 0, 0, 0.0, &t0, NULL))) return r;
-    if ((r = cli_float(a, "temperature_increment_on_fallback", 1e-6, 100.0, 0, 1, 0.2, &inc,
-                       &none)))
-        return r;
-    if (none) {
-        p->temperatures[0] = (float)t0;
-        p->n_temperatures = 1;
-    } else {
-        double count = ceil((1.0 + 1e-6 - t0) / inc);
-        if (count > TOLK_MAX_TEMPERATURES)
-            return cli_usage_error(a, "the temperature schedule has %.0f steps; at most %d",
-                                   count, TOLK_MAX_TEMPERATURES);
-        int n = count < 1 ? 1 : (int)count;
-        for (int i = 0; i < n; i++) p->temperatures[i] = (float)(t0 + i * inc);
-        p->n_temperatures = n;
-    }
+    if ((r = cli_temperatures(a, p))) return r;
     if ((r = cli_int(a, "beam_size", 1, 1000, 1, 0, &l, &none))) return r;
     p->beam_size = (none || !cli_given(a, "beam_size")) ? 0 : (int)l;
     if ((r = cli_int(a, "best_of", 1, 1000, 1, 5, &l, &none))) return r;
@@ -754,6 +738,7 @@ static int run_one(tolk_state *state, const bench_opts_t *o, const tolk_transcri
 typedef struct summary_t {
     int files, ok, failed, reps;
     double audio_s, wall_s, peak_mib;
+    double process_peak_mib; /* read once, so the line and --summary agree */
     tolk_timings t;
     double load_s, warmup_s;
 } summary_t;
@@ -777,7 +762,7 @@ static void write_summary(FILE *f, const bench_opts_t *o, const summary_t *s) {
     jint(f, &first, "decoder_steps", (long long)s->t.decoder_steps);
     jnum(f, &first, "tokens_per_s", s->wall_s > 0 ? (double)s->t.tokens / s->wall_s : NAN);
     jnum(f, &first, "peak_rss_mib", s->peak_mib);
-    jnum(f, &first, "process_peak_rss_mib", process_peak_mib());
+    jnum(f, &first, "process_peak_rss_mib", s->process_peak_mib);
     jnum(f, &first, "device_peak_mib",
          s->t.device_peak_bytes ? (double)s->t.device_peak_bytes / 1048576.0 : NAN);
     jnum(f, &first, "model_load_s", s->load_s);
@@ -977,6 +962,7 @@ int cli_bench(int argc, char **argv) {
                 s.t.device_peak_bytes = fm[k].t.device_peak_bytes;
         }
     }
+    s.process_peak_mib = process_peak_mib();
     write_summary(out, &o, &s);
     if (out != stdout && fclose(out) != 0) {
         fprintf(stderr, "tolk bench: %s: write failed: %s\n", o.output, strerror(errno));

@@ -274,27 +274,7 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
                                    lang);
     }
 
-    /* temperature schedule: numpy.arange(T, 1.0 + 1e-6, D), as the reference */
-    double t0, inc;
-    if ((r = cli_float(a, "temperature", 0.0, 100.0, 0, 0, 0.0, &t0, NULL))) return r;
-    if ((r = cli_float(a, "temperature_increment_on_fallback", 1e-6, 100.0, 0, 1, 0.2, &inc,
-                       &none)))
-        return r;
-    if (none) {
-        p->temperatures[0] = (float)t0;
-        p->n_temperatures = 1;
-    } else {
-        double count = ceil((1.0 + 1e-6 - t0) / inc);
-        if (count > TOLK_MAX_TEMPERATURES)
-            return cli_usage_error(a,
-                                   "--temperature %g with --temperature_increment_on_fallback %g "
-                                   "gives %.0f temperatures; at most %d are supported",
-                                   t0, inc, count, TOLK_MAX_TEMPERATURES);
-        int n = count < 1 ? 1 : (int)count; /* T > 1: just T, as a schedule of one */
-        for (int i = 0; i < n; i++)
-            p->temperatures[i] = (float)(t0 + i * inc);
-        p->n_temperatures = n;
-    }
+    if ((r = cli_temperatures(a, p))) return r;
 
     if ((r = cli_int(a, "best_of", 1, 1000, 1, 5, &l, &none))) return r;
     p->best_of = none ? 1 : (int)l;

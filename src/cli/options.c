@@ -308,3 +308,28 @@ char *cli_resolve_model(const char *prog, const char *model, const char *model_d
     free(root);
     return NULL;
 }
+
+int cli_temperatures(const cli_args *a, tolk_transcribe_params *p) {
+    double t0, inc;
+    int r, none;
+    if ((r = cli_float(a, "temperature", 0.0, 100.0, 0, 0, 0.0, &t0, NULL))) return r;
+    if ((r = cli_float(a, "temperature_increment_on_fallback", 1e-6, 100.0, 0, 1, 0.2, &inc,
+                       &none)))
+        return r;
+    if (none) {
+        p->temperatures[0] = (float)t0;
+        p->n_temperatures = 1;
+        return 0;
+    }
+    double count = ceil((1.0 + 1e-6 - t0) / inc);
+    if (count > TOLK_MAX_TEMPERATURES)
+        return cli_usage_error(a,
+                               "--temperature %g with --temperature_increment_on_fallback %g "
+                               "gives %.0f temperatures; at most %d are supported",
+                               t0, inc, count, TOLK_MAX_TEMPERATURES);
+    int n = count < 1 ? 1 : (int)count; /* T > 1: just T, as a schedule of one */
+    for (int i = 0; i < n; i++)
+        p->temperatures[i] = (float)(t0 + i * inc);
+    p->n_temperatures = n;
+    return 0;
+}

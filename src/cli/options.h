@@ -64,6 +64,14 @@ int cli_float(const cli_args *a, const char *name, double lo, double hi, int all
 int cli_bool(const cli_args *a, const char *name, int def, int *out);
 int cli_choice(const cli_args *a, const char *name, const char *const *choices, int def, int *out);
 
+/* The temperature schedule from --temperature T and
+ * --temperature_increment_on_fallback D|None into p->temperatures /
+ * p->n_temperatures: numpy.arange(T, 1.0 + 1e-6, D) as the reference
+ * builds it (T > 1: just T), or T alone when D is None. Returns 0, or 2
+ * after a usage error (bad numbers, more than TOLK_MAX_TEMPERATURES steps). */
+struct tolk_transcribe_params;
+int cli_temperatures(const cli_args *a, struct tolk_transcribe_params *p);
+
 /* The language code for a --language argument: a code ("en", "haw"), or a
  * language name or alias in any letter case ("English", "castilian");
  * NULL when unknown. Static storage. */
