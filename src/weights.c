@@ -361,6 +361,20 @@ static tolk_status check_tensor(tolk_ctx *ctx, const tolk_weights *w, const tolk
     return TOLK_OK;
 }
 
+const char *const tolk_global_tensor_names[TOLK_N_GLOBAL_TENSORS] = {
+    "encoder.conv1.weight",
+    "encoder.conv1.bias",
+    "encoder.conv2.weight",
+    "encoder.conv2.bias",
+    "encoder.positional_embedding",
+    "encoder.ln_post.weight",
+    "encoder.ln_post.bias",
+    "decoder.token_embedding.weight",
+    "decoder.positional_embedding",
+    "decoder.ln.weight",
+    "decoder.ln.bias",
+};
+
 tolk_status tolk_weights_validate(tolk_ctx *ctx, const tolk_weights *w) {
     if (!w) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_weights_validate: NULL table");
     const char *path = w->path ? w->path : "(model)";
@@ -368,22 +382,10 @@ tolk_status tolk_weights_validate(tolk_ctx *ctx, const tolk_weights *w) {
     if (st) return st;
     for (int i = 0; i < w->n_tensors; i++)
         if ((st = check_tensor(ctx, w, &w->tensors[i]))) return st;
-    static const char *const globals[] = {
-        "encoder.conv1.weight",
-        "encoder.conv1.bias",
-        "encoder.conv2.weight",
-        "encoder.conv2.bias",
-        "encoder.positional_embedding",
-        "encoder.ln_post.weight",
-        "encoder.ln_post.bias",
-        "decoder.token_embedding.weight",
-        "decoder.positional_embedding",
-        "decoder.ln.weight",
-        "decoder.ln.bias",
-    };
-    for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++)
-        if (!tolk_weights_get(w, globals[i]))
-            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor %s missing", path, globals[i]);
+    for (int i = 0; i < TOLK_N_GLOBAL_TENSORS; i++)
+        if (!tolk_weights_get(w, tolk_global_tensor_names[i]))
+            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor %s missing", path,
+                             tolk_global_tensor_names[i]);
     for (int dec = 0; dec < 2; dec++) {
         int nl = dec ? w->hp.n_text_layer : w->hp.n_audio_layer;
         for (int l = 0; l < nl; l++)

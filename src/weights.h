@@ -252,6 +252,11 @@ tolk_status tolk_load_ggml_memory(tolk_ctx *ctx, const char *name, const void *d
                                   tolk_weights **out);
 
 /* Half-precision conversions used by loaders and the CPU backend. */
+/* The canonical names of the tensors outside the residual blocks (conv
+ * stem, positional embeddings, final norms, token embedding). */
+#define TOLK_N_GLOBAL_TENSORS 11
+extern const char *const tolk_global_tensor_names[TOLK_N_GLOBAL_TENSORS];
+
 float tolk_f16_to_f32(uint16_t h);
 uint16_t tolk_f32_to_f16(float f);
 float tolk_bf16_to_f32(uint16_t h);

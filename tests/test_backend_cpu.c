@@ -19,32 +19,6 @@ static tolk_ctx *g_ctx;
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* float -> IEEE half, round to nearest even (normal range and zero only). */
-static uint16_t f2h(float f) {
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    uint32_t sign = (b >> 16) & 0x8000u;
-    int32_t e = (int32_t)((b >> 23) & 0xff) - 127 + 15;
-    uint32_t m = b & 0x7fffffu;
-    if (e <= 0) return (uint16_t)sign; /* tiny -> signed zero (not used here) */
-    uint32_t h = sign | ((uint32_t)e << 10) | (m >> 13);
-    uint32_t rest = m & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
-    return (uint16_t)h;
-}
-
-static float h2f(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    if (e == 0) {
-        float f = (float)m / 16777216.0f;
-        return sign ? -f : f;
-    }
-    uint32_t b = sign | ((e + 112u) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
 static float *rnd(size_t n, float lo, float hi) {
     float *p = malloc(n * sizeof(float));
     tu_fill_uniform(p, n, lo, hi);
@@ -111,8 +85,8 @@ static void linear_case(tolk_backend *be, tolk_dtype dt, size_t M, size_t N, siz
     const void *data = W;
     for (size_t i = 0; i < N * K; i++) {
         if (dt == TOLK_DT_F16) {
-            W16[i] = f2h(W[i]);
-            W[i] = h2f(W16[i]);
+            W16[i] = tu_f2h(W[i]);
+            W[i] = tu_h2f(W16[i]);
         } else if (dt == TOLK_DT_BF16) {
             uint32_t u;
             memcpy(&u, &W[i], 4);
@@ -200,8 +174,8 @@ static void linear_bf16_case(tolk_backend *be, tolk_dtype dt, size_t M, size_t N
     uint16_t *W16 = malloc(N * K * 2);
     for (size_t i = 0; i < N * K; i++) {
         if (dt == TOLK_DT_F16) {
-            W16[i] = f2h(W[i]);
-            W[i] = h2f(W16[i]);
+            W16[i] = tu_f2h(W[i]);
+            W[i] = tu_h2f(W16[i]);
         }
         Wb[i] = tolk_bf16_to_f32(tolk_f32_to_bf16(W[i]));
     }
@@ -324,7 +298,7 @@ static void test_weight_parts(void) {
     uint16_t *h = malloc(3 * 5 * K * 2);
     float *f = rnd(3 * 5 * K, -1, 1);
     for (size_t i = 0; i < 3 * 5 * K; i++)
-        h[i] = f2h(f[i]);
+        h[i] = tu_f2h(f[i]);
     tolk_tensor a = tensor2("a", TOLK_DT_F16, 5, (int64_t)K, h);
     tolk_tensor b = tensor2("b", TOLK_DT_F16, 5, (int64_t)K, h + 5 * K);
     tolk_tensor c = tensor2("c", TOLK_DT_F16, 5, (int64_t)K, h + 10 * K);
@@ -347,7 +321,7 @@ static void test_weight_parts(void) {
     CU_ASSERT_EQUAL_FATAL(be->weight_prepare(g_ctx, be, pm, 2, &w), TOLK_OK);
     CU_ASSERT_EQUAL(w.dtype, TOLK_DT_F32);
     for (size_t i = 0; i < 5 * K; i++) {
-        CU_ASSERT_EQUAL(((float *)w.data)[i], h2f(h[i]));
+        CU_ASSERT_EQUAL(((float *)w.data)[i], tu_h2f(h[i]));
         CU_ASSERT_EQUAL(((float *)w.data)[5 * K + i], f[i]);
     }
     be->weight_free(be, &w);
@@ -366,7 +340,7 @@ static void test_weight_parts(void) {
     float *v = NULL;
     CU_ASSERT_EQUAL_FATAL(be->vector_prepare(g_ctx, be, pv, zl, 3, &v), TOLK_OK);
     for (int i = 0; i < 7; i++)
-        CU_ASSERT_EQUAL(v[i], h2f(h[i]));
+        CU_ASSERT_EQUAL(v[i], tu_h2f(h[i]));
     for (int i = 7; i < 11; i++)
         CU_ASSERT_EQUAL(v[i], 0.0f);
     for (size_t i = 0; i < 5 * K; i++)
@@ -584,8 +558,8 @@ static void test_conv1d(void) {
                     float *y = malloc(To * Co * sizeof(float)), *yr = malloc(To * Co * 4);
                     uint16_t *W16 = malloc(Co * Ci * 3 * 2);
                     for (size_t i = 0; i < Co * Ci * 3; i++) {
-                        W16[i] = f2h(W[i]);
-                        W[i] = h2f(W16[i]);
+                        W16[i] = tu_f2h(W[i]);
+                        W[i] = tu_h2f(W16[i]);
                     }
                     tolk_tensor t;
                     memset(&t, 0, sizeof t);
@@ -639,8 +613,8 @@ static void test_embed_logits_copy(void) {
         float *E = rnd(V * D, -1, 1), *pos = rnd(P * D, -1, 1);
         uint16_t *E16 = malloc(V * D * 2);
         for (size_t i = 0; i < V * D; i++) {
-            E16[i] = f2h(E[i]);
-            E[i] = h2f(E16[i]);
+            E16[i] = tu_f2h(E[i]);
+            E[i] = tu_h2f(E16[i]);
         }
         tolk_tensor t = tensor2("tok", TOLK_DT_F16, (int64_t)V, (int64_t)D, E16);
         const tolk_tensor *p[1] = {&t};

@@ -9,11 +9,11 @@
  * backend or no device is present.
  */
 #include "mel_internal.h"
+#include "support/clips.h"
 #include "testutil.h"
 
 #include <math.h>
 #include <pthread.h>
-#include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,61 +41,6 @@ static tolk_ctx *new_ctx(tolk_device device, int threads) {
     tolk_ctx *ctx = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(&p, &ctx), TOLK_OK);
     return ctx;
-}
-
-/* 16 kHz mono 16-bit FLAC as int16 / 32768 (as in test_mel.c). */
-static float *load_flac(const char *path, size_t *n) {
-    SF_INFO info;
-    memset(&info, 0, sizeof info);
-    SNDFILE *f = sf_open(path, SFM_READ, &info);
-    if (!f) return NULL;
-    float *x = NULL;
-    if (info.samplerate == 16000 && info.channels == 1 && info.frames > 0) {
-        short *pcm = malloc((size_t)info.frames * sizeof *pcm);
-        x = malloc((size_t)info.frames * sizeof *x);
-        if (pcm && x && sf_readf_short(f, pcm, info.frames) == info.frames) {
-            for (sf_count_t i = 0; i < info.frames; i++)
-                x[i] = (float)pcm[i] / 32768.0f;
-            *n = (size_t)info.frames;
-        } else {
-            free(x);
-            x = NULL;
-        }
-        free(pcm);
-    }
-    sf_close(f);
-    return x;
-}
-
-/* A 1-D int16 .npy as int16 / 32768 (as in test_mel.c). */
-static float *load_npy_s16(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char head[10];
-    float *x = NULL;
-    char h[256];
-    if (fread(head, 1, 10, f) != 10 || memcmp(head, "\x93NUMPY\x01", 7) != 0) goto out;
-    size_t hlen = head[8] | (head[9] << 8);
-    if (hlen >= sizeof h || fread(h, 1, hlen, f) != hlen) goto out;
-    h[hlen] = '\0';
-    char *s = strstr(h, "'shape': (");
-    if (!strstr(h, "'<i2'") || !s) goto out;
-    long long len = strtoll(s + 10, NULL, 10);
-    if (len <= 0 || len > (1LL << 30)) goto out;
-    short *pcm = malloc((size_t)len * sizeof *pcm);
-    x = malloc((size_t)len * sizeof *x);
-    if (pcm && x && fread(pcm, sizeof *pcm, (size_t)len, f) == (size_t)len) {
-        for (long long i = 0; i < len; i++)
-            x[i] = (float)pcm[i] / 32768.0f;
-        *n = (size_t)len;
-    } else {
-        free(x);
-        x = NULL;
-    }
-    free(pcm);
-out:
-    fclose(f);
-    return x;
 }
 
 /* max |a - b| over raw log10 values after clamping both at floor_v (the
@@ -180,10 +125,10 @@ static void test_clips(void) {
         float *x;
         if (strstr(input, ".npy")) {
             snprintf(rel, sizeof rel, "tests/fixtures/mel/%s", input);
-            x = load_npy_s16(tu_src(rel), &n);
+            x = tu_load_npy_s16(tu_src(rel), &n);
         } else {
             snprintf(rel, sizeof rel, "speech/%s", input);
-            x = load_flac(tu_shared(rel), &n);
+            x = tu_load_flac_s16(tu_shared(rel), &n);
         }
         if (!x) {
             tu_skip("%s: input %s not readable", name, input);

@@ -32,31 +32,6 @@ static tolk_ctx *g_ctx;
 /* Random weights                                                          */
 /* ------------------------------------------------------------------------ */
 
-static uint16_t f2h(float f) {
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    uint32_t sign = (b >> 16) & 0x8000u;
-    int32_t e = (int32_t)((b >> 23) & 0xff) - 127 + 15;
-    uint32_t m = b & 0x7fffffu;
-    if (e <= 0) return (uint16_t)sign;
-    uint32_t h = sign | ((uint32_t)e << 10) | (m >> 13);
-    uint32_t rest = m & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
-    return (uint16_t)h;
-}
-
-static float h2f(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    if (e == 0) {
-        float f = (float)m / 16777216.0f;
-        return sign ? -f : f;
-    }
-    uint32_t b = sign | ((e + 112u) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
 /* A weights table under construction: tensors point into f16 buffers
  * (owned in `bufs`); ref() returns float copies for the reference. */
 typedef struct rw {
@@ -84,7 +59,7 @@ static void rw_add(rw *r, const char *name, int ndim, int64_t a, int64_t b, int6
 static uint16_t *rw_buf(rw *r, size_t n, float s, float offset) {
     uint16_t *p = malloc(n * 2);
     for (size_t i = 0; i < n; i++)
-        p[i] = f2h(offset + tu_uniform(-s, s));
+        p[i] = tu_f2h(offset + tu_uniform(-s, s));
     r->bufs[r->n_bufs++] = p;
     return p;
 }
@@ -201,7 +176,7 @@ static float *tf(const rw *r, const char *fmt, ...) {
             n *= (size_t)t->shape[k];
         float *f = malloc(n * sizeof(float));
         for (size_t k = 0; k < n; k++)
-            f[k] = h2f(((const uint16_t *)t->data)[k]);
+            f[k] = tu_h2f(((const uint16_t *)t->data)[k]);
         return f;
     }
     return NULL;
@@ -624,7 +599,7 @@ static float *load_npy_f16(const char *path, int64_t *rows, int64_t *cols) {
                 out = malloc(n * sizeof(float));
                 if (raw && out && fread(raw, 2, n, f) == n) {
                     for (size_t i = 0; i < n; i++)
-                        out[i] = h2f(raw[i]);
+                        out[i] = tu_h2f(raw[i]);
                     *rows = a;
                     *cols = b;
                 } else {

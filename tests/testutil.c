@@ -223,3 +223,30 @@ out:
     fclose(f);
     return data;
 }
+
+/* An independent reference for the library's half conversions. */
+/* float -> IEEE half, round to nearest even (normal range and zero only). */
+uint16_t tu_f2h(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    uint32_t sign = (b >> 16) & 0x8000u;
+    int32_t e = (int32_t)((b >> 23) & 0xff) - 127 + 15;
+    uint32_t m = b & 0x7fffffu;
+    if (e <= 0) return (uint16_t)sign; /* tiny -> signed zero (not used here) */
+    uint32_t h = sign | ((uint32_t)e << 10) | (m >> 13);
+    uint32_t rest = m & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
+    return (uint16_t)h;
+}
+
+float tu_h2f(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0) {
+        float f = (float)m / 16777216.0f;
+        return sign ? -f : f;
+    }
+    uint32_t b = sign | ((e + 112u) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}

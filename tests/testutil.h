@@ -45,6 +45,11 @@ const char *tu_tmp(const char *name);
 void tu_seed(uint64_t seed);
 float tu_uniform(float lo, float hi);
 void tu_fill_uniform(float *x, size_t n, float lo, float hi);
+/* float -> IEEE half bits, round to nearest even (normal range and zero
+ * only), and back: plain loops the tests use as an independent reference
+ * for the library's conversions. */
+uint16_t tu_f2h(float f);
+float tu_h2f(uint16_t h);
 
 /* max |a - b| and max |a - b| / max |b|. */
 double tu_max_abs_diff(const float *a, const float *b, size_t n);

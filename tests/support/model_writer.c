@@ -107,25 +107,12 @@ static const char *const k_block_suffix[] = {
 
 /* Every canonical tensor of s (no key biases); *n set; heap array. */
 static mw_tensor *mw_list(const mw_spec *s, int *n) {
-    static const char *const globals[] = {
-        "encoder.conv1.weight",
-        "encoder.conv1.bias",
-        "encoder.conv2.weight",
-        "encoder.conv2.bias",
-        "encoder.positional_embedding",
-        "encoder.ln_post.weight",
-        "encoder.ln_post.bias",
-        "decoder.token_embedding.weight",
-        "decoder.positional_embedding",
-        "decoder.ln.weight",
-        "decoder.ln.bias",
-    };
     int nb = (int)(sizeof k_block_suffix / sizeof k_block_suffix[0]);
-    int cap = 11 + (s->hp.n_audio_layer + s->hp.n_text_layer) * nb;
+    int cap = TOLK_N_GLOBAL_TENSORS + (s->hp.n_audio_layer + s->hp.n_text_layer) * nb;
     mw_tensor *t = calloc((size_t)cap, sizeof *t);
     int k = 0;
-    for (int i = 0; i < 11; i++)
-        snprintf(t[k++].name, sizeof t->name, "%s", globals[i]);
+    for (int i = 0; i < TOLK_N_GLOBAL_TENSORS; i++)
+        snprintf(t[k++].name, sizeof t->name, "%s", tolk_global_tensor_names[i]);
     for (int dec = 0; dec < 2; dec++) {
         int nl = dec ? s->hp.n_text_layer : s->hp.n_audio_layer;
         for (int l = 0; l < nl; l++)
