@@ -17,7 +17,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-speech=${TOLK_SPEECH:-$root/../shared/data/speech}
+speech=${TOLK_SPEECH:-$root/shared/data/speech}
+[ -d "$speech" ] || speech=$root/../shared/data/speech
 model=tiny.en minutes=2,5,10 tolk=$root/build/tolk threads=2 out=
 extra=()
 while [ $# -gt 0 ]; do

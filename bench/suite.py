@@ -782,7 +782,9 @@ def main():
     a = p.parse_args()
     a.language_given = not a.detect_language
     a.root = os.path.abspath(a.root)
-    shared = os.environ.get("TOLK_SHARED_DATA", os.path.join(a.root, "..", "shared", "data"))
+    shared = os.environ.get("TOLK_SHARED_DATA", os.path.join(a.root, "shared", "data"))
+    if not os.path.isdir(shared):
+        shared = os.path.join(a.root, "..", "shared", "data")
     manifests = a.manifest or [os.path.join(shared, "speech", "asr.tsv"),
                                os.path.join(shared, "speech", "translate.tsv")]
     out = a.out or os.path.join(a.root, "bench", "results",

@@ -5,11 +5,12 @@
 # file (nor a temporary one) behind.
 #
 # usage: bash tests/cli/mel.sh /path/to/tolk
-# env:   TOLK_SHARED_DATA (default: ../shared/data beside the source tree)
+# env:   TOLK_SHARED_DATA (default: shared/data in the checkout, else ../shared/data)
 set -u
 TOLK=${1:?usage: mel.sh /path/to/tolk}
 HERE=$(cd "$(dirname "$0")" && pwd)
-DATA=${TOLK_SHARED_DATA:-$HERE/../../../shared/data}
+DATA=${TOLK_SHARED_DATA:-$HERE/../../shared/data}
+[ -d "$DATA" ] || DATA=$HERE/../../../shared/data
 JFK=$DATA/speech/jfk.flac
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
