@@ -204,6 +204,31 @@ typedef struct melpipe {
     float gmax; /* global max of the raw log-mel of the padded input */
 } melpipe;
 
+/* Set up mp over src (n input samples; 0 when unknown until pass 1) with
+ * its piece buffers; mel windows go to window [n_mels, 3000]. Returns
+ * TOLK_OK or TOLK_ERR_NOMEM; melpipe_close frees either way. */
+static tolk_status melpipe_open(melpipe *mp, tolk_ctx *ctx, tolk_timings *timings,
+                                const tolk_mel *mel, float *window, sample_src src, size_t n) {
+    int n_mels = tolk_mel_n_mels(mel);
+    *mp = (melpipe){.timings = timings,
+                    .ctx = ctx,
+                    .mel = mel,
+                    .n_mels = n_mels,
+                    .window = window,
+                    .src = src,
+                    .n = n};
+    mp->samples = tolk_malloc_array(PIECE_SAMPLES, sizeof(float));
+    mp->raw = tolk_malloc_array((size_t)n_mels * (LEAD_FRAMES + PIECE_FRAMES + 2), sizeof(float));
+    if (!mp->samples || !mp->raw) return tolk_fail(ctx, TOLK_ERR_NOMEM, "mel: out of memory");
+    return TOLK_OK;
+}
+
+static void melpipe_close(melpipe *mp) {
+    free(mp->samples);
+    free(mp->raw);
+    mp->samples = mp->raw = NULL;
+}
+
 /* Raw log-mel frames [f0, f0 + nf) of the padded input into the piece
  * buffer; *stride its row length, *lead the index of frame f0 in it. */
 static tolk_status mel_piece(melpipe *mp, size_t f0, size_t nf, size_t *stride, size_t *lead,
@@ -273,23 +298,14 @@ static tolk_status mel_window(melpipe *mp, size_t seek, size_t size) {
 
 tolk_status tolk_tr_mel_window(tolk_ctx *ctx, const tolk_mel *mel, const float *x, size_t n,
                                size_t seek, size_t size, float *out, size_t *content_frames) {
-    int n_mels = tolk_mel_n_mels(mel);
     mem_src m = {.x = x, .n = n};
-    melpipe mp = {.ctx = ctx,
-                  .mel = mel,
-                  .n_mels = n_mels,
-                  .window = out,
-                  .src = {.user = &m, .fetch = mem_fetch},
-                  .n = n};
-    mp.samples = tolk_malloc_array(PIECE_SAMPLES, sizeof(float));
-    mp.raw = tolk_malloc_array((size_t)n_mels * (LEAD_FRAMES + PIECE_FRAMES + 2), sizeof(float));
-    tolk_status s = TOLK_OK;
-    if (!mp.samples || !mp.raw) s = tolk_fail(ctx, TOLK_ERR_NOMEM, "mel window: out of memory");
+    melpipe mp;
+    tolk_status s =
+        melpipe_open(&mp, ctx, NULL, mel, out, (sample_src){.user = &m, .fetch = mem_fetch}, n);
     if (s == TOLK_OK) s = mel_pass1(&mp, 1);
     if (s == TOLK_OK && content_frames) *content_frames = mp.content_frames;
     if (s == TOLK_OK) s = mel_window(&mp, seek, size);
-    free(mp.samples);
-    free(mp.raw);
+    melpipe_close(&mp);
     return s;
 }
 
@@ -760,20 +776,13 @@ static tolk_status transcribe_src(tolk_state *st, sample_src src, size_t n, int 
     const tolk_transcribe_params *p = params ? params : &defaults;
     run r;
     tolk_status s = setup(&r, st, p);
-    melpipe mp = {.timings = &st->timings,
-                  .ctx = st->ctx,
-                  .mel = st->mel,
-                  .n_mels = st->hp.n_mels,
-                  .window = st->window,
-                  .src = src,
-                  .n = n};
+    melpipe mp;
+    tolk_status ms = melpipe_open(&mp, ctx, &st->timings, st->mel, st->window, src, n);
     tolk_result *res = NULL;
     if (s != TOLK_OK) goto out;
-    mp.samples = tolk_malloc_array(PIECE_SAMPLES, sizeof(float));
-    mp.raw =
-        tolk_malloc_array((size_t)st->hp.n_mels * (LEAD_FRAMES + PIECE_FRAMES + 2), sizeof(float));
+    if ((s = ms) != TOLK_OK) goto out;
     res = calloc(1, sizeof *res);
-    if (!mp.samples || !mp.raw || !res) {
+    if (!res) {
         s = tolk_fail(ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
         goto out;
     }
@@ -787,8 +796,7 @@ static tolk_status transcribe_src(tolk_state *st, sample_src src, size_t n, int 
     s = run_loop(&r, &mp, res);
 out:
     run_free(&r);
-    free(mp.samples);
-    free(mp.raw);
+    melpipe_close(&mp);
     if (s != TOLK_OK) {
         tolk_result_free(res);
         res = NULL;
@@ -850,20 +858,15 @@ tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
     tolk_transcribe_params defaults = tolk_transcribe_default_params();
     const tolk_transcribe_params *p = params ? params : &defaults;
     run r;
-    melpipe mp = {.timings = &state->timings,
-                  .ctx = state->ctx,
-                  .mel = state->mel,
-                  .n_mels = state->hp.n_mels,
-                  .window = state->window,
-                  .src = {.user = &f, .fetch = file_fetch}};
+    melpipe mp;
+    tolk_status ms = melpipe_open(&mp, state->ctx, &state->timings, state->mel, state->window,
+                                  (sample_src){.user = &f, .fetch = file_fetch}, 0);
     tolk_result *res = NULL;
     s = setup(&r, state, p);
     if (s != TOLK_OK) goto out;
-    mp.samples = tolk_malloc_array(PIECE_SAMPLES, sizeof(float));
-    mp.raw = tolk_malloc_array((size_t)state->hp.n_mels * (LEAD_FRAMES + PIECE_FRAMES + 2),
-                               sizeof(float));
+    if ((s = ms) != TOLK_OK) goto out;
     res = calloc(1, sizeof *res);
-    if (!mp.samples || !mp.raw || !res) {
+    if (!res) {
         s = tolk_fail(state->ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
         goto out;
     }
@@ -883,8 +886,7 @@ tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
     s = run_loop(&r, &mp, res);
 out:
     run_free(&r);
-    free(mp.samples);
-    free(mp.raw);
+    melpipe_close(&mp);
     if (f.rd) tolk_audio_close(f.rd);
     free(f.buf);
     if (s != TOLK_OK) {
@@ -909,18 +911,9 @@ tolk_status tolk_detect_language(tolk_state *state, const float *samples, size_t
                          "tolk_detect_language: the model is English-only");
     size_t use = n_samples < TOLK_N_SAMPLES ? n_samples : TOLK_N_SAMPLES;
     mem_src m = {.x = samples, .n = use};
-    melpipe mp = {.timings = &state->timings,
-                  .ctx = ctx,
-                  .mel = state->mel,
-                  .n_mels = state->hp.n_mels,
-                  .window = state->window,
-                  .src = {.user = &m, .fetch = mem_fetch},
-                  .n = use};
-    mp.samples = tolk_malloc_array(PIECE_SAMPLES, sizeof(float));
-    mp.raw = tolk_malloc_array((size_t)state->hp.n_mels * (LEAD_FRAMES + PIECE_FRAMES + 2),
-                               sizeof(float));
-    tolk_status s = TOLK_OK;
-    if (!mp.samples || !mp.raw) s = tolk_fail(ctx, TOLK_ERR_NOMEM, "detect_language: no memory");
+    melpipe mp;
+    tolk_status s = melpipe_open(&mp, ctx, &state->timings, state->mel, state->window,
+                                 (sample_src){.user = &m, .fetch = mem_fetch}, use);
     if (s == TOLK_OK) s = mel_pass1(&mp, 1);
     if (s == TOLK_OK) {
         size_t size = mp.content_frames < TOLK_N_FRAMES ? mp.content_frames : TOLK_N_FRAMES;
@@ -931,8 +924,7 @@ tolk_status tolk_detect_language(tolk_state *state, const float *samples, size_t
     int best = 0;
     tolk_dec_backend be = tolk_state_backend(state);
     if (s == TOLK_OK) s = tolk_dec_detect_language(ctx, &be, &state->dt, p, &best);
-    free(mp.samples);
-    free(mp.raw);
+    melpipe_close(&mp);
     if (s != TOLK_OK) return s;
     int nl = state->dt.n_languages;
     int order[100];
