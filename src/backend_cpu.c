@@ -457,6 +457,16 @@ static void init_cols(float *y, size_t ldy, size_t M, size_t n0, size_t n1, cons
     }
 }
 
+#ifdef TOLK_HAVE_F16C_FMA
+/* The sum of a's 8 lanes. */
+static float hsum8(__m256 a) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+#endif
+
 /* sum_k x[k] * float(w[k]) over K elements, w float16. */
 static float dot_f32_f16(const float *x, const uint16_t *w, size_t K) {
     size_t k = 0;
@@ -469,11 +479,7 @@ static float dot_f32_f16(const float *x, const uint16_t *w, size_t K) {
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), w0, a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), w1, a1);
     }
-    a0 = _mm256_add_ps(a0, a1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-    s = _mm_cvtss_f32(h);
+    s = hsum8(_mm256_add_ps(a0, a1));
 #endif
     for (; k < K; k++)
         s += x[k] * half_to_float(w[k]);
@@ -490,25 +496,12 @@ static float dot_f32(const float *x, const float *w, size_t K) {
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(w + k), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), _mm256_loadu_ps(w + k + 8), a1);
     }
-    a0 = _mm256_add_ps(a0, a1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-    s = _mm_cvtss_f32(h);
+    s = hsum8(_mm256_add_ps(a0, a1));
 #endif
     for (; k < K; k++)
         s += x[k] * w[k];
     return s;
 }
-
-#ifdef TOLK_HAVE_F16C_FMA
-static float hsum8(__m256 a) {
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-    return _mm_cvtss_f32(h);
-}
-#endif
 
 /* out[m] = x[m, :] · w over K elements for 2 <= M <= F16_GEMV_MAX_M rows of
  * x (row stride ldx); w float16 (f16 = 1) or float32. Each weight is loaded
