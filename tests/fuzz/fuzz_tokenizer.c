@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static tolk_tokenizer *g_tok; /* loaded once; read-only afterwards */
 
@@ -19,12 +20,16 @@ static const tolk_tokenizer *tokenizer(void) {
     if (g_tok) return g_tok;
     const char *path = getenv("TOLK_TIKTOKEN");
     char buf[4096];
-    if (!path) { /* <repo>/tests/fuzz/ -> <repo>/../shared/data */
-        snprintf(buf, sizeof buf, "%s", __FILE__);
-        char *slash = strrchr(buf, '/');
-        size_t at = slash ? (size_t)(slash - buf) : 0;
-        snprintf(buf + at, sizeof buf - at, "%s",
-                 "/../../../shared/data/whisper-assets/multilingual.tiktoken");
+    if (!path) { /* <repo>/tests/fuzz/ -> <repo>/shared/data, else <repo>/../shared/data */
+        static const char *const rel[2] = {"/../../shared/data/whisper-assets/multilingual.tiktoken",
+                                           "/../../../shared/data/whisper-assets/multilingual.tiktoken"};
+        for (int i = 0; i < 2; i++) {
+            snprintf(buf, sizeof buf, "%s", __FILE__);
+            char *slash = strrchr(buf, '/');
+            size_t at = slash ? (size_t)(slash - buf) : 0;
+            snprintf(buf + at, sizeof buf - at, "%s", rel[i]);
+            if (access(buf, R_OK) == 0) break;
+        }
         path = buf;
     }
     tolk_ctx *ctx = NULL;
