@@ -74,6 +74,21 @@ typedef struct tolk_attn_seq {
     int q_pos0;
 } tolk_attn_seq;
 
+/* One sequence of attention_desc, in DEVICE memory (so that a captured
+ * decoder step replays with new lengths): row numbers are relative to the
+ * q / out and k / v base pointers of the call. Query i < n_q reads q row
+ * q_row + i and writes out row q_row + i; key j < n_kv is row kv_row + j
+ * of k and v. Mask as tolk_attn_seq (causal: q_pos0 + n_q <= n_kv). The
+ * layout equals kernels/attention.h's tolk_cu_attn_desc. */
+typedef struct tolk_attn_desc {
+    int q_row;
+    int kv_row;
+    int n_q; /* >= 0 (0: nothing) */
+    int n_kv;
+    int causal;
+    int q_pos0;
+} tolk_attn_desc;
+
 /* Layout of a conv1d input. */
 typedef enum tolk_conv_layout {
     TOLK_CONV_IN_CT = 0, /* x [C_in, T_in]: channel-major (a mel window [n_mels, 3000]) */
@@ -189,6 +204,56 @@ struct tolk_backend {
      * different kernel / precision for the large vocabulary product). */
     tolk_status (*logits)(tolk_ctx *ctx, const tolk_backend *be, float *logits, const float *x,
                           size_t M, const tolk_bweight *tok);
+
+    /* ---- decoder-step operations over DEVICE index arrays ---------------
+     * Everything a step depends on (token ids, positions, cache rows,
+     * sequence lengths, masks) is read from device memory, so the same
+     * sequence of calls can be captured once (graph_begin / graph_end) and
+     * replayed with new contents. The caller validates the indices before
+     * uploading them; these ops do not (an index out of range is a
+     * programming error, not bad input). */
+
+    /* embed with ids and positions in DEVICE memory [n] (caller-validated). */
+    tolk_status (*embed_rows)(tolk_ctx *ctx, const tolk_backend *be, float *y,
+                              const tolk_bweight *tok, const int *ids, const int *positions,
+                              size_t n, const float *pos, size_t n_pos);
+
+    /* For r < rows: dst row (dst_idx ? dst_idx[r] : r) = src row
+     * (src_idx ? src_idx[r] : r), cols floats each; a negative index skips
+     * the row. dst_idx / src_idx are DEVICE int32 [rows] or NULL; row
+     * strides ld_dst / ld_src. Rows written and rows read must not overlap.
+     * (KV-cache append, beam reordering, last-row gather.) */
+    tolk_status (*copy_rows)(tolk_ctx *ctx, const tolk_backend *be, float *dst, size_t ld_dst,
+                             const int *dst_idx, const float *src, size_t ld_src,
+                             const int *src_idx, size_t rows, size_t cols);
+
+    /* attention with the sequences in DEVICE memory (desc [n_seqs]); the
+     * same arithmetic as attention. max_n_q / max_n_kv bound every
+     * sequence's n_q / n_kv (they size the launch, never the descriptors). */
+    tolk_status (*attention_desc)(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                  size_t ldq, const float *k, const float *v, size_t ldkv,
+                                  float *out, size_t ldo, const tolk_attn_desc *desc, int n_seqs,
+                                  int max_n_q, int max_n_kv, int n_head, int d_head, float scale);
+
+    /* Token selection on logits [rows, n] (row stride ld, modified in place
+     * by the masks), select.h's semantics: mask pairs range_off[r] ..
+     * range_off[r+1]-1 of ranges (DEVICE int32 [rows + 1] and pairs, or
+     * both NULL), the timestamp rule from ts_begin (0: off), then k tokens:
+     * out_idx / out_lp DEVICE [rows * k]. */
+    tolk_status (*select)(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
+                          int rows, int n, const int *range_off, const int *ranges, int ts_begin,
+                          int k, int *out_idx, float *out_lp);
+
+    /* ---- graphs (optional: NULL where unsupported, e.g. the CPU) ---------
+     * graph_begin: the calling thread's following ops are recorded, not
+     * run, until graph_end, which returns a replayable graph (*graph) or a
+     * failure (the recording is then discarded; the ops did not run).
+     * graph_launch: run a graph on the calling thread's stream, after its
+     * earlier work. graph_free: release one (NULL ignored). */
+    tolk_status (*graph_begin)(tolk_ctx *ctx, const tolk_backend *be);
+    tolk_status (*graph_end)(tolk_ctx *ctx, const tolk_backend *be, void **graph);
+    tolk_status (*graph_launch)(tolk_ctx *ctx, const tolk_backend *be, void *graph);
+    void (*graph_free)(const tolk_backend *be, void *graph);
 };
 
 /* Options for creating a backend. */

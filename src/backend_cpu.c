@@ -26,6 +26,7 @@
 #include "backend.h"
 #include "gemm_cpu.h"
 #include "scratch.h"
+#include "select.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -1128,6 +1129,72 @@ static tolk_status cpu_embed(tolk_ctx *ctx, const tolk_backend *be, float *y,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Decoder-step operations over index arrays (host memory here)            */
+/* ------------------------------------------------------------------------ */
+
+static tolk_status cpu_embed_rows(tolk_ctx *ctx, const tolk_backend *be, float *y,
+                                  const tolk_bweight *tok, const int *ids, const int *positions,
+                                  size_t n, const float *pos, size_t n_pos) {
+    return cpu_embed(ctx, be, y, tok, ids, positions, n, pos, n_pos);
+}
+
+static tolk_status cpu_copy_rows(tolk_ctx *ctx, const tolk_backend *be, float *dst, size_t ld_dst,
+                                 const int *dst_idx, const float *src, size_t ld_src,
+                                 const int *src_idx, size_t rows, size_t cols) {
+    (void)be;
+    if (rows == 0 || cols == 0) return TOLK_OK;
+    if (!dst || !src || ld_dst < cols || ld_src < cols)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: bad copy_rows arguments");
+    for (size_t r = 0; r < rows; r++) {
+        const long di = dst_idx ? dst_idx[r] : (long)r, si = src_idx ? src_idx[r] : (long)r;
+        if (di < 0 || si < 0) continue;
+        memcpy(dst + (size_t)di * ld_dst, src + (size_t)si * ld_src, cols * sizeof(float));
+    }
+    return TOLK_OK;
+}
+
+/* Sequences per cpu_attention call of attention_desc. */
+#define DESC_BATCH 64
+
+static tolk_status cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                      size_t ldq, const float *k, const float *v, size_t ldkv,
+                                      float *out, size_t ldo, const tolk_attn_desc *desc,
+                                      int n_seqs, int max_n_q, int max_n_kv, int n_head,
+                                      int d_head, float scale) {
+    (void)max_n_q;
+    (void)max_n_kv;
+    if (n_seqs <= 0) return TOLK_OK;
+    if (!q || !k || !v || !out || !desc)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention_desc: NULL argument");
+    tolk_attn_seq as[DESC_BATCH];
+    for (int i0 = 0; i0 < n_seqs; i0 += DESC_BATCH) {
+        int n = 0;
+        for (int i = i0; i < n_seqs && i < i0 + DESC_BATCH; i++) {
+            const tolk_attn_desc *d = &desc[i];
+            if (d->n_q <= 0) continue;
+            as[n++] = (tolk_attn_seq){q + (size_t)d->q_row * ldq,    k + (size_t)d->kv_row * ldkv,
+                                      v + (size_t)d->kv_row * ldkv,  out + (size_t)d->q_row * ldo,
+                                      d->n_q,                        d->n_kv,
+                                      d->causal,                     d->q_pos0};
+        }
+        tolk_status st = cpu_attention(ctx, be, as, n, n_head, d_head, ldq, ldkv, ldo, scale);
+        if (st) return st;
+    }
+    return TOLK_OK;
+}
+
+static tolk_status cpu_select(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
+                              int rows, int n, const int *range_off, const int *ranges,
+                              int ts_begin, int k, int *out_idx, float *out_lp) {
+    (void)be;
+    if (tolk_select_rows(logits, ld, rows, n, range_off, ranges, ts_begin, k, out_idx, out_lp))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "backend_cpu: select: bad arguments (rows %d, n %d, k %d) or no memory",
+                         rows, n, k);
+    return TOLK_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Creation                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -1170,6 +1237,11 @@ tolk_status tolk_backend_cpu_new(tolk_ctx *ctx, const tolk_backend_params *param
     be->conv1d = cpu_conv1d;
     be->embed = cpu_embed;
     be->logits = cpu_logits;
+    be->embed_rows = cpu_embed_rows;
+    be->copy_rows = cpu_copy_rows;
+    be->attention_desc = cpu_attention_desc;
+    be->select = cpu_select;
+    /* no graphs: graph_* stay NULL and the network runs its ops directly */
     *out = be;
     return TOLK_OK;
 }

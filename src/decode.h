@@ -50,6 +50,16 @@ typedef struct tolk_dec_tokens {
  *          ctx message).
  *   reset: empty a sequence's history.
  *   copy:  make dst's history a copy of src's (beam reordering). */
+/* The selection a step_select call makes per row (HOST arrays; select.h):
+ * the mask pairs range_off[r] .. range_off[r + 1] - 1 of ranges, the
+ * timestamp rule from ts_begin (0: off), and k tokens. */
+typedef struct tolk_dec_select {
+    const int *range_off; /* [n_seqs + 1] */
+    const int *ranges;    /* [2 * range_off[n_seqs]] lo, hi pairs */
+    int ts_begin;
+    int k; /* 1: argmax; 2..TOLK_SELECT_MAX_K: top-k of the log-softmax */
+} tolk_dec_select;
+
 typedef struct tolk_dec_backend {
     void *user;
     int n_vocab;
@@ -58,6 +68,15 @@ typedef struct tolk_dec_backend {
                         const int *n_tokens, float *logits);
     void (*reset)(void *user, int seq);
     void (*copy)(void *user, int dst, int src);
+    /* Optional (NULL: the search filters the logits of step itself): feed
+     * tokens as step does, then apply sel's masks and rules to each
+     * sequence's logits where they are (on the GPU) and return only the
+     * selection: out_idx / out_lp [n_seqs * sel->k] (tokens and their
+     * log-softmax values, select.h). Used by greedy decoding and beam
+     * search at temperature 0; equal to filtering the logits of step. */
+    tolk_status (*step_select)(void *user, const int *seqs, int n_seqs, const int *const *tokens,
+                               const int *n_tokens, const tolk_dec_select *sel, int *out_idx,
+                               float *out_lp);
 } tolk_dec_backend;
 
 /* Text of tokens (text tokens only; ids >= eot skipped), as a new
@@ -116,6 +135,33 @@ typedef struct tolk_dec_filter {
  * reference's order. Masked entries become -INFINITY. */
 void tolk_dec_apply_filters(const tolk_dec_filter *f, float *logits, const int *sampled,
                             int n_sampled);
+
+/* The same masks as pairs [lo, hi) (2 ints a pair) for step_select: at
+ * most tolk_dec_filter_max_ranges(f) pairs are written to ranges (cap
+ * pairs); returns the number of pairs (> cap: ranges was too small). A
+ * single token next to the previous pair extends it. The
+ * probability-mass test of the timestamp rules is not a mask: it runs
+ * where the logits are, from tolk_dec_filter_ts_begin(f). */
+int tolk_dec_filter_ranges(const tolk_dec_filter *f, const int *sampled, int n_sampled,
+                           int *ranges, int cap);
+int tolk_dec_filter_max_ranges(const tolk_dec_filter *f);
+/* timestamp_begin when the timestamp rules apply, else 0. */
+int tolk_dec_filter_ts_begin(const tolk_dec_filter *f);
+/* ApplyTimestampRules' last rule on logits [nv] (already masked): when the
+ * log of the summed probability of the timestamps [tb, nv) exceeds the
+ * best text token's (in double), mask every text token [0, tb). */
+void tolk_dec_timestamp_rule(float *logits, int nv, int tb);
+
+/* Feed tokens (as tolk_dec_backend.step) and select k tokens per sequence
+ * through be->step_select, with each sequence's masks computed from its
+ * sampled history hist[i][0 .. hist_len[i]) (which already ends with the
+ * fed token). Scratch: off [n_seqs + 1], ranges [n_seqs *
+ * 2 * tolk_dec_filter_max_ranges(f)]. */
+tolk_status tolk_dec_step_select(const tolk_dec_backend *be, const tolk_dec_filter *f,
+                                 const int *seqs, int n_seqs, const int *const *tokens,
+                                 const int *n_tokens, const int *const *hist,
+                                 const int *hist_len, int k, int *off, int *ranges,
+                                 int *out_idx, float *out_lp);
 
 /* log_softmax of x [n] into out [n] (may alias), in double accumulation;
  * -INFINITY entries stay -INFINITY. */

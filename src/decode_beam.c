@@ -22,6 +22,7 @@
  * beam_size slots are used and only duplicated beams are copied.
  */
 #include "decode.h"
+#include "select.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -40,20 +41,6 @@ static int cmp_cand(const void *a, const void *b) {
     if (x->score > y->score) return -1;
     if (x->score < y->score) return 1;
     return (x->order > y->order) - (x->order < y->order);
-}
-
-/* indices of the k largest entries of lp [n], descending (first index on ties) */
-static void topk(const float *lp, int n, int k, int *idx) {
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        if (m == k && !(lp[i] > lp[idx[m - 1]])) continue;
-        int j = m < k ? m++ : k - 1;
-        while (j > 0 && lp[i] > lp[idx[j - 1]]) {
-            idx[j] = idx[j - 1];
-            j--;
-        }
-        idx[j] = i;
-    }
 }
 
 tolk_status tolk_dec_beam(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_dec_filter *f,
@@ -99,6 +86,24 @@ tolk_status tolk_dec_beam(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_
     int *seqs = tolk_calloc_array((size_t)B, sizeof(int));
     int *one = tolk_calloc_array((size_t)B, sizeof(int));
     const int **tp = tolk_calloc_array((size_t)B, sizeof(int *));
+    /* the selection may run where the logits are (K <= TOLK_SELECT_MAX_K) */
+    const int use_sel = be->step_select && K <= TOLK_SELECT_MAX_K;
+    int *sel_off = NULL, *sel_ranges = NULL, *sel_idx = NULL, *hist_len = NULL;
+    float *sel_lp = NULL;
+    const int **hist = NULL;
+    if (use_sel) {
+        sel_off = tolk_calloc_array((size_t)B + 1, sizeof(int));
+        sel_ranges = tolk_calloc_array((size_t)B * 2,
+                                       (size_t)tolk_dec_filter_max_ranges(f) * sizeof(int));
+        sel_idx = tolk_calloc_array((size_t)B * K, sizeof(int));
+        sel_lp = tolk_calloc_array((size_t)B * K, sizeof(float));
+        hist_len = tolk_calloc_array((size_t)B, sizeof(int));
+        hist = tolk_calloc_array((size_t)B, sizeof(int *));
+        if (!sel_off || !sel_ranges || !sel_idx || !sel_lp || !hist_len || !hist) {
+            st = tolk_fail(ctx, TOLK_ERR_NOMEM, "decode: out of memory for beam search");
+            goto out;
+        }
+    }
     if (!logits || !work || !toks || !lps || !ntoks || !nlps || !sum || !nsum || !slot || !nslot ||
         !src || !claimed || !cands || !fin_step || !idx || !ftoks || !flps || !flen || !fsum ||
         !seqs || !one || !tp) {
@@ -116,15 +121,23 @@ tolk_status tolk_dec_beam(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_
         int nc = 0;
         int n_prop = i == 0 ? 1 : B;
         for (int j = 0; j < n_prop; j++) {
-            memcpy(work, logits + (size_t)(i == 0 ? 0 : j) * nv, (size_t)nv * sizeof(float));
-            tolk_dec_apply_filters(f, work, toks + (size_t)j * W, len);
-            tolk_dec_log_softmax(work, nv, work);
-            topk(work, nv, K, idx);
+            const int *ci = idx;
+            const float *cl = NULL;
+            if (use_sel && i > 0) { /* selected by the step */
+                ci = sel_idx + (size_t)j * K;
+                cl = sel_lp + (size_t)j * K;
+            } else {
+                memcpy(work, logits + (size_t)(i == 0 ? 0 : j) * nv, (size_t)nv * sizeof(float));
+                tolk_dec_apply_filters(f, work, toks + (size_t)j * W, len);
+                tolk_dec_log_softmax(work, nv, work);
+                tolk_topk_desc(work, nv, K, idx);
+            }
             for (int c = 0; c < K; c++) {
-                cands[nc].score = sum[j] + (double)work[idx[c]];
+                const float lp = cl ? cl[c] : work[ci[c]];
+                cands[nc].score = sum[j] + (double)lp;
                 cands[nc].src = j;
-                cands[nc].token = idx[c];
-                cands[nc].lp = work[idx[c]];
+                cands[nc].token = ci[c];
+                cands[nc].lp = lp;
                 cands[nc].order = nc;
                 nc++;
             }
@@ -202,7 +215,16 @@ tolk_status tolk_dec_beam(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_
             tp[k] = toks + (size_t)k * W + len - 1;
             one[k] = 1;
         }
-        st = be->step(be->user, seqs, B, tp, one, logits);
+        if (use_sel) {
+            for (int k = 0; k < B; k++) {
+                hist[k] = toks + (size_t)k * W;
+                hist_len[k] = len;
+            }
+            st = tolk_dec_step_select(be, f, seqs, B, tp, one, hist, hist_len, K, sel_off,
+                                      sel_ranges, sel_idx, sel_lp);
+        } else {
+            st = be->step(be->user, seqs, B, tp, one, logits);
+        }
         if (st != TOLK_OK) goto out;
     }
 
@@ -243,6 +265,12 @@ tolk_status tolk_dec_beam(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_
     res->sum_logprob = fsum[best];
     res->avg_logprob = (float)(fsum[best] / (double)(n + 1));
 out:
+    free(sel_off);
+    free(sel_ranges);
+    free(sel_idx);
+    free(sel_lp);
+    free(hist_len);
+    free(hist);
     free(logits);
     free(work);
     free(toks);

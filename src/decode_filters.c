@@ -37,40 +37,68 @@ void tolk_dec_log_softmax(const float *x, int n, float *out) {
         out[i] = (float)((double)x[i] - lse);
 }
 
-static void mask_range(float *logits, int lo, int hi) {
-    for (int i = lo; i < hi; i++)
-        logits[i] = -INFINITY;
+/* Where the masks of one step go: stored as pairs (ranges != NULL) or
+ * applied to logits at once. */
+typedef struct mask_sink {
+    int *ranges; /* 2 ints a pair, cap pairs */
+    int cap;
+    int n;         /* pairs emitted */
+    float *logits; /* when ranges is NULL */
+} mask_sink;
+
+/* Emit the mask [lo, hi) (ignored when empty); a single token right after
+ * the previous stored pair extends it. */
+static void emit(mask_sink *k, int lo, int hi) {
+    if (lo >= hi) return;
+    if (!k->ranges) {
+        for (int i = lo; i < hi; i++)
+            k->logits[i] = -INFINITY;
+        return;
+    }
+    if (k->n > 0 && k->n <= k->cap && k->ranges[2 * k->n - 1] == lo && hi == lo + 1) {
+        k->ranges[2 * k->n - 1] = hi;
+        return;
+    }
+    if (k->n < k->cap) {
+        k->ranges[2 * k->n] = lo;
+        k->ranges[2 * k->n + 1] = hi;
+    }
+    k->n++;
 }
 
-void tolk_dec_apply_filters(const tolk_dec_filter *f, float *logits, const int *sampled,
-                            int n_sampled) {
+/* The masks of SuppressBlank, SuppressTokens and ApplyTimestampRules (all
+ * but its probability-mass test) for a sequence whose sampled tokens are
+ * sampled[0..n_sampled). */
+static void filter_masks(const tolk_dec_filter *f, const int *sampled, int n_sampled,
+                         mask_sink *k) {
     const tolk_dec_tokens *t = f->tok;
     const int nv = t->n_vocab;
 
     /* SuppressBlank */
     if (f->suppress_blank && n_sampled == 0) {
-        if (t->blank >= 0 && t->blank < nv) logits[t->blank] = -INFINITY;
-        if (t->eot >= 0 && t->eot < nv) logits[t->eot] = -INFINITY;
+        if (t->blank >= 0 && t->blank < nv) emit(k, t->blank, t->blank + 1);
+        if (t->eot >= 0 && t->eot < nv) emit(k, t->eot, t->eot + 1);
     }
     /* SuppressTokens */
     for (int i = 0; i < f->n_suppress; i++) {
         int id = f->suppress[i];
-        if (id >= 0 && id < nv) logits[id] = -INFINITY;
+        if (id >= 0 && id < nv) emit(k, id, id + 1);
     }
     if (!f->timestamps) return;
 
     /* ApplyTimestampRules */
     const int tb = t->timestamp_begin;
     if (tb <= 0 || tb >= nv) return;
-    if (t->no_timestamps >= 0 && t->no_timestamps < nv) logits[t->no_timestamps] = -INFINITY;
+    if (t->no_timestamps >= 0 && t->no_timestamps < nv)
+        emit(k, t->no_timestamps, t->no_timestamps + 1);
 
     int last_ts = n_sampled >= 1 && sampled[n_sampled - 1] >= tb;
     int penult_ts = n_sampled < 2 || sampled[n_sampled - 2] >= tb;
     if (last_ts) {
         if (penult_ts)
-            mask_range(logits, tb, nv); /* must be text (or EOT) */
+            emit(k, tb, nv); /* must be text (or EOT) */
         else
-            mask_range(logits, 0, t->eot); /* must be a timestamp or EOT */
+            emit(k, 0, t->eot); /* must be a timestamp or EOT */
     }
     int last_timestamp = -1;
     for (int i = n_sampled - 1; i >= 0; i--)
@@ -82,16 +110,34 @@ void tolk_dec_apply_filters(const tolk_dec_filter *f, float *logits, const int *
         /* never decrease; after text, a closing timestamp must be later */
         int limit = (last_ts && !penult_ts) ? last_timestamp : last_timestamp + 1;
         if (limit > nv) limit = nv;
-        mask_range(logits, tb, limit);
+        emit(k, tb, limit);
     }
     if (n_sampled == 0) {
-        mask_range(logits, 0, tb);
+        emit(k, 0, tb);
         if (f->max_initial_timestamp_index >= 0) {
             long last_allowed = (long)tb + f->max_initial_timestamp_index;
-            if (last_allowed + 1 < nv) mask_range(logits, (int)(last_allowed + 1), nv);
+            if (last_allowed + 1 < nv) emit(k, (int)(last_allowed + 1), nv);
         }
     }
+}
 
+int tolk_dec_filter_max_ranges(const tolk_dec_filter *f) {
+    return f->n_suppress + 8;
+}
+
+int tolk_dec_filter_ranges(const tolk_dec_filter *f, const int *sampled, int n_sampled,
+                           int *ranges, int cap) {
+    mask_sink k = {.ranges = ranges, .cap = cap, .n = 0, .logits = NULL};
+    filter_masks(f, sampled, n_sampled, &k);
+    return k.n;
+}
+
+int tolk_dec_filter_ts_begin(const tolk_dec_filter *f) {
+    const int tb = f->tok->timestamp_begin;
+    return f->timestamps && tb > 0 && tb < f->tok->n_vocab ? tb : 0;
+}
+
+void tolk_dec_timestamp_rule(float *logits, int nv, int tb) {
     /* Timestamp probability mass against the best text token, compared in
      * logit space (both sides share the log-softmax normaliser). */
     float max_text = -INFINITY;
@@ -105,7 +151,17 @@ void tolk_dec_apply_filters(const tolk_dec_filter *f, float *logits, const int *
     for (int i = tb; i < nv; i++)
         s += exp((double)logits[i] - (double)max_ts);
     double ts_lse = (double)max_ts + log(s);
-    if (ts_lse > (double)max_text) mask_range(logits, 0, tb);
+    if (ts_lse > (double)max_text)
+        for (int i = 0; i < tb; i++)
+            logits[i] = -INFINITY;
+}
+
+void tolk_dec_apply_filters(const tolk_dec_filter *f, float *logits, const int *sampled,
+                            int n_sampled) {
+    mask_sink k = {.ranges = NULL, .cap = 0, .n = 0, .logits = logits};
+    filter_masks(f, sampled, n_sampled, &k);
+    const int tb = tolk_dec_filter_ts_begin(f);
+    if (tb > 0) tolk_dec_timestamp_rule(logits, f->tok->n_vocab, tb);
 }
 
 static int cmp_int(const void *a, const void *b) {

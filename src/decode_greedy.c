@@ -48,6 +48,22 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
+tolk_status tolk_dec_step_select(const tolk_dec_backend *be, const tolk_dec_filter *f,
+                                 const int *seqs, int n_seqs, const int *const *tokens,
+                                 const int *n_tokens, const int *const *hist,
+                                 const int *hist_len, int k, int *off, int *ranges,
+                                 int *out_idx, float *out_lp) {
+    const int cap = tolk_dec_filter_max_ranges(f);
+    off[0] = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        int n = tolk_dec_filter_ranges(f, hist[i], hist_len[i], ranges + 2 * off[i], cap);
+        off[i + 1] = off[i] + (n < cap ? n : cap); /* n <= cap by construction */
+    }
+    tolk_dec_select sel = {
+        .range_off = off, .ranges = ranges, .ts_begin = tolk_dec_filter_ts_begin(f), .k = k};
+    return be->step_select(be->user, seqs, n_seqs, tokens, n_tokens, &sel, out_idx, out_lp);
+}
+
 tolk_status tolk_dec_greedy(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_dec_filter *f,
                             const tolk_dec_options *opt, int n_initial, const float *first_logits,
                             tolk_dec_result *res) {
@@ -76,8 +92,20 @@ tolk_status tolk_dec_greedy(tolk_ctx *ctx, const tolk_dec_backend *be, const tol
     float *logits = NULL, *work = NULL;
     if (tolk_mul_size((size_t)G, (size_t)nv, &vb)) logits = tolk_malloc_array(vb, sizeof(float));
     work = tolk_malloc_array((size_t)nv, sizeof(float));
+    /* temperature 0: the selection may run where the logits are */
+    const int use_sel = !sampling && G == 1 && be->step_select;
+    int *sel_off = NULL, *sel_ranges = NULL, *sel_idx = NULL;
+    float *sel_lp = NULL;
+    const int **hist = NULL;
+    if (use_sel) {
+        sel_off = tolk_calloc_array((size_t)G + 1, sizeof(int));
+        sel_ranges = tolk_calloc_array((size_t)G * 2, (size_t)tolk_dec_filter_max_ranges(f) * sizeof(int));
+        sel_idx = tolk_calloc_array((size_t)G, sizeof(int));
+        sel_lp = tolk_calloc_array((size_t)G, sizeof(float));
+        hist = tolk_calloc_array((size_t)G, sizeof(int *));
+    }
     if (!toks || !lps || !len || !done || !sum || !seqs || !ntok || !tp || !active || !logits ||
-        !work) {
+        !work || (use_sel && (!sel_off || !sel_ranges || !sel_idx || !sel_lp || !hist))) {
         st = tolk_fail(ctx, TOLK_ERR_NOMEM, "decode: out of memory for %d sequences", G);
         goto out;
     }
@@ -97,12 +125,19 @@ tolk_status tolk_dec_greedy(tolk_ctx *ctx, const tolk_dec_backend *be, const tol
             for (int a = 0; a < n_active; a++) {
                 int g = active[a];
                 int *gt = toks + (size_t)g * (max_new + 1);
-                memcpy(work, logits + (size_t)a * nv, nv * sizeof(float));
-                tolk_dec_apply_filters(f, work, gt, len[g]);
-                int next = sampling ? tolk_dec_sample(work, nv, opt->temperature, opt->rng)
+                int next;
+                float lp;
+                if (use_sel && i > 0) { /* chosen by the step */
+                    next = sel_idx[a];
+                    lp = sel_lp[a];
+                } else {
+                    memcpy(work, logits + (size_t)a * nv, nv * sizeof(float));
+                    tolk_dec_apply_filters(f, work, gt, len[g]);
+                    next = sampling ? tolk_dec_sample(work, nv, opt->temperature, opt->rng)
                                     : argmax(work, nv);
-                tolk_dec_log_softmax(work, nv, work);
-                float lp = work[next];
+                    tolk_dec_log_softmax(work, nv, work);
+                    lp = work[next];
+                }
                 sum[g] += (double)lp;
                 gt[len[g]] = next;
                 lps[(size_t)g * (max_new + 1) + len[g]] = lp;
@@ -122,7 +157,16 @@ tolk_status tolk_dec_greedy(tolk_ctx *ctx, const tolk_dec_backend *be, const tol
                 tp[a] = toks + (size_t)g * (max_new + 1) + len[g] - 1;
                 ntok[a] = 1;
             }
-            st = be->step(be->user, seqs, n_active, tp, ntok, logits);
+            if (use_sel) {
+                for (int a = 0; a < n_active; a++)
+                    hist[a] = toks + (size_t)active[a] * (max_new + 1);
+                /* G == 1: one history, the sampled tokens (the fed one included) */
+                const int hist_len = len[active[0]];
+                st = tolk_dec_step_select(be, f, seqs, n_active, tp, ntok, hist, &hist_len, 1,
+                                          sel_off, sel_ranges, sel_idx, sel_lp);
+            } else {
+                st = be->step(be->user, seqs, n_active, tp, ntok, logits);
+            }
             if (st != TOLK_OK) goto out;
         }
     }
@@ -156,6 +200,11 @@ out:
     free(active);
     free(logits);
     free(work);
+    free(sel_off);
+    free(sel_ranges);
+    free(sel_idx);
+    free(sel_lp);
+    free(hist);
     return st;
 }
 

@@ -14,10 +14,7 @@
  * the decoder's self-attention. K/V of earlier tokens come from the cache,
  * so a step over new tokens equals the reference's full forward pass.
  */
-#include "net.h"
-
-#include "backend.h"
-#include "internal.h"
+#include "net_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -25,65 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LN_EPS 1e-5f
 /* Windows the encoder processes in one pass (bounds its workspace). */
 #define ENC_MAX_BATCH 4
-
-/* Attention sub-layer weights. Self-attention: qkv fused [3d, d] with bias
- * [3d] (key part zero when absent). Cross-attention: q [d, d] + bias [d],
- * and kv fused [2d, d] + bias [2d], applied to the encoder output once per
- * window (tolk_kvcache_set_window). */
-typedef struct attn_w {
-    tolk_bweight qkv;   /* self: [3d, d]; cross: [d, d] (query only) */
-    float *qkv_b;       /* self: [3d]; cross: [d] */
-    tolk_bweight kv;    /* cross only: [2d, d] */
-    float *kv_b;        /* cross only: [2d] */
-    tolk_bweight out;   /* [d, d] */
-    float *out_b;       /* [d] */
-    float *ln_g, *ln_b; /* the pre-LN of this sub-layer, [d] */
-} attn_w;
-
-typedef struct block_w {
-    attn_w attn;
-    attn_w cross;          /* decoder only */
-    tolk_bweight fc1, fc2; /* mlp.0 [4d, d], mlp.2 [d, 4d] */
-    float *fc1_b, *fc2_b;  /* [4d], [d] */
-    float *mlp_ln_g, *mlp_ln_b;
-} block_w;
-
-struct tolk_net {
-    tolk_hparams hp;
-    tolk_backend *be;
-    /* encoder */
-    tolk_bweight conv1, conv2; /* [d, n_mels * 3], [d, d * 3] */
-    float *conv1_b, *conv2_b;  /* [d] */
-    float *enc_pos;            /* [n_audio_ctx, d] */
-    block_w *enc;              /* n_audio_layer */
-    float *ln_post_g, *ln_post_b;
-    /* decoder */
-    tolk_bweight tok; /* [n_vocab, d], also the output projection */
-    float *dec_pos;   /* [n_text_ctx, d] */
-    block_w *dec;     /* n_text_layer */
-    float *dec_ln_g, *dec_ln_b;
-    uint64_t mem_bytes;
-};
-
-struct tolk_kvcache {
-    const tolk_net *net;
-    int max_seqs, max_len, max_windows;
-    int *len;        /* [max_seqs] cached positions */
-    int *win;        /* [max_seqs] window slot, -1 unbound */
-    int *win_set;    /* [max_windows] whether set_window ran */
-    float *self_kv;  /* [n_text_layer][max_seqs][max_len][2d]: K at 0, V at d */
-    float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
-    float *ws;       /* decoder step workspace (device), ws_floats */
-    size_t ws_floats;
-    float *enc_ws;   /* encoder workspace for one window (device), made on
-                        the first tolk_kvcache_encode_window and kept: a
-                        long file reuses it instead of allocating ~40
-                        n_audio_ctx n_audio_state bytes per window */
-    float *xa;       /* [n_audio_ctx, d] set_window's upload buffer, kept */
-};
 
 /* ------------------------------------------------------------------------ */
 /* Weight preparation                                                      */
@@ -493,6 +433,7 @@ tolk_status tolk_net_encode(tolk_ctx *ctx, const tolk_net *net, const float *mel
 void tolk_kvcache_free(tolk_kvcache *kv) {
     if (!kv) return;
     const tolk_backend *be = kv->net->be;
+    tolk_kvcache_step_free(kv);
     be->free(be, kv->self_kv);
     be->free(be, kv->cross_kv);
     be->free(be, kv->ws);
@@ -530,9 +471,15 @@ tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, i
     kv->len = calloc((size_t)max_seqs, sizeof(int));
     kv->win = malloc((size_t)max_seqs * sizeof(int));
     kv->win_set = calloc((size_t)max_windows, sizeof(int));
+    kv->pend = malloc((size_t)max_seqs * 3 * sizeof(int));
+    kv->graphs = calloc(TOLK_STEP_GRAPHS, sizeof(step_graph));
+    const char *g = getenv("TOLK_CUDA_GRAPHS");
+    kv->use_graphs = be->graph_begin && be->graph_end && be->graph_launch && be->graph_free &&
+                     !(g && strcmp(g, "0") == 0);
     kv->self_kv = be->alloc(ctx, be, self_n);
     kv->cross_kv = kv->self_kv ? be->alloc(ctx, be, cross_n) : NULL;
-    if (!kv->len || !kv->win || !kv->win_set || !kv->self_kv || !kv->cross_kv) {
+    if (!kv->len || !kv->win || !kv->win_set || !kv->pend || !kv->graphs || !kv->self_kv ||
+        !kv->cross_kv) {
         tolk_kvcache_free(kv);
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: kvcache: out of memory");
     }
@@ -540,19 +487,6 @@ tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, i
         kv->win[i] = -1;
     *out = kv;
     return TOLK_OK;
-}
-
-static float *self_kv_at(const tolk_kvcache *kv, int layer, int seq) {
-    size_t d2 = 2 * (size_t)kv->net->hp.n_text_state;
-    return kv->self_kv +
-           (((size_t)layer * (size_t)kv->max_seqs + (size_t)seq) * (size_t)kv->max_len) * d2;
-}
-
-static float *cross_kv_at(const tolk_kvcache *kv, int layer, int window) {
-    size_t d2 = 2 * (size_t)kv->net->hp.n_text_state;
-    return kv->cross_kv + (((size_t)layer * (size_t)kv->max_windows + (size_t)window) *
-                           (size_t)kv->net->hp.n_audio_ctx) *
-                              d2;
 }
 
 /* Cross-attention K/V of every decoder layer for window slot `window`
@@ -565,7 +499,7 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     kv->win_set[window] = 0;
     for (int l = 0; l < net->hp.n_text_layer && st == TOLK_OK; l++) {
         const attn_w *c = &net->dec[l].cross;
-        st = be->linear(ctx, be, cross_kv_at(kv, l, window), 2 * d, xa, d, T, &c->kv, c->kv_b, 0);
+        st = be->linear(ctx, be, tolk_cross_kv_at(kv, l, window), 2 * d, xa, d, T, &c->kv, c->kv_b, 0);
     }
     if (st == TOLK_OK) kv->win_set[window] = 1;
     return st;
@@ -605,151 +539,8 @@ tolk_status tolk_kvcache_encode_window(tolk_ctx *ctx, const tolk_net *net, tolk_
     return st ? st : set_cross(ctx, net, kv, window, res);
 }
 
-void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window) {
-    if (!kv || seq < 0 || seq >= kv->max_seqs) return;
-    kv->len[seq] = 0;
-    kv->win[seq] = (window >= 0 && window < kv->max_windows) ? window : -1;
-}
-
-void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src) {
-    if (!kv || dst < 0 || src < 0 || dst >= kv->max_seqs || src >= kv->max_seqs || dst == src)
-        return;
-    const tolk_backend *be = kv->net->be;
-    size_t d2 = 2 * (size_t)kv->net->hp.n_text_state;
-    for (int l = 0; l < kv->net->hp.n_text_layer && kv->len[src] > 0; l++)
-        be->copy2d(NULL, be, self_kv_at(kv, l, dst), d2, self_kv_at(kv, l, src), d2,
-                   (size_t)kv->len[src], d2);
-    kv->len[dst] = kv->len[src];
-    kv->win[dst] = kv->win[src];
-}
-
 int tolk_kvcache_length(const tolk_kvcache *kv, int seq) {
     if (!kv || seq < 0 || seq >= kv->max_seqs) return 0;
     return kv->len[seq];
 }
 
-/* ------------------------------------------------------------------------ */
-/* Decoder step                                                            */
-/* ------------------------------------------------------------------------ */
-
-/* Make kv's workspace hold at least n floats. */
-static tolk_status ws_reserve(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
-    if (kv->ws_floats >= n) return TOLK_OK;
-    const tolk_backend *be = kv->net->be;
-    size_t bytes;
-    if (!tolk_mul_size(n, sizeof(float), &bytes))
-        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: workspace too large");
-    float *p = be->alloc(ctx, be, bytes);
-    if (!p) return TOLK_ERR_NOMEM;
-    be->free(be, kv->ws);
-    kv->ws = p;
-    kv->ws_floats = n;
-    return TOLK_OK;
-}
-
-tolk_status tolk_net_decode(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, const int *seqs,
-                            int n_seqs, const int *const *tokens, const int *n_tokens,
-                            float *logits) {
-    if (!net || !kv || kv->net != net || !seqs || !tokens || !n_tokens || !logits || n_seqs < 1 ||
-        n_seqs > kv->max_seqs)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad arguments");
-    const tolk_backend *be = net->be;
-    const tolk_hparams *hp = &net->hp;
-    size_t d = (size_t)hp->n_text_state, V = (size_t)hp->n_vocab;
-    int nh = hp->n_text_head, dh = (int)d / nh;
-    /* Validate every sequence before touching the cache. */
-    size_t T = 0;
-    for (int i = 0; i < n_seqs; i++) {
-        int s = seqs[i];
-        if (s < 0 || s >= kv->max_seqs || !tokens[i] || n_tokens[i] < 1)
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad sequence %d", s);
-        for (int j = 0; j < i; j++)
-            if (seqs[j] == s)
-                return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
-                                 "net: decode: sequence %d appears twice in one step", s);
-        if (kv->win[s] < 0 || !kv->win_set[kv->win[s]])
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
-                             "net: decode: sequence %d has no encoded window", s);
-        if (n_tokens[i] > kv->max_len - kv->len[s])
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
-                             "net: decode: sequence %d would exceed %d tokens", s, kv->max_len);
-        for (int j = 0; j < n_tokens[i]; j++)
-            if (tokens[i][j] < 0 || tokens[i][j] >= hp->n_vocab)
-                return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: token id %d of %d",
-                                 tokens[i][j], hp->n_vocab);
-        T += (size_t)n_tokens[i];
-    }
-    /* workspace: x, h, att [T, d]; qkv [T, 3d]; mlp [T, 4d]; last [B, d];
-     * logits [B, V] */
-    size_t B = (size_t)n_seqs, need = T * d * 10 + B * d + B * V;
-    tolk_status st = ws_reserve(ctx, kv, need);
-    if (st) return st;
-    int *ids = malloc(T * sizeof(int));
-    int *pos = malloc(T * sizeof(int));
-    size_t *row0 = malloc(B * sizeof(size_t));
-    tolk_attn_seq *as = malloc(B * sizeof(tolk_attn_seq));
-    if (!ids || !pos || !row0 || !as) {
-        st = tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: out of memory");
-        goto done;
-    }
-    size_t r = 0;
-    for (int i = 0; i < n_seqs; i++) {
-        row0[i] = r;
-        for (int j = 0; j < n_tokens[i]; j++, r++) {
-            ids[r] = tokens[i][j];
-            pos[r] = kv->len[seqs[i]] + j;
-        }
-    }
-    float *x = kv->ws, *h = x + T * d, *att = h + T * d, *qkv = att + T * d;
-    float *mlp = qkv + 3 * T * d, *last = mlp + 4 * T * d, *lg = last + B * d;
-    float scale = 1.0f / sqrtf((float)dh);
-    st = be->embed(ctx, be, x, &net->tok, ids, pos, T, net->dec_pos, (size_t)hp->n_text_ctx);
-    for (int l = 0; l < hp->n_text_layer && st == TOLK_OK; l++) {
-        const block_w *b = &net->dec[l];
-        /* causal self-attention over the cache */
-        st = be->layernorm(ctx, be, h, x, T, d, b->attn.ln_g, b->attn.ln_b, LN_EPS);
-        if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, 0);
-        for (int i = 0; i < n_seqs && st == TOLK_OK; i++) {
-            int s = seqs[i], len = kv->len[s];
-            float *cache = self_kv_at(kv, l, s);
-            st = be->copy2d(ctx, be, cache + (size_t)len * 2 * d, 2 * d, qkv + row0[i] * 3 * d + d,
-                            3 * d, (size_t)n_tokens[i], 2 * d);
-            as[i] = (tolk_attn_seq){
-                qkv + row0[i] * 3 * d, cache, cache + d, att + row0[i] * d, n_tokens[i],
-                len + n_tokens[i],     1,     len};
-        }
-        if (!st) st = be->attention(ctx, be, as, n_seqs, nh, dh, 3 * d, 2 * d, d, scale);
-        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, 1);
-        /* cross-attention over the sequence's window */
-        if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->cross.ln_g, b->cross.ln_b, LN_EPS);
-        if (!st) st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, 0);
-        for (int i = 0; i < n_seqs; i++) {
-            float *ckv = cross_kv_at(kv, l, kv->win[seqs[i]]);
-            as[i] = (tolk_attn_seq){qkv + row0[i] * d, ckv, ckv + d, att + row0[i] * d, n_tokens[i],
-                                    hp->n_audio_ctx,   0,   0};
-        }
-        if (!st) st = be->attention(ctx, be, as, n_seqs, nh, dh, d, 2 * d, d, scale);
-        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, 1);
-        /* MLP */
-        if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS);
-        if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, 0);
-        if (!st) st = be->bias_gelu(ctx, be, mlp, 4 * d, T, 4 * d, b->fc1_b);
-        if (!st) st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &b->fc2, b->fc2_b, 1);
-    }
-    /* the last fed row of each sequence -> final LN -> logits */
-    for (int i = 0; i < n_seqs && st == TOLK_OK; i++)
-        st = be->copy2d(ctx, be, last + (size_t)i * d, d,
-                        x + (row0[i] + (size_t)n_tokens[i] - 1) * d, d, 1, d);
-    if (!st) st = be->layernorm(ctx, be, last, last, B, d, net->dec_ln_g, net->dec_ln_b, LN_EPS);
-    if (!st) st = be->logits(ctx, be, lg, last, B, &net->tok);
-    if (!st) st = be->download(ctx, be, logits, lg, B * V * sizeof(float));
-    if (!st)
-        for (int i = 0; i < n_seqs; i++)
-            kv->len[seqs[i]] += n_tokens[i];
-done:
-    free(ids);
-    free(pos);
-    free(row0);
-    free(as);
-    return st;
-}

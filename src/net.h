@@ -71,7 +71,9 @@ tolk_status tolk_kvcache_encode_window(tolk_ctx *ctx, const tolk_net *net, tolk_
  * binds it to a window slot (-1: unbound); copy duplicates src's cached
  * tokens and window into dst (beam search reordering; dst's old content is
  * lost, so permute through a spare sequence); length is the number of cached
- * positions. Out-of-range arguments are ignored (length returns 0). */
+ * positions. Out-of-range arguments are ignored (length returns 0). Copies
+ * are queued and run together, as one batched row copy, before the next
+ * decoder step (or earlier when a later copy or reset depends on them). */
 void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window);
 void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src);
 int tolk_kvcache_length(const tolk_kvcache *kv, int seq);
@@ -89,5 +91,29 @@ int tolk_kvcache_length(const tolk_kvcache *kv, int seq);
 tolk_status tolk_net_decode(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, const int *seqs,
                             int n_seqs, const int *const *tokens, const int *n_tokens,
                             float *logits);
+
+/* The token selection of tolk_net_decode_select (HOST arrays; select.h):
+ * per sequence i the mask pairs range_off[i] .. range_off[i + 1] - 1 of
+ * ranges, the timestamp rule from ts_begin (0: off), k tokens. */
+typedef struct tolk_net_select {
+    const int *range_off; /* [n_seqs + 1] */
+    const int *ranges;    /* [2 * range_off[n_seqs]] lo, hi pairs */
+    int ts_begin;
+    int k; /* 1 .. TOLK_SELECT_MAX_K */
+} tolk_net_select;
+
+/* tolk_net_decode, but the logits stay on the device: each sequence's are
+ * masked and selected there (sel) and only out_idx / out_lp [n_seqs *
+ * sel->k] (token ids and log-softmax values) come back. The same numbers
+ * as filtering the logits of tolk_net_decode on the host. On a GPU the
+ * single-token steps are captured as CUDA graphs and replayed (unless
+ * TOLK_CUDA_GRAPHS=0 in the environment). */
+tolk_status tolk_net_decode_select(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                   const int *seqs, int n_seqs, const int *const *tokens,
+                                   const int *n_tokens, const tolk_net_select *sel, int *out_idx,
+                                   float *out_lp);
+
+/* The backend the network runs on: "cpu" or "cuda". */
+const char *tolk_net_device(const tolk_net *net);
 
 #endif /* TOLK_NET_H */

@@ -149,6 +149,30 @@ static tolk_status be_step(void *user, const int *seqs, int n_seqs, const int *c
     tolk_timings_count(&st->timings, 0, 0, 1);
     return s;
 }
+static tolk_status be_step_select(void *user, const int *seqs, int n_seqs,
+                                  const int *const *tokens, const int *n_tokens,
+                                  const tolk_dec_select *sel, int *out_idx, float *out_lp) {
+    tolk_state *st = user;
+    double t0 = tolk_time_now();
+    const tolk_net_select ns = {sel->range_off, sel->ranges, sel->ts_begin, sel->k};
+    tolk_status s = tolk_net_decode_select(st->ctx, st->net, st->kv, seqs, n_seqs, tokens,
+                                           n_tokens, &ns, out_idx, out_lp);
+    tolk_timings_since(&st->timings, TOLK_STAGE_DECODER, t0);
+    tolk_timings_count(&st->timings, 0, 0, 1);
+    return s;
+}
+
+/* Whether the search hands the token selection to the network: on a GPU,
+ * so only token ids cross the bus; on the CPU the logits are already where
+ * the search is. TOLK_DEVICE_SELECT=1 / 0 in the environment forces it on
+ * or off (the tests run the CPU through the device path this way). */
+static int use_step_select(const tolk_state *st) {
+    const char *e = getenv("TOLK_DEVICE_SELECT");
+    if (e && strcmp(e, "1") == 0) return 1;
+    if (e && strcmp(e, "0") == 0) return 0;
+    return strcmp(tolk_net_device(st->net), "cpu") != 0;
+}
+
 static void be_reset(void *user, int seq) {
     tolk_state *st = user;
     tolk_kvcache_reset(st->kv, seq, 0);
@@ -164,7 +188,8 @@ tolk_dec_backend tolk_state_backend(tolk_state *st) {
                            .max_seqs = st->kv_seqs,
                            .step = be_step,
                            .reset = be_reset,
-                           .copy = be_copy};
+                           .copy = be_copy,
+                           .step_select = use_step_select(st) ? be_step_select : NULL};
     return be;
 }
 

@@ -9,6 +9,7 @@
  * so a wrong KV-cache reorder shows up as different logits.
  */
 #include "decode.h"
+#include "select.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -110,6 +111,22 @@ static tolk_dec_backend fake_backend(fake *fk, int max_seqs) {
                            .reset = fake_reset,
                            .copy = fake_copy};
     return be;
+}
+
+/* step_select over the fake: its logits, selected by the host reference
+ * (select.h) — what a GPU backend does where the logits are. */
+static tolk_status fake_step_select(void *user, const int *seqs, int n_seqs,
+                                    const int *const *tokens, const int *n_tokens,
+                                    const tolk_dec_select *sel, int *out_idx, float *out_lp) {
+    float *lg = malloc((size_t)n_seqs * NV * sizeof(float));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(lg);
+    tolk_status st = fake_step(user, seqs, n_seqs, tokens, n_tokens, lg);
+    if (st == TOLK_OK &&
+        tolk_select_rows(lg, NV, n_seqs, NV, sel->range_off, sel->ranges, sel->ts_begin, sel->k,
+                         out_idx, out_lp) != 0)
+        st = TOLK_ERR_INVALID_ARG;
+    free(lg);
+    return st;
 }
 
 static char *fake_text(void *user, const int *t, int n) {
@@ -652,6 +669,110 @@ static void test_beam(void) {
                     TOLK_ERR_INVALID_ARG);
 }
 
+/* Greedy and beam search through step_select give the results of host
+ * filtering, bit for bit (tokens, per-token log-probabilities, sums). */
+static void test_step_select(void) {
+    tolk_dec_tokens t = toks();
+    int sup[4] = {2, SOT, SOT_PREV, NO_SPEECH};
+    int init[3] = {SOT, LANG0, TRANSCRIBE};
+    int n_same = 0, n_trials = 0;
+    for (int trial = 0; trial < 80; trial++) {
+        tolk_dec_options o = base_opts();
+        o.suppress = sup;
+        o.n_suppress = 2 + trial % 3;
+        o.timestamps = trial % 4 != 3;
+        o.suppress_blank = trial % 5 != 2;
+        o.max_initial_timestamp_index = trial % 7 == 0 ? -1 : 3 + trial % 4;
+        o.beam_size = trial % 2 ? 2 + trial % 5 : 0;
+        o.patience = trial % 3 == 0 ? 1.5f : 1.0f;
+        o.sample_len = trial % 9 == 8 ? 5 : 40;
+        tolk_dec_result r[2];
+        for (int v = 0; v < 2; v++) {
+            fake fk;
+            memset(&fk, 0, sizeof fk);
+            fk.salt = 9000 + (uint64_t)trial;
+            fk.eot_slope = 0.1f + 0.05f * (trial % 5);
+            tolk_dec_backend be = fake_backend(&fk, MAXS);
+            if (v) be.step_select = fake_step_select;
+            CU_ASSERT_EQUAL_FATAL(
+                tolk_dec_decode(NULL, &be, &t, init, 3, 0, &o, fake_text, NULL, &r[v]), TOLK_OK);
+        }
+        int same = r[0].n_tokens == r[1].n_tokens && r[0].sum_logprob == r[1].sum_logprob &&
+                   r[0].avg_logprob == r[1].avg_logprob;
+        for (int i = 0; same && i < r[0].n_tokens; i++)
+            same = r[0].tokens[i] == r[1].tokens[i] && r[0].logprobs[i] == r[1].logprobs[i];
+        CU_ASSERT(same);
+        if (!same)
+            fprintf(stderr, "trial %d (beam %d): host %d tokens, select %d tokens\n", trial,
+                    o.beam_size, r[0].n_tokens, r[1].n_tokens);
+        n_same += same;
+        n_trials++;
+        tolk_dec_result_clear(&r[0]);
+        tolk_dec_result_clear(&r[1]);
+    }
+    CU_ASSERT_EQUAL(n_same, n_trials);
+}
+
+/* The masks as pairs (tolk_dec_filter_ranges) + the timestamp rule equal
+ * tolk_dec_apply_filters on random histories; and tolk_select_rows with
+ * k = 1 / k > 1 equals argmax / top-k of the filtered log-softmax. */
+static void test_filter_ranges(void) {
+    tolk_dec_tokens t = toks();
+    int sup[5] = {2, 7, 8, SOT, NO_SPEECH};
+    uint64_t rng = tolk_rng_seed(77);
+    float a[NV], b[NV], lp[NV];
+    int bad = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        tolk_dec_filter f = {.tok = &t,
+                             .sample_begin = 3,
+                             .suppress_blank = trial % 3 != 0,
+                             .suppress = sup,
+                             .n_suppress = trial % 6,
+                             .timestamps = trial % 5 != 0,
+                             .max_initial_timestamp_index = trial % 4 == 0 ? -1 : trial % 9};
+        int hist[12], n = trial % 12;
+        for (int i = 0; i < n; i++)
+            hist[i] = (int)(tolk_rng_uniform(&rng) * NV);
+        for (int v = 0; v < NV; v++)
+            a[v] = b[v] = (float)(tolk_rng_uniform(&rng) * 10.0 - 5.0);
+        if (trial % 7 == 1) /* equal values: ties */
+            for (int v = 0; v < NV; v += 3)
+                a[v] = b[v] = 1.25f;
+        tolk_dec_apply_filters(&f, a, hist, n);
+        int cap = tolk_dec_filter_max_ranges(&f);
+        int *ranges = malloc((size_t)cap * 2 * sizeof(int));
+        int off[2] = {0, tolk_dec_filter_ranges(&f, hist, n, ranges, cap)};
+        CU_ASSERT_FATAL(off[1] <= cap);
+        float c[NV];
+        memcpy(c, b, sizeof c);
+        int k = 1 + trial % 6, idx[8];
+        float out[8];
+        CU_ASSERT_EQUAL_FATAL(tolk_select_rows(c, NV, 1, NV, off, ranges,
+                                               tolk_dec_filter_ts_begin(&f), k, idx, out),
+                              0);
+        bad += memcmp(a, c, sizeof a) != 0; /* the masked logits, exactly */
+        tolk_dec_log_softmax(a, NV, lp);
+        if (k == 1) {
+            int best = 0;
+            for (int v = 1; v < NV; v++)
+                if (a[v] > a[best]) best = v;
+            bad += idx[0] != best || out[0] != lp[best];
+        } else {
+            for (int j = 0; j < k; j++) { /* descending, first index on ties, values equal */
+                bad += out[j] != lp[idx[j]];
+                if (j > 0) bad += lp[idx[j]] > lp[idx[j - 1]] ||
+                                 (lp[idx[j]] == lp[idx[j - 1]] && idx[j] < idx[j - 1]);
+                int greater = 0;
+                for (int v = 0; v < NV; v++)
+                    greater += lp[v] > lp[idx[j]] || (lp[v] == lp[idx[j]] && v < idx[j]);
+                bad += greater != j;
+            }
+        }
+        free(ranges);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
 static void test_decode_args(void) {
     tolk_dec_tokens t = toks();
     fake fk;
@@ -779,6 +900,8 @@ int main(void) {
                            {"fallback_rule", test_fallback_rule},
                            {"greedy_and_sampling", test_greedy_and_sampling},
                            {"beam", test_beam},
+                           {"step_select", test_step_select},
+                           {"filter_ranges", test_filter_ranges},
                            {"decode_args", test_decode_args},
                            {"fallback_loop", test_fallback_loop},
                            {"rng", test_rng},

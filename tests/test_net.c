@@ -15,6 +15,7 @@
  *     (max|a-b| / max|b|). The measured errors are printed.
  */
 #include "net.h"
+#include "select.h"
 #include "gemm_cpu.h"
 #include "internal.h"
 #include "testutil.h"
@@ -25,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static void check_select(tolk_net *net, const float *enc, size_t enc_n, const float *lg, size_t V);
 
 static tolk_ctx *g_ctx;
 
@@ -414,6 +417,7 @@ static void random_case(int keep_f16) {
     check_logits(lg, lr, V, "step 1 seq 0 (prompt)");
     r_decode(r, enc + T * d, h1, n1, lr);
     check_logits(lg + V, lr, V, "step 1 seq 1");
+    check_select(net, enc, T * d, lg, V);
     /* step 2: seq 1 gets a 2-token chunk, seq 0 one token (order swapped) */
     h1[1] = 3, h1[2] = 82, n1 = 3;
     h0[3] = 0, n0 = 4;
@@ -473,6 +477,57 @@ static void random_case(int keep_f16) {
     tolk_net_free(net);
     rw_free(r);
     free(mel), free(enc), free(ref), free(lg), free(lr);
+}
+
+/* tolk_net_decode_select on a second cache fed the same first step (h0 =
+ * {5, 77, 13} on window 0, {42} on window 1: T != B, the last-row gather)
+ * and then a single-token step (T == B) equals selecting on the logits of
+ * tolk_net_decode with the host reference (select.h), exactly on the CPU.
+ * lg: the first step's logits [2, V] from tolk_net_decode. */
+static void check_select(tolk_net *net, const float *enc, size_t enc_n, const float *lg, size_t V) {
+    tolk_kvcache *kv = NULL, *kr = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_kvcache_new(g_ctx, net, 2, 12, 2, &kv), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_kvcache_new(g_ctx, net, 2, 12, 2, &kr), TOLK_OK);
+    for (int w = 0; w < 2; w++) {
+        CU_ASSERT_EQUAL_FATAL(tolk_kvcache_set_window(g_ctx, net, kv, w, enc + w * enc_n), TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(tolk_kvcache_set_window(g_ctx, net, kr, w, enc + w * enc_n), TOLK_OK);
+        tolk_kvcache_reset(kv, w, w);
+        tolk_kvcache_reset(kr, w, w);
+    }
+    int a[3] = {5, 77, 13}, b[1] = {42}, seqs[2] = {0, 1};
+    const int *toks[2] = {a, b};
+    int nt[2] = {3, 1};
+    /* masks: row 0 two pairs (one clipped), row 1 none; the timestamp rule from 60 */
+    int off[3] = {0, 2, 2}, ranges[4] = {3, 9, 70, 1000};
+    tolk_net_select sel = {off, ranges, 60, 4};
+    int idx[8], ridx[8];
+    float lp[8], rlp[8];
+    float *copy = malloc(2 * V * sizeof(float));
+    CU_ASSERT_EQUAL_FATAL(
+        tolk_net_decode_select(g_ctx, net, kv, seqs, 2, toks, nt, &sel, idx, lp), TOLK_OK);
+    memcpy(copy, lg, 2 * V * sizeof(float));
+    CU_ASSERT_EQUAL_FATAL(tolk_select_rows(copy, V, 2, (int)V, off, ranges, 60, 4, ridx, rlp), 0);
+    CU_ASSERT(memcmp(idx, ridx, sizeof(int) * 8) == 0 && memcmp(lp, rlp, sizeof(float) * 8) == 0);
+    CU_ASSERT_EQUAL(tolk_kvcache_length(kv, 0), 3);
+    /* one token each (T == B), argmax */
+    CU_ASSERT_EQUAL_FATAL(tolk_net_decode(g_ctx, net, kr, seqs, 2, toks, nt, copy), TOLK_OK);
+    int c[1] = {idx[0]}, e[1] = {idx[4]};
+    const int *t2[2] = {c, e};
+    int one[2] = {1, 1};
+    tolk_net_select s1 = {off, ranges, 0, 1};
+    CU_ASSERT_EQUAL_FATAL(tolk_net_decode_select(g_ctx, net, kv, seqs, 2, t2, one, &s1, idx, lp),
+                          TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_net_decode(g_ctx, net, kr, seqs, 2, t2, one, copy), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_select_rows(copy, V, 2, (int)V, off, ranges, 0, 1, ridx, rlp), 0);
+    CU_ASSERT(idx[0] == ridx[0] && idx[1] == ridx[1] && lp[0] == rlp[0] && lp[1] == rlp[1]);
+    /* bad selections */
+    tolk_net_select bad = {off, ranges, 0, 33};
+    CU_ASSERT_EQUAL(tolk_net_decode_select(g_ctx, net, kv, seqs, 2, t2, one, &bad, idx, lp),
+                    TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(tolk_kvcache_length(kv, 0), 4);
+    free(copy);
+    tolk_kvcache_free(kv);
+    tolk_kvcache_free(kr);
 }
 
 static void test_random_f16(void) {

@@ -1,0 +1,433 @@
+/*
+ * net_decode.c — the batched decoder step of the Whisper network (openai-
+ * whisper model.py TextDecoder.forward with its kv_cache: token + position
+ * embedding, per block causal self-attention over the cached K/V, cross-
+ * attention over the window's encoder K/V, MLP; final LayerNorm; logits =
+ * x · token_embedding^T), written once over the backend op table.
+ *
+ * Everything that changes from one step to the next — token ids,
+ * positions, the cache rows the new K/V go to, each sequence's length and
+ * window, the selection's masks — is written by the host into one "step
+ * block" of int32 and uploaded once per step; the ops read it from device
+ * memory (backend.h: embed_rows, copy_rows, attention_desc, select). So a
+ * single-token step of B sequences is the same sequence of launches every
+ * time, and on a backend with graphs (CUDA) it is captured once per
+ * (B, k, timestamp rule) and replayed: one graph launch, one small upload
+ * and one small download per token.
+ *
+ * Step block layout (int32, offsets in ints; T rows fed, B sequences,
+ * P mask pairs): ids [T] | positions [T] | cache row of each new K/V [T]
+ * (seq * max_len + position, within a layer) | row of each sequence's last
+ * token [B] | self-attention descriptors [B] | cross-attention descriptors
+ * [B] (tolk_attn_desc, 6 ints) | selection offsets [B + 1] | mask pairs
+ * [2P]. For T = B the offsets depend on B alone, which keeps a captured
+ * graph's pointers valid.
+ *
+ * Beam reordering (tolk_kvcache_copy) is queued and run as one batched row
+ * copy over all layers before the next step (tolk_kvcache_flush).
+ */
+#include "net_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Graph cache and step-block storage                                       */
+/* ------------------------------------------------------------------------ */
+
+static void graphs_clear(tolk_kvcache *kv) {
+    const tolk_backend *be = kv->net->be;
+    if (!kv->graphs) return;
+    for (int i = 0; i < TOLK_STEP_GRAPHS; i++) {
+        if (kv->graphs[i].graph && be->graph_free) be->graph_free(be, kv->graphs[i].graph);
+        memset(&kv->graphs[i], 0, sizeof kv->graphs[i]);
+    }
+}
+
+void tolk_kvcache_step_free(tolk_kvcache *kv) {
+    const tolk_backend *be = kv->net->be;
+    graphs_clear(kv);
+    free(kv->graphs);
+    kv->graphs = NULL;
+    be->free(be, kv->step_dev);
+    be->free(be, kv->cp_dev);
+    free(kv->step_host);
+    free(kv->cp_host);
+    free(kv->pend);
+}
+
+/* Make *host / *dev hold at least n ints (grow-only, with slack). A
+ * reallocation invalidates the captured graphs, which point into them. */
+static tolk_status ints_reserve(tolk_ctx *ctx, tolk_kvcache *kv, int **host, int **dev,
+                                size_t *cap, size_t n) {
+    if (*cap >= n) return TOLK_OK;
+    const tolk_backend *be = kv->net->be;
+    size_t want = n < 4096 ? 4096 : n;
+    if (want < *cap * 2 && *cap <= SIZE_MAX / 4) want = *cap * 2;
+    int *h = tolk_malloc_array(want, sizeof(int));
+    int *d = h ? be->alloc(ctx, be, want * sizeof(int)) : NULL;
+    if (!h || !d) {
+        free(h);
+        return h ? TOLK_ERR_NOMEM : tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: out of memory");
+    }
+    graphs_clear(kv);
+    free(*host);
+    be->free(be, *dev);
+    *host = h;
+    *dev = d;
+    *cap = want;
+    return TOLK_OK;
+}
+
+/* Make kv's workspace hold at least n floats (invalidates the graphs when
+ * it moves). */
+static tolk_status ws_reserve(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
+    if (kv->ws_floats >= n) return TOLK_OK;
+    const tolk_backend *be = kv->net->be;
+    size_t bytes;
+    if (!tolk_mul_size(n, sizeof(float), &bytes))
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: workspace too large");
+    float *p = be->alloc(ctx, be, bytes);
+    if (!p) return TOLK_ERR_NOMEM;
+    graphs_clear(kv);
+    be->free(be, kv->ws);
+    kv->ws = p;
+    kv->ws_floats = n;
+    return TOLK_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sequence management and batched cache copies                            */
+/* ------------------------------------------------------------------------ */
+
+tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv) {
+    if (kv->n_pend == 0) return TOLK_OK;
+    const tolk_backend *be = kv->net->be;
+    const size_t L = (size_t)kv->net->hp.n_text_layer, d2 = 2 * (size_t)kv->net->hp.n_text_state;
+    size_t rows = 0;
+    for (int p = 0; p < kv->n_pend; p++)
+        rows += L * (size_t)kv->pend[3 * p + 2];
+    tolk_status st = TOLK_OK;
+    if (rows > 0) {
+        st = ints_reserve(ctx, kv, &kv->cp_host, &kv->cp_dev, &kv->cp_cap, 2 * rows);
+        if (st) return st;
+        /* absolute rows of self_kv viewed as [L * max_seqs * max_len, 2d] */
+        int *dst = kv->cp_host, *src = kv->cp_host + rows;
+        size_t r = 0;
+        for (size_t l = 0; l < L; l++)
+            for (int p = 0; p < kv->n_pend; p++) {
+                const size_t db = (l * (size_t)kv->max_seqs + (size_t)kv->pend[3 * p]) *
+                                  (size_t)kv->max_len;
+                const size_t sb = (l * (size_t)kv->max_seqs + (size_t)kv->pend[3 * p + 1]) *
+                                  (size_t)kv->max_len;
+                for (int t = 0; t < kv->pend[3 * p + 2]; t++, r++) {
+                    dst[r] = (int)(db + (size_t)t);
+                    src[r] = (int)(sb + (size_t)t);
+                }
+            }
+        st = be->upload(ctx, be, kv->cp_dev, kv->cp_host, 2 * rows * sizeof(int));
+        if (!st)
+            st = be->copy_rows(ctx, be, kv->self_kv, d2, kv->cp_dev, kv->self_kv, d2,
+                               kv->cp_dev + rows, rows, d2);
+    }
+    kv->n_pend = 0;
+    return st;
+}
+
+/* Whether seq is the destination (role 0) or the source (role 1) of a
+ * pending copy. */
+static int pending_as(const tolk_kvcache *kv, int seq, int role) {
+    for (int p = 0; p < kv->n_pend; p++)
+        if (kv->pend[3 * p + role] == seq) return 1;
+    return 0;
+}
+
+void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window) {
+    if (!kv || seq < 0 || seq >= kv->max_seqs) return;
+    if (pending_as(kv, seq, 1)) tolk_kvcache_flush(NULL, kv); /* its rows are still read */
+    int k = 0; /* copies into seq are moot now */
+    for (int p = 0; p < kv->n_pend; p++)
+        if (kv->pend[3 * p] != seq) {
+            memmove(kv->pend + 3 * k, kv->pend + 3 * p, 3 * sizeof(int));
+            k++;
+        }
+    kv->n_pend = k;
+    kv->len[seq] = 0;
+    kv->win[seq] = (window >= 0 && window < kv->max_windows) ? window : -1;
+}
+
+void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src) {
+    if (!kv || dst < 0 || src < 0 || dst >= kv->max_seqs || src >= kv->max_seqs || dst == src)
+        return;
+    /* one batch must not write rows it reads, nor write a sequence twice */
+    if (pending_as(kv, src, 0) || pending_as(kv, dst, 1) || pending_as(kv, dst, 0) ||
+        kv->n_pend >= kv->max_seqs)
+        tolk_kvcache_flush(NULL, kv);
+    if (kv->len[src] > 0) {
+        kv->pend[3 * kv->n_pend] = dst;
+        kv->pend[3 * kv->n_pend + 1] = src;
+        kv->pend[3 * kv->n_pend + 2] = kv->len[src];
+        kv->n_pend++;
+    }
+    kv->len[dst] = kv->len[src];
+    kv->win[dst] = kv->win[src];
+}
+
+/* ------------------------------------------------------------------------ */
+/* The step                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct step_layout {
+    size_t ids, pos, kv_dst, last, self_d, cross_d, sel_off, ranges, total;
+} step_layout;
+
+static step_layout layout_of(size_t T, size_t B, size_t P) {
+    step_layout L;
+    size_t o = 0;
+    L.ids = o, o += T;
+    L.pos = o, o += T;
+    L.kv_dst = o, o += T;
+    L.last = o, o += B;
+    L.self_d = o, o += 6 * B;
+    L.cross_d = o, o += 6 * B;
+    L.sel_off = o, o += B + 1;
+    L.ranges = o, o += 2 * (P > 0 ? P : 1);
+    L.total = o;
+    return L;
+}
+
+_Static_assert(sizeof(tolk_attn_desc) == 6 * sizeof(int), "tolk_attn_desc is 6 ints");
+
+/* Where a step's outputs live in the workspace. */
+typedef struct step_bufs {
+    float *x, *h, *att, *qkv, *mlp, *last, *lg;
+    int *res_idx;
+    float *res_lp;
+} step_bufs;
+
+/* The whole step over the uploaded step block: T rows of B sequences,
+ * max_nq the most rows of one sequence; k > 0 adds the selection. Only
+ * launches work (no host round trip): this is what a graph captures. */
+static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, size_t T,
+                            size_t B, int max_nq, const step_layout *L, const step_bufs *w,
+                            int k, int ts_begin) {
+    const tolk_backend *be = net->be;
+    const tolk_hparams *hp = &net->hp;
+    const size_t d = (size_t)hp->n_text_state, V = (size_t)hp->n_vocab;
+    const int nh = hp->n_text_head, dh = (int)d / nh;
+    const float scale = 1.0f / sqrtf((float)dh);
+    const int *sd = kv->step_dev;
+    const tolk_attn_desc *self_d = (const tolk_attn_desc *)(sd + L->self_d);
+    const tolk_attn_desc *cross_d = (const tolk_attn_desc *)(sd + L->cross_d);
+    float *x = w->x, *h = w->h, *att = w->att, *qkv = w->qkv, *mlp = w->mlp;
+
+    tolk_status st = be->embed_rows(ctx, be, x, &net->tok, sd + L->ids, sd + L->pos, T,
+                                    net->dec_pos, (size_t)hp->n_text_ctx);
+    for (int l = 0; l < hp->n_text_layer && st == TOLK_OK; l++) {
+        const block_w *b = &net->dec[l];
+        float *cache = tolk_self_kv_at(kv, l, 0);
+        const float *ckv = tolk_cross_kv_at(kv, l, 0);
+        /* causal self-attention over the cache (the new K/V appended first) */
+        st = be->layernorm(ctx, be, h, x, T, d, b->attn.ln_g, b->attn.ln_b, LN_EPS);
+        if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, 0);
+        if (!st)
+            st = be->copy_rows(ctx, be, cache, 2 * d, sd + L->kv_dst, qkv + d, 3 * d, NULL, T,
+                               2 * d);
+        if (!st)
+            st = be->attention_desc(ctx, be, qkv, 3 * d, cache, cache + d, 2 * d, att, d, self_d,
+                                    (int)B, max_nq, kv->max_len, nh, dh, scale);
+        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, 1);
+        /* cross-attention over the sequence's window */
+        if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->cross.ln_g, b->cross.ln_b, LN_EPS);
+        if (!st) st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, 0);
+        if (!st)
+            st = be->attention_desc(ctx, be, qkv, d, ckv, ckv + d, 2 * d, att, d, cross_d, (int)B,
+                                    max_nq, hp->n_audio_ctx, nh, dh, scale);
+        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, 1);
+        /* MLP */
+        if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS);
+        if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, 0);
+        if (!st) st = be->bias_gelu(ctx, be, mlp, 4 * d, T, 4 * d, b->fc1_b);
+        if (!st) st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &b->fc2, b->fc2_b, 1);
+    }
+    /* the last fed row of each sequence -> final LN -> logits; with one row
+     * per sequence those are the rows of x themselves */
+    float *last = x;
+    if (!st && T != B) {
+        last = w->last;
+        st = be->copy_rows(ctx, be, last, d, NULL, x, d, sd + L->last, B, d);
+    }
+    if (!st) st = be->layernorm(ctx, be, last, last, B, d, net->dec_ln_g, net->dec_ln_b, LN_EPS);
+    if (!st) st = be->logits(ctx, be, w->lg, last, B, &net->tok);
+    if (!st && k > 0)
+        st = be->select(ctx, be, w->lg, V, (int)B, (int)V, sd + L->sel_off, sd + L->ranges,
+                        ts_begin, k, w->res_idx, w->res_lp);
+    return st;
+}
+
+/* The captured graph of a single-token step with this key, made on first
+ * use; NULL when the backend has none or capture failed (run directly). */
+static void *step_graph_for(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, size_t B,
+                            const step_layout *L, const step_bufs *w, int k, int ts_begin) {
+    const tolk_backend *be = net->be;
+    step_graph *g = NULL, *lru = &kv->graphs[0];
+    for (int i = 0; i < TOLK_STEP_GRAPHS; i++) {
+        step_graph *e = &kv->graphs[i];
+        if ((e->graph || e->failed) && e->B == (int)B && e->k == k && e->ts_begin == ts_begin) {
+            g = e;
+            break;
+        }
+        if ((!e->graph && !e->failed) || e->used < lru->used) lru = e;
+    }
+    if (!g) {
+        g = lru;
+        if (g->graph) be->graph_free(be, g->graph);
+        memset(g, 0, sizeof *g);
+        g->B = (int)B;
+        g->k = k;
+        g->ts_begin = ts_begin;
+        void *graph = NULL;
+        if (be->graph_begin(ctx, be) == TOLK_OK) {
+            tolk_status st = run_step(ctx, net, kv, B, B, 1, L, w, k, ts_begin);
+            tolk_status end = be->graph_end(ctx, be, &graph);
+            if (st || end) graph = NULL;
+        }
+        g->graph = graph;
+        g->failed = graph == NULL;
+    }
+    g->used = ++kv->clock;
+    return g->graph;
+}
+
+static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                               const int *seqs, int n_seqs, const int *const *tokens,
+                               const int *n_tokens, float *logits, const tolk_net_select *sel,
+                               int *out_idx, float *out_lp) {
+    if (!net || !kv || kv->net != net || !seqs || !tokens || !n_tokens || n_seqs < 1 ||
+        n_seqs > kv->max_seqs || (!logits && !sel) || (sel && (!out_idx || !out_lp)))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad arguments");
+    const tolk_backend *be = net->be;
+    const tolk_hparams *hp = &net->hp;
+    const size_t d = (size_t)hp->n_text_state, V = (size_t)hp->n_vocab;
+    const int k = sel ? sel->k : 0;
+    if (sel) {
+        if (k < 1 || k > 32 || k > hp->n_vocab || !sel->range_off || sel->range_off[0] != 0 ||
+            sel->ts_begin < 0 || sel->ts_begin >= hp->n_vocab ||
+            (sel->range_off[n_seqs] > 0 && !sel->ranges))
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad selection (k %d)", k);
+        for (int i = 0; i < n_seqs; i++)
+            if (sel->range_off[i + 1] < sel->range_off[i])
+                return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad mask offsets");
+    }
+    /* Validate every sequence before touching the cache. */
+    size_t T = 0;
+    int max_nq = 1;
+    for (int i = 0; i < n_seqs; i++) {
+        int s = seqs[i];
+        if (s < 0 || s >= kv->max_seqs || !tokens[i] || n_tokens[i] < 1)
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad sequence %d", s);
+        for (int j = 0; j < i; j++)
+            if (seqs[j] == s)
+                return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                                 "net: decode: sequence %d appears twice in one step", s);
+        if (kv->win[s] < 0 || !kv->win_set[kv->win[s]])
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "net: decode: sequence %d has no encoded window", s);
+        if (n_tokens[i] > kv->max_len - kv->len[s])
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "net: decode: sequence %d would exceed %d tokens", s, kv->max_len);
+        for (int j = 0; j < n_tokens[i]; j++)
+            if (tokens[i][j] < 0 || tokens[i][j] >= hp->n_vocab)
+                return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: token id %d of %d",
+                                 tokens[i][j], hp->n_vocab);
+        if (n_tokens[i] > max_nq) max_nq = n_tokens[i];
+        T += (size_t)n_tokens[i];
+    }
+    const size_t B = (size_t)n_seqs, P = sel ? (size_t)sel->range_off[n_seqs] : 0;
+    const size_t kk = k > 0 ? (size_t)k : 1;
+    /* workspace: x, h, att [T, d]; qkv [T, 3d]; mlp [T, 4d]; last [B, d];
+     * logits [B, V]; selection [B, k] ids + [B, k] log-probabilities */
+    tolk_status st = tolk_kvcache_flush(ctx, kv);
+    if (!st) st = ws_reserve(ctx, kv, T * d * 10 + B * d + B * V + 2 * B * kk);
+    const step_layout L = layout_of(T, B, P);
+    if (!st) st = ints_reserve(ctx, kv, &kv->step_host, &kv->step_dev, &kv->step_cap, L.total);
+    if (st) return st;
+
+    /* the step block */
+    int *hb = kv->step_host;
+    size_t r = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const int s = seqs[i], len = kv->len[s];
+        const int row0 = (int)r;
+        for (int j = 0; j < n_tokens[i]; j++, r++) {
+            hb[L.ids + r] = tokens[i][j];
+            hb[L.pos + r] = len + j;
+            hb[L.kv_dst + r] = s * kv->max_len + len + j;
+        }
+        hb[L.last + (size_t)i] = (int)r - 1;
+        const tolk_attn_desc sa = {row0, s * kv->max_len, n_tokens[i], len + n_tokens[i], 1, len};
+        const tolk_attn_desc ca = {row0, kv->win[s] * hp->n_audio_ctx, n_tokens[i],
+                                   hp->n_audio_ctx, 0, 0};
+        memcpy(hb + L.self_d + 6 * (size_t)i, &sa, sizeof sa);
+        memcpy(hb + L.cross_d + 6 * (size_t)i, &ca, sizeof ca);
+    }
+    if (sel) {
+        memcpy(hb + L.sel_off, sel->range_off, (B + 1) * sizeof(int));
+        if (P > 0) memcpy(hb + L.ranges, sel->ranges, 2 * P * sizeof(int));
+    } else {
+        memset(hb + L.sel_off, 0, (B + 1) * sizeof(int));
+    }
+    st = be->upload(ctx, be, kv->step_dev, hb, L.total * sizeof(int));
+    if (st) return st;
+
+    step_bufs w;
+    w.x = kv->ws;
+    w.h = w.x + T * d;
+    w.att = w.h + T * d;
+    w.qkv = w.att + T * d;
+    w.mlp = w.qkv + 3 * T * d;
+    w.last = w.mlp + 4 * T * d;
+    w.lg = w.last + B * d;
+    w.res_idx = (int *)(w.lg + B * V);
+    w.res_lp = (float *)(w.res_idx + B * kk);
+
+    void *graph = NULL;
+    if (kv->use_graphs && T == B)
+        graph = step_graph_for(ctx, net, kv, B, &L, &w, k, sel ? sel->ts_begin : 0);
+    if (graph)
+        st = be->graph_launch(ctx, be, graph);
+    else
+        st = run_step(ctx, net, kv, T, B, max_nq, &L, &w, k, sel ? sel->ts_begin : 0);
+    if (!st) {
+        if (sel) {
+            st = be->download(ctx, be, out_idx, w.res_idx, B * kk * sizeof(int));
+            if (!st) st = be->download(ctx, be, out_lp, w.res_lp, B * kk * sizeof(float));
+        } else {
+            st = be->download(ctx, be, logits, w.lg, B * V * sizeof(float));
+        }
+    }
+    if (!st)
+        for (int i = 0; i < n_seqs; i++)
+            kv->len[seqs[i]] += n_tokens[i];
+    return st;
+}
+
+tolk_status tolk_net_decode(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, const int *seqs,
+                            int n_seqs, const int *const *tokens, const int *n_tokens,
+                            float *logits) {
+    if (!logits) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad arguments");
+    return decode_impl(ctx, net, kv, seqs, n_seqs, tokens, n_tokens, logits, NULL, NULL, NULL);
+}
+
+tolk_status tolk_net_decode_select(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                   const int *seqs, int n_seqs, const int *const *tokens,
+                                   const int *n_tokens, const tolk_net_select *sel, int *out_idx,
+                                   float *out_lp) {
+    if (!sel) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: no selection");
+    return decode_impl(ctx, net, kv, seqs, n_seqs, tokens, n_tokens, NULL, sel, out_idx, out_lp);
+}
+
+const char *tolk_net_device(const tolk_net *net) {
+    return net && net->be ? net->be->name : "";
+}

@@ -1,0 +1,117 @@
+/*
+ * net_internal.h — the network's private structures, shared by net.c
+ * (weights, encoder, KV cache) and net_decode.c (the decoder step). Not a
+ * public header: nothing outside the network includes it.
+ */
+#ifndef TOLK_NET_INTERNAL_H
+#define TOLK_NET_INTERNAL_H
+
+#include "backend.h"
+#include "internal.h"
+#include "net.h"
+
+#define LN_EPS 1e-5f
+
+/* Attention sub-layer weights. Self-attention: qkv fused [3d, d] with bias
+ * [3d] (key part zero when absent). Cross-attention: q [d, d] + bias [d],
+ * and kv fused [2d, d] + bias [2d], applied to the encoder output once per
+ * window (tolk_kvcache_set_window). */
+typedef struct attn_w {
+    tolk_bweight qkv;   /* self: [3d, d]; cross: [d, d] (query only) */
+    float *qkv_b;       /* self: [3d]; cross: [d] */
+    tolk_bweight kv;    /* cross only: [2d, d] */
+    float *kv_b;        /* cross only: [2d] */
+    tolk_bweight out;   /* [d, d] */
+    float *out_b;       /* [d] */
+    float *ln_g, *ln_b; /* the pre-LN of this sub-layer, [d] */
+} attn_w;
+
+typedef struct block_w {
+    attn_w attn;
+    attn_w cross;          /* decoder only */
+    tolk_bweight fc1, fc2; /* mlp.0 [4d, d], mlp.2 [d, 4d] */
+    float *fc1_b, *fc2_b;  /* [4d], [d] */
+    float *mlp_ln_g, *mlp_ln_b;
+} block_w;
+
+struct tolk_net {
+    tolk_hparams hp;
+    tolk_backend *be;
+    /* encoder */
+    tolk_bweight conv1, conv2; /* [d, n_mels * 3], [d, d * 3] */
+    float *conv1_b, *conv2_b;  /* [d] */
+    float *enc_pos;            /* [n_audio_ctx, d] */
+    block_w *enc;              /* n_audio_layer */
+    float *ln_post_g, *ln_post_b;
+    /* decoder */
+    tolk_bweight tok; /* [n_vocab, d], also the output projection */
+    float *dec_pos;   /* [n_text_ctx, d] */
+    block_w *dec;     /* n_text_layer */
+    float *dec_ln_g, *dec_ln_b;
+    uint64_t mem_bytes;
+};
+
+struct tolk_kvcache {
+    const tolk_net *net;
+    int max_seqs, max_len, max_windows;
+    int *len;        /* [max_seqs] cached positions */
+    int *win;        /* [max_seqs] window slot, -1 unbound */
+    int *win_set;    /* [max_windows] whether set_window ran */
+    float *self_kv;  /* [n_text_layer][max_seqs][max_len][2d]: K at 0, V at d */
+    float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
+    float *ws;       /* decoder step workspace (device), ws_floats */
+    size_t ws_floats;
+    float *enc_ws;   /* encoder workspace for one window (device), made on
+                        the first tolk_kvcache_encode_window and kept: a
+                        long file reuses it instead of allocating ~40
+                        n_audio_ctx n_audio_state bytes per window */
+    float *xa;       /* [n_audio_ctx, d] set_window's upload buffer, kept */
+
+    /* decoder step (net_decode.c) */
+    int *step_host;  /* the step's index block on the host (staging) */
+    int *step_dev;   /* ... and on the device; step_cap ints each */
+    size_t step_cap;
+    int *pend;       /* pending cache copies: [max_seqs][3] dst, src, rows */
+    int n_pend;
+    int *cp_host;    /* their row indices: [2][cp_cap] (host, device) */
+    int *cp_dev;
+    size_t cp_cap;
+    struct step_graph *graphs; /* [TOLK_STEP_GRAPHS] captured steps */
+    int use_graphs;            /* backend has graphs and TOLK_CUDA_GRAPHS != 0 */
+    unsigned long long clock;  /* graph use stamps (LRU) */
+};
+
+/* Captured decoder steps kept per KV cache (a greedy step, beam steps). */
+#define TOLK_STEP_GRAPHS 8
+
+/* One captured single-token step: replayable while ws and step_dev stay. */
+typedef struct step_graph {
+    void *graph; /* backend graph, NULL = empty slot */
+    int B;       /* sequences (= rows) */
+    int k;       /* 0: logits returned; else the selection's k */
+    int ts_begin;
+    int failed;  /* capture failed once: run this key directly */
+    unsigned long long used;
+} step_graph;
+
+/* Row-major [layer][seq][max_len][2d] self-attention cache of one sequence. */
+static inline float *tolk_self_kv_at(const tolk_kvcache *kv, int layer, int seq) {
+    size_t d2 = 2 * (size_t)kv->net->hp.n_text_state;
+    return kv->self_kv +
+           (((size_t)layer * (size_t)kv->max_seqs + (size_t)seq) * (size_t)kv->max_len) * d2;
+}
+
+/* [layer][window][n_audio_ctx][2d] cross-attention K/V of one window slot. */
+static inline float *tolk_cross_kv_at(const tolk_kvcache *kv, int layer, int window) {
+    size_t d2 = 2 * (size_t)kv->net->hp.n_text_state;
+    return kv->cross_kv + (((size_t)layer * (size_t)kv->max_windows + (size_t)window) *
+                           (size_t)kv->net->hp.n_audio_ctx) *
+                              d2;
+}
+
+/* Release the decoder-step state of kv (graphs, index blocks). */
+void tolk_kvcache_step_free(tolk_kvcache *kv);
+/* Run the pending cache copies (tolk_kvcache_copy) now. */
+tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv);
+
+#endif /* TOLK_NET_INTERNAL_H */
