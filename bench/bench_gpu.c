@@ -6,8 +6,11 @@
  * one encoder window and one batched decoder step built from the same ops
  * net.c uses, with random weights of the real shapes (one block's weights
  * reused for every layer: same cost, less memory), in float16-weight and
- * exact float32 modes. Times are CUDA-event averages on the calling
- * thread's stream after 3 warm-up runs.
+ * exact float32 modes. Attention rows compare the float32 and tensor-core
+ * (tc f16 / bf16) flash kernels on the encoder window, decoder
+ * cross-attention at B = 1/5/8/32 with and without the split-KV workspace,
+ * and the device-descriptor (CUDA-graph) variant. Times are CUDA-event
+ * averages on the calling thread's stream after 3 warm-up runs.
  *
  * Usage: bench_gpu [iterations]   (default 20)
  * Without a CUDA device (or in a CPU-only build) prints "no CUDA device"
@@ -186,38 +189,94 @@ static int bench_kernels(const model_dims *m, tolk_cu_gemm_ctx *g) {
          tolk_cu_gemm(g, y, 0, d, qkv16, 1, 3 * d, w16, 1, 3 * d, T, d, 3 * d, 1, 0, gam, 0, ws,
                       32u << 20, S));
 
-    /* attention: encoder window (flash), decoder self and cross (rows) */
+    /* attention: encoder window (flash: float32 and tensor cores), decoder
+     * self and cross (rows; cross also split-KV), and the device-descriptor
+     * variant a CUDA graph would replay */
     const double f_att = 4.0 * T * T * dh * H;
+    static const char *const tc_nm[] = {"f32", "tc f16", "tc bf16"};
     for (int dt = 0; dt < 2; dt++) {
         void *q = dt ? qkv16 : (void *)y;
         const size_t es = dt ? 2 : 4;
         tolk_cu_attn_seq s = {
             q, (char *)q + d * es, (char *)q + 2 * d * es, dt ? o16 : (void *)x, (int)T, (int)T, 0,
             0};
-        snprintf(nm, sizeof nm, "attention encoder %s T=%lld H=%d (flash)", dt ? "f16" : "f32", T,
-                 H);
-        TIME(nm, f_att, 0, tolk_cu_attention(&s, 1, H, dh, 3 * d, 3 * d, d, 0.125f, dt, S));
+        for (int tc = 0; tc < 3; tc++) {
+            snprintf(nm, sizeof nm, "attention encoder %s T=%lld H=%d (flash %s)",
+                     dt ? "f16" : "f32", T, H, tc_nm[tc]);
+            TIME(nm, f_att, 0,
+                 tolk_cu_attention_ex(&s, 1, H, dh, 3 * d, 3 * d, d, 0.125f, dt, tc, NULL, 0, S));
+        }
     }
-    tolk_cu_attn_seq ds[5], cs[5];
-    for (int i = 0; i < 5; i++) {
-        /* self: 1 new token at position 223 over a [448, 2d] cache; cross: 1500 keys */
-        ds[i] = (tolk_cu_attn_seq){y + (size_t)i * 2 * d,
-                                   x + (size_t)i * 448 * 2 * d,
-                                   x + (size_t)i * 448 * 2 * d + d,
-                                   y + (size_t)(10 + i) * 2 * d,
-                                   1,
-                                   224,
-                                   1,
-                                   223};
+    tolk_cu_attn_seq ds[32], cs[32];
+    for (int i = 0; i < 32; i++) {
+        /* self: 1 new token at position 223 over a [448, 2d] cache (B <= 5);
+         * cross: 1500 keys shared by the batch */
+        if (i < 5)
+            ds[i] = (tolk_cu_attn_seq){y + (size_t)i * 2 * d,
+                                       x + (size_t)i * 448 * 2 * d,
+                                       x + (size_t)i * 448 * 2 * d + d,
+                                       y + (size_t)(40 + i) * 2 * d,
+                                       1,
+                                       224,
+                                       1,
+                                       223};
         cs[i] = (tolk_cu_attn_seq){
-            y + (size_t)i * 2 * d, x, x + d, y + (size_t)(10 + i) * 2 * d, 1, 1500, 0, 0};
+            y + (size_t)i * 2 * d, x, x + d, y + (size_t)(40 + i) * 2 * d, 1, 1500, 0, 0};
     }
     snprintf(nm, sizeof nm, "attention decoder self B=5 n_kv=224 H=%d", H);
     TIME(nm, 4.0 * 5 * 224 * dh * H, 5.0 * 224 * 2 * d * 4,
          tolk_cu_attention(ds, 5, H, dh, 2 * d, 2 * d, 2 * d, 0.125f, 0, S));
-    snprintf(nm, sizeof nm, "attention decoder cross B=5 n_kv=1500 H=%d", H);
-    TIME(nm, 4.0 * 5 * 1500 * dh * H, 5.0 * 1500 * 2 * d * 4,
-         tolk_cu_attention(cs, 5, H, dh, 2 * d, 2 * d, 2 * d, 0.125f, 0, S));
+    snprintf(nm, sizeof nm, "attention decoder self B=5 n_kv=224 H=%d split", H);
+    TIME(nm, 4.0 * 5 * 224 * dh * H, 5.0 * 224 * 2 * d * 4,
+         tolk_cu_attention_ex(ds, 5, H, dh, 2 * d, 2 * d, 2 * d, 0.125f, 0, 0, ws, 32u << 20, S));
+    const int cross_b[] = {1, 5, 8, 32};
+    for (int bi = 0; bi < 4; bi++) {
+        const int Bc = cross_b[bi];
+        const size_t wsb = tolk_cu_attention_ws_bytes(Bc, H, dh, 1500);
+        const double cf = 4.0 * Bc * 1500 * dh * H, cb = 1500.0 * 2 * d * 4;
+        snprintf(nm, sizeof nm, "attention decoder cross B=%d n_kv=1500 H=%d", Bc, H);
+        TIME(nm, cf, cb, tolk_cu_attention(cs, Bc, H, dh, 2 * d, 2 * d, 2 * d, 0.125f, 0, S));
+        snprintf(nm, sizeof nm, "attention decoder cross B=%d split (ws %zu B)", Bc, wsb);
+        TIME(nm, cf, cb,
+             tolk_cu_attention_ex(cs, Bc, H, dh, 2 * d, 2 * d, 2 * d, 0.125f, 0, 0, ws, wsb, S));
+    }
+    {
+        /* descriptors: B = 8 rows q[i] (stride 2d), cross keys shared (kv_row
+         * 0) or per-sequence self caches [320] at position 223 */
+        tolk_cu_attn_desc hd[8], hs[8];
+        for (int i = 0; i < 8; i++) {
+            hd[i] = (tolk_cu_attn_desc){i, 0, 1, 1500, 0, 0};
+            hs[i] = (tolk_cu_attn_desc){i, i * 320, 1, 224, 1, 223};
+        }
+        tolk_cu_attn_desc *dd = NULL;
+        if (cudaMalloc((void **)&dd, 16 * sizeof *dd) != cudaSuccess) {
+            printf("out of device memory\n");
+            return 1;
+        }
+        cudaMemcpy(dd, hd, sizeof hd, cudaMemcpyHostToDevice);
+        cudaMemcpy(dd + 8, hs, sizeof hs, cudaMemcpyHostToDevice);
+        const size_t wsb = tolk_cu_attention_ws_bytes(8, H, dh, 1500);
+        snprintf(nm, sizeof nm, "attention desc cross B=8 n_kv=1500 H=%d", H);
+        TIME(nm, 4.0 * 8 * 1500 * dh * H, 1500.0 * 2 * d * 4,
+             tolk_cu_attention_desc(y, 2 * d, x, x + d, 2 * d, y + 40 * 2 * d, 2 * d, dd, 8, 1,
+                                    1500, H, dh, 0.125f, 0, 0, NULL, 0, S));
+        snprintf(nm, sizeof nm, "attention desc cross B=8 n_kv=1500 H=%d split", H);
+        TIME(nm, 4.0 * 8 * 1500 * dh * H, 1500.0 * 2 * d * 4,
+             tolk_cu_attention_desc(y, 2 * d, x, x + d, 2 * d, y + 40 * 2 * d, 2 * d, dd, 8, 1,
+                                    1500, H, dh, 0.125f, 0, 0, ws, wsb, S));
+        snprintf(nm, sizeof nm, "attention desc self B=8 n_kv=224 (max 320) H=%d split", H);
+        TIME(nm, 4.0 * 8 * 224 * dh * H, 8.0 * 224 * 2 * d * 4,
+             tolk_cu_attention_desc(y, 2 * d, x, x + d, 2 * d, y + 40 * 2 * d, 2 * d, dd + 8, 8, 1,
+                                    320, H, dh, 0.125f, 0, 0, ws,
+                                    tolk_cu_attention_ws_bytes(8, H, dh, 320), S));
+        tolk_cu_attn_desc he = {0, 0, (int)T, (int)T, 0, 0};
+        cudaMemcpy(dd, &he, sizeof he, cudaMemcpyHostToDevice);
+        snprintf(nm, sizeof nm, "attention desc encoder f32 T=%lld H=%d (flash tc f16)", T, H);
+        TIME(nm, f_att, 0,
+             tolk_cu_attention_desc(y, 3 * d, y + d, y + 2 * d, 3 * d, x, d, dd, 1, (int)T, (int)T,
+                                    H, dh, 0.125f, 0, TOLK_CU_F16, NULL, 0, S));
+        cudaFree(dd);
+    }
 
     /* logits post-processing on [5, V] */
     const double lb = (double)B * V * 4;

@@ -12,6 +12,14 @@
 #   compute-sanitizer memcheck; 2: memcheck + racecheck + synccheck; 0: none).
 # Exit status: non-zero when the build or a test fails (benchmarks only
 # measure; a benchmark failure is reported but does not fail the check).
+# Real weights: the tests and benchmarks that need tiny.en / base look in
+# $TOLK_MODELS (scripts/get-model's cache) and skip without them. The device
+# machine reaches no network and a call carries at most 64 MiB, so bring the
+# models in pieces over consecutive calls while the machine stays warm:
+# bench/gpu-models.sh pack NAME writes .gpu-models/NAME.partNN (each < 32 MiB,
+# git-ignored through .git/info/exclude); carry a few parts per call, then
+# `bench/gpu-models.sh unpack` there reassembles them into .gpu-models/NAME
+# and this script uses TOLK_MODELS=.gpu-models when that directory exists.
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-build-gpu-check}"
@@ -25,6 +33,12 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 else
     echo "nvidia-smi not found (no driver?): tests will skip"
 fi
+
+if [ -z "${TOLK_MODELS:-}" ] && [ -d "$here/.gpu-models" ]; then
+    "$here/bench/gpu-models.sh" unpack || true
+    export TOLK_MODELS="$here/.gpu-models"
+fi
+echo "models: ${TOLK_MODELS:-~/.cache/tolk/models} ($(ls "${TOLK_MODELS:-$HOME/.cache/tolk/models}" 2>/dev/null | tr '\n' ' '))"
 
 echo "== configure + build ($build)"
 mkdir -p "$build"
@@ -69,11 +83,22 @@ if [ "$san" != 0 ] && [ -x "$cs" ] && [ -x "$build/test_cuda_kernels" ]; then
     done
 fi
 
+echo "== end to end (test_cuda_transcribe: CUDA FP32 vs CPU text, graphs on/off, beam, FP16 WER)"
+if [ -x "$build/test_cuda_transcribe" ]; then
+    (cd "$build" && ./test_cuda_transcribe 2>&1 | grep -E "GPU |differs|cpu:|gpu:|SKIPPED|asserts")
+else
+    echo "test_cuda_transcribe not built"
+fi
+
 echo "== GPU benchmarks"
 bench_out="$build/bench_gpu.txt"
 bench_rc=0
 if [ -x "$build/bench_gpu" ]; then
     "$build/bench_gpu" "$iters" | tee "$bench_out" || bench_rc=$?
+    # the decoder steps again without CUDA graphs (op-by-op launches), for the table
+    echo "-- bench_gpu with TOLK_CUDA_GRAPHS=0 (decoder steps without graphs)"
+    TOLK_CUDA_GRAPHS=0 "$build/bench_gpu" "$iters" 2>&1 | grep -iE "decod|step" |
+        sed -e 's/^/  [no graphs] /' | tee -a "$bench_out" || true
 else
     echo "bench_gpu not built"; bench_rc=1
 fi

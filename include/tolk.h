@@ -227,15 +227,22 @@ typedef struct tolk_model_params {
     int compute_type;   /* tolk_compute_type: TOLK_COMPUTE_F32 (default) */
 } tolk_model_params;
 
-/* Precision of the CPU matrix products (tolk_model_params.compute_type). */
+/* Precision of the matrix products (tolk_model_params.compute_type). On
+ * CUDA, F32 is the exact-parity mode: every weight widened to float32 and
+ * float32 products (no TF32), the same transcripts as the CPU. */
 typedef enum tolk_compute_type {
     TOLK_COMPUTE_F32 = 0, /* float32 products: exact parity (default) */
-    TOLK_COMPUTE_BF16 = 1 /* bfloat16 inputs, float32 accumulation, for the
+    TOLK_COMPUTE_BF16 = 1, /* bfloat16 inputs, float32 accumulation, for the
                              products of >= 2 rows (encoder, prompts, beams)
                              on CPUs with AVX-512 BF16 (~1.5x faster base
                              encoder; elsewhere the same as F32); one-row
-                             (greedy) decoder steps stay float32. Ignored on
-                             CUDA. */
+                             (greedy) decoder steps stay float32. On CUDA:
+                             half-precision weights on tensor cores, as F16. */
+    TOLK_COMPUTE_F16 = 2, /* CUDA: float16 / bfloat16 weights kept as they
+                             are, products and encoder attention on tensor
+                             cores with float32 accumulation (fast). CPU: as
+                             F32. */
+    TOLK_COMPUTE_AUTO = 3 /* F16 on CUDA, F32 on the CPU */
 } tolk_compute_type;
 
 typedef struct tolk_model_desc {

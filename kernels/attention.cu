@@ -1,55 +1,64 @@
 /*
- * attention.cu — fused multi-head attention (see attention.h). CPU twin:
- * backend_cpu.c's attention and ref_attention in tests/test_cuda_kernels.c
- * (a plain three-loop softmax attention in double).
+ * attention.cu — fused multi-head attention (see attention.h): the float32
+ * kernels and the host side of every attention launcher. CPU twin:
+ * backend_cpu.c's attention and the double-precision reference loops in
+ * tests/test_cuda_kernels.c and tests/test_cuda_attention.c. Reference:
+ * openai-whisper's MultiHeadAttention.qkv_attention, softmax(q k^T * scale) v
+ * per head, scale = d_head^-0.5 (the reference's d_head^-0.25 on q and k).
  *
- * Two kernels, both float32 arithmetic with the softmax in base 2
- * (q is pre-multiplied by scale * log2(e), then p = 2^(s - max)):
+ * Layouts (all launchers): q, out [n_q, n_head * d_head], k, v [n_kv,
+ * n_head * d_head], row-major with row strides ldq / ldkv / ldo; head h is
+ * columns [h * d_head, (h + 1) * d_head). Blocks: blockIdx.y = (sequence
+ * of the launch) * n_head + head.
  *
- *  flash_kernel  (n_q >= 64): a block of 128 threads owns 128 consecutive
- *      query rows of one (sequence, head), one row per thread, q and the
- *      output accumulator in registers. K and V stream through shared
- *      memory in tiles of BK keys; each thread keeps a running max m and sum
- *      l (online softmax) and rescales its accumulator once per tile. All
- *      threads read the same K/V row at a time (shared-memory broadcast).
- *      Causal blocks stop at the last key their last row may see.
+ * Two float32 kernels here, both with the softmax in base 2 (q is
+ * pre-multiplied by scale * log2(e), then p = 2^(s - max)):
+ *
+ *  flash_kernel  (n_q >= 64, tc = TOLK_CU_F32): a block of 128 threads owns
+ *      128 consecutive query rows of one (sequence, head), one row per
+ *      thread, q and the output accumulator in registers. K and V stream
+ *      through shared memory in tiles of BK keys (32 for d_head 32 and 64,
+ *      16 for 128); each thread keeps a running max m and sum l (online
+ *      softmax) and rescales its accumulator once per tile. All threads
+ *      read the same K/V row at a time (shared-memory broadcast). Causal
+ *      blocks stop at the last key their last row may see.
  *
  *  rows_kernel   (n_q < 64, decoder steps): a block of 256 threads owns one
- *      query row of one (sequence, head). Pass 1: each thread scores keys
- *      j = tid, tid + 256, ... into shared memory; block max; pass 2:
- *      p = 2^(s - max) in place, block sum; pass 3: threads split into
- *      G = 256 / d_head groups, thread (g, c) sums p_j v[j, c] over
- *      j = g, g + G, ... (coalesced reads of V rows); groups are summed.
+ *      query row of one (sequence, head): row_attend (attention_common.cuh)
+ *      scores all visible keys into shared memory, block max, p in place,
+ *      block sum, then G = 256 / d_head thread groups sum p_j v_j with
+ *      coalesced V reads; the groups are summed and normalised.
  *
- * Sequences are passed by value in the kernel parameters (32 per launch).
+ * The tensor-core flash kernel (tc = F16 / BF16) is in attention_tc.cu, the
+ * split-KV path for few queries over many keys in attention_split.cu.
+ *
+ * Host-packed sequences go to the kernels in the parameters, 32 per launch
+ * (flash-sized and row-sized ones in separate launches); device descriptors
+ * (tolk_cu_attention_desc) are read by the kernels, 65535 / n_head
+ * sequences per launch, routed by max_n_q only.
  */
-#include "attention.h"
-#include "kcommon.cuh"
+#include "attention_common.cuh"
+
+#include <string.h>
 
 using namespace tolkcu;
 
-#define SEQS_PER_LAUNCH 32
-#define FLASH_MIN_Q 64
 #define FLASH_BQ 128
 #define ROWS_THREADS 256
-#define LOG2E 1.4426950408889634f
-
-struct seq_table {
-    tolk_cu_attn_seq s[SEQS_PER_LAUNCH];
-};
+#define ROWS_MAX_SMEM (46 * 1024) /* below the 48 KiB default limit (plus red[]) */
 
 /* ------------------------------------------------------------------------ */
 
 template <typename T, int D, int BK>
 static __global__ void __launch_bounds__(FLASH_BQ)
-    flash_kernel(const seq_table tab, int n_head, long long ldq, long long ldkv, long long ldo,
-                 float scale_log2) {
+    flash_kernel(const attn_src src, int n_head, float scale_log2) {
     __shared__ __align__(16) float Ks[BK][D];
     __shared__ __align__(16) float Vs[BK][D];
     const int si = blockIdx.y / n_head, h = blockIdx.y % n_head;
-    const tolk_cu_attn_seq sq = tab.s[si];
+    const tolk_cu_attn_seq sq = attn_get<T>(src, si);
     const int q0 = blockIdx.x * FLASH_BQ;
     if (q0 >= sq.n_q) return; /* block-uniform */
+    const long long ldq = src.ldq, ldkv = src.ldkv, ldo = src.ldo;
     const int i = q0 + threadIdx.x;
     const bool active = i < sq.n_q;
     const int q_last = min(q0 + FLASH_BQ, sq.n_q) - 1;
@@ -134,98 +143,49 @@ static __global__ void __launch_bounds__(FLASH_BQ)
 
 template <typename T>
 static __global__ void __launch_bounds__(ROWS_THREADS)
-    rows_kernel(const seq_table tab, int n_head, int D, long long ldq, long long ldkv,
-                long long ldo, float scale_log2) {
+    rows_kernel(const attn_src src, int n_head, int D, float scale_log2) {
     extern __shared__ float sh[];
     __shared__ float red[32];
-    const int part_len = D > ROWS_THREADS ? D : ROWS_THREADS;
-    float *qs = sh;                          /* [D] */
-    float *part = sh + ((D + 3) & ~3);       /* [part_len] */
-    float *sc = part + part_len;             /* [n_keys] */
     const int si = blockIdx.y / n_head, h = blockIdx.y % n_head;
-    const tolk_cu_attn_seq sq = tab.s[si];
+    const tolk_cu_attn_seq sq = attn_get<T>(src, si);
     const int i = blockIdx.x;
     if (i >= sq.n_q) return; /* block-uniform */
     const int nk = sq.causal ? sq.q_pos0 + i + 1 : sq.n_kv;
-    const int tid = threadIdx.x;
-
-    const T *qp = (const T *)sq.q + (long long)i * ldq + (long long)h * D;
-    for (int c = tid; c < D; c += ROWS_THREADS) qs[c] = to_f(qp[c]) * scale_log2;
-    __syncthreads();
-
+    const T *qp = (const T *)sq.q + (long long)i * src.ldq + (long long)h * D;
     const T *K = (const T *)sq.k + (long long)h * D;
-    float mx = -INFINITY;
-    for (int j = tid; j < nk; j += ROWS_THREADS) {
-        const T *kr = K + (long long)j * ldkv;
-        float d0 = 0.0f, d1 = 0.0f;
-        int c = 0;
-        for (; c + 1 < D; c += 2) {
-            d0 = fmaf(qs[c], to_f(kr[c]), d0);
-            d1 = fmaf(qs[c + 1], to_f(kr[c + 1]), d1);
-        }
-        if (c < D) d0 = fmaf(qs[c], to_f(kr[c]), d0);
-        const float s = d0 + d1;
-        sc[j] = s;
-        mx = fmaxf(mx, s);
-    }
-    mx = block_max(mx, red);
-    float sum = 0.0f;
-    for (int j = tid; j < nk; j += ROWS_THREADS) {
-        const float p = exp2f(sc[j] - mx);
-        sc[j] = p;
-        sum += p;
-    }
-    sum = block_sum(sum, red); /* its barriers also publish sc[] */
-
     const T *V = (const T *)sq.v + (long long)h * D;
-    const int G = D >= ROWS_THREADS ? 1 : ROWS_THREADS / D;
-    for (int e = tid; e < G * D; e += ROWS_THREADS) {
-        const int c = e % D, g = e / D;
-        float a0 = 0.0f, a1 = 0.0f;
-        int j = g;
-        for (; j + G < nk; j += 2 * G) {
-            a0 = fmaf(sc[j], to_f(V[(long long)j * ldkv + c]), a0);
-            a1 = fmaf(sc[j + G], to_f(V[(long long)(j + G) * ldkv + c]), a1);
-        }
-        if (j < nk) a0 = fmaf(sc[j], to_f(V[(long long)j * ldkv + c]), a0);
-        part[e] = a0 + a1;
-    }
-    __syncthreads();
+    float mx, sum;
+    const int G =
+        row_attend<T, ROWS_THREADS>(qp, K, V, src.ldkv, D, 0, nk, scale_log2, sh, red, mx, sum);
+    const float *part = row_attend_part(sh, D);
     const float inv = 1.0f / sum;
-    T *op = (T *)sq.out + (long long)i * ldo + (long long)h * D;
-    for (int c = tid; c < D; c += ROWS_THREADS) {
+    T *op = (T *)sq.out + (long long)i * src.ldo + (long long)h * D;
+    for (int c = threadIdx.x; c < D; c += ROWS_THREADS) {
         float a = 0.0f;
         for (int g = 0; g < G; g++) a += part[g * D + c];
         op[c] = from_f<T>(a * inv);
     }
 }
 
-/* Shared memory bytes of rows_kernel for keys up to n_keys. */
 static size_t rows_smem(int D, int n_keys) {
-    const int part_len = D > ROWS_THREADS ? D : ROWS_THREADS;
-    return (size_t)(((D + 3) & ~3) + part_len + n_keys) * sizeof(float);
+    return row_attend_smem(D, n_keys, ROWS_THREADS);
 }
-#define ROWS_MAX_SMEM (46 * 1024) /* below the 48 KiB default limit (plus red[]) */
 
 /* ------------------------------------------------------------------------ */
 
 template <typename T>
-static int launch_flash(const seq_table &tab, int n, int max_nq, int n_head, int d_head,
-                        long long ldq, long long ldkv, long long ldo, float scale_log2,
-                        cudaStream_t st) {
+static int launch_flash_f32(const attn_src &src, int n, int max_nq, int n_head, int d_head,
+                            float scale_log2, cudaStream_t st) {
     dim3 grid((unsigned)((max_nq + FLASH_BQ - 1) / FLASH_BQ), (unsigned)(n * n_head));
     switch (d_head) {
     case 32:
-        flash_kernel<T, 32, 32><<<grid, FLASH_BQ, 0, st>>>(tab, n_head, ldq, ldkv, ldo,
-                                                            scale_log2);
+        flash_kernel<T, 32, 32><<<grid, FLASH_BQ, 0, st>>>(src, n_head, scale_log2);
         break;
     case 64:
-        flash_kernel<T, 64, 32><<<grid, FLASH_BQ, 0, st>>>(tab, n_head, ldq, ldkv, ldo,
-                                                            scale_log2);
+        flash_kernel<T, 64, 32><<<grid, FLASH_BQ, 0, st>>>(src, n_head, scale_log2);
         break;
     case 128:
-        flash_kernel<T, 128, 16><<<grid, FLASH_BQ, 0, st>>>(tab, n_head, ldq, ldkv, ldo,
-                                                             scale_log2);
+        flash_kernel<T, 128, 16><<<grid, FLASH_BQ, 0, st>>>(src, n_head, scale_log2);
         break;
     default:
         return TOLK_CU_EINVAL;
@@ -233,53 +193,67 @@ static int launch_flash(const seq_table &tab, int n, int max_nq, int n_head, int
     return (int)cudaGetLastError();
 }
 
-template <typename T>
-static int attention_t(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head,
-                       long long ldq, long long ldkv, long long ldo, float scale_log2,
-                       cudaStream_t st) {
-    /* Two tables per pass over the input: flash-sized and row-sized sequences. */
-    seq_table ft, rt;
-    int nf = 0, nr = 0, f_maxq = 0, r_maxq = 0, r_maxk = 0;
-    for (int s = 0; s <= n_seqs; s++) {
-        const bool last = s == n_seqs;
-        if (!last) {
-            const tolk_cu_attn_seq *a = &seqs[s];
-            if (a->n_q == 0) continue;
-            const int nk = a->causal ? a->q_pos0 + a->n_q : a->n_kv;
-            if (a->n_q >= FLASH_MIN_Q || rows_smem(d_head, nk) > ROWS_MAX_SMEM) {
-                ft.s[nf++] = *a;
-                if (a->n_q > f_maxq) f_maxq = a->n_q;
-            } else {
-                rt.s[nr++] = *a;
-                if (a->n_q > r_maxq) r_maxq = a->n_q;
-                if (nk > r_maxk) r_maxk = nk;
-            }
-        }
-        if (nf == SEQS_PER_LAUNCH || (last && nf > 0)) {
-            const int rc =
-                launch_flash<T>(ft, nf, f_maxq, n_head, d_head, ldq, ldkv, ldo, scale_log2, st);
-            if (rc) return rc;
-            nf = f_maxq = 0;
-        }
-        if (nr == SEQS_PER_LAUNCH || (last && nr > 0)) {
-            dim3 grid((unsigned)r_maxq, (unsigned)(nr * n_head));
-            rows_kernel<T><<<grid, ROWS_THREADS, rows_smem(d_head, r_maxk), st>>>(
-                rt, n_head, d_head, ldq, ldkv, ldo, scale_log2);
-            const int rc = (int)cudaGetLastError();
-            if (rc) return rc;
-            nr = r_maxq = r_maxk = 0;
-        }
-    }
+/* The flash path of tc over the n sequences of src. */
+static int launch_flash(const attn_src &src, int n, int max_nq, int n_head, int d_head,
+                        float scale_log2, int dtype, int tc, cudaStream_t st) {
+    if (tc != TOLK_CU_F32)
+        return attn_launch_tc(src, n, max_nq, n_head, d_head, scale_log2, dtype, tc, st);
+    TOLK_CU_DISPATCH(dtype, T,
+                     { return launch_flash_f32<T>(src, n, max_nq, n_head, d_head, scale_log2, st); });
     return 0;
 }
 
-extern "C" int tolk_cu_attention(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head,
-                                 int d_head, long long ldq, long long ldkv, long long ldo,
-                                 float scale, int dtype, void *stream) {
-    if (n_seqs < 0 || n_head < 1 || n_head > 2047 || (n_seqs > 0 && !seqs)) return TOLK_CU_EINVAL;
+/* The few-query path over the n sequences of src (n_q <= max_nq, visible
+ * keys <= max_nk, `rows` workspace row slots): split-KV when it helps and
+ * the workspace allows, else rows_kernel. */
+static int launch_rows(const attn_src &src, int n, int max_nq, int max_nk, long long rows,
+                       int n_head, int d_head, float scale_log2, int dtype, void *ws,
+                       size_t ws_bytes, cudaStream_t st) {
+    if (ws && ws_bytes) {
+        int chunk = 0;
+        const long long pairs = rows * n_head;
+        const int ns = attn_split_plan(pairs, max_nk, &chunk);
+        if (ns > 1 && attn_split_ws(pairs, ns, d_head) <= ws_bytes)
+            return attn_launch_split(src, n, max_nq, ns, chunk, pairs, n_head, d_head, scale_log2,
+                                     dtype, ws, st);
+    }
+    dim3 grid((unsigned)max_nq, (unsigned)(n * n_head));
+    const size_t smem = rows_smem(d_head, max_nk);
+    TOLK_CU_DISPATCH(dtype, T, {
+        rows_kernel<T><<<grid, ROWS_THREADS, smem, st>>>(src, n_head, d_head, scale_log2);
+    });
+    return (int)cudaGetLastError();
+}
+
+static void src_init(attn_src *src, long long ldq, long long ldkv, long long ldo) {
+    memset(src, 0, sizeof *src);
+    src->ldq = ldq;
+    src->ldkv = ldkv;
+    src->ldo = ldo;
+}
+
+static int check_common(int n_head, int d_head, long long ldq, long long ldkv, long long ldo,
+                        int dtype, int tc, const void *ws) {
+    if (n_head < 1 || n_head > 2047) return TOLK_CU_EINVAL;
     if (d_head != 32 && d_head != 64 && d_head != 128) return TOLK_CU_EINVAL;
     const long long width = (long long)n_head * d_head;
     if (ldq < width || ldkv < width || ldo < width) return TOLK_CU_EINVAL;
+    if (dtype != TOLK_CU_F32 && dtype != TOLK_CU_F16 && dtype != TOLK_CU_BF16)
+        return TOLK_CU_EINVAL;
+    if (tc != TOLK_CU_F32 && tc != TOLK_CU_F16 && tc != TOLK_CU_BF16) return TOLK_CU_EINVAL;
+    if (ws && ((uintptr_t)ws & 3u)) return TOLK_CU_EINVAL;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+
+extern "C" int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head,
+                                    int d_head, long long ldq, long long ldkv, long long ldo,
+                                    float scale, int dtype, int tc, void *ws, size_t ws_bytes,
+                                    void *stream) {
+    if (n_seqs < 0 || (n_seqs > 0 && !seqs)) return TOLK_CU_EINVAL;
+    int rc = check_common(n_head, d_head, ldq, ldkv, ldo, dtype, tc, ws);
+    if (rc) return rc;
     for (int s = 0; s < n_seqs; s++) {
         const tolk_cu_attn_seq *a = &seqs[s];
         if (a->n_q < 0 || a->n_kv < 1 || (a->causal != 0 && a->causal != 1)) return TOLK_CU_EINVAL;
@@ -288,10 +262,109 @@ extern "C" int tolk_cu_attention(const tolk_cu_attn_seq *seqs, int n_seqs, int n
         if (a->causal && (a->q_pos0 < 0 || (long long)a->q_pos0 + a->n_q > a->n_kv))
             return TOLK_CU_EINVAL;
     }
-    const float scale_log2 = scale * LOG2E;
+    if (!ws) ws_bytes = 0;
+    const float scale_log2 = scale * ATTN_LOG2E;
     cudaStream_t st = (cudaStream_t)stream;
-    TOLK_CU_DISPATCH(dtype, T, {
-        return attention_t<T>(seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale_log2, st);
-    });
+
+    /* Two tables per pass over the input: flash-sized and row-sized sequences. */
+    attn_src ft, rt;
+    src_init(&ft, ldq, ldkv, ldo);
+    src_init(&rt, ldq, ldkv, ldo);
+    int nf = 0, nr = 0, f_maxq = 0, r_maxq = 0, r_maxk = 0;
+    long long r_rows = 0;
+    for (int s = 0; s <= n_seqs; s++) {
+        const bool last = s == n_seqs;
+        if (!last) {
+            const tolk_cu_attn_seq *a = &seqs[s];
+            if (a->n_q == 0) continue;
+            const int nk = a->causal ? a->q_pos0 + a->n_q : a->n_kv;
+            if (a->n_q >= ATTN_FLASH_MIN_Q || rows_smem(d_head, nk) > ROWS_MAX_SMEM) {
+                ft.s[nf++] = *a;
+                if (a->n_q > f_maxq) f_maxq = a->n_q;
+            } else {
+                rt.slot0[nr] = (int)r_rows;
+                rt.s[nr++] = *a;
+                r_rows += a->n_q;
+                if (a->n_q > r_maxq) r_maxq = a->n_q;
+                if (nk > r_maxk) r_maxk = nk;
+            }
+        }
+        if (nf == ATTN_SEQS_PER_LAUNCH || (last && nf > 0)) {
+            rc = launch_flash(ft, nf, f_maxq, n_head, d_head, scale_log2, dtype, tc, st);
+            if (rc) return rc;
+            nf = f_maxq = 0;
+        }
+        if (nr == ATTN_SEQS_PER_LAUNCH || (last && nr > 0)) {
+            rc = launch_rows(rt, nr, r_maxq, r_maxk, r_rows, n_head, d_head, scale_log2, dtype,
+                             ws, ws_bytes, st);
+            if (rc) return rc;
+            nr = r_maxq = r_maxk = 0;
+            r_rows = 0;
+        }
+    }
     return 0;
+}
+
+extern "C" int tolk_cu_attention(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head,
+                                 int d_head, long long ldq, long long ldkv, long long ldo,
+                                 float scale, int dtype, void *stream) {
+    return tolk_cu_attention_ex(seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, dtype,
+                                TOLK_CU_F32, NULL, 0, stream);
+}
+
+extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const void *v,
+                                      long long ldkv, void *out, long long ldo,
+                                      const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q,
+                                      int max_n_kv, int n_head, int d_head, float scale,
+                                      int dtype, int tc, void *ws, size_t ws_bytes,
+                                      void *stream) {
+    if (n_seqs < 0 || max_n_q < 0 || max_n_kv < 1) return TOLK_CU_EINVAL;
+    int rc = check_common(n_head, d_head, ldq, ldkv, ldo, dtype, tc, ws);
+    if (rc) return rc;
+    if (n_seqs == 0 || max_n_q == 0) return 0;
+    if (!desc || !q || !k || !v || !out) return TOLK_CU_EINVAL;
+    if ((long long)n_seqs * max_n_q > 0x7fffffffLL) return TOLK_CU_EINVAL; /* int row slots */
+    if (!ws) ws_bytes = 0;
+    const float scale_log2 = scale * ATTN_LOG2E;
+    cudaStream_t st = (cudaStream_t)stream;
+    attn_src src;
+    src_init(&src, ldq, ldkv, ldo);
+    src.desc = desc;
+    src.q = q;
+    src.k = k;
+    src.v = v;
+    src.out = out;
+    src.max_nq = max_n_q;
+    src.max_nkv = max_n_kv;
+    const bool flash = max_n_q >= ATTN_FLASH_MIN_Q || rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM;
+    const int per = 65535 / n_head; /* gridDim.y = sequences * n_head */
+    for (int s0 = 0; s0 < n_seqs; s0 += per) {
+        const int n = n_seqs - s0 < per ? n_seqs - s0 : per;
+        src.seq0 = s0;
+        rc = flash ? launch_flash(src, n, max_n_q, n_head, d_head, scale_log2, dtype, tc, st)
+                   : launch_rows(src, n, max_n_q, max_n_kv, (long long)n * max_n_q, n_head,
+                                 d_head, scale_log2, dtype, ws, ws_bytes, st);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+extern "C" size_t tolk_cu_attention_ws_bytes(int total_q_rows, int n_head, int d_head,
+                                             int max_n_kv) {
+    if (total_q_rows < 1 || n_head < 1 || max_n_kv < 1) return 0;
+    if (d_head != 32 && d_head != 64 && d_head != 128) return 0;
+    /* The largest workspace a launch of at most total_q_rows * n_head pairs
+     * asks for; only launches below the split target split at all, and the
+     * split count never grows with fewer keys. */
+    const long long pairs = (long long)total_q_rows * n_head;
+    const long long p_end = pairs < ATTN_SPLIT_TARGET ? pairs : ATTN_SPLIT_TARGET;
+    size_t best = 0;
+    for (long long p = 1; p <= p_end; p++) {
+        int chunk = 0;
+        const int ns = attn_split_plan(p, max_n_kv, &chunk);
+        if (ns <= 1) continue;
+        const size_t b = attn_split_ws(p, ns, d_head);
+        if (b > best) best = b;
+    }
+    return best;
 }

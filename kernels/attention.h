@@ -12,6 +12,8 @@
 
 #include "kcommon.h"
 
+#include <stddef.h>
+
 TOLK_CU_BEGIN_DECLS
 
 /* One sequence of a batched call (the same contract as backend.h's
@@ -53,6 +55,76 @@ typedef struct tolk_cu_attn_seq {
 int tolk_cu_attention(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head,
                       long long ldq, long long ldkv, long long ldo, float scale, int dtype,
                       void *stream);
+
+/* tolk_cu_attention with a choice of arithmetic and a workspace.
+ *
+ * tc: the arithmetic of the many-query (flash) path, sequences with
+ *   n_q >= 64:
+ *   TOLK_CU_F32   float32 throughout: exactly tolk_cu_attention's kernels
+ *                 (the FP32 parity mode).
+ *   TOLK_CU_F16 / TOLK_CU_BF16
+ *                 tensor cores (kernels/attention_tc.cu): q, k, v (stored
+ *                 as dtype) are rounded to tc's half type in shared memory,
+ *                 S = q k^T and O += P v are WMMA m16n16k16 products with
+ *                 float32 accumulation, the online softmax is float32 and P
+ *                 is rounded to the half type for the P v product. Values
+ *                 must fit the half type (|x| < 65504 for F16).
+ *   The few-query path (n_q < 64, decoder steps) is float32 whatever tc.
+ * ws, ws_bytes: DEVICE workspace (4-byte aligned) for the split-KV
+ *   ("flash-decoding") path (kernels/attention_split.cu): few-query
+ *   sequences whose (row, head) pairs are too few to fill the GPU have
+ *   their keys split into chunks of >= 64 handled by separate blocks, and a
+ *   second kernel combines the partial results. Used only where it helps
+ *   and ws_bytes suffices (see tolk_cu_attention_ws_bytes); ws NULL or
+ *   ws_bytes 0: never (the results agree within float32 rounding).
+ * Other arguments, results and errors as tolk_cu_attention, plus
+ * TOLK_CU_EINVAL for a tc other than the three above or a misaligned ws.
+ * tolk_cu_attention(...) == tolk_cu_attention_ex(..., TOLK_CU_F32, NULL, 0). */
+int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head,
+                         long long ldq, long long ldkv, long long ldo, float scale, int dtype,
+                         int tc, void *ws, size_t ws_bytes, void *stream);
+
+/* Workspace bytes that enable the split-KV path for every call with at
+ * most total_q_rows query rows in all its few-query sequences (for
+ * tolk_cu_attention_desc: n_seqs * max_n_q) and keys up to max_n_kv per
+ * sequence. 0 when no such call would split (or for invalid arguments).
+ * Small: at most ~530 partial results of d_head + 2 floats (~140 KiB). */
+size_t tolk_cu_attention_ws_bytes(int total_q_rows, int n_head, int d_head, int max_n_kv);
+
+/* One sequence of tolk_cu_attention_desc, in DEVICE memory. Rows are
+ * relative to the call's base pointers q, k, v, out. */
+typedef struct tolk_cu_attn_desc {
+    int q_row;  /* first query row of the sequence in q and out */
+    int kv_row; /* first key row of the sequence in k and v */
+    int n_q;    /* >= 0, <= max_n_q */
+    int n_kv;   /* >= 1, <= max_n_kv */
+    int causal; /* 0 or 1; when 1: q_pos0 >= 0 and q_pos0 + n_q <= n_kv */
+    int q_pos0;
+} tolk_cu_attn_desc;
+
+/* Attention over sequences described in DEVICE memory, for CUDA-graph
+ * capture: the launch configuration depends only on (n_seqs, max_n_q,
+ * max_n_kv, n_head, d_head, dtype, tc, ws_bytes), so one captured launch
+ * replays correctly after the descriptors (not their count) change.
+ * For sequence s, query i < desc[s].n_q (row desc[s].q_row + i of q, with
+ * row stride ldq) writes row desc[s].q_row + i of out (stride ldo); key j
+ * < n_kv is row desc[s].kv_row + j of k and v (stride ldkv); head h at
+ * column h * d_head; the mask as tolk_cu_attn_seq's. Grids and shared
+ * memory are sized from max_n_q and max_n_kv; blocks past a sequence's
+ * real lengths do nothing. A descriptor that breaks its contract (n_q >
+ * max_n_q, n_kv > max_n_kv, a bad causal range) is clamped into it: the
+ * kernels stay inside their buffers, its results are unspecified.
+ * Routing: max_n_q >= 64 -> the flash path of tc for every sequence; else
+ * the split-KV path when ws allows (tolk_cu_attention_ws_bytes with
+ * total_q_rows = n_seqs * max_n_q), else the row kernel. Any n_seqs (one
+ * launch per 65535 / n_head sequences). n_seqs 0 or max_n_q 0: nothing.
+ * Errors as tolk_cu_attention_ex (the descriptors are never read on the
+ * host). */
+int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const void *v,
+                           long long ldkv, void *out, long long ldo,
+                           const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q, int max_n_kv,
+                           int n_head, int d_head, float scale, int dtype, int tc, void *ws,
+                           size_t ws_bytes, void *stream);
 
 TOLK_CU_END_DECLS
 

@@ -41,6 +41,8 @@
 #include "../kernels/gemm.h"
 #include "../kernels/layernorm.h"
 #include "../kernels/logits.h"
+#include "../kernels/copy_rows.h"
+#include "../kernels/select.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -64,9 +66,19 @@ typedef struct arena_chunk {
     int live; /* weights placed in the chunk and not yet freed */
 } arena_chunk;
 
+/* The stream this thread's operations go to: the stream being captured
+ * between graph_begin and graph_end, else the thread's default stream. */
+static _Thread_local cudaStream_t tl_capture;
+static cudaStream_t cur_stream(void) {
+    return tl_capture ? tl_capture : cudaStreamPerThread;
+}
+#undef TOLK_CU_STREAM
+#define TOLK_CU_STREAM ((void *)cur_stream())
+
 typedef struct cuda_impl {
     int device;
     int keep_half;
+    int attn_tc; /* arithmetic of many-query attention: TOLK_CU_F32 / F16 / BF16 */
     tolk_cu_gemm_ctx *gemm;
     pthread_mutex_t mu;  /* guards chunks */
     arena_chunk *chunks; /* every chunk, newest first */
@@ -78,6 +90,7 @@ static cuda_impl *impl_of(const tolk_backend *be) {
 
 /* Make im's device current for the calling thread (a per-thread setting). */
 static tolk_status use_device(tolk_ctx *ctx, const cuda_impl *im) {
+    if (tl_capture) return TOLK_OK; /* graph_begin made it current */
     return tolk_cuda_status(ctx, cudaSetDevice(im->device), WHO, "cudaSetDevice");
 }
 
@@ -562,8 +575,9 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
             buf[i] =
                 (tolk_cu_attn_seq){s->q, s->k, s->v, s->out, s->n_q, s->n_kv, s->causal, s->q_pos0};
         }
-        int rc = tolk_cu_attention(buf, nb, n_head, d_head, (long long)ldq, (long long)ldkv,
-                                   (long long)ldo, scale, TOLK_CU_F32, TOLK_CU_STREAM);
+        int rc = tolk_cu_attention_ex(buf, nb, n_head, d_head, (long long)ldq, (long long)ldkv,
+                                      (long long)ldo, scale, TOLK_CU_F32, impl_of(be)->attn_tc,
+                                      NULL, 0, TOLK_CU_STREAM);
         if (rc) return tolk_cuda_kstatus(ctx, rc, WHO, "attention");
     }
     return TOLK_OK;
@@ -602,6 +616,134 @@ static tolk_status cu_embed(tolk_ctx *ctx, const tolk_backend *be, float *y,
     if (d) cudaFreeAsync(d, s);
     if (err != cudaSuccess) return tolk_cuda_status(ctx, err, WHO, "embed");
     return tolk_cuda_kstatus(ctx, rc, WHO, "embed");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Decoder-step operations over device index arrays (graph-capturable)      */
+/* ------------------------------------------------------------------------ */
+
+static tolk_status cu_embed_rows(tolk_ctx *ctx, const tolk_backend *be, float *y,
+                                 const tolk_bweight *tok, const int *ids, const int *positions,
+                                 size_t n, const float *pos, size_t n_pos) {
+    if (n == 0) return TOLK_OK;
+    if (!y || !tok || !tok->data || !ids || !positions || !pos || tok->cols <= 0 ||
+        tok->cols > INT32_MAX || n > INT32_MAX)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: embed_rows: bad arguments", WHO);
+    tolk_status st = use_device(ctx, impl_of(be));
+    if (st) return st;
+    return tolk_cuda_kstatus(ctx,
+                             tolk_cu_embed(y, TOLK_CU_F32, tok->cols, ids, positions, (long long)n,
+                                           (int)tok->cols, tok->data, (int)tok->dtype, tok->rows,
+                                           pos, (long long)n_pos, TOLK_CU_STREAM),
+                             WHO, "embed_rows");
+}
+
+static tolk_status cu_copy_rows(tolk_ctx *ctx, const tolk_backend *be, float *dst, size_t ld_dst,
+                                const int *dst_idx, const float *src, size_t ld_src,
+                                const int *src_idx, size_t rows, size_t cols) {
+    if (rows == 0 || cols == 0) return TOLK_OK;
+    if (!dst || !src || ld_dst < cols || ld_src < cols || cols > INT32_MAX ||
+        rows > INT32_MAX || ld_dst > INT64_MAX / 4 || ld_src > INT64_MAX / 4)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: bad copy_rows arguments", WHO);
+    tolk_status st = use_device(ctx, impl_of(be));
+    if (st) return st;
+    return tolk_cuda_kstatus(ctx,
+                             tolk_cu_copy_rows(dst, (long long)ld_dst, dst_idx, src,
+                                               (long long)ld_src, src_idx, (long long)rows,
+                                               (int)cols, TOLK_CU_F32, TOLK_CU_STREAM),
+                             WHO, "copy_rows");
+}
+
+static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                     size_t ldq, const float *k, const float *v, size_t ldkv,
+                                     float *out, size_t ldo, const tolk_attn_desc *desc,
+                                     int n_seqs, int max_n_q, int max_n_kv, int n_head,
+                                     int d_head, float scale) {
+    if (n_seqs == 0 || max_n_q == 0) return TOLK_OK;
+    if (!q || !k || !v || !out || !desc || n_seqs < 0 || max_n_q < 0 || max_n_kv < 1 ||
+        n_head < 1 || ldq > INT32_MAX || ldkv > INT32_MAX || ldo > INT32_MAX ||
+        (int64_t)n_seqs * max_n_q > INT32_MAX)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention_desc: bad arguments", WHO);
+    const cuda_impl *im = impl_of(be);
+    tolk_status st = use_device(ctx, im);
+    if (st) return st;
+    /* the split-KV (flash-decoding) partials live in per-call scratch */
+    const size_t wsb = tolk_cu_attention_ws_bytes(n_seqs * max_n_q, n_head, d_head, max_n_kv);
+    char *scr = NULL, *gws = NULL;
+    if (wsb > 0 && (st = scratch_get(ctx, wsb, &scr, &gws))) return st;
+    int rc = tolk_cu_attention_desc(q, (long long)ldq, k, v, (long long)ldkv, out, (long long)ldo,
+                                    (const tolk_cu_attn_desc *)desc, n_seqs, max_n_q, max_n_kv,
+                                    n_head, d_head, scale, TOLK_CU_F32, im->attn_tc, scr, wsb,
+                                    TOLK_CU_STREAM);
+    scratch_put(scr);
+    return tolk_cuda_kstatus(ctx, rc, WHO, "attention_desc");
+}
+
+_Static_assert(sizeof(tolk_attn_desc) == sizeof(tolk_cu_attn_desc),
+               "backend.h and kernels/attention.h descriptors must agree");
+
+static tolk_status cu_select(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
+                             int rows, int n, const int *range_off, const int *ranges,
+                             int ts_begin, int k, int *out_idx, float *out_lp) {
+    if (rows == 0) return TOLK_OK;
+    if (ld > INT32_MAX)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: select: bad stride", WHO);
+    tolk_status st = use_device(ctx, impl_of(be));
+    if (st) return st;
+    return tolk_cuda_kstatus(ctx,
+                             tolk_cu_select(logits, (long long)ld, rows, n, range_off, ranges,
+                                            ts_begin, k, out_idx, out_lp, TOLK_CU_STREAM),
+                             WHO, "select");
+}
+
+/* Graphs by stream capture: the thread's ops go to a private stream in
+ * capture mode (thread-local, so other threads' calls are unaffected),
+ * and the instantiated graph is launched on the thread's default stream. */
+static tolk_status cu_graph_begin(tolk_ctx *ctx, const tolk_backend *be) {
+    if (tl_capture) return tolk_fail(ctx, TOLK_ERR_INTERNAL, "%s: graph capture nested", WHO);
+    tolk_status st = use_device(ctx, impl_of(be));
+    if (st) return st;
+    cudaStream_t s = NULL;
+    cudaError_t err = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    if (err == cudaSuccess) err = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    if (err != cudaSuccess) {
+        if (s) cudaStreamDestroy(s);
+        return tolk_cuda_status(ctx, err, WHO, "graph capture");
+    }
+    tl_capture = s;
+    return TOLK_OK;
+}
+
+static tolk_status cu_graph_end(tolk_ctx *ctx, const tolk_backend *be, void **graph) {
+    (void)be;
+    if (graph) *graph = NULL;
+    cudaStream_t s = tl_capture;
+    if (!s) return tolk_fail(ctx, TOLK_ERR_INTERNAL, "%s: no graph capture to end", WHO);
+    tl_capture = NULL;
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ex = NULL;
+    cudaError_t err = cudaStreamEndCapture(s, &g);
+    if (err == cudaSuccess && graph) err = cudaGraphInstantiate(&ex, g, 0);
+    if (g) cudaGraphDestroy(g);
+    cudaStreamDestroy(s);
+    if (err != cudaSuccess) return tolk_cuda_status(ctx, err, WHO, "graph capture");
+    if (graph) *graph = ex;
+    return TOLK_OK;
+}
+
+static tolk_status cu_graph_launch(tolk_ctx *ctx, const tolk_backend *be, void *graph) {
+    if (!graph) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: NULL graph", WHO);
+    tolk_status st = use_device(ctx, impl_of(be));
+    if (st) return st;
+    return tolk_cuda_status(ctx, cudaGraphLaunch((cudaGraphExec_t)graph, cudaStreamPerThread),
+                            WHO, "graph launch");
+}
+
+static void cu_graph_free(const tolk_backend *be, void *graph) {
+    if (!graph) return;
+    if (cudaSetDevice(impl_of(be)->device) == cudaSuccess)
+        cudaGraphExecDestroy((cudaGraphExec_t)graph);
+    (void)cudaGetLastError();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -664,6 +806,13 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     }
     im->device = dev;
     im->keep_half = params ? params->keep_f16 != 0 : 1;
+    /* tensor-core attention with half weights; float32 in the parity mode.
+     * TOLK_ATTN_TC=f32|f16|bf16 overrides (comparisons, debugging). */
+    im->attn_tc = im->keep_half ? TOLK_CU_F16 : TOLK_CU_F32;
+    const char *tc = getenv("TOLK_ATTN_TC");
+    if (tc && strcmp(tc, "f32") == 0) im->attn_tc = TOLK_CU_F32;
+    if (tc && strcmp(tc, "f16") == 0) im->attn_tc = TOLK_CU_F16;
+    if (tc && strcmp(tc, "bf16") == 0) im->attn_tc = TOLK_CU_BF16;
     int rc = tolk_cu_gemm_create(&im->gemm);
     if (rc) {
         pthread_mutex_destroy(&im->mu);
@@ -691,6 +840,14 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->conv1d = cu_conv1d;
     be->embed = cu_embed;
     be->logits = cu_logits;
+    be->embed_rows = cu_embed_rows;
+    be->copy_rows = cu_copy_rows;
+    be->attention_desc = cu_attention_desc;
+    be->select = cu_select;
+    be->graph_begin = cu_graph_begin;
+    be->graph_end = cu_graph_end;
+    be->graph_launch = cu_graph_launch;
+    be->graph_free = cu_graph_free;
     *out = be;
     return TOLK_OK;
 }

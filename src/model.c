@@ -41,7 +41,8 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
     if (p.device != TOLK_DEVICE_CPU && p.device != TOLK_DEVICE_CUDA && p.device != TOLK_DEVICE_AUTO)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad device %d",
                          (int)p.device);
-    if (p.compute_type != TOLK_COMPUTE_F32 && p.compute_type != TOLK_COMPUTE_BF16)
+    if (p.compute_type != TOLK_COMPUTE_F32 && p.compute_type != TOLK_COMPUTE_BF16 &&
+        p.compute_type != TOLK_COMPUTE_F16 && p.compute_type != TOLK_COMPUTE_AUTO)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad compute_type %d",
                          p.compute_type);
     if (p.device == TOLK_DEVICE_CUDA && !tolk_cuda_available())
@@ -66,7 +67,12 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
     st = tolk_ctx_new(&cp, &nctx);
     if (st == TOLK_OK) {
         tolk_net *net = NULL;
-        tolk_net_params np = {.keep_f16 = -1, .bf16 = p.compute_type == TOLK_COMPUTE_BF16};
+        /* CUDA: float32 weights and products in the F32 parity mode, half
+         * weights on tensor cores otherwise; CPU: float16 weights kept and
+         * widened inside the products, bfloat16 products on request */
+        const int on_gpu = tolk_ctx_device(nctx) == TOLK_DEVICE_CUDA;
+        tolk_net_params np = {.keep_f16 = on_gpu ? p.compute_type != TOLK_COMPUTE_F32 : -1,
+                              .bf16 = p.compute_type == TOLK_COMPUTE_BF16};
         st = tolk_net_new_ex(nctx, m->w, &np, &net);
         if (st == TOLK_OK) {
             m->net = net;

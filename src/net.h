@@ -113,6 +113,12 @@ tolk_status tolk_net_decode_select(tolk_ctx *ctx, const tolk_net *net, tolk_kvca
                                    const int *n_tokens, const tolk_net_select *sel, int *out_idx,
                                    float *out_lp);
 
+/* Counters of kv's captured decoder steps (any pointer may be NULL):
+ * graphs captured, graph launches, captures that failed (those steps ran
+ * op by op). All 0 on the CPU or with TOLK_CUDA_GRAPHS=0. */
+void tolk_kvcache_graph_stats(const tolk_kvcache *kv, long *captured, long *replayed,
+                              long *failed);
+
 /* The backend the network runs on: "cpu" or "cuda". */
 const char *tolk_net_device(const tolk_net *net);
 

@@ -295,6 +295,10 @@ static void *step_graph_for(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         }
         g->graph = graph;
         g->failed = graph == NULL;
+        if (graph)
+            kv->n_captured++;
+        else
+            kv->n_capture_failed++;
     }
     g->used = ++kv->clock;
     return g->graph;
@@ -395,8 +399,10 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     void *graph = NULL;
     if (kv->use_graphs && T == B)
         graph = step_graph_for(ctx, net, kv, B, &L, &w, k, sel ? sel->ts_begin : 0);
-    if (graph)
+    if (graph) {
         st = be->graph_launch(ctx, be, graph);
+        kv->n_replayed++;
+    }
     else
         st = run_step(ctx, net, kv, T, B, max_nq, &L, &w, k, sel ? sel->ts_begin : 0);
     if (!st) {
@@ -430,4 +436,11 @@ tolk_status tolk_net_decode_select(tolk_ctx *ctx, const tolk_net *net, tolk_kvca
 
 const char *tolk_net_device(const tolk_net *net) {
     return net && net->be ? net->be->name : "";
+}
+
+void tolk_kvcache_graph_stats(const tolk_kvcache *kv, long *captured, long *replayed,
+                              long *failed) {
+    if (captured) *captured = kv ? kv->n_captured : 0;
+    if (replayed) *replayed = kv ? kv->n_replayed : 0;
+    if (failed) *failed = kv ? kv->n_capture_failed : 0;
 }

@@ -79,6 +79,7 @@ struct tolk_kvcache {
     struct step_graph *graphs; /* [TOLK_STEP_GRAPHS] captured steps */
     int use_graphs;            /* backend has graphs and TOLK_CUDA_GRAPHS != 0 */
     unsigned long long clock;  /* graph use stamps (LRU) */
+    long n_captured, n_replayed, n_capture_failed; /* tolk_kvcache_graph_stats */
 };
 
 /* Captured decoder steps kept per KV cache (a greedy step, beam steps). */

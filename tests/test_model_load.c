@@ -446,8 +446,8 @@ static int ensure_converted(const char *base, char *hf, char *gg, size_t cap) {
     char cmd[13000];
     snprintf(cmd, sizeof cmd, "%s -c 'import numpy, safetensors' >/dev/null 2>&1", py);
     if (system(cmd) != 0) return 0;
-    snprintf(cmd, sizeof cmd, "%s %s --hf %s --ggml %s >/dev/null", py,
-             tu_src("scripts/convert-model"), hf, gg);
+    snprintf(cmd, sizeof cmd, "%s %s %s --hf %s --ggml %s >/dev/null", py,
+             tu_src("scripts/convert-model"), base, hf, gg);
     int rc = system(cmd);
     CU_ASSERT_EQUAL(rc, 0);
     return rc == 0;

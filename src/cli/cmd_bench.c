@@ -85,8 +85,8 @@ static void usage(FILE *f) {
             "  --model_dir DIR            where named models live [$TOLK_MODELS, else\n"
             "                             ~/.cache/tolk/models]\n"
             "  --device cpu|cuda|auto     where to run [auto]\n"
-            "  --compute_type float32|bfloat16  CPU matrix-product precision (as in\n"
-            "                             tolk transcribe) [float32]\n"
+            "  --compute_type auto|float32|bfloat16|float16  precision (as in tolk\n"
+            "                             transcribe) [auto]\n"
             "  --threads N                CPU threads; 0: all cores [0]\n"
             "  --batch N                  files decoded together; only 1 in this build [1]\n"
             "  --task transcribe|translate|auto  auto: translate when the manifest has a\n"
@@ -570,9 +570,13 @@ static int parse_options(const cli_args *a, bench_opts_t *o) {
     if ((r = cli_choice(a, "device", device_choices, 2, &b))) return r;
     o->device = b == 0 ? TOLK_DEVICE_CPU : b == 1 ? TOLK_DEVICE_CUDA : TOLK_DEVICE_AUTO;
     o->device_name = device_choices[b];
-    static const char *const compute_choices[] = {"float32", "bfloat16", "fp32", "bf16", NULL};
+    static const char *const compute_choices[] = {"auto", "float32", "bfloat16", "float16",
+                                                 "fp32", "bf16", "fp16", NULL};
     if ((r = cli_choice(a, "compute_type", compute_choices, 0, &b))) return r;
-    o->compute_type = (b == 1 || b == 3) ? TOLK_COMPUTE_BF16 : TOLK_COMPUTE_F32;
+    o->compute_type = b == 0                 ? TOLK_COMPUTE_AUTO
+                      : (b == 1 || b == 4)  ? TOLK_COMPUTE_F32
+                      : (b == 2 || b == 5)  ? TOLK_COMPUTE_BF16
+                                            : TOLK_COMPUTE_F16;
     if ((r = cli_int(a, "threads", 0, 4096, 0, 0, &l, NULL))) return r;
     o->n_threads = (int)l;
     if ((r = cli_int(a, "batch", 1, 4096, 0, 1, &l, NULL))) return r;
@@ -789,7 +793,9 @@ static void write_config(FILE *f, const bench_opts_t *o, const char *model_path,
     jstr(f, &first, "model_dtypes", desc->dtypes);
     jstr(f, &first, "device", dev == TOLK_DEVICE_CUDA ? "cuda" : "cpu");
     jstr(f, &first, "compute_type",
-         o->compute_type == TOLK_COMPUTE_BF16 ? "bfloat16" : "float32");
+         o->compute_type == TOLK_COMPUTE_BF16                               ? "bfloat16"
+         : o->compute_type == TOLK_COMPUTE_F32 || dev != TOLK_DEVICE_CUDA ? "float32"
+                                                                           : "float16");
     jint(f, &first, "threads", o->n_threads);
     jint(f, &first, "batch", o->batch);
     jstr(f, &first, "task", task == TOLK_TASK_TRANSLATE ? "translate" : "transcribe");

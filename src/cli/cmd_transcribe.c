@@ -108,11 +108,13 @@ static void usage(FILE *f, const char *cmd) {
             "  --model_dir DIR            where named models live [$TOLK_MODELS, else\n"
             "                             ~/.cache/tolk/models]\n"
             "  --device cpu|cuda|auto     where to run [auto: CUDA when available]\n"
-            "  --compute_type float32|bfloat16  CPU matrix-product precision: float32 is\n"
-            "                             exact; bfloat16 (or bf16) runs the encoder ~1.5x\n"
-            "                             faster on CPUs with AVX-512 BF16 (elsewhere the\n"
-            "                             same as float32); text may differ slightly\n"
-            "                             [float32]\n"
+            "  --compute_type auto|float32|bfloat16|float16  matrix-product precision:\n"
+            "                             float32 is exact (on CUDA too: the parity mode);\n"
+            "                             bfloat16 (or bf16) runs the CPU encoder ~1.5x\n"
+            "                             faster on CPUs with AVX-512 BF16; on CUDA\n"
+            "                             float16 / bfloat16 keep half weights on tensor\n"
+            "                             cores; text may differ slightly. auto: float16\n"
+            "                             on CUDA, float32 on the CPU [auto]\n"
             "  -o, --output_dir DIR       directory for output files [.]\n"
             "  -f, --output_format FMT    txt, vtt, srt, tsv, json or all [all]\n"
             "  --verbose True|False       print segments and progress [True]\n"
@@ -215,7 +217,8 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     static const char *const format_choices[] = {"txt", "vtt", "srt", "tsv", "json", "all", NULL};
     static const char *const task_choices[] = {"transcribe", "translate", NULL};
     static const char *const device_choices[] = {"cpu", "cuda", "auto", NULL};
-    static const char *const compute_choices[] = {"float32", "bfloat16", "fp32", "bf16", NULL};
+    static const char *const compute_choices[] = {"auto", "float32", "bfloat16", "float16",
+                                                 "fp32", "bf16", "fp16", NULL};
     int r, b, none, none2;
     long l;
     double d;
@@ -240,7 +243,10 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     if ((r = cli_choice(a, "device", device_choices, 2, &b))) return r;
     o->device = b == 0 ? TOLK_DEVICE_CPU : b == 1 ? TOLK_DEVICE_CUDA : TOLK_DEVICE_AUTO;
     if ((r = cli_choice(a, "compute_type", compute_choices, 0, &b))) return r;
-    o->compute_type = (b == 1 || b == 3) ? TOLK_COMPUTE_BF16 : TOLK_COMPUTE_F32;
+    o->compute_type = b == 0                 ? TOLK_COMPUTE_AUTO
+                      : (b == 1 || b == 4)  ? TOLK_COMPUTE_F32
+                      : (b == 2 || b == 5)  ? TOLK_COMPUTE_BF16
+                                            : TOLK_COMPUTE_F16;
 
     o->write_files = cli_given(a, "output_dir") || cli_given(a, "output_format");
     o->output_dir = cli_str(a, "output_dir", ".");
