@@ -121,10 +121,9 @@ typedef struct tolk_cu_attn_desc {
  * Errors as tolk_cu_attention_ex (the descriptors are never read on the
  * host). */
 int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const void *v,
-                           long long ldkv, void *out, long long ldo,
-                           const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q, int max_n_kv,
-                           int n_head, int d_head, float scale, int dtype, int tc, void *ws,
-                           size_t ws_bytes, void *stream);
+                           long long ldkv, void *out, long long ldo, const tolk_cu_attn_desc *desc,
+                           int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
+                           float scale, int dtype, int tc, void *ws, size_t ws_bytes, void *stream);
 
 TOLK_CU_END_DECLS
 

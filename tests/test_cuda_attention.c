@@ -261,8 +261,8 @@ static void ref_seq(double *ref, const att_set *a, int s, const att_spec *sp, in
             const int nk = sp->causal ? sp->q_pos0 + i + 1 : sp->n_kv;
             double mx = -INFINITY, sum = 0;
             for (int j = 0; j < nk; j++) {
-                const float *k = a->hkv + ((size_t)a->kv_row[s] + (size_t)j) * a->ldkv +
-                                 (size_t)h * D;
+                const float *k =
+                    a->hkv + ((size_t)a->kv_row[s] + (size_t)j) * a->ldkv + (size_t)h * D;
                 double d = 0;
                 for (int c = 0; c < D; c++)
                     d += qv[c] * q_dt(k[c], rt);
@@ -275,8 +275,8 @@ static void ref_seq(double *ref, const att_set *a, int s, const att_spec *sp, in
             for (int c = 0; c < D; c++)
                 o[c] = 0;
             for (int j = 0; j < nk; j++) {
-                const float *v = a->hkv + ((size_t)a->kv_row[s] + (size_t)j) * a->ldkv + W +
-                                 (size_t)h * D;
+                const float *v =
+                    a->hkv + ((size_t)a->kv_row[s] + (size_t)j) * a->ldkv + W + (size_t)h * D;
                 for (int c = 0; c < D; c++)
                     o[c] += sc[j] * q_dt(v[c], rt);
             }
@@ -342,8 +342,8 @@ static int check_out(const char *what, const att_set *a, const att_spec *sp, int
                    "bounds, worst [%zu,%zu] got %.9g want %.9g (%.2f x bound)\n",
                    what, s, sp[s].n_q, sp[s].n_kv, sp[s].causal, sp[s].q_pos0,
                    tc_used == TOLK_CU_F32 ? "f32 math" : dt_name(tc_used), bad,
-                   (size_t)sp[s].n_q * a->W, wi, wc,
-                   got[((size_t)a->q_row[s] + wi) * a->ldo + wc], ref[wi * a->W + wc], worst);
+                   (size_t)sp[s].n_q * a->W, wi, wc, got[((size_t)a->q_row[s] + wi) * a->ldo + wc],
+                   ref[wi * a->W + wc], worst);
             ok = 0;
         }
         CU_ASSERT_EQUAL(bad, 0);
@@ -373,7 +373,7 @@ static double scale_of(int D) {
 static void test_f32_parity(void) {
     NEED_DEVICE();
     static const att_spec sp[] = {
-        {200, 200, 0, 0}, {65, 100, 1, 35}, {0, 9, 0, 0}, {1, 7, 0, 0},
+        {200, 200, 0, 0}, {65, 100, 1, 35}, {0, 9, 0, 0},    {1, 7, 0, 0},
         {3, 449, 1, 446}, {1, 1500, 0, 0},  {63, 100, 0, 0},
     };
     const int n = (int)(sizeof sp / sizeof sp[0]);
@@ -396,8 +396,7 @@ static void test_f32_parity(void) {
         check_out(what, &a, sp, -1, TOLK_CU_F32, scale_of(D), y0);
         out_reset(&a);
         CU_ASSERT_EQUAL(tolk_cu_attention_ex(seqs, n, H, D, (long long)a.ldq, (long long)a.ldkv,
-                                             (long long)a.ldo, sc, dt, TOLK_CU_F32, NULL, 0,
-                                             NULL),
+                                             (long long)a.ldo, sc, dt, TOLK_CU_F32, NULL, 0, NULL),
                         0);
         snprintf(what, sizeof what, "attention_ex tc=f32 %s", dt_name(dt));
         check_out(what, &a, sp, -1, TOLK_CU_F32, scale_of(D), y1);
@@ -437,9 +436,8 @@ static void test_tc_flash(void) {
      * 64 (keys of 64 / 32), causal prompts over a cache, few-query rows
      * (f32 math) and an empty sequence in the same call */
     static const att_spec mixed[] = {
-        {65, 65, 0, 0},   {200, 449, 0, 0}, {100, 100, 1, 0}, {77, 100, 1, 23},
-        {64, 64, 1, 0},   {130, 7, 0, 0},   {0, 5, 0, 0},     {1, 7, 0, 0},
-        {3, 100, 1, 97},  {64, 1, 0, 0},
+        {65, 65, 0, 0}, {200, 449, 0, 0}, {100, 100, 1, 0}, {77, 100, 1, 23}, {64, 64, 1, 0},
+        {130, 7, 0, 0}, {0, 5, 0, 0},     {1, 7, 0, 0},     {3, 100, 1, 97},  {64, 1, 0, 0},
     };
     const int nm = (int)(sizeof mixed / sizeof mixed[0]);
     static const att_spec enc[] = {{1500, 1500, 0, 0}};
@@ -449,7 +447,7 @@ static void test_tc_flash(void) {
         tc_run(tc, TOLK_CU_F32, 3, 64, mixed, nm, 31 + (uint64_t)t);
         tc_run(tc, TOLK_CU_F32, 2, 32, mixed, nm, 33 + (uint64_t)t);
         tc_run(tc, TOLK_CU_F32, 2, 128, mixed, nm, 35 + (uint64_t)t);
-        tc_run(tc, tc, 2, 64, mixed, nm, 37 + (uint64_t)t); /* half storage, same half MMA */
+        tc_run(tc, tc, 2, 64, mixed, nm, 37 + (uint64_t)t);       /* half storage, same half MMA */
         tc_run(tc, TOLK_CU_F32, 2, 64, enc, 1, 39 + (uint64_t)t); /* an encoder window */
     }
     tc_run(TOLK_CU_F16, TOLK_CU_BF16, 2, 64, mixed, nm, 41); /* bf16 storage, f16 MMA */
@@ -538,14 +536,14 @@ static void test_split(void) {
      * the end of a long context, too few keys to split, an empty sequence,
      * the largest few-query sequence, a flash-sized one beside them */
     static const att_spec cross[] = {
-        {1, 1500, 0, 0},     {3, 1500, 0, 0}, {1, 449, 1, 448}, {2, 100, 0, 0}, {1, 7, 0, 0},
-        {0, 50, 0, 0},       {1, 130, 0, 0},  {63, 1500, 1, 1437},
+        {1, 1500, 0, 0}, {3, 1500, 0, 0}, {1, 449, 1, 448}, {2, 100, 0, 0},
+        {1, 7, 0, 0},    {0, 50, 0, 0},   {1, 130, 0, 0},   {63, 1500, 1, 1437},
     };
     const int nc = (int)(sizeof cross / sizeof cross[0]);
     static const att_spec one[] = {{1, 1500, 0, 0}};
     static const att_spec with_flash[] = {{1, 1500, 0, 0}, {100, 300, 1, 200}, {2, 301, 1, 299}};
-    split_run(TOLK_CU_F32, 6, 64, one, 1, 1, 51);       /* batch 1, 6 heads: 6 pairs */
-    split_run(TOLK_CU_F32, 3, 64, cross, nc, 1, 52);    /* 74 rows x 3 heads = 222 pairs */
+    split_run(TOLK_CU_F32, 6, 64, one, 1, 1, 51);    /* batch 1, 6 heads: 6 pairs */
+    split_run(TOLK_CU_F32, 3, 64, cross, nc, 1, 52); /* 74 rows x 3 heads = 222 pairs */
     split_run(TOLK_CU_F16, 3, 64, cross, nc, 1, 53);
     split_run(TOLK_CU_BF16, 3, 64, cross, nc, 1, 54);
     split_run(TOLK_CU_F32, 2, 32, cross, nc, 1, 55);
@@ -590,24 +588,24 @@ static int desc_launch(const desc_call *c, void *stream) {
     const size_t es = dt_size(a->dt);
     return tolk_cu_attention_desc(a->dq, (long long)a->ldq, a->dkv, (char *)a->dkv + a->W * es,
                                   (long long)a->ldkv, a->dout, (long long)a->ldo, c->ddesc, a->n,
-                                  c->max_nq, c->max_nkv, a->H, a->D, (float)scale_of(a->D),
-                                  a->dt, c->tc, c->ws, c->wsb, stream);
+                                  c->max_nq, c->max_nkv, a->H, a->D, (float)scale_of(a->D), a->dt,
+                                  c->tc, c->ws, c->wsb, stream);
 }
 
 static void desc_upload(const desc_call *c, const att_spec *sp) {
     tolk_cu_attn_desc *d = calloc((size_t)c->a->n, sizeof *d);
     CU_ASSERT_FATAL(d != NULL);
     set_descs(c->a, sp, d);
-    CU_ASSERT_FATAL(cudaMemcpy(c->ddesc, d, (size_t)c->a->n * sizeof *d,
-                               cudaMemcpyHostToDevice) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemcpy(c->ddesc, d, (size_t)c->a->n * sizeof *d, cudaMemcpyHostToDevice) ==
+                    cudaSuccess);
     free(d);
 }
 
 /* Launch with descriptors sp1, check; upload sp2, launch again with the
  * very same arguments (max_n_q / max_n_kv: the larger lengths of the two),
  * check; then the same through a captured CUDA graph. */
-static void desc_run(int dt, int tc, int H, int D, const att_spec *sp1, const att_spec *sp2,
-                     int n, int use_ws, uint64_t seed) {
+static void desc_run(int dt, int tc, int H, int D, const att_spec *sp1, const att_spec *sp2, int n,
+                     int use_ws, uint64_t seed) {
     dpool p = {0};
     att_set a;
     att_spec *cap = calloc((size_t)n, sizeof *cap); /* rows reserved: the larger of the two */
@@ -726,9 +724,8 @@ static void test_errors(void) {
     /* bad tc, misaligned workspace, head width, stride, causal contract */
     CU_ASSERT_EQUAL(tolk_cu_attention_ex(&s, 1, 1, 64, w, w, w, 1, 0, 3, NULL, 0, NULL),
                     TOLK_CU_EINVAL);
-    CU_ASSERT_EQUAL(
-        tolk_cu_attention_ex(&s, 1, 1, 64, w, w, w, 1, 0, 0, (void *)258, 1024, NULL),
-        TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(tolk_cu_attention_ex(&s, 1, 1, 64, w, w, w, 1, 0, 0, (void *)258, 1024, NULL),
+                    TOLK_CU_EINVAL);
     CU_ASSERT_EQUAL(tolk_cu_attention_ex(&s, 1, 1, 80, 80, 80, 80, 1, 0, 0, NULL, 0, NULL),
                     TOLK_CU_EINVAL);
     CU_ASSERT_EQUAL(tolk_cu_attention_ex(&s, 1, 2, 64, w, w, w, 1, 0, 1, NULL, 0, NULL),
@@ -739,37 +736,32 @@ static void test_errors(void) {
     CU_ASSERT_EQUAL(tolk_cu_attention_ex(NULL, 0, 1, 64, w, w, w, 1, 0, 1, NULL, 0, NULL), 0);
     /* descriptor variant: nothing to do, bad bounds, missing pointers */
     void *d = (void *)256;
-    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 0, 4, 4, 1, 64, 1, 0, 0, NULL,
-                                           0, NULL),
-                    0);
-    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 0, 4, 1, 64, 1, 0, 0, NULL,
-                                           0, NULL),
-                    0);
-    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 0, 1, 64, 1, 0, 0, NULL,
-                                           0, NULL),
-                    TOLK_CU_EINVAL);
-    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, NULL, 4, 4, 4, 1, 64, 1, 0, 0,
-                                           NULL, 0, NULL),
-                    TOLK_CU_EINVAL);
-    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 48, 1, 0, 0, NULL,
-                                           0, NULL),
-                    TOLK_CU_EINVAL);
-    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 64, 1, 0, 7, NULL,
-                                           0, NULL),
-                    TOLK_CU_EINVAL);
-    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, 32, d, 4, 4, 4, 1, 64, 1, 0, 0, NULL,
-                                           0, NULL),
-                    TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 0, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL), 0);
+    CU_ASSERT_EQUAL(
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 0, 4, 1, 64, 1, 0, 0, NULL, 0, NULL), 0);
+    CU_ASSERT_EQUAL(
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 0, 1, 64, 1, 0, 0, NULL, 0, NULL),
+        TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, NULL, 4, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL),
+        TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 48, 1, 0, 0, NULL, 0, NULL),
+        TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 64, 1, 0, 7, NULL, 0, NULL),
+        TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(
+        tolk_cu_attention_desc(d, w, d, d, w, d, 32, d, 4, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL),
+        TOLK_CU_EINVAL);
     CU_ASSERT_EQUAL(cudaGetLastError(), cudaSuccess);
 }
 
 int main(void) {
-    CU_TestInfo tests[] = {{"f32_parity", test_f32_parity},
-                           {"tc_flash", test_tc_flash},
-                           {"split", test_split},
-                           {"desc", test_desc},
-                           {"errors", test_errors},
-                           CU_TEST_INFO_NULL};
+    CU_TestInfo tests[] = {{"f32_parity", test_f32_parity}, {"tc_flash", test_tc_flash},
+                           {"split", test_split},           {"desc", test_desc},
+                           {"errors", test_errors},         CU_TEST_INFO_NULL};
     tu_add_suite("cuda_attention", tests);
     return tu_run();
 }

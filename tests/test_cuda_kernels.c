@@ -1128,7 +1128,11 @@ static void backend_run(int keep_f16) {
                     TOLK_OK);
     CU_ASSERT_EQUAL(b.gpu->attention(b.ctx, b.gpu, sg, 3, (int)H, (int)dh, ldy, ldy, ldo, scale),
                     TOLK_OK);
-    cmp_gpu(&b, "attention", dout, o, M, d, ldo, 2e-5, 1e-4);
+    /* with half weights the backend's many-query attention runs on tensor
+     * cores; q, k, v rounded to f16 here where the scores are large (random
+     * inputs): a loose bound, the kernel itself is held to 2e-3 by
+     * test_cuda_attention on inputs of the network's scale */
+    cmp_gpu(&b, "attention", dout, o, M, d, ldo, keep_f16 ? 1e-2 : 2e-5, keep_f16 ? 1e-2 : 1e-4);
     CU_ASSERT_EQUAL(b.gpu->attention(b.ctx, b.gpu, sg, 3, 4, 48, ldy, ldy, ldo, scale),
                     TOLK_ERR_UNSUPPORTED);
 
