@@ -74,12 +74,16 @@ if [ "$san" != 0 ] && [ -x "$cs" ] && [ -x "$build/test_cuda_kernels" ]; then
     tools="memcheck"
     [ "$san" = 2 ] && tools="memcheck racecheck synccheck"
     for tool in $tools; do
-        echo "== compute-sanitizer --tool $tool test_cuda_kernels"
-        log="$build/sanitize-$tool.log"
-        (cd "$build" && "$cs" --tool "$tool" --error-exitcode 3 ./test_cuda_kernels >"$log" 2>&1)
-        rc=$?
-        tail -3 "$log"
-        [ $rc -ne 0 ] && { echo "$tool: FAILED (rc $rc, log $log)"; test_rc=1; }
+        for t in test_cuda_kernels test_cuda_attention test_cuda_select; do
+            [ -x "$build/$t" ] || continue
+            echo "== compute-sanitizer --tool $tool $t"
+            log="$build/sanitize-$tool-$t.log"
+            (cd "$build" && TOLK_TEST_SKIP_NET=1 "$cs" --tool "$tool" --error-exitcode 3 \
+                ./"$t" >"$log" 2>&1)
+            rc=$?
+            tail -3 "$log"
+            [ $rc -ne 0 ] && { echo "$tool $t: FAILED (rc $rc, log $log)"; test_rc=1; }
+        done
     done
 fi
 

@@ -46,39 +46,14 @@
 
 #include <cuda_runtime_api.h>
 
-#define NEED_DEVICE()                                                                              \
-    do {                                                                                           \
-        if (!tolk_cuda_available()) {                                                              \
-            tu_skip("no CUDA device");                                                             \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
+#include "support/cuda_guard.h"
+
 
 /* ------------------------------------------------------------------------ */
 /* Device buffers with guard zones                                          */
 /* ------------------------------------------------------------------------ */
 
-#define GUARD 256 /* bytes of sentinel before and after every buffer */
-#define SENTINEL 0xFF
-#define MAX_BUFS 64
-
-typedef struct dpool {
-    unsigned char *base[MAX_BUFS];
-    size_t bytes[MAX_BUFS];
-    int n;
-} dpool;
-
-/* A device buffer of `bytes`, filled with the sentinel, between two guard zones. */
-static void *dalloc(dpool *p, size_t bytes) {
-    CU_ASSERT_FATAL(p->n < MAX_BUFS);
-    unsigned char *b = NULL;
-    CU_ASSERT_FATAL(cudaMalloc((void **)&b, bytes + 2 * GUARD) == cudaSuccess);
-    CU_ASSERT_FATAL(cudaMemset(b, SENTINEL, bytes + 2 * GUARD) == cudaSuccess);
-    p->base[p->n] = b;
-    p->bytes[p->n] = bytes;
-    p->n++;
-    return b + GUARD;
-}
+/* dpool, dalloc, dpool_finish, NEED_DEVICE: tests/support/cuda_guard.h */
 
 /* A device copy of host bytes, between guard zones. */
 static void *dcopy(dpool *p, const void *h, size_t bytes) {
@@ -90,25 +65,6 @@ static void *dcopy(dpool *p, const void *h, size_t bytes) {
 static void dget(void *h, const void *d, size_t bytes) {
     CU_ASSERT_FATAL(cudaDeviceSynchronize() == cudaSuccess);
     if (bytes) CU_ASSERT_FATAL(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
-}
-
-/* Check every guard zone of the pool, then free it. */
-static void dpool_finish(dpool *p) {
-    CU_ASSERT_EQUAL(cudaDeviceSynchronize(), cudaSuccess);
-    for (int i = 0; i < p->n; i++) {
-        unsigned char g[2 * GUARD];
-        CU_ASSERT_EQUAL(cudaMemcpy(g, p->base[i], GUARD, cudaMemcpyDeviceToHost), cudaSuccess);
-        CU_ASSERT_EQUAL(
-            cudaMemcpy(g + GUARD, p->base[i] + GUARD + p->bytes[i], GUARD, cudaMemcpyDeviceToHost),
-            cudaSuccess);
-        int bad = 0;
-        for (int j = 0; j < 2 * GUARD; j++)
-            bad += g[j] != SENTINEL;
-        if (bad) printf("\n    buffer %d: %d guard bytes overwritten\n", i, bad);
-        CU_ASSERT_EQUAL(bad, 0);
-        cudaFree(p->base[i]);
-    }
-    p->n = 0;
 }
 
 static int rnd_int(int lo, int hi) { /* uniform in [lo, hi) */
