@@ -56,3 +56,8 @@ foreach(t tolk_static tolk_shared)
 endforeach()
 list(LENGTH CUEMU_CU_SOURCES n_cu)
 message(STATUS "tolk: CUDA backend on the CPU emulator (tests/cuemu), ${n_cu} kernel files")
+
+# Whole transcriptions are slow when every kernel is emulated: one clip.
+if(TEST test_cuda_transcribe)
+  set_property(TEST test_cuda_transcribe APPEND PROPERTY ENVIRONMENT TOLK_GPU_CLIPS=1)
+endif()

@@ -1325,6 +1325,7 @@ CUEMU_API cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCapt
 }
 CUEMU_API cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
     if (!graph) return ret(cudaErrorInvalidValue);
+    std::shared_ptr<GraphMem> keep; /* released after the lock (its destructor takes g_mu) */
     std::lock_guard<std::mutex> lk(g_mu);
     Stream *st = resolve_locked(s);
     if (!st) return ret(cudaErrorInvalidResourceHandle);
@@ -1357,7 +1358,8 @@ CUEMU_API cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
     } else {
         *graph = nullptr;
     }
-    delete c; /* (c->mem is released outside the lock by its shared_ptr when invalid) */
+    keep = c->mem;
+    delete c;
     return invalid ? ret(cudaErrorStreamCaptureInvalidated) : cudaSuccess;
 }
 CUEMU_API cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *status) {
