@@ -642,8 +642,8 @@ static tolk_status cu_copy_rows(tolk_ctx *ctx, const tolk_backend *be, float *ds
                                 const int *dst_idx, const float *src, size_t ld_src,
                                 const int *src_idx, size_t rows, size_t cols) {
     if (rows == 0 || cols == 0) return TOLK_OK;
-    if (!dst || !src || ld_dst < cols || ld_src < cols || cols > INT32_MAX ||
-        rows > INT32_MAX || ld_dst > INT64_MAX / 4 || ld_src > INT64_MAX / 4)
+    if (!dst || !src || ld_dst < cols || ld_src < cols || cols > INT32_MAX || rows > INT32_MAX ||
+        ld_dst > INT64_MAX / 4 || ld_src > INT64_MAX / 4)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: bad copy_rows arguments", WHO);
     tolk_status st = use_device(ctx, impl_of(be));
     if (st) return st;
@@ -656,9 +656,9 @@ static tolk_status cu_copy_rows(tolk_ctx *ctx, const tolk_backend *be, float *ds
 
 static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
                                      size_t ldq, const float *k, const float *v, size_t ldkv,
-                                     float *out, size_t ldo, const tolk_attn_desc *desc,
-                                     int n_seqs, int max_n_q, int max_n_kv, int n_head,
-                                     int d_head, float scale) {
+                                     float *out, size_t ldo, const tolk_attn_desc *desc, int n_seqs,
+                                     int max_n_q, int max_n_kv, int n_head, int d_head,
+                                     float scale) {
     if (n_seqs == 0 || max_n_q == 0) return TOLK_OK;
     if (!q || !k || !v || !out || !desc || n_seqs < 0 || max_n_q < 0 || max_n_kv < 1 ||
         n_head < 1 || ldq > INT32_MAX || ldkv > INT32_MAX || ldo > INT32_MAX ||
@@ -671,10 +671,10 @@ static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, cons
     const size_t wsb = tolk_cu_attention_ws_bytes(n_seqs * max_n_q, n_head, d_head, max_n_kv);
     char *scr = NULL, *gws = NULL;
     if (wsb > 0 && (st = scratch_get(ctx, wsb, &scr, &gws))) return st;
-    int rc = tolk_cu_attention_desc(q, (long long)ldq, k, v, (long long)ldkv, out, (long long)ldo,
-                                    (const tolk_cu_attn_desc *)desc, n_seqs, max_n_q, max_n_kv,
-                                    n_head, d_head, scale, TOLK_CU_F32, im->attn_tc, scr, wsb,
-                                    TOLK_CU_STREAM);
+    int rc =
+        tolk_cu_attention_desc(q, (long long)ldq, k, v, (long long)ldkv, out, (long long)ldo,
+                               (const tolk_cu_attn_desc *)desc, n_seqs, max_n_q, max_n_kv, n_head,
+                               d_head, scale, TOLK_CU_F32, im->attn_tc, scr, wsb, TOLK_CU_STREAM);
     scratch_put(scr);
     return tolk_cuda_kstatus(ctx, rc, WHO, "attention_desc");
 }
@@ -683,11 +683,10 @@ _Static_assert(sizeof(tolk_attn_desc) == sizeof(tolk_cu_attn_desc),
                "backend.h and kernels/attention.h descriptors must agree");
 
 static tolk_status cu_select(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
-                             int rows, int n, const int *range_off, const int *ranges,
-                             int ts_begin, int k, int *out_idx, float *out_lp) {
+                             int rows, int n, const int *range_off, const int *ranges, int ts_begin,
+                             int k, int *out_idx, float *out_lp) {
     if (rows == 0) return TOLK_OK;
-    if (ld > INT32_MAX)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: select: bad stride", WHO);
+    if (ld > INT32_MAX) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: select: bad stride", WHO);
     tolk_status st = use_device(ctx, impl_of(be));
     if (st) return st;
     return tolk_cuda_kstatus(ctx,
@@ -735,8 +734,8 @@ static tolk_status cu_graph_launch(tolk_ctx *ctx, const tolk_backend *be, void *
     if (!graph) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: NULL graph", WHO);
     tolk_status st = use_device(ctx, impl_of(be));
     if (st) return st;
-    return tolk_cuda_status(ctx, cudaGraphLaunch((cudaGraphExec_t)graph, cudaStreamPerThread),
-                            WHO, "graph launch");
+    return tolk_cuda_status(ctx, cudaGraphLaunch((cudaGraphExec_t)graph, cudaStreamPerThread), WHO,
+                            "graph launch");
 }
 
 static void cu_graph_free(const tolk_backend *be, void *graph) {

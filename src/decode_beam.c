@@ -93,8 +93,8 @@ tolk_status tolk_dec_beam(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_
     const int **hist = NULL;
     if (use_sel) {
         sel_off = tolk_calloc_array((size_t)B + 1, sizeof(int));
-        sel_ranges = tolk_calloc_array((size_t)B * 2,
-                                       (size_t)tolk_dec_filter_max_ranges(f) * sizeof(int));
+        sel_ranges =
+            tolk_calloc_array((size_t)B * 2, (size_t)tolk_dec_filter_max_ranges(f) * sizeof(int));
         sel_idx = tolk_calloc_array((size_t)B * K, sizeof(int));
         sel_lp = tolk_calloc_array((size_t)B * K, sizeof(float));
         hist_len = tolk_calloc_array((size_t)B, sizeof(int));

@@ -125,8 +125,8 @@ int tolk_dec_filter_max_ranges(const tolk_dec_filter *f) {
     return f->n_suppress + 8;
 }
 
-int tolk_dec_filter_ranges(const tolk_dec_filter *f, const int *sampled, int n_sampled,
-                           int *ranges, int cap) {
+int tolk_dec_filter_ranges(const tolk_dec_filter *f, const int *sampled, int n_sampled, int *ranges,
+                           int cap) {
     mask_sink k = {.ranges = ranges, .cap = cap, .n = 0, .logits = NULL};
     filter_masks(f, sampled, n_sampled, &k);
     return k.n;

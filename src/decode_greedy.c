@@ -50,9 +50,8 @@ static int argmax(const float *x, int n) {
 
 tolk_status tolk_dec_step_select(const tolk_dec_backend *be, const tolk_dec_filter *f,
                                  const int *seqs, int n_seqs, const int *const *tokens,
-                                 const int *n_tokens, const int *const *hist,
-                                 const int *hist_len, int k, int *off, int *ranges,
-                                 int *out_idx, float *out_lp) {
+                                 const int *n_tokens, const int *const *hist, const int *hist_len,
+                                 int k, int *off, int *ranges, int *out_idx, float *out_lp) {
     const int cap = tolk_dec_filter_max_ranges(f);
     off[0] = 0;
     for (int i = 0; i < n_seqs; i++) {
@@ -99,7 +98,8 @@ tolk_status tolk_dec_greedy(tolk_ctx *ctx, const tolk_dec_backend *be, const tol
     const int **hist = NULL;
     if (use_sel) {
         sel_off = tolk_calloc_array((size_t)G + 1, sizeof(int));
-        sel_ranges = tolk_calloc_array((size_t)G * 2, (size_t)tolk_dec_filter_max_ranges(f) * sizeof(int));
+        sel_ranges =
+            tolk_calloc_array((size_t)G * 2, (size_t)tolk_dec_filter_max_ranges(f) * sizeof(int));
         sel_idx = tolk_calloc_array((size_t)G, sizeof(int));
         sel_lp = tolk_calloc_array((size_t)G, sizeof(float));
         hist = tolk_calloc_array((size_t)G, sizeof(int *));

@@ -499,7 +499,8 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     kv->win_set[window] = 0;
     for (int l = 0; l < net->hp.n_text_layer && st == TOLK_OK; l++) {
         const attn_w *c = &net->dec[l].cross;
-        st = be->linear(ctx, be, tolk_cross_kv_at(kv, l, window), 2 * d, xa, d, T, &c->kv, c->kv_b, 0);
+        st = be->linear(ctx, be, tolk_cross_kv_at(kv, l, window), 2 * d, xa, d, T, &c->kv, c->kv_b,
+                        0);
     }
     if (st == TOLK_OK) kv->win_set[window] = 1;
     return st;
@@ -521,8 +522,8 @@ tolk_status tolk_kvcache_set_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvc
 tolk_status tolk_kvcache_encode_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
                                        int window, const float *mel, float *enc_out) {
     if (!net || !kv || !mel || kv->net != net || window < 0 || window >= kv->max_windows)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
-                         "net: encode_window: bad arguments (window %d)", window);
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: encode_window: bad arguments (window %d)",
+                         window);
     const tolk_backend *be = net->be;
     if (!kv->enc_ws) {
         size_t floats = enc_ws_floats(&net->hp, 1);
@@ -543,4 +544,3 @@ int tolk_kvcache_length(const tolk_kvcache *kv, int seq) {
     if (!kv || seq < 0 || seq >= kv->max_seqs) return 0;
     return kv->len[seq];
 }
-

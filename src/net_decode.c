@@ -59,8 +59,8 @@ void tolk_kvcache_step_free(tolk_kvcache *kv) {
 
 /* Make *host / *dev hold at least n ints (grow-only, with slack). A
  * reallocation invalidates the captured graphs, which point into them. */
-static tolk_status ints_reserve(tolk_ctx *ctx, tolk_kvcache *kv, int **host, int **dev,
-                                size_t *cap, size_t n) {
+static tolk_status ints_reserve(tolk_ctx *ctx, tolk_kvcache *kv, int **host, int **dev, size_t *cap,
+                                size_t n) {
     if (*cap >= n) return TOLK_OK;
     const tolk_backend *be = kv->net->be;
     size_t want = n < 4096 ? 4096 : n;
@@ -117,10 +117,10 @@ tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv) {
         size_t r = 0;
         for (size_t l = 0; l < L; l++)
             for (int p = 0; p < kv->n_pend; p++) {
-                const size_t db = (l * (size_t)kv->max_seqs + (size_t)kv->pend[3 * p]) *
-                                  (size_t)kv->max_len;
-                const size_t sb = (l * (size_t)kv->max_seqs + (size_t)kv->pend[3 * p + 1]) *
-                                  (size_t)kv->max_len;
+                const size_t db =
+                    (l * (size_t)kv->max_seqs + (size_t)kv->pend[3 * p]) * (size_t)kv->max_len;
+                const size_t sb =
+                    (l * (size_t)kv->max_seqs + (size_t)kv->pend[3 * p + 1]) * (size_t)kv->max_len;
                 for (int t = 0; t < kv->pend[3 * p + 2]; t++, r++) {
                     dst[r] = (int)(db + (size_t)t);
                     src[r] = (int)(sb + (size_t)t);
@@ -146,7 +146,7 @@ static int pending_as(const tolk_kvcache *kv, int seq, int role) {
 void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window) {
     if (!kv || seq < 0 || seq >= kv->max_seqs) return;
     if (pending_as(kv, seq, 1)) tolk_kvcache_flush(NULL, kv); /* its rows are still read */
-    int k = 0; /* copies into seq are moot now */
+    int k = 0;                                                /* copies into seq are moot now */
     for (int p = 0; p < kv->n_pend; p++)
         if (kv->pend[3 * p] != seq) {
             memmove(kv->pend + 3 * k, kv->pend + 3 * p, 3 * sizeof(int));
@@ -198,6 +198,7 @@ static step_layout layout_of(size_t T, size_t B, size_t P) {
 }
 
 _Static_assert(sizeof(tolk_attn_desc) == 6 * sizeof(int), "tolk_attn_desc is 6 ints");
+_Static_assert(sizeof(float) == sizeof(int), "selection results share one int32 buffer");
 
 /* Where a step's outputs live in the workspace. */
 typedef struct step_bufs {
@@ -210,8 +211,8 @@ typedef struct step_bufs {
  * max_nq the most rows of one sequence; k > 0 adds the selection. Only
  * launches work (no host round trip): this is what a graph captures. */
 static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, size_t T,
-                            size_t B, int max_nq, const step_layout *L, const step_bufs *w,
-                            int k, int ts_begin) {
+                            size_t B, int max_nq, const step_layout *L, const step_bufs *w, int k,
+                            int ts_begin) {
     const tolk_backend *be = net->be;
     const tolk_hparams *hp = &net->hp;
     const size_t d = (size_t)hp->n_text_state, V = (size_t)hp->n_vocab;
@@ -355,7 +356,8 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     tolk_status st = tolk_kvcache_flush(ctx, kv);
     if (!st) st = ws_reserve(ctx, kv, T * d * 10 + B * d + B * V + 2 * B * kk);
     const step_layout L = layout_of(T, B, P);
-    if (!st) st = ints_reserve(ctx, kv, &kv->step_host, &kv->step_dev, &kv->step_cap, L.total);
+    if (!st) st = ints_reserve(ctx, kv, &kv->step_host, &kv->step_dev, &kv->step_cap,
+                               L.total > 2 * B * kk ? L.total : 2 * B * kk);
     if (st) return st;
 
     /* the step block */
@@ -371,8 +373,8 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
         }
         hb[L.last + (size_t)i] = (int)r - 1;
         const tolk_attn_desc sa = {row0, s * kv->max_len, n_tokens[i], len + n_tokens[i], 1, len};
-        const tolk_attn_desc ca = {row0, kv->win[s] * hp->n_audio_ctx, n_tokens[i],
-                                   hp->n_audio_ctx, 0, 0};
+        const tolk_attn_desc ca = {
+            row0, kv->win[s] * hp->n_audio_ctx, n_tokens[i], hp->n_audio_ctx, 0, 0};
         memcpy(hb + L.self_d + 6 * (size_t)i, &sa, sizeof sa);
         memcpy(hb + L.cross_d + 6 * (size_t)i, &ca, sizeof ca);
     }
@@ -402,13 +404,17 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     if (graph) {
         st = be->graph_launch(ctx, be, graph);
         kv->n_replayed++;
-    }
-    else
+    } else
         st = run_step(ctx, net, kv, T, B, max_nq, &L, &w, k, sel ? sel->ts_begin : 0);
     if (!st) {
         if (sel) {
-            st = be->download(ctx, be, out_idx, w.res_idx, B * kk * sizeof(int));
-            if (!st) st = be->download(ctx, be, out_lp, w.res_lp, B * kk * sizeof(float));
+            /* ids and log-probabilities are adjacent: one copy, one synchronisation,
+             * through the step block's host staging (no longer needed this step) */
+            st = be->download(ctx, be, kv->step_host, w.res_idx, 2 * B * kk * sizeof(int));
+            if (!st) {
+                memcpy(out_idx, kv->step_host, B * kk * sizeof(int));
+                memcpy(out_lp, kv->step_host + B * kk, B * kk * sizeof(float));
+            }
         } else {
             st = be->download(ctx, be, logits, w.lg, B * V * sizeof(float));
         }

@@ -61,19 +61,19 @@ struct tolk_kvcache {
     float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
     float *ws;       /* decoder step workspace (device), ws_floats */
     size_t ws_floats;
-    float *enc_ws;   /* encoder workspace for one window (device), made on
-                        the first tolk_kvcache_encode_window and kept: a
-                        long file reuses it instead of allocating ~40
-                        n_audio_ctx n_audio_state bytes per window */
-    float *xa;       /* [n_audio_ctx, d] set_window's upload buffer, kept */
+    float *enc_ws; /* encoder workspace for one window (device), made on
+                      the first tolk_kvcache_encode_window and kept: a
+                      long file reuses it instead of allocating ~40
+                      n_audio_ctx n_audio_state bytes per window */
+    float *xa;     /* [n_audio_ctx, d] set_window's upload buffer, kept */
 
     /* decoder step (net_decode.c) */
-    int *step_host;  /* the step's index block on the host (staging) */
-    int *step_dev;   /* ... and on the device; step_cap ints each */
+    int *step_host; /* the step's index block on the host (staging) */
+    int *step_dev;  /* ... and on the device; step_cap ints each */
     size_t step_cap;
-    int *pend;       /* pending cache copies: [max_seqs][3] dst, src, rows */
+    int *pend; /* pending cache copies: [max_seqs][3] dst, src, rows */
     int n_pend;
-    int *cp_host;    /* their row indices: [2][cp_cap] (host, device) */
+    int *cp_host; /* their row indices: [2][cp_cap] (host, device) */
     int *cp_dev;
     size_t cp_cap;
     struct step_graph *graphs; /* [TOLK_STEP_GRAPHS] captured steps */
@@ -91,7 +91,7 @@ typedef struct step_graph {
     int B;       /* sequences (= rows) */
     int k;       /* 0: logits returned; else the selection's k */
     int ts_begin;
-    int failed;  /* capture failed once: run this key directly */
+    int failed; /* capture failed once: run this key directly */
     unsigned long long used;
 } step_graph;
 

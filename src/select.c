@@ -26,9 +26,8 @@ void tolk_topk_desc(const float *x, int n, int k, int *idx) {
 
 int tolk_select_rows(float *logits, size_t ld, int rows, int n, const int *range_off,
                      const int *ranges, int ts_begin, int k, int *out_idx, float *out_lp) {
-    if (!logits || rows < 0 || n < 1 || ld < (size_t)n || k < 1 || k > TOLK_SELECT_MAX_K ||
-        k > n || !out_idx || !out_lp || (!range_off) != (!ranges) || ts_begin < 0 ||
-        ts_begin >= n)
+    if (!logits || rows < 0 || n < 1 || ld < (size_t)n || k < 1 || k > TOLK_SELECT_MAX_K || k > n ||
+        !out_idx || !out_lp || (!range_off) != (!ranges) || ts_begin < 0 || ts_begin >= n)
         return -1;
     float *lp = NULL;
     if (k > 1 && rows > 0) {

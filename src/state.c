@@ -149,14 +149,14 @@ static tolk_status be_step(void *user, const int *seqs, int n_seqs, const int *c
     tolk_timings_count(&st->timings, 0, 0, 1);
     return s;
 }
-static tolk_status be_step_select(void *user, const int *seqs, int n_seqs,
-                                  const int *const *tokens, const int *n_tokens,
-                                  const tolk_dec_select *sel, int *out_idx, float *out_lp) {
+static tolk_status be_step_select(void *user, const int *seqs, int n_seqs, const int *const *tokens,
+                                  const int *n_tokens, const tolk_dec_select *sel, int *out_idx,
+                                  float *out_lp) {
     tolk_state *st = user;
     double t0 = tolk_time_now();
     const tolk_net_select ns = {sel->range_off, sel->ranges, sel->ts_begin, sel->k};
-    tolk_status s = tolk_net_decode_select(st->ctx, st->net, st->kv, seqs, n_seqs, tokens,
-                                           n_tokens, &ns, out_idx, out_lp);
+    tolk_status s = tolk_net_decode_select(st->ctx, st->net, st->kv, seqs, n_seqs, tokens, n_tokens,
+                                           &ns, out_idx, out_lp);
     tolk_timings_since(&st->timings, TOLK_STAGE_DECODER, t0);
     tolk_timings_count(&st->timings, 0, 0, 1);
     return s;

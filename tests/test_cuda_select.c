@@ -604,15 +604,8 @@ int main(void) {
 
 #else /* !TOLK_HAVE_CUDA */
 
-static void test_no_cuda(void) {
-    CU_ASSERT_EQUAL(tolk_cuda_available(), 0);
-    tu_skip("CPU-only build: no CUDA kernels");
-}
-
 int main(void) {
-    CU_TestInfo tests[] = {{"no_cuda", test_no_cuda}, CU_TEST_INFO_NULL};
-    tu_add_suite("cuda_select", tests);
-    return tu_run();
+    return tu_run_without_cuda("cuda_select");
 }
 
 #endif

@@ -126,8 +126,9 @@ static int transcribe_all(const char *model_dir, tolk_device dev, int compute, i
     tolk_state *st = NULL;
     int ok = tolk_model_load(ctx, model_dir, &mp, &m) == TOLK_OK &&
              tolk_state_new(ctx, m, &st) == TOLK_OK;
-    if (!ok) fprintf(stderr, "\n  load on %s: %s\n", dev == TOLK_DEVICE_CUDA ? "cuda" : "cpu",
-                     tolk_ctx_last_error(ctx));
+    if (!ok)
+        fprintf(stderr, "\n  load on %s: %s\n", dev == TOLK_DEVICE_CUDA ? "cuda" : "cpu",
+                tolk_ctx_last_error(ctx));
     tolk_transcribe_params tp = tolk_transcribe_default_params();
     tp.language = "en";
     if (beam > 1) {
@@ -177,7 +178,8 @@ static void check_model(const char *name) {
     memset(&cpu, 0, sizeof cpu), memset(&gpu, 0, sizeof gpu), memset(&f16, 0, sizeof f16);
     memset(&gpu_eager, 0, sizeof gpu_eager), memset(&cpu_beam, 0, sizeof cpu_beam);
     memset(&gpu_beam, 0, sizeof gpu_beam);
-    CU_ASSERT_FATAL(transcribe_all(model_dir, TOLK_DEVICE_CPU, TOLK_COMPUTE_F32, 0, clips, n, &cpu));
+    CU_ASSERT_FATAL(
+        transcribe_all(model_dir, TOLK_DEVICE_CPU, TOLK_COMPUTE_F32, 0, clips, n, &cpu));
     CU_ASSERT(transcribe_all(model_dir, TOLK_DEVICE_CUDA, TOLK_COMPUTE_F32, 0, clips, n, &gpu));
     /* the single-token steps really ran as graph replays */
     printf("\n  graphs: %ld captured, %ld replays, %ld failed captures", g_captured, g_replayed,
@@ -190,8 +192,10 @@ static void check_model(const char *name) {
     unsetenv("TOLK_CUDA_GRAPHS");
     CU_ASSERT(transcribe_all(model_dir, TOLK_DEVICE_CUDA, TOLK_COMPUTE_F16, 0, clips, n, &f16));
     int nb = n < 3 ? n : 3;
-    CU_ASSERT(transcribe_all(model_dir, TOLK_DEVICE_CPU, TOLK_COMPUTE_F32, 5, clips, nb, &cpu_beam));
-    CU_ASSERT(transcribe_all(model_dir, TOLK_DEVICE_CUDA, TOLK_COMPUTE_F32, 5, clips, nb, &gpu_beam));
+    CU_ASSERT(
+        transcribe_all(model_dir, TOLK_DEVICE_CPU, TOLK_COMPUTE_F32, 5, clips, nb, &cpu_beam));
+    CU_ASSERT(
+        transcribe_all(model_dir, TOLK_DEVICE_CUDA, TOLK_COMPUTE_F32, 5, clips, nb, &gpu_beam));
 
     int same = 0, same_eager = 0, same_f16 = 0, same_beam = 0;
     long e_cpu = 0, e_f16 = 0, nr_cpu = 0, nr_f16 = 0;
@@ -209,7 +213,8 @@ static void check_model(const char *name) {
         if (f16.text[i]) wer_counts(f16.text[i], clips[i].ref, &e_f16, &nr_f16);
     }
     for (int i = 0; i < nb; i++)
-        same_beam += cpu_beam.text[i] && gpu_beam.text[i] && !strcmp(cpu_beam.text[i], gpu_beam.text[i]);
+        same_beam +=
+            cpu_beam.text[i] && gpu_beam.text[i] && !strcmp(cpu_beam.text[i], gpu_beam.text[i]);
     double w_cpu = nr_cpu ? 100.0 * (double)e_cpu / (double)nr_cpu : 0.0;
     double w_f16 = nr_f16 ? 100.0 * (double)e_f16 / (double)nr_f16 : 0.0;
     printf("\n  GPU %s: %d clips; FP32 same text+segments %d, without graphs %d, beam 5 %d/%d; "
@@ -235,22 +240,15 @@ static void test_base(void) {
 }
 
 int main(void) {
-    CU_TestInfo tests[] = {
-        {"tiny_en", test_tiny_en}, {"base", test_base}, CU_TEST_INFO_NULL};
+    CU_TestInfo tests[] = {{"tiny_en", test_tiny_en}, {"base", test_base}, CU_TEST_INFO_NULL};
     tu_add_suite("cuda_transcribe", tests);
     return tu_run();
 }
 
 #else
 
-static void test_skip(void) {
-    printf("  SKIPPED: CPU-only build\n");
-}
-
 int main(void) {
-    CU_TestInfo tests[] = {{"cuda_transcribe", test_skip}, CU_TEST_INFO_NULL};
-    tu_add_suite("cuda_transcribe", tests);
-    return tu_run();
+    return tu_run_without_cuda("cuda_transcribe");
 }
 
 #endif

@@ -3,6 +3,8 @@
  */
 #include "testutil.h"
 
+#include "tolk.h"
+
 #include <CUnit/Basic.h>
 #include <dirent.h>
 #include <math.h>
@@ -249,4 +251,15 @@ float tu_h2f(uint16_t h) {
     float f;
     memcpy(&f, &b, 4);
     return f;
+}
+
+static void no_cuda(void) {
+    CU_ASSERT_EQUAL(tolk_cuda_available(), 0);
+    tu_skip("CPU-only build: no CUDA kernels");
+}
+
+int tu_run_without_cuda(const char *suite) {
+    CU_TestInfo tests[] = {{"no_cuda", no_cuda}, CU_TEST_INFO_NULL};
+    tu_add_suite(suite, tests);
+    return tu_run();
 }

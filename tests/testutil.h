@@ -16,6 +16,9 @@ void tu_add_suite(const char *name, CU_TestInfo *tests);
 /* Run every registered suite (basic mode, verbose) and return the exit
  * status for main: 0 when nothing failed. */
 int tu_run(void);
+/* The whole main() of a GPU suite in a build without CUDA: one test that
+ * checks no device is reported and skips, run as suite `suite`. */
+int tu_run_without_cuda(const char *suite);
 
 /* Mark the current test skipped with a reason (printed once); the test
  * function should return right after. Counted in the summary. */
