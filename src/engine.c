@@ -626,6 +626,13 @@ static void pool_release(tolk_engine *e, tolk_request *r) {
 static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     tolk_result *res = NULL;
     if (s == TOLK_OK) s = tolk_lf_take_result(r->lf, &res);
+    /* the search's state goes before the request is published as done:
+     * from then on its owner may free it */
+    if (r->lf) {
+        tolk_lf_language_probs(r->lf, r->lang_probs, &r->n_lang);
+        tolk_lf_free(r->lf);
+        r->lf = NULL;
+    }
     if (r->state == RQ_ACTIVE) pool_release(e, r);
     pthread_mutex_lock(&e->mu);
     /* unlink */
@@ -661,10 +668,6 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     pthread_cond_broadcast(&e->done);
     wake(e);
     pthread_mutex_unlock(&e->mu);
-    /* the search's state is no longer needed (segments were published) */
-    tolk_lf_language_probs(r->lf, r->lang_probs, &r->n_lang);
-    tolk_lf_free(r->lf);
-    r->lf = NULL;
     if (freed) request_free_now(r);
 }
 
