@@ -104,8 +104,73 @@ static void test_engine_matches_cpu(void) {
     tolk_ctx_free(gpu);
 }
 
+/* Half precision: graphed steps padded to batch buckets (11 sequences run
+ * as 16: two beam searches of 5 and a greedy request); each request's text
+ * equals its own run alone on the same device and precision. */
+static void test_f16_buckets(void) {
+    if (!tolk_cuda_available()) {
+        printf("  SKIPPED: no CUDA device\n");
+        return;
+    }
+    const char *dir = tu_require_model("tiny.en");
+    if (!dir) return;
+    tolk_ctx_params cp = tolk_ctx_default_params();
+    cp.device = TOLK_DEVICE_CUDA;
+    tolk_ctx *gpu = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(&cp, &gpu), TOLK_OK);
+    tolk_model_params mp = tolk_model_default_params();
+    mp.device = TOLK_DEVICE_CUDA;
+    mp.compute_type = TOLK_COMPUTE_F16;
+    tolk_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_model_load(gpu, dir, &mp, &m), TOLK_OK);
+    float *x = NULL;
+    size_t n = 0;
+    CU_ASSERT_EQUAL_FATAL(tolk_audio_load(gpu, tu_shared("speech/jfk.flac"), &x, &n), TOLK_OK);
+    const int kinds[3] = {2, 2, 0};
+    tolk_result *ref[3] = {NULL};
+    tolk_state *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_state_new(gpu, m, &st), TOLK_OK);
+    for (int i = 0; i < 3; i++) {
+        tolk_transcribe_params p = params_of(kinds[i]);
+        CU_ASSERT_EQUAL_FATAL(tolk_transcribe(st, x, n, &p, &ref[i]), TOLK_OK);
+    }
+    tolk_state_free(st);
+    tolk_engine_params ep = tolk_engine_default_params();
+    ep.background = 0;
+    tolk_engine *e = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_engine_new(gpu, m, &ep, &e), TOLK_OK);
+    tolk_request *rq[3];
+    for (int i = 0; i < 3; i++) {
+        tolk_transcribe_params p = params_of(kinds[i]);
+        CU_ASSERT_EQUAL_FATAL(tolk_engine_submit_samples(e, x, n, &p, &rq[i]), TOLK_OK);
+    }
+    CU_ASSERT_EQUAL(tolk_engine_run(e), TOLK_OK);
+    for (int i = 0; i < 3; i++) {
+        tolk_result *res = NULL;
+        CU_ASSERT_EQUAL(tolk_request_result(rq[i], &res), TOLK_OK);
+        int same = res && !strcmp(res->text, ref[i]->text);
+        if (!same)
+            fprintf(stderr, "\n  f16 request %d: \"%s\" alone: \"%s\"\n", i,
+                    res ? res->text : "(none)", ref[i]->text);
+        CU_ASSERT(same);
+        tolk_result_free(res);
+        tolk_result_free(ref[i]);
+        tolk_request_free(rq[i]);
+    }
+    long cap = 0, rep = 0, fail = 0;
+    tolk_kvcache_graph_stats(tolk_engine_kvcache(e), &cap, &rep, &fail);
+    printf("\n  f16: graphs %ld captured, %ld replays, %ld failed", cap, rep, fail);
+    CU_ASSERT(rep >= 1 && fail == 0);
+    tolk_engine_free(e);
+    tolk_free(x);
+    tolk_model_free(m);
+    tolk_ctx_free(gpu);
+}
+
 int main(void) {
-    CU_TestInfo tests[] = {{"engine_matches_cpu", test_engine_matches_cpu}, CU_TEST_INFO_NULL};
+    CU_TestInfo tests[] = {{"engine_matches_cpu", test_engine_matches_cpu},
+                           {"f16_buckets", test_f16_buckets},
+                           CU_TEST_INFO_NULL};
     tu_add_suite("cuda_engine", tests);
     return tu_run();
 }
