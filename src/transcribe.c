@@ -45,6 +45,7 @@
 #include "net.h"
 #include "timings.h"
 #include "tokenizer.h"
+#include "vad_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -85,6 +86,8 @@ tolk_transcribe_params tolk_transcribe_default_params(void) {
     p.sample_len = 0;
     p.clip_timestamps = "0";
     p.seed = 0;
+    p.vad = NULL;
+    p.vad_params = tolk_vad_default_params();
     return p;
 }
 
@@ -818,6 +821,8 @@ tolk_status tolk_transcribe(tolk_state *state, const float *samples, size_t n_sa
     if (n_samples == 0) return tolk_fail(state->ctx, TOLK_ERR_EMPTY, "tolk_transcribe: no samples");
     if (n_samples > (size_t)1 << 40)
         return tolk_fail(state->ctx, TOLK_ERR_NOMEM, "tolk_transcribe: absurd input length");
+    if (params && params->vad) /* vad_filter: speech only (vad_filter.c) */
+        return tolk_vad_filter_transcribe(state, samples, n_samples, params, out);
     mem_src m = {.x = samples, .n = n_samples};
     sample_src src = {.user = &m, .fetch = mem_fetch};
     return transcribe_src(state, src, n_samples, 1, params, out);
@@ -833,8 +838,8 @@ tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
     tolk_clear_error(state->ctx);
     if (!path)
         return tolk_fail(state->ctx, TOLK_ERR_INVALID_ARG, "tolk_transcribe_file: NULL path");
-    if (strcmp(path, "-") == 0) {
-        /* standard input cannot be read twice: decode it whole */
+    if (strcmp(path, "-") == 0 || (params && params->vad)) {
+        /* standard input cannot be read twice, vad_filter needs it all: decode it whole */
         float *x = NULL;
         size_t n = 0;
         double t0 = tolk_time_now();
