@@ -169,7 +169,8 @@ static tolk_status ggml_fill(tolk_ctx *ctx, tolk_weights *w, const char *path, c
     }
     for (int32_t i = 0; i < nt; i++) {
         int32_t len;
-        if (tolk_ggml_i32(&r, &len) || len < 0 || len > GGML_MAX_TOKEN || (size_t)len > size - r.off)
+        if (tolk_ggml_i32(&r, &len) || len < 0 || len > GGML_MAX_TOKEN ||
+            (size_t)len > size - r.off)
             return tolk_fail(ctx, TOLK_ERR_FORMAT,
                              "%s: vocabulary token %d is truncated or too long", path, i);
         char *t = malloc((size_t)len + 1);

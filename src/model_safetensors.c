@@ -129,9 +129,8 @@ static int all_zero(const void *data, tolk_dtype dt, size_t n) {
     return 1;
 }
 
-tolk_status tolk_safetensors_walk(tolk_ctx *ctx, const char *path, const uint8_t *data,
-                                  size_t size, tolk_st_want_fn want, tolk_st_visit_fn visit,
-                                  void *user) {
+tolk_status tolk_safetensors_walk(tolk_ctx *ctx, const char *path, const uint8_t *data, size_t size,
+                                  tolk_st_want_fn want, tolk_st_visit_fn visit, void *user) {
     if (size < 8) return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated (%zu bytes)", path, size);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--)

@@ -29,9 +29,17 @@
 
 #define VAD_BLOCK 128 /* chunks per encoder pass (per thread) */
 
+/* OpenBLAS runs in the calling thread, as in backend_cpu.c (1 is the only
+ * value tolk ever sets, process-wide). */
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int num_threads);
+static void blas_single(void) {
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+}
+
 /* Per-chunk floats of each work buffer. */
-#define WS_COLS (VAD_STEPS * VAD_BINS * 3)   /* the widest im2col: conv1, 1548 */
-#define WS_ACT (VAD_STEPS * 2 * VAD_BINS)    /* the widest activation: STFT, 1032 */
+#define WS_COLS (VAD_STEPS * VAD_BINS * 3) /* the widest im2col: conv1, 1548 */
+#define WS_ACT (VAD_STEPS * 2 * VAD_BINS)  /* the widest activation: STFT, 1032 */
 
 /* Working buffers for up to cap chunks. */
 typedef struct vad_ws {
@@ -108,8 +116,8 @@ static void conv_relu(const float *in, int M, int T, int C, const float *w, cons
 
 /* Frames [M, 576] -> gx [M, 512] = W_ih x + b_ih + b_hh, x the encoder's
  * output. Uses w's buffers (M <= w->cap). */
-static void vad_encode(const struct tolk_vad *v, const float *frames, int M, vad_ws *w,
-                       float *gx) {
+static void vad_encode(const struct tolk_vad *v, const float *frames, int M, vad_ws *w, float *gx) {
+    blas_single();
     /* STFT as a strided convolution: [M * 4, 256] x [258, 256]^T */
     for (int m = 0; m < M; m++) {
         const float *f = frames + (size_t)m * VAD_FRAME;
@@ -160,8 +168,9 @@ static float cell_finish(const struct tolk_vad *v, const float *g, float *h, flo
 
 /* One recurrent step of a stream: g holds gx (overwritten). */
 static float cell_step(const struct tolk_vad *v, float *g, float *h, float *c) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, VAD_GATES, VAD_HIDDEN, 1.0f, v->w_hh, VAD_HIDDEN, h,
-                1, 1.0f, g, 1);
+    blas_single();
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, VAD_GATES, VAD_HIDDEN, 1.0f, v->w_hh, VAD_HIDDEN, h, 1,
+                1.0f, g, 1);
     return cell_finish(v, g, h, c);
 }
 
@@ -247,7 +256,8 @@ tolk_status tolk_vad_probs(tolk_ctx *ctx, const tolk_vad *vad, const float *x, s
     const size_t nch = (n + TOLK_VAD_CHUNK - 1) / TOLK_VAD_CHUNK;
     int nt = tolk_ctx_threads(ctx);
     if (nt < 1) nt = 1;
-    if ((size_t)nt > (nch + VAD_BLOCK - 1) / VAD_BLOCK) nt = (int)((nch + VAD_BLOCK - 1) / VAD_BLOCK);
+    if ((size_t)nt > (nch + VAD_BLOCK - 1) / VAD_BLOCK)
+        nt = (int)((nch + VAD_BLOCK - 1) / VAD_BLOCK);
     float *out = tolk_malloc_array(nch, sizeof(float));
     float *gx = tolk_malloc_array((size_t)nt * VAD_BLOCK, VAD_GATES * sizeof(float));
     vad_ws *ws = calloc((size_t)nt, sizeof *ws);
@@ -383,8 +393,7 @@ tolk_status tolk_vad_stream_push(tolk_ctx *ctx, tolk_vad_stream *s, const float 
     return TOLK_OK;
 }
 
-tolk_status tolk_vad_stream_flush(tolk_ctx *ctx, tolk_vad_stream *s, float *prob,
-                                  size_t *n_probs) {
+tolk_status tolk_vad_stream_flush(tolk_ctx *ctx, tolk_vad_stream *s, float *prob, size_t *n_probs) {
     if (!s || !prob || !n_probs)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_vad_stream_flush: NULL argument");
     *n_probs = 0;

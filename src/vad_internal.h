@@ -18,7 +18,7 @@
 #include "internal.h"
 
 #define VAD_FRAME (TOLK_VAD_CONTEXT + TOLK_VAD_CHUNK) /* 576 samples in */
-#define VAD_PADDED (VAD_FRAME + 64)                    /* 640 after the reflect pad */
+#define VAD_PADDED (VAD_FRAME + 64)                   /* 640 after the reflect pad */
 #define VAD_NFFT 256
 #define VAD_HOP 128
 #define VAD_STEPS 4 /* STFT frames per chunk */
@@ -33,11 +33,11 @@ extern const int tolk_vad_conv_in[VAD_N_CONV], tolk_vad_conv_out[VAD_N_CONV],
 
 /* Every weight as float32 in one owned buffer, PyTorch layouts. */
 struct tolk_vad {
-    char *path;         /* what was loaded (owned) */
-    const char *format; /* "safetensors" or "ggml" (static) */
-    int version[3];     /* ggml files: the silero-vad version; else zeros */
-    float *buf;         /* owns everything below */
-    const float *stft;  /* [258, 256]: 129 real rows, then 129 imaginary */
+    char *path;                      /* what was loaded (owned) */
+    const char *format;              /* "safetensors" or "ggml" (static) */
+    int version[3];                  /* ggml files: the silero-vad version; else zeros */
+    float *buf;                      /* owns everything below */
+    const float *stft;               /* [258, 256]: 129 real rows, then 129 imaginary */
     const float *conv_w[VAD_N_CONV]; /* [out, in * 3] */
     const float *conv_b[VAD_N_CONV]; /* [out] */
     const float *w_ih, *w_hh;        /* [512, 128] */

@@ -259,8 +259,7 @@ static tolk_status vad_parse(tolk_ctx *ctx, const char *path, const uint8_t *dat
     if (st) return st;
     for (int i = 0; i < N_SLOTS; i++)
         if (!L.seen[i])
-            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor %s is missing", path,
-                             slots[i].tiny);
+            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor %s is missing", path, slots[i].tiny);
     v->stft = L.dst[SLOT_STFT];
     for (int i = 0; i < VAD_N_CONV; i++) {
         v->conv_w[i] = L.dst[SLOT_W1 + 2 * i];

@@ -27,13 +27,20 @@ typedef struct synth {
 } synth;
 
 static const synth synth_tensors[15] = {
-    {"stft_conv.weight", 3, {258, 1, 256}},  {"conv1.weight", 3, {128, 129, 3}},
-    {"conv1.bias", 1, {128}},                {"conv2.weight", 3, {64, 128, 3}},
-    {"conv2.bias", 1, {64}},                 {"conv3.weight", 3, {64, 64, 3}},
-    {"conv3.bias", 1, {64}},                 {"conv4.weight", 3, {128, 64, 3}},
-    {"conv4.bias", 1, {128}},                {"lstm_cell.weight_ih", 2, {512, 128}},
-    {"lstm_cell.weight_hh", 2, {512, 128}},  {"lstm_cell.bias_ih", 1, {512}},
-    {"lstm_cell.bias_hh", 1, {512}},         {"final_conv.weight", 3, {1, 128, 1}},
+    {"stft_conv.weight", 3, {258, 1, 256}},
+    {"conv1.weight", 3, {128, 129, 3}},
+    {"conv1.bias", 1, {128}},
+    {"conv2.weight", 3, {64, 128, 3}},
+    {"conv2.bias", 1, {64}},
+    {"conv3.weight", 3, {64, 64, 3}},
+    {"conv3.bias", 1, {64}},
+    {"conv4.weight", 3, {128, 64, 3}},
+    {"conv4.bias", 1, {128}},
+    {"lstm_cell.weight_ih", 2, {512, 128}},
+    {"lstm_cell.weight_hh", 2, {512, 128}},
+    {"lstm_cell.bias_ih", 1, {512}},
+    {"lstm_cell.bias_hh", 1, {512}},
+    {"final_conv.weight", 3, {1, 128, 1}},
     {"final_conv.bias", 1, {1}},
 };
 
@@ -147,8 +154,8 @@ static void test_load_errors(void) {
     expect_fail(ctx, g, k, TOLK_ERR_UNSUPPORTED, "not a Silero VAD");
     memcpy(g + 8, "silero-16k", 10);
     expect_fail(ctx, g, k, TOLK_ERR_FORMAT, "truncated");
-    int32_t arch[22] = {6, 2, 0, 512, 64, 4, 129, 128, 3, 128, 64, 3,
-                        64, 64, 3, 64, 128, 3, 128, 128, 128, 1};
+    int32_t arch[22] = {6, 2,  0,  512, 64, 4,   129, 128, 3,   128, 64,
+                        3, 64, 64, 3,   64, 128, 3,   128, 128, 128, 1};
     memcpy(g + k, arch, sizeof arch);
     /* a ggml file with the header only: every tensor missing */
     expect_fail(ctx, g, k + sizeof arch, TOLK_ERR_FORMAT, "is missing");
@@ -195,8 +202,8 @@ static void test_fast_vs_reference(void) {
         worst = fmax(worst, fabs(r - p[j]));
         spread = fmax(spread, fabs(r - p[0]));
     }
-    printf("\n  fast vs reference loop: max |diff| %.3g over %zu chunks (spread %.3g)\n", worst,
-           np, spread);
+    printf("\n  fast vs reference loop: max |diff| %.3g over %zu chunks (spread %.3g)\n", worst, np,
+           spread);
     CU_ASSERT(worst < 1e-5);
     CU_ASSERT(spread > 1e-3); /* the synthetic model is not constant */
     free(p);
@@ -591,9 +598,9 @@ static void test_vad_filter_transcribe(void) {
     CU_ASSERT_DOUBLE_EQUAL(r->duration, (double)n / 16000, 1e-9);
     CU_ASSERT(r->n_segments >= 1);
     if (r->n_segments >= 1) {
-        printf("\n  vad_filter: %d segments, first [%.2f, %.2f] last end %.2f: %s\n",
-               r->n_segments, r->segments[0].start, r->segments[0].end,
-               r->segments[r->n_segments - 1].end, r->text);
+        printf("\n  vad_filter: %d segments, first [%.2f, %.2f] last end %.2f: %s\n", r->n_segments,
+               r->segments[0].start, r->segments[0].end, r->segments[r->n_segments - 1].end,
+               r->text);
         CU_ASSERT(r->segments[0].start >= 7.5 && r->segments[0].start < 9.0);
         CU_ASSERT(r->segments[r->n_segments - 1].end <= 8.0 + 11.0 + 0.5);
         CU_ASSERT_PTR_NOT_NULL(strstr(r->text, "ask not what your country"));

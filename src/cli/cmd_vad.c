@@ -24,8 +24,9 @@
 #include <string.h>
 
 static const cli_optdef vad_opts[] = {
-    {"help", 'h', 0},   {"output_format", 'f', 1}, {"model_dir", 0, 1},
-    {"threads", 0, 1},  CLI_VAD_OPTS,              {NULL, 0, 0},
+    {"help", 'h', 0},    {"output_format", 'f', 1},
+    {"model_dir", 0, 1}, {"threads", 0, 1},
+    CLI_VAD_OPTS,        {NULL, 0, 0},
 };
 
 static void usage(FILE *f) {
@@ -64,8 +65,8 @@ static void json_string(FILE *f, const char *s) {
 }
 
 /* Segments of one file on stdout. Returns 0, or 1 after reporting. */
-static int run_file(tolk_ctx *ctx, const tolk_vad *vad, const tolk_vad_params *vp,
-                    const char *path, int json, int *first) {
+static int run_file(tolk_ctx *ctx, const tolk_vad *vad, const tolk_vad_params *vp, const char *path,
+                    int json, int *first) {
     const char *shown = !strcmp(path, "-") ? "<stdin>" : path;
     float *x = NULL;
     size_t n = 0;
@@ -96,8 +97,7 @@ static int run_file(tolk_ctx *ctx, const tolk_vad *vad, const tolk_vad_params *v
         printf("]}");
     } else {
         for (size_t i = 0; i < ns; i++)
-            printf("%s\t%.3f\t%.3f\n", shown, (double)seg[i].start / sr,
-                   (double)seg[i].end / sr);
+            printf("%s\t%.3f\t%.3f\n", shown, (double)seg[i].start / sr, (double)seg[i].end / sr);
     }
     *first = 0;
     fflush(stdout);

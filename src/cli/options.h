@@ -80,10 +80,12 @@ int cli_temperatures(const cli_args *a, struct tolk_transcribe_params *p);
  * them for a cli_optdef table. */
 struct tolk_vad_params;
 int cli_vad_params(const cli_args *a, struct tolk_vad_params *p);
+/* clang-format off */
 #define CLI_VAD_OPTS                                                                               \
-    {"vad_threshold", 0, 1}, {"vad_neg_threshold", 0, 1}, {"vad_min_speech_duration_ms", 0, 1},  \
-        {"vad_max_speech_duration_s", 0, 1}, {"vad_min_silence_duration_ms", 0, 1},                \
-        {"vad_speech_pad_ms", 0, 1}, {"vad_model", 0, 1}
+    {"vad_threshold", 0, 1}, {"vad_neg_threshold", 0, 1}, {"vad_min_speech_duration_ms", 0, 1},    \
+    {"vad_max_speech_duration_s", 0, 1}, {"vad_min_silence_duration_ms", 0, 1},                    \
+    {"vad_speech_pad_ms", 0, 1}, {"vad_model", 0, 1}
+/* clang-format on */
 /* The help lines of those flags (and --vad_model). */
 extern const char cli_vad_help[];
 
