@@ -8,6 +8,7 @@
 #      scoring: Whisper's normalisers + jiwer);
 #   3. VAD speed in audio seconds per CPU second: tolk (bench_vad: whole files, a live stream,
 #      8 streams batched) against silero-vad's ONNX model in onnxruntime.
+# The speed step runs first and alone; the others (deterministic counts and scores) side by side.
 #
 #   bench/vad.sh [--py VENV_PYTHON] [--tolk build/tolk] [--model base] [--threads 2] [--out DIR]
 #
@@ -39,7 +40,8 @@ for f in "$tolk" "$bench_vad"; do [ -x "$f" ] || { echo "vad.sh: $f: not built" 
 [ -d "$models/$model" ] || { echo "vad.sh: scripts/get-model $model first" >&2; exit 2; }
 [ -d "$models/silero-vad" ] || { echo "vad.sh: scripts/get-model silero-vad first" >&2; exit 2; }
 mkdir -p "$out"
-export TOLK_MODELS=$models OMP_NUM_THREADS=$threads
+# passive OpenMP waits: spinning threads waste a shared machine's cores
+export TOLK_MODELS=$models OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?)"
@@ -49,19 +51,20 @@ export TOLK_MODELS=$models OMP_NUM_THREADS=$threads
 } >"$out/machine.txt"
 cat "$out/machine.txt"
 
-echo "== 1. non-speech: tolk" >&2
-"$py" "$here/vad.py" tolk-words "$out/nonspeech-tolk.json" "$tolk" "$model" "$threads" \
-    "$here/nonspeech/manifest.tsv"
-echo "== 1. non-speech: faster-whisper" >&2
-"$py" "$here/vad.py" fw-words "$out/nonspeech-faster-whisper.json" "$models/$model" "$threads" \
-    "$here/nonspeech/manifest.tsv"
-echo "== 2. asr.tsv WER, filter off and on" >&2
-"$py" "$here/vad.py" wer "$out/wer.json" "$tolk" "$model" "$threads" "$speech/asr.tsv"
-echo "== 3. VAD speed" >&2
+echo "== VAD speed (alone, first)" >&2
 mapfile -t clips < <(find "$speech" -name '*.flac' | sort)
 for t in 1 "$threads"; do
     "$bench_vad" "$models/silero-vad" "$t" "${clips[@]}" >"$out/speed-tolk-$t.tsv"
 done
 "$py" "$here/vad.py" onnx-speed "$out/speed-onnx.json" "${clips[@]}"
+# the rest only counts words and scores text: the four jobs run side by side
+echo "== non-speech words (tolk, faster-whisper) and asr.tsv WER, side by side" >&2
+pids=()
+"$py" "$here/vad.py" tolk-words "$out/nonspeech-tolk.json" "$tolk" "$model" "$threads" \
+    "$here/nonspeech/manifest.tsv" & pids+=($!)
+"$py" "$here/vad.py" fw-words "$out/nonspeech-faster-whisper.json" "$models/$model" "$threads" \
+    "$here/nonspeech/manifest.tsv" & pids+=($!)
+"$py" "$here/vad.py" wer "$out/wer.json" "$tolk" "$model" "$threads" "$speech/asr.tsv" & pids+=($!)
+for p in "${pids[@]}"; do wait "$p"; done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"
 "$py" "$here/vad.py" summary "$out"
