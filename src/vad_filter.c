@@ -1,7 +1,7 @@
 /*
  * vad_filter.c — transcription of the speech only (faster-whisper's
  * vad_filter): the entry point tolk_vad_filter_transcribe, called by
- * tolk_transcribe when tolk_transcribe_params.vad is set.
+ * tolk_transcribe (state.c) when tolk_transcribe_params.vad is set.
  *
  * Reproduces faster-whisper's WhisperModel.transcribe with vad_filter
  * (transcribe.py, vad.py): get_speech_timestamps on the whole input with
@@ -17,7 +17,7 @@
  * Segments streamed through on_segment and the progress positions are
  * mapped the same way.
  */
-#include "decode.h"
+#include "engine.h"
 #include "vad_internal.h"
 
 #include <math.h>
@@ -99,7 +99,7 @@ static tolk_status empty_result(tolk_ctx *ctx, const tolk_transcribe_params *p, 
 
 tolk_status tolk_vad_filter_transcribe(tolk_state *state, const float *x, size_t n,
                                        const tolk_transcribe_params *p, tolk_result **out) {
-    tolk_ctx *ctx = state->ctx;
+    tolk_ctx *ctx = tolk_state_ctx(state);
     *out = NULL;
     if (p->clip_timestamps && *p->clip_timestamps && strcmp(p->clip_timestamps, "0") != 0)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,

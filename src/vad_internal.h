@@ -61,7 +61,7 @@ float tolk_vad_ref_step(const struct tolk_vad *v, const float *frame, float *h, 
 /* faster-whisper's vad_filter (vad_filter.c): transcribe only the speech
  * that p->vad finds in x[n] with p->vad_params, joined, and map every
  * segment time back to the original timeline. Called by tolk_transcribe
- * (transcribe.c) when p->vad is set; arguments already checked there
+ * (state.c) when p->vad is set; arguments already checked there
  * (state, x, n > 0, out non-NULL). */
 tolk_status tolk_vad_filter_transcribe(tolk_state *state, const float *x, size_t n,
                                        const tolk_transcribe_params *p, tolk_result **out);
