@@ -155,3 +155,42 @@ done:
     free(sp);
     return st;
 }
+
+/* ---- the hook for batched long-form (vad_internal.h) ----------------------- */
+
+tolk_vad_params tolk_vad_batched_params(void) {
+    tolk_vad_params p = tolk_vad_default_params();
+    p.max_speech_duration_s = TOLK_CHUNK_SECONDS;
+    p.min_silence_duration_ms = 160;
+    return p;
+}
+
+tolk_status tolk_vad_pack_groups(tolk_ctx *ctx, const tolk_speech_segment *sp, size_t n,
+                                 int64_t max_samples, tolk_vad_group **out, size_t *n_out) {
+    if (!out || !n_out || (!sp && n) || max_samples <= 0)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_vad_pack_groups: bad arguments");
+    *out = NULL;
+    *n_out = 0;
+    if (n == 0) return TOLK_OK;
+    tolk_vad_group *g = tolk_malloc_array(n, sizeof *g);
+    if (!g) return tolk_fail(ctx, TOLK_ERR_NOMEM, "tolk_vad_pack_groups: out of memory");
+    size_t k = 0;
+    int64_t joined = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int64_t len = sp[i].end - sp[i].start;
+        if (k > 0 && g[k - 1].samples + len <= max_samples) {
+            g[k - 1].count++;
+            g[k - 1].samples += len;
+        } else {
+            g[k].first = i;
+            g[k].count = 1;
+            g[k].samples = len;
+            g[k].joined_offset = joined;
+            k++;
+        }
+        joined += len;
+    }
+    *out = g;
+    *n_out = k;
+    return TOLK_OK;
+}

@@ -66,4 +66,29 @@ float tolk_vad_ref_step(const struct tolk_vad *v, const float *frame, float *h, 
 tolk_status tolk_vad_filter_transcribe(tolk_state *state, const float *x, size_t n,
                                        const tolk_transcribe_params *p, tolk_result **out);
 
+/* The hook for the batched long-form mode (issue 14's --batched, to be
+ * driven by the scheduler): faster-whisper's BatchedInferencePipeline
+ * finds speech with tolk_vad_batched_params() (VadOptions with
+ * max_speech_duration_s = 30, min_silence_duration_ms = 160), then packs
+ * consecutive speech segments into groups of at most max_samples joined
+ * samples (collect_chunks(max_duration=30)), each group decoded as one
+ * window. A group: speech segments [first, first + count), their joined
+ * length, and where the group starts on the fully joined timeline. */
+typedef struct tolk_vad_group {
+    size_t first, count;
+    int64_t samples;       /* joined samples of the group */
+    int64_t joined_offset; /* samples of the groups before it */
+} tolk_vad_group;
+
+tolk_vad_params tolk_vad_batched_params(void);
+
+/* Pack sp[n] into groups (collect_chunks): a segment that would push the
+ * current group past max_samples starts a new one; a segment longer than
+ * max_samples is a group of its own (faster-whisper also emits an empty
+ * group before a first segment that long, and leaves the segment that
+ * starts a group out of that group's metadata; tolk does neither).
+ * *out: caller frees with free; *n_out groups (0 when n == 0). */
+tolk_status tolk_vad_pack_groups(tolk_ctx *ctx, const tolk_speech_segment *sp, size_t n,
+                                 int64_t max_samples, tolk_vad_group **out, size_t *n_out);
+
 #endif /* TOLK_VAD_INTERNAL_H */

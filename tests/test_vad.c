@@ -378,6 +378,31 @@ static void test_params(void) {
     tolk_ctx_free(ctx);
 }
 
+/* The batched long-form hook: groups of <= 30 s of joined speech. */
+static void test_pack_groups(void) {
+    tolk_speech_segment sp[] = {{0, 160000},       {200000, 400000},   {500000, 700000},
+                                {800000, 1400000}, {1500000, 1510000}, {1600000, 1620000}};
+    tolk_vad_group *g = NULL;
+    size_t n = 0;
+    CU_ASSERT_EQUAL(tolk_vad_pack_groups(NULL, sp, 6, 480000, &g, &n), TOLK_OK);
+    /* 160k + 200k = 360k; + 200k > 480k -> new; 200k; + 600k -> new (alone, too long);
+       10k + 20k together */
+    CU_ASSERT_EQUAL_FATAL(n, 4);
+    CU_ASSERT(g[0].first == 0 && g[0].count == 2 && g[0].samples == 360000 &&
+              g[0].joined_offset == 0);
+    CU_ASSERT(g[1].first == 2 && g[1].count == 1 && g[1].joined_offset == 360000);
+    CU_ASSERT(g[2].first == 3 && g[2].count == 1 && g[2].samples == 600000);
+    CU_ASSERT(g[3].first == 4 && g[3].count == 2 && g[3].samples == 30000 &&
+              g[3].joined_offset == 1160000);
+    free(g);
+    CU_ASSERT_EQUAL(tolk_vad_pack_groups(NULL, sp, 0, 480000, &g, &n), TOLK_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(tolk_vad_pack_groups(NULL, sp, 6, 0, &g, &n), TOLK_ERR_INVALID_ARG);
+    tolk_vad_params bp = tolk_vad_batched_params();
+    CU_ASSERT_DOUBLE_EQUAL(bp.max_speech_duration_s, 30.0, 0);
+    CU_ASSERT_EQUAL(bp.min_silence_duration_ms, 160);
+}
+
 /* ---- against silero-vad (needs scripts/get-model silero-vad) --------------- */
 
 static char *read_text(const char *path) {
@@ -635,6 +660,7 @@ int main(void) {
                            {"streams", test_streams},
                            {"batched_streams", test_batched_streams},
                            {"params", test_params},
+                           {"pack_groups", test_pack_groups},
                            {"silero_onnx_equality", test_silero_onnx_equality},
                            {"ggml_file", test_ggml_file},
                            {"wheel_safetensors", test_wheel_safetensors},
