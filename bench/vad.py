@@ -216,11 +216,12 @@ def summary(outdir):
     L.append("| engine | audio s | audio s / CPU s |")
     L.append("|---|---:|---:|")
     for name in sorted(f for f in os.listdir(outdir) if f.startswith("speed-tolk-")):
-        thr = name[len("speed-tolk-"):-4]
+        thr, _, env = name[len("speed-tolk-"):-4].partition("-")
         rows = list(csv.DictReader(open(os.path.join(outdir, name)), delimiter="\t"))
         for r in rows:
-            L.append("| tolk %s (%s thread%s) | %s | %s |" % (r["mode"], thr,
-                     "" if thr == "1" else "s", r["audio_s"], r["audio_s_per_cpu_s"]))
+            L.append("| tolk %s (%s thread%s%s) | %s | %s |" % (
+                r["mode"], thr, "" if thr == "1" else "s", ", " + env if env else "",
+                r["audio_s"], r["audio_s_per_cpu_s"]))
     L.append("| silero-vad ONNX, onnxruntime %s, per chunk (its OnnxWrapper) | %.1f | %.0f |" % (
         o["onnxruntime"], o["audio_s"], o["silero_onnx_per_chunk"]["audio_s_per_cpu_s"]))
     L.append("| faster-whisper's ONNX (v6.0 weights), all chunks batched | %.1f | %.0f |" % (
