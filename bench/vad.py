@@ -7,7 +7,7 @@ Subcommands (each writes one JSON file):
                                                  per clip (whitespace-separated, of the text)
   fw-words    OUT MODEL THREADS MANIFEST        the same with faster-whisper (beam_size=1, other
                                                  options its defaults; vad_filter False and True)
-  wer         OUT TOLK MODEL THREADS ASR_TSV    tolk transcribe (greedy, the manifest's language) on
+  wer         OUT TOLK MODEL THREADS ASR_TSV [SHARDS]  tolk transcribe (greedy, the manifest's language) on
                                                  every clip of asr.tsv, filter off and on: WER with
                                                  bench/suite.py's scoring (Whisper's normalisers +
                                                  jiwer, corpus level)
@@ -45,24 +45,35 @@ def words(text):
     return len((text or "").split())
 
 
-def run_tolk(tolk, model, threads, files, outdir, extra):
-    """tolk transcribe FILES (linked under unique names) -> {file: (text, segments)}."""
+def run_tolk(tolk, model, threads, files, outdir, extra, shards=1):
+    """tolk transcribe FILES (linked under unique names, index-prefixed) -> {file: (text,
+    segments)}. Files whose output is already in outdir are not run again (an interrupted run
+    resumes); the rest go to `shards` tolk processes at once."""
     os.makedirs(outdir, exist_ok=True)
+    stems = [os.path.splitext("%04d_%s" % (i, os.path.basename(f)))[0] for i, f in enumerate(files)]
+    t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        names = []
+        todo = []
         for i, f in enumerate(files):
+            if os.path.exists(os.path.join(outdir, stems[i] + ".json")):
+                continue
             link = os.path.join(tmp, "%04d_%s" % (i, os.path.basename(f)))
             os.symlink(os.path.abspath(f), link)
-            names.append(link)
-        cmd = [tolk, "transcribe", "--model", model, "--beam_size", "None", "--threads",
-               str(threads), "--verbose", "False", "-f", "json", "-o", outdir] + extra + names
-        t0 = time.time()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        wall = time.time() - t0
+            todo.append(link)
+        procs = []
+        for k in range(shards):
+            part = todo[k::shards]
+            if part:
+                cmd = [tolk, "transcribe", "--model", model, "--beam_size", "None", "--threads",
+                       str(threads), "--verbose", "False", "-f", "json", "-o", outdir] + extra + part
+                procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
+        for p in procs:
+            if p.wait() != 0:
+                raise RuntimeError("tolk transcribe failed (%d)" % p.returncode)
+    wall = time.time() - t0
     out = {}
     for i, f in enumerate(files):
-        stem = os.path.splitext("%04d_%s" % (i, os.path.basename(f)))[0]
-        with open(os.path.join(outdir, stem + ".json"), encoding="utf-8") as fh:
+        with open(os.path.join(outdir, stems[i] + ".json"), encoding="utf-8") as fh:
             j = json.load(fh)
         out[f] = (j["text"], [(s["start"], s["end"], s["text"]) for s in j["segments"]])
     return out, wall
@@ -112,7 +123,9 @@ def load_suite():
     return mod
 
 
-def wer(out, tolk, model, threads, asr_tsv):
+def wer(out, tolk, model, threads, asr_tsv, shards="4"):
+    """Filter off and on, each language's clips in `shards` tolk processes at once (the
+    transcripts do not depend on it; the wall times are not comparable then)."""
     suite = load_suite()
     rows = read_manifest(asr_tsv)
     res = {"settings": "tolk transcribe --beam_size None --language <manifest>", "runs": {}}
@@ -123,7 +136,7 @@ def wer(out, tolk, model, threads, asr_tsv):
             files = [r["path"] for r in rows if r["language"] == lang]
             got, w = run_tolk(tolk, model, threads, files,
                               os.path.join(os.path.dirname(out), "tolk-asr-vad%s-%s" % (flag, lang)),
-                              ["--language", lang, "--vad_filter", flag])
+                              ["--language", lang, "--vad_filter", flag], int(shards))
             wall += w
             hyps.update({f: t for f, (t, _) in got.items()})
         refs = [r["reference"] for r in rows]
@@ -203,6 +216,7 @@ def summary(outdir):
     L.append("|---|---:|---:|---:|")
     L.append("| --vad_filter False | %.2f | %d | %.0f |" % (off["wer"], off["files"], off["wall_s"]))
     L.append("| --vad_filter True | %.2f | %d | %.0f |" % (on["wer"], on["files"], on["wall_s"]))
+    L.append("\n(wall times: several tolk processes at once, resumed runs; not a speed figure)")
     L.append("\ndifference (on - off): %+.2f WER points\n" % w["wer_delta"])
     langs = sorted(off["per_language"])
     L.append("| language | off | on |")
