@@ -7,7 +7,7 @@ Subcommands (each writes one JSON file):
                                                  per clip (whitespace-separated, of the text)
   fw-words    OUT MODEL THREADS MANIFEST        the same with faster-whisper (beam_size=1, other
                                                  options its defaults; vad_filter False and True)
-  wer         OUT TOLK MODEL THREADS ASR_TSV [SHARDS]  tolk transcribe (greedy, the manifest's language) on
+  wer         OUT TOLK MODEL THREADS ASR_TSV [SHARDS [LIMIT]]  tolk transcribe (greedy, the manifest's language) on
                                                  every clip of asr.tsv, filter off and on: WER with
                                                  bench/suite.py's scoring (Whisper's normalisers +
                                                  jiwer, corpus level)
@@ -45,19 +45,23 @@ def words(text):
     return len((text or "").split())
 
 
-def run_tolk(tolk, model, threads, files, outdir, extra, shards=1):
+def run_tolk(tolk, model, threads, files, outdir, extra, shards=1, base=None):
     """tolk transcribe FILES (linked under unique names, index-prefixed) -> {file: (text,
-    segments)}. Files whose output is already in outdir are not run again (an interrupted run
+    segments)}; base: the folder the names are made relative to (default: the files' common
+    folder). Files whose output is already in outdir are not run again (an interrupted run
     resumes); the rest go to `shards` tolk processes at once."""
     os.makedirs(outdir, exist_ok=True)
-    stems = [os.path.splitext("%04d_%s" % (i, os.path.basename(f)))[0] for i, f in enumerate(files)]
+    base = base or os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
+    # unique names: the path under the manifest's folder, "/" -> "__"
+    names = [os.path.relpath(os.path.abspath(f), base).replace(os.sep, "__") for f in files]
+    stems = [os.path.splitext(n)[0] for n in names]
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         todo = []
         for i, f in enumerate(files):
             if os.path.exists(os.path.join(outdir, stems[i] + ".json")):
                 continue
-            link = os.path.join(tmp, "%04d_%s" % (i, os.path.basename(f)))
+            link = os.path.join(tmp, names[i])
             os.symlink(os.path.abspath(f), link)
             todo.append(link)
         procs = []
@@ -87,7 +91,7 @@ def tolk_words(out, tolk, model, threads, manifest):
     for flag in ("False", "True"):
         got, wall = run_tolk(tolk, model, threads, files,
                              os.path.join(os.path.dirname(out), "tolk-nonspeech-vad" + flag),
-                             ["--vad_filter", flag])
+                             ["--vad_filter", flag], 1, os.path.dirname(os.path.abspath(manifest)))
         for r in rows:
             text, segs = got[r["path"]]
             res["clips"].setdefault(r["file"], {})["vad_" + flag.lower()] = {
@@ -123,11 +127,15 @@ def load_suite():
     return mod
 
 
-def wer(out, tolk, model, threads, asr_tsv, shards="4"):
+def wer(out, tolk, model, threads, asr_tsv, shards="4", limit="0"):
     """Filter off and on, each language's clips in `shards` tolk processes at once (the
-    transcripts do not depend on it; the wall times are not comparable then)."""
+    transcripts do not depend on it; the wall times are not comparable then). limit > 0: only
+    the clips of the first `limit` rows (a machine too busy for the whole set)."""
     suite = load_suite()
     rows = read_manifest(asr_tsv)
+    if int(limit) > 0:
+        rows = rows[:int(limit)]
+    base = os.path.commonpath([os.path.dirname(r["path"]) for r in rows])  # names unique across runs
     res = {"settings": "tolk transcribe --beam_size None --language <manifest>", "runs": {}}
     for flag in ("False", "True"):
         hyps = {}
@@ -136,7 +144,7 @@ def wer(out, tolk, model, threads, asr_tsv, shards="4"):
             files = [r["path"] for r in rows if r["language"] == lang]
             got, w = run_tolk(tolk, model, threads, files,
                               os.path.join(os.path.dirname(out), "tolk-asr-vad%s-%s" % (flag, lang)),
-                              ["--language", lang, "--vad_filter", flag], int(shards))
+                              ["--language", lang, "--vad_filter", flag], int(shards), base)
             wall += w
             hyps.update({f: t for f, (t, _) in got.items()})
         refs = [r["reference"] for r in rows]
@@ -145,6 +153,7 @@ def wer(out, tolk, model, threads, asr_tsv, shards="4"):
         sc = suite.score_asr(refs, hyp, langs)
         sc["wall_s"] = wall
         sc["files"] = len(rows)
+        sc["rows"] = "all" if int(limit) <= 0 else "the first %d of %s" % (int(limit), asr_tsv)
         res["runs"]["vad_" + flag.lower()] = sc
         res.setdefault("texts", {})["vad_" + flag.lower()] = {r["file"]: hyps[r["path"]]
                                                               for r in rows}
