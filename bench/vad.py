@@ -11,6 +11,7 @@ Subcommands (each writes one JSON file):
                                                  every clip of asr.tsv, filter off and on: WER with
                                                  bench/suite.py's scoring (Whisper's normalisers +
                                                  jiwer, corpus level)
+  wer-done    OUT ASR_TSV                       WER over the clips that both runs finished
   summary     OUTDIR                            summary.md from the files above
   onnx-speed  OUT FILES...                      silero-vad's ONNX model in onnxruntime (one thread):
                                                  per chunk through its OnnxWrapper as
@@ -162,6 +163,39 @@ def wer(out, tolk, model, threads, asr_tsv, shards="4", limit="0"):
     json.dump(res, open(out, "w"), indent=1)
 
 
+def wer_done(out, asr_tsv):
+    """WER off / on over the clips of asr_tsv whose outputs both exist in out's folder (a run that
+    could not finish on a busy machine): the same scoring as wer."""
+    suite = load_suite()
+    rows = read_manifest(asr_tsv)
+    base = os.path.commonpath([os.path.dirname(r["path"]) for r in rows])
+    outdir = os.path.dirname(out)
+    refs, hyps, langs, secs, used = [], {"False": [], "True": []}, [], 0.0, []
+    for r in rows:
+        stem = os.path.splitext(os.path.relpath(r["path"], base).replace(os.sep, "__"))[0]
+        paths = {flag: os.path.join(outdir, "tolk-asr-vad%s-%s" % (flag, r["language"]),
+                                    stem + ".json") for flag in ("False", "True")}
+        if not all(os.path.exists(p) for p in paths.values()):
+            continue
+        for flag, p in paths.items():
+            hyps[flag].append(json.load(open(p, encoding="utf-8"))["text"])
+        refs.append(r["reference"])
+        langs.append(r["language"])
+        secs += float(r.get("duration_s") or 0)
+        used.append(os.path.relpath(r["path"], base))
+    res = {"settings": "tolk transcribe --beam_size None --language <manifest>", "runs": {},
+           "clips": used}
+    for flag in ("False", "True"):
+        sc = suite.score_asr(refs, hyps[flag], langs)
+        sc.update(files=len(refs), wall_s=float("nan"), audio_s=round(secs, 1),
+                  rows="the %d clips of %s done with the filter off and on" % (len(refs), asr_tsv))
+        res["runs"]["vad_" + flag.lower()] = sc
+    res["wer_delta"] = res["runs"]["vad_true"]["wer"] - res["runs"]["vad_false"]["wer"]
+    json.dump(res, open(out, "w"), indent=1)
+    print("%d clips: WER off %.2f, on %.2f" % (len(refs), res["runs"]["vad_false"]["wer"],
+                                                res["runs"]["vad_true"]["wer"]))
+
+
 def onnx_speed(out, files):
     import numpy as np
     import onnxruntime
@@ -206,17 +240,26 @@ def summary(outdir):
     tw = json.load(open(os.path.join(outdir, "nonspeech-tolk.json")))
     fw = json.load(open(os.path.join(outdir, "nonspeech-faster-whisper.json")))
     L.append("## Words emitted on non-speech (base, greedy)\n")
+    L.append("words: whitespace-separated (characters of the text in brackets: CJK text has no "
+             "spaces)\n")
     L.append("| clip | tolk | tolk --vad_filter | %s | %s vad_filter=True |" % (fw["engine"],
                                                                              fw["engine"]))
     L.append("|---|---:|---:|---:|---:|")
     tot = [0, 0, 0, 0]
+    texts = []
     for clip, v in tw["clips"].items():
         f = fw["clips"][clip]
-        vals = [v["vad_false"]["words"], v["vad_true"]["words"], f["vad_false"]["words"],
-                f["vad_true"]["words"]]
-        tot = [a + b for a, b in zip(tot, vals)]
-        L.append("| %s | %d | %d | %d | %d |" % (clip, *vals))
-    L.append("| **total** | **%d** | **%d** | **%d** | **%d** |" % tuple(tot))
+        cells = [v["vad_false"], v["vad_true"], f["vad_false"], f["vad_true"]]
+        tot = [a + c["words"] for a, c in zip(tot, cells)]
+        L.append("| %s | %s |" % (clip, " | ".join(
+            "%d (%d)" % (c["words"], len(c["text"])) if c["text"] else "0" for c in cells)))
+        for name, c in zip(("tolk", "tolk --vad_filter", "faster-whisper",
+                            "faster-whisper vad_filter"), cells):
+            if c["text"]:
+                texts.append("- %s, %s: %s" % (clip, name, c["text"][:120]))
+    L.append("| **total words** | **%d** | **%d** | **%d** | **%d** |" % tuple(tot))
+    L.append("")
+    L.extend(texts or ["(no text at all)"])
     L.append("")
     w = json.load(open(os.path.join(outdir, "wer.json")))
     off, on = w["runs"]["vad_false"], w["runs"]["vad_true"]
@@ -225,7 +268,8 @@ def summary(outdir):
     L.append("|---|---:|---:|---:|")
     L.append("| --vad_filter False | %.2f | %d | %.0f |" % (off["wer"], off["files"], off["wall_s"]))
     L.append("| --vad_filter True | %.2f | %d | %.0f |" % (on["wer"], on["files"], on["wall_s"]))
-    L.append("\n(wall times: several tolk processes at once, resumed runs; not a speed figure)")
+    L.append("\nclips: %s (%s); wall times: several tolk processes at once, resumed runs: not a "
+             "speed figure" % (off.get("rows", "all"), off.get("audio_s", "?")))
     L.append("\ndifference (on - off): %+.2f WER points\n" % w["wer_delta"])
     langs = sorted(off["per_language"])
     L.append("| language | off | on |")
@@ -261,6 +305,8 @@ def main():
         fw_words(*args)
     elif cmd == "wer":
         wer(*args)
+    elif cmd == "wer-done":
+        wer_done(*args)
     elif cmd == "summary":
         summary(args[0])
     elif cmd == "onnx-speed":
