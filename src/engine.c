@@ -230,6 +230,10 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     tolk_clear_error(e->ctx);
     tolk_transcribe_params defaults = tolk_transcribe_default_params();
     const tolk_transcribe_params *p = params ? params : &defaults;
+    if (p->vad) /* issue 14: vad_filter runs in tolk_transcribe (vad_filter.c) for now */
+        return tolk_fail(e->ctx, TOLK_ERR_UNSUPPORTED,
+                         "engine: vad_filter is not supported by engine requests yet (use "
+                         "tolk_transcribe / tolk_transcribe_file)");
     tolk_request *r = calloc(1, sizeof *r);
     if (!r) return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
     r->e = e;
