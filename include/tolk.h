@@ -442,6 +442,13 @@ typedef struct tolk_transcribe_params {
      * Exclusive with clip_timestamps. */
     const tolk_vad *vad;
     tolk_vad_params vad_params; /* tolk_vad_default_params() */
+    /* With vad: batched long-form (faster-whisper's BatchedInferencePipeline)
+     * — speech packed into pieces of at most 30 s (its VAD options:
+     * max_speech_duration_s 30, min_silence_duration_ms 160), each piece a
+     * request of its own decoded in parallel in the engine, each keeping the
+     * fallback, the no-speech skip and the timestamp rules; no prompt
+     * carries from one piece to the next. 0: off. */
+    int vad_batched;
 } tolk_transcribe_params;
 
 typedef struct tolk_segment {

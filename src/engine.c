@@ -69,6 +69,8 @@ struct tolk_request {
     double duration;
     float lang_probs[100]; /* language identification, in token order */
     int n_lang;
+    struct tolk_vad_job *job; /* speech-only request standing for its pieces
+                                 (vad_filter.c); never queued itself */
     struct tolk_request *next; /* in the queue or the active list */
 };
 
@@ -168,6 +170,7 @@ static int bucket_of(int rows) {
 /* Free r's memory (not its engine reference). */
 static void request_release(tolk_request *r) {
     if (!r) return;
+    tolk_vad_job_free(r->job);
     tolk_lf_free(r->lf);
     free(r->samples);
     if (r->is_live) tolk_live_destroy(&r->live);
@@ -230,10 +233,6 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     tolk_clear_error(e->ctx);
     tolk_transcribe_params defaults = tolk_transcribe_default_params();
     const tolk_transcribe_params *p = params ? params : &defaults;
-    if (p->vad) /* issue 14: vad_filter runs in tolk_transcribe (vad_filter.c) for now */
-        return tolk_fail(e->ctx, TOLK_ERR_UNSUPPORTED,
-                         "engine: vad_filter is not supported by engine requests yet (use "
-                         "tolk_transcribe / tolk_transcribe_file)");
     tolk_request *r = calloc(1, sizeof *r);
     if (!r) return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
     r->e = e;
@@ -333,14 +332,14 @@ tolk_status tolk_engine_submit_file(tolk_engine *e, const char *path,
                                     const tolk_transcribe_params *params, tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
     if (!path) return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL path");
-    if (strcmp(path, "-") == 0) {
-        /* standard input cannot be read twice: decode it whole */
+    if (strcmp(path, "-") == 0 || (params && params->vad)) {
+        /* standard input cannot be read twice, the speech filter needs the
+         * whole input: decode it whole */
         float *x = NULL;
         size_t n = 0;
         tolk_status s = tolk_audio_load(e->ctx, path, &x, &n);
         if (s != TOLK_OK) return s;
-        tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
-        s = submit(e, &in, x, n, 0, params, out);
+        s = tolk_engine_submit_samples(e, x, n, params, out);
         tolk_free(x);
         return s;
     }
@@ -370,6 +369,11 @@ tolk_status tolk_engine_submit_samples(tolk_engine *e, const float *samples, siz
     if (!samples && n_samples)
         return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
     if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
+    if (params && params->vad) {
+        if (!out) return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL out");
+        tolk_clear_error(e->ctx);
+        return tolk_vad_job_submit(e, samples, n_samples, params, out);
+    }
     tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
     return submit(e, &in, samples, n_samples, 0, params, out);
 }
@@ -377,8 +381,41 @@ tolk_status tolk_engine_submit_samples(tolk_engine *e, const float *samples, siz
 tolk_status tolk_engine_submit_live(tolk_engine *e, const tolk_transcribe_params *params,
                                     tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
+    if (params && params->vad)
+        return tolk_fail(e->ctx, TOLK_ERR_UNSUPPORTED,
+                         "engine: vad_filter needs the whole input; a live input filters its "
+                         "speech with the streaming API");
     tolk_lf_input in = {.kind = TOLK_LF_LIVE};
     return submit(e, &in, NULL, 0, 1, params, out);
+}
+
+tolk_status tolk_request_new_job(tolk_engine *e, struct tolk_vad_job *job, tolk_request **out) {
+    tolk_request *r = calloc(1, sizeof *r);
+    if (!r) return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+    r->e = e;
+    r->window = -1;
+    r->state = RQ_DONE; /* never queued: its pieces are */
+    if (tolk_ctx_new(&e->ctx->params, &r->ctx) != TOLK_OK) {
+        free(r);
+        return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: cannot create a context");
+    }
+    r->job = job;
+    tolk_vad_job_bind(job, r->ctx);
+    pthread_mutex_lock(&e->mu);
+    e->refs++;
+    e->stats.submitted++;
+    pthread_mutex_unlock(&e->mu);
+    *out = r;
+    return TOLK_OK;
+}
+
+tolk_ctx *tolk_engine_ctx(tolk_engine *e) {
+    return e ? e->ctx : NULL;
+}
+
+const char *tolk_engine_language_code(const tolk_engine *e, int i) {
+    if (!e || i < 0 || i >= e->asr->dt.n_languages) return NULL;
+    return tolk_asr_lang_code(e->asr, e->asr->dt.lang_ids[i]);
 }
 
 tolk_status tolk_request_push(tolk_request *r, const float *samples, size_t n) {
@@ -412,6 +449,10 @@ tolk_status tolk_request_close(tolk_request *r) {
 
 void tolk_request_cancel(tolk_request *r) {
     if (!r) return;
+    if (r->job) {
+        tolk_vad_job_cancel(r->job);
+        return;
+    }
     pthread_mutex_lock(&r->e->mu);
     r->cancel = 1;
     wake(r->e);
@@ -420,6 +461,7 @@ void tolk_request_cancel(tolk_request *r) {
 
 int tolk_request_done(const tolk_request *r) {
     if (!r) return 1;
+    if (r->job) return tolk_vad_job_done(r->job);
     pthread_mutex_lock(&r->e->mu);
     int d = r->state == RQ_DONE;
     pthread_mutex_unlock(&r->e->mu);
@@ -428,6 +470,7 @@ int tolk_request_done(const tolk_request *r) {
 
 tolk_status tolk_request_status(const tolk_request *r) {
     if (!r) return TOLK_ERR_INVALID_ARG;
+    if (r->job) return tolk_vad_job_status(r->job);
     pthread_mutex_lock(&r->e->mu);
     tolk_status s = r->status;
     pthread_mutex_unlock(&r->e->mu);
@@ -435,11 +478,13 @@ tolk_status tolk_request_status(const tolk_request *r) {
 }
 
 const char *tolk_request_last_error(const tolk_request *r) {
+    if (r && r->job && !tolk_ctx_last_error(r->ctx)[0]) return tolk_vad_job_error(r->job);
     return r ? tolk_ctx_last_error(r->ctx) : "";
 }
 
 int tolk_request_n_segments(const tolk_request *r) {
     if (!r) return 0;
+    if (r->job) return tolk_vad_job_n_segments(r->job);
     pthread_mutex_lock(&r->e->mu);
     int n = r->n_pub;
     pthread_mutex_unlock(&r->e->mu);
@@ -450,6 +495,7 @@ tolk_status tolk_request_segments(tolk_request *r, int from, tolk_result **out) 
     if (!out) return TOLK_ERR_INVALID_ARG;
     *out = NULL;
     if (!r) return TOLK_ERR_INVALID_ARG;
+    if (r->job) return tolk_vad_job_segments(r->job, from, out);
     tolk_result *res = calloc(1, sizeof *res);
     if (!res) return TOLK_ERR_NOMEM;
     res->text = strdup("");
@@ -481,6 +527,7 @@ tolk_status tolk_request_result(tolk_request *r, tolk_result **out) {
     if (!out) return TOLK_ERR_INVALID_ARG;
     *out = NULL;
     if (!r) return TOLK_ERR_INVALID_ARG;
+    if (r->job) return tolk_vad_job_result(r->job, out);
     pthread_mutex_lock(&r->e->mu);
     tolk_status s = TOLK_OK;
     if (r->state != RQ_DONE) {
@@ -499,6 +546,11 @@ tolk_status tolk_request_result(tolk_request *r, tolk_result **out) {
 
 void tolk_request_free(tolk_request *r) {
     if (!r) return;
+    if (r->job) { /* its pieces end on their own (cancelled) */
+        tolk_vad_job_cancel(r->job);
+        request_free_now(r);
+        return;
+    }
     tolk_engine *e = r->e;
     pthread_mutex_lock(&e->mu);
     if (r->state != RQ_DONE) {
@@ -1164,6 +1216,7 @@ tolk_status tolk_engine_run(tolk_engine *e) {
 
 tolk_status tolk_request_wait(tolk_request *r) {
     if (!r) return TOLK_ERR_INVALID_ARG;
+    if (r->job) return tolk_vad_job_wait(r->job);
     tolk_engine *e = r->e;
     if (e->has_thread) {
         pthread_mutex_lock(&e->mu);

@@ -10,7 +10,6 @@
 #include "longform.h"
 #include "model.h"
 #include "net.h"
-#include "vad_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +117,6 @@ tolk_status tolk_transcribe(tolk_state *state, const float *samples, size_t n_sa
     if (n_samples == 0) return tolk_fail(state->ctx, TOLK_ERR_EMPTY, "tolk_transcribe: no samples");
     if (n_samples > (size_t)1 << 40)
         return tolk_fail(state->ctx, TOLK_ERR_NOMEM, "tolk_transcribe: absurd input length");
-    if (params && params->vad) /* vad_filter: speech only (vad_filter.c) */
-        return tolk_vad_filter_transcribe(state, samples, n_samples, params, out);
     tolk_request *rq = NULL;
     tolk_status s = tolk_engine_submit_samples(state->engine, samples, n_samples, params, &rq);
     return run_one(state, s, rq, out);
@@ -135,14 +132,6 @@ tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
     tolk_clear_error(state->ctx);
     if (!path)
         return tolk_fail(state->ctx, TOLK_ERR_INVALID_ARG, "tolk_transcribe_file: NULL path");
-    if (params && params->vad) { /* vad_filter needs the whole input */
-        float *x = NULL;
-        size_t n = 0;
-        tolk_status s = tolk_audio_load(state->ctx, path, &x, &n);
-        if (s == TOLK_OK) s = tolk_transcribe(state, x, n, params, out);
-        tolk_free(x);
-        return s;
-    }
     tolk_request *rq = NULL;
     tolk_status s = tolk_engine_submit_file(state->engine, path, params, &rq);
     return run_one(state, s, rq, out);

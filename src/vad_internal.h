@@ -58,16 +58,8 @@ tolk_status tolk_vad_load_memory(tolk_ctx *ctx, const char *name, const void *da
  * the speech probability. The fast path (vad.c) is tested against it. */
 float tolk_vad_ref_step(const struct tolk_vad *v, const float *frame, float *h, float *c);
 
-/* faster-whisper's vad_filter (vad_filter.c): transcribe only the speech
- * that p->vad finds in x[n] with p->vad_params, joined, and map every
- * segment time back to the original timeline. Called by tolk_transcribe
- * (state.c) when p->vad is set; arguments already checked there
- * (state, x, n > 0, out non-NULL). */
-tolk_status tolk_vad_filter_transcribe(tolk_state *state, const float *x, size_t n,
-                                       const tolk_transcribe_params *p, tolk_result **out);
-
-/* The hook for the batched long-form mode (issue 14's --batched, to be
- * driven by the scheduler): faster-whisper's BatchedInferencePipeline
+/* The batched long-form mode (vad_filter.c, tolk_transcribe_params.
+ * vad_batched): faster-whisper's BatchedInferencePipeline
  * finds speech with tolk_vad_batched_params() (VadOptions with
  * max_speech_duration_s = 30, min_silence_duration_ms = 160), then packs
  * consecutive speech segments into groups of at most max_samples joined
