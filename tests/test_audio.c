@@ -442,7 +442,7 @@ static void test_resample(void) {
 /* ------------------------------------------------------------------------ */
 
 static void test_shared_clips(void) {
-    const char *jfk = tu_shared("speech/jfk.flac");
+    const char *jfk = tu_data("speech/jfk.flac");
     if (!tu_exists(jfk)) {
         tu_skip("shared data not found (%s)", jfk);
         return;
@@ -456,7 +456,7 @@ static void test_shared_clips(void) {
 
     /* Every clip of asr.tsv: the length the table gives, and the 16 kHz
      * ones bit-exact against libsndfile's int16 read / 32768. */
-    FILE *f = fopen(tu_shared("speech/asr.tsv"), "r");
+    FILE *f = fopen(tu_data("speech/asr.tsv"), "r");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     char line[8192];
     int checked = 0, exact = 0;
@@ -475,7 +475,7 @@ static void test_shared_clips(void) {
         double seconds = atof(dur_s);
         char rel[8300];
         snprintf(rel, sizeof rel, "speech/%s", line);
-        const char *path = tu_shared(rel);
+        const char *path = tu_data(rel);
         x = NULL;
         CU_ASSERT_EQUAL_FATAL(tolk_audio_load(ctx(), path, &x, &n), TOLK_OK);
         CU_ASSERT(fabs((double)n - seconds * TOLK_SAMPLE_RATE) <= 8.0);
@@ -546,7 +546,7 @@ static void test_streaming(void) {
     snprintf(path, sizeof path, "%s", tu_tmp("stream8.ogg"));
     CU_ASSERT_FATAL(write_tone(path, SF_FORMAT_OGG | SF_FORMAT_VORBIS, 8000, 1, 2.0, 440, 0.4));
     stream_equals_load(path);
-    const char *jfk = tu_shared("speech/jfk.flac");
+    const char *jfk = tu_data("speech/jfk.flac");
     if (tu_exists(jfk)) stream_equals_load(jfk);
 
     /* bad arguments */

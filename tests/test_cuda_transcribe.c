@@ -37,7 +37,7 @@ typedef struct clip {
 
 /* jfk + the English rows of asr.tsv, up to n. */
 static int load_clips(clip *c, int n) {
-    FILE *f = fopen(tu_shared("speech/asr.tsv"), "r");
+    FILE *f = fopen(tu_data("speech/asr.tsv"), "r");
     if (!f) return 0;
     char line[8192];
     int k = 0;
@@ -54,7 +54,7 @@ static int load_clips(clip *c, int n) {
             if (p) *p++ = '\0';
         }
         if (!cols[4] || strcmp(cols[1], "en") != 0) continue;
-        snprintf(c[k].path, sizeof c[k].path, "%s", tu_shared("speech"));
+        snprintf(c[k].path, sizeof c[k].path, "%s", tu_data("speech"));
         size_t l = strlen(c[k].path);
         snprintf(c[k].path + l, sizeof c[k].path - l, "/%s", cols[0]);
         snprintf(c[k].ref, sizeof c[k].ref, "%s", cols[4]);

@@ -128,7 +128,7 @@ static void test_clips(void) {
             x = tu_load_npy_s16(tu_src(rel), &n);
         } else {
             snprintf(rel, sizeof rel, "speech/%s", input);
-            x = tu_load_flac_s16(tu_shared(rel), &n);
+            x = tu_load_flac_s16(tu_data(rel), &n);
         }
         if (!x) {
             tu_skip("%s: input %s not readable", name, input);

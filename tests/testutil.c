@@ -15,9 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifndef TOLK_SHARED_DATA
-#define TOLK_SHARED_DATA "../shared/data"
-#endif
 #ifndef TOLK_SOURCE_DIR
 #define TOLK_SOURCE_DIR "."
 #endif
@@ -65,10 +62,13 @@ static char *rot_buf(void) {
     return bufs[i++ & 7];
 }
 
-const char *tu_shared(const char *rel) {
+const char *tu_data(const char *rel) {
     char *b = rot_buf();
-    const char *env = getenv("TOLK_SHARED_DATA");
-    snprintf(b, 4096, "%s/%s", env && *env ? env : TOLK_SHARED_DATA, rel);
+    const char *data = getenv("TOLK_DATA"), *src = getenv("TOLK_SOURCE_DIR");
+    if (data && *data)
+        snprintf(b, 4096, "%s/%s", data, rel);
+    else
+        snprintf(b, 4096, "%s/data/%s", src && *src ? src : TOLK_SOURCE_DIR, rel);
     return b;
 }
 

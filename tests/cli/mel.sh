@@ -5,12 +5,11 @@
 # file (nor a temporary one) behind.
 #
 # usage: bash tests/cli/mel.sh /path/to/tolk
-# env:   TOLK_SHARED_DATA (default: shared/data in the checkout, else ../shared/data)
+# env:   TOLK_DATA (default: data/ in the checkout)
 set -u
 TOLK=${1:?usage: mel.sh /path/to/tolk}
 HERE=$(cd "$(dirname "$0")" && pwd)
-DATA=${TOLK_SHARED_DATA:-$HERE/../../shared/data}
-[ -d "$DATA" ] || DATA=$HERE/../../../shared/data
+DATA=${TOLK_DATA:-$HERE/../../data}
 JFK=$DATA/speech/jfk.flac
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -58,7 +57,7 @@ expect_fail() {
 }
 
 if [ ! -f "$JFK" ]; then
-    echo "SKIP: $JFK not found (set TOLK_SHARED_DATA)"
+    echo "SKIP: $JFK not found (set TOLK_DATA)"
 else
     # 80 bins: jfk.flac is 11.0 s -> 176000 samples at 16 kHz -> 1100 frames
     "$TOLK" mel "$JFK" -o "$TMP/jfk.npy" || fail "tolk mel jfk.flac exited $?"
