@@ -51,6 +51,13 @@ static inline int tolk_add_size(size_t a, size_t b, size_t *out) {
     return 1;
 }
 
+/* Whether a Whisper vocabulary of n_vocab tokens is multilingual: 51865
+ * (99 languages) and 51866 (100, large-v3) are, 51864 (the *.en models) is
+ * not. The one place the library decides it (weights, tokenizer, state). */
+static inline int tolk_vocab_is_multilingual(int n_vocab) {
+    return n_vocab >= 51865;
+}
+
 /* malloc/calloc wrappers that return NULL for a zero or overflowing size
  * rather than misbehaving; pair with tolk_free / free. */
 void *tolk_malloc_array(size_t n, size_t size);

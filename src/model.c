@@ -56,6 +56,12 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
         free(m);
         return st;
     }
+    /* what the transcription pipeline runs (tolk_state feeds 30 s windows) */
+    st = tolk_hparams_check(ctx, m->w->path, &m->w->hp, TOLK_HP_WHISPER);
+    if (st) {
+        tolk_model_free(m);
+        return st;
+    }
     tolk_weights_dtypes(m->w, m->dtypes, sizeof m->dtypes);
     m->size_name = tolk_weights_size_name(&m->w->hp);
 

@@ -67,7 +67,7 @@ tolk_status tolk_state_new(tolk_ctx *ctx, const tolk_model *model, tolk_state **
     }
     st->model = model;
     st->hp = model->w->hp;
-    st->multilingual = st->hp.n_vocab >= 51865;
+    st->multilingual = model->w->cfg.multilingual;
     if (model->net) {
         st->net = (tolk_net *)model->net;
     } else {

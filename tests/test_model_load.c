@@ -968,6 +968,48 @@ static void test_hostile_patches(void) {
     rmdir(p);
 }
 
+/* Hyper-parameters that a file states consistently (config, header and
+ * tensor shapes agree) but that the network cannot run: the table loads,
+ * tolk_model_load refuses with TOLK_ERR_UNSUPPORTED naming the parameter.
+ * (Issue 12, defect 1: max_source_positions 1600 with a matching
+ * embed_positions passed and the encoder read past the mel window.) */
+static void test_hostile_hparams(void) {
+    const struct {
+        const char *what;
+        int n_audio_ctx, n_mels, n_vocab, d;
+        const char *needle;
+    } v[] = {
+        {"1600 positions", 1600, 80, 51864, 64, "n_audio_ctx (max_source_positions) = 1600"},
+        {"1000 positions", 1000, 80, 51864, 64, "n_audio_ctx (max_source_positions) = 1000"},
+        {"100 mel bins", 1500, 100, 51864, 64, "n_mels = 100"},
+        {"a vocabulary of 51800", 1500, 80, 51800, 64, "n_vocab = 51800"},
+        {"heads of width 48", 1500, 80, 51864, 96, "head width 48"},
+    };
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmp("hp"));
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        mw_spec s = mw_spec_make(v[i].n_mels, v[i].n_vocab, v[i].d, 1, 1);
+        s.hp.n_audio_ctx = v[i].n_audio_ctx;
+        if (v[i].d == 96) s.hp.n_audio_head = s.hp.n_text_head = 2;
+        s.sparse = 1;
+        CU_ASSERT_EQUAL_FATAL(mw_write_safetensors(dir, &s), 0);
+        tolk_weights *w = load(dir, 1); /* a consistent file: the table loads */
+        CU_ASSERT_PTR_NOT_NULL(w);
+        tolk_weights_free(w);
+        tolk_model_params p = tolk_model_default_params();
+        p.use_mmap = 1; /* sparse: nothing is read */
+        tolk_model *m = NULL;
+        tolk_status st = tolk_model_load(ctx, dir, &p, &m);
+        const char *msg = tolk_ctx_last_error(ctx);
+        int ok =
+            st == TOLK_ERR_UNSUPPORTED && !m && contains(msg, v[i].needle) && contains(msg, dir);
+        if (!ok) printf("\n    %s: status %d, message '%s'\n", v[i].what, st, msg);
+        CU_ASSERT(ok);
+        tolk_model_free(m);
+        mw_remove_dir(dir);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* public API                                                               */
 /* ------------------------------------------------------------------------ */
@@ -999,8 +1041,9 @@ static void test_public_api(void) {
     tolk_weights_free(e);
     tolk_weights_free(NULL);
 
-    /* a random model, then the real one when installed */
-    mw_spec s = small_spec();
+    /* a random model of Whisper's dimensions (one narrow layer per stack),
+     * then the real one when installed */
+    mw_spec s = mw_spec_make(80, 51864, 64, 1, 1);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", tu_tmp("api"));
     CU_ASSERT_EQUAL_FATAL(mw_write_ct2(dir, &s), 0);
@@ -1051,6 +1094,7 @@ int main(void) {
     CU_TestInfo hostile[] = {{"missing_and_shapes", test_hostile_missing_and_shapes},
                              {"truncation_and_flips", test_hostile_truncation_and_flips},
                              {"patches", test_hostile_patches},
+                             {"hparams", test_hostile_hparams},
                              CU_TEST_INFO_NULL};
     CU_TestInfo api[] = {{"public_api", test_public_api}, CU_TEST_INFO_NULL};
     tu_add_suite("conversions", conv);

@@ -23,7 +23,8 @@ static const tolk_tokenizer *tokenizer(void) {
         snprintf(buf, sizeof buf, "%s", __FILE__);
         char *slash = strrchr(buf, '/');
         size_t at = slash ? (size_t)(slash - buf) : 0;
-        snprintf(buf + at, sizeof buf - at, "%s", "/../../data/whisper-assets/multilingual.tiktoken");
+        snprintf(buf + at, sizeof buf - at, "%s",
+                 "/../../data/whisper-assets/multilingual.tiktoken");
         path = buf;
     }
     tolk_ctx *ctx = NULL;
