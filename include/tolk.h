@@ -129,6 +129,17 @@ TOLK_API tolk_status tolk_audio_read(tolk_ctx *ctx, tolk_audio_reader *r, float 
 /* Source properties: original rate, channels, and frames (-1 if unknown). */
 TOLK_API void tolk_audio_source_info(const tolk_audio_reader *r, int *sample_rate, int *channels,
                                      int64_t *frames);
+
+/* Whether the input is cut short: 1 when its header promises more than the
+ * input holds (a WAV data chunk larger than the file, an MP3 whose Xing /
+ * Info / VBRI count exceeds what decodes, an Ogg / Opus stream without its
+ * final end-of-stream page), else 0. Final once tolk_audio_read has
+ * returned the end of the stream. *expected_frames: the frames promised at
+ * the source rate (-1 when the format states no count, as Ogg), and
+ * *decoded_frames: the frames decoded so far; either may be NULL. A cut
+ * FLAC is an error instead (TOLK_ERR_FORMAT): its frame count is exact. */
+TOLK_API int tolk_audio_truncated(const tolk_audio_reader *r, int64_t *expected_frames,
+                                  int64_t *decoded_frames);
 TOLK_API void tolk_audio_close(tolk_audio_reader *r);
 
 /* Resample mono float32 from in_rate to out_rate with libsoxr (very high
@@ -371,6 +382,14 @@ TOLK_API tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
                                           const tolk_transcribe_params *params,
                                           tolk_result **out);
 TOLK_API void tolk_result_free(tolk_result *result);
+
+/* Whether the input of a transcription was cut short (tolk_audio_truncated
+ * of the file it read): 1 with *expected_s (seconds the header promised,
+ * -1 when it states no length) and *decoded_s (seconds decoded); 0 for a
+ * complete input and for tolk_transcribe on samples. Either pointer may be
+ * NULL. */
+TOLK_API int tolk_result_input_truncated(const tolk_result *result, double *expected_s,
+                                         double *decoded_s);
 
 /* Language identification on the first 30 s: probabilities over the
  * model's languages. codes/probs: caller arrays of at least 100 entries,

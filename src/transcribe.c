@@ -372,11 +372,14 @@ static tolk_status parse_clips(run *r, const char *spec) {
         double v = strtod(p, &end);
         while (end && *end == ' ')
             end++;
-        if (end == p || errno || !isfinite(v) || v < 0 || v > 1e9 ||
-            (*end != ',' && *end != '\0')) {
+        const char *why = end == p || (*end != ',' && *end != '\0') ? "is not a list of seconds"
+                          : errno || !(v >= 0 && v <= 1e9) ? "holds a value outside [0, 1e9] s"
+                          : n % 2 == 1 && !(v > pts[n - 1])
+                              ? "holds a clip that ends before it starts"
+                              : NULL;
+        if (why) {
             free(pts);
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
-                             "clip_timestamps: '%s' is not a list of seconds", spec);
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "clip_timestamps: '%s' %s", spec, why);
         }
         pts[n++] = v;
         p = *end == ',' ? end + 1 : end;
@@ -781,7 +784,7 @@ static tolk_status transcribe_src(tolk_state *st, sample_src src, size_t n, int 
     tolk_result *res = NULL;
     if (s != TOLK_OK) goto out;
     if ((s = ms) != TOLK_OK) goto out;
-    res = calloc(1, sizeof *res);
+    res = calloc(1, sizeof(tolk_result_ext)); /* the public struct first */
     if (!res) {
         s = tolk_fail(ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
         goto out;
@@ -838,10 +841,12 @@ tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
         float *x = NULL;
         size_t n = 0;
         double t0 = tolk_time_now();
-        tolk_status s = tolk_audio_load(state->ctx, path, &x, &n);
+        tolk_input_facts facts;
+        tolk_status s = tolk_audio_load_facts(state->ctx, path, &x, &n, &facts);
         tolk_timings_since(&state->timings, TOLK_STAGE_AUDIO, t0);
         if (s != TOLK_OK) return s;
         s = tolk_transcribe(state, x, n, params, out);
+        if (s == TOLK_OK) ((tolk_result_ext *)*out)->input = facts;
         tolk_free(x);
         return s;
     }
@@ -865,7 +870,7 @@ tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
     s = setup(&r, state, p);
     if (s != TOLK_OK) goto out;
     if ((s = ms) != TOLK_OK) goto out;
-    res = calloc(1, sizeof *res);
+    res = calloc(1, sizeof(tolk_result_ext)); /* the public struct first */
     if (!res) {
         s = tolk_fail(state->ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
         goto out;
@@ -876,6 +881,7 @@ tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
         s = tolk_fail(state->ctx, TOLK_ERR_EMPTY, "%s: no audio samples", path);
         goto out;
     }
+    tolk_audio_input_facts(f.rd, &((tolk_result_ext *)res)->input); /* pass 1 read it all */
     tolk_audio_close(f.rd);
     f.rd = NULL;
     f.base = f.len = 0;

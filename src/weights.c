@@ -13,11 +13,13 @@
 #include "internal.h"
 #include "mapfile.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #if defined(__F16C__) && defined(__AVX__)
 #include <immintrin.h>
@@ -711,8 +713,20 @@ tolk_status tolk_weights_load(tolk_ctx *ctx, const char *path, int use_mmap, tol
                          "model.safetensors.index.json (Hugging Face) in this directory",
                          path);
     }
-    if (!tolk_is_file(path))
-        return tolk_fail(ctx, TOLK_ERR_IO, "%s: no such file or directory", path);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return tolk_fail(ctx, TOLK_ERR_IO, "%s: %s", path,
+                         errno == ENOENT ? "no such file or directory" : strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                         "%s: not a model: a %s, not a regular file (expected a CTranslate2 or "
+                         "Hugging Face directory, or a whisper.cpp ggml file)",
+                         path,
+                         S_ISCHR(sb.st_mode)    ? "character device"
+                         : S_ISBLK(sb.st_mode)  ? "block device"
+                         : S_ISFIFO(sb.st_mode) ? "pipe"
+                         : S_ISSOCK(sb.st_mode) ? "socket"
+                                                : "special file");
     /* A file: sniff the first bytes. */
     FILE *f = fopen(path, "rb");
     if (!f) return tolk_fail(ctx, TOLK_ERR_IO, "%s: cannot open", path);

@@ -36,6 +36,35 @@
 
 #define MAX_REPORTED_PROBLEMS 50
 #define MAX_COLUMNS 256
+/* A manifest is text: at most this many bytes in all and per line (a
+ * device such as /dev/zero, or a binary file, fails at the limit). */
+#define MAX_MANIFEST_BYTES ((size_t)64 << 20)
+#define MAX_LINE_BYTES ((size_t)1 << 20)
+
+/* One line of f (its '\n' kept) into *line (capacity *cap), reading at
+ * most max bytes; *total counts the bytes read so far. Returns the length,
+ * -1 at the end of the input, -2 when the line is longer than max (or out
+ * of memory). */
+static ssize_t read_line(FILE *f, char **line, size_t *cap, size_t max, size_t *total) {
+    size_t len = 0;
+    int c = EOF;
+    while (len <= max && (c = getc(f)) != EOF) {
+        if (len + 2 > *cap) {
+            size_t ncap = *cap ? *cap * 2 : 256;
+            char *nl = realloc(*line, ncap);
+            if (!nl) return -2;
+            *line = nl;
+            *cap = ncap;
+        }
+        (*line)[len++] = (char)c;
+        if (c == '\n') break;
+    }
+    *total += len;
+    if (len > max) return -2;
+    if (len == 0 && c == EOF) return -1;
+    (*line)[len] = '\0';
+    return (ssize_t)len;
+}
 
 static const cli_optdef bench_opts[] = {
     {"help", 'h', 0},
@@ -332,8 +361,22 @@ static int manifest_read(const char *path, manifest *m) {
     int ix[4] = {-1, -1, -1, -1}; /* file, language, reference, duration_s */
     char *cols[MAX_COLUMNS + 1];
     int data_lines = 0;
-    while ((len = getline(&line, &cap, f)) >= 0) {
+    size_t total = 0;
+    while ((len = read_line(f, &line, &cap, MAX_LINE_BYTES, &total)) != -1) {
         lineno++;
+        if (len == -2) {
+            problem(m, lineno, "a line longer than %zu bytes (not a manifest?)", MAX_LINE_BYTES);
+            break;
+        }
+        if (total > MAX_MANIFEST_BYTES) {
+            problem(m, lineno, "the manifest is larger than %zu MiB", MAX_MANIFEST_BYTES >> 20);
+            break;
+        }
+        /* a UTF-8 byte order mark (as some editors save) is not part of the header */
+        if (lineno == 1 && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) {
+            memmove(line, line + 3, (size_t)len - 2);
+            len -= 3;
+        }
         if (len > 0 && line[len - 1] == '\n') line[--len] = '\0';
         if (len > 0 && line[len - 1] == '\r') line[--len] = '\0';
         if ((size_t)len != strlen(line)) {
