@@ -234,7 +234,10 @@ typedef struct tolk_model tolk_model;
 
 typedef struct tolk_model_params {
     tolk_device device; /* where the weights live; AUTO = CUDA when present */
-    int use_mmap;       /* 1 (default): map files, no copy when possible */
+    int use_mmap;       /* 0 (default): read the weights into memory, so that a model
+                           file truncated or rewritten during a run cannot crash the
+                           process (SIGBUS); 1: map the files (faster start, shared
+                           page cache) when nothing changes them while loaded */
     int compute_type;   /* tolk_compute_type: TOLK_COMPUTE_F32 (default) */
 } tolk_model_params;
 

@@ -611,6 +611,27 @@ tolk_status tolk_weights_finish(tolk_ctx *ctx, tolk_weights *w) {
     return tolk_weights_validate(ctx, w);
 }
 
+void tolk_weights_release_data(tolk_weights *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n_tensors; i++) {
+        w->tensors[i].data = NULL;
+        w->tensors[i].scale = NULL;
+    }
+    w->mel_filters = NULL;
+    for (int i = 0; i < w->n_owned; i++)
+        free(w->owned[i]);
+    free(w->owned);
+    w->owned = NULL;
+    w->n_owned = 0;
+    for (int i = 0; i < w->n_maps; i++)
+        munmap(w->maps[i], w->map_sizes[i]);
+    free(w->maps);
+    free(w->map_sizes);
+    w->maps = NULL;
+    w->map_sizes = NULL;
+    w->n_maps = 0;
+}
+
 void tolk_weights_free(tolk_weights *w) {
     if (!w) return;
     for (int i = 0; i < w->n_tensors; i++)

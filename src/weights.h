@@ -135,6 +135,13 @@ typedef struct tolk_weights {
 tolk_status tolk_weights_load(tolk_ctx *ctx, const char *path, int use_mmap, tolk_weights **out);
 void tolk_weights_free(tolk_weights *w);
 
+/* Release the tensors' data (file mappings and owned buffers) once a
+ * backend holds copies of everything it uses (the CUDA backend uploads
+ * every weight): names, shapes, dtypes, hyper-parameters, configuration
+ * and vocabulary stay; every data / scale / mel_filters pointer becomes
+ * NULL. */
+void tolk_weights_release_data(tolk_weights *w);
+
 /* The tensor with this canonical name, or NULL. */
 const tolk_tensor *tolk_weights_get(const tolk_weights *w, const char *name);
 
