@@ -26,6 +26,8 @@
  * whole network (net.c, tiny.en when installed) on both devices (TOLK_TEST_SKIP_NET=1 skips it).
  *
  * Without a CUDA device (or in a CPU-only build) every test skips.
+ *
+ * ctest-labels: gpu models
  */
 #include "internal.h"
 #include "testutil.h"

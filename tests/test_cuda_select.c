@@ -29,6 +29,8 @@
  *
  * Without a CUDA device (or in a CPU-only build) the tests skip, except the
  * argument checks, which never reach the device.
+ *
+ * ctest-labels: gpu
  */
 #include "internal.h"
 #include "testutil.h"

@@ -15,6 +15,8 @@
  * Clips: TOLK_GPU_CLIPS (default 8; jfk first). Without a CUDA device (or in
  * a CPU-only build) every test skips; without the models they skip (or fail
  * under TOLK_REQUIRE_MODELS).
+ *
+ * ctest-labels: gpu models
  */
 #include "decode.h"
 #include "internal.h"

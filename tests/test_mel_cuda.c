@@ -7,6 +7,8 @@
  * streams, non-finite input. Max abs error <= 1e-4 on every element; the
  * figures are printed. Every test skips cleanly when the build has no CUDA
  * backend or no device is present.
+ *
+ * ctest-labels: gpu
  */
 #include "mel_internal.h"
 #include "support/clips.h"

@@ -16,6 +16,8 @@
  *  - hostile files: truncations, byte flips, missing tensors, wrong
  *    shapes, absurd dimensions, bad JSON, quantized ggml: a clear error
  *    naming the file (and the tensor), never a crash.
+ *
+ * ctest-labels: models
  */
 #include "internal.h"
 #include "model.h"

@@ -13,6 +13,8 @@
  *     weights, see tests/fixtures/make_net.py): encoder output and the logits
  *     of the first three decoder steps within 1e-3 relative
  *     (max|a-b| / max|b|). The measured errors are printed.
+ *
+ * ctest-labels: models
  */
 #include "net.h"
 #include "select.h"

@@ -7,6 +7,8 @@
  * ids, language tokens, non-speech set and decode results for n_vocab 51864,
  * 51865 and 51866. Model files (~/.cache/tolk/models) must give the same
  * tokenizer as the .tiktoken files.
+ *
+ * ctest-labels: models
  */
 #include "tokenizer.h"
 #include "internal.h"

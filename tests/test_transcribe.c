@@ -18,6 +18,8 @@
  *   TOLK_PARITY_MAX=n              the first n files of each fixture (0:
  *                                  all); by default every third file and
  *                                  the long one (index 7), to stay fast
+ *
+ * ctest-labels: models
  */
 #include "testutil.h"
 #include "tolk.h"

@@ -12,6 +12,7 @@
 #      unless TOLK_REQUIRE_MODELS=1): one good file and one corrupt file give
 #      a config line, two file lines (ok, error), a summary line, valid JSON
 #      each, and exit status 1 for the failed file.
+# ctest-labels: models
 set -u
 TOLK=${1:?usage: bench_manifest.sh /path/to/tolk}
 TOLK=$(cd "$(dirname "$TOLK")" && pwd)/$(basename "$TOLK")

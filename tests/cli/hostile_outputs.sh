@@ -13,6 +13,7 @@
 #      JSON output carries "input_truncated" (absent for complete input);
 #   7. translate with an English-only model warns; --suppress_tokens beyond
 #      the model's vocabulary is a usage error (exit 2).
+# ctest-labels: models
 set -u
 TOLK=${1:?usage: hostile_outputs.sh /path/to/tolk}
 TOLK=$(cd "$(dirname "$TOLK")" && pwd)/$(basename "$TOLK")

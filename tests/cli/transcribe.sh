@@ -4,6 +4,7 @@
 # and their names, several files sharing one model with bad ones skipped,
 # standard input, and translation. Skips (exit 0, a SKIP line) when no model
 # is installed, unless TOLK_REQUIRE_MODELS=1.
+# ctest-labels: models
 set -u
 TOLK=${1:?usage: transcribe.sh /path/to/tolk}
 TOLK=$(cd "$(dirname "$TOLK")" && pwd)/$(basename "$TOLK")
