@@ -106,6 +106,22 @@ static int write_npy(FILE *f, const float *data, size_t rows, size_t cols) {
 /* Write the spectrogram to path atomically: a temporary file beside it,
  * flushed, then renamed. Returns 0 or -1 (message printed, nothing left). */
 static int save_npy(const char *path, const float *data, size_t rows, size_t cols) {
+    /* a device or a pipe (-o /dev/stdout, /dev/null, a FIFO) is written as
+     * it is: renaming a temporary file over it would replace the device
+     * with a regular file (as root, /dev/null itself) */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) {
+        FILE *f = fopen(path, "wb");
+        int rc = f ? write_npy(f, data, rows, cols) : -1;
+        int err = errno;
+        if (f && fclose(f) != 0 && rc == 0) {
+            rc = -1;
+            err = errno;
+        }
+        if (rc != 0)
+            fprintf(stderr, "tolk mel: %s: cannot write the output: %s\n", path, strerror(err));
+        return rc;
+    }
     const size_t plen = strlen(path);
     char *tmp = malloc(plen + 16);
     if (!tmp) {

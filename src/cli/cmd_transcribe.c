@@ -656,11 +656,13 @@ static char *write_temp(const char *path, const char *data, size_t len, int *err
 /* Write result in every requested format, all or nothing: every format is
  * rendered and written to a temporary file first, and only when all of
  * them succeeded are they renamed over the targets; on a failure the
- * temporary files are removed and earlier outputs stay as they were.
- * Returns 0 or 1 (reported). */
+ * temporary files are removed and earlier outputs stay as they were. A
+ * target that is a device or a FIFO is written in place (never renamed
+ * over). Returns 0 or 1 (reported). */
 static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
                          const tolk_result *res) {
-    char *paths[N_FORMATS] = {0}, *tmps[N_FORMATS] = {0};
+    char *paths[N_FORMATS] = {0}, *tmps[N_FORMATS] = {0}, *direct[N_FORMATS] = {0};
+    size_t direct_len[N_FORMATS] = {0};
     int failed = 0;
     for (int i = 0; i < o->n_formats && !failed; i++) {
         paths[i] = output_path(o, audio, o->formats[i]);
@@ -670,7 +672,8 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
             break;
         }
         struct stat sb;
-        if (stat(paths[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        int exists = stat(paths[i], &sb) == 0;
+        if (exists && S_ISDIR(sb.st_mode)) {
             fprintf(stderr, "tolk: %s: cannot write %s: it is a directory\n", audio, paths[i]);
             failed = 1;
             break;
@@ -685,6 +688,13 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
             break;
         }
         if (o->formats[i] == TOLK_OUTPUT_JSON) text = json_with_truncation(res, text, &len);
+        if (exists && !S_ISREG(sb.st_mode)) {
+            /* a device or a FIFO is written as it is, when the others are
+             * ready: a rename would replace it with a regular file */
+            direct[i] = text;
+            direct_len[i] = len;
+            continue;
+        }
         int err = 0;
         tmps[i] = write_temp(paths[i], text, len, &err);
         tolk_free(text);
@@ -694,6 +704,17 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
         }
     }
     for (int i = 0; i < o->n_formats && !failed; i++) {
+        if (direct[i]) {
+            FILE *f = fopen(paths[i], "wb");
+            int ok = f && fwrite(direct[i], 1, direct_len[i], f) == direct_len[i];
+            if (f && fclose(f) != 0) ok = 0;
+            if (!ok) {
+                fprintf(stderr, "tolk: %s: cannot write %s: %s\n", audio, paths[i],
+                        strerror(errno));
+                failed = 1;
+            }
+            continue;
+        }
         if (rename(tmps[i], paths[i]) != 0) {
             fprintf(stderr, "tolk: %s: cannot replace %s: %s\n", audio, paths[i], strerror(errno));
             failed = 1;
@@ -706,6 +727,7 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
         if (tmps[i]) unlink(tmps[i]);
         free(tmps[i]);
         free(paths[i]);
+        tolk_free(direct[i]);
     }
     return failed;
 }

@@ -126,6 +126,17 @@ bounded "$TOLK" mel - -o e.npy </dev/null >/dev/null 2>e.err
 [ "$(cat e.err)" = "tolk mel: <stdin>: empty input (0 bytes)" ] &&
     ok "tolk mel -: <stdin> named once" || { fail "tolk mel - message"; cat e.err; }
 
+# an output that is a FIFO (or a device: /dev/null, /dev/stdout) is written in
+# place; a rename over it would replace it with a regular file
+mkfifo out.npy
+cat out.npy >got.npy &
+reader=$!
+bounded "$TOLK" mel "$JFK" -o out.npy >/dev/null 2>o.err
+rc=$?
+wait "$reader"
+[ "$rc" = 0 ] && [ -p out.npy ] && head -c 6 got.npy | grep -q NUMPY &&
+    ok "an output FIFO stays a FIFO" || { fail "output FIFO (rc $rc)"; cat o.err; }
+
 bounded "$TOLK" mel -o dd.npy -- "$JFK" >/dev/null 2>dd.err && [ -s dd.npy ] &&
     ok "tolk mel accepts --" || { fail "tolk mel --"; cat dd.err; }
 
