@@ -245,37 +245,37 @@ typedef struct tolk_model_params {
  * CUDA, F32 is the exact-parity mode: every weight widened to float32 and
  * float32 products (no TF32), the same transcripts as the CPU. */
 typedef enum tolk_compute_type {
-    TOLK_COMPUTE_F32 = 0, /* float32 products: exact parity (default) */
+    TOLK_COMPUTE_F32 = 0,  /* float32 products: exact parity (default) */
     TOLK_COMPUTE_BF16 = 1, /* bfloat16 inputs, float32 accumulation, for the
                              products of >= 2 rows (encoder, prompts, beams)
                              on CPUs with AVX-512 BF16 (~1.5x faster base
                              encoder; elsewhere the same as F32); one-row
                              (greedy) decoder steps stay float32. On CUDA:
                              half-precision weights on tensor cores, as F16. */
-    TOLK_COMPUTE_F16 = 2, /* CUDA: float16 / bfloat16 weights kept as they
-                             are, products and encoder attention on tensor
-                             cores with float32 accumulation (fast). CPU: as
-                             F32. */
-    TOLK_COMPUTE_AUTO = 3 /* F16 on CUDA, F32 on the CPU */
+    TOLK_COMPUTE_F16 = 2,  /* CUDA: float16 / bfloat16 weights kept as they
+                              are, products and encoder attention on tensor
+                              cores with float32 accumulation (fast). CPU: as
+                              F32. */
+    TOLK_COMPUTE_AUTO = 3  /* F16 on CUDA, F32 on the CPU */
 } tolk_compute_type;
 
 typedef struct tolk_model_desc {
     tolk_model_format format;
-    int n_mels;          /* 80 or 128 */
-    int n_vocab;         /* 51864, 51865, 51866 */
-    int n_audio_ctx;     /* 1500 */
-    int n_audio_state;   /* encoder width */
+    int n_mels;        /* 80 or 128 */
+    int n_vocab;       /* 51864, 51865, 51866 */
+    int n_audio_ctx;   /* 1500 */
+    int n_audio_state; /* encoder width */
     int n_audio_head;
     int n_audio_layer;
-    int n_text_ctx;      /* 448 */
-    int n_text_state;    /* decoder width */
+    int n_text_ctx;   /* 448 */
+    int n_text_state; /* decoder width */
     int n_text_head;
     int n_text_layer;
-    int multilingual;    /* 1 unless English-only */
-    int n_languages;     /* 99 or 100 */
-    const char *dtypes;  /* stored dtypes, e.g. "float16" or "float16,float32" */
-    uint64_t file_bytes; /* bytes on disk */
-    uint64_t mem_bytes;  /* bytes of weights resident for compute */
+    int multilingual;      /* 1 unless English-only */
+    int n_languages;       /* 99 or 100 */
+    const char *dtypes;    /* stored dtypes, e.g. "float16" or "float16,float32" */
+    uint64_t file_bytes;   /* bytes on disk */
+    uint64_t mem_bytes;    /* bytes of weights resident for compute */
     const char *size_name; /* "tiny.en", "base", "large-v3", ... or "custom" */
 } tolk_model_desc;
 
@@ -294,7 +294,6 @@ TOLK_API void tolk_model_describe(const tolk_model *model, tolk_model_desc *desc
 
 /* The name of a format: "ctranslate2", "safetensors", "ggml". */
 TOLK_API const char *tolk_model_format_name(tolk_model_format format);
-
 
 /* ------------------------------------------------------------------------ */
 /* Transcription and translation (openai-whisper transcribe() semantics)   */
@@ -322,26 +321,26 @@ typedef void (*tolk_segment_fn)(void *user, const struct tolk_segment *segment);
 
 typedef struct tolk_transcribe_params {
     tolk_task task;
-    const char *language;       /* "en", "de", ...; NULL = detect (multilingual models) */
+    const char *language; /* "en", "de", ...; NULL = detect (multilingual models) */
     float temperatures[TOLK_MAX_TEMPERATURES]; /* fallback schedule: 0, 0.2, ... 1.0 */
     int n_temperatures;
-    int beam_size;              /* <= 1: greedy at temperature 0 */
-    int best_of;                /* samples at temperature > 0 */
-    float patience;             /* beam search patience (1.0) */
-    float length_penalty;       /* < 0: none (simple length normalisation) */
+    int beam_size;                     /* <= 1: greedy at temperature 0 */
+    int best_of;                       /* samples at temperature > 0 */
+    float patience;                    /* beam search patience (1.0) */
+    float length_penalty;              /* < 0: none (simple length normalisation) */
     float compression_ratio_threshold; /* 2.4; <= 0 disables */
-    float logprob_threshold;    /* -1.0; set to -INFINITY to disable */
-    float no_speech_threshold;  /* 0.6; <= 0 disables */
-    int condition_on_previous_text; /* 1 */
-    const char *initial_prompt; /* NULL */
-    const char *prefix;         /* NULL */
-    const char *suppress_tokens; /* "-1": the model's default set; "" none; "1,2,3" */
-    int suppress_blank;         /* 1 */
-    int without_timestamps;     /* 0 */
-    float max_initial_timestamp; /* 1.0 s */
-    int sample_len;             /* max tokens per window; 0 = n_text_ctx / 2 */
-    const char *clip_timestamps; /* "0" or "start,end,start,end,..." seconds */
-    uint64_t seed;              /* for sampling at temperature > 0 */
+    float logprob_threshold;           /* -1.0; set to -INFINITY to disable */
+    float no_speech_threshold;         /* 0.6; <= 0 disables */
+    int condition_on_previous_text;    /* 1 */
+    const char *initial_prompt;        /* NULL */
+    const char *prefix;                /* NULL */
+    const char *suppress_tokens;       /* "-1": the model's default set; "" none; "1,2,3" */
+    int suppress_blank;                /* 1 */
+    int without_timestamps;            /* 0 */
+    float max_initial_timestamp;       /* 1.0 s */
+    int sample_len;                    /* max tokens per window; 0 = n_text_ctx / 2 */
+    const char *clip_timestamps;       /* "0" or "start,end,start,end,..." seconds */
+    uint64_t seed;                     /* for sampling at temperature > 0 */
     tolk_progress_fn progress;
     tolk_segment_fn on_segment;
     void *user;
@@ -349,10 +348,10 @@ typedef struct tolk_transcribe_params {
 
 typedef struct tolk_segment {
     int id;
-    int seek;            /* window start, in mel frames (10 ms) */
-    double start, end;   /* seconds */
-    char *text;          /* UTF-8, as the reference (leading space kept) */
-    int *tokens;         /* text and timestamp tokens of the segment */
+    int seek;          /* window start, in mel frames (10 ms) */
+    double start, end; /* seconds */
+    char *text;        /* UTF-8, as the reference (leading space kept) */
+    int *tokens;       /* text and timestamp tokens of the segment */
     int n_tokens;
     float temperature;
     float avg_logprob;
@@ -361,12 +360,12 @@ typedef struct tolk_segment {
 } tolk_segment;
 
 typedef struct tolk_result {
-    char *text;              /* all segments' text concatenated */
-    char language[8];        /* detected or given language code */
-    float language_prob;     /* probability of the detected language (1 if given) */
+    char *text;          /* all segments' text concatenated */
+    char language[8];    /* detected or given language code */
+    float language_prob; /* probability of the detected language (1 if given) */
     tolk_segment *segments;
     int n_segments;
-    double duration;         /* seconds of audio */
+    double duration; /* seconds of audio */
 } tolk_result;
 
 TOLK_API tolk_transcribe_params tolk_transcribe_default_params(void);
@@ -383,8 +382,7 @@ TOLK_API tolk_status tolk_transcribe(tolk_state *state, const float *samples, si
                                      const tolk_transcribe_params *params, tolk_result **out);
 /* The same for a file (decoded and streamed through the mel in windows). */
 TOLK_API tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
-                                          const tolk_transcribe_params *params,
-                                          tolk_result **out);
+                                          const tolk_transcribe_params *params, tolk_result **out);
 TOLK_API void tolk_result_free(tolk_result *result);
 
 /* Whether the input of a transcription was cut short (tolk_audio_truncated
@@ -398,9 +396,8 @@ TOLK_API int tolk_result_input_truncated(const tolk_result *result, double *expe
 /* Language identification on the first 30 s: probabilities over the
  * model's languages. codes/probs: caller arrays of at least 100 entries,
  * sorted by probability, descending; *n set. */
-TOLK_API tolk_status tolk_detect_language(tolk_state *state, const float *samples,
-                                          size_t n_samples, const char **codes, float *probs,
-                                          int *n);
+TOLK_API tolk_status tolk_detect_language(tolk_state *state, const float *samples, size_t n_samples,
+                                          const char **codes, float *probs, int *n);
 
 /* ------------------------------------------------------------------------ */
 /* Per-stage timings of a state (read by `tolk bench`)                      */
@@ -411,14 +408,14 @@ TOLK_API tolk_status tolk_detect_language(tolk_state *state, const float *sample
  * or last reset. Stages do not overlap; their sum is at most the wall time
  * of the calls (the rest: segment bookkeeping, callbacks). */
 typedef struct tolk_timings {
-    double audio_s;     /* decoding the input and resampling to 16 kHz */
-    double mel_s;       /* log-mel spectrogram */
-    double encoder_s;   /* encoder + cross-attention K/V, per window */
-    double decoder_s;   /* decoder forward steps */
-    double search_s;    /* logit filters, greedy/beam/sampling, fallback */
-    int64_t windows;    /* 30 s windows decoded (fallback retries not counted) */
-    int64_t tokens;     /* tokens emitted in accepted results */
-    int64_t decoder_steps; /* decoder forward calls (all sequences of a step count once) */
+    double audio_s;             /* decoding the input and resampling to 16 kHz */
+    double mel_s;               /* log-mel spectrogram */
+    double encoder_s;           /* encoder + cross-attention K/V, per window */
+    double decoder_s;           /* decoder forward steps */
+    double search_s;            /* logit filters, greedy/beam/sampling, fallback */
+    int64_t windows;            /* 30 s windows decoded (fallback retries not counted) */
+    int64_t tokens;             /* tokens emitted in accepted results */
+    int64_t decoder_steps;      /* decoder forward calls (all sequences of a step count once) */
     uint64_t device_peak_bytes; /* device memory high-water mark (0 on the CPU) */
 } tolk_timings;
 
@@ -456,19 +453,19 @@ typedef struct tolk_engine tolk_engine;
 typedef struct tolk_request tolk_request;
 
 typedef struct tolk_engine_params {
-    int max_batch;        /* most sequences in one decoder step; 0: 256 */
-    int max_requests;     /* most requests decoding at once (encoded window
-                             slots); 0: 16 */
-    int max_seqs;         /* decoder KV caches in the pool; 0: as the admitted
-                             requests need (the pool grows while idle) */
+    int max_batch;          /* most sequences in one decoder step; 0: 256 */
+    int max_requests;       /* most requests decoding at once (encoded window
+                               slots); 0: 16 */
+    int max_seqs;           /* decoder KV caches in the pool; 0: as the admitted
+                               requests need (the pool grows while idle) */
     uint64_t memory_budget; /* bytes the KV pool may use (0: no limit); the
                                pool's sequences and windows are cut to fit */
-    int encoder_batch;    /* most windows in one encoder pass; 0: 1 on the
-                             CPU (no gain there), 8 on CUDA */
-    int background;       /* 1: the engine ticks on its own thread (default) */
-    int cuda_graphs;      /* 1: single-token steps replayed as CUDA graphs */
-    int device_select;    /* -1: token selection where the logits are (on a
-                             GPU), host filtering on the CPU; 0 / 1 force */
+    int encoder_batch;      /* most windows in one encoder pass; 0: 1 on the
+                               CPU (no gain there), 8 on CUDA */
+    int background;         /* 1: the engine ticks on its own thread (default) */
+    int cuda_graphs;        /* 1: single-token steps replayed as CUDA graphs */
+    int device_select;      /* -1: token selection where the logits are (on a
+                               GPU), host filtering on the CPU; 0 / 1 force */
 } tolk_engine_params;
 
 TOLK_API tolk_engine_params tolk_engine_default_params(void);
@@ -542,14 +539,14 @@ TOLK_API tolk_status tolk_engine_run(tolk_engine *engine);
 /* What an engine did since it was created (a consistent snapshot). */
 typedef struct tolk_engine_stats {
     int64_t submitted, completed, failed, cancelled;
-    int queued;  /* waiting for admission now */
-    int active;  /* admitted now */
+    int queued; /* waiting for admission now */
+    int active; /* admitted now */
     int64_t encoder_passes, windows_encoded;
-    int64_t steps, rows; /* decoder steps, sequences stepped in them */
+    int64_t steps, rows;                         /* decoder steps, sequences stepped in them */
     int64_t steps_by_batch[TOLK_ENGINE_BUCKETS]; /* steps by their sequences */
     double step_s_by_batch[TOLK_ENGINE_BUCKETS]; /* their decoder seconds */
     int64_t rows_by_batch[TOLK_ENGINE_BUCKETS];  /* their sequences (tokens) */
-    int pool_seqs, pool_windows; /* the KV pool's size */
+    int pool_seqs, pool_windows;                 /* the KV pool's size */
     uint64_t pool_bytes;
     double audio_s_done; /* seconds of audio of the requests completed */
 } tolk_engine_stats;

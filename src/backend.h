@@ -241,9 +241,9 @@ struct tolk_backend {
      * both NULL), the timestamp rule of each row from row_ts[r] (DEVICE
      * int32 [rows]: the first timestamp token, 0: off; NULL: off for every
      * row), then k tokens: out_idx / out_lp DEVICE [rows * k]. */
-    tolk_status (*select)(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
-                          int rows, int n, const int *range_off, const int *ranges,
-                          const int *row_ts, int k, int *out_idx, float *out_lp);
+    tolk_status (*select)(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld, int rows,
+                          int n, const int *range_off, const int *ranges, const int *row_ts, int k,
+                          int *out_idx, float *out_lp);
 
     /* ---- graphs (optional: NULL where unsupported, e.g. the CPU) ---------
      * graph_begin: the calling thread's following ops are recorded, not

@@ -417,7 +417,8 @@ static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, si
         rc = tolk_cu_gemm(im->gemm, y, TOLK_CU_F32, (long long)ldy, xin,
                           half ? (int)W->dtype : TOLK_CU_F32, ldxin, W->data, (int)W->dtype,
                           (long long)K, (long long)M, (long long)N, (long long)K, 1.0f,
-                          (accumulate & TOLK_LINEAR_ACCUMULATE) ? 1.0f : 0.0f, bias, 0, ws, GEMM_WS_BYTES, TOLK_CU_STREAM);
+                          (accumulate & TOLK_LINEAR_ACCUMULATE) ? 1.0f : 0.0f, bias, 0, ws,
+                          GEMM_WS_BYTES, TOLK_CU_STREAM);
     scratch_put(scr);
     return tolk_cuda_kstatus(ctx, rc, WHO, "linear");
 }

@@ -226,8 +226,7 @@ typedef struct tolk_dec_search tolk_dec_search;
 tolk_status tolk_dec_search_new(tolk_ctx *ctx, const tolk_dec_backend *be,
                                 const tolk_dec_tokens *tok, const int *initial, int n_initial,
                                 int sot_index, const tolk_dec_options *opt, int can_select,
-                                tolk_dec_text_fn text_fn, void *text_user,
-                                tolk_dec_search **out);
+                                tolk_dec_text_fn text_fn, void *text_user, tolk_dec_search **out);
 /* The next step the search needs: *asked = 1 and *ask filled, or *asked =
  * 0 when the search is finished (or failed: the status of that failure). */
 tolk_status tolk_dec_search_next(tolk_dec_search *s, tolk_dec_ask *ask, int *asked);

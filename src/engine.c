@@ -45,21 +45,21 @@ struct tolk_request {
     tolk_ctx *ctx; /* the request's messages */
     tolk_transcribe_params params;
     char *s_language, *s_prompt, *s_prefix, *s_suppress, *s_clips; /* copied strings */
-    float *samples;  /* owned copy (memory input) */
-    tolk_live live;  /* live input */
+    float *samples;                                                /* owned copy (memory input) */
+    tolk_live live;                                                /* live input */
     int is_live;
     tolk_lf *lf;
-    int state;       /* RQ_*, under the engine mutex */
-    int cancel;      /* under the engine mutex */
-    int freed;       /* the caller freed the handle: the engine frees it at the end */
+    int state;  /* RQ_*, under the engine mutex */
+    int cancel; /* under the engine mutex */
+    int freed;  /* the caller freed the handle: the engine frees it at the end */
     tolk_status status;
     /* scheduling (tick thread only) */
-    int *slots;      /* [n_slots] pool sequences */
+    int *slots; /* [n_slots] pool sequences */
     int n_slots;
-    int window;      /* pool window slot, -1 */
+    int window; /* pool window slot, -1 */
     int have_ask;
     tolk_lf_ask ask;
-    uint64_t order;  /* submission order */
+    uint64_t order; /* submission order */
     /* published (under the engine mutex) */
     tolk_segment *pub;
     int n_pub, cap_pub;
@@ -108,7 +108,7 @@ struct tolk_engine {
     size_t sl_cap_rows, sl_cap_out, sl_cap_pairs;
     tolk_request **served;
     size_t served_cap;
-    uint64_t rr; /* order after which the next step starts serving */
+    uint64_t rr;      /* order after which the next step starts serving */
     uint64_t signals; /* counts broadcasts of `work` (no lost wake-ups) */
     int refs;         /* the caller's reference + one per request handle */
     int closed;       /* tolk_engine_free was called */
@@ -217,9 +217,8 @@ static int can_select(const tolk_engine *e) {
 
 /* ---- submission ---------------------------------------------------------- */
 
-static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float *samples,
-                          size_t n, int live, const tolk_transcribe_params *params,
-                          tolk_request **out) {
+static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float *samples, size_t n,
+                          int live, const tolk_transcribe_params *params, tolk_request **out) {
     if (!out) return tolk_fail(e ? e->ctx : NULL, TOLK_ERR_INVALID_ARG, "engine: NULL out");
     *out = NULL;
     if (!e) return TOLK_ERR_INVALID_ARG;
@@ -375,8 +374,7 @@ tolk_status tolk_engine_submit_live(tolk_engine *e, const tolk_transcribe_params
 
 tolk_status tolk_request_push(tolk_request *r, const float *samples, size_t n) {
     if (!r) return TOLK_ERR_INVALID_ARG;
-    if (!r->is_live)
-        return tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: not a live input");
+    if (!r->is_live) return tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: not a live input");
     if (!samples && n) return tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: NULL samples");
     for (size_t i = 0; i < n; i++)
         if (!isfinite(samples[i]))
@@ -393,8 +391,7 @@ tolk_status tolk_request_push(tolk_request *r, const float *samples, size_t n) {
 
 tolk_status tolk_request_close(tolk_request *r) {
     if (!r) return TOLK_ERR_INVALID_ARG;
-    if (!r->is_live)
-        return tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: not a live input");
+    if (!r->is_live) return tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: not a live input");
     tolk_live_close(&r->live);
     pthread_mutex_lock(&r->e->mu);
     wake(r->e);
@@ -513,8 +510,8 @@ static uint64_t seq_bytes(const tolk_hparams *h) {
            4u;
 }
 static uint64_t win_bytes(const tolk_hparams *h) {
-    return (uint64_t)h->n_text_layer * (uint64_t)h->n_audio_ctx * 2u *
-           (uint64_t)h->n_text_state * 4u;
+    return (uint64_t)h->n_text_layer * (uint64_t)h->n_audio_ctx * 2u * (uint64_t)h->n_text_state *
+           4u;
 }
 
 /* (Re)build the pool with n_seqs sequences and n_windows windows (nothing
@@ -830,8 +827,8 @@ static void encode_all(tolk_engine *e, tolk_request **act, int n) {
             who[k++] = act[i];
         }
     double t0 = tolk_time_now();
-    tolk_status s = tolk_kvcache_encode_windows(e->ctx, e->net, e->kv, wins, mels, k,
-                                                e->p.encoder_batch);
+    tolk_status s =
+        tolk_kvcache_encode_windows(e->ctx, e->net, e->kv, wins, mels, k, e->p.encoder_batch);
     tolk_timings_since(&e->timings, TOLK_STAGE_ENCODER, t0);
     pthread_mutex_lock(&e->mu);
     e->stats.encoder_passes += (k + e->p.encoder_batch - 1) / e->p.encoder_batch;

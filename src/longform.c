@@ -538,7 +538,8 @@ static tolk_status cut_window(tolk_lf *lf, size_t seek, size_t size) {
     if (s != TOLK_OK) return s;
     lf->encoded_seek = seek;
     lf->encoded_size = size;
-    if (lf->live && seek > 0) tolk_live_drop(lf->live, (seek - (seek >= 2 ? 2 : seek)) * TOLK_HOP_LENGTH);
+    if (lf->live && seek > 0)
+        tolk_live_drop(lf->live, (seek - (seek >= 2 ? 2 : seek)) * TOLK_HOP_LENGTH);
     return TOLK_OK;
 }
 
@@ -565,8 +566,8 @@ static tolk_status start_decode(tolk_lf *lf) {
     tolk_dec_result_clear(&lf->dr);
     lf->state = S_DECODE;
     return tolk_dec_window_new(lf->env.ctx, &lf->env.seqs, t, initial, n_init, sot_index, &lf->dopt,
-                               &lf->fb, lf->env.can_select, tolk_asr_text,
-                               (void *)lf->env.asr, &lf->win);
+                               &lf->fb, lf->env.can_select, tolk_asr_text, (void *)lf->env.asr,
+                               &lf->win);
 }
 
 /* The decoded window: segments, the next seek, the prompt, progress. */
@@ -634,7 +635,8 @@ static tolk_status finish_window(tolk_lf *lf) {
         double total = content == OPEN_END ? -1.0 : (double)content / TOLK_FRAMES_PER_SECOND;
         size_t at = content != OPEN_END && lf->seek > content ? content : lf->seek;
         if (p->progress(p->user, (double)at / TOLK_FRAMES_PER_SECOND, total))
-            return tolk_fail(lf->env.ctx, TOLK_ERR_CANCELLED, "transcribe: cancelled by the caller");
+            return tolk_fail(lf->env.ctx, TOLK_ERR_CANCELLED,
+                             "transcribe: cancelled by the caller");
     }
     lf->state = S_WINDOW;
     return TOLK_OK;
@@ -762,8 +764,8 @@ static tolk_status window(tolk_lf *lf, tolk_lf_ask *ask, int *waiting) {
     const size_t n_pairs = content == OPEN_END ? (lf->n_clips + 1) / 2 : lf->n_pairs;
     while (lf->clip_idx < n_pairs) {
         size_t clip_start = lf->clips[2 * lf->clip_idx];
-        size_t clip_end = 2 * lf->clip_idx + 1 < lf->n_clips ? lf->clips[2 * lf->clip_idx + 1]
-                                                             : OPEN_END;
+        size_t clip_end =
+            2 * lf->clip_idx + 1 < lf->n_clips ? lf->clips[2 * lf->clip_idx + 1] : OPEN_END;
         if (lf->seek < clip_start) lf->seek = clip_start;
         if (lf->seek >= clip_end || lf->seek >= content) {
             /* the reference's segment_size would be <= 0 past the content: done with it */

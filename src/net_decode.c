@@ -218,8 +218,7 @@ typedef struct step_bufs {
  * max_nq the most rows of one sequence; k > 0 adds the selection. Only
  * launches work (no host round trip): this is what a graph captures. */
 static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, size_t T,
-                            size_t B, int max_nq, const step_layout *L, const step_bufs *w,
-                            int k) {
+                            size_t B, int max_nq, const step_layout *L, const step_bufs *w, int k) {
     const tolk_backend *be = net->be;
     const tolk_hparams *hp = &net->hp;
     const size_t d = (size_t)hp->n_text_state, V = (size_t)hp->n_vocab;
@@ -252,7 +251,8 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         if (!st)
             st = be->attention_desc(ctx, be, qkv, d, ckv, ckv + d, 2 * d, att, d, cross_d, (int)B,
                                     max_nq, hp->n_audio_ctx, nh, dh, scale);
-        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, EXACT_ACC);
+        if (!st)
+            st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, EXACT_ACC);
         /* MLP */
         if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS);
         if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, EXACT);
@@ -388,8 +388,9 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     tolk_status st = tolk_kvcache_flush(ctx, kv);
     if (!st) st = ws_reserve(ctx, kv, T * d * 10 + B * d + B * V + 2 * B * kk);
     const step_layout L = layout_of(T, B, P);
-    if (!st) st = ints_reserve(ctx, kv, &kv->step_host, &kv->step_dev, &kv->step_cap,
-                               L.total > 2 * B * kk ? L.total : 2 * B * kk);
+    if (!st)
+        st = ints_reserve(ctx, kv, &kv->step_host, &kv->step_dev, &kv->step_cap,
+                          L.total > 2 * B * kk ? L.total : 2 * B * kk);
     if (st) return st;
 
     /* the step block */
@@ -434,8 +435,7 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     w.res_lp = (float *)(w.res_idx + B * kk);
 
     void *graph = NULL;
-    if (kv->use_graphs && T == B)
-        graph = step_graph_for(ctx, net, kv, B, &L, &w, k);
+    if (kv->use_graphs && T == B) graph = step_graph_for(ctx, net, kv, B, &L, &w, k);
     if (graph) {
         st = be->graph_launch(ctx, be, graph);
         kv->n_replayed++;
@@ -484,8 +484,7 @@ tolk_status tolk_net_decode_mixed(tolk_ctx *ctx, const tolk_net *net, tolk_kvcac
                                   const int *n_tokens, const tolk_net_select *sel, float *logits,
                                   int *out_idx, float *out_lp) {
     if (!sel) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: no selection");
-    return decode_impl(ctx, net, kv, seqs, n_seqs, tokens, n_tokens, logits, sel, out_idx,
-                       out_lp);
+    return decode_impl(ctx, net, kv, seqs, n_seqs, tokens, n_tokens, logits, sel, out_idx, out_lp);
 }
 
 void tolk_kvcache_set_graphs(tolk_kvcache *kv, int on) {

@@ -41,7 +41,7 @@ static char *slurp(const char *path, size_t *len) {
 static tolk_tokenizer *tiktoken(int multilingual, int n_vocab) {
     tolk_tokenizer *t = NULL;
     const char *path = tu_data(multilingual ? "whisper-assets/multilingual.tiktoken"
-                                              : "whisper-assets/gpt2.tiktoken");
+                                            : "whisper-assets/gpt2.tiktoken");
     tolk_status st = tolk_tokenizer_new_from_tiktoken(NULL, path, multilingual, n_vocab, &t);
     CU_ASSERT_EQUAL(st, TOLK_OK);
     return t;

@@ -408,8 +408,7 @@ static void test_detect_language(void) {
     float *x = NULL;
     size_t n = 0;
     CU_ASSERT_EQUAL_FATAL(
-        tolk_audio_load(L.ctx, tu_data("speech/multi/fleurs/fleurs-de-000.flac"), &x, &n),
-        TOLK_OK);
+        tolk_audio_load(L.ctx, tu_data("speech/multi/fleurs/fleurs-de-000.flac"), &x, &n), TOLK_OK);
     const char *codes[100];
     float probs[100];
     int nl = 0;
