@@ -19,6 +19,7 @@
  * ctest-labels: gpu models
  */
 #include "decode.h"
+#include "engine.h"
 #include "internal.h"
 #include "net.h"
 #include "testutil.h"
@@ -151,7 +152,7 @@ static int transcribe_all(const char *model_dir, tolk_device dev, int compute, i
         tolk_result_free(res);
     }
     g_captured = g_replayed = g_failed = 0;
-    if (st) tolk_kvcache_graph_stats(st->kv, &g_captured, &g_replayed, &g_failed);
+    if (st) tolk_kvcache_graph_stats(tolk_state_kvcache(st), &g_captured, &g_replayed, &g_failed);
     tolk_state_free(st);
     tolk_model_free(m);
     tolk_ctx_free(ctx);
