@@ -48,8 +48,7 @@ static int setup(void) {
     CU_ASSERT_EQUAL_FATAL(tolk_model_load(g_ctx, dir, NULL, &g_tiny), TOLK_OK);
     for (int i = 0; i < N_CLIPS; i++) {
         CU_ASSERT_EQUAL_FATAL(
-            tolk_audio_load(g_ctx, tu_data(g_clips[i].rel), &g_clips[i].x, &g_clips[i].n),
-            TOLK_OK);
+            tolk_audio_load(g_ctx, tu_data(g_clips[i].rel), &g_clips[i].x, &g_clips[i].n), TOLK_OK);
     }
     return 1;
 }
