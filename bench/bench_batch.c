@@ -60,20 +60,33 @@ int main(int argc, char **argv) {
     int threads = 0, steps = 32, max_windows = 16, enc_reps = 1, enc_windows = 1, no_enc = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
-        if (!strcmp(a, "--shape")) shape = v, i++;
-        else if (!strcmp(a, "--model")) model = v, i++;
-        else if (!strcmp(a, "--dir")) root = v, i++;
-        else if (!strcmp(a, "--device")) device = v, i++;
-        else if (!strcmp(a, "--compute")) compute = v, i++;
-        else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
-        else if (!strcmp(a, "--batches")) snprintf(batches, sizeof batches, "%s", v), i++;
-        else if (!strcmp(a, "--steps")) steps = atoi(v), i++;
-        else if (!strcmp(a, "--windows")) max_windows = atoi(v), i++;
-        else if (!strcmp(a, "--enc-reps")) enc_reps = atoi(v), i++;
-        else if (!strcmp(a, "--enc-windows")) enc_windows = atoi(v), i++;
-        else if (!strcmp(a, "--no-encoder")) no_enc = 1;
+        if (!strcmp(a, "--shape"))
+            shape = v, i++;
+        else if (!strcmp(a, "--model"))
+            model = v, i++;
+        else if (!strcmp(a, "--dir"))
+            root = v, i++;
+        else if (!strcmp(a, "--device"))
+            device = v, i++;
+        else if (!strcmp(a, "--compute"))
+            compute = v, i++;
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(v), i++;
+        else if (!strcmp(a, "--batches"))
+            snprintf(batches, sizeof batches, "%s", v), i++;
+        else if (!strcmp(a, "--steps"))
+            steps = atoi(v), i++;
+        else if (!strcmp(a, "--windows"))
+            max_windows = atoi(v), i++;
+        else if (!strcmp(a, "--enc-reps"))
+            enc_reps = atoi(v), i++;
+        else if (!strcmp(a, "--enc-windows"))
+            enc_windows = atoi(v), i++;
+        else if (!strcmp(a, "--no-encoder"))
+            no_enc = 1;
         else {
-            fprintf(stderr, "bench_batch: unknown option %s (see the header of bench_batch.c)\n", a);
+            fprintf(stderr, "bench_batch: unknown option %s (see the header of bench_batch.c)\n",
+                    a);
             return 2;
         }
     }

@@ -35,7 +35,7 @@
 #include "../kernels/gelu.h"
 #include "../kernels/gemm.h"
 #include "../kernels/layernorm.h"
-#include "../kernels/logits.h"
+#include "../kernels/select.h"
 
 #include <cuda_runtime_api.h>
 
@@ -125,13 +125,12 @@ static int bench_kernels(const model_dims *m, tolk_cu_gemm_ctx *g) {
     void *o16 = dev_rand((size_t)(T * d), TOLK_CU_F16, -1, 1);
     void *tok16 = dev_rand((size_t)(V * d), TOLK_CU_F16, -0.05f, 0.05f);
     float *logit = dev_rand((size_t)(B * V), TOLK_CU_F32, -10, 10);
-    float *u = dev_rand((size_t)B, TOLK_CU_F32, 0, 1);
     void *ws = NULL;
     int *idx = NULL;
     cudaMalloc(&ws, 32u << 20);
     cudaMalloc((void **)&idx, (size_t)B * 16 * sizeof(int));
-    if (!x || !y || !gam || !xh || !w32 || !w16 || !qkv16 || !o16 || !tok16 || !logit || !u ||
-        !ws || !idx) {
+    if (!x || !y || !gam || !xh || !w32 || !w16 || !qkv16 || !o16 || !tok16 || !logit || !ws ||
+        !idx) {
         printf("out of device memory\n");
         return 1;
     }
@@ -278,16 +277,16 @@ static int bench_kernels(const model_dims *m, tolk_cu_gemm_ctx *g) {
         cudaFree(dd);
     }
 
-    /* logits post-processing on [5, V] */
+    /* the decode step's selection on [5, V]: timestamp rule, log-softmax,
+     * argmax (greedy) / top-6 (beam 5) */
     const double lb = (double)B * V * 4;
-    TIME("log_softmax in place [5, vocab]", 0, 2 * lb,
-         tolk_cu_softmax(logit, V, logit, V, B, (int)V, 1.0f, 1, S));
-    TIME("row_stats (max, argmax, lse) [5, vocab]", 0, lb,
-         tolk_cu_row_stats(logit, V, B, 0, (int)V, gam, idx, gam + 8, S));
-    TIME("topk k=6 [5, vocab]", 0, lb, tolk_cu_topk(logit, V, B, (int)V, 6, idx, gam, S));
-    TIME("sample [5, vocab]", 0, lb, tolk_cu_sample(logit, V, B, (int)V, 1.0f, u, idx, S));
+    const int ts_begin = (int)V - 1501;
+    TIME("select argmax [5, vocab]", 0, lb,
+         tolk_cu_select(logit, V, (int)B, (int)V, NULL, NULL, ts_begin, 1, idx, gam, S));
+    TIME("select top-6 [5, vocab]", 0, lb,
+         tolk_cu_select(logit, V, (int)B, (int)V, NULL, NULL, ts_begin, 6, idx, gam, S));
 
-    void *bufs[] = {x, y, gam, xh, w32, w16, qkv16, o16, tok16, logit, u, ws, idx};
+    void *bufs[] = {x, y, gam, xh, w32, w16, qkv16, o16, tok16, logit, ws, idx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         cudaFree(bufs[i]);
     return 0;
@@ -353,26 +352,30 @@ static int run_encoder(tolk_ctx *ctx, tolk_backend *be, const model_dims *m, blo
 }
 
 /* One decoder step of B sequences at position pos (self K/V in a
- * [B, 448, 2d] cache per layer, reused), cross K/V [1500, 2d]. */
+ * [B, 448, 2d] cache per layer, reused), cross K/V [1500, 2d]. didx: device
+ * int32 [3 * 16] for the step's token ids, positions and cache rows (one
+ * upload per step, as net_decode.c does). */
 static int run_decoder(tolk_ctx *ctx, tolk_backend *be, const model_dims *m, block_w *w,
                        tolk_bweight *tok, float *pos_emb, float *cache, float *cross, float *ws,
-                       float *logits, int B, int pos) {
+                       float *logits, int *didx, int B, int pos) {
     const size_t d = (size_t)m->d;
     const int H = m->heads, dh = 64;
     float *x = ws, *h = x + (size_t)B * d, *qkv = h + (size_t)B * d, *att = qkv + (size_t)B * 3 * d;
     float *mlp = att + (size_t)B * d;
-    int ids[16], poss[16];
+    int hidx[3 * 16]; /* ids, positions, cache rows */
     for (int i = 0; i < B; i++)
-        ids[i] = 50257 + i, poss[i] = pos;
-    tolk_status st = be->embed(ctx, be, x, tok, ids, poss, (size_t)B, pos_emb, 448);
+        hidx[i] = 50257 + i, hidx[16 + i] = pos, hidx[32 + i] = i * 448 + pos;
+    tolk_status st = be->upload(ctx, be, didx, hidx, sizeof hidx);
+    if (!st) st = be->embed_rows(ctx, be, x, tok, didx, didx + 16, (size_t)B, pos_emb, 448);
     tolk_attn_seq s[16];
     for (int l = 0; l < m->dec_layers && !st; l++) {
         st = be->layernorm(ctx, be, h, x, (size_t)B, d, w->ln_g, w->ln_b, 1e-5f);
         if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, (size_t)B, &w->qkv, w->b3d, 0);
+        if (!st)
+            st = be->copy_rows(ctx, be, cache, 2 * d, didx + 32, qkv + d, 3 * d, NULL, (size_t)B,
+                               2 * d);
         for (int i = 0; i < B && !st; i++) {
             float *c = cache + (size_t)i * 448 * 2 * d;
-            st = be->copy2d(ctx, be, c + (size_t)pos * 2 * d, 2 * d, qkv + (size_t)i * 3 * d + d,
-                            3 * d, 1, 2 * d);
             s[i] = (tolk_attn_seq){
                 qkv + (size_t)i * 3 * d, c, c + d, att + (size_t)i * d, 1, pos + 1, 1, pos};
         }
@@ -431,8 +434,9 @@ static int bench_model(tolk_ctx *ctx, const model_dims *m, int keep_f16) {
     float *cross = ok ? be->alloc(ctx, be, T * 2 * (size_t)d * 4) : NULL;
     float *pos = ok ? be->alloc(ctx, be, 448 * (size_t)d * 4) : NULL;
     float *logits = ok ? be->alloc(ctx, be, 16 * (size_t)V * 4) : NULL;
+    int *didx = ok ? be->alloc(ctx, be, 3 * 16 * sizeof(int)) : NULL;
     int rc = 0;
-    if (!ok || !ws || !mel || !cache || !cross || !pos || !logits) {
+    if (!ok || !ws || !mel || !cache || !cross || !pos || !logits || !didx) {
         printf("setup failed: %s\n", tolk_ctx_last_error(ctx));
         rc = 1;
     } else {
@@ -451,7 +455,8 @@ static int bench_model(tolk_ctx *ctx, const model_dims *m, int keep_f16) {
             snprintf(nm, sizeof nm, "decoder step B=%d pos=100 (%d layers + logits)", Bs[bi],
                      m->dec_layers);
             TIME(nm, 0, 0,
-                 run_decoder(ctx, be, m, &w, &tok, pos, cache, cross, ws, logits, Bs[bi], 100));
+                 run_decoder(ctx, be, m, &w, &tok, pos, cache, cross, ws, logits, didx, Bs[bi],
+                             100));
         }
     }
     tolk_bweight *bws[] = {&w.qkv, &w.out, &w.cq,  &w.ckv, &w.cout,
@@ -461,6 +466,7 @@ static int bench_model(tolk_ctx *ctx, const model_dims *m, int keep_f16) {
     float *fs[] = {w.b3d, w.bd, w.b4d, w.ln_g, w.ln_b, ws, mel, cache, cross, pos, logits};
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
         be->free(be, fs[i]);
+    be->free(be, didx);
     htensor *hs[] = {&hq, &hdd, &hfc1, &hfc2, &hc1, &hc2, &htok, &hkv, &hv4, &hv3, &hv};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         free(hs[i]->data);

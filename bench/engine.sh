@@ -20,7 +20,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 data=${TOLK_DATA:-$root/data}
-[ -d "$data/speech" ] || data=$root/shared/data
 model=base batches=4,8,16 decodings=greedy,beam5 threads=2 sets=asr,translate limit=0
 tolk=$root/build/tolk out=
 while [ $# -gt 0 ]; do

@@ -5,7 +5,7 @@
 #   bench/long-form.sh [--model tiny.en] [--minutes 2,5,10] [--tolk build/tolk] [--threads 2]
 #                      [--out DIR] [-- extra tolk transcribe options]
 #
-# For each length it concatenates the 16 kHz mono clips of ../shared/data/speech/asr.tsv (in
+# For each length it concatenates the 16 kHz mono clips of data/speech/asr.tsv (in
 # manifest order, repeated when needed) with sox into one FLAC of that many minutes, runs
 # `tolk transcribe FILE --output_format json` once under /usr/bin/time, and prints one row:
 #
@@ -17,8 +17,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-speech=${TOLK_SPEECH:-$root/shared/data/speech}
-[ -d "$speech" ] || speech=$root/../shared/data/speech
+speech=${TOLK_SPEECH:-$root/data/speech}
 model=tiny.en minutes=2,5,10 tolk=$root/build/tolk threads=2 out=
 extra=()
 while [ $# -gt 0 ]; do

@@ -5,7 +5,7 @@
 # N threads. Wall time of each engine's whole process (model load included), REPEAT times.
 #
 #   bench/quick-peers.sh [MODEL=base] [THREADS=2] [REPEAT=2]
-#   env: FILES (default: the 8 LibriSpeech test-clean clips of shared/data/speech),
+#   env: FILES (default: the 8 LibriSpeech test-clean clips of data/speech),
 #        PYTHON_FW (a python with faster_whisper; default bench/.venv/bin/python, made by bench/suite),
 #        WHISPER_CPP_DIR (a built whisper.cpp checkout; skipped when unset)
 # Measures only; run it on an otherwise idle machine.
@@ -17,7 +17,7 @@ repeat=${3:-2}
 dir=$("$root/scripts/get-model" "$model")
 tolk="$root/build/tolk"
 [ -x "$tolk" ] || "$root/scripts/build" build >&2
-files=${FILES:-$(ls "$root"/shared/data/speech/en/librispeech/test-clean_*.flac | head -n 8)}
+files=${FILES:-$(ls "$root"/data/speech/en/librispeech/test-clean_*.flac | head -n 8)}
 py=${PYTHON_FW:-$root/bench/.venv/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -762,7 +762,7 @@ def main():
     p.add_argument("--tolk", default=os.environ.get("TOLK_BIN"),
                    help="the tolk program [ROOT/build/tolk]")
     p.add_argument("--manifest", action="append",
-                   help="a manifest (repeatable) [shared asr.tsv and translate.tsv]")
+                   help="a manifest (repeatable) [data/speech/asr.tsv and translate.tsv]")
     p.add_argument("--models", default="base,tiny.en",
                    help="comma-separated names (scripts/get-model) or CT2 directories")
     p.add_argument("--threads", type=int, default=2)
@@ -782,11 +782,9 @@ def main():
     a = p.parse_args()
     a.language_given = not a.detect_language
     a.root = os.path.abspath(a.root)
-    shared = os.environ.get("TOLK_SHARED_DATA", os.path.join(a.root, "shared", "data"))
-    if not os.path.isdir(shared):
-        shared = os.path.join(a.root, "..", "shared", "data")
-    manifests = a.manifest or [os.path.join(shared, "speech", "asr.tsv"),
-                               os.path.join(shared, "speech", "translate.tsv")]
+    data = os.environ.get("TOLK_DATA", os.path.join(a.root, "data"))
+    manifests = a.manifest or [os.path.join(data, "speech", "asr.tsv"),
+                               os.path.join(data, "speech", "translate.tsv")]
     out = a.out or os.path.join(a.root, "bench", "results",
                                 f"{datetime.date.today().isoformat()}-{platform.node()}")
     engines = a.engines.split(",")

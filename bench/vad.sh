@@ -32,8 +32,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 models=${TOLK_MODELS:-$HOME/.cache/tolk/models}
-speech=$root/shared/data/speech
-[ -d "$speech" ] || speech=$root/../shared/data/speech
+speech=${TOLK_DATA:-$root/data}/speech
 out=${out:-$root/bench/results/$(date +%Y-%m-%d)-vad}
 bench_vad=$(dirname "$tolk")/bench_vad
 for f in "$tolk" "$bench_vad"; do [ -x "$f" ] || { echo "vad.sh: $f: not built" >&2; exit 2; }; done

@@ -129,6 +129,17 @@ TOLK_API tolk_status tolk_audio_read(tolk_ctx *ctx, tolk_audio_reader *r, float 
 /* Source properties: original rate, channels, and frames (-1 if unknown). */
 TOLK_API void tolk_audio_source_info(const tolk_audio_reader *r, int *sample_rate, int *channels,
                                      int64_t *frames);
+
+/* Whether the input is cut short: 1 when its header promises more than the
+ * input holds (a WAV data chunk larger than the file, an MP3 whose Xing /
+ * Info / VBRI count exceeds what decodes, an Ogg / Opus stream without its
+ * final end-of-stream page), else 0. Final once tolk_audio_read has
+ * returned the end of the stream. *expected_frames: the frames promised at
+ * the source rate (-1 when the format states no count, as Ogg), and
+ * *decoded_frames: the frames decoded so far; either may be NULL. A cut
+ * FLAC is an error instead (TOLK_ERR_FORMAT): its frame count is exact. */
+TOLK_API int tolk_audio_truncated(const tolk_audio_reader *r, int64_t *expected_frames,
+                                  int64_t *decoded_frames);
 TOLK_API void tolk_audio_close(tolk_audio_reader *r);
 
 /* Resample mono float32 from in_rate to out_rate with libsoxr (very high
@@ -223,7 +234,10 @@ typedef struct tolk_model tolk_model;
 
 typedef struct tolk_model_params {
     tolk_device device; /* where the weights live; AUTO = CUDA when present */
-    int use_mmap;       /* 1 (default): map files, no copy when possible */
+    int use_mmap;       /* 0 (default): read the weights into memory, so that a model
+                           file truncated or rewritten during a run cannot crash the
+                           process (SIGBUS); 1: map the files (faster start, shared
+                           page cache) when nothing changes them while loaded */
     int compute_type;   /* tolk_compute_type: TOLK_COMPUTE_F32 (default) */
 } tolk_model_params;
 
@@ -231,37 +245,37 @@ typedef struct tolk_model_params {
  * CUDA, F32 is the exact-parity mode: every weight widened to float32 and
  * float32 products (no TF32), the same transcripts as the CPU. */
 typedef enum tolk_compute_type {
-    TOLK_COMPUTE_F32 = 0, /* float32 products: exact parity (default) */
+    TOLK_COMPUTE_F32 = 0,  /* float32 products: exact parity (default) */
     TOLK_COMPUTE_BF16 = 1, /* bfloat16 inputs, float32 accumulation, for the
                              products of >= 2 rows (encoder, prompts, beams)
                              on CPUs with AVX-512 BF16 (~1.5x faster base
                              encoder; elsewhere the same as F32); one-row
                              (greedy) decoder steps stay float32. On CUDA:
                              half-precision weights on tensor cores, as F16. */
-    TOLK_COMPUTE_F16 = 2, /* CUDA: float16 / bfloat16 weights kept as they
-                             are, products and encoder attention on tensor
-                             cores with float32 accumulation (fast). CPU: as
-                             F32. */
-    TOLK_COMPUTE_AUTO = 3 /* F16 on CUDA, F32 on the CPU */
+    TOLK_COMPUTE_F16 = 2,  /* CUDA: float16 / bfloat16 weights kept as they
+                              are, products and encoder attention on tensor
+                              cores with float32 accumulation (fast). CPU: as
+                              F32. */
+    TOLK_COMPUTE_AUTO = 3  /* F16 on CUDA, F32 on the CPU */
 } tolk_compute_type;
 
 typedef struct tolk_model_desc {
     tolk_model_format format;
-    int n_mels;          /* 80 or 128 */
-    int n_vocab;         /* 51864, 51865, 51866 */
-    int n_audio_ctx;     /* 1500 */
-    int n_audio_state;   /* encoder width */
+    int n_mels;        /* 80 or 128 */
+    int n_vocab;       /* 51864, 51865, 51866 */
+    int n_audio_ctx;   /* 1500 */
+    int n_audio_state; /* encoder width */
     int n_audio_head;
     int n_audio_layer;
-    int n_text_ctx;      /* 448 */
-    int n_text_state;    /* decoder width */
+    int n_text_ctx;   /* 448 */
+    int n_text_state; /* decoder width */
     int n_text_head;
     int n_text_layer;
-    int multilingual;    /* 1 unless English-only */
-    int n_languages;     /* 99 or 100 */
-    const char *dtypes;  /* stored dtypes, e.g. "float16" or "float16,float32" */
-    uint64_t file_bytes; /* bytes on disk */
-    uint64_t mem_bytes;  /* bytes of weights resident for compute */
+    int multilingual;      /* 1 unless English-only */
+    int n_languages;       /* 99 or 100 */
+    const char *dtypes;    /* stored dtypes, e.g. "float16" or "float16,float32" */
+    uint64_t file_bytes;   /* bytes on disk */
+    uint64_t mem_bytes;    /* bytes of weights resident for compute */
     const char *size_name; /* "tiny.en", "base", "large-v3", ... or "custom" */
 } tolk_model_desc;
 
@@ -280,7 +294,6 @@ TOLK_API void tolk_model_describe(const tolk_model *model, tolk_model_desc *desc
 
 /* The name of a format: "ctranslate2", "safetensors", "ggml". */
 TOLK_API const char *tolk_model_format_name(tolk_model_format format);
-
 
 /* ------------------------------------------------------------------------ */
 /* Voice activity detection (Silero VAD v6, 16 kHz)                         */
@@ -317,8 +330,7 @@ TOLK_API tolk_status tolk_vad_probs(tolk_ctx *ctx, const tolk_vad *vad, const fl
  * thread at a time; keeps a pointer to vad, which must outlive it. */
 typedef struct tolk_vad_stream tolk_vad_stream;
 
-TOLK_API tolk_status tolk_vad_stream_new(tolk_ctx *ctx, const tolk_vad *vad,
-                                         tolk_vad_stream **out);
+TOLK_API tolk_status tolk_vad_stream_new(tolk_ctx *ctx, const tolk_vad *vad, tolk_vad_stream **out);
 TOLK_API void tolk_vad_stream_free(tolk_vad_stream *s);
 /* Back to the start of a stream (zero state, no context, nothing pending). */
 TOLK_API void tolk_vad_stream_reset(tolk_vad_stream *s);
@@ -346,14 +358,14 @@ TOLK_API tolk_status tolk_vad_stream_chunks(tolk_ctx *ctx, tolk_vad_stream *cons
  * faster-whisper's VadOptions (vad_filter), the algorithm of silero-vad's
  * get_speech_timestamps. */
 typedef struct tolk_vad_params {
-    double threshold;             /* speech when p >= threshold [0.5] */
-    double neg_threshold;         /* silence when p < neg_threshold; < 0:
-                                     max(threshold - 0.15, 0.01) [-1] */
-    int min_speech_duration_ms;   /* drop shorter speech [0] */
-    double max_speech_duration_s; /* split longer speech [INFINITY] */
-    int min_silence_duration_ms; /* silence that ends speech [2000] */
-    int speech_pad_ms;           /* padding each side [400] */
-    int min_silence_at_max_speech_ms; /* silence considered for a split [98] */
+    double threshold;                   /* speech when p >= threshold [0.5] */
+    double neg_threshold;               /* silence when p < neg_threshold; < 0:
+                                           max(threshold - 0.15, 0.01) [-1] */
+    int min_speech_duration_ms;         /* drop shorter speech [0] */
+    double max_speech_duration_s;       /* split longer speech [INFINITY] */
+    int min_silence_duration_ms;        /* silence that ends speech [2000] */
+    int speech_pad_ms;                  /* padding each side [400] */
+    int min_silence_at_max_speech_ms;   /* silence considered for a split [98] */
     int use_max_poss_sil_at_max_speech; /* split at the longest silence
                                     (silero-vad >= 6.2) instead of the last
                                     one (faster-whisper) [0] */
@@ -377,15 +389,14 @@ typedef struct tolk_speech_segment {
 /* Speech segments from n_probs per-chunk probabilities of n_samples
  * samples (get_speech_timestamps_from_probs). *out (caller frees with
  * tolk_free; NULL when none) holds *n_out segments. */
-TOLK_API tolk_status tolk_vad_segments_from_probs(tolk_ctx *ctx, const float *probs,
-                                                  size_t n_probs, size_t n_samples,
-                                                  const tolk_vad_params *p,
+TOLK_API tolk_status tolk_vad_segments_from_probs(tolk_ctx *ctx, const float *probs, size_t n_probs,
+                                                  size_t n_samples, const tolk_vad_params *p,
                                                   tolk_speech_segment **out, size_t *n_out);
 /* tolk_vad_probs then tolk_vad_segments_from_probs (p NULL: defaults). */
 TOLK_API tolk_status tolk_vad_speech_timestamps(tolk_ctx *ctx, const tolk_vad *vad,
                                                 const float *samples, size_t n,
-                                                const tolk_vad_params *p,
-                                                tolk_speech_segment **out, size_t *n_out);
+                                                const tolk_vad_params *p, tolk_speech_segment **out,
+                                                size_t *n_out);
 
 /* ------------------------------------------------------------------------ */
 /* Transcription and translation (openai-whisper transcribe() semantics)   */
@@ -413,26 +424,26 @@ typedef void (*tolk_segment_fn)(void *user, const struct tolk_segment *segment);
 
 typedef struct tolk_transcribe_params {
     tolk_task task;
-    const char *language;       /* "en", "de", ...; NULL = detect (multilingual models) */
+    const char *language; /* "en", "de", ...; NULL = detect (multilingual models) */
     float temperatures[TOLK_MAX_TEMPERATURES]; /* fallback schedule: 0, 0.2, ... 1.0 */
     int n_temperatures;
-    int beam_size;              /* <= 1: greedy at temperature 0 */
-    int best_of;                /* samples at temperature > 0 */
-    float patience;             /* beam search patience (1.0) */
-    float length_penalty;       /* < 0: none (simple length normalisation) */
+    int beam_size;                     /* <= 1: greedy at temperature 0 */
+    int best_of;                       /* samples at temperature > 0 */
+    float patience;                    /* beam search patience (1.0) */
+    float length_penalty;              /* < 0: none (simple length normalisation) */
     float compression_ratio_threshold; /* 2.4; <= 0 disables */
-    float logprob_threshold;    /* -1.0; set to -INFINITY to disable */
-    float no_speech_threshold;  /* 0.6; <= 0 disables */
-    int condition_on_previous_text; /* 1 */
-    const char *initial_prompt; /* NULL */
-    const char *prefix;         /* NULL */
-    const char *suppress_tokens; /* "-1": the model's default set; "" none; "1,2,3" */
-    int suppress_blank;         /* 1 */
-    int without_timestamps;     /* 0 */
-    float max_initial_timestamp; /* 1.0 s */
-    int sample_len;             /* max tokens per window; 0 = n_text_ctx / 2 */
-    const char *clip_timestamps; /* "0" or "start,end,start,end,..." seconds */
-    uint64_t seed;              /* for sampling at temperature > 0 */
+    float logprob_threshold;           /* -1.0; set to -INFINITY to disable */
+    float no_speech_threshold;         /* 0.6; <= 0 disables */
+    int condition_on_previous_text;    /* 1 */
+    const char *initial_prompt;        /* NULL */
+    const char *prefix;                /* NULL */
+    const char *suppress_tokens;       /* "-1": the model's default set; "" none; "1,2,3" */
+    int suppress_blank;                /* 1 */
+    int without_timestamps;            /* 0 */
+    float max_initial_timestamp;       /* 1.0 s */
+    int sample_len;                    /* max tokens per window; 0 = n_text_ctx / 2 */
+    const char *clip_timestamps;       /* "0" or "start,end,start,end,..." seconds */
+    uint64_t seed;                     /* for sampling at temperature > 0 */
     tolk_progress_fn progress;
     tolk_segment_fn on_segment;
     void *user;
@@ -453,10 +464,10 @@ typedef struct tolk_transcribe_params {
 
 typedef struct tolk_segment {
     int id;
-    int seek;            /* window start, in mel frames (10 ms) */
-    double start, end;   /* seconds */
-    char *text;          /* UTF-8, as the reference (leading space kept) */
-    int *tokens;         /* text and timestamp tokens of the segment */
+    int seek;          /* window start, in mel frames (10 ms) */
+    double start, end; /* seconds */
+    char *text;        /* UTF-8, as the reference (leading space kept) */
+    int *tokens;       /* text and timestamp tokens of the segment */
     int n_tokens;
     float temperature;
     float avg_logprob;
@@ -465,12 +476,12 @@ typedef struct tolk_segment {
 } tolk_segment;
 
 typedef struct tolk_result {
-    char *text;              /* all segments' text concatenated */
-    char language[8];        /* detected or given language code */
-    float language_prob;     /* probability of the detected language (1 if given) */
+    char *text;          /* all segments' text concatenated */
+    char language[8];    /* detected or given language code */
+    float language_prob; /* probability of the detected language (1 if given) */
     tolk_segment *segments;
     int n_segments;
-    double duration;         /* seconds of audio */
+    double duration; /* seconds of audio */
 } tolk_result;
 
 TOLK_API tolk_transcribe_params tolk_transcribe_default_params(void);
@@ -487,16 +498,22 @@ TOLK_API tolk_status tolk_transcribe(tolk_state *state, const float *samples, si
                                      const tolk_transcribe_params *params, tolk_result **out);
 /* The same for a file (decoded and streamed through the mel in windows). */
 TOLK_API tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
-                                          const tolk_transcribe_params *params,
-                                          tolk_result **out);
+                                          const tolk_transcribe_params *params, tolk_result **out);
 TOLK_API void tolk_result_free(tolk_result *result);
+
+/* Whether the input of a transcription was cut short (tolk_audio_truncated
+ * of the file it read): 1 with *expected_s (seconds the header promised,
+ * -1 when it states no length) and *decoded_s (seconds decoded); 0 for a
+ * complete input and for tolk_transcribe on samples. Either pointer may be
+ * NULL. */
+TOLK_API int tolk_result_input_truncated(const tolk_result *result, double *expected_s,
+                                         double *decoded_s);
 
 /* Language identification on the first 30 s: probabilities over the
  * model's languages. codes/probs: caller arrays of at least 100 entries,
  * sorted by probability, descending; *n set. */
-TOLK_API tolk_status tolk_detect_language(tolk_state *state, const float *samples,
-                                          size_t n_samples, const char **codes, float *probs,
-                                          int *n);
+TOLK_API tolk_status tolk_detect_language(tolk_state *state, const float *samples, size_t n_samples,
+                                          const char **codes, float *probs, int *n);
 
 /* ------------------------------------------------------------------------ */
 /* Per-stage timings of a state (read by `tolk bench`)                      */
@@ -507,14 +524,14 @@ TOLK_API tolk_status tolk_detect_language(tolk_state *state, const float *sample
  * or last reset. Stages do not overlap; their sum is at most the wall time
  * of the calls (the rest: segment bookkeeping, callbacks). */
 typedef struct tolk_timings {
-    double audio_s;     /* decoding the input and resampling to 16 kHz */
-    double mel_s;       /* log-mel spectrogram */
-    double encoder_s;   /* encoder + cross-attention K/V, per window */
-    double decoder_s;   /* decoder forward steps */
-    double search_s;    /* logit filters, greedy/beam/sampling, fallback */
-    int64_t windows;    /* 30 s windows decoded (fallback retries not counted) */
-    int64_t tokens;     /* tokens emitted in accepted results */
-    int64_t decoder_steps; /* decoder forward calls (all sequences of a step count once) */
+    double audio_s;             /* decoding the input and resampling to 16 kHz */
+    double mel_s;               /* log-mel spectrogram */
+    double encoder_s;           /* encoder + cross-attention K/V, per window */
+    double decoder_s;           /* decoder forward steps */
+    double search_s;            /* logit filters, greedy/beam/sampling, fallback */
+    int64_t windows;            /* 30 s windows decoded (fallback retries not counted) */
+    int64_t tokens;             /* tokens emitted in accepted results */
+    int64_t decoder_steps;      /* decoder forward calls (all sequences of a step count once) */
     uint64_t device_peak_bytes; /* device memory high-water mark (0 on the CPU) */
 } tolk_timings;
 
@@ -552,19 +569,19 @@ typedef struct tolk_engine tolk_engine;
 typedef struct tolk_request tolk_request;
 
 typedef struct tolk_engine_params {
-    int max_batch;        /* most sequences in one decoder step; 0: 256 */
-    int max_requests;     /* most requests decoding at once (encoded window
-                             slots); 0: 16 */
-    int max_seqs;         /* decoder KV caches in the pool; 0: as the admitted
-                             requests need (the pool grows while idle) */
+    int max_batch;          /* most sequences in one decoder step; 0: 256 */
+    int max_requests;       /* most requests decoding at once (encoded window
+                               slots); 0: 16 */
+    int max_seqs;           /* decoder KV caches in the pool; 0: as the admitted
+                               requests need (the pool grows while idle) */
     uint64_t memory_budget; /* bytes the KV pool may use (0: no limit); the
                                pool's sequences and windows are cut to fit */
-    int encoder_batch;    /* most windows in one encoder pass; 0: 1 on the
-                             CPU (no gain there), 8 on CUDA */
-    int background;       /* 1: the engine ticks on its own thread (default) */
-    int cuda_graphs;      /* 1: single-token steps replayed as CUDA graphs */
-    int device_select;    /* -1: token selection where the logits are (on a
-                             GPU), host filtering on the CPU; 0 / 1 force */
+    int encoder_batch;      /* most windows in one encoder pass; 0: 1 on the
+                               CPU (no gain there), 8 on CUDA */
+    int background;         /* 1: the engine ticks on its own thread (default) */
+    int cuda_graphs;        /* 1: single-token steps replayed as CUDA graphs */
+    int device_select;      /* -1: token selection where the logits are (on a
+                               GPU), host filtering on the CPU; 0 / 1 force */
 } tolk_engine_params;
 
 TOLK_API tolk_engine_params tolk_engine_default_params(void);
@@ -638,14 +655,14 @@ TOLK_API tolk_status tolk_engine_run(tolk_engine *engine);
 /* What an engine did since it was created (a consistent snapshot). */
 typedef struct tolk_engine_stats {
     int64_t submitted, completed, failed, cancelled;
-    int queued;  /* waiting for admission now */
-    int active;  /* admitted now */
+    int queued; /* waiting for admission now */
+    int active; /* admitted now */
     int64_t encoder_passes, windows_encoded;
-    int64_t steps, rows; /* decoder steps, sequences stepped in them */
+    int64_t steps, rows;                         /* decoder steps, sequences stepped in them */
     int64_t steps_by_batch[TOLK_ENGINE_BUCKETS]; /* steps by their sequences */
     double step_s_by_batch[TOLK_ENGINE_BUCKETS]; /* their decoder seconds */
     int64_t rows_by_batch[TOLK_ENGINE_BUCKETS];  /* their sequences (tokens) */
-    int pool_seqs, pool_windows; /* the KV pool's size */
+    int pool_seqs, pool_windows;                 /* the KV pool's size */
     uint64_t pool_bytes;
     double audio_s_done; /* seconds of audio of the requests completed */
 } tolk_engine_stats;

@@ -29,7 +29,7 @@ extern "C" int tolk_cu_add(void *y, const void *a, const void *b, long long peri
     cudaStream_t st = (cudaStream_t)stream;
     TOLK_CU_DISPATCH(dtype, T, {
         add_kernel<T><<<tolk_cu_grid(n, 256), 256, 0, st>>>((T *)y, (const T *)a, (const T *)b,
-                                                              period_b, c, period_c, n);
+                                                            period_b, c, period_c, n);
     });
     return (int)cudaGetLastError();
 }

@@ -110,11 +110,12 @@ static __global__ void __launch_bounds__(FLASH_BQ)
             s[r] = (k0 + r < my_end) ? d0 + d1 : -INFINITY;
             mt = fmaxf(mt, s[r]);
         }
-        if (mt == -INFINITY) continue; /* no visible key in this tile for this row */
+        if (mt == -INFINITY) continue;    /* no visible key in this tile for this row */
         const float corr = exp2f(m - mt); /* 0 on the first visible tile (m = -inf) */
         l *= corr;
 #pragma unroll
-        for (int c = 0; c < D; c++) acc[c] *= corr;
+        for (int c = 0; c < D; c++)
+            acc[c] *= corr;
 #pragma unroll
         for (int r = 0; r < BK; r++) {
             const float p = exp2f(s[r] - mt); /* 0 for masked keys */
@@ -135,7 +136,8 @@ static __global__ void __launch_bounds__(FLASH_BQ)
         const float inv = 1.0f / l; /* l >= 1: the row's maximum contributes 2^0 */
         T *op = (T *)sq.out + (long long)i * ldo + (long long)h * D;
 #pragma unroll
-        for (int c = 0; c < D; c++) op[c] = from_f<T>(acc[c] * inv);
+        for (int c = 0; c < D; c++)
+            op[c] = from_f<T>(acc[c] * inv);
     }
 }
 
@@ -162,7 +164,8 @@ static __global__ void __launch_bounds__(ROWS_THREADS)
     T *op = (T *)sq.out + (long long)i * src.ldo + (long long)h * D;
     for (int c = threadIdx.x; c < D; c += ROWS_THREADS) {
         float a = 0.0f;
-        for (int g = 0; g < G; g++) a += part[g * D + c];
+        for (int g = 0; g < G; g++)
+            a += part[g * D + c];
         op[c] = from_f<T>(a * inv);
     }
 }
@@ -198,8 +201,8 @@ static int launch_flash(const attn_src &src, int n, int max_nq, int n_head, int 
                         float scale_log2, int dtype, int tc, cudaStream_t st) {
     if (tc != TOLK_CU_F32)
         return attn_launch_tc(src, n, max_nq, n_head, d_head, scale_log2, dtype, tc, st);
-    TOLK_CU_DISPATCH(dtype, T,
-                     { return launch_flash_f32<T>(src, n, max_nq, n_head, d_head, scale_log2, st); });
+    TOLK_CU_DISPATCH(
+        dtype, T, { return launch_flash_f32<T>(src, n, max_nq, n_head, d_head, scale_log2, st); });
     return 0;
 }
 
@@ -295,8 +298,8 @@ extern "C" int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, in
             nf = f_maxq = 0;
         }
         if (nr == ATTN_SEQS_PER_LAUNCH || (last && nr > 0)) {
-            rc = launch_rows(rt, nr, r_maxq, r_maxk, r_rows, n_head, d_head, scale_log2, dtype,
-                             ws, ws_bytes, st);
+            rc = launch_rows(rt, nr, r_maxq, r_maxk, r_rows, n_head, d_head, scale_log2, dtype, ws,
+                             ws_bytes, st);
             if (rc) return rc;
             nr = r_maxq = r_maxk = 0;
             r_rows = 0;
@@ -305,9 +308,9 @@ extern "C" int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, in
     return 0;
 }
 
-extern "C" int tolk_cu_attention(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head,
-                                 int d_head, long long ldq, long long ldkv, long long ldo,
-                                 float scale, int dtype, void *stream) {
+extern "C" int tolk_cu_attention(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head,
+                                 long long ldq, long long ldkv, long long ldo, float scale,
+                                 int dtype, void *stream) {
     return tolk_cu_attention_ex(seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, dtype,
                                 TOLK_CU_F32, NULL, 0, stream);
 }
@@ -315,9 +318,8 @@ extern "C" int tolk_cu_attention(const tolk_cu_attn_seq *seqs, int n_seqs, int n
 extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const void *v,
                                       long long ldkv, void *out, long long ldo,
                                       const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q,
-                                      int max_n_kv, int n_head, int d_head, float scale,
-                                      int dtype, int tc, void *ws, size_t ws_bytes,
-                                      void *stream) {
+                                      int max_n_kv, int n_head, int d_head, float scale, int dtype,
+                                      int tc, void *ws, size_t ws_bytes, void *stream) {
     if (n_seqs < 0 || max_n_q < 0 || max_n_kv < 1) return TOLK_CU_EINVAL;
     int rc = check_common(n_head, d_head, ldq, ldkv, ldo, dtype, tc, ws);
     if (rc) return rc;
@@ -342,8 +344,8 @@ extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *
         const int n = n_seqs - s0 < per ? n_seqs - s0 : per;
         src.seq0 = s0;
         rc = flash ? launch_flash(src, n, max_n_q, n_head, d_head, scale_log2, dtype, tc, st)
-                   : launch_rows(src, n, max_n_q, max_n_kv, (long long)n * max_n_q, n_head,
-                                 d_head, scale_log2, dtype, ws, ws_bytes, st);
+                   : launch_rows(src, n, max_n_q, max_n_kv, (long long)n * max_n_q, n_head, d_head,
+                                 scale_log2, dtype, ws, ws_bytes, st);
         if (rc) return rc;
     }
     return 0;

@@ -37,7 +37,8 @@ typedef struct tolk_cu_attn_seq {
 } tolk_cu_attn_seq;
 
 /* Head widths the kernels are built for (every Whisper model uses 64). */
-#define TOLK_CU_ATTN_HEAD_DIMS {32, 64, 128}
+#define TOLK_CU_ATTN_HEAD_DIMS                                                                     \
+    { 32, 64, 128 }
 
 /* For every sequence s of seqs (a HOST array of n_seqs), head h < n_head,
  * query row i < n_q:

@@ -108,7 +108,8 @@ __device__ __forceinline__ int row_attend(const T *qp, const T *K, const T *V, l
     float *part = sh + ((D + 3) & ~3); /* [part_len] */
     float *sc = part + part_len;       /* [j1 - j0] */
     const int tid = threadIdx.x, n = j1 - j0;
-    for (int c = tid; c < D; c += NT) qs[c] = to_f(qp[c]) * scale_log2;
+    for (int c = tid; c < D; c += NT)
+        qs[c] = to_f(qp[c]) * scale_log2;
     __syncthreads();
 
     float mx = -INFINITY;
@@ -157,8 +158,8 @@ __device__ __forceinline__ int row_attend(const T *qp, const T *K, const T *V, l
 
 /* attention_tc.cu: the WMMA flash kernel over the n sequences of src (all
  * with n_q <= max_nq), tc = TOLK_CU_F16 or TOLK_CU_BF16. */
-int attn_launch_tc(const attn_src &src, int n, int max_nq, int n_head, int d_head,
-                   float scale_log2, int dtype, int tc, cudaStream_t st);
+int attn_launch_tc(const attn_src &src, int n, int max_nq, int n_head, int d_head, float scale_log2,
+                   int dtype, int tc, cudaStream_t st);
 
 /* attention_split.cu: the split count for `pairs` (query row, head) pairs
  * over up to nk keys; 1 = do not split. *chunk gets the keys per split. */

@@ -44,8 +44,8 @@ using namespace tolkcu;
 
 template <typename T>
 static __global__ void __launch_bounds__(SPLIT_THREADS)
-    split_partial_kernel(const attn_src src, int n_head, int D, int ns, int chunk,
-                         float scale_log2, float *ws_o, float *ws_ml) {
+    split_partial_kernel(const attn_src src, int n_head, int D, int ns, int chunk, float scale_log2,
+                         float *ws_o, float *ws_ml) {
     extern __shared__ float sh[];
     __shared__ float red[32];
     const int si = blockIdx.y / n_head, h = blockIdx.y % n_head;
@@ -66,7 +66,8 @@ static __global__ void __launch_bounds__(SPLIT_THREADS)
     const long long e = ((long long)attn_slot(src, si, i) * n_head + h) * ns + c;
     for (int cc = threadIdx.x; cc < D; cc += SPLIT_THREADS) {
         float a = 0.0f;
-        for (int g = 0; g < G; g++) a += part[g * D + cc];
+        for (int g = 0; g < G; g++)
+            a += part[g * D + cc];
         ws_o[e * D + cc] = a;
     }
     if (threadIdx.x == 0) {
@@ -86,7 +87,8 @@ static __global__ void split_combine_kernel(const attn_src src, int n_head, int 
     const int nv = min(ns, (nk + chunk - 1) / chunk);
     const long long base = ((long long)attn_slot(src, si, i) * n_head + h) * ns;
     float M = -INFINITY;
-    for (int s = 0; s < nv; s++) M = fmaxf(M, ws_ml[2 * (base + s)]);
+    for (int s = 0; s < nv; s++)
+        M = fmaxf(M, ws_ml[2 * (base + s)]);
     T *op = (T *)sq.out + (long long)i * src.ldo + (long long)h * D;
     for (int cc = threadIdx.x; cc < D; cc += blockDim.x) {
         float acc = 0.0f, L = 0.0f;
@@ -129,11 +131,10 @@ int attn_launch_split(const attn_src &src, int n, int max_nq, int ns, int chunk,
     const size_t smem = row_attend_smem(d_head, chunk, SPLIT_THREADS);
     TOLK_CU_DISPATCH(dtype, T, {
         split_partial_kernel<T><<<g1, SPLIT_THREADS, smem, st>>>(src, n_head, d_head, ns, chunk,
-                                                                  scale_log2, ws_o, ws_ml);
+                                                                 scale_log2, ws_o, ws_ml);
         const int rc = (int)cudaGetLastError();
         if (rc) return rc;
-        split_combine_kernel<T><<<g2, d_head, 0, st>>>(src, n_head, d_head, ns, chunk, ws_o,
-                                                        ws_ml);
+        split_combine_kernel<T><<<g2, d_head, 0, st>>>(src, n_head, d_head, ns, chunk, ws_o, ws_ml);
     });
     return (int)cudaGetLastError();
 }

@@ -63,7 +63,7 @@ template <typename H, int D, int BK> struct tc_layout {
     static constexpr int LDP = BK + 8; /* Ps (halves) */
     static constexpr int LDS = BK + 4; /* Ss (floats) */
     static constexpr int LDO = D + 4;  /* output staging (floats) */
-    static constexpr int A_BYTES = round32(cmax(BK * LDH, TC_BQ * LDP) * 2);
+    static constexpr int A_BYTES = round32(cmax(BK * LDH, TC_BQ *LDP) * 2);
     static constexpr int V_BYTES = round32(BK * LDH * 2);
     static constexpr int S_BYTES = TC_BQ * LDS * 4;
     static constexpr int Q_BYTES = TC_BQ * LDH * 2;
@@ -179,7 +179,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
         l = l * corr + ps;
         m = mt;
 #pragma unroll
-        for (int u = 0; u < 8; u++) crow[u] = corr;
+        for (int u = 0; u < 8; u++)
+            crow[u] = corr;
         __syncthreads(); /* Ps and Cs complete */
 
         /* O = diag(corr) O + P V */
@@ -188,7 +189,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
             wmma::load_matrix_sync(cf, &Cs[warp][0], 16, wmma::mem_row_major);
 #pragma unroll
             for (int n = 0; n < D / 16; n++)
-                for (int x = 0; x < of[n].num_elements; x++) of[n].x[x] *= cf.x[x];
+                for (int x = 0; x < of[n].num_elements; x++)
+                    of[n].x[x] *= cf.x[x];
         }
 #pragma unroll
         for (int kk = 0; kk < BK / 16; kk++) {
@@ -208,7 +210,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
     {
         const float inv = l > 0.0f ? 1.0f / l : 0.0f;
 #pragma unroll
-        for (int u = 0; u < 8; u++) crow[u] = inv;
+        for (int u = 0; u < 8; u++)
+            crow[u] = inv;
     }
     __syncthreads();
     {
@@ -216,7 +219,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
         wmma::load_matrix_sync(cf, &Cs[warp][0], 16, wmma::mem_row_major);
 #pragma unroll
         for (int n = 0; n < D / 16; n++) {
-            for (int x = 0; x < of[n].num_elements; x++) of[n].x[x] *= cf.x[x];
+            for (int x = 0; x < of[n].num_elements; x++)
+                of[n].x[x] *= cf.x[x];
             wmma::store_matrix_sync(Os + warp * 16 * L::LDO + n * 16, of[n], L::LDO,
                                     wmma::mem_row_major);
         }
@@ -253,16 +257,16 @@ static int launch_tc_t(const attn_src &src, int n, int max_nq, int n_head, int d
 
 namespace tolkcu {
 
-int attn_launch_tc(const attn_src &src, int n, int max_nq, int n_head, int d_head,
-                   float scale_log2, int dtype, int tc, cudaStream_t st) {
+int attn_launch_tc(const attn_src &src, int n, int max_nq, int n_head, int d_head, float scale_log2,
+                   int dtype, int tc, cudaStream_t st) {
     if (tc == TOLK_CU_F16) {
-        TOLK_CU_DISPATCH(dtype, T,
-                         { return launch_tc_t<T, __half>(src, n, max_nq, n_head, d_head,
-                                                         scale_log2, st); });
+        TOLK_CU_DISPATCH(dtype, T, {
+            return launch_tc_t<T, __half>(src, n, max_nq, n_head, d_head, scale_log2, st);
+        });
     } else if (tc == TOLK_CU_BF16) {
-        TOLK_CU_DISPATCH(dtype, T,
-                         { return launch_tc_t<T, __nv_bfloat16>(src, n, max_nq, n_head, d_head,
-                                                                scale_log2, st); });
+        TOLK_CU_DISPATCH(dtype, T, {
+            return launch_tc_t<T, __nv_bfloat16>(src, n, max_nq, n_head, d_head, scale_log2, st);
+        });
     }
     return TOLK_CU_EINVAL;
 }

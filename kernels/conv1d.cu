@@ -11,9 +11,9 @@
 using namespace tolkcu;
 
 template <typename TI, typename TO>
-static __global__ void im2col_k3_kernel(TO *__restrict__ cols, const TI *__restrict__ x,
-                                        int layout, long long batch, int c_in, int t_in,
-                                        int t_out, int stride) {
+static __global__ void im2col_k3_kernel(TO *__restrict__ cols, const TI *__restrict__ x, int layout,
+                                        long long batch, int c_in, int t_in, int t_out,
+                                        int stride) {
     const long long n = batch * t_out * (long long)c_in;
     const long long gs = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gs) {
@@ -34,23 +34,21 @@ static __global__ void im2col_k3_kernel(TO *__restrict__ cols, const TI *__restr
     }
 }
 
-extern "C" int tolk_cu_im2col_k3(void *cols, int cols_dtype, const void *x, int x_dtype,
-                                 int layout, long long batch, int c_in, int t_in, int stride,
-                                 void *stream) {
+extern "C" int tolk_cu_im2col_k3(void *cols, int cols_dtype, const void *x, int x_dtype, int layout,
+                                 long long batch, int c_in, int t_in, int stride, void *stream) {
     if (batch < 0 || c_in < 1 || t_in < 1 || (stride != 1 && stride != 2) ||
         (layout != TOLK_CU_CONV_CT && layout != TOLK_CU_CONV_TC))
         return TOLK_CU_EINVAL;
     const int t_out = (int)tolk_cu_conv_t_out(t_in, stride);
     /* 3 * batch * t_out * c_in must fit in 63 bits */
-    if (batch > 0 && (long long)t_out * c_in > 3000000000000000000LL / batch)
-        return TOLK_CU_EINVAL;
+    if (batch > 0 && (long long)t_out * c_in > 3000000000000000000LL / batch) return TOLK_CU_EINVAL;
     if (batch == 0) return 0;
     if (!cols || !x) return TOLK_CU_EINVAL;
     const long long n = batch * t_out * (long long)c_in;
     cudaStream_t st = (cudaStream_t)stream;
     TOLK_CU_DISPATCH(x_dtype, TI, TOLK_CU_DISPATCH(cols_dtype, TO, {
-        im2col_k3_kernel<TI, TO><<<tolk_cu_grid(n, 256), 256, 0, st>>>(
-            (TO *)cols, (const TI *)x, layout, batch, c_in, t_in, t_out, stride);
-    }));
+                         im2col_k3_kernel<TI, TO><<<tolk_cu_grid(n, 256), 256, 0, st>>>(
+                             (TO *)cols, (const TI *)x, layout, batch, c_in, t_in, t_out, stride);
+                     }));
     return (int)cudaGetLastError();
 }

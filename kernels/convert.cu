@@ -28,8 +28,8 @@ extern "C" int tolk_cu_convert(void *y, int y_dtype, long long ldy, const void *
     if (!x || !y) return TOLK_CU_EINVAL;
     cudaStream_t st = (cudaStream_t)stream;
     TOLK_CU_DISPATCH(x_dtype, TI, TOLK_CU_DISPATCH(y_dtype, TO, {
-        convert_kernel<TI, TO><<<tolk_cu_grid(rows * cols, 256), 256, 0, st>>>(
-            (TO *)y, ldy, (const TI *)x, ldx, rows, cols);
-    }));
+                         convert_kernel<TI, TO><<<tolk_cu_grid(rows * cols, 256), 256, 0, st>>>(
+                             (TO *)y, ldy, (const TI *)x, ldx, rows, cols);
+                     }));
     return (int)cudaGetLastError();
 }

@@ -14,8 +14,8 @@ TOLK_CU_BEGIN_DECLS
 /* y[r, c] = (y_dtype) x[r, c] for r < rows, c < cols; x row stride ldx,
  * y row stride ldy; round to nearest even (overflow to +-inf in float16).
  * The buffers must not overlap. Requires cols >= 1, rows >= 0, ld* >= cols. */
-int tolk_cu_convert(void *y, int y_dtype, long long ldy, const void *x, int x_dtype,
-                    long long ldx, long long rows, long long cols, void *stream);
+int tolk_cu_convert(void *y, int y_dtype, long long ldy, const void *x, int x_dtype, long long ldx,
+                    long long rows, long long cols, void *stream);
 
 TOLK_CU_END_DECLS
 

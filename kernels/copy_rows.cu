@@ -37,14 +37,15 @@ static __global__ void __launch_bounds__(CR_THREADS)
         if (d < 0 || s < 0) continue;
         U *dr = dst + d * ld_dst;
         const U *sr = src + s * ld_src;
-        for (long long c = c0; c < units; c += tpr) dr[c] = sr[c];
+        for (long long c = c0; c < units; c += tpr)
+            dr[c] = sr[c];
     }
 }
 
 template <typename U>
-static int launch(void *dst, long long ld_dst, const int *dst_idx, const void *src, long long ld_src,
-           const int *src_idx, long long rows, long long row_bytes, int tpr, unsigned blocks,
-           cudaStream_t st) {
+static int launch(void *dst, long long ld_dst, const int *dst_idx, const void *src,
+                  long long ld_src, const int *src_idx, long long rows, long long row_bytes,
+                  int tpr, unsigned blocks, cudaStream_t st) {
     const long long u = (long long)sizeof(U);
     copy_rows_kernel<U><<<blocks, CR_THREADS, 0, st>>>((U *)dst, ld_dst / u, dst_idx,
                                                        (const U *)src, ld_src / u, src_idx, rows,
@@ -57,10 +58,15 @@ extern "C" int tolk_cu_copy_rows(void *dst, long long ld_dst, const int *dst_idx
                                  int dtype, void *stream) {
     long long es;
     switch (dtype) {
-    case TOLK_CU_F32: es = 4; break;
+    case TOLK_CU_F32:
+        es = 4;
+        break;
     case TOLK_CU_F16:
-    case TOLK_CU_BF16: es = 2; break;
-    default: return TOLK_CU_EINVAL;
+    case TOLK_CU_BF16:
+        es = 2;
+        break;
+    default:
+        return TOLK_CU_EINVAL;
     }
     if (rows < 0 || cols < 0 || ld_dst < cols || ld_src < cols) return TOLK_CU_EINVAL;
     if (!dst || !src) return TOLK_CU_EINVAL;
@@ -69,15 +75,16 @@ extern "C" int tolk_cu_copy_rows(void *dst, long long ld_dst, const int *dst_idx
     /* geometry from (rows, cols, dtype) only */
     const long long max_units = ((long long)cols * es + 15) / 16;
     int tpr = 32;
-    while (tpr < CR_THREADS && tpr < max_units) tpr *= 2;
+    while (tpr < CR_THREADS && tpr < max_units)
+        tpr *= 2;
     const long long groups = (rows + CR_THREADS / tpr - 1) / (CR_THREADS / tpr);
     const unsigned blocks = (unsigned)(groups < 65535LL * 8 ? groups : 65535LL * 8);
 
     /* the widest unit everything is a multiple of */
     const long long bd = ld_dst * es, bs = ld_src * es, rb = (long long)cols * es;
     const unsigned long long pa = (unsigned long long)(uintptr_t)dst | (uintptr_t)src;
-    const unsigned long long all = pa | (unsigned long long)bd | (unsigned long long)bs |
-                                   (unsigned long long)rb;
+    const unsigned long long all =
+        pa | (unsigned long long)bd | (unsigned long long)bs | (unsigned long long)rb;
     cudaStream_t st = (cudaStream_t)stream;
     if (all % 16 == 0)
         return launch<cr_unit16>(dst, bd, dst_idx, src, bs, src_idx, rows, rb, tpr, blocks, st);

@@ -37,8 +37,9 @@ extern "C" int tolk_cu_embed(void *y, int y_dtype, long long ldy, const int *ids
     dim3 grid((unsigned)((d + 127) / 128), (unsigned)(n < 65535 ? n : 65535));
     cudaStream_t st = (cudaStream_t)stream;
     TOLK_CU_DISPATCH(tok_dtype, TT, TOLK_CU_DISPATCH(y_dtype, TO, {
-        embed_kernel<TT, TO><<<grid, 128, 0, st>>>((TO *)y, ldy, ids, positions, n, d,
-                                                   (const TT *)tok, n_vocab, pos, n_pos);
-    }));
+                         embed_kernel<TT, TO><<<grid, 128, 0, st>>>((TO *)y, ldy, ids, positions, n,
+                                                                    d, (const TT *)tok, n_vocab,
+                                                                    pos, n_pos);
+                     }));
     return (int)cudaGetLastError();
 }

@@ -29,8 +29,7 @@ extern "C" int tolk_cu_bias_gelu(void *y, long long ldy, const void *x, long lon
     dim3 grid((unsigned)((cols + 255) / 256), (unsigned)(rows < 65535 ? rows : 65535));
     cudaStream_t st = (cudaStream_t)stream;
     TOLK_CU_DISPATCH(dtype, T, {
-        bias_gelu_kernel<T><<<grid, 256, 0, st>>>((T *)y, ldy, (const T *)x, ldx, rows, cols,
-                                                  bias);
+        bias_gelu_kernel<T><<<grid, 256, 0, st>>>((T *)y, ldy, (const T *)x, ldx, rows, cols, bias);
     });
     return (int)cudaGetLastError();
 }

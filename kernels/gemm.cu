@@ -84,7 +84,8 @@ static __global__ void gemm_tiled_kernel(TY *y, long long ldy, const TX *__restr
         ws[ty][tx] = (wn < N && k0 + tx < K) ? to_f(w[wn * ldw + k0 + tx]) : 0.0f;
         __syncthreads();
 #pragma unroll
-        for (int kk = 0; kk < 16; kk++) acc = fmaf(xs[ty][kk], ws[tx][kk], acc);
+        for (int kk = 0; kk < 16; kk++)
+            acc = fmaf(xs[ty][kk], ws[tx][kk], acc);
         __syncthreads();
     }
     if (m < M && n < N) {
@@ -101,10 +102,10 @@ static int gemm_tiled(void *y, int y_dtype, long long ldy, const void *x, int x_
     if ((M + 15) / 16 > 65535) return TOLK_CU_EINVAL;
     dim3 grid((unsigned)((N + 15) / 16), (unsigned)((M + 15) / 16)), block(16, 16);
     TOLK_CU_DISPATCH(x_dtype, TX, TOLK_CU_DISPATCH(y_dtype, TY, {
-        gemm_tiled_kernel<TX, TY><<<grid, block, 0, st>>>((TY *)y, ldy, (const TX *)x, ldx,
-                                                          (const TX *)w, ldw, M, N, K, alpha,
-                                                          beta, bias);
-    }));
+                         gemm_tiled_kernel<TX, TY><<<grid, block, 0, st>>>(
+                             (TY *)y, ldy, (const TX *)x, ldx, (const TX *)w, ldw, M, N, K, alpha,
+                             beta, bias);
+                     }));
     return (int)cudaGetLastError();
 }
 
@@ -119,7 +120,8 @@ static cudaDataType_t cuda_type(int dt) {
 static int ptr_align(const void *p) {
     const unsigned long long a = (unsigned long long)(uintptr_t)p;
     int al = 256;
-    while (al > 1 && (a % (unsigned long long)al) != 0) al >>= 1;
+    while (al > 1 && (a % (unsigned long long)al) != 0)
+        al >>= 1;
     return al;
 }
 
@@ -218,13 +220,13 @@ static int lt_algo(tolk_cu_gemm_ctx *g, const gemm_key &k, lt_problem &p,
     return 0;
 }
 
-extern "C" int tolk_cu_gemm(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long ldy,
-                            const void *x, int x_dtype, long long ldx, const void *w, int w_dtype,
-                            long long ldw, long long M, long long N, long long K, float alpha,
-                            float beta, const float *bias, int flags, void *workspace,
-                            size_t workspace_bytes, void *stream) {
-    if (x_dtype != w_dtype || (x_dtype != TOLK_CU_F32 && x_dtype != TOLK_CU_F16 &&
-                               x_dtype != TOLK_CU_BF16))
+extern "C" int tolk_cu_gemm(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long ldy, const void *x,
+                            int x_dtype, long long ldx, const void *w, int w_dtype, long long ldw,
+                            long long M, long long N, long long K, float alpha, float beta,
+                            const float *bias, int flags, void *workspace, size_t workspace_bytes,
+                            void *stream) {
+    if (x_dtype != w_dtype ||
+        (x_dtype != TOLK_CU_F32 && x_dtype != TOLK_CU_F16 && x_dtype != TOLK_CU_BF16))
         return TOLK_CU_EINVAL;
     if (y_dtype != TOLK_CU_F32 && y_dtype != x_dtype) return TOLK_CU_EINVAL;
     if (bias && y_dtype != TOLK_CU_F32) return TOLK_CU_EINVAL;
@@ -233,8 +235,7 @@ extern "C" int tolk_cu_gemm(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long
     if (!y || !x || !w) return TOLK_CU_EINVAL;
     cudaStream_t st = (cudaStream_t)stream;
     if (!g || (flags & TOLK_CU_GEMM_FALLBACK))
-        return gemm_tiled(y, y_dtype, ldy, x, x_dtype, ldx, w, ldw, M, N, K, alpha, beta, bias,
-                          st);
+        return gemm_tiled(y, y_dtype, ldy, x, x_dtype, ldx, w, ldw, M, N, K, alpha, beta, bias, st);
 
     gemm_key k;
     memset(&k, 0, sizeof k); /* padding takes part in memcmp */
@@ -263,8 +264,7 @@ extern "C" int tolk_cu_gemm(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long
     rc = lt_algo(g, k, p, &algo, &found);
     if (rc) return rc;
     if (!found)
-        return gemm_tiled(y, y_dtype, ldy, x, x_dtype, ldx, w, ldw, M, N, K, alpha, beta, bias,
-                          st);
+        return gemm_tiled(y, y_dtype, ldy, x, x_dtype, ldx, w, ldw, M, N, K, alpha, beta, bias, st);
     const cublasStatus_t s = cublasLtMatmul(g->lt, p.op, &alpha, w, p.a, x, p.b, &beta, y, p.c, y,
                                             p.c, &algo, workspace, k.ws, st);
     if (s != CUBLAS_STATUS_SUCCESS) return TOLK_CU_GEMM_EBLAS + (int)s;

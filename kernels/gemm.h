@@ -43,10 +43,9 @@ void tolk_cu_gemm_destroy(tolk_cu_gemm_ctx *g);
  * no-op); ldx >= K, ldw >= K, ldy >= N. Thread-safe for one g.
  * Returns 0, TOLK_CU_EINVAL, a cudaError_t, or TOLK_CU_GEMM_EBLAS + status. */
 int tolk_cu_gemm(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long ldy, const void *x,
-                 int x_dtype, long long ldx, const void *w, int w_dtype, long long ldw,
-                 long long M, long long N, long long K, float alpha, float beta,
-                 const float *bias, int flags, void *workspace, size_t workspace_bytes,
-                 void *stream);
+                 int x_dtype, long long ldx, const void *w, int w_dtype, long long ldw, long long M,
+                 long long N, long long K, float alpha, float beta, const float *bias, int flags,
+                 void *workspace, size_t workspace_bytes, void *stream);
 
 TOLK_CU_END_DECLS
 

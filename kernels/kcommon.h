@@ -30,9 +30,9 @@
  * (weights.h) TOLK_DT_F32 / TOLK_DT_F16 / TOLK_DT_BF16 so that a tolk_dtype
  * can be passed through unchanged. */
 enum {
-    TOLK_CU_F32 = 0,  /* IEEE binary32 */
-    TOLK_CU_F16 = 1,  /* IEEE binary16 (__half) */
-    TOLK_CU_BF16 = 2  /* bfloat16 (__nv_bfloat16) */
+    TOLK_CU_F32 = 0, /* IEEE binary32 */
+    TOLK_CU_F16 = 1, /* IEEE binary16 (__half) */
+    TOLK_CU_BF16 = 2 /* bfloat16 (__nv_bfloat16) */
 };
 
 /* The return value for arguments a launcher rejects (cudaErrorInvalidValue). */

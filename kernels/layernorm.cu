@@ -17,7 +17,8 @@ static __global__ void __launch_bounds__(256)
     const TI *xr = x + (long long)blockIdx.x * ldx;
     TO *yr = y + (long long)blockIdx.x * ldy;
     float s = 0.0f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) s += to_f(xr[c]);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        s += to_f(xr[c]);
     const float mean = block_sum(s, red) / (float)cols;
     float v = 0.0f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
@@ -43,8 +44,8 @@ extern "C" int tolk_cu_layernorm(void *y, int y_dtype, long long ldy, const void
     if (!x || !y) return TOLK_CU_EINVAL;
     cudaStream_t st = (cudaStream_t)stream;
     TOLK_CU_DISPATCH(x_dtype, TI, TOLK_CU_DISPATCH(y_dtype, TO, {
-        layernorm_kernel<TI, TO><<<(unsigned)rows, 256, 0, st>>>(
-            (TO *)y, ldy, (const TI *)x, ldx, cols, gamma, beta, eps);
-    }));
+                         layernorm_kernel<TI, TO><<<(unsigned)rows, 256, 0, st>>>(
+                             (TO *)y, ldy, (const TI *)x, ldx, cols, gamma, beta, eps);
+                     }));
     return (int)cudaGetLastError();
 }

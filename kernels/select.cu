@@ -75,12 +75,14 @@ static __device__ __forceinline__ void block_best(float &v, int &i, float *sv, i
 /* Block-wide double sum; every thread gets the same value. Same rules. */
 static __device__ __forceinline__ double block_dsum(double v, double *sd) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     __syncthreads();
     if (lane == 0) sd[warp] = v;
     __syncthreads();
     v = lane < n_warps ? sd[lane] : 0.0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
@@ -103,13 +105,15 @@ static __global__ void __launch_bounds__(BT, 1)
             const int lo = max(ranges[2 * (long long)p], 0);
             const int hi = min(ranges[2 * (long long)p + 1], n);
             if ((long long)hi - lo <= SHORT_RANGE)
-                for (int j = lo; j < hi; j++) x[j] = -INFINITY;
+                for (int j = lo; j < hi; j++)
+                    x[j] = -INFINITY;
         }
         for (int p = p0; p < p1; p++) {
             const int lo = max(ranges[2 * (long long)p], 0);
             const int hi = min(ranges[2 * (long long)p + 1], n);
             if ((long long)hi - lo > SHORT_RANGE)
-                for (int j = lo + tid; j < hi; j += BT) x[j] = -INFINITY;
+                for (int j = lo + tid; j < hi; j += BT)
+                    x[j] = -INFINITY;
         }
     }
     __syncthreads();
@@ -140,7 +144,8 @@ static __global__ void __launch_bounds__(BT, 1)
     double s = 0.0;
     if (te < n && ms != -INFINITY) {
         const double dms = (double)ms;
-        for (int j = te + tid; j < n; j += BT) s += exp((double)x[j] - dms);
+        for (int j = te + tid; j < n; j += BT)
+            s += exp((double)x[j] - dms);
         s = block_dsum(s, sd);
         fired = dms + log(s) > (double)mt;
     }
@@ -161,7 +166,8 @@ static __global__ void __launch_bounds__(BT, 1)
         if (!fired) {
             const double dmx = (double)mx;
             s = 0.0;
-            for (int j = tid; j < n; j += BT) s += exp((double)x[j] - dmx);
+            for (int j = tid; j < n; j += BT)
+                s += exp((double)x[j] - dmx);
             s = block_dsum(s, sd);
         }
         lse = (double)mx + log(s);
@@ -170,7 +176,8 @@ static __global__ void __launch_bounds__(BT, 1)
     /* 5. selection */
     if (k == 1) {
         if (fired)
-            for (int j = tid; j < te; j += BT) x[j] = -INFINITY;
+            for (int j = tid; j < te; j += BT)
+                x[j] = -INFINITY;
         if (tid == 0) {
             out_idx[row] = dead ? 0 : am;
             out_lp[row] = dead ? -INFINITY : (float)((double)mx - lse);
@@ -248,9 +255,9 @@ extern "C" int tolk_cu_select_rows(float *logits, long long ld, int rows, int n,
     /* few long rows: wide blocks; many rows: enough blocks to fill the GPU */
     if (rows <= 64 && n >= 16384)
         select_kernel<1024><<<(unsigned)rows, 1024, 0, st>>>(logits, ld, n, range_off, ranges,
-                                                              ts_begin, row_ts, k, out_idx, out_lp);
+                                                             ts_begin, row_ts, k, out_idx, out_lp);
     else
         select_kernel<256><<<(unsigned)rows, 256, 0, st>>>(logits, ld, n, range_off, ranges,
-                                                            ts_begin, row_ts, k, out_idx, out_lp);
+                                                           ts_begin, row_ts, k, out_idx, out_lp);
     return (int)cudaGetLastError();
 }

@@ -63,7 +63,7 @@ static tolk_status asr_new(tolk_ctx *ctx, const tolk_model *model, tolk_asr **ou
     tolk_asr *a = calloc(1, sizeof *a);
     if (!a) return tolk_fail(ctx, TOLK_ERR_NOMEM, "model: out of memory");
     a->hp = model->w->hp;
-    a->multilingual = a->hp.n_vocab >= 51865;
+    a->multilingual = model->w->cfg.multilingual;
     tolk_status s = make_tokenizer(ctx, model->w, &a->tok);
     if (s == TOLK_OK && tolk_tokenizer_n_vocab(a->tok) != a->hp.n_vocab)
         s = tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tokenizer has %d tokens, the model %d",

@@ -15,8 +15,20 @@
  * decode a block of frames -> average channels -> feed libsoxr -> hand out
  * 16 kHz samples. Memory is constant for files of any length, except for
  * standard input and other non-seekable inputs, which are read into memory
- * first (libsndfile and FFmpeg both need to seek). The whole-file loaders
- * drive the same reader, so streaming and whole-file output are identical.
+ * first (libsndfile and FFmpeg both need to seek): their first MiB must
+ * look like audio (so /dev/zero or a text stream fails at once), and the
+ * whole input is bounded (TOLK_AUDIO_PIPE_MAX_BYTES, $TOLK_AUDIO_PIPE_MAX_MB).
+ * The whole-file loaders drive the same reader, so streaming and whole-file
+ * output are identical.
+ *
+ * Truncated input (a file cut short by a copy or a download): FLAC, whose
+ * STREAMINFO count is exact, fails (TOLK_ERR_FORMAT). Other formats decode
+ * what is there and report the truncation (tolk_audio_truncated): a WAV
+ * whose data chunk declares more bytes than the file holds, an MP3 whose
+ * Xing / Info / VBRI header counts more frames than decode, an Ogg (Vorbis,
+ * Opus) stream whose last page is incomplete or lacks the end-of-stream
+ * flag. (openai-whisper's ffmpeg call decodes what is there and says
+ * nothing.)
  */
 #include "audio_internal.h"
 
@@ -34,6 +46,12 @@
 
 /* Floats decoded per block (all channels together): 256 KiB of buffer. */
 #define AUDIO_BLOCK_FLOATS 65536
+
+/* Non-seekable input (stdin, pipes, devices) is read into memory: at most
+ * this many bytes ($TOLK_AUDIO_PIPE_MAX_MB overrides), and its first
+ * AUDIO_SNIFF_BYTES must be recognisable as audio before more is read. */
+#define TOLK_AUDIO_PIPE_MAX_BYTES ((size_t)1 << 30)
+#define AUDIO_SNIFF_BYTES ((size_t)1 << 20)
 
 enum source_kind { SRC_SNDFILE = 1, SRC_FFMPEG = 2 };
 
@@ -62,6 +80,10 @@ struct tolk_audio_reader {
     int64_t frames;      /* source frames, -1 when unknown */
     int64_t frames_read; /* source frames decoded so far */
     int exact_frames;    /* frames is exact: decoding fewer is an error */
+    int64_t promised;    /* frames the header promises where decoding fewer is a
+                            truncation to report (WAV data size, MP3 Xing count);
+                            -1 when none */
+    int truncated;       /* 1: the input is cut short (tolk_audio_truncated) */
     size_t block;        /* frames decoded per block */
     float *ibuf;         /* [block, channels] interleaved; NULL when mono */
     float *mono;         /* [block] mono samples at the source rate */
@@ -151,20 +173,7 @@ static const char *container_by_magic(const unsigned char *h, size_t n) {
 }
 
 #ifdef TOLK_HAVE_FFMPEG
-/* Read n bytes at offset off of the input (file or memory); 1 when all n
- * were read. */
-static int input_pread(const mem_file *m, void *buf, size_t n, sf_count_t off) {
-    if (off < 0 || off > m->size || (sf_count_t)n > m->size - off) return 0;
-    if (m->fd < 0) {
-        memcpy(buf, m->data + off, n);
-        return 1;
-    }
-    ssize_t r;
-    do {
-        r = pread(m->fd, buf, n, (off_t)off);
-    } while (r < 0 && errno == EINTR);
-    return r == (ssize_t)n;
-}
+static int input_read_at(const mem_file *m, void *buf, size_t n, sf_count_t off);
 
 /* For a RIFF file (WAV) that libsndfile refused: whether every chunk before
  * "data" fits in the file. FFmpeg's WAV demuxer trusts chunk sizes enough
@@ -173,11 +182,11 @@ static int input_pread(const mem_file *m, void *buf, size_t n, sf_count_t off) {
  * offending chunk is described in why. */
 static int riff_chunks_fit(const mem_file *m, char why[TOLK_AUDIO_WHY_MAX]) {
     unsigned char h[12];
-    if (!input_pread(m, h, 12, 0) || memcmp(h, "RIFF", 4) != 0) return 1;
+    if (!input_read_at(m, h, 12, 0) || memcmp(h, "RIFF", 4) != 0) return 1;
     sf_count_t off = 12;
     for (int k = 0; k < 100000 && off + 8 <= m->size; k++) {
         unsigned char c[8];
-        if (!input_pread(m, c, 8, off)) return 1;
+        if (!input_read_at(m, c, 8, off)) return 1;
         uint32_t len =
             (uint32_t)c[4] | (uint32_t)c[5] << 8 | (uint32_t)c[6] << 16 | (uint32_t)c[7] << 24;
         if (memcmp(c, "data", 4) == 0) return 1; /* samples may be cut short */
@@ -211,43 +220,179 @@ static int looks_like_text(const unsigned char *h, size_t n) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* What a header promises (truncation checks)                               */
+/* ------------------------------------------------------------------------ */
+
+/* Read n bytes at offset off of the input (file or memory); 1 when all n
+ * were read. */
+static int input_read_at(const mem_file *m, void *buf, size_t n, sf_count_t off) {
+    if (off < 0 || off > m->size || (sf_count_t)n > m->size - off) return 0;
+    if (m->fd < 0) {
+        memcpy(buf, m->data + off, n);
+        return 1;
+    }
+    ssize_t r;
+    do {
+        r = pread(m->fd, buf, n, (off_t)off);
+    } while (r < 0 && errno == EINTR);
+    return r == (ssize_t)n;
+}
+
+static uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A RIFF/WAVE file's "data" chunk: *declared = the size its header states,
+ * *held = the bytes the input holds after the chunk header. 1 when found. */
+static int riff_data_chunk(const mem_file *m, uint64_t *declared, uint64_t *held) {
+    unsigned char h[12];
+    if (!input_read_at(m, h, 12, 0) || memcmp(h, "RIFF", 4) != 0 || memcmp(h + 8, "WAVE", 4) != 0)
+        return 0;
+    sf_count_t off = 12;
+    for (int k = 0; k < 10000 && off + 8 <= m->size; k++) {
+        unsigned char c[8];
+        if (!input_read_at(m, c, 8, off)) return 0;
+        uint32_t len = le32(c + 4);
+        if (memcmp(c, "data", 4) == 0) {
+            *declared = len;
+            *held = (uint64_t)(m->size - off - 8);
+            return 1;
+        }
+        off += 8 + (sf_count_t)len + (len & 1);
+    }
+    return 0;
+}
+
+/* Whether an MP3 carries a frame count (a Xing, Info or VBRI header in its
+ * first frame, after an ID3v2 tag): then libsndfile's frame count is the
+ * encoder's, not an estimate from the file size. */
+static int mp3_has_frame_count(const mem_file *m) {
+    unsigned char h[10];
+    sf_count_t off = 0;
+    if (input_read_at(m, h, 10, 0) && memcmp(h, "ID3", 3) == 0)
+        off = 10 + (((sf_count_t)h[6] & 0x7f) << 21 | ((sf_count_t)h[7] & 0x7f) << 14 |
+                    ((sf_count_t)h[8] & 0x7f) << 7 | ((sf_count_t)h[9] & 0x7f));
+    unsigned char b[2048];
+    size_t n = m->size - off < (sf_count_t)sizeof b ? (size_t)(m->size - off) : sizeof b;
+    if (off >= m->size || !input_read_at(m, b, n, off)) return 0;
+    for (size_t i = 0; i + 4 <= n && i < 256 + 40; i++)
+        if (!memcmp(b + i, "Xing", 4) || !memcmp(b + i, "Info", 4) || !memcmp(b + i, "VBRI", 4))
+            return 1;
+    return 0;
+}
+
+/* Whether an Ogg input ends with a complete page that carries the
+ * end-of-stream flag (a finished Vorbis / Opus file does; a cut one, or one
+ * still being written, does not). Scans the last 64 KiB for the last page
+ * header whose page ends exactly at the end of the input. */
+static int ogg_ends_cleanly(const mem_file *m) {
+    const sf_count_t tail = m->size < 65536 + 282 ? m->size : 65536 + 282;
+    unsigned char *b = malloc((size_t)tail);
+    if (!b) return 1; /* cannot tell: do not report */
+    int ok = 0;
+    if (input_read_at(m, b, (size_t)tail, m->size - tail)) {
+        for (sf_count_t i = tail - 27; i >= 0; i--) {
+            if (memcmp(b + i, "OggS", 4) != 0 || b[i + 4] != 0) continue;
+            const unsigned nseg = b[i + 26];
+            if (i + 27 + (sf_count_t)nseg > tail) continue;
+            sf_count_t len = 27 + nseg;
+            for (unsigned q = 0; q < nseg; q++)
+                len += b[i + 27 + q];
+            if (i + len != tail) continue; /* not the page that ends the input */
+            ok = (b[i + 5] & 0x04) != 0;
+            break;
+        }
+    }
+    free(b);
+    return ok;
+}
+
+/* After the decoder opened: what the header promises where a shortfall is a
+ * truncation to report rather than an error (see the file comment). */
+static void note_promises(tolk_audio_reader *r, int sf_format) {
+    r->promised = -1;
+    if (r->kind != SRC_SNDFILE) return;
+    const int major = sf_format & SF_FORMAT_TYPEMASK, sub = sf_format & SF_FORMAT_SUBMASK;
+    if (major == SF_FORMAT_WAV || major == SF_FORMAT_WAVEX) {
+        uint64_t declared = 0, held = 0;
+        if (!riff_data_chunk(&r->mem, &declared, &held) || declared <= held) return;
+        /* 0xFFFFFFFF from a pipe: a streaming writer's "length unknown" */
+        if (declared == 0xFFFFFFFFu && r->owned) return;
+        int bps = sub == SF_FORMAT_PCM_S8 || sub == SF_FORMAT_PCM_U8 || sub == SF_FORMAT_ULAW ||
+                          sub == SF_FORMAT_ALAW
+                      ? 1
+                  : sub == SF_FORMAT_PCM_16                           ? 2
+                  : sub == SF_FORMAT_PCM_24                           ? 3
+                  : sub == SF_FORMAT_PCM_32 || sub == SF_FORMAT_FLOAT ? 4
+                  : sub == SF_FORMAT_DOUBLE                           ? 8
+                                                                      : 0;
+        if (bps > 0)
+            r->promised = (int64_t)(declared / ((uint64_t)bps * (uint64_t)r->channels));
+        else if (held > 0 && r->frames > 0) /* compressed WAV: in proportion */
+            r->promised = (int64_t)((double)r->frames * (double)declared / (double)held);
+        r->truncated = 1;
+    } else if (major == SF_FORMAT_MPEG) {
+        if (r->frames > 0 && mp3_has_frame_count(&r->mem)) r->promised = r->frames;
+    } else if (major == SF_FORMAT_OGG) {
+        if (!ogg_ends_cleanly(&r->mem)) r->truncated = 1;
+    }
+}
+
+/* At the end of the input: a promise that decoding fell short of. MP3
+ * counts may differ from the decoded frames by the encoder's delay and
+ * padding: a shortfall counts when above two MPEG frames and 1 %. */
+static void check_promises(tolk_audio_reader *r) {
+    if (r->truncated || r->promised <= 0 || r->frames_read >= r->promised) return;
+    const int64_t slack = r->promised / 100 > 2304 ? r->promised / 100 : 2304;
+    if (r->promised - r->frames_read > slack) r->truncated = 1;
+}
+
+int tolk_audio_truncated(const tolk_audio_reader *r, int64_t *expected_frames,
+                         int64_t *decoded_frames) {
+    if (expected_frames) *expected_frames = r && r->truncated ? r->promised : -1;
+    if (decoded_frames) *decoded_frames = r ? r->frames_read : 0;
+    return r ? r->truncated : 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Opening                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Read everything from fd into a new buffer (*out, free()); for stdin and
- * pipes. Returns 0, or an errno value (ENOMEM when too big). */
-static int slurp_fd(int fd, unsigned char **out, size_t *size) {
-    size_t cap = 1 << 20, len = 0;
-    unsigned char *buf = malloc(cap);
-    *out = NULL;
-    *size = 0;
-    if (!buf) return ENOMEM;
-    for (;;) {
-        if (len == cap) {
-            if (cap > SIZE_MAX / 2) {
-                free(buf);
-                return ENOMEM;
-            }
-            unsigned char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return ENOMEM;
-            }
-            buf = nb;
-            cap *= 2;
+/* The byte limit on non-seekable input: $TOLK_AUDIO_PIPE_MAX_MB (a
+ * positive number of MiB) or TOLK_AUDIO_PIPE_MAX_BYTES. */
+static size_t pipe_max_bytes(void) {
+    const char *e = getenv("TOLK_AUDIO_PIPE_MAX_MB");
+    if (e && *e) {
+        char *end;
+        errno = 0;
+        unsigned long long mb = strtoull(e, &end, 10);
+        if (!*end && !errno && mb > 0 && mb < ((unsigned long long)SIZE_MAX >> 20))
+            return (size_t)mb << 20;
+    }
+    return TOLK_AUDIO_PIPE_MAX_BYTES;
+}
+
+/* Read from fd into *buf (capacity *cap, grown; length *len) until the end
+ * of the input or until *len reaches `until`. Returns 0, or an errno value
+ * (ENOMEM when out of memory). */
+static int read_fd_until(int fd, unsigned char **buf, size_t *cap, size_t *len, size_t until) {
+    while (*len < until) {
+        if (*len == *cap) {
+            size_t ncap = *cap ? *cap * 2 : (size_t)1 << 16;
+            if (ncap > until) ncap = until;
+            unsigned char *nb = realloc(*buf, ncap);
+            if (!nb) return ENOMEM;
+            *buf = nb;
+            *cap = ncap;
         }
-        ssize_t r = read(fd, buf + len, cap - len);
+        ssize_t r = read(fd, *buf + *len, *cap - *len);
         if (r < 0) {
             if (errno == EINTR) continue;
-            int e = errno;
-            free(buf);
-            return e;
+            return errno;
         }
-        if (r == 0) break;
-        len += (size_t)r;
+        if (r == 0) return 0;
+        *len += (size_t)r;
     }
-    *out = buf;
-    *size = len;
     return 0;
 }
 
@@ -301,6 +446,7 @@ static tolk_status open_decoder(tolk_ctx *ctx, tolk_audio_reader *r, const unsig
             }
         }
 #endif
+        note_promises(r, info.format);
         return TOLK_OK;
     }
     int sf_code = sf_error(NULL);
@@ -399,6 +545,65 @@ static tolk_status finish_open(tolk_ctx *ctx, tolk_audio_reader *r) {
     return TOLK_OK;
 }
 
+/* Read a non-seekable input (stdin, a pipe, a device) into r->owned
+ * (r->mem.size bytes). Its first AUDIO_SNIFF_BYTES (or all of it, when
+ * shorter) must open as audio, or look like a container FFmpeg reads,
+ * before more is read: otherwise the decoder's "not a recognised audio
+ * format" error now, instead of reading an endless /dev/zero. The whole
+ * input is bounded by pipe_max_bytes(). */
+static tolk_status read_stream(tolk_ctx *ctx, tolk_audio_reader *r, int fd, const char *name) {
+    size_t cap = 0, len = 0, max = pipe_max_bytes();
+    int e =
+        read_fd_until(fd, &r->owned, &cap, &len, AUDIO_SNIFF_BYTES < max ? AUDIO_SNIFF_BYTES : max);
+    if (e == 0 && len > 0) {
+        unsigned char head[512];
+        size_t n_head = len < sizeof head ? len : sizeof head;
+        memcpy(head, r->owned, n_head);
+        r->mem.data = r->owned;
+        r->mem.size = (sf_count_t)len;
+        r->mem.pos = 0;
+        SF_INFO info;
+        memset(&info, 0, sizeof info);
+        SNDFILE *sf = sf_open_virtual(&r->vio, SFM_READ, &info, &r->mem);
+        int code = sf ? SF_ERR_NO_ERROR : sf_error(NULL);
+        if (sf) sf_close(sf);
+        if (code == SF_ERR_UNRECOGNISED_FORMAT && !container_by_magic(head, n_head)) {
+            /* FFmpeg (when built) may still know it: open_decoder decides,
+             * and gives the usual message when nothing does */
+            tolk_status st = open_decoder(ctx, r, head, n_head);
+            if (st != TOLK_OK) return st;
+            if (r->sf) sf_close(r->sf);
+            r->sf = NULL;
+#ifdef TOLK_HAVE_FFMPEG
+            tolk_ff_close(r->ff);
+            r->ff = NULL;
+#endif
+            r->kind = 0;
+            r->truncated = 0;
+        }
+    }
+    if (e == 0) e = read_fd_until(fd, &r->owned, &cap, &len, max);
+    if (e == 0 && len == max) { /* more than the limit? */
+        unsigned char one;
+        ssize_t k;
+        do {
+            k = read(fd, &one, 1);
+        } while (k < 0 && errno == EINTR);
+        if (k > 0)
+            return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                             "%s: more than %zu MiB from a pipe or device; standard input and "
+                             "pipes are read into memory (the decoders seek), so give a file "
+                             "(or raise TOLK_AUDIO_PIPE_MAX_MB)",
+                             name, max >> 20);
+    }
+    if (e != 0)
+        return tolk_fail(ctx, e == ENOMEM ? TOLK_ERR_NOMEM : TOLK_ERR_IO, "%s: %s", name,
+                         e == ENOMEM ? "out of memory reading the stream" : strerror(e));
+    r->mem.data = NULL;
+    r->mem.size = (sf_count_t)len;
+    return TOLK_OK;
+}
+
 /* Open a reader over either a path (path != NULL) or bytes (data/size,
  * borrowed for the reader's life). name: for messages. */
 static tolk_status reader_open(tolk_ctx *ctx, const char *path, const void *data, size_t size,
@@ -468,17 +673,12 @@ static tolk_status reader_open(tolk_ctx *ctx, const char *path, const void *data
             }
             n_head = (size_t)got;
         } else {
-            /* stdin, a pipe or a device: not seekable, so read it all. */
-            size_t n = 0;
-            int e = slurp_fd(fd, &r->owned, &n);
+            /* stdin, a pipe or a device: not seekable, so read it all */
+            st = read_stream(ctx, r, fd, name);
             if (fd != STDIN_FILENO) close(fd);
-            if (e != 0) {
-                st = tolk_fail(ctx, e == ENOMEM ? TOLK_ERR_NOMEM : TOLK_ERR_IO, "%s: %s", name,
-                               e == ENOMEM ? "out of memory reading the stream" : strerror(e));
-                goto fail;
-            }
+            if (st != TOLK_OK) goto fail;
             data = r->owned;
-            size = n;
+            size = (size_t)r->mem.size;
             path = NULL;
         }
     }
@@ -555,6 +755,7 @@ static tolk_status fill_mono(tolk_ctx *ctx, tolk_audio_reader *r) {
 #endif
     if (n == 0) {
         r->eof = 1;
+        check_promises(r);
         if (r->exact_frames && r->frames > 0 && r->frames_read < r->frames)
             return tolk_fail(ctx, TOLK_ERR_FORMAT,
                              "%s: truncated or corrupt: the header promises %lld frames, only "
@@ -687,17 +888,24 @@ static tolk_status read_all(tolk_ctx *ctx, tolk_audio_reader *r, float **samples
     return TOLK_OK;
 }
 
-tolk_status tolk_audio_load(tolk_ctx *ctx, const char *path, float **samples, size_t *n_samples) {
+tolk_status tolk_audio_load_facts(tolk_ctx *ctx, const char *path, float **samples,
+                                  size_t *n_samples, tolk_input_facts *facts) {
     if (samples) *samples = NULL;
     if (n_samples) *n_samples = 0;
+    if (facts) memset(facts, 0, sizeof *facts);
     if (!path || !samples || !n_samples)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_audio_load: NULL argument");
     tolk_audio_reader *r = NULL;
     tolk_status st = tolk_audio_open(ctx, path, &r);
     if (st != TOLK_OK) return st;
     st = read_all(ctx, r, samples, n_samples);
+    if (st == TOLK_OK && facts) tolk_audio_input_facts(r, facts);
     tolk_audio_close(r);
     return st;
+}
+
+tolk_status tolk_audio_load(tolk_ctx *ctx, const char *path, float **samples, size_t *n_samples) {
+    return tolk_audio_load_facts(ctx, path, samples, n_samples, NULL);
 }
 
 tolk_status tolk_audio_load_memory(tolk_ctx *ctx, const void *data, size_t size, const char *name,
@@ -810,4 +1018,25 @@ int tolk_audio_has_ffmpeg(void) {
 #else
     return 0;
 #endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* Truncation facts of a transcription's input                              */
+/* ------------------------------------------------------------------------ */
+
+void tolk_audio_input_facts(const tolk_audio_reader *r, tolk_input_facts *out) {
+    int64_t expected = -1, decoded = 0;
+    memset(out, 0, sizeof *out);
+    if (!r || !tolk_audio_truncated(r, &expected, &decoded) || r->rate <= 0) return;
+    out->truncated = 1;
+    out->expected_s = expected >= 0 ? (double)expected / r->rate : -1.0;
+    out->decoded_s = (double)decoded / r->rate;
+}
+
+int tolk_result_input_truncated(const tolk_result *result, double *expected_s, double *decoded_s) {
+    const tolk_result_ext *ext = (const tolk_result_ext *)result;
+    const int t = ext && ext->input.truncated;
+    if (expected_s) *expected_s = t ? ext->input.expected_s : -1.0;
+    if (decoded_s) *decoded_s = t ? ext->input.decoded_s : 0.0;
+    return t;
 }

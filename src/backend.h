@@ -1,22 +1,26 @@
 /*
- * backend.h — the tensor-operation table the Whisper network (net.c) is
- * written against. One table per device: backend_cpu.c (OpenBLAS + plain C
- * loops) now, a CUDA twin (cuBLAS + CUDA kernels) later with the same
- * entries and the same semantics.
+ * backend.h — the tensor-operation table the Whisper network (net.c,
+ * net_decode.c) is written against. One table per device with the same
+ * entries and the same semantics: backend_cpu.c (OpenBLAS + OpenMP loops)
+ * and cuda_backend.c (cuBLAS / cuBLASLt + the kernels in kernels/); every entry is
+ * compared between the two by tests/test_cuda_kernels.c.
  *
  * Memory model
  *   - The backend owns its memory: `alloc` returns a device pointer (host
  *     memory for the CPU backend), `upload` / `download` copy between host
- *     and device, `copy2d` copies between device buffers. Device pointers may
- *     be offset with ordinary pointer arithmetic (float units) by the caller.
+ *     and device, `copy_rows` copies rows between device buffers. Device
+ *     pointers may be offset with ordinary pointer arithmetic (float units)
+ *     by the caller.
  *   - Activations are float32 on every backend. Every matrix is row-major;
  *     `ld*` arguments are row strides in elements (>= the row length), so a
  *     column slice of a wider matrix (e.g. the K part of a fused [T, 3d] QKV
  *     product) can be passed without a copy.
  *   - Weights of linear layers are prepared once into the backend's own
  *     format (tolk_bweight): float32, or float16 converted on the fly, ...
- *   - Small index arrays (token ids, positions, per-sequence descriptors) are
- *     HOST arrays; a GPU backend uploads them itself.
+ *   - `attention` (the encoder) takes a HOST array of sequences; the
+ *     decoder-step ops (embed_rows, copy_rows, attention_desc, select) read
+ *     their index arrays from DEVICE memory, written by the network once
+ *     per step, so that a step can be captured and replayed as a graph.
  *
  * Threads: a backend object is immutable after creation and may be used by
  * several threads at once; each call gets the caller's tolk_ctx (thread
@@ -118,11 +122,6 @@ struct tolk_backend {
                           size_t bytes);
     tolk_status (*download)(tolk_ctx *ctx, const tolk_backend *be, void *dst, const void *src,
                             size_t bytes);
-    /* 2-D float copy between device buffers: dst[r * ld_dst + c] =
-     * src[r * ld_src + c] for r < rows, c < cols (gathers one row per
-     * sequence, writes K/V into a cache, copies a cache). */
-    tolk_status (*copy2d)(tolk_ctx *ctx, const tolk_backend *be, float *dst, size_t ld_dst,
-                          const float *src, size_t ld_src, size_t rows, size_t cols);
 
     /* ---- weights -------------------------------------------------------- */
 
@@ -168,10 +167,6 @@ struct tolk_backend {
     tolk_status (*bias_gelu)(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
                              size_t N, const float *bias);
 
-    /* In place row softmax of x [M, N] (row stride ldx), max-subtracted. */
-    tolk_status (*softmax)(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
-                           size_t N);
-
     /* y [n] = a [n] + b [n] (elementwise; y may equal a or b). */
     tolk_status (*add)(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *a,
                        const float *b, size_t n);
@@ -199,15 +194,6 @@ struct tolk_backend {
                           tolk_conv_layout layout, size_t C_in, size_t T_in, int stride,
                           const tolk_bweight *W, const float *bias);
 
-    /* Token embedding lookup plus positional embedding:
-     *   y[i, :] = tok[ids[i], :] + pos[positions[i], :]     for i < n
-     * tok is a prepared weight [n_vocab, D] (the tied embedding), pos a
-     * float32 device matrix [n_pos, D]; ids and positions are HOST arrays,
-     * validated against tok->rows and n_pos (TOLK_ERR_INVALID_ARG). */
-    tolk_status (*embed)(tolk_ctx *ctx, const tolk_backend *be, float *y, const tolk_bweight *tok,
-                         const int *ids, const int *positions, size_t n, const float *pos,
-                         size_t n_pos);
-
     /* logits [M, n_vocab] = x [M, D] · tok^T, the tied output projection
      * (a linear without bias; its own entry so a GPU backend may pick a
      * different kernel / precision for the large vocabulary product). */
@@ -222,7 +208,12 @@ struct tolk_backend {
      * uploading them; these ops do not (an index out of range is a
      * programming error, not bad input). */
 
-    /* embed with ids and positions in DEVICE memory [n] (caller-validated). */
+    /* Token embedding lookup plus positional embedding:
+     *   y[i, :] = tok[ids[i], :] + pos[positions[i], :]     for i < n
+     * tok is a prepared weight [n_vocab, D] (the tied embedding), pos a
+     * float32 device matrix [n_pos, D]; ids and positions are DEVICE int32
+     * [n], validated by the caller against tok->rows and n_pos (the CPU
+     * backend checks them too: TOLK_ERR_INVALID_ARG). */
     tolk_status (*embed_rows)(tolk_ctx *ctx, const tolk_backend *be, float *y,
                               const tolk_bweight *tok, const int *ids, const int *positions,
                               size_t n, const float *pos, size_t n_pos);
@@ -239,10 +230,10 @@ struct tolk_backend {
     /* attention with the sequences in DEVICE memory (desc [n_seqs]); the
      * same arithmetic as attention. max_n_q / max_n_kv bound every
      * sequence's n_q / n_kv (they size the launch, never the descriptors). */
-    tolk_status (*attention_desc)(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                  size_t ldq, const float *k, const float *v, size_t ldkv,
-                                  float *out, size_t ldo, const tolk_attn_desc *desc, int n_seqs,
-                                  int max_n_q, int max_n_kv, int n_head, int d_head, float scale);
+    tolk_status (*attention_desc)(tolk_ctx *ctx, const tolk_backend *be, const float *q, size_t ldq,
+                                  const float *k, const float *v, size_t ldkv, float *out,
+                                  size_t ldo, const tolk_attn_desc *desc, int n_seqs, int max_n_q,
+                                  int max_n_kv, int n_head, int d_head, float scale);
 
     /* Token selection on logits [rows, n] (row stride ld, modified in place
      * by the masks), select.h's semantics: mask pairs range_off[r] ..
@@ -250,9 +241,9 @@ struct tolk_backend {
      * both NULL), the timestamp rule of each row from row_ts[r] (DEVICE
      * int32 [rows]: the first timestamp token, 0: off; NULL: off for every
      * row), then k tokens: out_idx / out_lp DEVICE [rows * k]. */
-    tolk_status (*select)(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
-                          int rows, int n, const int *range_off, const int *ranges,
-                          const int *row_ts, int k, int *out_idx, float *out_lp);
+    tolk_status (*select)(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld, int rows,
+                          int n, const int *range_off, const int *ranges, const int *row_ts, int k,
+                          int *out_idx, float *out_lp);
 
     /* ---- graphs (optional: NULL where unsupported, e.g. the CPU) ---------
      * graph_begin: the calling thread's following ops are recorded, not

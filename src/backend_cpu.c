@@ -73,82 +73,6 @@ int openblas_get_num_threads(void);
 #define F16_CHUNK_FLOATS (1u << 20)
 
 /* ------------------------------------------------------------------------ */
-/* Half-precision conversion (own copy: the backend must not depend on the */
-/* loaders' object files)                                                  */
-/* ------------------------------------------------------------------------ */
-
-/* IEEE binary16 bits -> float (subnormals, inf, NaN exact). */
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t man = h & 0x3ffu;
-    uint32_t bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: value = man * 2^-24 */
-            float f = (float)man * (1.0f / 16777216.0f);
-            memcpy(&bits, &f, 4);
-            bits |= sign;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 112u) << 23) | (man << 13);
-    }
-    float out;
-    memcpy(&out, &bits, 4);
-    return out;
-}
-
-/* n halves -> floats. */
-static void halves_to_floats(float *dst, const uint16_t *src, size_t n) {
-    size_t i = 0;
-#ifdef TOLK_HAVE_F16C_FMA
-    for (; i + 8 <= n; i += 8) {
-        __m128i h = _mm_loadu_si128((const __m128i *)(src + i));
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
-    }
-#endif
-    for (; i < n; i++)
-        dst[i] = half_to_float(src[i]);
-}
-
-static float bf16_to_float(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-/* Row r (cols elements) of host tensor t -> floats; I8 divides by the row
- * scale as CTranslate2 stores it. */
-static void tensor_row_to_floats(float *dst, const tolk_tensor *t, int64_t r, size_t cols) {
-    size_t off = (size_t)r * cols;
-    switch (t->dtype) {
-    case TOLK_DT_F32:
-        memcpy(dst, (const float *)t->data + off, cols * sizeof(float));
-        break;
-    case TOLK_DT_F16:
-        halves_to_floats(dst, (const uint16_t *)t->data + off, cols);
-        break;
-    case TOLK_DT_BF16: {
-        const uint16_t *s = (const uint16_t *)t->data + off;
-        for (size_t i = 0; i < cols; i++)
-            dst[i] = bf16_to_float(s[i]);
-        break;
-    }
-    case TOLK_DT_I8: {
-        const int8_t *s = (const int8_t *)t->data + off;
-        float inv = (t->scale && t->scale[r] != 0.0f) ? 1.0f / t->scale[r] : 1.0f;
-        for (size_t i = 0; i < cols; i++)
-            dst[i] = (float)s[i] * inv;
-        break;
-    }
-    }
-}
-
-/* ------------------------------------------------------------------------ */
 /* Backend state and helpers                                               */
 /* ------------------------------------------------------------------------ */
 
@@ -196,33 +120,9 @@ static tolk_status cpu_upload(tolk_ctx *ctx, const tolk_backend *be, void *dst, 
     return TOLK_OK;
 }
 
-static tolk_status cpu_copy2d(tolk_ctx *ctx, const tolk_backend *be, float *dst, size_t ld_dst,
-                              const float *src, size_t ld_src, size_t rows, size_t cols) {
-    (void)be;
-    if (rows == 0 || cols == 0) return TOLK_OK;
-    if (!dst || !src || ld_dst < cols || ld_src < cols)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: bad copy2d arguments");
-    if (ld_dst == cols && ld_src == cols) {
-        memmove(dst, src, rows * cols * sizeof(float));
-        return TOLK_OK;
-    }
-    for (size_t r = 0; r < rows; r++)
-        memmove(dst + r * ld_dst, src + r * ld_src, cols * sizeof(float));
-    return TOLK_OK;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Weights                                                                 */
 /* ------------------------------------------------------------------------ */
-
-/* float -> bfloat16 bits, round to nearest even, NaN kept a quiet NaN: the
- * rounding of tolk_f32_to_bf16 (weights.c), inlined for packing. */
-static inline uint32_t float_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (x >> 16) | 0x40u;
-    return (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
-}
 
 /* Pack the prepared weight W [rows, cols] (F16 or F32 data) for
  * tolk_gemm_bf16 into W->packed (owned, 64-byte aligned), in the layout
@@ -267,8 +167,8 @@ static tolk_status pack_bf16(tolk_ctx *ctx, tolk_bweight *W) {
                 if (j >= nr)
                     memset(row, 0, (size_t)K * sizeof(float));
                 else if (f16)
-                    halves_to_floats(row, (const uint16_t *)W->data + (n0 + j) * (size_t)K,
-                                     (size_t)K);
+                    tolk_f16_to_f32_n((const uint16_t *)W->data + (n0 + j) * (size_t)K, row,
+                                      (size_t)K);
                 else
                     memcpy(row, (const float *)W->data + (n0 + j) * (size_t)K,
                            (size_t)K * sizeof(float));
@@ -277,7 +177,8 @@ static tolk_status pack_bf16(tolk_ctx *ctx, tolk_bweight *W) {
                 for (size_t j = 0; j < NR; j++) {
                     const float *row = tmp + j * ((size_t)K + 1) + 2 * kk;
                     /* row[1] is the zero at K for the odd tail */
-                    po[kk * NR + j] = float_to_bf16(row[0]) | (float_to_bf16(row[1]) << 16);
+                    po[kk * NR + j] =
+                        tolk_f32_to_bf16(row[0]) | ((uint32_t)tolk_f32_to_bf16(row[1]) << 16);
                 }
         }
         free(tmp);
@@ -290,7 +191,6 @@ static tolk_status pack_bf16(tolk_ctx *ctx, tolk_bweight *W) {
     W->packed_bytes = bytes;
     return TOLK_OK;
 }
-
 
 static tolk_status cpu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
                                       const tolk_tensor *const *parts, int n_parts,
@@ -363,7 +263,7 @@ static tolk_status cpu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
             int64_t rr;
             OMP(parallel for num_threads(nthreads(ctx)) schedule(guided))
             for (rr = 0; rr < r; rr++)
-                tensor_row_to_floats(dst + (size_t)rr * (size_t)c, t, rr, (size_t)c);
+                tolk_tensor_rows_to_f32(t, rr, 1, dst + (size_t)rr * (size_t)c);
         }
         row0 += (size_t)r;
     }
@@ -427,8 +327,7 @@ static tolk_status cpu_vector_prepare(tolk_ctx *ctx, const tolk_backend *be,
         if (parts[p]) {
             int64_t r = 0, c = 0;
             tolk_tensor_matrix(parts[p], &r, &c);
-            for (int64_t i = 0; i < r; i++)
-                tensor_row_to_floats(v + off + (size_t)i * (size_t)c, parts[p], i, (size_t)c);
+            tolk_tensor_to_f32(parts[p], v + off);
             off += (size_t)r * (size_t)c;
         } else {
             memset(v + off, 0, (size_t)zero_len[p] * sizeof(float));
@@ -486,7 +385,7 @@ static float dot_f32_f16(const float *x, const uint16_t *w, size_t K) {
     s = hsum8(_mm256_add_ps(a0, a1));
 #endif
     for (; k < K; k++)
-        s += x[k] * half_to_float(w[k]);
+        s += x[k] * tolk_f16_to_f32(w[k]);
     return s;
 }
 
@@ -509,7 +408,7 @@ static float dot_f32(const float *x, const float *w, size_t K) {
 
 /* Weight element k of a float16 (f16 = 1) or float32 row, as float. */
 static inline float weight_at(const void *w, int f16, size_t k) {
-    return f16 ? half_to_float(((const uint16_t *)w)[k]) : ((const float *)w)[k];
+    return f16 ? tolk_f16_to_f32(((const uint16_t *)w)[k]) : ((const float *)w)[k];
 }
 
 /* y[m * ldy] += x[m, :] · w over K elements for the M rows of x (row
@@ -602,7 +501,7 @@ static void linear_cols(float *y, size_t ldy, const float *x, size_t ldx, size_t
     const uint16_t *w = (const uint16_t *)W->data;
     for (size_t c0 = n0; c0 < n1; c0 += chunk) {
         size_t nb = n1 - c0 < chunk ? n1 - c0 : chunk;
-        halves_to_floats(buf, w + c0 * K, nb * K);
+        tolk_f16_to_f32_n(w + c0 * K, buf, nb * K);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nb, (int)K, 1.0f, x,
                     (int)ldx, buf, (int)K, 1.0f, y + c0, (int)ldy);
     }
@@ -859,19 +758,6 @@ static void softmax_row(float *r, size_t n) {
     float inv = 1.0f / sum;
     for (i = 0; i < n; i++)
         r[i] *= inv;
-}
-
-static tolk_status cpu_softmax(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx,
-                               size_t M, size_t N) {
-    (void)be;
-    if (M == 0 || N == 0) return TOLK_OK;
-    if (!x || ldx < N)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: softmax: bad arguments");
-    long long m;
-    OMP(parallel for num_threads(nthreads(ctx)) schedule(guided) if (M * N > 32768))
-    for (m = 0; m < (long long)M; m++)
-        softmax_row(x + (size_t)m * ldx, N);
-    return TOLK_OK;
 }
 
 static tolk_status cpu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *a,
@@ -1138,27 +1024,34 @@ static tolk_status cpu_conv1d(tolk_ctx *ctx, const tolk_backend *be, float *y, c
     return cpu_linear(ctx, be, y, (size_t)W->rows, cols, K3, T_out, W, bias, 0);
 }
 
-static tolk_status cpu_embed(tolk_ctx *ctx, const tolk_backend *be, float *y,
-                             const tolk_bweight *tok, const int *ids, const int *positions,
-                             size_t n, const float *pos, size_t n_pos) {
+/* ------------------------------------------------------------------------ */
+/* Decoder-step operations over index arrays (host memory here)            */
+/* ------------------------------------------------------------------------ */
+
+/* The ids and positions are host memory on the CPU, so they are checked
+ * here as well (TOLK_ERR_INVALID_ARG) although the caller validates them. */
+static tolk_status cpu_embed_rows(tolk_ctx *ctx, const tolk_backend *be, float *y,
+                                  const tolk_bweight *tok, const int *ids, const int *positions,
+                                  size_t n, const float *pos, size_t n_pos) {
     (void)be;
     if (n == 0) return TOLK_OK;
     if (!y || !tok || !tok->data || !ids || !positions || !pos)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: embed: NULL argument");
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: embed_rows: NULL argument");
     size_t D = (size_t)tok->cols;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= tok->rows)
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: embed: token id %d of %lld",
-                             ids[i], (long long)tok->rows);
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "backend_cpu: embed_rows: token id %d of %lld", ids[i],
+                             (long long)tok->rows);
         if (positions[i] < 0 || (size_t)positions[i] >= n_pos)
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: embed: position %d of %zu",
-                             positions[i], n_pos);
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "backend_cpu: embed_rows: position %d of %zu", positions[i], n_pos);
     }
     for (size_t i = 0; i < n; i++) {
         float *yr = y + i * D;
         size_t id = (size_t)ids[i];
         if (tok->dtype == TOLK_DT_F16)
-            halves_to_floats(yr, (const uint16_t *)tok->data + id * D, D);
+            tolk_f16_to_f32_n((const uint16_t *)tok->data + id * D, yr, D);
         else
             memcpy(yr, (const float *)tok->data + id * D, D * sizeof(float));
         const float *pr = pos + (size_t)positions[i] * D;
@@ -1166,16 +1059,6 @@ static tolk_status cpu_embed(tolk_ctx *ctx, const tolk_backend *be, float *y,
             yr[c] += pr[c];
     }
     return TOLK_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Decoder-step operations over index arrays (host memory here)            */
-/* ------------------------------------------------------------------------ */
-
-static tolk_status cpu_embed_rows(tolk_ctx *ctx, const tolk_backend *be, float *y,
-                                  const tolk_bweight *tok, const int *ids, const int *positions,
-                                  size_t n, const float *pos, size_t n_pos) {
-    return cpu_embed(ctx, be, y, tok, ids, positions, n, pos, n_pos);
 }
 
 static tolk_status cpu_copy_rows(tolk_ctx *ctx, const tolk_backend *be, float *dst, size_t ld_dst,
@@ -1199,8 +1082,8 @@ static tolk_status cpu_copy_rows(tolk_ctx *ctx, const tolk_backend *be, float *d
 static tolk_status cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
                                       size_t ldq, const float *k, const float *v, size_t ldkv,
                                       float *out, size_t ldo, const tolk_attn_desc *desc,
-                                      int n_seqs, int max_n_q, int max_n_kv, int n_head,
-                                      int d_head, float scale) {
+                                      int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
+                                      float scale) {
     (void)max_n_q;
     (void)max_n_kv;
     if (n_seqs <= 0) return TOLK_OK;
@@ -1212,10 +1095,14 @@ static tolk_status cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, con
         for (int i = i0; i < n_seqs && i < i0 + DESC_BATCH; i++) {
             const tolk_attn_desc *d = &desc[i];
             if (d->n_q <= 0) continue;
-            as[n++] = (tolk_attn_seq){q + (size_t)d->q_row * ldq,    k + (size_t)d->kv_row * ldkv,
-                                      v + (size_t)d->kv_row * ldkv,  out + (size_t)d->q_row * ldo,
-                                      d->n_q,                        d->n_kv,
-                                      d->causal,                     d->q_pos0};
+            as[n++] = (tolk_attn_seq){q + (size_t)d->q_row * ldq,
+                                      k + (size_t)d->kv_row * ldkv,
+                                      v + (size_t)d->kv_row * ldkv,
+                                      out + (size_t)d->q_row * ldo,
+                                      d->n_q,
+                                      d->n_kv,
+                                      d->causal,
+                                      d->q_pos0};
         }
         tolk_status st = cpu_attention(ctx, be, as, n, n_head, d_head, ldq, ldkv, ldo, scale);
         if (st) return st;
@@ -1264,18 +1151,15 @@ tolk_status tolk_backend_cpu_new(tolk_ctx *ctx, const tolk_backend_params *param
     be->free = cpu_free;
     be->upload = cpu_upload;
     be->download = cpu_upload;
-    be->copy2d = cpu_copy2d;
     be->weight_prepare = cpu_weight_prepare;
     be->weight_free = cpu_weight_free;
     be->vector_prepare = cpu_vector_prepare;
     be->linear = cpu_linear;
     be->layernorm = cpu_layernorm;
     be->bias_gelu = cpu_bias_gelu;
-    be->softmax = cpu_softmax;
     be->add = cpu_add;
     be->attention = cpu_attention;
     be->conv1d = cpu_conv1d;
-    be->embed = cpu_embed;
     be->logits = cpu_logits;
     be->embed_rows = cpu_embed_rows;
     be->copy_rows = cpu_copy_rows;

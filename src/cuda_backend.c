@@ -40,7 +40,6 @@
 #include "../kernels/gelu.h"
 #include "../kernels/gemm.h"
 #include "../kernels/layernorm.h"
-#include "../kernels/logits.h"
 #include "../kernels/copy_rows.h"
 #include "../kernels/select.h"
 
@@ -208,27 +207,9 @@ static tolk_status cu_download(tolk_ctx *ctx, const tolk_backend *be, void *dst,
                    "download (or an earlier kernel of this thread)");
 }
 
-static tolk_status cu_copy2d(tolk_ctx *ctx, const tolk_backend *be, float *dst, size_t ld_dst,
-                             const float *src, size_t ld_src, size_t rows, size_t cols) {
-    if (rows == 0 || cols == 0) return TOLK_OK;
-    if (!dst || !src || ld_dst < cols || ld_src < cols || ld_dst > SIZE_MAX / 4 ||
-        ld_src > SIZE_MAX / 4)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: bad copy2d arguments", WHO);
-    tolk_status st = use_device(ctx, impl_of(be));
-    if (st) return st;
-    return tolk_cuda_status(ctx,
-                            cudaMemcpy2DAsync(dst, ld_dst * 4, src, ld_src * 4, cols * 4, rows,
-                                              cudaMemcpyDeviceToDevice,
-                                              (cudaStream_t)TOLK_CU_STREAM),
-                            WHO, "copy2d");
-}
-
 /* ------------------------------------------------------------------------ */
 /* Weights and vectors                                                      */
 /* ------------------------------------------------------------------------ */
-
-/* Rows and columns of a tensor seen as a matrix [d0, d1 * d2 * ...] (a
- * vector is one row); 0 for a bad shape or dtype (as backend_cpu.c). */
 
 /* Upload tensor t (n = rows * cols elements) into dst as dt (F32 or the
  * tensor's own half type): a plain copy, a device-side widening of F16 /
@@ -436,7 +417,8 @@ static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, si
         rc = tolk_cu_gemm(im->gemm, y, TOLK_CU_F32, (long long)ldy, xin,
                           half ? (int)W->dtype : TOLK_CU_F32, ldxin, W->data, (int)W->dtype,
                           (long long)K, (long long)M, (long long)N, (long long)K, 1.0f,
-                          (accumulate & TOLK_LINEAR_ACCUMULATE) ? 1.0f : 0.0f, bias, 0, ws, GEMM_WS_BYTES, TOLK_CU_STREAM);
+                          (accumulate & TOLK_LINEAR_ACCUMULATE) ? 1.0f : 0.0f, bias, 0, ws,
+                          GEMM_WS_BYTES, TOLK_CU_STREAM);
     scratch_put(scr);
     return tolk_cuda_kstatus(ctx, rc, WHO, "linear");
 }
@@ -513,19 +495,6 @@ static tolk_status cu_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, float *x,
                              WHO, "bias_gelu");
 }
 
-static tolk_status cu_softmax(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
-                              size_t N) {
-    if (M == 0 || N == 0) return TOLK_OK;
-    if (!x || ldx < N || N > INT32_MAX || M > INT32_MAX)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: softmax: bad arguments", WHO);
-    tolk_status st = use_device(ctx, impl_of(be));
-    if (st) return st;
-    return tolk_cuda_kstatus(ctx,
-                             tolk_cu_softmax(x, (long long)ldx, x, (long long)ldx, (long long)M,
-                                             (int)N, 1.0f, 0, TOLK_CU_STREAM),
-                             WHO, "softmax");
-}
-
 static tolk_status cu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *a,
                           const float *b, size_t n) {
     if (n == 0) return TOLK_OK;
@@ -581,41 +550,6 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
         if (rc) return tolk_cuda_kstatus(ctx, rc, WHO, "attention");
     }
     return TOLK_OK;
-}
-
-static tolk_status cu_embed(tolk_ctx *ctx, const tolk_backend *be, float *y,
-                            const tolk_bweight *tok, const int *ids, const int *positions, size_t n,
-                            const float *pos, size_t n_pos) {
-    if (n == 0) return TOLK_OK;
-    if (!y || !tok || !tok->data || !ids || !positions || !pos || tok->cols <= 0 ||
-        tok->cols > INT32_MAX || n > INT32_MAX / 2)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: embed: bad arguments", WHO);
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= tok->rows)
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: embed: token id %d of %lld", WHO,
-                             ids[i], (long long)tok->rows);
-        if (positions[i] < 0 || (size_t)positions[i] >= n_pos)
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: embed: position %d of %zu", WHO,
-                             positions[i], n_pos);
-    }
-    tolk_status st = use_device(ctx, impl_of(be));
-    if (st) return st;
-    /* ids and positions travel in stream-ordered scratch; from pageable host
-     * memory cudaMemcpyAsync returns once the source has been staged */
-    cudaStream_t s = (cudaStream_t)TOLK_CU_STREAM;
-    int *d = NULL;
-    cudaError_t err = cudaMallocAsync((void **)&d, 2 * n * sizeof(int), s);
-    if (err == cudaSuccess)
-        err = cudaMemcpyAsync(d, ids, n * sizeof(int), cudaMemcpyHostToDevice, s);
-    if (err == cudaSuccess)
-        err = cudaMemcpyAsync(d + n, positions, n * sizeof(int), cudaMemcpyHostToDevice, s);
-    int rc = 0;
-    if (err == cudaSuccess)
-        rc = tolk_cu_embed(y, TOLK_CU_F32, tok->cols, d, d + n, (long long)n, (int)tok->cols,
-                           tok->data, (int)tok->dtype, tok->rows, pos, (long long)n_pos, s);
-    if (d) cudaFreeAsync(d, s);
-    if (err != cudaSuccess) return tolk_cuda_status(ctx, err, WHO, "embed");
-    return tolk_cuda_kstatus(ctx, rc, WHO, "embed");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -826,18 +760,15 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->free = cu_free;
     be->upload = cu_upload;
     be->download = cu_download;
-    be->copy2d = cu_copy2d;
     be->weight_prepare = cu_weight_prepare;
     be->weight_free = cu_weight_free;
     be->vector_prepare = cu_vector_prepare;
     be->linear = cu_linear;
     be->layernorm = cu_layernorm;
     be->bias_gelu = cu_bias_gelu;
-    be->softmax = cu_softmax;
     be->add = cu_add;
     be->attention = cu_attention;
     be->conv1d = cu_conv1d;
-    be->embed = cu_embed;
     be->logits = cu_logits;
     be->embed_rows = cu_embed_rows;
     be->copy_rows = cu_copy_rows;

@@ -9,9 +9,10 @@
  *
  * The search never calls the network directly: it asks a "logits provider"
  * (tolk_dec_backend) to feed tokens to numbered sequences and return the
- * logits of the last fed token of each. The real provider wraps
- * tolk_net_decode over a tolk_kvcache (transcribe.c); unit tests use a fake
- * one that computes logits from the token history, so every search is
+ * logits of the last fed token of each. The real provider is the engine
+ * (engine.c), which batches the steps of all requests over its KV pool
+ * (tolk_net_decode / tolk_net_decode_select); unit tests use a fake one
+ * that computes logits from the token history, so every search is
  * testable without weights.
  *
  * Shapes: logits [n_seqs, n_vocab] float32, row-major.
@@ -42,14 +43,6 @@ typedef struct tolk_dec_tokens {
     int n_languages;
 } tolk_dec_tokens;
 
-/* The logits provider. Sequences are numbered 0..max_seqs-1 (slots).
- *   step:  feed n_tokens[i] tokens (tokens[i]) to sequence seqs[i] for each
- *          of the n_seqs sequences, append them to that sequence's history,
- *          and write the logits of the last fed token of each sequence to
- *          logits[i * n_vocab ...]. Returns a status (the provider sets the
- *          ctx message).
- *   reset: empty a sequence's history.
- *   copy:  make dst's history a copy of src's (beam reordering). */
 /* The selection a step_select call makes per row (HOST arrays; select.h):
  * the mask pairs range_off[r] .. range_off[r + 1] - 1 of ranges, the
  * timestamp rule from ts_begin (0: off), and k tokens. */
@@ -60,6 +53,15 @@ typedef struct tolk_dec_select {
     int k; /* 1: argmax; 2..TOLK_SELECT_MAX_K: top-k of the log-softmax */
 } tolk_dec_select;
 
+/* The logits provider. Sequences are numbered 0..max_seqs-1 (slots).
+ *   step:  feed n_tokens[i] tokens (tokens[i]) to sequence seqs[i] for each
+ *          of the n_seqs sequences, append them to that sequence's history,
+ *          and write the logits of the last fed token of each sequence to
+ *          logits[i * n_vocab ...]. Returns a status (the provider sets the
+ *          ctx message).
+ *   reset: empty a sequence's history.
+ *   copy:  make dst's history a copy of src's (beam reordering).
+ *   step_select: see below. */
 typedef struct tolk_dec_backend {
     void *user;
     int n_vocab;
@@ -142,8 +144,8 @@ void tolk_dec_apply_filters(const tolk_dec_filter *f, float *logits, const int *
  * single token next to the previous pair extends it. The
  * probability-mass test of the timestamp rules is not a mask: it runs
  * where the logits are, from tolk_dec_filter_ts_begin(f). */
-int tolk_dec_filter_ranges(const tolk_dec_filter *f, const int *sampled, int n_sampled,
-                           int *ranges, int cap);
+int tolk_dec_filter_ranges(const tolk_dec_filter *f, const int *sampled, int n_sampled, int *ranges,
+                           int cap);
 int tolk_dec_filter_max_ranges(const tolk_dec_filter *f);
 /* timestamp_begin when the timestamp rules apply, else 0. */
 int tolk_dec_filter_ts_begin(const tolk_dec_filter *f);
@@ -224,8 +226,7 @@ typedef struct tolk_dec_search tolk_dec_search;
 tolk_status tolk_dec_search_new(tolk_ctx *ctx, const tolk_dec_backend *be,
                                 const tolk_dec_tokens *tok, const int *initial, int n_initial,
                                 int sot_index, const tolk_dec_options *opt, int can_select,
-                                tolk_dec_text_fn text_fn, void *text_user,
-                                tolk_dec_search **out);
+                                tolk_dec_text_fn text_fn, void *text_user, tolk_dec_search **out);
 /* The next step the search needs: *asked = 1 and *ask filled, or *asked =
  * 0 when the search is finished (or failed: the status of that failure). */
 tolk_status tolk_dec_search_next(tolk_dec_search *s, tolk_dec_ask *ask, int *asked);

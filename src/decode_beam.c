@@ -150,8 +150,10 @@ static tolk_status consume(tolk_dec_search *s) {
             b->fin_step[nf++] = b->cands[c];
         } else {
             int sj = b->cands[c].src;
-            memcpy(b->ntoks + (size_t)saved * W, b->toks + (size_t)sj * W, (size_t)len * sizeof(int));
-            memcpy(b->nlps + (size_t)saved * W, b->lps + (size_t)sj * W, (size_t)len * sizeof(float));
+            memcpy(b->ntoks + (size_t)saved * W, b->toks + (size_t)sj * W,
+                   (size_t)len * sizeof(int));
+            memcpy(b->nlps + (size_t)saved * W, b->lps + (size_t)sj * W,
+                   (size_t)len * sizeof(float));
             b->ntoks[(size_t)saved * W + len] = b->cands[c].token;
             b->nlps[(size_t)saved * W + len] = b->cands[c].lp;
             b->nsum[saved] = b->cands[c].score;
@@ -162,8 +164,10 @@ static tolk_status consume(tolk_dec_search *s) {
     /* newly finished join the finished list (already in score order) */
     for (int c = 0; c < nf && b->n_fin < b->max_cand; c++) {
         int sj = b->fin_step[c].src;
-        memcpy(b->ftoks + (size_t)b->n_fin * W, b->toks + (size_t)sj * W, (size_t)len * sizeof(int));
-        memcpy(b->flps + (size_t)b->n_fin * W, b->lps + (size_t)sj * W, (size_t)len * sizeof(float));
+        memcpy(b->ftoks + (size_t)b->n_fin * W, b->toks + (size_t)sj * W,
+               (size_t)len * sizeof(int));
+        memcpy(b->flps + (size_t)b->n_fin * W, b->lps + (size_t)sj * W,
+               (size_t)len * sizeof(float));
         b->flen[b->n_fin] = len;
         b->fsum[b->n_fin] = b->fin_step[c].score;
         b->n_fin++;
@@ -237,8 +241,7 @@ tolk_status tolk_dec_beam_start(tolk_dec_search *s, const float *first) {
                          B, s->be.max_seqs);
     if (max_cand <= 0 || max_cand > 1 << 16)
         return tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG,
-                         "decode: invalid beam size %d or patience %g", B,
-                         (double)s->opt.patience);
+                         "decode: invalid beam size %d or patience %g", B, (double)s->opt.patience);
     tolk_dec_beam *b = calloc(1, sizeof *b);
     if (!b) return tolk_fail(s->ctx, TOLK_ERR_NOMEM, "decode: out of memory for beam search");
     s->beam = b;
@@ -335,8 +338,10 @@ tolk_status tolk_dec_beam_finish(tolk_dec_search *s, tolk_dec_result *res) {
         }
         for (int a = B - 1; a >= 0 && b->n_fin < B; a--) {
             int k = order[a];
-            memcpy(b->ftoks + (size_t)b->n_fin * W, b->toks + (size_t)k * W, (size_t)len * sizeof(int));
-            memcpy(b->flps + (size_t)b->n_fin * W, b->lps + (size_t)k * W, (size_t)len * sizeof(float));
+            memcpy(b->ftoks + (size_t)b->n_fin * W, b->toks + (size_t)k * W,
+                   (size_t)len * sizeof(int));
+            memcpy(b->flps + (size_t)b->n_fin * W, b->lps + (size_t)k * W,
+                   (size_t)len * sizeof(float));
             b->flen[b->n_fin] = len;
             b->fsum[b->n_fin] = b->sum[k];
             b->n_fin++;
@@ -346,7 +351,8 @@ tolk_status tolk_dec_beam_finish(tolk_dec_search *s, tolk_dec_result *res) {
     int n = b->flen[best];
     res->tokens = tolk_malloc_array((size_t)n + 1, sizeof(int));
     res->logprobs = tolk_malloc_array((size_t)n + 1, sizeof(float));
-    if (!res->tokens || !res->logprobs) return tolk_fail(s->ctx, TOLK_ERR_NOMEM, "decode: out of memory");
+    if (!res->tokens || !res->logprobs)
+        return tolk_fail(s->ctx, TOLK_ERR_NOMEM, "decode: out of memory");
     memcpy(res->tokens, b->ftoks + (size_t)best * W, (size_t)n * sizeof(int));
     memcpy(res->logprobs, b->flps + (size_t)best * W, (size_t)n * sizeof(float));
     res->n_tokens = n;

@@ -30,8 +30,8 @@ struct tolk_dec_greedy {
     double *sum;  /* [G] sum of log-probabilities */
     int *active;  /* [n_active] unfinished candidates, in step row order */
     int n_active;
-    int i;        /* index of the step whose results are consumed next */
-    int asking;   /* an ask for step i is pending */
+    int i;      /* index of the step whose results are consumed next */
+    int asking; /* an ask for step i is pending */
     /* the ask: rows = active candidates */
     int *seqs, *ntok;
     const int **tp;
@@ -119,8 +119,8 @@ static void consume(tolk_dec_search *s) {
             g->hist[a] = g->toks + (size_t)c * g->W;
             g->hist_len[a] = g->len[c];
         }
-        tolk_dec_fill_select(&s->f, g->n_active, g->hist, g->hist_len, 1, g->sel_off,
-                             g->sel_ranges, &g->sel);
+        tolk_dec_fill_select(&s->f, g->n_active, g->hist, g->hist_len, 1, g->sel_off, g->sel_ranges,
+                             &g->sel);
     }
     g->i = i + 1;
     g->asking = 1;
@@ -209,7 +209,8 @@ tolk_status tolk_dec_greedy_finish(tolk_dec_search *s, tolk_dec_result *res) {
     int n = lengths[best];
     res->tokens = tolk_malloc_array((size_t)n + 1, sizeof(int));
     res->logprobs = tolk_malloc_array((size_t)n + 1, sizeof(float));
-    if (!res->tokens || !res->logprobs) return tolk_fail(s->ctx, TOLK_ERR_NOMEM, "decode: out of memory");
+    if (!res->tokens || !res->logprobs)
+        return tolk_fail(s->ctx, TOLK_ERR_NOMEM, "decode: out of memory");
     memcpy(res->tokens, g->toks + (size_t)best * g->W, (size_t)n * sizeof(int));
     memcpy(res->logprobs, g->lps + (size_t)best * g->W, (size_t)n * sizeof(float));
     res->n_tokens = n;

@@ -74,8 +74,7 @@ static int use_beam(const tolk_dec_options *opt) {
 tolk_status tolk_dec_search_new(tolk_ctx *ctx, const tolk_dec_backend *be,
                                 const tolk_dec_tokens *tok, const int *initial, int n_initial,
                                 int sot_index, const tolk_dec_options *opt, int can_select,
-                                tolk_dec_text_fn text_fn, void *text_user,
-                                tolk_dec_search **out) {
+                                tolk_dec_text_fn text_fn, void *text_user, tolk_dec_search **out) {
     if (!out) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "decode: NULL argument");
     *out = NULL;
     if (!be || !tok || !initial || !opt || !be->reset || !be->copy)
@@ -228,8 +227,7 @@ tolk_status tolk_dec_search_finish(tolk_dec_search *s, tolk_dec_result *res) {
     if (s->err) return s->err;
     if (s->phase != PH_BODY && s->phase != PH_DONE)
         return tolk_fail(s->ctx, TOLK_ERR_INTERNAL, "decode: search not finished");
-    tolk_status st =
-        s->greedy ? tolk_dec_greedy_finish(s, res) : tolk_dec_beam_finish(s, res);
+    tolk_status st = s->greedy ? tolk_dec_greedy_finish(s, res) : tolk_dec_beam_finish(s, res);
     res->no_speech_prob = s->no_speech_prob;
     res->temperature = s->opt.temperature;
     if (st == TOLK_OK && s->text_fn) {
@@ -267,10 +265,11 @@ tolk_status tolk_dec_drive(tolk_ctx *ctx, const tolk_dec_backend *be, void *m,
         if (ask.k == 0) {
             st = be->step(be->user, ask.seqs, ask.n_seqs, ask.tokens, ask.n_tokens, ask.logits);
         } else if (be->step_select) {
-            st = be->step_select(be->user, ask.seqs, ask.n_seqs, ask.tokens, ask.n_tokens,
-                                 &ask.sel, ask.idx, ask.lp);
+            st = be->step_select(be->user, ask.seqs, ask.n_seqs, ask.tokens, ask.n_tokens, &ask.sel,
+                                 ask.idx, ask.lp);
         } else {
-            st = tolk_fail(ctx, TOLK_ERR_INTERNAL, "decode: a selection asked of a backend without");
+            st =
+                tolk_fail(ctx, TOLK_ERR_INTERNAL, "decode: a selection asked of a backend without");
         }
         if (st == TOLK_OK) st = feed(m);
         if (st != TOLK_OK) return st;
@@ -289,8 +288,7 @@ tolk_status tolk_dec_decode(tolk_ctx *ctx, const tolk_dec_backend *be, const tol
                             const tolk_dec_options *opt, tolk_dec_text_fn text_fn, void *text_user,
                             tolk_dec_result *res) {
     memset(res, 0, sizeof *res);
-    if (!be || !be->step)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "decode: NULL argument");
+    if (!be || !be->step) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "decode: NULL argument");
     tolk_dec_search *s = NULL;
     tolk_status st = tolk_dec_search_new(ctx, be, tok, initial, n_initial, sot_index, opt,
                                          be->step_select != NULL, text_fn, text_user, &s);

@@ -28,9 +28,9 @@ struct tolk_dec_search {
     int can_select;
     tolk_dec_text_fn text_fn;
     void *text_user;
-    int phase;       /* PH_* in decode_search.c */
-    float *l1, *l2;  /* [n_vocab] logits at SOT / after the initial tokens */
-    int seq0;        /* 0: the prefill's sequence */
+    int phase;        /* PH_* in decode_search.c */
+    float *l1, *l2;   /* [n_vocab] logits at SOT / after the initial tokens */
+    int seq0;         /* 0: the prefill's sequence */
     const int *p_tok; /* the prefill's tokens and count */
     int p_n;
     float no_speech_prob;

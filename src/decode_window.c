@@ -153,7 +153,8 @@ tolk_status tolk_dec_window_next(tolk_dec_window *w, tolk_dec_ask *ask, int *ask
 
 tolk_status tolk_dec_window_feed(tolk_dec_window *w) {
     if (w->err) return w->err;
-    if (!w->search) return w->err = tolk_fail(w->ctx, TOLK_ERR_INTERNAL, "decode: fed a finished window");
+    if (!w->search)
+        return w->err = tolk_fail(w->ctx, TOLK_ERR_INTERNAL, "decode: fed a finished window");
     tolk_status st = tolk_dec_search_feed(w->search);
     if (st != TOLK_OK) w->err = st;
     return st;

@@ -45,21 +45,21 @@ struct tolk_request {
     tolk_ctx *ctx; /* the request's messages */
     tolk_transcribe_params params;
     char *s_language, *s_prompt, *s_prefix, *s_suppress, *s_clips; /* copied strings */
-    float *samples;  /* owned copy (memory input) */
-    tolk_live live;  /* live input */
+    float *samples;                                                /* owned copy (memory input) */
+    tolk_live live;                                                /* live input */
     int is_live;
     tolk_lf *lf;
-    int state;       /* RQ_*, under the engine mutex */
-    int cancel;      /* under the engine mutex */
-    int freed;       /* the caller freed the handle: the engine frees it at the end */
+    int state;  /* RQ_*, under the engine mutex */
+    int cancel; /* under the engine mutex */
+    int freed;  /* the caller freed the handle: the engine frees it at the end */
     tolk_status status;
     /* scheduling (tick thread only) */
-    int *slots;      /* [n_slots] pool sequences */
+    int *slots; /* [n_slots] pool sequences */
     int n_slots;
-    int window;      /* pool window slot, -1 */
+    int window; /* pool window slot, -1 */
     int have_ask;
     tolk_lf_ask ask;
-    uint64_t order;  /* submission order */
+    uint64_t order; /* submission order */
     /* published (under the engine mutex) */
     tolk_segment *pub;
     int n_pub, cap_pub;
@@ -69,8 +69,8 @@ struct tolk_request {
     double duration;
     float lang_probs[100]; /* language identification, in token order */
     int n_lang;
-    struct tolk_vad_job *job; /* speech-only request standing for its pieces
-                                 (vad_filter.c); never queued itself */
+    struct tolk_vad_job *job;  /* speech-only request standing for its pieces
+                                  (vad_filter.c); never queued itself */
     struct tolk_request *next; /* in the queue or the active list */
 };
 
@@ -110,7 +110,7 @@ struct tolk_engine {
     size_t sl_cap_rows, sl_cap_out, sl_cap_pairs;
     tolk_request **served;
     size_t served_cap;
-    uint64_t rr; /* order after which the next step starts serving */
+    uint64_t rr;      /* order after which the next step starts serving */
     uint64_t signals; /* counts broadcasts of `work` (no lost wake-ups) */
     int refs;         /* the caller's reference + one per request handle */
     int closed;       /* tolk_engine_free was called */
@@ -224,9 +224,8 @@ static int can_select(const tolk_engine *e) {
 
 /* ---- submission ---------------------------------------------------------- */
 
-static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float *samples,
-                          size_t n, int live, const tolk_transcribe_params *params,
-                          tolk_request **out) {
+static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float *samples, size_t n,
+                          int live, const tolk_transcribe_params *params, tolk_request **out) {
     if (!out) return tolk_fail(e ? e->ctx : NULL, TOLK_ERR_INVALID_ARG, "engine: NULL out");
     *out = NULL;
     if (!e) return TOLK_ERR_INVALID_ARG;
@@ -337,9 +336,13 @@ tolk_status tolk_engine_submit_file(tolk_engine *e, const char *path,
          * whole input: decode it whole */
         float *x = NULL;
         size_t n = 0;
-        tolk_status s = tolk_audio_load(e->ctx, path, &x, &n);
+        tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
+        tolk_status s = tolk_audio_load_facts(e->ctx, path, &x, &n, &in.facts);
         if (s != TOLK_OK) return s;
-        s = tolk_engine_submit_samples(e, x, n, params, out);
+        if (params && params->vad)
+            s = tolk_engine_submit_samples(e, x, n, params, out);
+        else
+            s = submit(e, &in, x, n, 0, params, out);
         tolk_free(x);
         return s;
     }
@@ -420,8 +423,7 @@ const char *tolk_engine_language_code(const tolk_engine *e, int i) {
 
 tolk_status tolk_request_push(tolk_request *r, const float *samples, size_t n) {
     if (!r) return TOLK_ERR_INVALID_ARG;
-    if (!r->is_live)
-        return tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: not a live input");
+    if (!r->is_live) return tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: not a live input");
     if (!samples && n) return tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: NULL samples");
     for (size_t i = 0; i < n; i++)
         if (!isfinite(samples[i]))
@@ -438,8 +440,7 @@ tolk_status tolk_request_push(tolk_request *r, const float *samples, size_t n) {
 
 tolk_status tolk_request_close(tolk_request *r) {
     if (!r) return TOLK_ERR_INVALID_ARG;
-    if (!r->is_live)
-        return tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: not a live input");
+    if (!r->is_live) return tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: not a live input");
     tolk_live_close(&r->live);
     pthread_mutex_lock(&r->e->mu);
     wake(r->e);
@@ -496,7 +497,7 @@ tolk_status tolk_request_segments(tolk_request *r, int from, tolk_result **out) 
     *out = NULL;
     if (!r) return TOLK_ERR_INVALID_ARG;
     if (r->job) return tolk_vad_job_segments(r->job, from, out);
-    tolk_result *res = calloc(1, sizeof *res);
+    tolk_result *res = calloc(1, sizeof(tolk_result_ext)); /* the public struct first */
     if (!res) return TOLK_ERR_NOMEM;
     res->text = strdup("");
     tolk_status s = res->text ? TOLK_OK : TOLK_ERR_NOMEM;
@@ -573,8 +574,8 @@ static uint64_t seq_bytes(const tolk_hparams *h) {
            4u;
 }
 static uint64_t win_bytes(const tolk_hparams *h) {
-    return (uint64_t)h->n_text_layer * (uint64_t)h->n_audio_ctx * 2u *
-           (uint64_t)h->n_text_state * 4u;
+    return (uint64_t)h->n_text_layer * (uint64_t)h->n_audio_ctx * 2u * (uint64_t)h->n_text_state *
+           4u;
 }
 
 /* (Re)build the pool with n_seqs sequences and n_windows windows (nothing
@@ -695,8 +696,6 @@ static void publish_locked(tolk_request *r, const tolk_segment *const *segs, int
     while (r->n_pub < n && tolk_segment_copy(&r->pub[r->n_pub], segs[r->n_pub]) == TOLK_OK)
         r->n_pub++;
 }
-
-
 
 /* End request r (active or queued) with status s: publish, move it off the
  * lists, wake waiters. Called without the mutex; takes it. */
@@ -910,8 +909,8 @@ static void encode_all(tolk_engine *e, tolk_request **act, int n) {
             who[k++] = act[i];
         }
     double t0 = tolk_time_now();
-    tolk_status s = tolk_kvcache_encode_windows(e->ctx, e->net, e->kv, wins, mels, k,
-                                                e->p.encoder_batch);
+    tolk_status s =
+        tolk_kvcache_encode_windows(e->ctx, e->net, e->kv, wins, mels, k, e->p.encoder_batch);
     tolk_timings_since(&e->timings, TOLK_STAGE_ENCODER, t0);
     pthread_mutex_lock(&e->mu);
     e->stats.encoder_passes += (k + e->p.encoder_batch - 1) / e->p.encoder_batch;

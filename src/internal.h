@@ -51,6 +51,35 @@ static inline int tolk_add_size(size_t a, size_t b, size_t *out) {
     return 1;
 }
 
+/* What the library allocates behind every tolk_result it returns: the
+ * public struct first (tolk_result_free's free() releases the whole), then
+ * facts that reach callers through accessors, so that the public layout
+ * stays as it is. */
+typedef struct tolk_input_facts {
+    int truncated;     /* tolk_audio_truncated of the input */
+    double expected_s; /* seconds promised, -1 when unknown */
+    double decoded_s;  /* seconds decoded */
+} tolk_input_facts;
+typedef struct tolk_result_ext {
+    tolk_result pub;
+    tolk_input_facts input; /* tolk_result_input_truncated */
+} tolk_result_ext;
+
+/* The input facts of reader r (call at the end of its input; zeros for a
+ * complete input). audio.c. */
+void tolk_audio_input_facts(const tolk_audio_reader *r, tolk_input_facts *out);
+
+/* tolk_audio_load that also reports the input facts (facts may be NULL). */
+tolk_status tolk_audio_load_facts(tolk_ctx *ctx, const char *path, float **samples,
+                                  size_t *n_samples, tolk_input_facts *facts);
+
+/* Whether a Whisper vocabulary of n_vocab tokens is multilingual: 51865
+ * (99 languages) and 51866 (100, large-v3) are, 51864 (the *.en models) is
+ * not. The one place the library decides it (weights, tokenizer, state). */
+static inline int tolk_vocab_is_multilingual(int n_vocab) {
+    return n_vocab >= 51865;
+}
+
 /* malloc/calloc wrappers that return NULL for a zero or overflowing size
  * rather than misbehaving; pair with tolk_free / free. */
 void *tolk_malloc_array(size_t n, size_t size);

@@ -255,11 +255,14 @@ static tolk_status parse_clips(tolk_lf *lf, const char *spec) {
         double v = strtod(p, &end);
         while (end && *end == ' ')
             end++;
-        if (end == p || errno || !isfinite(v) || v < 0 || v > 1e9 ||
-            (*end != ',' && *end != '\0')) {
+        const char *why = end == p || (*end != ',' && *end != '\0') ? "is not a list of seconds"
+                          : errno || !(v >= 0 && v <= 1e9) ? "holds a value outside [0, 1e9] s"
+                          : n % 2 == 1 && !(v > pts[n - 1])
+                              ? "holds a clip that does not end after it starts"
+                              : NULL;
+        if (why) {
             free(pts);
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
-                             "clip_timestamps: '%s' is not a list of seconds", spec);
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "clip_timestamps: '%s' %s", spec, why);
         }
         pts[n++] = v;
         p = *end == ',' ? end + 1 : end;
@@ -396,7 +399,7 @@ tolk_status tolk_lf_new(const tolk_lf_env *env, const tolk_transcribe_params *p,
         lf->window = tolk_malloc_array((size_t)asr->hp.n_mels * TOLK_N_FRAMES, sizeof(float));
         lf->initial = tolk_malloc_array((size_t)asr->hp.n_text_ctx + 8, sizeof(int));
         lf->lang_logits = tolk_malloc_array((size_t)asr->hp.n_vocab, sizeof(float));
-        lf->res = calloc(1, sizeof *lf->res);
+        lf->res = calloc(1, sizeof(tolk_result_ext)); /* the public struct first */
         if (!lf->window || !lf->initial || !lf->lang_logits || !lf->res ||
             !ivec_push(&lf->all, lf->init_prompt, lf->n_init_prompt))
             s = tolk_fail(ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
@@ -411,6 +414,7 @@ tolk_status tolk_lf_new(const tolk_lf_env *env, const tolk_transcribe_params *p,
         lf->detect_only = in->detect_only;
         switch (in->kind) {
         case TOLK_LF_MEMORY:
+            ((tolk_result_ext *)lf->res)->input = in->facts;
             if (!in->samples && in->n_samples)
                 s = tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: NULL samples");
             else if (in->n_samples == 0)
@@ -534,7 +538,8 @@ static tolk_status cut_window(tolk_lf *lf, size_t seek, size_t size) {
     if (s != TOLK_OK) return s;
     lf->encoded_seek = seek;
     lf->encoded_size = size;
-    if (lf->live && seek > 0) tolk_live_drop(lf->live, (seek - (seek >= 2 ? 2 : seek)) * TOLK_HOP_LENGTH);
+    if (lf->live && seek > 0)
+        tolk_live_drop(lf->live, (seek - (seek >= 2 ? 2 : seek)) * TOLK_HOP_LENGTH);
     return TOLK_OK;
 }
 
@@ -561,8 +566,8 @@ static tolk_status start_decode(tolk_lf *lf) {
     tolk_dec_result_clear(&lf->dr);
     lf->state = S_DECODE;
     return tolk_dec_window_new(lf->env.ctx, &lf->env.seqs, t, initial, n_init, sot_index, &lf->dopt,
-                               &lf->fb, lf->env.can_select, tolk_asr_text,
-                               (void *)lf->env.asr, &lf->win);
+                               &lf->fb, lf->env.can_select, tolk_asr_text, (void *)lf->env.asr,
+                               &lf->win);
 }
 
 /* The decoded window: segments, the next seek, the prompt, progress. */
@@ -630,7 +635,8 @@ static tolk_status finish_window(tolk_lf *lf) {
         double total = content == OPEN_END ? -1.0 : (double)content / TOLK_FRAMES_PER_SECOND;
         size_t at = content != OPEN_END && lf->seek > content ? content : lf->seek;
         if (p->progress(p->user, (double)at / TOLK_FRAMES_PER_SECOND, total))
-            return tolk_fail(lf->env.ctx, TOLK_ERR_CANCELLED, "transcribe: cancelled by the caller");
+            return tolk_fail(lf->env.ctx, TOLK_ERR_CANCELLED,
+                             "transcribe: cancelled by the caller");
     }
     lf->state = S_WINDOW;
     return TOLK_OK;
@@ -675,6 +681,8 @@ static tolk_status init(tolk_lf *lf, tolk_lf_ask *ask, int *waiting) {
         if (lf->mp.n == 0)
             return tolk_fail(ctx, TOLK_ERR_EMPTY, "%s: no audio samples",
                              lf->kind == TOLK_LF_FILE ? lf->file.path : "transcribe");
+        if (lf->kind == TOLK_LF_FILE) /* pass 1 read the whole file: its truncation facts */
+            tolk_audio_input_facts(lf->file.rd, &((tolk_result_ext *)lf->res)->input);
         if (lf->kind == TOLK_LF_FILE && (s = tolk_file_src_rewind(ctx, &lf->file)) != TOLK_OK)
             return s;
     }
@@ -757,8 +765,8 @@ static tolk_status window(tolk_lf *lf, tolk_lf_ask *ask, int *waiting) {
     const size_t n_pairs = content == OPEN_END ? (lf->n_clips + 1) / 2 : lf->n_pairs;
     while (lf->clip_idx < n_pairs) {
         size_t clip_start = lf->clips[2 * lf->clip_idx];
-        size_t clip_end = 2 * lf->clip_idx + 1 < lf->n_clips ? lf->clips[2 * lf->clip_idx + 1]
-                                                             : OPEN_END;
+        size_t clip_end =
+            2 * lf->clip_idx + 1 < lf->n_clips ? lf->clips[2 * lf->clip_idx + 1] : OPEN_END;
         if (lf->seek < clip_start) lf->seek = clip_start;
         if (lf->seek >= clip_end || lf->seek >= content) {
             /* the reference's segment_size would be <= 0 past the content: done with it */

@@ -59,7 +59,8 @@ typedef struct tolk_lf_input {
     size_t n_samples;
     const char *path;
     tolk_live *live;
-    int detect_only; /* identify the language of the first window, then stop */
+    int detect_only;        /* identify the language of the first window, then stop */
+    tolk_input_facts facts; /* MEMORY decoded from a file (stdin): its truncation */
 } tolk_lf_input;
 
 typedef struct tolk_lf tolk_lf;

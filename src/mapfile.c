@@ -67,12 +67,14 @@ static int open_regular(tolk_ctx *ctx, const char *path, size_t *size, tolk_stat
     return fd;
 }
 
-/* Read exactly n bytes from fd into dst; 0 on success. */
+/* Read exactly n bytes from fd into dst; 0 on success, -1 with errno set
+ * (0 when the file ended early). */
 static int read_all(int fd, void *dst, size_t n) {
     char *p = dst;
     while (n > 0) {
         ssize_t r = read(fd, p, n > (1u << 30) ? (1u << 30) : n);
         if (r < 0 && errno == EINTR) continue;
+        if (r == 0) errno = 0;
         if (r <= 0) return -1;
         p += r;
         n -= (size_t)r;
@@ -107,9 +109,12 @@ tolk_status tolk_mapfile_open(tolk_ctx *ctx, const char *path, int use_mmap, tol
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, size);
     }
     if (read_all(fd, buf, size) != 0) {
+        int e = errno;
         free(buf);
         close(fd);
-        return tolk_fail(ctx, TOLK_ERR_IO, "%s: read failed", path);
+        return tolk_fail(ctx, TOLK_ERR_IO,
+                         "%s: read failed: %s (expected %zu bytes; changed while loading?)", path,
+                         e ? strerror(e) : "the file ended early", size);
     }
     close(fd);
     out->data = buf;

@@ -62,10 +62,10 @@ typedef struct tolk_live {
     pthread_mutex_t mu;
     float *buf;
     size_t cap;
-    size_t base;   /* input index of buf[0] */
-    size_t len;    /* samples held */
-    int closed;    /* no more samples will come */
-    size_t total;  /* samples pushed so far */
+    size_t base;  /* input index of buf[0] */
+    size_t len;   /* samples held */
+    int closed;   /* no more samples will come */
+    size_t total; /* samples pushed so far */
 } tolk_live;
 tolk_status tolk_live_init(tolk_live *l);
 void tolk_live_destroy(tolk_live *l);
@@ -90,7 +90,7 @@ typedef struct tolk_melpipe {
     float *raw;     /* [n_mels, lead + frames + 2] */
     size_t n;       /* input samples (once known) */
     size_t content_frames;
-    float gmax;     /* global max of the raw log-mel of the padded input */
+    float gmax;      /* global max of the raw log-mel of the padded input */
     int running_max; /* live: gmax is raised by every window */
 } tolk_melpipe;
 

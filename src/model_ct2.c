@@ -564,7 +564,7 @@ static tolk_status ct2_build(ct2_ctx *c) {
     /* Whisper's heads are 64 wide; older specs did not store num_heads. */
     hp->n_audio_head = ct2_scalar_int(f, "encoder/num_heads", hp->n_audio_state / 64);
     hp->n_text_head = ct2_scalar_int(f, "decoder/num_heads", hp->n_text_state / 64);
-    if ((st = tolk_hparams_check(c->ctx, c->path, hp))) return st;
+    if ((st = tolk_hparams_check(c->ctx, c->path, hp, TOLK_HP_TABLE))) return st;
 
     /* An untied output projection is not supported (Whisper ties it). */
     const ct2_var *proj = ct2_find(f, "decoder/projection/weight");

@@ -117,7 +117,7 @@ static tolk_status ggml_fill(tolk_ctx *ctx, tolk_weights *w, const char *path, c
     hp->n_text_head = h[7];
     hp->n_text_layer = h[8];
     hp->n_mels = h[9];
-    tolk_status st = tolk_hparams_check(ctx, path, hp);
+    tolk_status st = tolk_hparams_check(ctx, path, hp, TOLK_HP_TABLE);
     if (st) return st;
     int ftype = h[10] % 1000; /* whisper.cpp adds 1000 x quantization version */
     if (ftype < 0 || (ftype > 1 && ftype != 30 && ftype != 32)) {

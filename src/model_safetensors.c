@@ -304,7 +304,7 @@ static tolk_status hf_config(tolk_ctx *ctx, const char *path, const char *text, 
         return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
                          "%s: feed-forward width %d/%d is not 4 x d_model (%d)", path, effn, dffn,
                          d);
-    return tolk_hparams_check(ctx, path, hp);
+    return tolk_hparams_check(ctx, path, hp, TOLK_HP_TABLE);
 }
 
 static int cmp_int(const void *a, const void *b) {

@@ -17,7 +17,6 @@
 #include "net_internal.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,21 +27,6 @@
 /* ------------------------------------------------------------------------ */
 /* Weight preparation                                                      */
 /* ------------------------------------------------------------------------ */
-
-/* The tensor named by the format, or NULL (own scan: the net does not need
- * the loaders' lookup helpers). */
-static const tolk_tensor *find(const tolk_weights *w, const char *fmt, ...) TOLK_PRINTF(2, 3);
-static const tolk_tensor *find(const tolk_weights *w, const char *fmt, ...) {
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof name) return NULL;
-    for (int i = 0; i < w->n_tensors; i++)
-        if (w->tensors[i].name && strcmp(w->tensors[i].name, name) == 0) return &w->tensors[i];
-    return NULL;
-}
 
 typedef struct prep {
     tolk_ctx *ctx;
@@ -57,7 +41,7 @@ typedef struct prep {
 static const tolk_tensor *need(prep *p, int required, int ndim, const int64_t *shape,
                                const char *name) {
     if (p->st != TOLK_OK) return NULL;
-    const tolk_tensor *t = find(p->w, "%s", name);
+    const tolk_tensor *t = tolk_weights_get(p->w, name);
     if (!t) {
         if (required)
             p->st = tolk_fail(p->ctx, TOLK_ERR_FORMAT, "%s: missing tensor %s",
@@ -230,31 +214,12 @@ void tolk_net_free(tolk_net *net) {
     free(net);
 }
 
-/* Hyper-parameters the network can run: positive, heads dividing the
- * widths, the conv stem mapping 2 * n_audio_ctx mel frames to n_audio_ctx. */
-static tolk_status check_hparams(tolk_ctx *ctx, const tolk_weights *w) {
-    const tolk_hparams *h = &w->hp;
-    const char *path = w->path ? w->path : "model";
-    if (h->n_mels < 1 || h->n_mels > 1024 || h->n_vocab < 1 || h->n_vocab > 10000000 ||
-        h->n_audio_ctx < 1 || h->n_audio_ctx > 100000 || h->n_audio_state < 1 ||
-        h->n_audio_state > 65536 || h->n_audio_head < 1 || h->n_audio_layer < 1 ||
-        h->n_audio_layer > 1000 || h->n_text_ctx < 1 || h->n_text_ctx > 100000 ||
-        h->n_text_state < 1 || h->n_text_state > 65536 || h->n_text_head < 1 ||
-        h->n_text_layer < 1 || h->n_text_layer > 1000 || h->n_audio_state % h->n_audio_head != 0 ||
-        h->n_text_state % h->n_text_head != 0)
-        return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: implausible hyper-parameters", path);
-    if (h->n_audio_state != h->n_text_state)
-        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED, "%s: audio width %d differs from text width %d",
-                         path, h->n_audio_state, h->n_text_state);
-    return TOLK_OK;
-}
-
 tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net_params *params,
                             tolk_net **out) {
     if (!out) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: NULL output");
     *out = NULL;
     if (!w) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: NULL weights");
-    tolk_status st = check_hparams(ctx, w);
+    tolk_status st = tolk_hparams_check(ctx, w->path, &w->hp, TOLK_HP_NET);
     if (st != TOLK_OK) return st;
     tolk_net *net = calloc(1, sizeof *net);
     if (!net) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: out of memory");

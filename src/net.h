@@ -143,8 +143,7 @@ void tolk_kvcache_set_graphs(tolk_kvcache *kv, int on);
 /* Counters of kv's captured decoder steps (any pointer may be NULL):
  * graphs captured, graph launches, captures that failed (those steps ran
  * op by op). All 0 on the CPU or with graphs off. */
-void tolk_kvcache_graph_stats(const tolk_kvcache *kv, long *captured, long *replayed,
-                              long *failed);
+void tolk_kvcache_graph_stats(const tolk_kvcache *kv, long *captured, long *replayed, long *failed);
 
 /* The backend the network runs on: "cpu" or "cuda". */
 const char *tolk_net_device(const tolk_net *net);

@@ -120,8 +120,8 @@ tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv) {
             for (int p = 0; p < kv->n_pend; p++) {
                 const size_t db =
                     (l * (size_t)kv->seq_stride + (size_t)kv->pend[3 * p]) * (size_t)kv->max_len;
-                const size_t sb =
-                    (l * (size_t)kv->seq_stride + (size_t)kv->pend[3 * p + 1]) * (size_t)kv->max_len;
+                const size_t sb = (l * (size_t)kv->seq_stride + (size_t)kv->pend[3 * p + 1]) *
+                                  (size_t)kv->max_len;
                 for (int t = 0; t < kv->pend[3 * p + 2]; t++, r++) {
                     dst[r] = (int)(db + (size_t)t);
                     src[r] = (int)(sb + (size_t)t);
@@ -187,10 +187,10 @@ tolk_status tolk_kvcache_copy(tolk_ctx *ctx, tolk_kvcache *kv, int dst, int src)
 /* ------------------------------------------------------------------------ */
 
 size_t tolk_step_bucket(size_t B) {
-    if (B <= 8) return B;                        /* 1 .. 8 as they are */
-    if (B <= 64) return (B + 7) / 8 * 8;         /* 16, 24, ..., 64 */
-    if (B <= 256) return (B + 31) / 32 * 32;     /* 96, 128, ..., 256 */
-    return (B + 127) / 128 * 128;                /* 384, 512, ... */
+    if (B <= 8) return B;                    /* 1 .. 8 as they are */
+    if (B <= 64) return (B + 7) / 8 * 8;     /* 16, 24, ..., 64 */
+    if (B <= 256) return (B + 31) / 32 * 32; /* 96, 128, ..., 256 */
+    return (B + 127) / 128 * 128;            /* 384, 512, ... */
 }
 
 /* Every product of the step keeps each row's numbers independent of the
@@ -232,8 +232,7 @@ typedef struct step_bufs {
  * max_nq the most rows of one sequence; k > 0 adds the selection. Only
  * launches work (no host round trip): this is what a graph captures. */
 static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, size_t T,
-                            size_t B, int max_nq, const step_layout *L, const step_bufs *w,
-                            int k) {
+                            size_t B, int max_nq, const step_layout *L, const step_bufs *w, int k) {
     const tolk_backend *be = net->be;
     const tolk_hparams *hp = &net->hp;
     const size_t d = (size_t)hp->n_text_state, V = (size_t)hp->n_vocab;
@@ -266,7 +265,8 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         if (!st)
             st = be->attention_desc(ctx, be, qkv, d, ckv, ckv + d, 2 * d, att, d, cross_d, (int)B,
                                     max_nq, hp->n_audio_ctx, nh, dh, scale);
-        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, EXACT_ACC);
+        if (!st)
+            st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, EXACT_ACC);
         /* MLP */
         if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS);
         if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, EXACT);
@@ -409,8 +409,9 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     tolk_status st = tolk_kvcache_flush(ctx, kv);
     if (!st) st = ws_reserve(ctx, kv, Ts * d * 10 + Bs * d + Bs * V + 2 * Bs * kk);
     const step_layout L = layout_of(Ts, Bs, P);
-    if (!st) st = ints_reserve(ctx, kv, &kv->step_host, &kv->step_dev, &kv->step_cap,
-                               L.total > 2 * Bs * kk ? L.total : 2 * Bs * kk);
+    if (!st)
+        st = ints_reserve(ctx, kv, &kv->step_host, &kv->step_dev, &kv->step_cap,
+                          L.total > 2 * Bs * kk ? L.total : 2 * Bs * kk);
     if (st) return st;
 
     /* the step block */
@@ -438,8 +439,8 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
         hb[L.kv_dst + r] = scratch * kv->max_len;
         hb[L.last + i] = (int)r;
         const tolk_attn_desc sa = {(int)r, scratch * kv->max_len, 1, 1, 1, 0};
-        const tolk_attn_desc ca = {(int)r, kv->win[seqs[0]] * hp->n_audio_ctx, 1,
-                                   hp->n_audio_ctx, 0, 0};
+        const tolk_attn_desc ca = {
+            (int)r, kv->win[seqs[0]] * hp->n_audio_ctx, 1, hp->n_audio_ctx, 0, 0};
         memcpy(hb + L.self_d + 6 * i, &sa, sizeof sa);
         memcpy(hb + L.cross_d + 6 * i, &ca, sizeof ca);
     }
@@ -520,8 +521,7 @@ tolk_status tolk_net_decode_mixed(tolk_ctx *ctx, const tolk_net *net, tolk_kvcac
                                   const int *n_tokens, const tolk_net_select *sel, float *logits,
                                   int *out_idx, float *out_lp) {
     if (!sel) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: no selection");
-    return decode_impl(ctx, net, kv, seqs, n_seqs, tokens, n_tokens, logits, sel, out_idx,
-                       out_lp);
+    return decode_impl(ctx, net, kv, seqs, n_seqs, tokens, n_tokens, logits, sel, out_idx, out_lp);
 }
 
 void tolk_kvcache_set_graphs(tolk_kvcache *kv, int on) {

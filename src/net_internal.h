@@ -57,8 +57,8 @@ struct tolk_net {
 struct tolk_kvcache {
     const tolk_net *net;
     int max_seqs, max_len, max_windows;
-    int seq_stride; /* sequences per layer block of self_kv: max_seqs + 1, the last
-                       the scratch sequence of padding rows (graph buckets) */
+    int seq_stride;  /* sequences per layer block of self_kv: max_seqs + 1, the last
+                        the scratch sequence of padding rows (graph buckets) */
     int *len;        /* [max_seqs] cached positions */
     int *win;        /* [max_seqs] window slot, -1 unbound */
     int *win_set;    /* [max_windows] whether set_window ran */
@@ -66,12 +66,12 @@ struct tolk_kvcache {
     float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
     float *ws;       /* decoder step workspace (device), ws_floats */
     size_t ws_floats;
-    float *enc_ws; /* encoder workspace for one window (device), made on
-                      the first tolk_kvcache_encode_window and kept: a
-                      long file reuses it instead of allocating ~40
-                      n_audio_ctx n_audio_state bytes per window */
+    float *enc_ws;      /* encoder workspace for one window (device), made on
+                           the first tolk_kvcache_encode_window and kept: a
+                           long file reuses it instead of allocating ~40
+                           n_audio_ctx n_audio_state bytes per window */
     int enc_ws_windows; /* windows one pass of enc_ws holds */
-    float *xa;     /* [n_audio_ctx, d] set_window's upload buffer, kept */
+    float *xa;          /* [n_audio_ctx, d] set_window's upload buffer, kept */
 
     /* decoder step (net_decode.c) */
     int *step_host; /* the step's index block on the host (staging) */
@@ -96,7 +96,7 @@ typedef struct step_graph {
     void *graph; /* backend graph, NULL = empty slot */
     int B;       /* sequences (= rows) */
     int k;       /* 0: logits returned; else the selection's k */
-    int failed; /* capture failed once: run this key directly */
+    int failed;  /* capture failed once: run this key directly */
     unsigned long long used;
 } step_graph;
 

@@ -17,17 +17,28 @@ const char *tolk_version(void) {
 
 const char *tolk_strerror(tolk_status status) {
     switch (status) {
-    case TOLK_OK: return "success";
-    case TOLK_ERR_IO: return "input/output error";
-    case TOLK_ERR_FORMAT: return "invalid or corrupt data";
-    case TOLK_ERR_UNSUPPORTED: return "unsupported format or feature";
-    case TOLK_ERR_NOMEM: return "out of memory";
-    case TOLK_ERR_INVALID_ARG: return "invalid argument";
-    case TOLK_ERR_CUDA: return "CUDA error";
-    case TOLK_ERR_NO_DEVICE: return "no CUDA device available";
-    case TOLK_ERR_EMPTY: return "no data";
-    case TOLK_ERR_INTERNAL: return "internal error";
-    case TOLK_ERR_CANCELLED: return "cancelled";
+    case TOLK_OK:
+        return "success";
+    case TOLK_ERR_IO:
+        return "input/output error";
+    case TOLK_ERR_FORMAT:
+        return "invalid or corrupt data";
+    case TOLK_ERR_UNSUPPORTED:
+        return "unsupported format or feature";
+    case TOLK_ERR_NOMEM:
+        return "out of memory";
+    case TOLK_ERR_INVALID_ARG:
+        return "invalid argument";
+    case TOLK_ERR_CUDA:
+        return "CUDA error";
+    case TOLK_ERR_NO_DEVICE:
+        return "no CUDA device available";
+    case TOLK_ERR_EMPTY:
+        return "no data";
+    case TOLK_ERR_INTERNAL:
+        return "internal error";
+    case TOLK_ERR_CANCELLED:
+        return "cancelled";
     }
     return "unknown status";
 }
@@ -82,8 +93,7 @@ tolk_status tolk_ctx_new(const tolk_ctx_params *params, tolk_ctx **out) {
     if (!out) return TOLK_ERR_INVALID_ARG;
     *out = NULL;
     tolk_ctx_params p = params ? *params : tolk_ctx_default_params();
-    if (p.device != TOLK_DEVICE_CPU && p.device != TOLK_DEVICE_CUDA &&
-        p.device != TOLK_DEVICE_AUTO)
+    if (p.device != TOLK_DEVICE_CPU && p.device != TOLK_DEVICE_CUDA && p.device != TOLK_DEVICE_AUTO)
         return TOLK_ERR_INVALID_ARG;
     if (p.device == TOLK_DEVICE_CUDA && !tolk_cuda_available()) return TOLK_ERR_NO_DEVICE;
     tolk_ctx *ctx = calloc(1, sizeof *ctx);

@@ -18,12 +18,18 @@ double tolk_time_now(void) {
 
 static double *stage_field(tolk_timings *t, int stage) {
     switch (stage) {
-    case TOLK_STAGE_AUDIO: return &t->audio_s;
-    case TOLK_STAGE_MEL: return &t->mel_s;
-    case TOLK_STAGE_ENCODER: return &t->encoder_s;
-    case TOLK_STAGE_DECODER: return &t->decoder_s;
-    case TOLK_STAGE_SEARCH: return &t->search_s;
-    default: return NULL;
+    case TOLK_STAGE_AUDIO:
+        return &t->audio_s;
+    case TOLK_STAGE_MEL:
+        return &t->mel_s;
+    case TOLK_STAGE_ENCODER:
+        return &t->encoder_s;
+    case TOLK_STAGE_DECODER:
+        return &t->decoder_s;
+    case TOLK_STAGE_SEARCH:
+        return &t->search_s;
+    default:
+        return NULL;
     }
 }
 

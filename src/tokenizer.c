@@ -659,7 +659,7 @@ static tolk_status tok_build(tolk_ctx *ctx, srcvocab *sv, int n_vocab, int tikto
         return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: only %d ordinary tokens", name, n_base);
     if (n_vocab < 0) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: n_vocab < 0", name);
     if (n_vocab > 0) {
-        multi = n_vocab >= 51865;
+        multi = tolk_vocab_is_multilingual(n_vocab);
         n_lang = n_vocab - 51765 - multi;
         if (n_lang < 1 || n_lang > TOLK_TOK_MAX_LANGUAGES)
             return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED, "%s: n_vocab %d is not a Whisper size",
@@ -678,7 +678,7 @@ static tolk_status tok_build(tolk_ctx *ctx, srcvocab *sv, int n_vocab, int tikto
         }
         if (n_lang == 0) n_lang = 99;
         n_vocab = n_base + 1509 + n_lang;
-        multi = n_vocab >= 51865;
+        multi = tolk_vocab_is_multilingual(n_vocab);
     }
     if (tiktoken_multi >= 0 && tiktoken_multi != multi)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: a %s vocabulary, but multilingual=%d",

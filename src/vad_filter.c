@@ -59,7 +59,7 @@ struct tolk_vad_job {
     vf_kid *kctx;
     int n_kids;
     vf_map map;
-    double duration; /* of the original input, seconds */
+    double duration;              /* of the original input, seconds */
     tolk_transcribe_params outer; /* the caller's callbacks */
     char language[8];
     float language_prob;
@@ -266,8 +266,7 @@ tolk_status tolk_vad_job_status(const struct tolk_vad_job *j) {
 
 const char *tolk_vad_job_error(const struct tolk_vad_job *j) {
     for (int i = 0; i < j->n_kids; i++)
-        if (tolk_request_status(j->kids[i]) != TOLK_OK)
-            return tolk_request_last_error(j->kids[i]);
+        if (tolk_request_status(j->kids[i]) != TOLK_OK) return tolk_request_last_error(j->kids[i]);
     return "";
 }
 
@@ -325,7 +324,7 @@ static int cat(char **a, const char *b) {
 }
 
 static tolk_result *new_result(const struct tolk_vad_job *j) {
-    tolk_result *r = calloc(1, sizeof *r);
+    tolk_result *r = calloc(1, sizeof(tolk_result_ext)); /* the public struct first */
     if (!r) return NULL;
     r->text = calloc(1, 1);
     if (!r->text) {
@@ -368,7 +367,8 @@ tolk_status tolk_vad_job_result(struct tolk_vad_job *j, tolk_result **out) {
         return tolk_fail(j->ctx, TOLK_ERR_INVALID_ARG, "request: still running");
     tolk_status s = tolk_vad_job_status(j);
     if (s != TOLK_OK) return tolk_fail(j->ctx, s, "%s", tolk_vad_job_error(j));
-    if (j->taken) return tolk_fail(j->ctx, TOLK_ERR_INVALID_ARG, "request: the result was already taken");
+    if (j->taken)
+        return tolk_fail(j->ctx, TOLK_ERR_INVALID_ARG, "request: the result was already taken");
     tolk_result *res = new_result(j);
     if (!res) return tolk_fail(j->ctx, TOLK_ERR_NOMEM, "request: out of memory");
     for (int i = 0; i < j->n_kids && s == TOLK_OK; i++) {

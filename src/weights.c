@@ -13,11 +13,13 @@
 #include "internal.h"
 #include "mapfile.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #if defined(__F16C__) && defined(__AVX__)
 #include <immintrin.h>
@@ -56,41 +58,10 @@ const char *tolk_dtype_name(tolk_dtype dt) {
     return "unknown";
 }
 
-static float bits_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint32_t f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-/* IEEE binary16 -> binary32, exact (subnormals, infinities, NaN payloads). */
-float tolk_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t mant = h & 0x3ffu;
-    if (exp == 0) {
-        if (mant == 0) return bits_f32(sign);
-        /* subnormal: value = mant * 2^-24; normalise */
-        int e = -1;
-        do {
-            e++;
-            mant <<= 1;
-        } while ((mant & 0x400u) == 0);
-        mant &= 0x3ffu;
-        return bits_f32(sign | ((uint32_t)(112 - e) << 23) | (mant << 13));
-    }
-    if (exp == 31) return bits_f32(sign | 0x7f800000u | (mant << 13));
-    return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
 /* binary32 -> binary16, round to nearest even; overflow gives infinity. */
 uint16_t tolk_f32_to_f16(float f) {
-    uint32_t x = f32_bits(f);
+    uint32_t x;
+    memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000u;
     uint32_t ax = x & 0x7fffffffu;
     if (ax >= 0x7f800000u) /* inf or NaN (keep a quiet NaN) */
@@ -110,16 +81,6 @@ uint16_t tolk_f32_to_f16(float f) {
     uint32_t r = ax - (112u << 23);
     r = (r + 0xfffu + ((r >> 13) & 1u)) >> 13;
     return (uint16_t)(sign | r);
-}
-
-float tolk_bf16_to_f32(uint16_t h) {
-    return bits_f32((uint32_t)h << 16);
-}
-
-uint16_t tolk_f32_to_bf16(float f) {
-    uint32_t x = f32_bits(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN */
-    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
 void tolk_f16_to_f32_n(const uint16_t *src, float *dst, size_t n) {
@@ -163,30 +124,35 @@ size_t tolk_tensor_nbytes(const tolk_tensor *t) {
     return (size_t)tolk_tensor_nelem(t) * tolk_dtype_size(t->dtype);
 }
 
-void tolk_tensor_to_f32(const tolk_tensor *t, float *dst) {
-    size_t n = (size_t)tolk_tensor_nelem(t);
+void tolk_tensor_rows_to_f32(const tolk_tensor *t, int64_t r0, int64_t n_rows, float *dst) {
+    const int64_t rows = t->ndim > 1 ? t->shape[0] : 1; /* the tolk_tensor_matrix view */
+    const size_t cols = rows > 0 ? (size_t)(tolk_tensor_nelem(t) / rows) : 0;
+    const size_t off = (size_t)r0 * cols, n = (size_t)n_rows * cols;
     switch (t->dtype) {
     case TOLK_DT_F32:
-        memcpy(dst, t->data, n * 4);
+        memcpy(dst, (const float *)t->data + off, n * sizeof(float));
         break;
     case TOLK_DT_F16:
-        tolk_f16_to_f32_n(t->data, dst, n);
+        tolk_f16_to_f32_n((const uint16_t *)t->data + off, dst, n);
         break;
     case TOLK_DT_BF16:
-        tolk_bf16_to_f32_n(t->data, dst, n);
+        tolk_bf16_to_f32_n((const uint16_t *)t->data + off, dst, n);
         break;
     case TOLK_DT_I8: {
-        const int8_t *q = t->data;
-        size_t rows = (size_t)t->shape[0], cols = rows ? n / rows : 0;
-        for (size_t r = 0; r < rows; r++) {
-            float s = t->scale ? t->scale[r] : 1.0f;
+        const int8_t *q = (const int8_t *)t->data + off;
+        for (int64_t r = 0; r < n_rows; r++) {
+            float s = t->scale ? t->scale[r0 + r] : 1.0f;
             float inv = s != 0.0f ? 1.0f / s : 0.0f;
             for (size_t c = 0; c < cols; c++)
-                dst[r * cols + c] = (float)q[r * cols + c] * inv;
+                dst[(size_t)r * cols + c] = (float)q[(size_t)r * cols + c] * inv;
         }
         break;
     }
     }
+}
+
+void tolk_tensor_to_f32(const tolk_tensor *t, float *dst) {
+    tolk_tensor_rows_to_f32(t, 0, t->ndim > 1 ? t->shape[0] : 1, dst);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -297,7 +263,9 @@ int tolk_weights_expected_shape(const tolk_hparams *hp, const char *name, int *n
     return 0;
 }
 
-tolk_status tolk_hparams_check(tolk_ctx *ctx, const char *path, const tolk_hparams *hp) {
+tolk_status tolk_hparams_check(tolk_ctx *ctx, const char *path, const tolk_hparams *hp,
+                               tolk_hparams_level level) {
+    if (!path) path = "model";
     struct {
         const char *name;
         int v, lo, hi;
@@ -324,6 +292,41 @@ tolk_status tolk_hparams_check(tolk_ctx *ctx, const char *path, const tolk_hpara
     if (hp->n_text_state % hp->n_text_head != 0)
         return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: n_text_state %d not divisible by %d heads",
                          path, hp->n_text_state, hp->n_text_head);
+    if (level == TOLK_HP_TABLE) return TOLK_OK;
+
+    /* net.c: one width for both stacks (cross-attention keys and values are
+     * [d, d] products of the encoder output, the decoder's residual is d) */
+    if (hp->n_audio_state != hp->n_text_state)
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                         "%s: audio width n_audio_state = %d differs from text width "
+                         "n_text_state = %d; tolk's network needs them equal",
+                         path, hp->n_audio_state, hp->n_text_state);
+    if (level == TOLK_HP_NET) return TOLK_OK;
+
+    /* the transcription pipeline: 30 s windows of 3000 mel frames (the conv
+     * stem halves them, so the encoder has exactly n_audio_ctx positions),
+     * the mel filterbanks it builds, the special-token layout of Whisper's
+     * vocabularies, and the CUDA attention kernels' head widths */
+    if (hp->n_audio_ctx != TOLK_N_FRAMES / 2)
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                         "%s: n_audio_ctx (max_source_positions) = %d is not supported: tolk "
+                         "encodes 30 s windows of %d mel frames, which need n_audio_ctx = %d",
+                         path, hp->n_audio_ctx, TOLK_N_FRAMES, TOLK_N_FRAMES / 2);
+    if (hp->n_mels != 80 && hp->n_mels != 128)
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                         "%s: n_mels = %d is not supported (Whisper uses 80 or 128 mel bins)", path,
+                         hp->n_mels);
+    if (hp->n_vocab != 51864 && hp->n_vocab != 51865 && hp->n_vocab != 51866)
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                         "%s: n_vocab = %d is not a Whisper vocabulary (51864 English-only, "
+                         "51865 or 51866 multilingual)",
+                         path, hp->n_vocab);
+    const int dha = hp->n_audio_state / hp->n_audio_head, dht = hp->n_text_state / hp->n_text_head;
+    if ((dha != 32 && dha != 64 && dha != 128) || (dht != 32 && dht != 64 && dht != 128))
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                         "%s: attention head width %d (encoder) / %d (decoder) is not supported "
+                         "(32, 64 or 128; Whisper uses 64)",
+                         path, dha, dht);
     return TOLK_OK;
 }
 
@@ -378,7 +381,7 @@ const char *const tolk_global_tensor_names[TOLK_N_GLOBAL_TENSORS] = {
 tolk_status tolk_weights_validate(tolk_ctx *ctx, const tolk_weights *w) {
     if (!w) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_weights_validate: NULL table");
     const char *path = w->path ? w->path : "(model)";
-    tolk_status st = tolk_hparams_check(ctx, path, &w->hp);
+    tolk_status st = tolk_hparams_check(ctx, path, &w->hp, TOLK_HP_TABLE);
     if (st) return st;
     for (int i = 0; i < w->n_tensors; i++)
         if ((st = check_tensor(ctx, w, &w->tensors[i]))) return st;
@@ -572,11 +575,11 @@ tolk_status tolk_weights_check_config(tolk_ctx *ctx, const char *path, const tol
 }
 
 tolk_status tolk_weights_finish(tolk_ctx *ctx, tolk_weights *w) {
-    tolk_status st = tolk_hparams_check(ctx, w->path, &w->hp);
+    tolk_status st = tolk_hparams_check(ctx, w->path, &w->hp, TOLK_HP_TABLE);
     if (st) return st;
     tolk_model_config *c = &w->cfg;
     const int nv = w->hp.n_vocab;
-    c->multilingual = nv >= 51865;
+    c->multilingual = tolk_vocab_is_multilingual(nv);
     const int eot = c->multilingual ? 50257 : 50256;
     if (c->lang_ids) {
         c->n_languages = c->multilingual ? c->n_languages : 0;
@@ -606,6 +609,27 @@ tolk_status tolk_weights_finish(tolk_ctx *ctx, tolk_weights *w) {
                              w->tensors[i].name);
     w->sorted = 1;
     return tolk_weights_validate(ctx, w);
+}
+
+void tolk_weights_release_data(tolk_weights *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n_tensors; i++) {
+        w->tensors[i].data = NULL;
+        w->tensors[i].scale = NULL;
+    }
+    w->mel_filters = NULL;
+    for (int i = 0; i < w->n_owned; i++)
+        free(w->owned[i]);
+    free(w->owned);
+    w->owned = NULL;
+    w->n_owned = 0;
+    for (int i = 0; i < w->n_maps; i++)
+        munmap(w->maps[i], w->map_sizes[i]);
+    free(w->maps);
+    free(w->map_sizes);
+    w->maps = NULL;
+    w->map_sizes = NULL;
+    w->n_maps = 0;
 }
 
 void tolk_weights_free(tolk_weights *w) {
@@ -639,7 +663,7 @@ void tolk_weights_free(tolk_weights *w) {
 
 const char *tolk_weights_size_name(const tolk_hparams *hp) {
     const int el = hp->n_audio_layer, dl = hp->n_text_layer, d = hp->n_audio_state;
-    const int ml = hp->n_vocab >= 51865;
+    const int ml = tolk_vocab_is_multilingual(hp->n_vocab);
     if (hp->n_text_state != d || hp->n_audio_ctx != 1500 || hp->n_text_ctx != 448) return "custom";
     if (hp->n_vocab != 51864 && hp->n_vocab != 51865 && hp->n_vocab != 51866) return "custom";
     if (el == dl) {
@@ -710,8 +734,20 @@ tolk_status tolk_weights_load(tolk_ctx *ctx, const char *path, int use_mmap, tol
                          "model.safetensors.index.json (Hugging Face) in this directory",
                          path);
     }
-    if (!tolk_is_file(path))
-        return tolk_fail(ctx, TOLK_ERR_IO, "%s: no such file or directory", path);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return tolk_fail(ctx, TOLK_ERR_IO, "%s: %s", path,
+                         errno == ENOENT ? "no such file or directory" : strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                         "%s: not a model: a %s, not a regular file (expected a CTranslate2 or "
+                         "Hugging Face directory, or a whisper.cpp ggml file)",
+                         path,
+                         S_ISCHR(sb.st_mode)    ? "character device"
+                         : S_ISBLK(sb.st_mode)  ? "block device"
+                         : S_ISFIFO(sb.st_mode) ? "pipe"
+                         : S_ISSOCK(sb.st_mode) ? "socket"
+                                                : "special file");
     /* A file: sniff the first bytes. */
     FILE *f = fopen(path, "rb");
     if (!f) return tolk_fail(ctx, TOLK_ERR_IO, "%s: cannot open", path);

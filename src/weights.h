@@ -1,7 +1,7 @@
 /*
  * weights.h — the uniform weights table every model-file loader produces
  * (model_ct2.c, model_safetensors.c, model_ggml.c) and the network code
- * (encoder.c, decoder.c) consumes. File-format code knows nothing of the
+ * (net.c, net_decode.c) consumes. File-format code knows nothing of the
  * network; the network knows nothing of file formats.
  *
  * Tensor names are canonical, those of openai-whisper's state dict:
@@ -40,6 +40,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum tolk_dtype {
     TOLK_DT_F32 = 0,
@@ -55,13 +56,13 @@ const char *tolk_dtype_name(tolk_dtype dt);
 #define TOLK_MAX_DIMS 4
 
 typedef struct tolk_tensor {
-    char *name;                  /* canonical name (owned by the table) */
+    char *name; /* canonical name (owned by the table) */
     tolk_dtype dtype;
     int ndim;
     int64_t shape[TOLK_MAX_DIMS]; /* row-major, outermost first */
-    const void *data;            /* into an mmapped file or an owned buffer */
-    const float *scale;          /* TOLK_DT_I8 only: shape[0] per-row scales; y = q / scale
-                                    as CTranslate2 stores it */
+    const void *data;             /* into an mmapped file or an owned buffer */
+    const float *scale;           /* TOLK_DT_I8 only: shape[0] per-row scales; y = q / scale
+                                     as CTranslate2 stores it */
 } tolk_tensor;
 
 typedef struct tolk_hparams {
@@ -80,13 +81,13 @@ typedef struct tolk_hparams {
 /* Model configuration beyond the tensor shapes (config.json, generation
  * config, or derived from the vocabulary size when a format lacks it). */
 typedef struct tolk_model_config {
-    int multilingual;      /* n_vocab >= 51865 */
-    int n_languages;       /* 99 (51865) or 100 (51866); 0 English-only */
-    int *suppress_ids;     /* the model's default suppress_tokens (owned) */
+    int multilingual;  /* n_vocab >= 51865 */
+    int n_languages;   /* 99 (51865) or 100 (51866); 0 English-only */
+    int *suppress_ids; /* the model's default suppress_tokens (owned) */
     int n_suppress_ids;
     int *begin_suppress_ids; /* suppressed at the first sampled position */
     int n_begin_suppress_ids;
-    int *lang_ids;         /* token ids of the language tokens, n_languages */
+    int *lang_ids;             /* token ids of the language tokens, n_languages */
     int (*alignment_heads)[2]; /* (layer, head) pairs, may be NULL */
     int n_alignment_heads;
 } tolk_model_config;
@@ -96,22 +97,22 @@ typedef struct tolk_model_config {
  * CT2; raw bytes for ggml). May be empty when the format keeps the
  * tokenizer in separate files (then tokenizer_path is set). */
 typedef struct tolk_vocab {
-    char **tokens;         /* n entries, each NUL-terminated (owned) */
-    uint32_t *lengths;     /* byte length of each token */
+    char **tokens;     /* n entries, each NUL-terminated (owned) */
+    uint32_t *lengths; /* byte length of each token */
     int n;
-    int raw_bytes;         /* 1: tokens are raw bytes (ggml); 0: GPT-2 byte-to-unicode text */
+    int raw_bytes; /* 1: tokens are raw bytes (ggml); 0: GPT-2 byte-to-unicode text */
 } tolk_vocab;
 
 typedef struct tolk_weights {
     tolk_model_format format;
-    char *path;              /* the directory or file that was loaded (owned) */
-    char *tokenizer_path;    /* tokenizer.json next to the model, or NULL (owned) */
+    char *path;           /* the directory or file that was loaded (owned) */
+    char *tokenizer_path; /* tokenizer.json next to the model, or NULL (owned) */
     tolk_hparams hp;
     tolk_model_config cfg;
     tolk_vocab vocab;
-    tolk_tensor *tensors;    /* n_tensors entries (owned) */
+    tolk_tensor *tensors; /* n_tensors entries (owned) */
     int n_tensors;
-    uint64_t file_bytes;     /* bytes of the model file(s) on disk */
+    uint64_t file_bytes; /* bytes of the model file(s) on disk */
     /* Mappings and owned buffers, released by tolk_weights_free. */
     void **maps;
     size_t *map_sizes;
@@ -122,8 +123,8 @@ typedef struct tolk_weights {
     const float *mel_filters; /* ggml only: embedded filterbank [mel_n_mels, mel_n_fft], or NULL */
     int mel_n_mels;
     int mel_n_fft;
-    int n_tensors_cap;        /* allocated entries of tensors */
-    int sorted;               /* tensors sorted by name (tolk_weights_finish) */
+    int n_tensors_cap; /* allocated entries of tensors */
+    int sorted;        /* tensors sorted by name (tolk_weights_finish) */
 } tolk_weights;
 
 /* Load any supported format; the format is found from content:
@@ -133,6 +134,13 @@ typedef struct tolk_weights {
  * On failure *out is NULL and ctx's message names the file and the tensor. */
 tolk_status tolk_weights_load(tolk_ctx *ctx, const char *path, int use_mmap, tolk_weights **out);
 void tolk_weights_free(tolk_weights *w);
+
+/* Release the tensors' data (file mappings and owned buffers) once a
+ * backend holds copies of everything it uses (the CUDA backend uploads
+ * every weight): names, shapes, dtypes, hyper-parameters, configuration
+ * and vocabulary stay; every data / scale / mel_filters pointer becomes
+ * NULL. */
+void tolk_weights_release_data(tolk_weights *w);
 
 /* The tensor with this canonical name, or NULL. */
 const tolk_tensor *tolk_weights_get(const tolk_weights *w, const char *name);
@@ -148,8 +156,7 @@ tolk_status tolk_weights_validate(tolk_ctx *ctx, const tolk_weights *w);
 
 /* Per-format entry points (used by tolk_weights_load). */
 tolk_status tolk_load_ct2(tolk_ctx *ctx, const char *dir, int use_mmap, tolk_weights **out);
-tolk_status tolk_load_safetensors(tolk_ctx *ctx, const char *dir, int use_mmap,
-                                  tolk_weights **out);
+tolk_status tolk_load_safetensors(tolk_ctx *ctx, const char *dir, int use_mmap, tolk_weights **out);
 tolk_status tolk_load_ggml(tolk_ctx *ctx, const char *file, int use_mmap, tolk_weights **out);
 
 /* ------------------------------------------------------------------------
@@ -182,6 +189,10 @@ int tolk_tensor_matrix(const tolk_tensor *t, int64_t *rows, int64_t *cols);
 /* Convert a whole tensor to float32 into dst (tolk_tensor_nelem floats,
  * caller-allocated). I8 rows are dequantised as q / scale[row]. */
 void tolk_tensor_to_f32(const tolk_tensor *t, float *dst);
+/* The same for rows [r0, r0 + n_rows) of t seen as the matrix of
+ * tolk_tensor_matrix (a 1-D tensor is one row; I8 scales are per row). The one conversion of stored
+ * weights to float32: loaders, both backends' weight preparation. */
+void tolk_tensor_rows_to_f32(const tolk_tensor *t, int64_t r0, int64_t n_rows, float *dst);
 
 /* Convert n halves (IEEE binary16 / bfloat16) to float32, and back (round
  * to nearest even). Bulk forms use F16C where compiled in. */
@@ -206,9 +217,27 @@ uint64_t tolk_weights_mem_bytes(const tolk_weights *w);
 int tolk_weights_expected_shape(const tolk_hparams *hp, const char *name, int *ndim,
                                 int64_t shape[TOLK_MAX_DIMS]);
 
-/* Sanity limits on hyper-parameters (positive, bounded, heads divide
- * widths): TOLK_ERR_FORMAT naming path otherwise. */
-tolk_status tolk_hparams_check(tolk_ctx *ctx, const char *path, const tolk_hparams *hp);
+/* What a set of hyper-parameters must satisfy; each level includes the
+ * ones before it. */
+typedef enum tolk_hparams_level {
+    TOLK_HP_TABLE = 0,  /* a weights table (every loader): positive, bounded
+                           (n_mels <= 512, n_vocab <= 2^20, contexts <= 2^16,
+                           widths <= 2^15, heads <= 2^12, layers <= 1024), heads
+                           dividing the widths: TOLK_ERR_FORMAT */
+    TOLK_HP_NET = 1,    /* what net.c computes (tolk_net_new): equal audio and
+                           text widths: TOLK_ERR_UNSUPPORTED */
+    TOLK_HP_WHISPER = 2 /* what transcription feeds and reads (tolk_model_load):
+                           n_audio_ctx = 1500 (30 s windows of 3000 mel frames,
+                           conv stride 2), n_mels 80 or 128, n_vocab 51864 /
+                           51865 / 51866, head widths 32, 64 or 128:
+                           TOLK_ERR_UNSUPPORTED */
+} tolk_hparams_level;
+
+/* The one hyper-parameter check (loaders, net.c, model.c): TOLK_OK, or the
+ * status of the level that failed with a message naming path and the
+ * hyper-parameter. */
+tolk_status tolk_hparams_check(tolk_ctx *ctx, const char *path, const tolk_hparams *hp,
+                               tolk_hparams_level level);
 
 /* --- Loader helpers (weights.c; used by model_*.c only) --- */
 
@@ -246,8 +275,7 @@ tolk_status tolk_weights_finish(tolk_ctx *ctx, tolk_weights *w);
 tolk_status tolk_load_ct2_memory(tolk_ctx *ctx, const char *name, const void *data, size_t size,
                                  const char *config_json, tolk_weights **out);
 tolk_status tolk_load_safetensors_memory(tolk_ctx *ctx, const char *name, const void *data,
-                                         size_t size, const char *config_json,
-                                         tolk_weights **out);
+                                         size_t size, const char *config_json, tolk_weights **out);
 tolk_status tolk_load_ggml_memory(tolk_ctx *ctx, const char *name, const void *data, size_t size,
                                   tolk_weights **out);
 
@@ -277,9 +305,8 @@ typedef tolk_status (*tolk_st_visit_fn)(void *user, const tolk_st_tensor *t);
  * __metadata__) that want accepts (want NULL: all) check dtype, shape and
  * data_offsets against the data section and call visit. Failures are
  * TOLK_ERR_FORMAT / TOLK_ERR_UNSUPPORTED naming path and the tensor. */
-tolk_status tolk_safetensors_walk(tolk_ctx *ctx, const char *path, const uint8_t *data,
-                                  size_t size, tolk_st_want_fn want, tolk_st_visit_fn visit,
-                                  void *user);
+tolk_status tolk_safetensors_walk(tolk_ctx *ctx, const char *path, const uint8_t *data, size_t size,
+                                  tolk_st_want_fn want, tolk_st_visit_fn visit, void *user);
 
 /* A cursor over a little-endian ggml file in memory (model_ggml.c). */
 typedef struct tolk_ggml_reader {
@@ -315,14 +342,57 @@ tolk_status tolk_ggml_read_tensor(tolk_ctx *ctx, const char *path, tolk_ggml_rea
                                   int min_dims, tolk_ggml_tensor *t);
 
 /* Half-precision conversions used by loaders and the CPU backend. */
+
 /* The canonical names of the tensors outside the residual blocks (conv
  * stem, positional embeddings, final norms, token embedding). */
 #define TOLK_N_GLOBAL_TENSORS 11
 extern const char *const tolk_global_tensor_names[TOLK_N_GLOBAL_TENSORS];
 
-float tolk_f16_to_f32(uint16_t h);
+/* ------------------------------------------------------------------------
+ * Half-precision scalars: the one implementation for the loaders, the CPU
+ * backend (GEMV inner loops, bf16 packing) and gemm_bf16.c; inline because
+ * they sit in hot loops. The bulk forms above use F16C where compiled in.
+ * ---------------------------------------------------------------------- */
+
+/* IEEE binary16 -> binary32, exact (subnormals, infinities, NaN payloads). */
+static inline float tolk_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else { /* subnormal: mant * 2^-24, exact in float32 */
+            float f = (float)mant * (1.0f / 16777216.0f);
+            memcpy(&bits, &f, 4);
+            bits |= sign;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 112u) << 23) | (mant << 13);
+    }
+    float out;
+    memcpy(&out, &bits, 4);
+    return out;
+}
+
+/* binary32 -> binary16, round to nearest even; overflow gives infinity. */
 uint16_t tolk_f32_to_f16(float f);
-float tolk_bf16_to_f32(uint16_t h);
-uint16_t tolk_f32_to_bf16(float f);
+
+/* bfloat16 -> binary32 (exact). */
+static inline float tolk_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* binary32 -> bfloat16, round to nearest even; NaN stays a quiet NaN. */
+static inline uint16_t tolk_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
 
 #endif /* TOLK_WEIGHTS_H */

@@ -283,6 +283,76 @@ static void test_formats(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Truncated input (issue 12, defect 5)                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Read a whole input through the streaming reader; returns the truncation
+ * flag, with *expected / *decoded source frames. */
+static int read_truncated(const char *path, int64_t *expected, int64_t *decoded) {
+    tolk_audio_reader *r = NULL;
+    if (tolk_audio_open(ctx(), path, &r) != TOLK_OK) {
+        printf("\n      %s: %s", path, tolk_ctx_last_error(ctx()));
+        return -1;
+    }
+    float buf[4096];
+    size_t got = 1;
+    while (got > 0)
+        if (tolk_audio_read(ctx(), r, buf, 4096, &got) != TOLK_OK) break;
+    int t = tolk_audio_truncated(r, expected, decoded);
+    tolk_audio_close(r);
+    return t;
+}
+
+/* Cut at half: WAV (the data chunk claims more than the file holds) and MP3
+ * (the Xing count) report the promised frames; Ogg Vorbis and Opus (no
+ * final page) report -1; complete files report nothing. */
+static void test_truncated(void) {
+    const struct {
+        const char *name, *ext;
+        int format, rate, count; /* count: the format states a frame count */
+    } v[] = {
+        {"WAV PCM 16", "wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1},
+        {"WAV float stereo", "wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 44100, 1},
+        {"MP3", "mp3", SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III, 44100, 1},
+        {"OGG/Vorbis", "ogg", SF_FORMAT_OGG | SF_FORMAT_VORBIS, 16000, 0},
+        {"Opus", "opus", SF_FORMAT_OGG | SF_FORMAT_OPUS, 48000, 0},
+    };
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+        char path[4096], cut[4096];
+        snprintf(path, sizeof path, "%s.%s", tu_tmp("whole"), v[k].ext);
+        snprintf(cut, sizeof cut, "%s.%s", tu_tmp("cut"), v[k].ext);
+        const int channels = strstr(v[k].name, "stereo") ? 2 : 1;
+        if (!write_tone(path, v[k].format, v[k].rate, channels, 10.0, 1000.0, 0.5)) {
+            tu_skip("this libsndfile cannot write %s", v[k].name);
+            continue;
+        }
+        size_t size = 0;
+        unsigned char *bytes = read_file(path, &size);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(bytes);
+        FILE *f = fopen(cut, "wb");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        CU_ASSERT_EQUAL(fwrite(bytes, 1, size / 2, f), size / 2);
+        fclose(f);
+        free(bytes);
+        int64_t expected = 0, decoded = 0;
+        CU_ASSERT_EQUAL(read_truncated(path, &expected, &decoded), 0);
+        CU_ASSERT_EQUAL(expected, -1);
+        int t = read_truncated(cut, &expected, &decoded);
+        printf("\n      %-16s cut: truncated %d, expected %lld, decoded %lld", v[k].name, t,
+               (long long)expected, (long long)decoded);
+        CU_ASSERT_EQUAL(t, 1);
+        if (v[k].count) {
+            CU_ASSERT(llabs(expected - 10 * (int64_t)v[k].rate) <= 2 * 1152);
+            CU_ASSERT(decoded > 0 && decoded < expected * 6 / 10);
+        } else {
+            CU_ASSERT_EQUAL(expected, -1);
+        }
+        unlink(path);
+        unlink(cut);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* Exactness                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -442,7 +512,7 @@ static void test_resample(void) {
 /* ------------------------------------------------------------------------ */
 
 static void test_shared_clips(void) {
-    const char *jfk = tu_shared("speech/jfk.flac");
+    const char *jfk = tu_data("speech/jfk.flac");
     if (!tu_exists(jfk)) {
         tu_skip("shared data not found (%s)", jfk);
         return;
@@ -456,7 +526,7 @@ static void test_shared_clips(void) {
 
     /* Every clip of asr.tsv: the length the table gives, and the 16 kHz
      * ones bit-exact against libsndfile's int16 read / 32768. */
-    FILE *f = fopen(tu_shared("speech/asr.tsv"), "r");
+    FILE *f = fopen(tu_data("speech/asr.tsv"), "r");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     char line[8192];
     int checked = 0, exact = 0;
@@ -475,7 +545,7 @@ static void test_shared_clips(void) {
         double seconds = atof(dur_s);
         char rel[8300];
         snprintf(rel, sizeof rel, "speech/%s", line);
-        const char *path = tu_shared(rel);
+        const char *path = tu_data(rel);
         x = NULL;
         CU_ASSERT_EQUAL_FATAL(tolk_audio_load(ctx(), path, &x, &n), TOLK_OK);
         CU_ASSERT(fabs((double)n - seconds * TOLK_SAMPLE_RATE) <= 8.0);
@@ -546,7 +616,7 @@ static void test_streaming(void) {
     snprintf(path, sizeof path, "%s", tu_tmp("stream8.ogg"));
     CU_ASSERT_FATAL(write_tone(path, SF_FORMAT_OGG | SF_FORMAT_VORBIS, 8000, 1, 2.0, 440, 0.4));
     stream_equals_load(path);
-    const char *jfk = tu_shared("speech/jfk.flac");
+    const char *jfk = tu_data("speech/jfk.flac");
     if (tu_exists(jfk)) stream_equals_load(jfk);
 
     /* bad arguments */
@@ -1043,6 +1113,7 @@ int main(void) {
                            {"odd_headers", test_odd_headers},
                            {"bad_input", test_bad_input},
                            {"pad_or_trim", test_pad_or_trim},
+                           {"truncated", test_truncated},
                            CU_TEST_INFO_NULL};
     tu_add_suite("audio", tests);
     int rc = tu_run();

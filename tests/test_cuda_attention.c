@@ -27,6 +27,8 @@
  * and to agree with the row kernel within the float32 bound.
  *
  * Without a CUDA device (or in a CPU-only build) every test skips.
+ *
+ * ctest-labels: gpu
  */
 #include "internal.h"
 #include "testutil.h"
@@ -44,7 +46,6 @@
 #include <cuda_runtime_api.h>
 
 #include "support/cuda_guard.h"
-
 
 /* ------------------------------------------------------------------------ */
 /* Device buffers with guard zones (as in test_cuda_kernels.c)              */

@@ -9,6 +9,8 @@
  *
  * Runs on a GPU (bench/gpu-check.sh) and on the CPU emulator of CUDA in CI
  * (-DTOLK_CUDA_EMU=ON: one clip, tiny.en); skips without a device.
+ *
+ * ctest-labels: gpu models
  */
 #include "engine.h"
 #include "net.h"
@@ -50,7 +52,7 @@ static void test_engine_matches_cpu(void) {
     CU_ASSERT_EQUAL_FATAL(tolk_model_load(gpu, dir, &mp, &mg), TOLK_OK);
     float *x = NULL;
     size_t n = 0;
-    CU_ASSERT_EQUAL_FATAL(tolk_audio_load(cpu, tu_shared("speech/jfk.flac"), &x, &n), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_audio_load(cpu, tu_data("speech/jfk.flac"), &x, &n), TOLK_OK);
 
     tolk_result *ref[N_REQ] = {NULL};
     tolk_state *st = NULL;
@@ -90,8 +92,8 @@ static void test_engine_matches_cpu(void) {
     tolk_kvcache_graph_stats(tolk_engine_kvcache(e), &cap, &rep, &fail);
     tolk_engine_stats s;
     tolk_engine_get_stats(e, &s);
-    printf("\n  %lld steps, %lld rows; graphs: %ld captured, %ld replays, %ld failed", (long long)s.steps,
-           (long long)s.rows, cap, rep, fail);
+    printf("\n  %lld steps, %lld rows; graphs: %ld captured, %ld replays, %ld failed",
+           (long long)s.steps, (long long)s.rows, cap, rep, fail);
     CU_ASSERT(s.rows > s.steps);
     CU_ASSERT(cap >= 1 && rep >= 1 && fail == 0);
     tolk_engine_free(e);

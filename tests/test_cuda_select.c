@@ -29,6 +29,8 @@
  *
  * Without a CUDA device (or in a CPU-only build) the tests skip, except the
  * argument checks, which never reach the device.
+ *
+ * ctest-labels: gpu
  */
 #include "internal.h"
 #include "testutil.h"
@@ -47,7 +49,6 @@
 #include <cuda_runtime_api.h>
 
 #include "support/cuda_guard.h"
-
 
 /* ------------------------------------------------------------------------ */
 /* Device buffers with guard zones                                          */
@@ -292,8 +293,10 @@ static void run_select(const sel_case *sc, uint64_t seed, int *n_fired, int *n_k
     float *work = malloc((size_t)n * sizeof(float));
     int *pairs = malloc((size_t)rows * MAX_PAIRS * 2 * sizeof(int));
     int *off = malloc(((size_t)rows + 1) * sizeof(int));
-    int *ridx = malloc((size_t)rows * k * sizeof(int)), *gidx = malloc((size_t)rows * k * sizeof(int));
-    float *rlp = malloc((size_t)rows * k * sizeof(float)), *glp = malloc((size_t)rows * k * sizeof(float));
+    int *ridx = malloc((size_t)rows * k * sizeof(int)),
+        *gidx = malloc((size_t)rows * k * sizeof(int));
+    float *rlp = malloc((size_t)rows * k * sizeof(float)),
+          *glp = malloc((size_t)rows * k * sizeof(float));
     CU_ASSERT_FATAL(x && want && got && work && pairs && off && ridx && gidx && rlp && glp);
 
     for (size_t i = 0; i < (size_t)rows * ld; i++)
@@ -317,8 +320,8 @@ static void run_select(const sel_case *sc, uint64_t seed, int *n_fired, int *n_k
 
     float *dx = dcopy(&p, x, (size_t)rows * ld * sizeof(float));
     int *doff = sc->masks ? dcopy(&p, off, ((size_t)rows + 1) * sizeof(int)) : NULL;
-    int *dpairs = sc->masks ? dcopy(&p, pairs, (size_t)(off[rows] ? off[rows] : 1) * 2 * sizeof(int))
-                            : NULL;
+    int *dpairs =
+        sc->masks ? dcopy(&p, pairs, (size_t)(off[rows] ? off[rows] : 1) * 2 * sizeof(int)) : NULL;
     int *didx = dalloc(&p, (size_t)rows * k * sizeof(int));
     float *dlp = dalloc(&p, (size_t)rows * k * sizeof(float));
     CU_ASSERT_EQUAL(tolk_cu_select(dx, ld, rows, n, doff, dpairs, sc->tb, k, didx, dlp, NULL), 0);
@@ -361,13 +364,15 @@ static void test_select(void) {
     NEED_DEVICE();
     const int NV = 51865, TB = 50364; /* Whisper's multilingual vocabulary */
     const sel_case cases[] = {
-        {NV, 1, TB, 1, 1},    {NV, 5, TB, 1, 1},    {NV, 33, TB, 1, 1},   {NV, 5, TB, 2, 1},
-        {NV, 33, TB, 6, 1},   {NV, 5, TB, 32, 1},   {NV, 33, TB, 32, 1},  {NV, 1, TB, 6, 1},
-        {NV, 33, 0, 1, 1},    {NV, 5, 0, 32, 1},    {NV, 1, 0, 6, 1},     {NV, 5, TB, 6, 0},
-        {NV, 5, NV, 2, 1},    {20000, 65, 19000, 6, 1},                   {20000, 65, 0, 1, 1},
-        {1000, 5, 900, 1, 1}, {1000, 33, 900, 32, 1}, {1000, 5, 0, 2, 1}, {1000, 33, 900, 6, 0},
-        {7, 5, 4, 1, 1},      {7, 33, 4, 6, 1},     {7, 5, 0, 2, 1},      {7, 1, -1, 6, 1},
-        {7, 33, 6, 2, 1},     {1, 5, 0, 1, 1},      {2, 13, 1, 2, 1},     {33, 12, 30, 32, 1},
+        {NV, 1, TB, 1, 1},     {NV, 5, TB, 1, 1},        {NV, 33, TB, 1, 1},
+        {NV, 5, TB, 2, 1},     {NV, 33, TB, 6, 1},       {NV, 5, TB, 32, 1},
+        {NV, 33, TB, 32, 1},   {NV, 1, TB, 6, 1},        {NV, 33, 0, 1, 1},
+        {NV, 5, 0, 32, 1},     {NV, 1, 0, 6, 1},         {NV, 5, TB, 6, 0},
+        {NV, 5, NV, 2, 1},     {20000, 65, 19000, 6, 1}, {20000, 65, 0, 1, 1},
+        {1000, 5, 900, 1, 1},  {1000, 33, 900, 32, 1},   {1000, 5, 0, 2, 1},
+        {1000, 33, 900, 6, 0}, {7, 5, 4, 1, 1},          {7, 33, 4, 6, 1},
+        {7, 5, 0, 2, 1},       {7, 1, -1, 6, 1},         {7, 33, 6, 2, 1},
+        {1, 5, 0, 1, 1},       {2, 13, 1, 2, 1},         {33, 12, 30, 32, 1},
     };
     const int n_cases = (int)(sizeof cases / sizeof cases[0]);
     int fired = 0, kept = 0;
@@ -502,7 +507,8 @@ static void test_graph(void) {
     float rlp[4 * 6], glp[4 * 6];
     CU_ASSERT_FATAL(x && want && got && work && pairs);
     float *dx = dalloc(&p, xb), *dy = dalloc(&p, xb);
-    int *doff = dalloc(&p, sizeof off), *dpairs = dalloc(&p, (size_t)rows * MAX_PAIRS * 2 * sizeof(int));
+    int *doff = dalloc(&p, sizeof off),
+        *dpairs = dalloc(&p, (size_t)rows * MAX_PAIRS * 2 * sizeof(int));
     int *didx = dalloc(&p, sizeof gidx), *dsrc = dalloc(&p, sizeof gsrc);
     float *dlp = dalloc(&p, sizeof glp);
 
@@ -517,8 +523,7 @@ static void test_graph(void) {
         return;
     }
     CU_ASSERT_EQUAL(tolk_cu_select(dx, ld, rows, n, doff, dpairs, tb, k, didx, dlp, st), 0);
-    CU_ASSERT_EQUAL(
-        tolk_cu_copy_rows(dy, ld, NULL, dx, ld, dsrc, rows, n, TOLK_CU_F32, st), 0);
+    CU_ASSERT_EQUAL(tolk_cu_copy_rows(dy, ld, NULL, dx, ld, dsrc, rows, n, TOLK_CU_F32, st), 0);
     CU_ASSERT_FATAL(cudaStreamEndCapture(st, &graph) == cudaSuccess);
     CU_ASSERT_FATAL(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
 
@@ -535,7 +540,8 @@ static void test_graph(void) {
                        ridx + r * k, rlp + r * k, work);
         CU_ASSERT_FATAL(cudaMemcpy(dx, x, xb, cudaMemcpyHostToDevice) == cudaSuccess);
         CU_ASSERT_FATAL(cudaMemcpy(doff, off, sizeof off, cudaMemcpyHostToDevice) == cudaSuccess);
-        CU_ASSERT_FATAL(cudaMemcpy(dpairs, pairs, (size_t)(off[rows] ? off[rows] : 1) * 2 * sizeof(int),
+        CU_ASSERT_FATAL(cudaMemcpy(dpairs, pairs,
+                                   (size_t)(off[rows] ? off[rows] : 1) * 2 * sizeof(int),
                                    cudaMemcpyHostToDevice) == cudaSuccess);
         CU_ASSERT_FATAL(cudaMemcpy(dsrc, gsrc, sizeof gsrc, cudaMemcpyHostToDevice) == cudaSuccess);
         CU_ASSERT_FATAL(cudaGraphLaunch(exec, st) == cudaSuccess);
@@ -544,7 +550,8 @@ static void test_graph(void) {
         dget(glp, dlp, sizeof glp);
         for (int i = 0; i < rows * k; i++) {
             CU_ASSERT_EQUAL(gidx[i], ridx[i]);
-            CU_ASSERT(glp[i] == rlp[i] || fabs((double)glp[i] - rlp[i]) <= 1e-6 + 2.5e-7 * fabs(rlp[i]));
+            CU_ASSERT(glp[i] == rlp[i] ||
+                      fabs((double)glp[i] - rlp[i]) <= 1e-6 + 2.5e-7 * fabs(rlp[i]));
         }
         dget(got, dy, xb);
         size_t bad = 0;
@@ -573,7 +580,8 @@ static void test_args(void) {
     CU_ASSERT_EQUAL(tolk_cu_select(L, 9, 1, 10, NULL, NULL, 0, 1, I, P, NULL), E);
     CU_ASSERT_EQUAL(tolk_cu_select(L, 10, 1, 10, NULL, NULL, 0, 0, I, P, NULL), E);
     CU_ASSERT_EQUAL(tolk_cu_select(L, 10, 1, 10, NULL, NULL, 0, 11, I, P, NULL), E);
-    CU_ASSERT_EQUAL(tolk_cu_select(L, 40, 1, 40, NULL, NULL, 0, TOLK_CU_SELECT_MAX_K + 1, I, P, NULL), E);
+    CU_ASSERT_EQUAL(
+        tolk_cu_select(L, 40, 1, 40, NULL, NULL, 0, TOLK_CU_SELECT_MAX_K + 1, I, P, NULL), E);
     CU_ASSERT_EQUAL(tolk_cu_select(NULL, 10, 1, 10, NULL, NULL, 0, 1, I, P, NULL), E);
     CU_ASSERT_EQUAL(tolk_cu_select(L, 10, 1, 10, NULL, NULL, 0, 1, NULL, P, NULL), E);
     CU_ASSERT_EQUAL(tolk_cu_select(L, 10, 1, 10, NULL, NULL, 0, 1, I, NULL, NULL), E);

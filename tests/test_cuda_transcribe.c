@@ -15,6 +15,8 @@
  * Clips: TOLK_GPU_CLIPS (default 8; jfk first). Without a CUDA device (or in
  * a CPU-only build) every test skips; without the models they skip (or fail
  * under TOLK_REQUIRE_MODELS).
+ *
+ * ctest-labels: gpu models
  */
 #include "decode.h"
 #include "engine.h"
@@ -38,7 +40,7 @@ typedef struct clip {
 
 /* jfk + the English rows of asr.tsv, up to n. */
 static int load_clips(clip *c, int n) {
-    FILE *f = fopen(tu_shared("speech/asr.tsv"), "r");
+    FILE *f = fopen(tu_data("speech/asr.tsv"), "r");
     if (!f) return 0;
     char line[8192];
     int k = 0;
@@ -55,7 +57,7 @@ static int load_clips(clip *c, int n) {
             if (p) *p++ = '\0';
         }
         if (!cols[4] || strcmp(cols[1], "en") != 0) continue;
-        snprintf(c[k].path, sizeof c[k].path, "%s", tu_shared("speech"));
+        snprintf(c[k].path, sizeof c[k].path, "%s", tu_data("speech"));
         size_t l = strlen(c[k].path);
         snprintf(c[k].path + l, sizeof c[k].path - l, "/%s", cols[0]);
         snprintf(c[k].ref, sizeof c[k].ref, "%s", cols[4]);

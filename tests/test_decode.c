@@ -124,9 +124,8 @@ static tolk_status fake_step_select(void *user, const int *seqs, int n_seqs,
     float *lg = malloc((size_t)n_seqs * NV * sizeof(float));
     CU_ASSERT_PTR_NOT_NULL_FATAL(lg);
     tolk_status st = fake_step(user, seqs, n_seqs, tokens, n_tokens, lg);
-    if (st == TOLK_OK &&
-        tolk_select_rows(lg, NV, n_seqs, NV, sel->range_off, sel->ranges, sel->ts_begin, sel->k,
-                         out_idx, out_lp) != 0)
+    if (st == TOLK_OK && tolk_select_rows(lg, NV, n_seqs, NV, sel->range_off, sel->ranges,
+                                          sel->ts_begin, sel->k, out_idx, out_lp) != 0)
         st = TOLK_ERR_INVALID_ARG;
     free(lg);
     return st;
@@ -750,9 +749,9 @@ static void test_filter_ranges(void) {
         memcpy(c, b, sizeof c);
         int k = 1 + trial % 6, idx[8];
         float out[8];
-        CU_ASSERT_EQUAL_FATAL(tolk_select_rows(c, NV, 1, NV, off, ranges,
-                                               tolk_dec_filter_ts_begin(&f), k, idx, out),
-                              0);
+        CU_ASSERT_EQUAL_FATAL(
+            tolk_select_rows(c, NV, 1, NV, off, ranges, tolk_dec_filter_ts_begin(&f), k, idx, out),
+            0);
         bad += memcmp(a, c, sizeof a) != 0; /* the masked logits, exactly */
         tolk_dec_log_softmax(a, NV, lp);
         if (k == 1) {
@@ -763,8 +762,9 @@ static void test_filter_ranges(void) {
         } else {
             for (int j = 0; j < k; j++) { /* descending, first index on ties, values equal */
                 bad += out[j] != lp[idx[j]];
-                if (j > 0) bad += lp[idx[j]] > lp[idx[j - 1]] ||
-                                 (lp[idx[j]] == lp[idx[j - 1]] && idx[j] < idx[j - 1]);
+                if (j > 0)
+                    bad += lp[idx[j]] > lp[idx[j - 1]] ||
+                           (lp[idx[j]] == lp[idx[j - 1]] && idx[j] < idx[j - 1]);
                 int greater = 0;
                 for (int v = 0; v < NV; v++)
                     greater += lp[v] > lp[idx[j]] || (lp[v] == lp[idx[j]] && v < idx[j]);

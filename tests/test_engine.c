@@ -9,6 +9,8 @@
  * waits), submissions from several threads, live input pushed in pieces,
  * device-side selection run on the CPU. Also: cancellation, a bad request
  * among good ones, polling final segments, argument checks.
+ *
+ * ctest-labels: tsan models
  */
 #include "testutil.h"
 #include "tolk.h"
@@ -45,9 +47,8 @@ static int setup(void) {
     if (!g_ctx) CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &g_ctx), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_model_load(g_ctx, dir, NULL, &g_tiny), TOLK_OK);
     for (int i = 0; i < N_CLIPS; i++) {
-        CU_ASSERT_EQUAL_FATAL(tolk_audio_load(g_ctx, tu_shared(g_clips[i].rel), &g_clips[i].x,
-                                              &g_clips[i].n),
-                              TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            tolk_audio_load(g_ctx, tu_data(g_clips[i].rel), &g_clips[i].x, &g_clips[i].n), TOLK_OK);
     }
     return 1;
 }
@@ -152,8 +153,8 @@ static void test_identical_background(void) {
     tolk_engine_get_stats(e, &s);
     CU_ASSERT_EQUAL(s.completed, 10);
     CU_ASSERT(s.rows > s.steps); /* steps were shared */
-    printf("  %lld steps, %lld rows, %lld windows encoded\n", (long long)s.steps,
-           (long long)s.rows, (long long)s.windows_encoded);
+    printf("  %lld steps, %lld rows, %lld windows encoded\n", (long long)s.steps, (long long)s.rows,
+           (long long)s.windows_encoded);
     tolk_engine_free(e);
 }
 
@@ -254,8 +255,8 @@ static void test_live(void) {
     tolk_transcribe_params p0 = params_of(0);
     for (int k = 0; k < 2; k++)
         CU_ASSERT_EQUAL_FATAL(tolk_engine_submit_live(e, &p0, &lr[k]), TOLK_OK);
-    CU_ASSERT_EQUAL_FATAL(
-        tolk_engine_submit_samples(e, g_clips[1].x, g_clips[1].n, &p0, &whole), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_engine_submit_samples(e, g_clips[1].x, g_clips[1].n, &p0, &whole),
+                          TOLK_OK);
     size_t at[2] = {0, 0}, piece[2] = {1601, 4800};
     const clip *lc[2] = {&g_clips[0], &g_clips[4]};
     while (at[0] < lc[0]->n || at[1] < lc[1]->n)
@@ -398,7 +399,7 @@ static void test_language_and_translate(void) {
     size_t n[2];
     const char *rel[2] = {"speech/multi/fleurs/fleurs-de-000.flac", "speech/jfk.flac"};
     for (int i = 0; i < 2; i++)
-        if (tolk_audio_load(g_ctx, tu_shared(rel[i]), &x[i], &n[i]) != TOLK_OK) {
+        if (tolk_audio_load(g_ctx, tu_data(rel[i]), &x[i], &n[i]) != TOLK_OK) {
             x[i] = g_clips[0].x; /* missing data: fall back to jfk */
             n[i] = g_clips[0].n;
         }

@@ -7,6 +7,8 @@
  * streams, non-finite input. Max abs error <= 1e-4 on every element; the
  * figures are printed. Every test skips cleanly when the build has no CUDA
  * backend or no device is present.
+ *
+ * ctest-labels: gpu
  */
 #include "mel_internal.h"
 #include "support/clips.h"
@@ -128,7 +130,7 @@ static void test_clips(void) {
             x = tu_load_npy_s16(tu_src(rel), &n);
         } else {
             snprintf(rel, sizeof rel, "speech/%s", input);
-            x = tu_load_flac_s16(tu_shared(rel), &n);
+            x = tu_load_flac_s16(tu_data(rel), &n);
         }
         if (!x) {
             tu_skip("%s: input %s not readable", name, input);

@@ -16,9 +16,12 @@
  *  - hostile files: truncations, byte flips, missing tensors, wrong
  *    shapes, absurd dimensions, bad JSON, quantized ggml: a clear error
  *    naming the file (and the tensor), never a crash.
+ *
+ * ctest-labels: models
  */
 #include "internal.h"
 #include "model.h"
+#include "net.h"
 #include "support/model_writer.h"
 #include "testutil.h"
 #include "weights.h"
@@ -660,6 +663,7 @@ static void test_full_shapes_header(void) {
         s.sparse = 1;
         CU_ASSERT_EQUAL_FATAL(mw_write_safetensors(dir, &s), 0);
         tolk_model_params p = tolk_model_default_params();
+        p.use_mmap = 1; /* sparse: mapped, nothing is read */
         tolk_model *m = NULL;
         tolk_status st = tolk_model_load(ctx, dir, &p, &m);
         CU_ASSERT_EQUAL(st, TOLK_OK);
@@ -968,6 +972,87 @@ static void test_hostile_patches(void) {
     rmdir(p);
 }
 
+/* Hyper-parameters that a file states consistently (config, header and
+ * tensor shapes agree) but that the network cannot run: the table loads,
+ * tolk_model_load refuses with TOLK_ERR_UNSUPPORTED naming the parameter.
+ * (Issue 12, defect 1: max_source_positions 1600 with a matching
+ * embed_positions passed and the encoder read past the mel window.) */
+static void test_hostile_hparams(void) {
+    const struct {
+        const char *what;
+        int n_audio_ctx, n_mels, n_vocab, d;
+        const char *needle;
+    } v[] = {
+        {"1600 positions", 1600, 80, 51864, 64, "n_audio_ctx (max_source_positions) = 1600"},
+        {"1000 positions", 1000, 80, 51864, 64, "n_audio_ctx (max_source_positions) = 1000"},
+        {"100 mel bins", 1500, 100, 51864, 64, "n_mels = 100"},
+        {"a vocabulary of 51800", 1500, 80, 51800, 64, "n_vocab = 51800"},
+        {"heads of width 48", 1500, 80, 51864, 96, "head width 48"},
+    };
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmp("hp"));
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        mw_spec s = mw_spec_make(v[i].n_mels, v[i].n_vocab, v[i].d, 1, 1);
+        s.hp.n_audio_ctx = v[i].n_audio_ctx;
+        if (v[i].d == 96) s.hp.n_audio_head = s.hp.n_text_head = 2;
+        s.sparse = 1;
+        CU_ASSERT_EQUAL_FATAL(mw_write_safetensors(dir, &s), 0);
+        tolk_weights *w = load(dir, 1); /* a consistent file: the table loads */
+        CU_ASSERT_PTR_NOT_NULL(w);
+        tolk_weights_free(w);
+        tolk_model_params p = tolk_model_default_params();
+        p.use_mmap = 1; /* sparse: nothing is read */
+        tolk_model *m = NULL;
+        tolk_status st = tolk_model_load(ctx, dir, &p, &m);
+        const char *msg = tolk_ctx_last_error(ctx);
+        int ok =
+            st == TOLK_ERR_UNSUPPORTED && !m && contains(msg, v[i].needle) && contains(msg, dir);
+        if (!ok) printf("\n    %s: status %d, message '%s'\n", v[i].what, st, msg);
+        CU_ASSERT(ok);
+        tolk_model_free(m);
+        mw_remove_dir(dir);
+    }
+}
+
+/* A model file truncated by another process after the model was loaded
+ * (issue 12, defect 6): with the default parameters the weights are read
+ * into memory, so every tensor stays readable and the network still runs
+ * (with the file mapped, the first access beyond the new end of the file
+ * would kill this whole test process with SIGBUS). The same for a file
+ * rewritten in place. */
+static void test_truncated_while_loaded(void) {
+    for (int fmt = 0; fmt < 2; fmt++) {
+        char dir[4096], file[4200];
+        snprintf(dir, sizeof dir, "%s", tu_tmp(fmt ? "trunc_hf" : "trunc_ct2"));
+        mw_spec s = mw_spec_make(80, 51864, 64, 1, 1);
+        s.seed = 77;
+        CU_ASSERT_EQUAL_FATAL(fmt ? mw_write_safetensors(dir, &s) : mw_write_ct2(dir, &s), 0);
+        snprintf(file, sizeof file, "%s/%s", dir, fmt ? "model.safetensors" : "model.bin");
+        tolk_model *m = NULL;
+        CU_ASSERT_EQUAL_FATAL(tolk_model_load(ctx, dir, NULL, &m), TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(truncate(file, 0), 0); /* another process cuts the file */
+        /* every tensor's bytes, then the encoder over a window of silence */
+        uint64_t sum = 0;
+        for (int i = 0; i < m->w->n_tensors; i++) {
+            const tolk_tensor *t = &m->w->tensors[i];
+            const unsigned char *b = t->data;
+            for (size_t k = 0; k < tolk_tensor_nbytes(t); k += 512)
+                sum += b[k];
+        }
+        CU_ASSERT(sum > 0);
+        CU_ASSERT_EQUAL(check_values(m->w, s.seed), 0);
+        float *mel = calloc((size_t)80 * 3000, sizeof(float));
+        float *enc = malloc((size_t)1500 * 64 * sizeof(float));
+        CU_ASSERT_FATAL(mel && enc);
+        CU_ASSERT_EQUAL(tolk_net_encode(ctx, (const tolk_net *)m->net, mel, 1, enc), TOLK_OK);
+        CU_ASSERT(isfinite(enc[0]) && isfinite(enc[1500 * 64 - 1]));
+        free(mel);
+        free(enc);
+        tolk_model_free(m);
+        mw_remove_dir(dir);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* public API                                                               */
 /* ------------------------------------------------------------------------ */
@@ -977,7 +1062,7 @@ static void test_public_api(void) {
     CU_ASSERT_STRING_EQUAL(tolk_model_format_name(TOLK_FORMAT_SAFETENSORS), "safetensors");
     CU_ASSERT_STRING_EQUAL(tolk_model_format_name(TOLK_FORMAT_GGML), "ggml");
     tolk_model_params p = tolk_model_default_params();
-    CU_ASSERT_EQUAL(p.use_mmap, 1);
+    CU_ASSERT_EQUAL(p.use_mmap, 0); /* read: see test_truncated_while_loaded */
     tolk_model *m = (tolk_model *)1;
     CU_ASSERT_EQUAL(tolk_model_load(ctx, NULL, NULL, &m), TOLK_ERR_INVALID_ARG);
     CU_ASSERT_PTR_NULL(m);
@@ -999,8 +1084,9 @@ static void test_public_api(void) {
     tolk_weights_free(e);
     tolk_weights_free(NULL);
 
-    /* a random model, then the real one when installed */
-    mw_spec s = small_spec();
+    /* a random model of Whisper's dimensions (one narrow layer per stack),
+     * then the real one when installed */
+    mw_spec s = mw_spec_make(80, 51864, 64, 1, 1);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", tu_tmp("api"));
     CU_ASSERT_EQUAL_FATAL(mw_write_ct2(dir, &s), 0);
@@ -1031,7 +1117,7 @@ static void test_public_api(void) {
     CU_ASSERT(d.file_bytes > 140000000ull);
     CU_ASSERT(d.mem_bytes > 140000000ull && d.mem_bytes <= d.file_bytes + d.file_bytes / 20);
     tolk_model_free(m);
-    p.use_mmap = 0;
+    p.use_mmap = 1;
     CU_ASSERT_EQUAL(tolk_model_load(ctx, base, &p, &m), TOLK_OK);
     tolk_model_free(m);
 }
@@ -1051,6 +1137,8 @@ int main(void) {
     CU_TestInfo hostile[] = {{"missing_and_shapes", test_hostile_missing_and_shapes},
                              {"truncation_and_flips", test_hostile_truncation_and_flips},
                              {"patches", test_hostile_patches},
+                             {"hparams", test_hostile_hparams},
+                             {"truncated_while_loaded", test_truncated_while_loaded},
                              CU_TEST_INFO_NULL};
     CU_TestInfo api[] = {{"public_api", test_public_api}, CU_TEST_INFO_NULL};
     tu_add_suite("conversions", conv);

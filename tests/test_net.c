@@ -13,6 +13,8 @@
  *     weights, see tests/fixtures/make_net.py): encoder output and the logits
  *     of the first three decoder steps within 1e-3 relative
  *     (max|a-b| / max|b|). The measured errors are printed.
+ *
+ * ctest-labels: models
  */
 #include "net.h"
 #include "select.h"
@@ -503,8 +505,8 @@ static void check_select(tolk_net *net, const float *enc, size_t enc_n, const fl
     int idx[8], ridx[8];
     float lp[8], rlp[8];
     float *copy = malloc(2 * V * sizeof(float));
-    CU_ASSERT_EQUAL_FATAL(
-        tolk_net_decode_select(g_ctx, net, kv, seqs, 2, toks, nt, &sel, idx, lp), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_net_decode_select(g_ctx, net, kv, seqs, 2, toks, nt, &sel, idx, lp),
+                          TOLK_OK);
     memcpy(copy, lg, 2 * V * sizeof(float));
     CU_ASSERT_EQUAL_FATAL(tolk_select_rows(copy, V, 2, (int)V, off, ranges, 60, 4, ridx, rlp), 0);
     CU_ASSERT(memcmp(idx, ridx, sizeof(int) * 8) == 0 && memcmp(lp, rlp, sizeof(float) * 8) == 0);
@@ -806,8 +808,7 @@ static void real_case(const char *name, const char *clip, const tolk_weights *w,
         CU_ASSERT(memcmp(lg, lg2, V * sizeof(float)) == 0);
     }
     CU_ASSERT(memcmp(enc, enc2, T * d * sizeof(float)) == 0);
-    CU_ASSERT_EQUAL(tolk_kvcache_encode_window(g_ctx, net, kv, 1, mel, NULL),
-                    TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(tolk_kvcache_encode_window(g_ctx, net, kv, 1, mel, NULL), TOLK_ERR_INVALID_ARG);
     tolk_kvcache_free(kv);
     free(enc2), free(lg2);
     free(mel), free(enc_ref), free(lref), free(ids), free(enc), free(lg);

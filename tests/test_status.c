@@ -1,5 +1,7 @@
 /*
  * test_status.c — version, status strings, contexts, last-error messages.
+ *
+ * ctest-labels: gpu
  */
 #include "internal.h"
 #include "testutil.h"

@@ -3,6 +3,8 @@
  * the public tolk_state_timings / tolk_state_reset_timings: sums per stage,
  * the search stage excluding decoder time, counters, NULL safety; with a
  * real model (tu_require_model), that a state's timings read and reset.
+ *
+ * ctest-labels: models
  */
 #include "testutil.h"
 #include "timings.h"

@@ -7,6 +7,8 @@
  * ids, language tokens, non-speech set and decode results for n_vocab 51864,
  * 51865 and 51866. Model files (~/.cache/tolk/models) must give the same
  * tokenizer as the .tiktoken files.
+ *
+ * ctest-labels: models
  */
 #include "tokenizer.h"
 #include "internal.h"
@@ -38,8 +40,8 @@ static char *slurp(const char *path, size_t *len) {
 
 static tolk_tokenizer *tiktoken(int multilingual, int n_vocab) {
     tolk_tokenizer *t = NULL;
-    const char *path = tu_shared(multilingual ? "whisper-assets/multilingual.tiktoken"
-                                              : "whisper-assets/gpt2.tiktoken");
+    const char *path = tu_data(multilingual ? "whisper-assets/multilingual.tiktoken"
+                                            : "whisper-assets/gpt2.tiktoken");
     tolk_status st = tolk_tokenizer_new_from_tiktoken(NULL, path, multilingual, n_vocab, &t);
     CU_ASSERT_EQUAL(st, TOLK_OK);
     return t;
@@ -510,8 +512,8 @@ static void test_errors(void) {
     CU_ASSERT_EQUAL(tolk_tokenizer_new_from_file(ctx, tu_tmp(""), 0, &t), TOLK_ERR_IO);
     CU_ASSERT_EQUAL(tolk_tokenizer_new_from_dir(ctx, NULL, 0, &t), TOLK_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(tolk_tokenizer_new_from_vocab(ctx, NULL, 0, &t), TOLK_ERR_INVALID_ARG);
-    const char *ml = tu_shared("whisper-assets/multilingual.tiktoken");
-    const char *gpt2 = tu_shared("whisper-assets/gpt2.tiktoken");
+    const char *ml = tu_data("whisper-assets/multilingual.tiktoken");
+    const char *gpt2 = tu_data("whisper-assets/gpt2.tiktoken");
     CU_ASSERT_EQUAL(tolk_tokenizer_new_from_tiktoken(ctx, ml, 0, 0, &t), TOLK_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(tolk_tokenizer_new_from_tiktoken(ctx, gpt2, 1, 0, &t), TOLK_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(tolk_tokenizer_new_from_tiktoken(ctx, ml, 1, 51864, &t), TOLK_ERR_FORMAT);

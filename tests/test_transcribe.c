@@ -18,6 +18,8 @@
  *   TOLK_PARITY_MAX=n              the first n files of each fixture (0:
  *                                  all); by default every third file and
  *                                  the long one (index 7), to stay fast
+ *
+ * ctest-labels: models
  */
 #include "testutil.h"
 #include "tolk.h"
@@ -123,7 +125,7 @@ static void check_file(loaded *L, const cJSON *e, int multilingual, tally *t) {
     char rpath[1024];
     snprintf(rpath, sizeof rpath, "speech/%s", rel);
     tolk_result *r = NULL;
-    tolk_status s = tolk_transcribe_file(L->st, tu_shared(rpath), &p, &r);
+    tolk_status s = tolk_transcribe_file(L->st, tu_data(rpath), &p, &r);
     CU_ASSERT_EQUAL(s, TOLK_OK);
     if (s != TOLK_OK) {
         fprintf(stderr, "%s: %s\n", rel, tolk_state_last_error(L->st));
@@ -312,7 +314,7 @@ static void test_api(void) {
     /* memory input equals file input; callbacks; silence */
     float *x = NULL;
     size_t n = 0;
-    CU_ASSERT_EQUAL_FATAL(tolk_audio_load(L.ctx, tu_shared("speech/jfk.flac"), &x, &n), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_audio_load(L.ctx, tu_data("speech/jfk.flac"), &x, &n), TOLK_OK);
     cb c = {0};
     p = greedy_params();
     p.progress = on_progress;
@@ -320,7 +322,7 @@ static void test_api(void) {
     p.user = &c;
     tolk_result *a = NULL, *b = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(L.st, x, n, &p, &a), TOLK_OK);
-    CU_ASSERT_EQUAL_FATAL(tolk_transcribe_file(L.st, tu_shared("speech/jfk.flac"), NULL, &b),
+    CU_ASSERT_EQUAL_FATAL(tolk_transcribe_file(L.st, tu_data("speech/jfk.flac"), NULL, &b),
                           TOLK_OK);
     CU_ASSERT_STRING_EQUAL(a->text, b->text);
     CU_ASSERT_EQUAL(a->n_segments, b->n_segments);
@@ -406,8 +408,7 @@ static void test_detect_language(void) {
     float *x = NULL;
     size_t n = 0;
     CU_ASSERT_EQUAL_FATAL(
-        tolk_audio_load(L.ctx, tu_shared("speech/multi/fleurs/fleurs-de-000.flac"), &x, &n),
-        TOLK_OK);
+        tolk_audio_load(L.ctx, tu_data("speech/multi/fleurs/fleurs-de-000.flac"), &x, &n), TOLK_OK);
     const char *codes[100];
     float probs[100];
     int nl = 0;

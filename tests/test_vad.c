@@ -8,6 +8,8 @@
  * package's ONNX model in onnxruntime, speech timestamps identical to its
  * get_speech_timestamps for five option sets), whisper.cpp's ggml file,
  * and transcription with vad_filter (base model).
+ *
+ * ctest-labels: models
  */
 #include "testutil.h"
 #include "vad_internal.h"

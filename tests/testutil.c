@@ -15,9 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifndef TOLK_SHARED_DATA
-#define TOLK_SHARED_DATA "../shared/data"
-#endif
 #ifndef TOLK_SOURCE_DIR
 #define TOLK_SOURCE_DIR "."
 #endif
@@ -34,7 +31,8 @@ void tu_add_suite(const char *name, CU_TestInfo *tests) {
         fprintf(stderr, "CUnit: cannot add suite %s\n", name);
         exit(2);
     }
-    for (CU_TestInfo *t = tests; t->pName; t++) CU_add_test(s, t->pName, t->pTestFunc);
+    for (CU_TestInfo *t = tests; t->pName; t++)
+        CU_add_test(s, t->pName, t->pTestFunc);
 }
 
 int tu_run(void) {
@@ -65,10 +63,13 @@ static char *rot_buf(void) {
     return bufs[i++ & 7];
 }
 
-const char *tu_shared(const char *rel) {
+const char *tu_data(const char *rel) {
     char *b = rot_buf();
-    const char *env = getenv("TOLK_SHARED_DATA");
-    snprintf(b, 4096, "%s/%s", env && *env ? env : TOLK_SHARED_DATA, rel);
+    const char *data = getenv("TOLK_DATA"), *src = getenv("TOLK_SOURCE_DIR");
+    if (data && *data)
+        snprintf(b, 4096, "%s/%s", data, rel);
+    else
+        snprintf(b, 4096, "%s/data/%s", src && *src ? src : TOLK_SOURCE_DIR, rel);
     return b;
 }
 
@@ -154,7 +155,8 @@ float tu_uniform(float lo, float hi) {
 }
 
 void tu_fill_uniform(float *x, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) x[i] = tu_uniform(lo, hi);
+    for (size_t i = 0; i < n; i++)
+        x[i] = tu_uniform(lo, hi);
 }
 
 double tu_max_abs_diff(const float *a, const float *b, size_t n) {
@@ -212,7 +214,8 @@ float *tu_load_npy(const char *path, int64_t shape[4], int *ndim) {
         shape[nd++] = v;
         total *= (size_t)v;
         s = e;
-        while (*s == ',' || *s == ' ') s++;
+        while (*s == ',' || *s == ' ')
+            s++;
     }
     free(h);
     *ndim = nd;

@@ -24,8 +24,14 @@ int tu_run_without_cuda(const char *suite);
  * function should return right after. Counted in the summary. */
 void tu_skip(const char *fmt, ...);
 
-/* Path under ../shared/data (TOLK_SHARED_DATA); static buffer rotation of 8. */
-const char *tu_shared(const char *rel);
+/* Path under the checkout's data/ (speech clips, manifests, whisper
+ * assets): $TOLK_DATA when set, else $TOLK_SOURCE_DIR/data (CTest sets it),
+ * else the source tree this test was built from. Found at run time, so
+ * nothing recorded at configure time goes stale. Static buffer rotation of
+ * 8. */
+const char *tu_data(const char *rel);
+/* The name tests used before data/ moved into the repository. */
+#define tu_shared tu_data
 /* Path under the source tree; same buffer rules. */
 const char *tu_src(const char *rel);
 /* Whether a file or directory exists. */

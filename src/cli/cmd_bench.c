@@ -42,6 +42,35 @@
 
 #define MAX_REPORTED_PROBLEMS 50
 #define MAX_COLUMNS 256
+/* A manifest is text: at most this many bytes in all and per line (a
+ * device such as /dev/zero, or a binary file, fails at the limit). */
+#define MAX_MANIFEST_BYTES ((size_t)64 << 20)
+#define MAX_LINE_BYTES ((size_t)1 << 20)
+
+/* One line of f (its '\n' kept) into *line (capacity *cap), reading at
+ * most max bytes; *total counts the bytes read so far. Returns the length,
+ * -1 at the end of the input, -2 when the line is longer than max (or out
+ * of memory). */
+static ssize_t read_line(FILE *f, char **line, size_t *cap, size_t max, size_t *total) {
+    size_t len = 0;
+    int c = EOF;
+    while (len <= max && (c = getc(f)) != EOF) {
+        if (len + 2 > *cap) {
+            size_t ncap = *cap ? *cap * 2 : 256;
+            char *nl = realloc(*line, ncap);
+            if (!nl) return -2;
+            *line = nl;
+            *cap = ncap;
+        }
+        (*line)[len++] = (char)c;
+        if (c == '\n') break;
+    }
+    *total += len;
+    if (len > max) return -2;
+    if (len == 0 && c == EOF) return -1;
+    (*line)[len] = '\0';
+    return (ssize_t)len;
+}
 
 static const cli_optdef bench_opts[] = {
     {"help", 'h', 0},
@@ -71,52 +100,51 @@ static const cli_optdef bench_opts[] = {
 };
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: tolk bench MANIFEST [OPTIONS]\n"
-            "\n"
-            "Run every file of MANIFEST through tolk and record, per file, the hypothesis,\n"
-            "the detected language, audio and wall seconds, seconds per stage (decode +\n"
-            "resample, mel, encoder, decoder, search), tokens and peak memory, as JSON\n"
-            "lines (a \"config\" line, one \"file\" line per file and repetition, a\n"
-            "\"summary\" line). Measures only: score the hypotheses with bench/suite.\n"
-            "\n"
-            "MANIFEST: tab-separated, a header line naming the columns: file (required;\n"
-            "relative to the manifest's folder, or absolute), language or source_language\n"
-            "(optional; a code such as en), reference, duration_s (optional), others ignored.\n"
-            "Problems are reported as MANIFEST:LINE: problem (exit status 1) before any\n"
-            "model is loaded.\n"
-            "\n"
-            "Options (defaults in brackets)\n"
-            "  --model NAME|PATH          model directory or file, or an installed name [base]\n"
-            "  --model_dir DIR            where named models live [$TOLK_MODELS, else\n"
-            "                             ~/.cache/tolk/models]\n"
-            "  --device cpu|cuda|auto     where to run [auto]\n"
-            "  --compute_type auto|float32|bfloat16|float16  precision (as in tolk\n"
-            "                             transcribe) [auto]\n"
-            "  --threads N                CPU threads; 0: all cores [0]\n"
-            "  --batch N                  requests in flight in one engine, sharing each\n"
-            "                             decoder step (1: one tolk_state, file by file,\n"
-            "                             with per-file stages) [1]\n"
-            "  --task transcribe|translate|auto  auto: translate when the manifest has a\n"
-            "                             target_language column [auto]\n"
-            "  --language manifest|auto|LANG  manifest: each file's language column (detect\n"
-            "                             where empty); auto: always detect [manifest]\n"
-            "  --beam_size N|None         beams at temperature 0; None: greedy [None]\n"
-            "  --best_of N                samples at non-zero temperature [5]\n"
-            "  --patience P               beam search patience [1.0]\n"
-            "  --temperature T            first temperature [0]\n"
-            "  --temperature_increment_on_fallback D|None  fallback step; None: no\n"
-            "                             fallback [0.2]\n"
-            "  --condition_on_previous_text True|False  [True]\n"
-            "  --without_timestamps True|False  [False]\n"
-            "  --warmup N                 untimed runs of the first file first [1]\n"
-            "  --repeat N                 timed runs of every file [1]\n"
-            "  --limit N                  only the first N files of the manifest [all]\n"
-            "  -o, --output FILE          JSON lines to FILE; - for standard output [-]\n"
-            "  --summary FILE             also write the summary object to FILE\n"
-            "  --check                    check the manifest only, load nothing\n"
-            "  -q, --quiet                no progress lines on stderr\n"
-            "  -h, --help                 show this help\n");
+    fprintf(f, "usage: tolk bench MANIFEST [OPTIONS]\n"
+               "\n"
+               "Run every file of MANIFEST through tolk and record, per file, the hypothesis,\n"
+               "the detected language, audio and wall seconds, seconds per stage (decode +\n"
+               "resample, mel, encoder, decoder, search), tokens and peak memory, as JSON\n"
+               "lines (a \"config\" line, one \"file\" line per file and repetition, a\n"
+               "\"summary\" line). Measures only: score the hypotheses with bench/suite.\n"
+               "\n"
+               "MANIFEST: tab-separated, a header line naming the columns: file (required;\n"
+               "relative to the manifest's folder, or absolute), language or source_language\n"
+               "(optional; a code such as en), reference, duration_s (optional), others ignored.\n"
+               "Problems are reported as MANIFEST:LINE: problem (exit status 1) before any\n"
+               "model is loaded.\n"
+               "\n"
+               "Options (defaults in brackets)\n"
+               "  --model NAME|PATH          model directory or file, or an installed name [base]\n"
+               "  --model_dir DIR            where named models live [$TOLK_MODELS, else\n"
+               "                             ~/.cache/tolk/models]\n"
+               "  --device cpu|cuda|auto     where to run [auto]\n"
+               "  --compute_type auto|float32|bfloat16|float16  precision (as in tolk\n"
+               "                             transcribe) [auto]\n"
+               "  --threads N                CPU threads; 0: all cores [0]\n"
+               "  --batch N                  requests in flight in one engine, sharing each\n"
+               "                             decoder step (1: one tolk_state, file by file,\n"
+               "                             with per-file stages) [1]\n"
+               "  --task transcribe|translate|auto  auto: translate when the manifest has a\n"
+               "                             target_language column [auto]\n"
+               "  --language manifest|auto|LANG  manifest: each file's language column (detect\n"
+               "                             where empty); auto: always detect [manifest]\n"
+               "  --beam_size N|None         beams at temperature 0; None: greedy [None]\n"
+               "  --best_of N                samples at non-zero temperature [5]\n"
+               "  --patience P               beam search patience [1.0]\n"
+               "  --temperature T            first temperature [0]\n"
+               "  --temperature_increment_on_fallback D|None  fallback step; None: no\n"
+               "                             fallback [0.2]\n"
+               "  --condition_on_previous_text True|False  [True]\n"
+               "  --without_timestamps True|False  [False]\n"
+               "  --warmup N                 untimed runs of the first file first [1]\n"
+               "  --repeat N                 timed runs of every file [1]\n"
+               "  --limit N                  only the first N files of the manifest [all]\n"
+               "  -o, --output FILE          JSON lines to FILE; - for standard output [-]\n"
+               "  --summary FILE             also write the summary object to FILE\n"
+               "  --check                    check the manifest only, load nothing\n"
+               "  -q, --quiet                no progress lines on stderr\n"
+               "  -h, --help                 show this help\n");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -124,19 +152,19 @@ static void usage(FILE *f) {
 /* ------------------------------------------------------------------------ */
 
 typedef struct bench_row {
-    int line;         /* 1-based line number in the manifest */
-    char *file;       /* as written */
-    char *path;       /* resolved (malloc'd) */
-    char *language;   /* code or "" */
-    char *reference;  /* "" when no column */
-    double duration;  /* duration_s column, -1 when absent */
+    int line;        /* 1-based line number in the manifest */
+    char *file;      /* as written */
+    char *path;      /* resolved (malloc'd) */
+    char *language;  /* code or "" */
+    char *reference; /* "" when no column */
+    double duration; /* duration_s column, -1 when absent */
 } bench_row;
 
 typedef struct manifest {
-    const char *name;  /* the path given */
+    const char *name; /* the path given */
     bench_row *rows;
     int n, cap;
-    int translate;     /* a target_language column exists */
+    int translate; /* a target_language column exists */
     int problems;
 } manifest;
 
@@ -237,7 +265,6 @@ static char *dir_of(const char *path) {
     d[n] = '\0';
     return d;
 }
-
 
 static int push_row(manifest *m, const bench_row *r) {
     if (m->n == m->cap) {
@@ -340,8 +367,22 @@ static int manifest_read(const char *path, manifest *m) {
     int ix[4] = {-1, -1, -1, -1}; /* file, language, reference, duration_s */
     char *cols[MAX_COLUMNS + 1];
     int data_lines = 0;
-    while ((len = getline(&line, &cap, f)) >= 0) {
+    size_t total = 0;
+    while ((len = read_line(f, &line, &cap, MAX_LINE_BYTES, &total)) != -1) {
         lineno++;
+        if (len == -2) {
+            problem(m, lineno, "a line longer than %zu bytes (not a manifest?)", MAX_LINE_BYTES);
+            break;
+        }
+        if (total > MAX_MANIFEST_BYTES) {
+            problem(m, lineno, "the manifest is larger than %zu MiB", MAX_MANIFEST_BYTES >> 20);
+            break;
+        }
+        /* a UTF-8 byte order mark (as some editors save) is not part of the header */
+        if (lineno == 1 && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) {
+            memmove(line, line + 3, (size_t)len - 2);
+            len -= 3;
+        }
         if (len > 0 && line[len - 1] == '\n') line[--len] = '\0';
         if (len > 0 && line[len - 1] == '\r') line[--len] = '\0';
         if ((size_t)len != strlen(line)) {
@@ -351,8 +392,9 @@ static int manifest_read(const char *path, manifest *m) {
         }
         if (lineno == 1) {
             if (len == 0) {
-                problem(m, 1, "empty header line (expected tab-separated column names "
-                              "with a 'file' column)");
+                problem(m, 1,
+                        "empty header line (expected tab-separated column names "
+                        "with a 'file' column)");
                 break;
             }
             if (!valid_utf8((const unsigned char *)line, (size_t)len)) {
@@ -398,8 +440,8 @@ static int manifest_read(const char *path, manifest *m) {
         }
         int n = split_tabs(line, cols, MAX_COLUMNS);
         if (n != ncols) {
-            problem(m, lineno, "%s%d columns, the header has %d", n > MAX_COLUMNS ? "more than " : "",
-                    n > MAX_COLUMNS ? MAX_COLUMNS : n, ncols);
+            problem(m, lineno, "%s%d columns, the header has %d",
+                    n > MAX_COLUMNS ? "more than " : "", n > MAX_COLUMNS ? MAX_COLUMNS : n, ncols);
             continue;
         }
         bench_row r;
@@ -454,11 +496,21 @@ static void json_str(FILE *f, const char *s) {
             continue;
         }
         switch (c) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
         default:
             if (c < 0x20 || c == 0x7f)
                 fprintf(f, "\\u%04x", c);
@@ -554,7 +606,7 @@ typedef struct bench_opts_t {
     int compute_type; /* tolk_compute_type */
     int n_threads;
     int batch;
-    int task;           /* -1 auto, else tolk_task */
+    int task;              /* -1 auto, else tolk_task */
     const char *lang_mode; /* "manifest", "auto" or a code */
     tolk_transcribe_params params;
     int warmup, repeat, limit;
@@ -579,12 +631,12 @@ static int parse_options(const cli_args *a, bench_opts_t *o) {
     o->device = b == 0 ? TOLK_DEVICE_CPU : b == 1 ? TOLK_DEVICE_CUDA : TOLK_DEVICE_AUTO;
     o->device_name = device_choices[b];
     static const char *const compute_choices[] = {"auto", "float32", "bfloat16", "float16",
-                                                 "fp32", "bf16", "fp16", NULL};
+                                                  "fp32", "bf16",    "fp16",     NULL};
     if ((r = cli_choice(a, "compute_type", compute_choices, 0, &b))) return r;
-    o->compute_type = b == 0                 ? TOLK_COMPUTE_AUTO
-                      : (b == 1 || b == 4)  ? TOLK_COMPUTE_F32
-                      : (b == 2 || b == 5)  ? TOLK_COMPUTE_BF16
-                                            : TOLK_COMPUTE_F16;
+    o->compute_type = b == 0               ? TOLK_COMPUTE_AUTO
+                      : (b == 1 || b == 4) ? TOLK_COMPUTE_F32
+                      : (b == 2 || b == 5) ? TOLK_COMPUTE_BF16
+                                           : TOLK_COMPUTE_F16;
     if ((r = cli_int(a, "threads", 0, 4096, 0, 0, &l, NULL))) return r;
     o->n_threads = (int)l;
     if ((r = cli_int(a, "batch", 1, 4096, 0, 1, &l, NULL))) return r;
@@ -596,8 +648,10 @@ static int parse_options(const cli_args *a, bench_opts_t *o) {
     if (strcmp(o->lang_mode, "manifest") != 0 && strcmp(o->lang_mode, "auto") != 0) {
         const char *code = cli_language_code(o->lang_mode);
         if (!code)
-            return cli_usage_error(a, "argument --language: invalid choice: '%s' (manifest, "
-                                      "auto, or a language code such as en)", o->lang_mode);
+            return cli_usage_error(a,
+                                   "argument --language: invalid choice: '%s' (manifest, "
+                                   "auto, or a language code such as en)",
+                                   o->lang_mode);
         o->lang_mode = code;
     }
 
@@ -679,8 +733,8 @@ static void write_stages(FILE *f, int *first, const tolk_timings *t) {
 
 /* Transcribe row r once, measured; write its JSON line. Returns 0 or 1. */
 static int run_one(tolk_state *state, const bench_opts_t *o, const tolk_transcribe_params *base,
-                   const bench_row *r, int index, int n_rows, int rep, int multilingual,
-                   FILE *out, file_meas *m) {
+                   const bench_row *r, int index, int n_rows, int rep, int multilingual, FILE *out,
+                   file_meas *m) {
     tolk_transcribe_params p = *base;
     p.language = row_language(o, r, multilingual);
     memset(m, 0, sizeof *m);
@@ -798,9 +852,9 @@ static void write_config(FILE *f, const bench_opts_t *o, const char *model_path,
     jstr(f, &first, "model_dtypes", desc->dtypes);
     jstr(f, &first, "device", dev == TOLK_DEVICE_CUDA ? "cuda" : "cpu");
     jstr(f, &first, "compute_type",
-         o->compute_type == TOLK_COMPUTE_BF16                               ? "bfloat16"
+         o->compute_type == TOLK_COMPUTE_BF16                             ? "bfloat16"
          : o->compute_type == TOLK_COMPUTE_F32 || dev != TOLK_DEVICE_CUDA ? "float32"
-                                                                           : "float16");
+                                                                          : "float16");
     jint(f, &first, "threads", o->n_threads);
     jint(f, &first, "batch", o->batch);
     jstr(f, &first, "task", task == TOLK_TASK_TRANSLATE ? "translate" : "transcribe");
@@ -978,8 +1032,8 @@ static int run_batch(tolk_ctx *ctx, tolk_model *model, const bench_opts_t *o,
             if (tolk_engine_submit_file(e, m->rows[j->row].path, &p, &j->rq) != TOLK_OK) {
                 j->t_done = cli_now();
                 double a;
-                batch_line(out, o, &m->rows[j->row], j, p.language, NULL,
-                           tolk_engine_last_error(e), n_rows, &a);
+                batch_line(out, o, &m->rows[j->row], j, p.language, NULL, tolk_engine_last_error(e),
+                           n_rows, &a);
                 exit_status = 1;
                 done++;
                 continue;

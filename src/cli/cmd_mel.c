@@ -5,9 +5,13 @@
  * padding) and write it as a float32 .npy of shape [n_mels, frames]
  * (numpy's format version 1.0, C order, little-endian). The file is written
  * under a temporary name in the target directory and renamed into place, so
- * a failure leaves no partial output. Uses the public API only.
+ * a failure leaves no partial output. Input shorter than one hop (160
+ * samples) gives an empty [n_mels, 0] spectrogram, as frames = samples /
+ * 160 says (`tolk transcribe` pads such input to 30 s). A truncated input
+ * is used with a warning (tolk_audio_truncated). Uses the public API only.
  */
 #include "cli.h"
+#include "options.h"
 #include "tolk.h"
 
 #include <errno.h>
@@ -24,7 +28,8 @@ static void mel_usage(FILE *f) {
                "\n"
                "Write the log-mel spectrogram of the whole of AUDIO (16 kHz mono after\n"
                "decoding; no 30 s padding) to OUT.npy as float32 [n_mels, frames],\n"
-               "frames = samples / 160. AUDIO \"-\" reads standard input.\n"
+               "frames = samples / 160 (fewer than 160 samples: [n_mels, 0]). AUDIO \"-\"\n"
+               "reads standard input; \"--\" ends the options.\n"
                "\n"
                "  -o, --output PATH   the .npy file to write (required)\n"
                "  --n_mels N          80 (default) or 128 (large-v3)\n"
@@ -101,6 +106,22 @@ static int write_npy(FILE *f, const float *data, size_t rows, size_t cols) {
 /* Write the spectrogram to path atomically: a temporary file beside it,
  * flushed, then renamed. Returns 0 or -1 (message printed, nothing left). */
 static int save_npy(const char *path, const float *data, size_t rows, size_t cols) {
+    /* a device or a pipe (-o /dev/stdout, /dev/null, a FIFO) is written as
+     * it is: renaming a temporary file over it would replace the device
+     * with a regular file (as root, /dev/null itself) */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) {
+        FILE *f = fopen(path, "wb");
+        int rc = f ? write_npy(f, data, rows, cols) : -1;
+        int err = errno;
+        if (f && fclose(f) != 0 && rc == 0) {
+            rc = -1;
+            err = errno;
+        }
+        if (rc != 0)
+            fprintf(stderr, "tolk mel: %s: cannot write the output: %s\n", path, strerror(err));
+        return rc;
+    }
     const size_t plen = strlen(path);
     char *tmp = malloc(plen + 16);
     if (!tmp) {
@@ -145,14 +166,76 @@ static int save_npy(const char *path, const float *data, size_t rows, size_t col
     return rc;
 }
 
+/* Decode the whole of input through the streaming reader into a new buffer
+ * (*samples, free), warning on stderr when the input is cut short.
+ * Returns the status; the message is on ctx unless *printed is set. */
+static tolk_status load_audio(tolk_ctx *ctx, const char *input, const char *shown, float **samples,
+                              size_t *n, int *printed) {
+    *printed = 0;
+    *samples = NULL;
+    *n = 0;
+    tolk_audio_reader *r = NULL;
+    tolk_status st = tolk_audio_open(ctx, input, &r);
+    size_t cap = 0;
+    while (st == TOLK_OK) {
+        if (*n == cap) {
+            size_t ncap = cap ? cap * 2 : (size_t)1 << 16;
+            float *nb = ncap < ((size_t)-1) / sizeof(float)
+                            ? realloc(*samples, ncap * sizeof(float))
+                            : NULL;
+            if (!nb) {
+                fprintf(stderr, "tolk mel: %s: out of memory\n", shown);
+                *printed = 1;
+                st = TOLK_ERR_NOMEM;
+                break;
+            }
+            *samples = nb;
+            cap = ncap;
+        }
+        size_t got = 0;
+        st = tolk_audio_read(ctx, r, *samples + *n, cap - *n, &got);
+        if (st == TOLK_OK && got == 0) break;
+        *n += got;
+    }
+    if (st == TOLK_OK) {
+        int64_t expected = -1, decoded = 0;
+        int rate = 0;
+        tolk_audio_source_info(r, &rate, NULL, NULL);
+        if (tolk_audio_truncated(r, &expected, &decoded) && rate > 0)
+            cli_warn_truncated("tolk mel", shown, expected >= 0 ? (double)expected / rate : -1.0,
+                               (double)decoded / rate);
+        if (*n == 0) {
+            fprintf(stderr, "tolk mel: %s: no audio samples\n", shown);
+            *printed = 1;
+            st = TOLK_ERR_EMPTY;
+        }
+    }
+    tolk_audio_close(r);
+    if (st != TOLK_OK) {
+        free(*samples);
+        *samples = NULL;
+        *n = 0;
+    }
+    return st;
+}
+
 int cli_mel(int argc, char **argv) {
     const char *input = NULL, *output = NULL;
     long n_mels = 80, threads = 0;
     tolk_device device = TOLK_DEVICE_CPU;
+    int only_positional = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        if (only_positional || a[0] != '-' || a[1] == '\0') {
+            if (input) {
+                fprintf(stderr, "tolk mel: more than one input ('%s' and '%s')\n", input, a);
+                return 2;
+            }
+            input = a;
+        } else if (!strcmp(a, "--")) {
+            only_positional = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             mel_usage(stdout);
             return 0;
         } else if (!strcmp(a, "-o") || is_opt(a, "--output")) {
@@ -185,14 +268,9 @@ int cli_mel(int argc, char **argv) {
                 fprintf(stderr, "tolk mel: --device must be cpu, cuda or auto, not '%s'\n", v);
                 return 2;
             }
-        } else if (a[0] == '-' && a[1] != '\0') {
+        } else {
             fprintf(stderr, "tolk mel: unknown option '%s'\n", a);
             mel_usage(stderr);
-            return 2;
-        } else if (!input) {
-            input = a;
-        } else {
-            fprintf(stderr, "tolk mel: more than one input ('%s' and '%s')\n", input, a);
             return 2;
         }
     }
@@ -216,21 +294,24 @@ int cli_mel(int argc, char **argv) {
     float *samples = NULL, *spec = NULL;
     size_t n_samples = 0, n_frames = 0;
     tolk_mel *mel = NULL;
-    st = tolk_audio_load(ctx, input, &samples, &n_samples);
+    const char *shown = strcmp(input, "-") ? input : "<stdin>"; /* the library's name for it */
+    int printed = 0;
+    st = load_audio(ctx, input, shown, &samples, &n_samples, &printed);
     if (st == TOLK_OK) st = tolk_mel_new(ctx, (int)n_mels, &mel);
-    if (st == TOLK_OK) st = tolk_mel_compute_alloc(ctx, mel, samples, n_samples, &spec, &n_frames);
-    if (st != TOLK_OK) {
+    if (st == TOLK_OK && tolk_mel_n_frames(n_samples) > 0)
+        st = tolk_mel_compute_alloc(ctx, mel, samples, n_samples, &spec, &n_frames);
+    if (st != TOLK_OK && !printed) {
         const char *msg = tolk_ctx_last_error(ctx);
         if (!msg[0]) msg = tolk_strerror(st);
-        if (strstr(msg, input)) /* the message names the file already */
+        if (strstr(msg, shown)) /* the message names the file already */
             fprintf(stderr, "tolk mel: %s\n", msg);
         else
-            fprintf(stderr, "tolk mel: %s: %s\n", input, msg);
-    } else if (save_npy(output, spec, (size_t)n_mels, n_frames) == 0) {
+            fprintf(stderr, "tolk mel: %s: %s\n", shown, msg);
+    } else if (st == TOLK_OK && save_npy(output, spec, (size_t)n_mels, n_frames) == 0) {
         rc = 0;
     }
     tolk_free(spec);
-    tolk_free(samples);
+    free(samples);
     tolk_mel_free(mel);
     tolk_ctx_free(ctx);
     return rc;

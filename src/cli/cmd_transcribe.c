@@ -31,6 +31,7 @@
 #include "progress.h"
 #include "tolk.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -195,36 +196,100 @@ typedef struct run_opts {
     int verbose;
     int vad_filter;        /* --vad_filter True */
     const char *vad_model; /* --vad_model, "silero-vad" by default */
-    int batch_size; /* 0: the device's default */
+    int batch_size;        /* 0: the device's default */
 } run_opts;
 
-/* Check a comma-separated list: every item (empty items allowed when
- * allow_empty) is an integer (ints = 1) or a non-negative number. */
-static int valid_list(const char *s, int ints, int allow_empty) {
+/* The largest Whisper vocabulary (large-v3): token ids are below it. */
+#define MAX_N_VOCAB 51866
+/* The library's bound on --clip_timestamps values (seconds). */
+#define MAX_CLIP_SECONDS 1e9
+
+/* Item k (0-based) of a comma-separated list into item[cap]; 0 when the
+ * list has no item k or it does not fit. */
+static int list_item(const char *s, int k, char *item, size_t cap) {
     const char *p = s;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        char item[64];
-        if (n >= sizeof item) return 0;
-        memcpy(item, p, n);
-        item[n] = '\0';
-        if (n == 0) {
-            if (!allow_empty) return 0;
-        } else {
-            char *end;
-            errno = 0;
-            if (ints) {
-                long v = strtol(item, &end, 10);
-                if (*end || errno || v < -1) return 0;
-            } else {
-                double v = strtod(item, &end);
-                if (*end || errno || !isfinite(v) || v < 0 || strpbrk(item, "xX")) return 0;
-            }
-        }
-        if (!comma) return 1;
-        p = comma + 1;
+    for (int i = 0; i < k; i++) {
+        p = strchr(p, ',');
+        if (!p) return 0;
+        p++;
     }
+    const char *comma = strchr(p, ',');
+    size_t n = comma ? (size_t)(comma - p) : strlen(p);
+    if (n >= cap) return 0;
+    memcpy(item, p, n);
+    item[n] = '\0';
+    return 1;
+}
+
+/* --suppress_tokens: comma-separated ids in [0, n_vocab), or -1 (the
+ * model's default set). 0, or a usage error naming the bad item. */
+static int check_token_list(const cli_args *a, const char *s, int n_vocab, const char *model) {
+    char item[64];
+    int commas = 0;
+    for (const char *p = s; *p; p++)
+        commas += *p == ',';
+    for (int k = 0; k <= commas; k++) {
+        if (!list_item(s, k, item, sizeof item))
+            return cli_usage_error(a, "argument --suppress_tokens: item %d of '%s' is too long",
+                                   k + 1, s);
+        char *end;
+        errno = 0;
+        long v = strtol(item, &end, 10);
+        if (!*item || *end || errno || isspace((unsigned char)*item))
+            return cli_usage_error(a,
+                                   "argument --suppress_tokens: '%s' is not a token id "
+                                   "(comma-separated ids, or -1 for the default set)",
+                                   item);
+        if (v < -1 || v >= n_vocab)
+            return cli_usage_error(a,
+                                   "argument --suppress_tokens: token id %ld is outside %s%s "
+                                   "[0, %d) (or -1 for the default set)",
+                                   v, model ? "the vocabulary of " : "every Whisper vocabulary",
+                                   model ? model : "", n_vocab);
+    }
+    return 0;
+}
+
+/* --clip_timestamps: "start,end,start,end,..." non-negative seconds (at
+ * most MAX_CLIP_SECONDS; the last end may be left out; "" is the whole
+ * file), each clip ending after it starts. 0, or a usage error naming the
+ * bad value. */
+static int check_clips(const cli_args *a, const char *s) {
+    char item[64];
+    double prev = 0;
+    int commas = 0, j = 0;
+    for (const char *p = s; *p; p++)
+        commas += *p == ',';
+    for (int k = 0; k <= commas; k++) {
+        if (!list_item(s, k, item, sizeof item))
+            return cli_usage_error(a, "argument --clip_timestamps: item %d of '%s' is too long",
+                                   k + 1, s);
+        if (!*item) {
+            if (commas == 0) return 0;
+            return cli_usage_error(a, "argument --clip_timestamps: empty item %d in '%s'", k + 1,
+                                   s);
+        }
+        char *end;
+        errno = 0;
+        double v = strtod(item, &end);
+        if (*end || isspace((unsigned char)*item) || strpbrk(item, "xXnN") ||
+            (errno == ERANGE && v != 0))
+            return cli_usage_error(a,
+                                   "argument --clip_timestamps: '%s' is not a number of seconds "
+                                   "(start,end,start,end,...)",
+                                   item);
+        if (!(v >= 0 && v <= MAX_CLIP_SECONDS))
+            return cli_usage_error(a, "argument --clip_timestamps: %s s is out of range [0, 1e9]",
+                                   item);
+        if (j % 2 == 1 && !(v > prev))
+            return cli_usage_error(a,
+                                   "argument --clip_timestamps: clip %d ends at %s s, not after "
+                                   "its start at %g s",
+                                   j / 2 + 1, item, prev);
+        prev = v;
+        j++;
+    }
+    return 0;
 }
 
 /* Refuse a word-timestamp option unless it is off (False / None). */
@@ -242,7 +307,7 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     static const char *const task_choices[] = {"transcribe", "translate", NULL};
     static const char *const device_choices[] = {"cpu", "cuda", "auto", NULL};
     static const char *const compute_choices[] = {"auto", "float32", "bfloat16", "float16",
-                                                 "fp32", "bf16", "fp16", NULL};
+                                                  "fp32", "bf16",    "fp16",     NULL};
     int r, b, none, none2;
     long l;
     double d;
@@ -267,10 +332,10 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     if ((r = cli_choice(a, "device", device_choices, 2, &b))) return r;
     o->device = b == 0 ? TOLK_DEVICE_CPU : b == 1 ? TOLK_DEVICE_CUDA : TOLK_DEVICE_AUTO;
     if ((r = cli_choice(a, "compute_type", compute_choices, 0, &b))) return r;
-    o->compute_type = b == 0                 ? TOLK_COMPUTE_AUTO
-                      : (b == 1 || b == 4)  ? TOLK_COMPUTE_F32
-                      : (b == 2 || b == 5)  ? TOLK_COMPUTE_BF16
-                                            : TOLK_COMPUTE_F16;
+    o->compute_type = b == 0               ? TOLK_COMPUTE_AUTO
+                      : (b == 1 || b == 4) ? TOLK_COMPUTE_F32
+                      : (b == 2 || b == 5) ? TOLK_COMPUTE_BF16
+                                           : TOLK_COMPUTE_F16;
 
     o->write_files = cli_given(a, "output_dir") || cli_given(a, "output_format");
     o->output_dir = cli_str(a, "output_dir", ".");
@@ -317,12 +382,10 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     if ((r = cli_float(a, "length_penalty", 0.0, 1.0, 0, 1, -1.0, &d, &none))) return r;
     p->length_penalty = none ? -1.0f : (float)d;
 
+    /* checked against every Whisper vocabulary here, against the model's
+     * once it is loaded (run) */
     const char *st = cli_str(a, "suppress_tokens", "-1");
-    if (*st && !valid_list(st, 1, 0))
-        return cli_usage_error(a,
-                               "argument --suppress_tokens: invalid token list '%s' "
-                               "(comma-separated token ids, or -1)",
-                               st);
+    if (*st && (r = check_token_list(a, st, MAX_N_VOCAB, NULL))) return r;
     p->suppress_tokens = st;
     p->initial_prompt = cli_str(a, "initial_prompt", NULL);
     p->prefix = cli_str(a, "prefix", NULL);
@@ -341,11 +404,7 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     if ((r = cli_int(a, "threads", 0, 4096, 1, 0, &l, &none))) return r;
     o->n_threads = none ? 0 : (int)l;
     const char *clip = cli_str(a, "clip_timestamps", "0");
-    if (!valid_list(clip, 0, 1))
-        return cli_usage_error(a,
-                               "argument --clip_timestamps: invalid list '%s' "
-                               "(comma-separated non-negative seconds: start,end,...)",
-                               clip);
+    if ((r = check_clips(a, clip))) return r;
     p->clip_timestamps = clip;
 
     const char *seed = cli_str(a, "seed", NULL);
@@ -506,44 +565,203 @@ static int precheck_input(tolk_ctx *ctx, const char *path) {
     return 0;
 }
 
-/* Write result in every requested format; on any failure remove the files
- * already written for it. Returns 0 or 1 (reported). */
+/* The output path of audio in format (output_dir/BASE.EXT); malloc'd, or
+ * NULL when out of memory. */
+static char *output_path(const run_opts *o, const char *audio, int format) {
+    char *base = output_base(audio);
+    if (!base) return NULL;
+    const char *ext = tolk_output_format_ext((tolk_output_format)format);
+    size_t n = strlen(base) + strlen(ext) + 2;
+    char *name = malloc(n);
+    char *path = NULL;
+    if (name) {
+        snprintf(name, n, "%s.%s", base, ext);
+        path = cli_path_join(o->output_dir, name);
+    }
+    free(name);
+    free(base);
+    return path;
+}
+
+/* Whether two paths name the same existing file. */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+/* Refuse input i when one of its output files would be an input (its own,
+ * or another file's of this call): writing it would destroy the audio.
+ * Returns 0, or 1 after reporting. */
+static int refuse_overwriting_input(const run_opts *o, char **files, int n, int i) {
+    if (!o->write_files) return 0;
+    for (int f = 0; f < o->n_formats; f++) {
+        char *out = output_path(o, files[i], o->formats[f]);
+        if (!out) {
+            report(files[i], "out of memory");
+            return 1;
+        }
+        for (int j = 0; j < n; j++) {
+            if (strcmp(files[j], "-") != 0 && same_file(out, files[j])) {
+                char msg[512];
+                snprintf(msg, sizeof msg,
+                         "the output file %s would overwrite the input %s; choose another "
+                         "--output_dir (or --output_format)",
+                         out, files[j]);
+                report(files[i], msg);
+                free(out);
+                return 1;
+            }
+        }
+        free(out);
+    }
+    return 0;
+}
+
+/* The JSON output with the input's truncation added when there is one:
+ * "input_truncated":{"expected_s":E or null,"decoded_s":D} before the
+ * closing brace (the reference's keys are unchanged; added here, on the CLI
+ * side, from tolk_result_input_truncated). Takes text (malloc'd
+ * by tolk_render) and returns the buffer to write, *len updated. */
+static char *json_with_truncation(const tolk_result *res, char *text, size_t *len) {
+    double expected = -1, decoded = 0;
+    if (!tolk_result_input_truncated(res, &expected, &decoded)) return text;
+    size_t end = *len;
+    while (end > 0 && text[end - 1] != '}')
+        end--;
+    if (end == 0) return text;
+    char add[160];
+    char e[32] = "null";
+    if (expected >= 0) snprintf(e, sizeof e, "%.3f", expected);
+    int k = snprintf(add, sizeof add, ",\"input_truncated\":{\"expected_s\":%s,\"decoded_s\":%.3f}",
+                     e, decoded);
+    char *out = malloc(*len + (size_t)k + 1);
+    if (!out) return text;
+    memcpy(out, text, end - 1);
+    memcpy(out + end - 1, add, (size_t)k);
+    memcpy(out + end - 1 + k, text + end - 1, *len - (end - 1));
+    *len += (size_t)k;
+    out[*len] = '\0';
+    tolk_free(text);
+    return out;
+}
+
+/* Write len bytes to a new temporary file beside path ("PATH.tmp-XXXXXX",
+ * mode 0666 less the umask), flushed to disk. Returns the malloc'd
+ * temporary name, or NULL with *err set (nothing left behind). */
+static char *write_temp(const char *path, const char *data, size_t len, int *err) {
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 12);
+    if (!tmp) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        *err = errno;
+        free(tmp);
+        return NULL;
+    }
+    mode_t um = umask(0);
+    umask(um);
+    (void)fchmod(fd, 0666 & ~um);
+    *err = 0;
+    for (size_t off = 0; off < len && !*err;) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0)
+            *err = w < 0 ? errno : EIO;
+        else
+            off += (size_t)w;
+    }
+    if (!*err && fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP) *err = errno;
+    if (close(fd) != 0 && !*err) *err = errno;
+    if (*err) {
+        unlink(tmp);
+        free(tmp);
+        return NULL;
+    }
+    return tmp;
+}
+
+/* Write result in every requested format, all or nothing: every format is
+ * rendered and written to a temporary file first, and only when all of
+ * them succeeded are they renamed over the targets; on a failure the
+ * temporary files are removed and earlier outputs stay as they were. A
+ * target that is a device or a FIFO is written in place (never renamed
+ * over). Returns 0 or 1 (reported). */
 static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
                          const tolk_result *res) {
-    char *base = output_base(audio);
-    char *paths[N_FORMATS] = {0};
-    int failed = 0, written = 0;
-    if (!base) {
-        report(audio, "out of memory");
-        return 1;
-    }
+    char *paths[N_FORMATS] = {0}, *tmps[N_FORMATS] = {0}, *direct[N_FORMATS] = {0};
+    size_t direct_len[N_FORMATS] = {0};
+    int failed = 0;
     for (int i = 0; i < o->n_formats && !failed; i++) {
-        const char *ext = tolk_output_format_ext((tolk_output_format)o->formats[i]);
-        size_t n = strlen(base) + strlen(ext) + 2;
-        char *name = malloc(n);
-        if (name) snprintf(name, n, "%s.%s", base, ext);
-        paths[i] = name ? cli_path_join(o->output_dir, name) : NULL;
-        free(name);
+        paths[i] = output_path(o, audio, o->formats[i]);
         if (!paths[i]) {
             report(audio, "out of memory");
             failed = 1;
             break;
         }
-        tolk_status st = tolk_write_file(ctx, res, (tolk_output_format)o->formats[i], paths[i]);
+        struct stat sb;
+        int exists = stat(paths[i], &sb) == 0;
+        if (exists && S_ISDIR(sb.st_mode)) {
+            fprintf(stderr, "tolk: %s: cannot write %s: it is a directory\n", audio, paths[i]);
+            failed = 1;
+            break;
+        }
+        char *text = NULL;
+        size_t len = 0;
+        tolk_status st = tolk_render(ctx, res, (tolk_output_format)o->formats[i], &text, &len);
         if (st != TOLK_OK) {
             const char *m = tolk_ctx_last_error(ctx);
             fprintf(stderr, "tolk: %s: %s\n", audio, m[0] ? m : tolk_strerror(st));
             failed = 1;
             break;
         }
-        written = i + 1;
+        if (o->formats[i] == TOLK_OUTPUT_JSON) text = json_with_truncation(res, text, &len);
+        if (exists && !S_ISREG(sb.st_mode)) {
+            /* a device or a FIFO is written as it is, when the others are
+             * ready: a rename would replace it with a regular file */
+            direct[i] = text;
+            direct_len[i] = len;
+            continue;
+        }
+        int err = 0;
+        tmps[i] = write_temp(paths[i], text, len, &err);
+        tolk_free(text);
+        if (!tmps[i]) {
+            fprintf(stderr, "tolk: %s: cannot write %s: %s\n", audio, paths[i], strerror(err));
+            failed = 1;
+        }
     }
-    if (failed)
-        for (int i = 0; i < written; i++)
-            unlink(paths[i]);
-    for (int i = 0; i < N_FORMATS; i++)
+    for (int i = 0; i < o->n_formats && !failed; i++) {
+        if (direct[i]) {
+            FILE *f = fopen(paths[i], "wb");
+            int ok = f && fwrite(direct[i], 1, direct_len[i], f) == direct_len[i];
+            if (f && fclose(f) != 0) ok = 0;
+            if (!ok) {
+                fprintf(stderr, "tolk: %s: cannot write %s: %s\n", audio, paths[i],
+                        strerror(errno));
+                failed = 1;
+            }
+            continue;
+        }
+        if (rename(tmps[i], paths[i]) != 0) {
+            fprintf(stderr, "tolk: %s: cannot replace %s: %s\n", audio, paths[i], strerror(errno));
+            failed = 1;
+            break;
+        }
+        free(tmps[i]);
+        tmps[i] = NULL;
+    }
+    for (int i = 0; i < N_FORMATS; i++) {
+        if (tmps[i]) unlink(tmps[i]);
+        free(tmps[i]);
         free(paths[i]);
-    free(base);
+        tolk_free(direct[i]);
+    }
     return failed;
 }
 
@@ -552,6 +770,11 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
  * output files; then the progress line. Returns 0 or 1 (reported). */
 static int emit_result(tolk_ctx *ctx, const run_opts *o, const char *path, run_state *rs,
                        const tolk_result *res, int files_written) {
+    double expected_s, decoded_s;
+    if (tolk_result_input_truncated(res, &expected_s, &decoded_s)) {
+        cli_progress_clear(&rs->progress);
+        cli_warn_truncated("tolk", strcmp(path, "-") ? path : "<stdin>", expected_s, decoded_s);
+    }
     if (o->verbose && rs->printed == 0) /* no streamed segments: print them now */
         for (int i = 0; i < res->n_segments; i++)
             print_segment_line(rs, &res->segments[i]);
@@ -699,8 +922,8 @@ static int run_batch(tolk_ctx *ctx, tolk_model *model, const run_opts *o, char *
     }
     if (o->verbose && audio > 0) {
         double t = cli_now() - t0;
-        fprintf(stderr, "tolk: %d files, %.1f s of audio in %.1f s (RTF %.3f, batch %d)\n",
-                n, audio, t, t / audio, batch_size);
+        fprintf(stderr, "tolk: %d files, %.1f s of audio in %.1f s (RTF %.3f, batch %d)\n", n,
+                audio, t, t / audio, batch_size);
     }
     free(it);
     tolk_engine_free(e);
@@ -782,7 +1005,8 @@ static int run(const char *cmd, int argc, char **argv) {
     /* inputs first: a missing or unreadable file fails fast, before the model */
     int n_ok = 0;
     for (int i = 0; i < a.n_positional; i++) {
-        ok[i] = precheck_input(ctx, a.positional[i]) == 0;
+        ok[i] = precheck_input(ctx, a.positional[i]) == 0 &&
+                refuse_overwriting_input(&o, a.positional, a.n_positional, i) == 0;
         n_ok += ok[i];
     }
     if (n_ok < a.n_positional) exit_status = 1;
@@ -806,12 +1030,23 @@ static int run(const char *cmd, int argc, char **argv) {
     }
     tolk_model_desc desc;
     tolk_model_describe(model, &desc);
+    /* the token ids against this model's vocabulary: still a usage error */
+    if (*o.params.suppress_tokens &&
+        (r = check_token_list(&a, o.params.suppress_tokens, desc.n_vocab, o.model))) {
+        exit_status = r;
+        goto done;
+    }
     if (!desc.multilingual) {
         if (o.params.language && strcmp(o.params.language, "en") != 0)
             fprintf(stderr,
                     "tolk: warning: %s is an English-only model but --language is '%s'; "
                     "using English instead\n",
                     o.model, o.params.language);
+        if (o.params.task == TOLK_TASK_TRANSLATE)
+            fprintf(stderr,
+                    "tolk: warning: %s is an English-only model: it cannot translate; "
+                    "transcribing in English instead\n",
+                    o.model);
         o.params.language = "en";
     }
     if (o.vad_filter) {

@@ -115,8 +115,11 @@ int cli_parse(const char *prog, int argc, char **argv, const cli_optdef *defs, c
             continue;
         }
         if (!inline_value) {
-            if (i + 1 >= argc ||
-                (argv[i + 1][0] == '-' && argv[i + 1][1] && !looks_negative_number(argv[i + 1]))) {
+            /* a value may start with '-' followed by a digit ("-1", "-5,abc":
+             * checked, and named, by the option's own parser) */
+            const char *nx = i + 1 < argc ? argv[i + 1] : NULL;
+            if (!nx || (nx[0] == '-' && nx[1] && !looks_negative_number(nx) &&
+                        !isdigit((unsigned char)nx[1]))) {
                 int r = cli_usage_error(out, "argument %s: expected one argument", shown);
                 cli_args_free(out);
                 return r;
@@ -254,6 +257,19 @@ const char *cli_language_name(const char *code, char *buf, size_t n) {
     for (size_t k = 0; buf[k]; k++)
         if (k == 0 || buf[k - 1] == ' ') buf[k] = (char)toupper((unsigned char)buf[k]);
     return buf;
+}
+
+void cli_warn_truncated(const char *prog, const char *name, double expected_s, double decoded_s) {
+    if (expected_s >= 0)
+        fprintf(stderr,
+                "%s: warning: %s: truncated: the header promises %.2f s of audio, only %.2f s "
+                "decode (the file is cut short); using what is there\n",
+                prog, name, expected_s, decoded_s);
+    else
+        fprintf(stderr,
+                "%s: warning: %s: truncated: the stream ends without its final page after "
+                "%.2f s (the file is cut short or still being written); using what is there\n",
+                prog, name, decoded_s);
 }
 
 /* A malloc'd "a/b" (no doubled slash), or NULL. */

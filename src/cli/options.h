@@ -3,7 +3,9 @@
  * in the manner of Python's argparse as openai-whisper's CLI uses it:
  * "--flag value" and "--flag=value", short aliases ("-o DIR", "-oDIR"),
  * the last occurrence of a flag wins, "--" ends the options, "-" is a
- * positional argument (standard input). Typed getters convert and check
+ * positional argument (standard input). After a flag that takes a value, an
+ * argument starting with '-' and a digit is its value ("-1", "-5,abc"),
+ * so the flag's own check names what is wrong with it. Typed getters convert and check
  * values the way the reference's argparse types do (int, float, "None" for
  * optional numbers, True/False booleans) and print argparse-style errors.
  *
@@ -96,6 +98,11 @@ const char *cli_language_code(const char *arg);
 /* The English name of a language code, title-cased ("English", "Haitian
  * Creole") into buf[n]; the code itself when unknown. Returns buf. */
 const char *cli_language_name(const char *code, char *buf, size_t n);
+
+/* Print "PROG: warning: NAME: truncated: ..." on stderr for an input that
+ * is cut short (tolk_audio_truncated): the seconds its header promised
+ * (expected_s < 0: it states no length) and the seconds decoded. */
+void cli_warn_truncated(const char *prog, const char *name, double expected_s, double decoded_s);
 
 /* A malloc'd "a/b" (no doubled slash), or NULL. */
 char *cli_path_join(const char *a, const char *b);

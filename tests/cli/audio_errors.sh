@@ -7,12 +7,11 @@
 # on stderr that names the file, and leave no output behind.
 #
 # usage: bash tests/cli/audio_errors.sh /path/to/tolk
-# env:   TOLK_SHARED_DATA (default: shared/data in the checkout, else ../shared/data)
+# env:   TOLK_DATA (default: data/ in the checkout)
 set -u
 TOLK=${1:?usage: audio_errors.sh /path/to/tolk}
 HERE=$(cd "$(dirname "$0")" && pwd)
-DATA=${TOLK_SHARED_DATA:-$HERE/../../shared/data}
-[ -d "$DATA" ] || DATA=$HERE/../../../shared/data
+DATA=${TOLK_DATA:-$HERE/../../data}
 JFK=$DATA/speech/jfk.flac
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

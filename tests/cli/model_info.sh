@@ -8,6 +8,7 @@
 #
 # usage: bash tests/cli/model_info.sh /path/to/tolk
 # env:   TOLK_MODELS (default ~/.cache/tolk/models), TOLK_REQUIRE_MODELS
+# ctest-labels: models
 set -u
 TOLK=${1:?usage: model_info.sh /path/to/tolk}
 ROOT=${TOLK_MODELS:-$HOME/.cache/tolk/models}

@@ -4,12 +4,13 @@
 # and their names, several files sharing one model with bad ones skipped,
 # standard input, and translation. Skips (exit 0, a SKIP line) when no model
 # is installed, unless TOLK_REQUIRE_MODELS=1.
+# ctest-labels: models
 set -u
 TOLK=${1:?usage: transcribe.sh /path/to/tolk}
 TOLK=$(cd "$(dirname "$TOLK")" && pwd)/$(basename "$TOLK")
-SHARED=${TOLK_SHARED_DATA:-$(dirname "$0")/../../shared/data}
-[ -d "$SHARED" ] || SHARED=$(dirname "$0")/../../../shared/data
-SHARED=$(cd "$SHARED" 2>/dev/null && pwd) || { echo "FAIL: no shared data"; exit 1; }
+# the checkout's data/ (TOLK_DATA overrides)
+SHARED=${TOLK_DATA:-$(dirname "$0")/../../data}
+SHARED=$(cd "$SHARED" 2>/dev/null && pwd) || { echo "FAIL: no data/ folder (TOLK_DATA)"; exit 1; }
 JFK=$SHARED/speech/jfk.flac
 ROOT=${TOLK_MODELS:-$HOME/.cache/tolk/models}
 

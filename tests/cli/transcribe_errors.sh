@@ -7,11 +7,11 @@
 set -u
 TOLK=${1:?usage: transcribe_errors.sh /path/to/tolk}
 TOLK=$(cd "$(dirname "$TOLK")" && pwd)/$(basename "$TOLK")
-SHARED=${TOLK_SHARED_DATA:-$(dirname "$0")/../../shared/data}
-[ -d "$SHARED" ] || SHARED=$(dirname "$0")/../../../shared/data
-SHARED=$(cd "$SHARED" 2>/dev/null && pwd) || { echo "FAIL: no shared data"; exit 1; }
+# the checkout's data/ (TOLK_DATA overrides)
+SHARED=${TOLK_DATA:-$(dirname "$0")/../../data}
+SHARED=$(cd "$SHARED" 2>/dev/null && pwd) || { echo "FAIL: no data/ folder (TOLK_DATA)"; exit 1; }
 JFK=$SHARED/speech/jfk.flac
-[ -f "$JFK" ] || { echo "FAIL: $JFK not found (TOLK_SHARED_DATA)"; exit 1; }
+[ -f "$JFK" ] || { echo "FAIL: $JFK not found (TOLK_DATA)"; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -84,10 +84,10 @@ expect 2 "--sample_len: 449 is out of range" transcribe --sample_len 449 "$JFK"
 expect 2 "--max_initial_timestamp: invalid float" transcribe --max_initial_timestamp x "$JFK"
 expect 2 "--seed: invalid value" transcribe --seed -1 "$JFK"
 expect 2 "--seed: invalid value" transcribe --seed 18446744073709551616 "$JFK"
-expect 2 "--suppress_tokens: invalid token list" transcribe --suppress_tokens 1,,2 "$JFK"
-expect 2 "--suppress_tokens: invalid token list" transcribe --suppress_tokens=-2 "$JFK"
-expect 2 "--clip_timestamps: invalid list" transcribe --clip_timestamps 0,x "$JFK"
-expect 2 "--clip_timestamps: invalid list" transcribe --clip_timestamps=-5 "$JFK"
+expect 2 "--suppress_tokens: '' is not a token id" transcribe --suppress_tokens 1,,2 "$JFK"
+expect 2 "--suppress_tokens: token id -2 is outside" transcribe --suppress_tokens=-2 "$JFK"
+expect 2 "--clip_timestamps: 'x' is not a number" transcribe --clip_timestamps 0,x "$JFK"
+expect 2 "--clip_timestamps: -5 s is out of range" transcribe --clip_timestamps=-5 "$JFK"
 expect 2 "--output_format: invalid choice: 'pdf'" transcribe --output_format pdf "$JFK"
 expect 2 "--output_format: invalid choice: 'TXT'" transcribe -f TXT "$JFK"
 expect 2 "--output_format: invalid choice: 'pdf'" transcribe -fpdf "$JFK"

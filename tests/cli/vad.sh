@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # vad.sh — `tolk vad` and `tolk transcribe --vad_filter` end to end: speech
+# ctest-labels: models
 # segments as tsv and json, a silent file with no segments, bad --vad_*
 # values as usage errors (exit 2, before anything is loaded), a missing or
 # bad VAD model (exit 1), --vad_filter with --clip_timestamps refused, and
@@ -11,9 +12,8 @@
 # usage: bash tests/cli/vad.sh /path/to/tolk
 set -u
 TOLK=${1:?usage: vad.sh /path/to/tolk}
-SHARED=${TOLK_SHARED_DATA:-$(dirname "$0")/../../shared/data}
-[ -d "$SHARED" ] || SHARED=$(dirname "$0")/../../../shared/data
-SHARED=$(cd "$SHARED" 2>/dev/null && pwd) || { echo "FAIL: no shared data"; exit 1; }
+SHARED=${TOLK_DATA:-$(dirname "$0")/../../data}
+SHARED=$(cd "$SHARED" 2>/dev/null && pwd) || { echo "FAIL: no data/ folder (TOLK_DATA)"; exit 1; }
 JFK=$SHARED/speech/jfk.flac
 ROOT=${TOLK_MODELS:-$HOME/.cache/tolk/models}
 fails=0

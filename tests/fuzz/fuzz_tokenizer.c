@@ -4,7 +4,7 @@
  *  - valid UTF-8 input: decode(encode(x)) == x, and every id is ordinary;
  *  - any input read as token ids: decode gives valid UTF-8, and the
  *    streaming decoder's pieces concatenate to the same text.
- * The rank file is $TOLK_TIKTOKEN, else the shared data next to the source
+ * The rank file is $TOLK_TIKTOKEN, else data/whisper-assets/ of the source
  * tree. Build: CC=clang cmake -DTOLK_FUZZ=ON ...; run fuzz_tokenizer -max_total_time=60.
  */
 #include "tokenizer.h"
@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static tolk_tokenizer *g_tok; /* loaded once; read-only afterwards */
 
@@ -20,16 +19,12 @@ static const tolk_tokenizer *tokenizer(void) {
     if (g_tok) return g_tok;
     const char *path = getenv("TOLK_TIKTOKEN");
     char buf[4096];
-    if (!path) { /* <repo>/tests/fuzz/ -> <repo>/shared/data, else <repo>/../shared/data */
-        static const char *const rel[2] = {"/../../shared/data/whisper-assets/multilingual.tiktoken",
-                                           "/../../../shared/data/whisper-assets/multilingual.tiktoken"};
-        for (int i = 0; i < 2; i++) {
-            snprintf(buf, sizeof buf, "%s", __FILE__);
-            char *slash = strrchr(buf, '/');
-            size_t at = slash ? (size_t)(slash - buf) : 0;
-            snprintf(buf + at, sizeof buf - at, "%s", rel[i]);
-            if (access(buf, R_OK) == 0) break;
-        }
+    if (!path) { /* <repo>/tests/fuzz/ -> <repo>/data */
+        snprintf(buf, sizeof buf, "%s", __FILE__);
+        char *slash = strrchr(buf, '/');
+        size_t at = slash ? (size_t)(slash - buf) : 0;
+        snprintf(buf + at, sizeof buf - at, "%s",
+                 "/../../data/whisper-assets/multilingual.tiktoken");
         path = buf;
     }
     tolk_ctx *ctx = NULL;

@@ -74,5 +74,5 @@ float *tu_load_clip_input(const char *input, size_t *n) {
         return tu_load_npy_s16(tu_src(rel), n);
     }
     snprintf(rel, sizeof rel, "speech/%s", input);
-    return tu_load_flac_s16(tu_shared(rel), n);
+    return tu_load_flac_s16(tu_data(rel), n);
 }
