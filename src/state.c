@@ -139,14 +139,22 @@ tolk_timings *tolk_state_timings_ref(tolk_state *st) {
     return st ? &st->timings : NULL;
 }
 
+/* Add the backend's slow-product count since f0 to the state's timings. */
+static void add_fallbacks(tolk_state *st, uint64_t f0) {
+    const uint64_t f = tolk_net_gemm_fallbacks(st->net);
+    if (f > f0) st->timings.gemm_fallbacks += f - f0;
+}
+
 static tolk_status be_step(void *user, const int *seqs, int n_seqs, const int *const *tokens,
                            const int *n_tokens, float *logits) {
     tolk_state *st = user;
     double t0 = tolk_time_now();
+    const uint64_t f0 = tolk_net_gemm_fallbacks(st->net);
     tolk_status s =
         tolk_net_decode(st->ctx, st->net, st->kv, seqs, n_seqs, tokens, n_tokens, logits);
     tolk_timings_since(&st->timings, TOLK_STAGE_DECODER, t0);
     tolk_timings_count(&st->timings, 0, 0, 1);
+    add_fallbacks(st, f0);
     return s;
 }
 static tolk_status be_step_select(void *user, const int *seqs, int n_seqs, const int *const *tokens,
@@ -154,11 +162,13 @@ static tolk_status be_step_select(void *user, const int *seqs, int n_seqs, const
                                   float *out_lp) {
     tolk_state *st = user;
     double t0 = tolk_time_now();
+    const uint64_t f0 = tolk_net_gemm_fallbacks(st->net);
     const tolk_net_select ns = {sel->range_off, sel->ranges, sel->ts_begin, sel->k};
     tolk_status s = tolk_net_decode_select(st->ctx, st->net, st->kv, seqs, n_seqs, tokens, n_tokens,
                                            &ns, out_idx, out_lp);
     tolk_timings_since(&st->timings, TOLK_STAGE_DECODER, t0);
     tolk_timings_count(&st->timings, 0, 0, 1);
+    add_fallbacks(st, f0);
     return s;
 }
 
@@ -195,8 +205,10 @@ tolk_dec_backend tolk_state_backend(tolk_state *st) {
 
 tolk_status tolk_state_encode_window(tolk_state *st) {
     double t0 = tolk_time_now();
+    const uint64_t f0 = tolk_net_gemm_fallbacks(st->net);
     tolk_status s = tolk_kvcache_encode_window(st->ctx, st->net, st->kv, 0, st->window, NULL);
     tolk_timings_since(&st->timings, TOLK_STAGE_ENCODER, t0);
+    add_fallbacks(st, f0);
     return s;
 }
 

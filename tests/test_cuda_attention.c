@@ -122,6 +122,10 @@ typedef struct att_set {
  * of every type misaligned, the kernels' scalar paths), 1 = multiples of 8
  * (every row 16-byte aligned: cp.async and vector loads). */
 static int g_aligned;
+/* K/V rows of the next set_make: NULL = every sequence its own; else
+ * sequence s reads the K/V rows of sequence g_share[s] <= s (the beams of
+ * one window; their n_kv capacities must be equal). */
+static const int *g_share;
 
 static void set_make(att_set *a, dpool *p, int H, int D, int dt, const att_spec *sp, int n,
                      uint64_t seed) {
@@ -138,12 +142,18 @@ static void set_make(att_set *a, dpool *p, int H, int D, int dt, const att_spec 
     CU_ASSERT_FATAL(a->q_row && a->kv_row && a->cap_q && a->cap_kv);
     size_t qr = 0, kr = 0;
     for (int s = 0; s < n; s++) {
-        qr += 1, kr += 1; /* a gap row before every sequence */
+        qr += 1; /* a gap row before every sequence */
         a->q_row[s] = (int)qr;
-        a->kv_row[s] = (int)kr;
         a->cap_q[s] = sp[s].n_q;
         a->cap_kv[s] = sp[s].n_kv;
         qr += (size_t)sp[s].n_q;
+        if (g_share && g_share[s] != s) {
+            CU_ASSERT_FATAL(g_share[s] < s && sp[g_share[s]].n_kv == sp[s].n_kv);
+            a->kv_row[s] = a->kv_row[g_share[s]];
+            continue;
+        }
+        kr += 1;
+        a->kv_row[s] = (int)kr;
         kr += (size_t)sp[s].n_kv;
     }
     a->q_rows = qr + 1;
@@ -678,9 +688,43 @@ static void test_split(void) {
     CU_ASSERT_EQUAL(tolk_cu_attention_ws_bytes(1, 8, 64, 127), 0); /* < 2 chunks of 64 */
     CU_ASSERT(tolk_cu_attention_ws_bytes(1000, 8, 64, 1500) >=
               tolk_cu_attention_ws_bytes(1, 8, 64, 1500));
-    CU_ASSERT(tolk_cu_attention_ws_bytes(1000, 20, 128, 1500) < 600 * 130 * 4);
+    CU_ASSERT(tolk_cu_attention_ws_bytes(1000, 20, 128, 1500) < 8 * 530 * 130 * 4);
+    CU_ASSERT(tolk_cu_attention_ws_bytes(1, 20, 128, 1500) < 530 * 130 * 4); /* no groups */
     CU_ASSERT_EQUAL(tolk_cu_attention_ws_bytes(1, 8, 80, 1500), 0);
     CU_ASSERT_EQUAL(tolk_cu_attention_ws_bytes(0, 8, 64, 1500), 0);
+}
+
+/* Beams of one window (sequences that share K/V) are scored together by
+ * the split path: groups inside aligned runs of 8, one straddling a run,
+ * members with different n_q (and none), a causal sequence between them,
+ * the same window again after another one (its own group). */
+static const att_spec beams[] = {
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},
+    {1, 449, 1, 448}, {2, 300, 0, 0}, {3, 300, 0, 0},   {0, 300, 0, 0},  {2, 300, 0, 0},
+    {1, 1500, 0, 0},
+};
+static const int beams_share[] = {0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 10, 11, 11, 11, 11, 0};
+/* the second round of the descriptor test: window A one frame shorter,
+ * one beam without a query, the causal step elsewhere, window C's last
+ * member with fewer keys (no longer in the group) */
+static const att_spec beams2[] = {
+    {1, 1499, 0, 0}, {1, 1499, 0, 0}, {0, 1499, 0, 0}, {1, 1499, 0, 0}, {1, 1499, 0, 0},
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},
+    {1, 300, 1, 299}, {1, 300, 0, 0},  {1, 300, 0, 0},   {2, 300, 0, 0},  {1, 250, 0, 0},
+    {1, 1500, 0, 0},
+};
+
+static void test_groups(void) {
+    NEED_DEVICE();
+    const int n = (int)(sizeof beams / sizeof beams[0]);
+    g_share = beams_share;
+    split_run(TOLK_CU_F32, 3, 64, beams, n, 1, 71);
+    split_run(TOLK_CU_F16, 2, 32, beams, n, 1, 72);
+    split_run(TOLK_CU_BF16, 1, 128, beams, n, 1, 73);
+    /* five beams of one window alone (the batch-5 beam search step) */
+    split_run(TOLK_CU_F32, 4, 64, beams, 5, 1, 74);
+    g_share = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -827,6 +871,11 @@ static void test_desc(void) {
         m2[s] = (att_spec){s % 3 == 0 ? 0 : 1, 1 + s % 3, 1, s % 3};
     }
     desc_run(TOLK_CU_F32, TOLK_CU_F32, 2047, 32, m1, m2, 40, 1, 68);
+    /* beams sharing windows (split path groups), also through a graph */
+    g_share = beams_share;
+    desc_run(TOLK_CU_F32, TOLK_CU_F32, 3, 64, beams, beams2, (int)(sizeof beams / sizeof beams[0]),
+             1, 75);
+    g_share = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -881,6 +930,7 @@ int main(void) {
                            {"tc_aligned", test_tc_aligned},
                            {"tc_cpu_twin", test_tc_cpu_twin},
                            {"split", test_split},
+                           {"groups", test_groups},
                            {"desc", test_desc},
                            {"errors", test_errors},
                            CU_TEST_INFO_NULL};

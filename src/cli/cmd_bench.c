@@ -669,6 +669,7 @@ static void write_stages(FILE *f, int *first, const tolk_timings *t) {
     jnum(f, &g, "encoder_s", t->encoder_s);
     jnum(f, &g, "decoder_s", t->decoder_s);
     jnum(f, &g, "search_s", t->search_s);
+    jnum(f, &g, "gemm_fallbacks", (double)t->gemm_fallbacks);
     fputc('}', f);
 }
 

@@ -697,9 +697,19 @@ static int run(const char *cmd, int argc, char **argv) {
         }
     }
 
+    int warned = 0;
     for (int i = 0; i < a.n_positional; i++) {
         if (!ok[i]) continue;
         if (run_file(ctx, state, &o, a.positional[i]) != 0) exit_status = 1;
+        tolk_timings t;
+        tolk_state_timings(state, &t);
+        if (t.gemm_fallbacks > 0 && !warned) { /* once per run */
+            fprintf(stderr,
+                    "tolk: warning: %llu matrix products ran a slow fallback kernel (the GPU "
+                    "library had no algorithm for their shapes); expect low speed\n",
+                    (unsigned long long)t.gemm_fallbacks);
+            warned = 1;
+        }
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "tolk: writing to standard output failed\n");

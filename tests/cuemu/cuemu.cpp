@@ -2004,6 +2004,15 @@ void lt_run(const cublasLtMatmulDescOpaque_st op, const cublasLtMatrixLayoutOpaq
 }
 } // namespace
 
+/* Test hook: the next `count` heuristic queries return `status` (e.g.
+ * CUBLAS_STATUS_NOT_SUPPORTED, or a transient failure). */
+static int g_lt_inject_status = 0, g_lt_inject_count = 0;
+CUEMU_API void cuemu_lt_inject_heuristic(int status, int count) {
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_lt_inject_status = status;
+    g_lt_inject_count = count;
+}
+
 CUEMU_API cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
     cublasLtHandle_t h, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
     cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d, cublasLtMatmulPreference_t pref,
@@ -2015,6 +2024,13 @@ CUEMU_API cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
     *n_res = 0;
     const cublasStatus_t s = lt_shape(*op, *a, *b, *c, *d, &m, &n, &k);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
+    {
+        std::lock_guard<std::mutex> lk(g_mu);
+        if (g_lt_inject_count > 0) {
+            g_lt_inject_count--;
+            return (cublasStatus_t)g_lt_inject_status;
+        }
+    }
     memset(&res[0], 0, sizeof res[0]);
     res[0].algo.data[0] = 0x6375656d75ULL; /* "cuemu" */
     res[0].workspaceSize = 0;
