@@ -40,6 +40,7 @@
  */
 #include "attention_common.cuh"
 
+#include <stdlib.h>
 #include <string.h>
 
 using namespace tolkcu;
@@ -216,9 +217,15 @@ static int rows_plan(const attn_src &src, int n, int max_nk, long long rows, int
     const int ns = attn_split_plan(pairs, max_nk, chunk);
     if (ns <= 1) return 1;
     /* groups of sequences sharing K/V: possible in any device-descriptor
-     * launch of >= 2 sequences; host-packed ones are checked here */
+     * launch of >= 2 sequences; host-packed ones are checked here.
+     * TOLK_ATTN_GROUPS=0 in the environment turns groups off (A/B timing). */
+    static const int groups_off = [] {
+        const char *e = getenv("TOLK_ATTN_GROUPS");
+        return e && strcmp(e, "0") == 0;
+    }();
     int c = 1;
-    if (src.desc) {
+    if (groups_off) {
+    } else if (src.desc) {
         c = n >= 2 ? ATTN_GROUP_MAX : 1;
     } else {
         for (int s = 1; s < n && c == 1; s++) {
@@ -231,6 +238,17 @@ static int rows_plan(const attn_src &src, int n, int max_nk, long long rows, int
     if (attn_split_ws(pairs, ns, d_head, c) > ws_bytes) return 1;
     *cap = c;
     return ns;
+}
+
+/* Record a few-query launch of `pairs` (row, head) pairs in a plan. */
+static void plan_rows(tolk_cu_attn_plan *plan, int ns, int cap, long long pairs, int d_head) {
+    if (ns <= 1) {
+        plan->rows++;
+        return;
+    }
+    plan->split++;
+    if (cap > 1) plan->grouped = 1;
+    plan->partial_floats += (double)pairs * ns * (d_head + 2);
 }
 
 /* The few-query path over the n sequences of src (n_q <= max_nq, visible
@@ -339,11 +357,9 @@ static int run_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_he
         if (nr == ATTN_SEQS_PER_LAUNCH || (last && nr > 0)) {
             if (plan) {
                 int chunk, cap;
-                if (rows_plan(rt, nr, r_maxk, r_rows, n_head, d_head, ws, ws_bytes, &chunk, &cap) >
-                    1)
-                    plan->split++;
-                else
-                    plan->rows++;
+                const int ns =
+                    rows_plan(rt, nr, r_maxk, r_rows, n_head, d_head, ws, ws_bytes, &chunk, &cap);
+                plan_rows(plan, ns, cap, r_rows * n_head, d_head);
             } else {
                 rc = launch_rows(rt, nr, r_maxq, r_maxk, r_rows, n_head, d_head, scale_log2, dtype,
                                  ws, ws_bytes, st);
@@ -391,11 +407,11 @@ static int run_desc(attn_src &src, int n_seqs, int max_n_q, int max_n_kv, int n_
             int chunk, cap;
             if (flash)
                 plan->flash++;
-            else if (rows_plan(src, n, max_n_kv, (long long)n * max_n_q, n_head, d_head, ws,
-                               ws_bytes, &chunk, &cap) > 1)
-                plan->split++;
-            else
-                plan->rows++;
+            else {
+                const int ns = rows_plan(src, n, max_n_kv, (long long)n * max_n_q, n_head, d_head,
+                                         ws, ws_bytes, &chunk, &cap);
+                plan_rows(plan, ns, cap, (long long)n * max_n_q * n_head, d_head);
+            }
         } else {
             rc = flash ? launch_flash(src, n, max_n_q, n_head, d_head, scale_log2, dtype, tc, st)
                        : launch_rows(src, n, max_n_q, max_n_kv, (long long)n * max_n_q, n_head,

@@ -37,7 +37,8 @@ typedef struct tolk_cu_attn_seq {
 } tolk_cu_attn_seq;
 
 /* Head widths the kernels are built for (every Whisper model uses 64). */
-#define TOLK_CU_ATTN_HEAD_DIMS {32, 64, 128}
+#define TOLK_CU_ATTN_HEAD_DIMS                                                                     \
+    { 32, 64, 128 }
 
 /* For every sequence s of seqs (a HOST array of n_seqs), head h < n_head,
  * query row i < n_q:
@@ -133,14 +134,16 @@ int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const vo
  * and of the split-KV path (two: partial + combine). */
 typedef struct tolk_cu_attn_plan {
     int flash, rows, split;
+    int grouped;           /* a split launch scores sequences sharing K/V together */
+    double partial_floats; /* split workspace floats written (and read by the combine) */
 } tolk_cu_attn_plan;
 
 /* The plan of tolk_cu_attention_ex(seqs, ..., tc, ws, ws_bytes) (ws
  * non-NULL when ws_bytes > 0) / of tolk_cu_attention_desc with these
  * bounds. Host only; the same routing as the calls. Returns 0 or
  * TOLK_CU_EINVAL. */
-int tolk_cu_attention_plan(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head,
-                           int tc, size_t ws_bytes, tolk_cu_attn_plan *plan);
+int tolk_cu_attention_plan(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head, int tc,
+                           size_t ws_bytes, tolk_cu_attn_plan *plan);
 int tolk_cu_attention_desc_plan(int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
                                 int tc, size_t ws_bytes, tolk_cu_attn_plan *plan);
 

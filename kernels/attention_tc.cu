@@ -368,12 +368,16 @@ template <typename T, typename H, int D, bool VEC>
 static int launch_fa2(const attn_src &src, int n, int max_nq, int n_head, float scale_log2,
                       cudaStream_t st) {
     typedef fa_cfg<D> C;
-    static std::atomic<int> attr_set{0};
-    if (!attr_set.load(std::memory_order_acquire)) {
+    /* the shared-memory opt-in, once per device (a function attribute is
+     * per device) */
+    static std::atomic<int> attr_set[64];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return (int)cudaGetLastError();
+    if (dev < 0 || dev >= 64 || !attr_set[dev].load(std::memory_order_acquire)) {
         const cudaError_t e = cudaFuncSetAttribute(
             fa2_kernel<T, H, D, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
         if (e != cudaSuccess) return (int)e;
-        attr_set.store(1, std::memory_order_release);
+        if (dev >= 0 && dev < 64) attr_set[dev].store(1, std::memory_order_release);
     }
     const dim3 grid((unsigned)((max_nq + FA_BQ - 1) / FA_BQ), (unsigned)(n * n_head));
     fa2_kernel<T, H, D, VEC><<<grid, FA_THREADS, C::SMEM, st>>>(src, n_head, scale_log2);

@@ -52,14 +52,13 @@ void tolk_cu_gemm_destroy(tolk_cu_gemm_ctx *g);
  *     (residual connections). y must not overlap x or w.
  * workspace (device, may be NULL) of workspace_bytes lets cuBLASLt use
  * split-K algorithms; 32 MiB suits Hopper. A shape cuBLASLt has no
- * algorithm for runs a slow tiled kernel and is counted (tolk_cu_gemm_stats). M, N, K >= 1 (M or N == 0 is a
- * no-op); ldx >= K, ldw >= K, ldy >= N. Thread-safe for one g.
- * Returns 0, TOLK_CU_EINVAL, a cudaError_t, or TOLK_CU_GEMM_EBLAS + status. */
+ * algorithm for runs a slow tiled kernel and is counted (tolk_cu_gemm_stats). M, N, K >= 1 (M or N
+ * == 0 is a no-op); ldx >= K, ldw >= K, ldy >= N. Thread-safe for one g. Returns 0, TOLK_CU_EINVAL,
+ * a cudaError_t, or TOLK_CU_GEMM_EBLAS + status. */
 int tolk_cu_gemm(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long ldy, const void *x,
-                 int x_dtype, long long ldx, const void *w, int w_dtype, long long ldw,
-                 long long M, long long N, long long K, float alpha, float beta,
-                 const float *bias, int flags, void *workspace, size_t workspace_bytes,
-                 void *stream);
+                 int x_dtype, long long ldx, const void *w, int w_dtype, long long ldw, long long M,
+                 long long N, long long K, float alpha, float beta, const float *bias, int flags,
+                 void *workspace, size_t workspace_bytes, void *stream);
 
 /* batch products in one call (one strided-batched cuBLASLt product):
  * product b uses y + b * y_stride, x + b * x_stride, w + b * w_stride and
@@ -71,8 +70,8 @@ int tolk_cu_gemm_batched(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long ld
                          long long y_stride, const void *x, int x_dtype, long long ldx,
                          long long x_stride, const void *w, int w_dtype, long long ldw,
                          long long w_stride, long long M, long long N, long long K, float alpha,
-                         float beta, const float *bias, long long bias_stride, int batch,
-                         int flags, void *workspace, size_t workspace_bytes, void *stream);
+                         float beta, const float *bias, long long bias_stride, int batch, int flags,
+                         void *workspace, size_t workspace_bytes, void *stream);
 
 TOLK_CU_END_DECLS
 

@@ -116,10 +116,10 @@ typedef struct tolk_census_row {
 typedef struct tolk_census {
     int n;                                 /* rows used */
     tolk_census_row row[TOLK_CENSUS_ROWS]; /* in order of first use */
-    uint64_t mem_nodes;   /* graph memory nodes (stream-ordered alloc / free while
-                             capturing) */
-    uint64_t copy_nodes;  /* graph copy / memset nodes */
-    int dry;              /* 1: counted without running anything (see census) */
+    uint64_t mem_nodes;                    /* graph memory nodes (stream-ordered alloc / free while
+                                              capturing) */
+    uint64_t copy_nodes;                   /* graph copy / memset nodes */
+    int dry;                               /* 1: counted without running anything (see census) */
 } tolk_census;
 
 struct tolk_backend {
@@ -257,19 +257,19 @@ struct tolk_backend {
     /* attention with the sequences in DEVICE memory (desc [n_seqs]); the
      * same arithmetic as attention. max_n_q / max_n_kv bound every
      * sequence's n_q / n_kv (they size the launch, never the descriptors). */
-    tolk_status (*attention_desc)(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                  size_t ldq, const float *k, const float *v, size_t ldkv,
-                                  float *out, size_t ldo, const tolk_attn_desc *desc, int n_seqs,
-                                  int max_n_q, int max_n_kv, int n_head, int d_head, float scale);
+    tolk_status (*attention_desc)(tolk_ctx *ctx, const tolk_backend *be, const float *q, size_t ldq,
+                                  const float *k, const float *v, size_t ldkv, float *out,
+                                  size_t ldo, const tolk_attn_desc *desc, int n_seqs, int max_n_q,
+                                  int max_n_kv, int n_head, int d_head, float scale);
 
     /* Token selection on logits [rows, n] (row stride ld, modified in place
      * by the masks), select.h's semantics: mask pairs range_off[r] ..
      * range_off[r+1]-1 of ranges (DEVICE int32 [rows + 1] and pairs, or
      * both NULL), the timestamp rule from ts_begin (0: off), then k tokens:
      * out_idx / out_lp DEVICE [rows * k]. */
-    tolk_status (*select)(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
-                          int rows, int n, const int *range_off, const int *ranges, int ts_begin,
-                          int k, int *out_idx, float *out_lp);
+    tolk_status (*select)(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld, int rows,
+                          int n, const int *range_off, const int *ranges, int ts_begin, int k,
+                          int *out_idx, float *out_lp);
 
     /* ---- graphs (optional: NULL where unsupported, e.g. the CPU) ---------
      * graph_begin: the calling thread's following ops are recorded, not

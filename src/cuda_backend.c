@@ -70,8 +70,8 @@ _Static_assert((int)TOLK_DT_F32 == (int)TOLK_CU_F32 && (int)TOLK_DT_F16 == (int)
                "tolk_dtype and the kernels' storage types must agree");
 
 #define WHO "cuda_backend"
-#define ARENA_CHUNK ((size_t)64 << 20)  /* minimum weight-arena chunk */
-#define GEMM_WS_SMALL ((size_t)4 << 20) /* cuBLASLt workspace per product before Hopper */
+#define ARENA_CHUNK ((size_t)64 << 20)    /* minimum weight-arena chunk */
+#define GEMM_WS_SMALL ((size_t)4 << 20)   /* cuBLASLt workspace per product before Hopper */
 #define GEMM_WS_HOPPER ((size_t)32 << 20) /* sm_90 and newer */
 #define F16_MAX 65504.0f
 #define SCRATCH_ALIGN ((size_t)256)
@@ -97,8 +97,8 @@ static cudaStream_t cur_stream(void) {
 typedef struct cuda_impl {
     int device;
     int keep_half;
-    int attn_tc; /* arithmetic of many-query attention: TOLK_CU_F32 / F16 / BF16 */
-    int sync_ops; /* TOLK_CUDA_SYNC=1: wait after every operation */
+    int attn_tc;    /* arithmetic of many-query attention: TOLK_CU_F32 / F16 / BF16 */
+    int sync_ops;   /* TOLK_CUDA_SYNC=1: wait after every operation */
     size_t gemm_ws; /* cuBLASLt workspace bytes per product */
     tolk_cu_gemm_ctx *gemm;
     pthread_mutex_t mu;  /* guards chunks */
@@ -120,8 +120,7 @@ static int dry(const cuda_impl *im) {
     return im->cs.mode == 2;
 }
 
-static void count(const cuda_impl *im, const char *kind, int kernels, double bytes,
-                  double flops) {
+static void count(const cuda_impl *im, const char *kind, int kernels, double bytes, double flops) {
     cu_census_add((cu_census *)&im->cs, kind, kernels, bytes, flops, capturing());
 }
 
@@ -350,7 +349,8 @@ static tolk_status upload_part(tolk_ctx *ctx, void *dst, tolk_dtype dt, const to
     void *tmp = NULL;
     err = cudaMalloc(&tmp, n * sizeof(float));
     int rc = 0;
-    if (err == cudaSuccess) err = cudaMemcpyAsync(tmp, h, n * sizeof(float), cudaMemcpyHostToDevice, s);
+    if (err == cudaSuccess)
+        err = cudaMemcpyAsync(tmp, h, n * sizeof(float), cudaMemcpyHostToDevice, s);
     if (err == cudaSuccess)
         rc = tolk_cu_convert(dst, (int)dt, (long long)n, tmp, TOLK_CU_F32, (long long)n, 1,
                              (long long)n, s);
@@ -518,8 +518,7 @@ static tolk_status scratch_get(tolk_ctx *ctx, const cuda_impl *im, size_t bytes,
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: scratch too large", WHO);
     const size_t head = round_up(bytes, SCRATCH_ALIGN);
     cu_census_nodes((cu_census *)&im->cs, 2, 0, capturing());
-    cudaError_t err =
-        cudaMallocAsync((void **)p, head + im->gemm_ws, (cudaStream_t)TOLK_CU_STREAM);
+    cudaError_t err = cudaMallocAsync((void **)p, head + im->gemm_ws, (cudaStream_t)TOLK_CU_STREAM);
     if (err != cudaSuccess) {
         *p = NULL;
         return tolk_cuda_status(ctx, err, WHO, "scratch (cudaMallocAsync)");
@@ -537,9 +536,9 @@ static void scratch_put(char *p) {
 static void count_gemm(const cuda_impl *im, size_t M, size_t N, size_t K, const tolk_bweight *W,
                        int accumulate, int bias, int batch) {
     const double es = W->dtype == TOLK_DT_F32 ? 4.0 : 2.0;
-    const double b = (double)M * K * es + batch * ((double)N * K * es +
-                                                   (double)M * N * 4.0 * (accumulate ? 2 : 1) +
-                                                   (bias ? (double)N * 4.0 : 0.0));
+    const double b = (double)M * K * es +
+                     batch * ((double)N * K * es + (double)M * N * 4.0 * (accumulate ? 2 : 1) +
+                              (bias ? (double)N * 4.0 : 0.0));
     count(im, "gemm", 1, b, 2.0 * M * N * K * batch);
 }
 
@@ -659,8 +658,7 @@ static tolk_status cu_conv1d(tolk_ctx *ctx, const tolk_backend *be, float *y, co
         if (rc == 0)
             rc = tolk_cu_gemm(im->gemm, y, TOLK_CU_F32, W->rows, scr, (int)W->dtype, (long long)K3,
                               W->data, (int)W->dtype, (long long)K3, (long long)T_out, W->rows,
-                              (long long)K3, 1.0f, 0.0f, bias, 0, ws, im->gemm_ws,
-                              TOLK_CU_STREAM);
+                              (long long)K3, 1.0f, 0.0f, bias, 0, ws, im->gemm_ws, TOLK_CU_STREAM);
     }
     scratch_put(scr);
     return op_end(ctx, im, rc, "conv1d");
@@ -729,10 +727,10 @@ static tolk_status cu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const
     if (st) return st;
     count(im, "add", 1, (double)n * 12.0, 0);
     if (dry(im)) return TOLK_OK;
-    return op_end(ctx, im,
-                  tolk_cu_add(y, a, b, (long long)n, NULL, 0, (long long)n, TOLK_CU_F32,
-                              TOLK_CU_STREAM),
-                  "add");
+    return op_end(
+        ctx, im,
+        tolk_cu_add(y, a, b, (long long)n, NULL, 0, (long long)n, TOLK_CU_F32, TOLK_CU_STREAM),
+        "add");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -740,22 +738,63 @@ static tolk_status cu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const
 /* ------------------------------------------------------------------------ */
 
 /* Count an attention call's launches (plan) and its traffic: q, out, and
- * K/V of kv_rows key rows, n_head * d_head float32 columns each; flops for
- * score_pairs (query row, key) pairs. */
+ * K/V of kv_rows key rows, n_head * d_head float32 columns each, plus the
+ * split path's partial results; flops for score_pairs (query row, key)
+ * pairs. */
 static void count_attention(const cuda_impl *im, const tolk_cu_attn_plan *pl, double q_rows,
                             double kv_rows, double score_pairs, int n_head, int d_head) {
-    const double w = (double)n_head * d_head, b = (2.0 * q_rows + 2.0 * kv_rows) * w * 4.0;
+    const double w = (double)n_head * d_head;
+    const double qkvo = (2.0 * q_rows + 2.0 * kv_rows) * w * 4.0;
     const double f = 4.0 * score_pairs * w;
-    const int total = pl->flash + pl->rows + 2 * pl->split;
-    if (total == 0) return;
-    /* split the traffic over the kinds in proportion to their launches */
+    const int main_launches = pl->flash + pl->rows + pl->split;
+    if (main_launches == 0) return;
+    /* the traffic over the kinds in proportion to their launches */
     const char *flash_kind = im->attn_tc == TOLK_CU_F32 ? "attn_flash_f32" : "attn_flash_tc";
-    if (pl->flash) count(im, flash_kind, pl->flash, b * pl->flash / total, f * pl->flash / total);
-    if (pl->rows) count(im, "attn_rows", pl->rows, b * pl->rows / total, f * pl->rows / total);
+    const double part = pl->partial_floats * 4.0;
+    if (pl->flash)
+        count(im, flash_kind, pl->flash, qkvo * pl->flash / main_launches,
+              f * pl->flash / main_launches);
+    if (pl->rows)
+        count(im, "attn_rows", pl->rows, qkvo * pl->rows / main_launches,
+              f * pl->rows / main_launches);
     if (pl->split) {
-        count(im, "attn_split", pl->split, b * pl->split / total, f * pl->split / total);
-        count(im, "attn_combine", pl->split, b * pl->split / total, 0);
+        const double share = (double)pl->split / main_launches;
+        /* partial: q, K/V, partials written; combine: partials read, out written */
+        count(im, "attn_split", pl->split, (2.0 * kv_rows + q_rows) * w * 4.0 * share + part,
+              f * share);
+        count(im, "attn_combine", pl->split, q_rows * w * 4.0 * share + part, 0);
     }
+}
+
+/* The exact traffic of a descriptor call, from the descriptors (census
+ * outside graph capture: downloads them, synchronising): query rows, key
+ * rows read (sequences sharing K/V in a grouped split launch read them
+ * once, as attention_split.cu does) and score pairs. 0 when unavailable. */
+static int desc_traffic(const tolk_attn_desc *desc, int n_seqs, int max_n_q, int max_n_kv,
+                        int grouped, double *q_rows, double *kv_rows, double *pairs) {
+    if (n_seqs > 65536) return 0;
+    tolk_attn_desc *h = malloc((size_t)n_seqs * sizeof *h);
+    if (!h) return 0;
+    if (cudaMemcpy(h, desc, (size_t)n_seqs * sizeof *h, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        (void)cudaGetLastError();
+        free(h);
+        return 0;
+    }
+    *q_rows = *kv_rows = *pairs = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        const tolk_attn_desc *d = &h[s];
+        const int nq = d->n_q < max_n_q ? (d->n_q > 0 ? d->n_q : 0) : max_n_q;
+        const int nk = d->n_kv < max_n_kv ? d->n_kv : max_n_kv;
+        if (nq == 0) continue;
+        *q_rows += nq;
+        *pairs += d->causal ? (double)nq * (d->q_pos0 + (nq + 1) / 2.0) : (double)nq * nk;
+        const tolk_attn_desc *p = s > 0 ? &h[s - 1] : NULL;
+        const int shared = grouped && p && s % 8 != 0 && !d->causal && !p->causal &&
+                           p->kv_row == d->kv_row && p->n_kv == d->n_kv;
+        if (!shared) *kv_rows += d->causal ? d->q_pos0 + nq : nk;
+    }
+    free(h);
+    return 1;
 }
 
 static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
@@ -910,13 +949,18 @@ static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, cons
     /* the split-KV (flash-decoding) partials live in per-call scratch */
     const size_t wsb = tolk_cu_attention_ws_bytes(n_seqs * max_n_q, n_head, d_head, max_n_kv);
     if (im->cs.mode) {
-        /* traffic at the launch's bounds (every sequence max_n_q rows over
-         * max_n_kv keys): the descriptors are device data */
+        /* exact traffic from the descriptors outside capture; while
+         * capturing, at the launch's bounds (every sequence max_n_q rows
+         * over max_n_kv keys of its own) */
         tolk_cu_attn_plan pl;
-        if (tolk_cu_attention_desc_plan(n_seqs, max_n_q, max_n_kv, n_head, d_head, im->attn_tc,
-                                        wsb, &pl) == 0)
-            count_attention(im, &pl, (double)n_seqs * max_n_q, (double)n_seqs * max_n_kv,
-                            (double)n_seqs * max_n_q * max_n_kv, n_head, d_head);
+        if (tolk_cu_attention_desc_plan(n_seqs, max_n_q, max_n_kv, n_head, d_head, im->attn_tc, wsb,
+                                        &pl) == 0) {
+            double qr = (double)n_seqs * max_n_q, kr = (double)n_seqs * max_n_kv,
+                   pr = (double)n_seqs * max_n_q * max_n_kv;
+            if (!capturing())
+                desc_traffic(desc, n_seqs, max_n_q, max_n_kv, pl.grouped, &qr, &kr, &pr);
+            count_attention(im, &pl, qr, kr, pr, n_head, d_head);
+        }
     }
     char *scr = NULL, *gws = NULL;
     if (wsb > 0 && (st = scratch_get(ctx, im, wsb, &scr, &gws))) return st;
@@ -1121,7 +1165,9 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->graph_end = cu_graph_end;
     be->graph_launch = cu_graph_launch;
     be->graph_free = cu_graph_free;
-    be->linear_batched = cu_linear_batched;
+    /* TOLK_CUDA_BATCHED=0: no batched products (set_cross per layer; A/B timing) */
+    const char *bat = getenv("TOLK_CUDA_BATCHED");
+    be->linear_batched = bat && strcmp(bat, "0") == 0 ? NULL : cu_linear_batched;
     be->stats = cu_stats;
     be->census = cu_census_read;
     *out = be;

@@ -356,6 +356,10 @@ uint64_t tolk_net_mem_bytes(const tolk_net *net) {
     return net ? net->mem_bytes : 0;
 }
 
+const struct tolk_backend *tolk_net_backend(const tolk_net *net) {
+    return net ? net->be : NULL;
+}
+
 uint64_t tolk_net_gemm_fallbacks(const tolk_net *net) {
     if (!net || !net->be || !net->be->stats) return 0;
     tolk_backend_stats s = {0};
@@ -540,9 +544,8 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     kv->win_set[window] = 0;
     if (net->cross_kv_all.data) { /* one batched product: xa rounded once */
         const size_t y_stride = (size_t)kv->max_windows * T * 2 * d;
-        st = be->linear_batched(ctx, be, tolk_cross_kv_at(kv, 0, window), 2 * d, y_stride, xa, d,
-                                T, &net->cross_kv_all, net->hp.n_text_layer,
-                                net->cross_kv_b_all);
+        st = be->linear_batched(ctx, be, tolk_cross_kv_at(kv, 0, window), 2 * d, y_stride, xa, d, T,
+                                &net->cross_kv_all, net->hp.n_text_layer, net->cross_kv_b_all);
         if (st == TOLK_OK) kv->win_set[window] = 1;
         return st;
     }

@@ -126,4 +126,7 @@ void tolk_kvcache_graph_stats(const tolk_kvcache *kv, long *captured, long *repl
 /* The backend the network runs on: "cpu" or "cuda". */
 const char *tolk_net_device(const tolk_net *net);
 
+/* The network's backend object (benchmarks: census, stats); NULL for NULL. */
+const struct tolk_backend *tolk_net_backend(const tolk_net *net);
+
 #endif /* TOLK_NET_H */

@@ -47,7 +47,6 @@
 
 #include "support/cuda_guard.h"
 
-
 /* ------------------------------------------------------------------------ */
 /* Device buffers with guard zones (as in test_cuda_kernels.c)              */
 /* ------------------------------------------------------------------------ */
@@ -431,7 +430,7 @@ static void test_tc_flash(void) {
 static void test_tc_aligned(void) {
     NEED_DEVICE();
     static const att_spec mixed[] = {
-        {65, 65, 0, 0}, {200, 449, 0, 0}, {100, 100, 1, 0}, {77, 100, 1, 23}, {129, 129, 1, 0},
+        {65, 65, 0, 0}, {200, 449, 0, 0}, {100, 100, 1, 0}, {77, 100, 1, 23},  {129, 129, 1, 0},
         {130, 7, 0, 0}, {0, 5, 0, 0},     {1, 7, 0, 0},     {256, 300, 1, 44}, {64, 1, 0, 0},
     };
     const int nm = (int)(sizeof mixed / sizeof mixed[0]);
@@ -446,7 +445,7 @@ static void test_tc_aligned(void) {
         tc_run(tc, TOLK_CU_F32, 2, 64, mixed, nm, 137 + (uint64_t)t); /* float4 loads */
         tc_run(tc, tc, 2, 64, enc, 1, 139 + (uint64_t)t);             /* a window, cp.async */
     }
-    tc_run(TOLK_CU_F16, TOLK_CU_F32, 1, 64, enc, 1, 141);  /* a window from float32 */
+    tc_run(TOLK_CU_F16, TOLK_CU_F32, 1, 64, enc, 1, 141);     /* a window from float32 */
     tc_run(TOLK_CU_F16, TOLK_CU_BF16, 2, 64, mixed, nm, 142); /* bf16 storage, f16 MMA */
     g_aligned = 0;
 }
@@ -495,9 +494,9 @@ static void test_tc_cpu_twin(void) {
                 .q_pos0 = sp[s].q_pos0,
             };
         }
-        CU_ASSERT_EQUAL(cpu->attention(ctx, cpu, cs, n, H, D, a.ldq, a.ldkv, a.ldo,
-                                       (float)scale_of(D)),
-                        TOLK_OK);
+        CU_ASSERT_EQUAL(
+            cpu->attention(ctx, cpu, cs, n, H, D, a.ldq, a.ldkv, a.ldo, (float)scale_of(D)),
+            TOLK_OK);
         size_t bad = 0;
         double worst = 0;
         for (int s = 0; s < n; s++)
@@ -508,7 +507,8 @@ static void test_tc_cpu_twin(void) {
                     if (!(e <= 3e-3 + 3e-3 * fabs((double)cpu_out[o]))) bad++;
                     if (!(e <= worst)) worst = e;
                 }
-        if (bad) printf("\n    CPU twin (aligned %d): %zu out of bounds, worst %.3g\n", al, bad, worst);
+        if (bad)
+            printf("\n    CPU twin (aligned %d): %zu out of bounds, worst %.3g\n", al, bad, worst);
         CU_ASSERT_EQUAL(bad, 0);
         free(got), free(cpu_out), free(sent);
         dpool_finish(&p);
@@ -699,20 +699,20 @@ static void test_split(void) {
  * members with different n_q (and none), a causal sequence between them,
  * the same window again after another one (its own group). */
 static const att_spec beams[] = {
-    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},
-    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},
-    {1, 449, 1, 448}, {2, 300, 0, 0}, {3, 300, 0, 0},   {0, 300, 0, 0},  {2, 300, 0, 0},
-    {1, 1500, 0, 0},
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},  {1, 1500, 0, 0},
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},  {1, 1500, 0, 0},
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 449, 1, 448}, {2, 300, 0, 0},
+    {3, 300, 0, 0},  {0, 300, 0, 0},  {2, 300, 0, 0},   {1, 1500, 0, 0},
 };
 static const int beams_share[] = {0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 10, 11, 11, 11, 11, 0};
 /* the second round of the descriptor test: window A one frame shorter,
  * one beam without a query, the causal step elsewhere, window C's last
  * member with fewer keys (no longer in the group) */
 static const att_spec beams2[] = {
-    {1, 1499, 0, 0}, {1, 1499, 0, 0}, {0, 1499, 0, 0}, {1, 1499, 0, 0}, {1, 1499, 0, 0},
-    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},
-    {1, 300, 1, 299}, {1, 300, 0, 0},  {1, 300, 0, 0},   {2, 300, 0, 0},  {1, 250, 0, 0},
-    {1, 1500, 0, 0},
+    {1, 1499, 0, 0}, {1, 1499, 0, 0}, {0, 1499, 0, 0},  {1, 1499, 0, 0},
+    {1, 1499, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},  {1, 1500, 0, 0},
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 300, 1, 299}, {1, 300, 0, 0},
+    {1, 300, 0, 0},  {2, 300, 0, 0},  {1, 250, 0, 0},   {1, 1500, 0, 0},
 };
 
 static void test_groups(void) {

@@ -57,7 +57,6 @@
 
 #include "support/cuda_guard.h"
 
-
 /* ------------------------------------------------------------------------ */
 /* Device buffers with guard zones                                          */
 /* ------------------------------------------------------------------------ */
@@ -698,8 +697,8 @@ static void test_gemm(void) {
 
 /* Batched products: one x [M, K] against `batch` weights stacked in one
  * buffer (stride N * ldw), biases at stride N, outputs at y_stride. */
-static void gemm_batched_case(tolk_cu_gemm_ctx *g, int dt, size_t M, size_t N, size_t K,
-                              int batch, size_t ldy, size_t y_stride) {
+static void gemm_batched_case(tolk_cu_gemm_ctx *g, int dt, size_t M, size_t N, size_t K, int batch,
+                              size_t ldy, size_t y_stride) {
     dpool p = {0};
     tu_seed(850 + M + N + K + (size_t)batch);
     const size_t ldx = K + 3, ldw = K;
@@ -1496,8 +1495,7 @@ int main(void) {
                            {"bias_gelu", test_bias_gelu},   {"convert", test_convert},
                            {"conv1d", test_conv1d},         {"embed", test_embed},
                            {"attention", test_attention},   {"gemm", test_gemm},
-                           {"gemm_plans", test_gemm_plans},
-                           {"weight_half", test_weight_half},
+                           {"gemm_plans", test_gemm_plans}, {"weight_half", test_weight_half},
                            {"softmax", test_softmax},       {"mask_ranges", test_mask_ranges},
                            {"row_stats", test_row_stats},   {"topk", test_topk},
                            {"sample", test_sample},         {"backend", test_backend},

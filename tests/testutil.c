@@ -166,7 +166,8 @@ float tu_uniform(float lo, float hi) {
 }
 
 void tu_fill_uniform(float *x, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) x[i] = tu_uniform(lo, hi);
+    for (size_t i = 0; i < n; i++)
+        x[i] = tu_uniform(lo, hi);
 }
 
 double tu_max_abs_diff(const float *a, const float *b, size_t n) {
@@ -224,7 +225,8 @@ float *tu_load_npy(const char *path, int64_t shape[4], int *ndim) {
         shape[nd++] = v;
         total *= (size_t)v;
         s = e;
-        while (*s == ',' || *s == ' ') s++;
+        while (*s == ',' || *s == ' ')
+            s++;
     }
     free(h);
     *ndim = nd;

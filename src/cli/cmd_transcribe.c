@@ -218,7 +218,7 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     static const char *const task_choices[] = {"transcribe", "translate", NULL};
     static const char *const device_choices[] = {"cpu", "cuda", "auto", NULL};
     static const char *const compute_choices[] = {"auto", "float32", "bfloat16", "float16",
-                                                 "fp32", "bf16", "fp16", NULL};
+                                                  "fp32", "bf16",    "fp16",     NULL};
     int r, b, none, none2;
     long l;
     double d;
@@ -243,10 +243,10 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     if ((r = cli_choice(a, "device", device_choices, 2, &b))) return r;
     o->device = b == 0 ? TOLK_DEVICE_CPU : b == 1 ? TOLK_DEVICE_CUDA : TOLK_DEVICE_AUTO;
     if ((r = cli_choice(a, "compute_type", compute_choices, 0, &b))) return r;
-    o->compute_type = b == 0                 ? TOLK_COMPUTE_AUTO
-                      : (b == 1 || b == 4)  ? TOLK_COMPUTE_F32
-                      : (b == 2 || b == 5)  ? TOLK_COMPUTE_BF16
-                                            : TOLK_COMPUTE_F16;
+    o->compute_type = b == 0               ? TOLK_COMPUTE_AUTO
+                      : (b == 1 || b == 4) ? TOLK_COMPUTE_F32
+                      : (b == 2 || b == 5) ? TOLK_COMPUTE_BF16
+                                           : TOLK_COMPUTE_F16;
 
     o->write_files = cli_given(a, "output_dir") || cli_given(a, "output_format");
     o->output_dir = cli_str(a, "output_dir", ".");
