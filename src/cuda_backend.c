@@ -559,7 +559,7 @@ static int half_input(const cuda_impl *im, const tolk_bweight *W, const float *x
 
 static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
                              const float *x, size_t ldx, size_t M, const tolk_bweight *W,
-                             const float *bias, int accumulate) {
+                             const float *bias, int flags) {
     const cuda_impl *im = impl_of(be);
     if (M == 0) return TOLK_OK;
     if (!y || !x || !W || !W->data || W->rows <= 0 || W->cols <= 0)
@@ -578,11 +578,12 @@ static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, si
     const void *xin;
     long long ldxin;
     int rc = half_input(im, W, x, ldx, M, K, scr, &xin, &ldxin);
-    count_gemm(im, M, N, K, W, accumulate, bias != NULL, 1);
+    count_gemm(im, M, N, K, W, (flags & TOLK_LINEAR_ACCUMULATE) != 0, bias != NULL, 1);
     if (rc == 0 && !dry(im))
         rc = tolk_cu_gemm(im->gemm, y, TOLK_CU_F32, (long long)ldy, xin, (int)W->dtype, ldxin,
                           W->data, (int)W->dtype, (long long)K, (long long)M, (long long)N,
-                          (long long)K, 1.0f, accumulate ? 1.0f : 0.0f, bias, 0, ws, im->gemm_ws,
+                          (long long)K, 1.0f, (flags & TOLK_LINEAR_ACCUMULATE) ? 1.0f : 0.0f, bias, 0, ws,
+                          im->gemm_ws,
                           TOLK_CU_STREAM);
     scratch_put(scr);
     return op_end(ctx, im, rc, "linear");
@@ -978,8 +979,8 @@ _Static_assert(sizeof(tolk_attn_desc) == sizeof(tolk_cu_attn_desc),
                "backend.h and kernels/attention.h descriptors must agree");
 
 static tolk_status cu_select(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
-                             int rows, int n, const int *range_off, const int *ranges, int ts_begin,
-                             int k, int *out_idx, float *out_lp) {
+                             int rows, int n, const int *range_off, const int *ranges,
+                             const int *row_ts, int k, int *out_idx, float *out_lp) {
     const cuda_impl *im = impl_of(be);
     if (rows == 0) return TOLK_OK;
     if (ld > INT32_MAX) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: select: bad stride", WHO);
@@ -988,8 +989,8 @@ static tolk_status cu_select(tolk_ctx *ctx, const tolk_backend *be, float *logit
     count(im, "select", 1, (double)rows * n * 4.0, 0);
     if (dry(im)) return TOLK_OK;
     return op_end(ctx, im,
-                  tolk_cu_select(logits, (long long)ld, rows, n, range_off, ranges, ts_begin, k,
-                                 out_idx, out_lp, TOLK_CU_STREAM),
+                  tolk_cu_select_rows(logits, (long long)ld, rows, n, range_off, ranges, 0, row_ts,
+                                      k, out_idx, out_lp, TOLK_CU_STREAM),
                   "select");
 }
 

@@ -6,7 +6,7 @@
  *   - FP32 parity mode (TOLK_COMPUTE_F32: float32 weights and products, no
  *     TF32): the same text and the same segment boundaries as the CPU, with
  *     the decode step captured in CUDA graphs and, again, run op by op
- *     (TOLK_CUDA_GRAPHS=0); greedy with the fallback, and beam search 5.
+ *     (engine parameter cuda_graphs = 0); greedy with the fallback, and beam search 5.
  *     A greedy transcript that differs is not yet a failure: a GPU's
  *     summation order (cuBLASLt), approximate exp2f / rsqrtf and other FMA
  *     contraction may flip a near-tie. The first window's tokens are
@@ -25,6 +25,10 @@
  * under TOLK_REQUIRE_MODELS).
  */
 #include "decode.h"
+#include "model.h"
+#include "melwin.h"
+#include "asr.h"
+#include "engine.h"
 #include "internal.h"
 #include "net.h"
 #include "testutil.h"
@@ -125,6 +129,7 @@ static void run_free(run *r, int n) {
 
 /* Transcribe the clips on a device / precision into r (text strdup'd). */
 static long g_captured, g_replayed, g_failed; /* graph counters of the last run */
+static int g_graphs = 1;                      /* decoder steps as CUDA graphs */
 
 static int transcribe_all(const char *model_dir, tolk_device dev, int compute, int beam,
                           const clip *c, int n, run *r) {
@@ -137,8 +142,10 @@ static int transcribe_all(const char *model_dir, tolk_device dev, int compute, i
     mp.compute_type = compute;
     tolk_model *m = NULL;
     tolk_state *st = NULL;
+    tolk_engine_params ep = tolk_engine_default_params();
+    ep.cuda_graphs = g_graphs;
     int ok = tolk_model_load(ctx, model_dir, &mp, &m) == TOLK_OK &&
-             tolk_state_new(ctx, m, &st) == TOLK_OK;
+             tolk_state_new_ex(ctx, m, &ep, &st) == TOLK_OK;
     if (!ok)
         fprintf(stderr, "\n  load on %s: %s\n", dev == TOLK_DEVICE_CUDA ? "cuda" : "cpu",
                 tolk_ctx_last_error(ctx));
@@ -173,7 +180,7 @@ static int transcribe_all(const char *model_dir, tolk_device dev, int compute, i
         tolk_result_free(res);
     }
     g_captured = g_replayed = g_failed = 0;
-    if (st) tolk_kvcache_graph_stats(st->kv, &g_captured, &g_replayed, &g_failed);
+    if (st) tolk_kvcache_graph_stats(tolk_state_kvcache(st), &g_captured, &g_replayed, &g_failed);
     tolk_state_free(st);
     tolk_model_free(m);
     tolk_ctx_free(ctx);
@@ -182,7 +189,8 @@ static int transcribe_all(const char *model_dir, tolk_device dev, int compute, i
 
 /* The logits [n_vocab] (*logits, malloc'd) after the first window of the
  * clip and the SOT sequence followed by prefix [n_prefix], on dev in FP32
- * mode. Returns 1 on success. */
+ * mode (the model's network and mel front end, a KV cache of its own).
+ * Returns 1 on success. */
 static int window_logits(const char *model_dir, tolk_device dev, const char *path,
                          const int *prefix, int n_prefix, float **logits, int *n_vocab) {
     *logits = NULL;
@@ -194,45 +202,52 @@ static int window_logits(const char *model_dir, tolk_device dev, const char *pat
     mp.device = dev;
     mp.compute_type = TOLK_COMPUTE_F32;
     tolk_model *m = NULL;
-    tolk_state *st = NULL;
-    float *x = NULL;
+    const tolk_asr *asr = NULL;
+    tolk_kvcache *kv = NULL;
+    float *x = NULL, *win = NULL;
     size_t n = 0;
     int *toks = NULL;
-    int ok = tolk_model_load(ctx, model_dir, &mp, &m) == TOLK_OK &&
-             tolk_state_new(ctx, m, &st) == TOLK_OK && tolk_state_reserve(st, 1) == TOLK_OK &&
-             tolk_audio_load(ctx, path, &x, &n) == TOLK_OK;
+    int ok = tolk_model_load(ctx, model_dir, &mp, &m) == TOLK_OK && m->net &&
+             tolk_asr_of(ctx, m, &asr) == TOLK_OK && tolk_audio_load(ctx, path, &x, &n) == TOLK_OK;
+    const tolk_net *net = ok ? (const tolk_net *)m->net : NULL;
     if (ok) {
         const size_t frames = n / TOLK_HOP_LENGTH;
-        ok = tolk_tr_mel_window(st->ctx, st->mel, x, n, 0,
-                                frames < TOLK_N_FRAMES ? frames : TOLK_N_FRAMES, st->window,
-                                NULL) == TOLK_OK;
+        win = malloc((size_t)asr->hp.n_mels * TOLK_N_FRAMES * sizeof *win);
+        ok = win &&
+             tolk_kvcache_new(ctx, net, 1, asr->hp.n_text_ctx, 1, &kv) == TOLK_OK &&
+             tolk_tr_mel_window(ctx, asr->mel, x, n, 0,
+                                frames < TOLK_N_FRAMES ? frames : TOLK_N_FRAMES, win, NULL) ==
+                 TOLK_OK &&
+             tolk_kvcache_encode_window(ctx, net, kv, 0, win, NULL) == TOLK_OK;
     }
-    if (ok) ok = tolk_state_encode_window(st) == TOLK_OK;
     if (ok) {
         /* the first window's initial tokens: SOT [, en, transcribe] */
         toks = malloc((size_t)(n_prefix + 3) * sizeof(int));
         int k = 0;
-        toks[k++] = st->dt.sot;
-        if (st->multilingual) {
-            toks[k++] = st->dt.lang_ids[0]; /* "en": the first language */
-            toks[k++] = st->dt.transcribe;
+        if (toks) {
+            toks[k++] = asr->dt.sot;
+            if (asr->multilingual) {
+                toks[k++] = asr->dt.lang_ids[0]; /* "en": the first language */
+                toks[k++] = asr->dt.transcribe;
+            }
+            memcpy(toks + k, prefix, (size_t)n_prefix * sizeof(int));
+            k += n_prefix;
         }
-        memcpy(toks + k, prefix, (size_t)n_prefix * sizeof(int));
-        k += n_prefix;
-        *n_vocab = st->hp.n_vocab;
-        *logits = malloc((size_t)st->hp.n_vocab * sizeof(float));
-        tolk_kvcache_reset(st->kv, 0, 0);
+        *n_vocab = asr->hp.n_vocab;
+        *logits = malloc((size_t)asr->hp.n_vocab * sizeof(float));
+        tolk_kvcache_reset(kv, 0, 0);
         const int seq = 0;
         const int *tp = toks;
-        ok = *logits &&
-             tolk_net_decode(st->ctx, st->net, st->kv, &seq, 1, &tp, &k, *logits) == TOLK_OK;
+        ok = toks && *logits &&
+             tolk_net_decode(ctx, net, kv, &seq, 1, &tp, &k, *logits) == TOLK_OK;
     }
     if (!ok)
         fprintf(stderr, "\n  logits on %s: %s\n", dev == TOLK_DEVICE_CUDA ? "cuda" : "cpu",
-                st ? tolk_state_last_error(st) : tolk_ctx_last_error(ctx));
+                tolk_ctx_last_error(ctx));
     free(toks);
+    free(win);
     tolk_free(x);
-    tolk_state_free(st);
+    tolk_kvcache_free(kv);
     tolk_model_free(m);
     tolk_ctx_free(ctx);
     if (!ok) {
@@ -336,11 +351,11 @@ static void check_model(const char *name) {
     printf("\n  graphs: %ld captured, %ld replays, %ld failed captures", g_captured, g_replayed,
            g_failed);
     CU_ASSERT(g_captured >= 1 && g_replayed > g_captured && g_failed == 0);
-    setenv("TOLK_CUDA_GRAPHS", "0", 1);
+    g_graphs = 0;
     CU_ASSERT(
         transcribe_all(model_dir, TOLK_DEVICE_CUDA, TOLK_COMPUTE_F32, 0, clips, n, &gpu_eager));
     CU_ASSERT(g_captured == 0 && g_replayed == 0);
-    unsetenv("TOLK_CUDA_GRAPHS");
+    g_graphs = 1;
     CU_ASSERT(transcribe_all(model_dir, TOLK_DEVICE_CUDA, TOLK_COMPUTE_F16, 0, clips, n, &f16));
     int nb = n < 3 ? n : 3;
     CU_ASSERT(
