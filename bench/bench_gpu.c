@@ -633,14 +633,13 @@ static tolk_weights *census_weights(const model_dims *m, uint16_t **buf) {
 /* One decoder configuration: B sequences over n_win windows, k tokens
  * selected; a 3-token prompt step, then single-token steps, the first of
  * which is counted into *out (with graphs: the step being captured).
- * Graphs on or off by TOLK_CUDA_GRAPHS, which the KV cache reads when
- * made. */
+ * Graphs on or off (tolk_kvcache_set_graphs). */
 static int census_decoder_run(tolk_ctx *ctx, const tolk_net *net, tolk_backend *be, int B,
                               int n_win, int k, int graphs, tolk_census *out, long *captured) {
-    setenv("TOLK_CUDA_GRAPHS", graphs ? "1" : "0", 1);
     const tolk_hparams *hp = tolk_net_hparams(net);
     tolk_kvcache *kv = NULL;
     if (tolk_kvcache_new(ctx, net, B, hp->n_text_ctx, n_win, &kv)) return 1;
+    tolk_kvcache_set_graphs(kv, graphs);
     const size_t mel_n = (size_t)hp->n_mels * 3000;
     float *mel = calloc(mel_n, sizeof *mel);
     int *seqs = malloc((size_t)B * sizeof *seqs), *n_tok = malloc((size_t)B * sizeof *n_tok);
@@ -656,7 +655,7 @@ static int census_decoder_run(tolk_ctx *ctx, const tolk_net *net, tolk_backend *
         tolk_kvcache_reset(kv, i, i % n_win);
         seqs[i] = i;
     }
-    const tolk_net_select sel = {off, off, 0, k};
+    const tolk_net_select sel = {off, off, 0, k, NULL, NULL};
     for (int step = 0; step < 3 && !rc; step++) {
         for (int i = 0; i < B; i++) {
             toks[i] = step ? next : prompt;
@@ -711,10 +710,10 @@ static int census_decoder(tolk_ctx *ctx, const tolk_net *net, tolk_backend *be, 
 /* --graph-check: tokens of n_steps steps with graphs on and off. */
 static int graph_check_run(tolk_ctx *ctx, const tolk_net *net, int B, int k, int graphs,
                            int n_steps, int *tokens, long *captured, long *replayed) {
-    setenv("TOLK_CUDA_GRAPHS", graphs ? "1" : "0", 1);
     const tolk_hparams *hp = tolk_net_hparams(net);
     tolk_kvcache *kv = NULL;
     if (tolk_kvcache_new(ctx, net, B, hp->n_text_ctx, 1, &kv)) return 1;
+    tolk_kvcache_set_graphs(kv, graphs);
     float *mel = calloc((size_t)hp->n_mels * 3000, sizeof *mel);
     int seqs[8], n_tok[8], idx[8 * 8], cur[8];
     float lp[8 * 8];
@@ -729,7 +728,7 @@ static int graph_check_run(tolk_ctx *ctx, const tolk_net *net, int B, int k, int
         tolk_kvcache_reset(kv, i, 0);
         seqs[i] = i;
     }
-    const tolk_net_select sel = {off, off, 0, k};
+    const tolk_net_select sel = {off, off, 0, k, NULL, NULL};
     for (int step = 0; step <= n_steps && !rc; step++) {
         for (int i = 0; i < B; i++) {
             toks[i] = step ? &cur[i] : prompt;

@@ -23,7 +23,7 @@
 #   5 ncu     ncu --set full on the encoder attention kernel (fa2_kernel, f16
 #           and f32 q/k/v at large-v3's 20 heads).
 # Stage "rest": every GPU test (ctest -R cuda), bench_gpu (all kernels and
-# the model-level rows, with and without graphs), the census of base and
+# the model-level rows), the census of base (with and without beam groups) and
 # large-v3, the other GPU benchmarks.
 #
 # Usage: bench/gpu-check.sh [build-dir]        (default build-gpu-check)
@@ -198,8 +198,6 @@ case "$stages" in
     say "== benchmarks"
     run bench-attn 120 "$build/bench_gpu" --attn large-v3 20
     run bench-gpu 600 "$build/bench_gpu" 20
-    TOLK_CUDA_GRAPHS=0 "$build/bench_gpu" 20 2>&1 | grep -iE "decod|step" |
-        sed -e 's/^/  [no graphs] /' >"$out/bench-gpu-nographs.log" || true
     run census-base-ungrouped 180 env TOLK_ATTN_GROUPS=0 TOLK_CUDA_BATCHED=0 \
         "$build/bench_gpu" --census base
     run census-base 180 "$build/bench_gpu" --census base
