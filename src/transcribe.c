@@ -40,6 +40,8 @@ tolk_transcribe_params tolk_transcribe_default_params(void) {
     p.sample_len = 0;
     p.clip_timestamps = "0";
     p.seed = 0;
+    p.vad = NULL;
+    p.vad_params = tolk_vad_default_params();
     return p;
 }
 

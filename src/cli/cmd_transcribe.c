@@ -9,7 +9,9 @@
  * srt, tsv, json named after the audio file's base name). Differences, all
  * documented in --help: the transcript goes to standard output unless
  * --output_dir or --output_format asks for files; progress goes to stderr;
- * word-timestamp options are refused as not supported yet.
+ * word-timestamp options are refused as not supported yet. faster-whisper's
+ * voice activity filter is there too: --vad_filter and its --vad_* options
+ * (names and defaults of its vad_parameters), off by default.
  *
  * All files of one call share one loaded model. With several files and
  * --batch_size above 1 they run through one engine (tolk_engine): up to
@@ -72,6 +74,9 @@ static const cli_optdef transcribe_opts[] = {
     {"max_initial_timestamp", 0, 1},
     {"sample_len", 0, 1},
     {"fp16", 0, 1},
+    /* faster-whisper's voice activity filter */
+    {"vad_filter", 0, 1},
+    CLI_VAD_OPTS,
     {"batch_size", 0, 1},
     /* the reference's word-timestamp options: refused unless off */
     {"word_timestamps", 0, 1},
@@ -157,6 +162,13 @@ static void usage(FILE *f, const char *cmd) {
             "                             1: one after the other [8 on the CPU, 32 on CUDA]\n"
             "  -h, --help                 show this help\n"
             "\n"
+            "Voice activity filter (faster-whisper's vad_filter; off by default)\n"
+            "  --vad_filter True|False    decode only the speech that Silero VAD finds (its\n"
+            "                             segments joined), timestamps mapped back to the\n"
+            "                             original timeline; not with --clip_timestamps;\n"
+            "                             files then go one at a time (no --batch_size) [False]\n"
+            "%s"
+            "\n"
             "Not supported yet: --word_timestamps True, --highlight_words, --max_line_width,\n"
             "--max_line_count, --max_words_per_line, --hallucination_silence_threshold,\n"
             "--carry_initial_prompt True.\n"
@@ -165,7 +177,7 @@ static void usage(FILE *f, const char *cmd) {
             "still processed), 2 bad options (nothing is loaded or written).\n",
             cmd, !strcmp(cmd, "translate") ? "Translate (into English)" : "Transcribe or translate",
             tolk_audio_has_ffmpeg() ? " or FFmpeg" : "",
-            !strcmp(cmd, "translate") ? "translate" : "transcribe");
+            !strcmp(cmd, "translate") ? "translate" : "transcribe", cli_vad_help);
 }
 
 /* Everything the options decide. */
@@ -181,6 +193,8 @@ typedef struct run_opts {
     int formats[N_FORMATS]; /* formats to write */
     int n_formats;
     int verbose;
+    int vad_filter;        /* --vad_filter True */
+    const char *vad_model; /* --vad_model, "silero-vad" by default */
     int batch_size; /* 0: the device's default */
 } run_opts;
 
@@ -355,6 +369,13 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     p->sample_len = (int)l;
     if ((r = cli_int(a, "batch_size", 1, 4096, 0, 0, &l, NULL))) return r;
     o->batch_size = (int)l;
+
+    if ((r = cli_bool(a, "vad_filter", 0, &o->vad_filter))) return r;
+    if ((r = cli_vad_params(a, &p->vad_params))) return r;
+    o->vad_model = cli_str(a, "vad_model", "silero-vad");
+    if (!*o->vad_model) return cli_usage_error(a, "argument --vad_model: empty model name");
+    if (o->vad_filter && strcmp(clip, "0") != 0)
+        return cli_usage_error(a, "--vad_filter True cannot be combined with --clip_timestamps");
 
     if (a->n_positional == 0)
         return cli_usage_error(a, "the following arguments are required: AUDIO");
@@ -746,7 +767,8 @@ static int run(const char *cmd, int argc, char **argv) {
     tolk_ctx *ctx = NULL;
     tolk_model *model = NULL;
     tolk_state *state = NULL;
-    char *model_path = NULL;
+    tolk_vad *vad = NULL;
+    char *model_path = NULL, *vad_path = NULL;
     int *ok = calloc((size_t)a.n_positional, sizeof *ok);
     if (!ok) {
         fprintf(stderr, "%s: out of memory\n", prog);
@@ -807,8 +829,23 @@ static int run(const char *cmd, int argc, char **argv) {
                     o.model, o.params.language);
         o.params.language = "en";
     }
+    if (o.vad_filter) {
+        vad_path = cli_resolve_model(prog, o.vad_model, o.model_dir);
+        if (!vad_path) {
+            exit_status = 1;
+            goto done;
+        }
+        st = tolk_vad_load(ctx, vad_path, &vad);
+        if (st != TOLK_OK) {
+            report(vad_path,
+                   tolk_ctx_last_error(ctx)[0] ? tolk_ctx_last_error(ctx) : tolk_strerror(st));
+            exit_status = 1;
+            goto done;
+        }
+        o.params.vad = vad;
+    }
     int batch = o.batch_size > 0 ? o.batch_size : tolk_ctx_device(ctx) == TOLK_DEVICE_CUDA ? 32 : 8;
-    if (n_ok < 2) batch = 1;
+    if (n_ok < 2 || o.vad_filter) batch = 1; /* vad_filter: tolk_transcribe only, for now */
     if (batch == 1) st = tolk_state_new(ctx, model, &state);
     if (st != TOLK_OK) {
         report(model_path,
@@ -847,6 +884,8 @@ static int run(const char *cmd, int argc, char **argv) {
 
 done:
     tolk_state_free(state);
+    tolk_vad_free(vad);
+    free(vad_path);
     tolk_model_free(model);
     tolk_ctx_free(ctx);
     free(model_path);
