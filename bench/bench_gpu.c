@@ -652,7 +652,7 @@ static int census_decoder_run(tolk_ctx *ctx, const tolk_net *net, tolk_backend *
         rc = tolk_kvcache_encode_window(ctx, net, kv, w, mel, NULL) != TOLK_OK;
     static const int prompt[3] = {50258, 50259, 50359}, next[1] = {50363};
     for (int i = 0; i < B && !rc; i++) {
-        tolk_kvcache_reset(kv, i, i % n_win);
+        rc = tolk_kvcache_reset(ctx, kv, i, i % n_win) != TOLK_OK;
         seqs[i] = i;
     }
     const tolk_net_select sel = {off, off, 0, k, NULL, NULL};
@@ -725,7 +725,7 @@ static int graph_check_run(tolk_ctx *ctx, const tolk_net *net, int B, int k, int
     if (!rc) rc = tolk_kvcache_encode_window(ctx, net, kv, 0, mel, NULL) != TOLK_OK;
     static const int prompt[3] = {50258, 50259, 50359};
     for (int i = 0; i < B; i++) {
-        tolk_kvcache_reset(kv, i, 0);
+        if (tolk_kvcache_reset(ctx, kv, i, 0) != TOLK_OK) rc = 1;
         seqs[i] = i;
     }
     const tolk_net_select sel = {off, off, 0, k, NULL, NULL};

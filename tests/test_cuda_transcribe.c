@@ -235,10 +235,9 @@ static int window_logits(const char *model_dir, tolk_device dev, const char *pat
         }
         *n_vocab = asr->hp.n_vocab;
         *logits = malloc((size_t)asr->hp.n_vocab * sizeof(float));
-        tolk_kvcache_reset(kv, 0, 0);
         const int seq = 0;
         const int *tp = toks;
-        ok = toks && *logits &&
+        ok = toks && *logits && tolk_kvcache_reset(ctx, kv, 0, 0) == TOLK_OK &&
              tolk_net_decode(ctx, net, kv, &seq, 1, &tp, &k, *logits) == TOLK_OK;
     }
     if (!ok)
