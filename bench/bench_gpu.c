@@ -13,8 +13,32 @@
  * averages on the calling thread's stream after 3 warm-up runs.
  *
  * Usage: bench_gpu [iterations]   (default 20)
+ *        bench_gpu --census base|large-v3 [--dry]
+ *        bench_gpu --graph-check base|large-v3
+ *        bench_gpu --attn base|large-v3 [iterations]
  * Without a CUDA device (or in a CPU-only build) prints "no CUDA device"
  * and exits 0.
+ *
+ * --census: the census of the real engine path (net.c / net_decode.c on a
+ * random-weight network of the shape, built in memory, FP16 mode): the
+ * CUDA backend counts (TOLK_CUDA_CENSUS, backend.h's census) the kernels,
+ * graph nodes, global-memory bytes and flops of one encoder window (with
+ * its cross-attention K/V) and of one captured single-token decoder step at
+ * batch 1 (greedy), 5 (beams of one window, k = 6) and 32 (32 windows),
+ * per kernel kind, with totals per step and per layer, and a paper estimate
+ * of each row's time on an H100 SXM (max of bytes / 2.8 TB/s and flops /
+ * the kind's achievable rate, plus 2 us per kernel in a graph / 3 us per
+ * eager launch; bench/README.md). --dry counts without running anything
+ * (large-v3 on the CPU emulator); without it everything also runs.
+ *
+ * --graph-check: on the same random network, 16 single-token steps of
+ * batch 1 (greedy) and batch 5 (one window, k = 6) with CUDA graphs and
+ * again op by op; prints the graphs captured / replayed and whether the
+ * selected tokens are identical (exit status 1 when not).
+ *
+ * --attn: the encoder's self-attention alone (T = 1500, the shape's heads,
+ * d_head 64) on tensor cores from float32 q/k/v (the engine today) and from
+ * float16 q/k/v (cp.async path), for ncu / nsys and a quick timing.
  */
 #include "internal.h"
 
@@ -474,7 +498,423 @@ static int bench_model(tolk_ctx *ctx, const model_dims *m, int keep_f16) {
     return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Census: the engine's own path, counted by the backend                    */
+/* ------------------------------------------------------------------------ */
+
+#include "net.h"
+#include "weights.h"
+
+#include <stdarg.h>
+
+/* Achievable H100 SXM rates for the paper estimate (bench/README.md). */
+#define H100_BW 2.8e12         /* bytes/s: 85 % of 3.35 TB/s HBM3 */
+#define H100_TC_GEMM 6.6e14    /* flop/s: cuBLASLt f16 -> f32, ~67 % of 989 T dense */
+#define H100_TC_ATTN 3.3e14    /* flop/s: FA2-class mma.sync attention, d_head 64 */
+#define H100_FP32 5.0e13       /* flop/s: CUDA-core float32 (75 % of 67 T) */
+#define H100_GRAPH_NODE 2.0e-6 /* s per kernel node in a replayed graph */
+#define H100_EAGER_LAUNCH 3.0e-6
+
+static double paper_s(const tolk_census_row *r, int graph) {
+    double rate = H100_FP32;
+    if (!strcmp(r->name, "gemm")) rate = H100_TC_GEMM;
+    if (!strcmp(r->name, "attn_flash_tc")) rate = H100_TC_ATTN;
+    const double t = fmax(r->bytes / H100_BW, r->flops / rate);
+    return t + (double)r->kernels * (graph ? H100_GRAPH_NODE : H100_EAGER_LAUNCH);
+}
+
+/* Print census c of `what` over n_layers layers; returns the paper ms. */
+static double census_print(const char *what, const tolk_census *c, int n_layers, int graph) {
+    uint64_t k = 0, nodes = 0;
+    double b = 0, f = 0, t = 0;
+    printf("\n%s%s\n", what, c->dry ? " (dry: counted, not run)" : "");
+    printf("  %-16s %8s %8s %12s %12s %12s\n", "kernel", "launches", "nodes", "MB", "GFLOP",
+           "H100 us");
+    for (int i = 0; i < c->n; i++) {
+        const tolk_census_row *r = &c->row[i];
+        const double ts = paper_s(r, graph);
+        printf("  %-16s %8llu %8llu %12.2f %12.3f %12.1f\n", r->name,
+               (unsigned long long)r->kernels, (unsigned long long)r->nodes, r->bytes / 1e6,
+               r->flops / 1e9, ts * 1e6);
+        k += r->kernels, nodes += r->nodes, b += r->bytes, f += r->flops, t += ts;
+    }
+    printf("  %-16s %8llu %8llu %12.2f %12.3f %12.1f\n", "total", (unsigned long long)k,
+           (unsigned long long)nodes, b / 1e6, f / 1e9, t * 1e6);
+    printf("  kernels/%s %llu, kernels/%s/layer %.1f, graph nodes %llu (kernels %llu + memory "
+           "%llu + copies %llu), MB/%s %.1f, paper %.3f ms\n",
+           graph ? "step" : "window", (unsigned long long)k, graph ? "step" : "window",
+           (double)k / n_layers, (unsigned long long)(nodes + c->mem_nodes + c->copy_nodes),
+           (unsigned long long)nodes, (unsigned long long)c->mem_nodes,
+           (unsigned long long)c->copy_nodes, graph ? "step" : "window", b / 1e6, t * 1e3);
+    return t * 1e3;
+}
+
+/* An in-memory weight table of the shape m: every tensor float16, all
+ * pointing into one shared random buffer (the values do not matter). */
+static tolk_weights *census_weights(const model_dims *m, uint16_t **buf) {
+    const int64_t d = m->d, V = m->n_vocab;
+    const size_t max_el = (size_t)V * (size_t)d;
+    *buf = malloc(max_el * 2);
+    tolk_weights *w = tolk_weights_new(TOLK_FORMAT_CT2, "census");
+    if (!*buf || !w) return NULL;
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+    for (size_t i = 0; i < max_el; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        (*buf)[i] = tolk_f32_to_f16(((float)((x >> 40) * (1.0 / 16777216.0)) - 0.5f) * 0.05f);
+    }
+    w->hp = (tolk_hparams){m->n_mels,     (int)V, 1500,   (int)d,   m->heads,
+                           m->enc_layers, 448,    (int)d, m->heads, m->dec_layers};
+    int ok = 1;
+#define ADD(shape_n, ...)                                                                          \
+    do {                                                                                           \
+        const int64_t sh_[] = {__VA_ARGS__};                                                       \
+        ok =                                                                                       \
+            ok && tolk_weights_add(NULL, w, nm, TOLK_DT_F16, shape_n, sh_, *buf, NULL) == TOLK_OK; \
+    } while (0)
+    char nm[160];
+#define NAME(...) snprintf(nm, sizeof nm, __VA_ARGS__)
+    NAME("encoder.conv1.weight");
+    ADD(3, d, m->n_mels, 3);
+    NAME("encoder.conv1.bias");
+    ADD(1, d);
+    NAME("encoder.conv2.weight");
+    ADD(3, d, d, 3);
+    NAME("encoder.conv2.bias");
+    ADD(1, d);
+    NAME("encoder.positional_embedding");
+    ADD(2, 1500, d);
+    NAME("encoder.ln_post.weight");
+    ADD(1, d);
+    NAME("encoder.ln_post.bias");
+    ADD(1, d);
+    NAME("decoder.token_embedding.weight");
+    ADD(2, V, d);
+    NAME("decoder.positional_embedding");
+    ADD(2, 448, d);
+    NAME("decoder.ln.weight");
+    ADD(1, d);
+    NAME("decoder.ln.bias");
+    ADD(1, d);
+    static const char *const side[2] = {"encoder", "decoder"};
+    static const char *const att[2] = {"attn", "cross_attn"};
+    static const char *const qkvo[4] = {"query", "key", "value", "out"};
+    for (int sd = 0; sd < 2; sd++) {
+        const int L = sd ? m->dec_layers : m->enc_layers;
+        for (int l = 0; l < L; l++) {
+            for (int a = 0; a < 1 + sd; a++) {
+                for (int i = 0; i < 4; i++) {
+                    NAME("%s.blocks.%d.%s.%s.weight", side[sd], l, att[a], qkvo[i]);
+                    ADD(2, d, d);
+                    NAME("%s.blocks.%d.%s.%s.bias", side[sd], l, att[a], qkvo[i]);
+                    ADD(1, d);
+                }
+                NAME("%s.blocks.%d.%s_ln.weight", side[sd], l, att[a]);
+                ADD(1, d);
+                NAME("%s.blocks.%d.%s_ln.bias", side[sd], l, att[a]);
+                ADD(1, d);
+            }
+            NAME("%s.blocks.%d.mlp.0.weight", side[sd], l);
+            ADD(2, 4 * d, d);
+            NAME("%s.blocks.%d.mlp.0.bias", side[sd], l);
+            ADD(1, 4 * d);
+            NAME("%s.blocks.%d.mlp.2.weight", side[sd], l);
+            ADD(2, d, 4 * d);
+            NAME("%s.blocks.%d.mlp.2.bias", side[sd], l);
+            ADD(1, d);
+            NAME("%s.blocks.%d.mlp_ln.weight", side[sd], l);
+            ADD(1, d);
+            NAME("%s.blocks.%d.mlp_ln.bias", side[sd], l);
+            ADD(1, d);
+        }
+    }
+#undef ADD
+#undef NAME
+    if (!ok) {
+        tolk_weights_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* One decoder configuration: B sequences over n_win windows, k tokens
+ * selected; a 3-token prompt step, then single-token steps, the first of
+ * which is counted into *out (with graphs: the step being captured).
+ * Graphs on or off (tolk_kvcache_set_graphs). */
+static int census_decoder_run(tolk_ctx *ctx, const tolk_net *net, tolk_backend *be, int B,
+                              int n_win, int k, int graphs, tolk_census *out, long *captured) {
+    const tolk_hparams *hp = tolk_net_hparams(net);
+    tolk_kvcache *kv = NULL;
+    if (tolk_kvcache_new(ctx, net, B, hp->n_text_ctx, n_win, &kv)) return 1;
+    tolk_kvcache_set_graphs(kv, graphs);
+    const size_t mel_n = (size_t)hp->n_mels * 3000;
+    float *mel = calloc(mel_n, sizeof *mel);
+    int *seqs = malloc((size_t)B * sizeof *seqs), *n_tok = malloc((size_t)B * sizeof *n_tok);
+    int *idx = malloc((size_t)B * (size_t)k * sizeof *idx);
+    float *lp = malloc((size_t)B * (size_t)k * sizeof *lp);
+    const int **toks = malloc((size_t)B * sizeof *toks);
+    int *off = calloc((size_t)B + 1, sizeof *off);
+    int rc = !mel || !seqs || !n_tok || !idx || !lp || !toks || !off;
+    for (int w = 0; w < n_win && !rc; w++)
+        rc = tolk_kvcache_encode_window(ctx, net, kv, w, mel, NULL) != TOLK_OK;
+    static const int prompt[3] = {50258, 50259, 50359}, next[1] = {50363};
+    for (int i = 0; i < B && !rc; i++) {
+        rc = tolk_kvcache_reset(ctx, kv, i, i % n_win) != TOLK_OK;
+        seqs[i] = i;
+    }
+    const tolk_net_select sel = {off, off, 0, k, NULL, NULL};
+    for (int step = 0; step < 3 && !rc; step++) {
+        for (int i = 0; i < B; i++) {
+            toks[i] = step ? next : prompt;
+            n_tok[i] = step ? 1 : 3;
+        }
+        if (step == 1) be->census(be, out, 1); /* from here: the counted step */
+        rc = tolk_net_decode_select(ctx, net, kv, seqs, B, toks, n_tok, &sel, idx, lp) != TOLK_OK;
+        if (step == 1 && !rc) be->census(be, out, 1);
+    }
+    long rep = 0, fail = 0;
+    tolk_kvcache_graph_stats(kv, captured, &rep, &fail);
+    if (rc) printf("census: decoder B=%d failed: %s\n", B, tolk_ctx_last_error(ctx));
+    free(mel), free(seqs), free(n_tok), free(idx), free(lp), free(toks), free(off);
+    tolk_kvcache_free(kv);
+    return rc;
+}
+
+/* The census of one decoder configuration: kernels, bytes (exact, from the
+ * descriptors) and flops of an eager step; graph nodes of the same step
+ * captured. */
+static int census_decoder(tolk_ctx *ctx, const tolk_net *net, tolk_backend *be, int B, int n_win,
+                          int k, double *paper_ms) {
+    tolk_census eager, graph;
+    long cap_eager = 0, cap_graph = 0;
+    int rc = census_decoder_run(ctx, net, be, B, n_win, k, 0, &eager, &cap_eager);
+    if (!rc) rc = census_decoder_run(ctx, net, be, B, n_win, k, 1, &graph, &cap_graph);
+    if (rc) return rc;
+    uint64_t ke = 0, kg = 0;
+    for (int i = 0; i < eager.n; i++) {
+        ke += eager.row[i].kernels;
+        eager.row[i].nodes = 0;
+        for (int j = 0; j < graph.n; j++)
+            if (!strcmp(graph.row[j].name, eager.row[i].name))
+                eager.row[i].nodes = graph.row[j].nodes;
+    }
+    for (int j = 0; j < graph.n; j++)
+        kg += graph.row[j].kernels;
+    eager.mem_nodes = graph.mem_nodes;
+    eager.copy_nodes = graph.copy_nodes;
+    char what[160];
+    snprintf(what, sizeof what,
+             "decoder step, batch %d (%d window%s, k %d), position 3; nodes from the captured "
+             "graph (%ld captured)",
+             B, n_win, n_win > 1 ? "s" : "", k, cap_graph);
+    *paper_ms = census_print(what, &eager, tolk_net_hparams(net)->n_text_layer, 1);
+    if (ke != kg)
+        printf("  NOTE: %llu kernels eager, %llu captured\n", (unsigned long long)ke,
+               (unsigned long long)kg);
+    return 0;
+}
+
+/* --graph-check: tokens of n_steps steps with graphs on and off. */
+static int graph_check_run(tolk_ctx *ctx, const tolk_net *net, int B, int k, int graphs,
+                           int n_steps, int *tokens, long *captured, long *replayed) {
+    const tolk_hparams *hp = tolk_net_hparams(net);
+    tolk_kvcache *kv = NULL;
+    if (tolk_kvcache_new(ctx, net, B, hp->n_text_ctx, 1, &kv)) return 1;
+    tolk_kvcache_set_graphs(kv, graphs);
+    float *mel = calloc((size_t)hp->n_mels * 3000, sizeof *mel);
+    int seqs[8], n_tok[8], idx[8 * 8], cur[8];
+    float lp[8 * 8];
+    const int *toks[8];
+    int off[9] = {0};
+    int rc = !mel;
+    for (size_t i = 0; mel && i < (size_t)hp->n_mels * 3000; i++)
+        mel[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    if (!rc) rc = tolk_kvcache_encode_window(ctx, net, kv, 0, mel, NULL) != TOLK_OK;
+    static const int prompt[3] = {50258, 50259, 50359};
+    for (int i = 0; i < B; i++) {
+        if (tolk_kvcache_reset(ctx, kv, i, 0) != TOLK_OK) rc = 1;
+        seqs[i] = i;
+    }
+    const tolk_net_select sel = {off, off, 0, k, NULL, NULL};
+    for (int step = 0; step <= n_steps && !rc; step++) {
+        for (int i = 0; i < B; i++) {
+            toks[i] = step ? &cur[i] : prompt;
+            n_tok[i] = step ? 1 : 3;
+        }
+        rc = tolk_net_decode_select(ctx, net, kv, seqs, B, toks, n_tok, &sel, idx, lp) != TOLK_OK;
+        for (int i = 0; i < B && !rc; i++) {
+            cur[i] = idx[i * k]; /* each sequence feeds its own best token */
+            if (step) tokens[(step - 1) * B + i] = cur[i];
+        }
+    }
+    long fail = 0;
+    tolk_kvcache_graph_stats(kv, captured, replayed, &fail);
+    if (rc) printf("graph-check: B=%d failed: %s\n", B, tolk_ctx_last_error(ctx));
+    free(mel);
+    tolk_kvcache_free(kv);
+    return rc;
+}
+
+static const model_dims *find_shape(const char *shape) {
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++)
+        if (!strcmp(MODELS[i].name, shape)) return &MODELS[i];
+    printf("unknown shape %s (base, large-v3)\n", shape);
+    return NULL;
+}
+
+/* A random-weight network of shape m on the GPU, FP16 mode. */
+static tolk_net *random_net(const model_dims *m, tolk_ctx **ctx, tolk_weights **w, uint16_t **buf) {
+    *w = census_weights(m, buf);
+    tolk_ctx_params cp = tolk_ctx_default_params();
+    cp.device = TOLK_DEVICE_CUDA;
+    tolk_net *net = NULL;
+    if (!*w || tolk_ctx_new(&cp, ctx) != TOLK_OK) return NULL;
+    const tolk_net_params np = {.keep_f16 = 1};
+    if (tolk_net_new_ex(*ctx, *w, &np, &net) != TOLK_OK) {
+        printf("network: %s\n", tolk_ctx_last_error(*ctx));
+        return NULL;
+    }
+    return net;
+}
+
+static int graph_check(const char *shape) {
+    const model_dims *m = find_shape(shape);
+    if (!m) return 2;
+    tolk_ctx *ctx = NULL;
+    tolk_weights *w = NULL;
+    uint16_t *buf = NULL;
+    tolk_net *net = random_net(m, &ctx, &w, &buf);
+    int rc = !net;
+    enum { STEPS = 16 };
+    static const int Bs[2] = {1, 5}, Ks[2] = {1, 6};
+    for (int c = 0; c < 2 && !rc; c++) {
+        int tg[STEPS * 8], te[STEPS * 8];
+        long cap = 0, rep = 0, cap_e = 0, rep_e = 0;
+        rc = graph_check_run(ctx, net, Bs[c], Ks[c], 1, STEPS, tg, &cap, &rep);
+        if (!rc) rc = graph_check_run(ctx, net, Bs[c], Ks[c], 0, STEPS, te, &cap_e, &rep_e);
+        if (rc) break;
+        int diff = 0;
+        for (int i = 0; i < STEPS * Bs[c]; i++)
+            diff += tg[i] != te[i];
+        printf("graph-check %s batch %d: %ld graphs captured, %ld replays (eager: %ld, %ld); "
+               "%d of %d selected tokens differ between graph and eager: %s\n",
+               m->name, Bs[c], cap, rep, cap_e, rep_e, diff, STEPS * Bs[c],
+               diff == 0 && cap >= 1 && rep >= STEPS - 1 && cap_e == 0 ? "OK" : "FAILED");
+        if (diff || cap < 1 || rep < STEPS - 1 || cap_e) rc = 1;
+    }
+    tolk_net_free(net);
+    tolk_ctx_free(ctx);
+    tolk_weights_free(w);
+    free(buf);
+    return rc;
+}
+
+static int bench_attn(const char *shape) {
+    const model_dims *m = find_shape(shape);
+    if (!m) return 2;
+    const long long T = 1500, d = m->d;
+    const int H = m->heads, dh = 64;
+    void *q32 = dev_rand((size_t)(T * 3 * d), TOLK_CU_F32, -1, 1);
+    void *q16 = dev_rand((size_t)(T * 3 * d), TOLK_CU_F16, -1, 1);
+    void *o32 = dev_rand((size_t)(T * d), TOLK_CU_F32, 0, 0);
+    void *o16 = dev_rand((size_t)(T * d), TOLK_CU_F16, 0, 0);
+    if (!q32 || !q16 || !o32 || !o16) {
+        printf("out of device memory\n");
+        return 1;
+    }
+    const double f = 4.0 * T * T * dh * H;
+    char nm[128];
+    for (int dt = 0; dt < 2; dt++) {
+        void *q = dt ? q16 : q32;
+        const size_t es = dt ? 2 : 4;
+        tolk_cu_attn_seq s = {
+            q, (char *)q + d * es, (char *)q + 2 * d * es, dt ? o16 : o32, (int)T, (int)T, 0, 0};
+        snprintf(nm, sizeof nm, "encoder attention %s q/k/v, T=%lld H=%d (FA2 tc f16)",
+                 dt ? "f16" : "f32", T, H);
+        TIME(nm, f, 0,
+             tolk_cu_attention_ex(&s, 1, H, dh, 3 * d, 3 * d, d, 0.125f, dt, TOLK_CU_F16, NULL, 0,
+                                  S));
+    }
+    cudaFree(q32), cudaFree(q16), cudaFree(o32), cudaFree(o16);
+    return 0;
+}
+
+static int census(const char *shape, int dry) {
+    const model_dims *m = NULL;
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++)
+        if (!strcmp(MODELS[i].name, shape)) m = &MODELS[i];
+    if (!m) {
+        printf("census: unknown shape %s (base, large-v3)\n", shape);
+        return 2;
+    }
+    setenv("TOLK_CUDA_CENSUS", dry ? "dry" : "1", 1);
+    uint16_t *buf = NULL;
+    tolk_weights *w = census_weights(m, &buf);
+    tolk_ctx *ctx = NULL;
+    tolk_ctx_params cp = tolk_ctx_default_params();
+    cp.device = TOLK_DEVICE_CUDA;
+    tolk_net *net = NULL;
+    int rc = !w || tolk_ctx_new(&cp, &ctx) != TOLK_OK;
+    if (!rc) {
+        const tolk_net_params np = {.keep_f16 = 1};
+        rc = tolk_net_new_ex(ctx, w, &np, &net) != TOLK_OK;
+        if (rc) printf("census: network: %s\n", tolk_ctx_last_error(ctx));
+    }
+    tolk_backend *be = net ? (tolk_backend *)tolk_net_backend(net) : NULL;
+    if (!rc && (!be || !be->census || !strcmp(be->name, "cpu"))) {
+        printf("census: the network runs on %s, which counts nothing\n", be ? be->name : "?");
+        rc = 1;
+    }
+    double enc_ms = 0, dec_ms[3] = {0, 0, 0};
+    if (!rc) {
+        printf("census of %s (d %d, %d heads, %d + %d layers), FP16 mode, %s\n", m->name, m->d,
+               m->heads, m->enc_layers, m->dec_layers,
+               dry ? "dry run (counted, not run)" : "counted while running");
+        tolk_kvcache *kv = NULL;
+        float *mel = calloc((size_t)m->n_mels * 3000, sizeof *mel);
+        rc = !mel || tolk_kvcache_new(ctx, net, 1, 448, 1, &kv) != TOLK_OK;
+        be->census(be, &(tolk_census){0}, 1);
+        if (!rc) rc = tolk_kvcache_encode_window(ctx, net, kv, 0, mel, NULL) != TOLK_OK;
+        if (!rc) {
+            tolk_census c;
+            be->census(be, &c, 1);
+            enc_ms = census_print("encoder window (conv stem, blocks, cross-attention K/V of "
+                                  "every decoder layer)",
+                                  &c, m->enc_layers, 0);
+        } else {
+            printf("census: encoder failed: %s\n", tolk_ctx_last_error(ctx));
+        }
+        free(mel);
+        tolk_kvcache_free(kv);
+    }
+    static const int Bs[3] = {1, 5, 32}, Ws[3] = {1, 1, 32}, Ks[3] = {1, 6, 1};
+    for (int i = 0; i < 3 && !rc; i++)
+        rc = census_decoder(ctx, net, be, Bs[i], Ws[i], Ks[i], &dec_ms[i]);
+    if (!rc)
+        printf("\npaper estimate, H100 SXM, %s: encoder %.2f ms/window; decoder step %.3f ms "
+               "(batch 1), %.3f ms (batch 5 beams), %.3f ms (batch 32)\n",
+               m->name, enc_ms, dec_ms[0], dec_ms[1], dec_ms[2]);
+    tolk_net_free(net);
+    tolk_ctx_free(ctx);
+    tolk_weights_free(w);
+    free(buf);
+    return rc;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 2 && (!strcmp(argv[1], "--census") || !strcmp(argv[1], "--graph-check") ||
+                     !strcmp(argv[1], "--attn"))) {
+        if (!tolk_cuda_available()) {
+            printf("no CUDA device\n");
+            return 0;
+        }
+        if (!strcmp(argv[1], "--census"))
+            return census(argv[2], argc > 3 && !strcmp(argv[3], "--dry"));
+        if (!strcmp(argv[1], "--graph-check")) return graph_check(argv[2]);
+        if (argc > 3) g_iters = atoi(argv[3]) > 0 ? atoi(argv[3]) : 20;
+        cudaEventCreate(&g_e0);
+        cudaEventCreate(&g_e1);
+        return bench_attn(argv[2]);
+    }
     if (argc > 1) g_iters = atoi(argv[1]) > 0 ? atoi(argv[1]) : 20;
     if (!tolk_cuda_available()) {
         printf("no CUDA device\n");

@@ -51,7 +51,7 @@ target_compile_options(tolk_obj PRIVATE
 # emulator's headers (tests include <cuda_runtime_api.h>) and the C++ runtime.
 foreach(t tolk_static tolk_shared)
   target_include_directories(${t} BEFORE PUBLIC $<BUILD_INTERFACE:${CUEMU_DIR}/include>)
-  target_compile_definitions(${t} PUBLIC $<BUILD_INTERFACE:TOLK_HAVE_CUDA=1>)
+  target_compile_definitions(${t} PUBLIC $<BUILD_INTERFACE:TOLK_HAVE_CUDA=1 TOLK_CUEMU=1>)
   target_link_libraries(${t} PUBLIC stdc++)
 endforeach()
 list(LENGTH CUEMU_CU_SOURCES n_cu)

@@ -533,6 +533,12 @@ typedef struct tolk_timings {
     int64_t tokens;             /* tokens emitted in accepted results */
     int64_t decoder_steps;      /* decoder forward calls (all sequences of a step count once) */
     uint64_t device_peak_bytes; /* device memory high-water mark (0 on the CPU) */
+    uint64_t gemm_fallbacks;    /* matrix products that ran a slow fallback kernel because
+                                   the GPU library (cuBLASLt) had no algorithm for their shape
+                                   (0 on the CPU); counted over the state's encoder and
+                                   decoder calls — products of other states sharing the model
+                                   at the same moment may be included. Non-zero means the GPU
+                                   run is far slower than it should be. */
 } tolk_timings;
 
 /* Copy the state's timings into *out (zeros when s is NULL or keeps none). */

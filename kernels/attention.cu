@@ -25,9 +25,10 @@
  *
  *  rows_kernel   (n_q < 64, decoder steps): a block of 256 threads owns one
  *      query row of one (sequence, head): row_attend (attention_common.cuh)
- *      scores all visible keys into shared memory, block max, p in place,
- *      block sum, then G = 256 / d_head thread groups sum p_j v_j with
- *      coalesced V reads; the groups are summed and normalised.
+ *      scores all visible keys into shared memory (8 lanes per key, K rows
+ *      read as whole sectors), block max, p in place, block sum, then
+ *      G = 256 / d_head thread groups sum p_j v_j with coalesced V reads;
+ *      the groups are summed and normalised.
  *
  * The tensor-core flash kernel (tc = F16 / BF16) is in attention_tc.cu, the
  * split-KV path for few queries over many keys in attention_split.cu.
@@ -39,6 +40,7 @@
  */
 #include "attention_common.cuh"
 
+#include <stdlib.h>
 #include <string.h>
 
 using namespace tolkcu;
@@ -147,7 +149,7 @@ template <typename T>
 static __global__ void __launch_bounds__(ROWS_THREADS)
     rows_kernel(const attn_src src, int n_head, int D, float scale_log2) {
     extern __shared__ float sh[];
-    __shared__ float red[32];
+    __shared__ float red[ROWS_THREADS / 32];
     const int si = blockIdx.y / n_head, h = blockIdx.y % n_head;
     const tolk_cu_attn_seq sq = attn_get<T>(src, si);
     const int i = blockIdx.x;
@@ -156,11 +158,11 @@ static __global__ void __launch_bounds__(ROWS_THREADS)
     const T *qp = (const T *)sq.q + (long long)i * src.ldq + (long long)h * D;
     const T *K = (const T *)sq.k + (long long)h * D;
     const T *V = (const T *)sq.v + (long long)h * D;
-    float mx, sum;
-    const int G =
-        row_attend<T, ROWS_THREADS>(qp, K, V, src.ldkv, D, 0, nk, scale_log2, sh, red, mx, sum);
-    const float *part = row_attend_part(sh, D);
-    const float inv = 1.0f / sum;
+    float mx[1], sum[1];
+    const int G = row_attend<T, ROWS_THREADS, 1>(&qp, 1, K, V, src.ldkv, D, 0, nk, scale_log2, sh,
+                                                 1, red, mx, sum);
+    const float *part = row_attend_part(sh, D, 1, 0);
+    const float inv = 1.0f / sum[0];
     T *op = (T *)sq.out + (long long)i * src.ldo + (long long)h * D;
     for (int c = threadIdx.x; c < D; c += ROWS_THREADS) {
         float a = 0.0f;
@@ -171,7 +173,7 @@ static __global__ void __launch_bounds__(ROWS_THREADS)
 }
 
 static size_t rows_smem(int D, int n_keys) {
-    return row_attend_smem(D, n_keys, ROWS_THREADS);
+    return row_attend_smem(D, n_keys, ROWS_THREADS, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -206,20 +208,63 @@ static int launch_flash(const attn_src &src, int n, int max_nq, int n_head, int 
     return 0;
 }
 
+/* The split decision of the few-query path over the n sequences of src
+ * (visible keys <= max_nk, `rows` workspace row slots): the chunk count
+ * (1 = row kernel), keys per chunk and group cap. */
+static int rows_plan(const attn_src &src, int n, int max_nk, long long rows, int n_head, int d_head,
+                     void *ws, size_t ws_bytes, int *chunk, int *cap) {
+    *chunk = max_nk;
+    *cap = 1;
+    if (!ws || !ws_bytes) return 1;
+    const long long pairs = rows * n_head;
+    const int ns = attn_split_plan(pairs, max_nk, chunk);
+    if (ns <= 1) return 1;
+    /* groups of sequences sharing K/V: possible in any device-descriptor
+     * launch of >= 2 sequences; host-packed ones are checked here.
+     * TOLK_ATTN_GROUPS=0 in the environment turns groups off (A/B timing). */
+    static const int groups_off = [] {
+        const char *e = getenv("TOLK_ATTN_GROUPS");
+        return e && strcmp(e, "0") == 0;
+    }();
+    int c = 1;
+    if (groups_off) {
+    } else if (src.desc) {
+        c = n >= 2 ? ATTN_GROUP_MAX : 1;
+    } else {
+        for (int s = 1; s < n && c == 1; s++) {
+            const tolk_cu_attn_seq &a = src.s[s - 1], &b = src.s[s];
+            if (a.k == b.k && a.v == b.v && a.n_kv == b.n_kv && !a.causal && !b.causal)
+                c = ATTN_GROUP_MAX;
+        }
+    }
+    if (c > 1 && attn_split_ws(pairs, ns, d_head, c) > ws_bytes) c = 1;
+    if (attn_split_ws(pairs, ns, d_head, c) > ws_bytes) return 1;
+    *cap = c;
+    return ns;
+}
+
+/* Record a few-query launch of `pairs` (row, head) pairs in a plan. */
+static void plan_rows(tolk_cu_attn_plan *plan, int ns, int cap, long long pairs, int d_head) {
+    if (ns <= 1) {
+        plan->rows++;
+        return;
+    }
+    plan->split++;
+    if (cap > 1) plan->grouped = 1;
+    plan->partial_floats += (double)pairs * ns * (d_head + 2);
+}
+
 /* The few-query path over the n sequences of src (n_q <= max_nq, visible
  * keys <= max_nk, `rows` workspace row slots): split-KV when it helps and
  * the workspace allows, else rows_kernel. */
 static int launch_rows(const attn_src &src, int n, int max_nq, int max_nk, long long rows,
                        int n_head, int d_head, float scale_log2, int dtype, void *ws,
                        size_t ws_bytes, cudaStream_t st) {
-    if (ws && ws_bytes) {
-        int chunk = 0;
-        const long long pairs = rows * n_head;
-        const int ns = attn_split_plan(pairs, max_nk, &chunk);
-        if (ns > 1 && attn_split_ws(pairs, ns, d_head) <= ws_bytes)
-            return attn_launch_split(src, n, max_nq, ns, chunk, pairs, n_head, d_head, scale_log2,
-                                     dtype, ws, st);
-    }
+    int chunk = 0, cap = 1;
+    const int ns = rows_plan(src, n, max_nk, rows, n_head, d_head, ws, ws_bytes, &chunk, &cap);
+    if (ns > 1)
+        return attn_launch_split(src, n, max_nq, ns, chunk, cap, rows * n_head, n_head, d_head,
+                                 scale_log2, dtype, ws, st);
     dim3 grid((unsigned)max_nq, (unsigned)(n * n_head));
     const size_t smem = rows_smem(d_head, max_nk);
     TOLK_CU_DISPATCH(dtype, T, {
@@ -250,6 +295,10 @@ static int check_common(int n_head, int d_head, long long ldq, long long ldkv, l
 
 /* ------------------------------------------------------------------------ */
 
+static int run_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head, long long ldq,
+                  long long ldkv, long long ldo, float scale, int dtype, int tc, void *ws,
+                  size_t ws_bytes, cudaStream_t st, tolk_cu_attn_plan *plan);
+
 extern "C" int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head,
                                     int d_head, long long ldq, long long ldkv, long long ldo,
                                     float scale, int dtype, int tc, void *ws, size_t ws_bytes,
@@ -266,9 +315,17 @@ extern "C" int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, in
             return TOLK_CU_EINVAL;
     }
     if (!ws) ws_bytes = 0;
-    const float scale_log2 = scale * ATTN_LOG2E;
-    cudaStream_t st = (cudaStream_t)stream;
+    return run_ex(seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, dtype, tc, ws, ws_bytes,
+                  (cudaStream_t)stream, NULL);
+}
 
+/* tolk_cu_attention_ex after its checks; plan != NULL: count the launches
+ * instead of making them. */
+static int run_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head, long long ldq,
+                  long long ldkv, long long ldo, float scale, int dtype, int tc, void *ws,
+                  size_t ws_bytes, cudaStream_t st, tolk_cu_attn_plan *plan) {
+    const float scale_log2 = scale * ATTN_LOG2E;
+    int rc = 0;
     /* Two tables per pass over the input: flash-sized and row-sized sequences. */
     attn_src ft, rt;
     src_init(&ft, ldq, ldkv, ldo);
@@ -293,13 +350,23 @@ extern "C" int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, in
             }
         }
         if (nf == ATTN_SEQS_PER_LAUNCH || (last && nf > 0)) {
-            rc = launch_flash(ft, nf, f_maxq, n_head, d_head, scale_log2, dtype, tc, st);
+            if (plan)
+                plan->flash++;
+            else
+                rc = launch_flash(ft, nf, f_maxq, n_head, d_head, scale_log2, dtype, tc, st);
             if (rc) return rc;
             nf = f_maxq = 0;
         }
         if (nr == ATTN_SEQS_PER_LAUNCH || (last && nr > 0)) {
-            rc = launch_rows(rt, nr, r_maxq, r_maxk, r_rows, n_head, d_head, scale_log2, dtype, ws,
-                             ws_bytes, st);
+            if (plan) {
+                int chunk, cap;
+                const int ns =
+                    rows_plan(rt, nr, r_maxk, r_rows, n_head, d_head, ws, ws_bytes, &chunk, &cap);
+                plan_rows(plan, ns, cap, r_rows * n_head, d_head);
+            } else {
+                rc = launch_rows(rt, nr, r_maxq, r_maxk, r_rows, n_head, d_head, scale_log2, dtype,
+                                 ws, ws_bytes, st);
+            }
             if (rc) return rc;
             nr = r_maxq = r_maxk = 0;
             r_rows = 0;
@@ -308,11 +375,54 @@ extern "C" int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, in
     return 0;
 }
 
+extern "C" int tolk_cu_attention_plan(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head,
+                                      int d_head, int tc, size_t ws_bytes,
+                                      tolk_cu_attn_plan *plan) {
+    if (!plan || n_seqs < 0 || (n_seqs > 0 && !seqs)) return TOLK_CU_EINVAL;
+    memset(plan, 0, sizeof *plan);
+    const long long w = (long long)n_head * d_head;
+    const int rc = check_common(n_head, d_head, w, w, w, TOLK_CU_F32, tc, NULL);
+    if (rc) return rc;
+    /* a non-NULL stand-in: the plan only tests whether a workspace exists */
+    void *ws = ws_bytes ? (void *)plan : NULL;
+    return run_ex(seqs, n_seqs, n_head, d_head, w, w, w, 1.0f, TOLK_CU_F32, tc, ws, ws_bytes, NULL,
+                  plan);
+}
+
 extern "C" int tolk_cu_attention(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head,
                                  long long ldq, long long ldkv, long long ldo, float scale,
                                  int dtype, void *stream) {
     return tolk_cu_attention_ex(seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, dtype,
                                 TOLK_CU_F32, NULL, 0, stream);
+}
+
+/* The launches of a descriptor call (plan != NULL: counted, not made). */
+static int run_desc(attn_src &src, int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
+                    float scale_log2, int dtype, int tc, void *ws, size_t ws_bytes, cudaStream_t st,
+                    tolk_cu_attn_plan *plan) {
+    const bool flash = max_n_q >= ATTN_FLASH_MIN_Q || rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM;
+    const int per = 65535 / n_head; /* gridDim.y = sequences * n_head */
+    for (int s0 = 0; s0 < n_seqs; s0 += per) {
+        const int n = n_seqs - s0 < per ? n_seqs - s0 : per;
+        src.seq0 = s0;
+        int rc = 0;
+        if (plan) {
+            int chunk, cap;
+            if (flash)
+                plan->flash++;
+            else {
+                const int ns = rows_plan(src, n, max_n_kv, (long long)n * max_n_q, n_head, d_head,
+                                         ws, ws_bytes, &chunk, &cap);
+                plan_rows(plan, ns, cap, (long long)n * max_n_q * n_head, d_head);
+            }
+        } else {
+            rc = flash ? launch_flash(src, n, max_n_q, n_head, d_head, scale_log2, dtype, tc, st)
+                       : launch_rows(src, n, max_n_q, max_n_kv, (long long)n * max_n_q, n_head,
+                                     d_head, scale_log2, dtype, ws, ws_bytes, st);
+        }
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const void *v,
@@ -338,17 +448,27 @@ extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *
     src.out = out;
     src.max_nq = max_n_q;
     src.max_nkv = max_n_kv;
-    const bool flash = max_n_q >= ATTN_FLASH_MIN_Q || rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM;
-    const int per = 65535 / n_head; /* gridDim.y = sequences * n_head */
-    for (int s0 = 0; s0 < n_seqs; s0 += per) {
-        const int n = n_seqs - s0 < per ? n_seqs - s0 : per;
-        src.seq0 = s0;
-        rc = flash ? launch_flash(src, n, max_n_q, n_head, d_head, scale_log2, dtype, tc, st)
-                   : launch_rows(src, n, max_n_q, max_n_kv, (long long)n * max_n_q, n_head, d_head,
-                                 scale_log2, dtype, ws, ws_bytes, st);
-        if (rc) return rc;
-    }
-    return 0;
+    return run_desc(src, n_seqs, max_n_q, max_n_kv, n_head, d_head, scale_log2, dtype, tc, ws,
+                    ws_bytes, st, NULL);
+}
+
+extern "C" int tolk_cu_attention_desc_plan(int n_seqs, int max_n_q, int max_n_kv, int n_head,
+                                           int d_head, int tc, size_t ws_bytes,
+                                           tolk_cu_attn_plan *plan) {
+    if (!plan || n_seqs < 0 || max_n_q < 0 || max_n_kv < 1) return TOLK_CU_EINVAL;
+    memset(plan, 0, sizeof *plan);
+    const long long w = (long long)n_head * d_head;
+    const int rc = check_common(n_head, d_head, w, w, w, TOLK_CU_F32, tc, NULL);
+    if (rc) return rc;
+    if (n_seqs == 0 || max_n_q == 0) return 0;
+    attn_src src;
+    src_init(&src, w, w, w);
+    src.desc = (const tolk_cu_attn_desc *)plan; /* device mode; never read */
+    src.max_nq = max_n_q;
+    src.max_nkv = max_n_kv;
+    void *ws = ws_bytes ? (void *)plan : NULL;
+    return run_desc(src, n_seqs, max_n_q, max_n_kv, n_head, d_head, 0.0f, TOLK_CU_F32, tc, ws,
+                    ws_bytes, NULL, plan);
 }
 
 extern "C" size_t tolk_cu_attention_ws_bytes(int total_q_rows, int n_head, int d_head,
@@ -359,13 +479,15 @@ extern "C" size_t tolk_cu_attention_ws_bytes(int total_q_rows, int n_head, int d
      * asks for; only launches below the split target split at all, and the
      * split count never grows with fewer keys. */
     const long long pairs = (long long)total_q_rows * n_head;
-    const long long p_end = pairs < ATTN_SPLIT_TARGET ? pairs : ATTN_SPLIT_TARGET;
+    const int target = attn_split_target();
+    const long long p_end = pairs < target ? pairs : target;
+    const int cap = total_q_rows >= 2 ? ATTN_GROUP_MAX : 1; /* groups need >= 2 sequences */
     size_t best = 0;
     for (long long p = 1; p <= p_end; p++) {
         int chunk = 0;
         const int ns = attn_split_plan(p, max_n_kv, &chunk);
         if (ns <= 1) continue;
-        const size_t b = attn_split_ws(p, ns, d_head);
+        const size_t b = attn_split_ws(p, ns, d_head, cap);
         if (b > best) best = b;
     }
     return best;

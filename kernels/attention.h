@@ -88,8 +88,11 @@ int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, i
 /* Workspace bytes that enable the split-KV path for every call with at
  * most total_q_rows query rows in all its few-query sequences (for
  * tolk_cu_attention_desc: n_seqs * max_n_q) and keys up to max_n_kv per
- * sequence. 0 when no such call would split (or for invalid arguments).
- * Small: at most ~530 partial results of d_head + 2 floats (~140 KiB). */
+ * sequence, on the current device (the split target is 2 blocks per SM).
+ * 0 when no such call would split (or for invalid arguments). Small: at
+ * most ~530 partial results of d_head + 2 floats per row slot, times 8
+ * when total_q_rows >= 2 (sequences that share K/V — beams of one window —
+ * are scored together and split their keys 8 ways at most): < 2.2 MiB. */
 size_t tolk_cu_attention_ws_bytes(int total_q_rows, int n_head, int d_head, int max_n_kv);
 
 /* One sequence of tolk_cu_attention_desc, in DEVICE memory. Rows are
@@ -125,6 +128,24 @@ int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const vo
                            long long ldkv, void *out, long long ldo, const tolk_cu_attn_desc *desc,
                            int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
                            float scale, int dtype, int tc, void *ws, size_t ws_bytes, void *stream);
+
+/* What a call would launch, without launching (the backend's census):
+ * launches of the flash kernel (one kernel each), of the row kernel (one)
+ * and of the split-KV path (two: partial + combine). */
+typedef struct tolk_cu_attn_plan {
+    int flash, rows, split;
+    int grouped;           /* a split launch scores sequences sharing K/V together */
+    double partial_floats; /* split workspace floats written (and read by the combine) */
+} tolk_cu_attn_plan;
+
+/* The plan of tolk_cu_attention_ex(seqs, ..., tc, ws, ws_bytes) (ws
+ * non-NULL when ws_bytes > 0) / of tolk_cu_attention_desc with these
+ * bounds. Host only; the same routing as the calls. Returns 0 or
+ * TOLK_CU_EINVAL. */
+int tolk_cu_attention_plan(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head, int tc,
+                           size_t ws_bytes, tolk_cu_attn_plan *plan);
+int tolk_cu_attention_desc_plan(int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
+                                int tc, size_t ws_bytes, tolk_cu_attn_plan *plan);
 
 TOLK_CU_END_DECLS
 

@@ -19,8 +19,10 @@
 #define ATTN_SEQS_PER_LAUNCH 32 /* host-packed sequences per launch */
 #define ATTN_FLASH_MIN_Q 64     /* sequences with n_q >= this take the flash path */
 #define ATTN_LOG2E 1.4426950408889634f
-/* Split-KV: launches with fewer (query row, head) pairs than this split
- * their keys (2 blocks per SM of a 132-SM H100), in chunks of >= 64 keys. */
+/* Split-KV: launches with fewer (query row, head) pairs than
+ * attn_split_target() (2 blocks per SM of the device) split their keys, in
+ * chunks of >= 64 keys; ATTN_SPLIT_TARGET is the fallback when the device
+ * cannot be queried (a 132-SM H100). */
 #define ATTN_SPLIT_TARGET 264
 #define ATTN_SPLIT_MIN_CHUNK 64
 
@@ -75,82 +77,196 @@ __device__ __forceinline__ int attn_slot(const attn_src &src, int si, int i) {
     return src.desc ? si * src.max_nq + i : src.slot0[si] + i;
 }
 
-/* Shared memory floats of row_attend for chunks of up to n_keys keys. */
-static inline size_t row_attend_smem(int D, int n_keys, int threads) {
-    const int part_len = D > threads ? D : threads;
-    return (size_t)(((D + 3) & ~3) + part_len + n_keys) * sizeof(float);
+/* ---- few-query rows: groups that share K/V, and their attention --------- */
+
+/* Sequences of a split launch that attend to the SAME keys (the beams of
+ * one window in a decoder step's cross-attention) form a group of up to
+ * ATTN_GROUP_MAX; the group's blocks share out the keys, each reading its
+ * K/V rows once for every row of the group (attention_split.cu). */
+#define ATTN_GROUP_MAX 8
+
+/* Whether sequences a and b read the same keys with the same mask: equal
+ * K and V pointers and key counts, neither causal. */
+__device__ __forceinline__ bool attn_same_kv(const tolk_cu_attn_seq &a, const tolk_cu_attn_seq &b) {
+    return a.k == b.k && a.v == b.v && a.n_kv == b.n_kv && !a.causal && !b.causal;
 }
 
-__device__ __forceinline__ float *row_attend_part(float *sh, int D) {
-    return sh + ((D + 3) & ~3);
+/* The group of sequence s (= sq) of the n sequences of a launch: the
+ * launch is cut into aligned runs of `cap` sequences (1 or
+ * ATTN_GROUP_MAX); inside a run, maximal stretches of consecutive
+ * sequences with attn_same_kv are the groups. Returns the group's size R
+ * (1 when cap is 1), its first sequence in *s0 and s's position in *pos.
+ * Every thread computes the same (descriptors are broadcast reads). */
+template <typename T>
+__device__ __forceinline__ int attn_group_of(const attn_src &src, int n, int s, int cap,
+                                             const tolk_cu_attn_seq &sq, int *s0, int *pos) {
+    int b = s, e = s + 1;
+    if (cap > 1) {
+        while (b % cap != 0 && attn_same_kv(attn_get<T>(src, b - 1), sq))
+            b--;
+        while (e < n && e % cap != 0 && attn_same_kv(sq, attn_get<T>(src, e)))
+            e++;
+    }
+    *s0 = b;
+    *pos = s - b;
+    return e - b;
 }
 
-/* One query row of one head against keys [j0, j1) (j1 > j0), by a block of
- * NT threads (every thread must call it: it synchronises):
- *   mx  = max_j s_j, s_j = scale_log2 * q . k_j      (all threads get it)
- *   sum = sum_j 2^(s_j - mx)                          (all threads get it)
- *   part[g * D + c] for g < G = max(1, NT / D): the partial sums over
- *     j = j0 + g, j0 + g + G, ... of 2^(s_j - mx) v_j[c]; the caller sums
- *     the G groups (part is published by a final barrier).
- * qp: the row's q (D values), K, V: the head's column 0 of key row 0, row
- * stride ldkv. sh: row_attend_smem(D, j1 - j0, NT) bytes of shared memory
- * (q at sh, part at row_attend_part(sh, D), the scores after part); red:
- * 32 floats. Returns G.
- * Pass 1: thread t scores keys j0 + t, j0 + t + NT, ...; block max;
- * pass 2: p in place, block sum; pass 3: thread (g, c) reads V rows
- * coalesced along c. */
-template <typename T, int NT>
-__device__ __forceinline__ int row_attend(const T *qp, const T *K, const T *V, long long ldkv,
-                                          int D, int j0, int j1, float scale_log2, float *sh,
-                                          float *red, float &mx_out, float &sum_out) {
-    const int part_len = D > NT ? D : NT;
-    float *qs = sh;                    /* [D] */
-    float *part = sh + ((D + 3) & ~3); /* [part_len] */
-    float *sc = part + part_len;       /* [j1 - j0] */
+/* Shared-memory floats of row_attend for up to `cap` rows over chunks of
+ * up to n_keys keys in all (R rows of n keys each: R * n <= n_keys + cap),
+ * NT threads: q [cap][DP], part [cap][PL], scores [R][n], with DP = D
+ * rounded up to 4 and PL = max(D, NT). */
+static inline size_t row_attend_floats(int D, int n_keys, int threads, int cap) {
+    const size_t dp = (size_t)((D + 3) & ~3), pl = (size_t)(D > threads ? D : threads);
+    return (size_t)cap * (dp + pl) + (size_t)n_keys + (size_t)cap;
+}
+static inline size_t row_attend_smem(int D, int n_keys, int threads, int cap) {
+    return row_attend_floats(D, n_keys, threads, cap) * sizeof(float);
+}
+
+/* part of row r (layout above). */
+__device__ __forceinline__ float *row_attend_part(float *sh, int D, int cap, int r) {
+    const int dp = (D + 3) & ~3, pl = D > (int)blockDim.x ? D : (int)blockDim.x;
+    return sh + cap * dp + r * pl;
+}
+
+/* Max (sum) of v[r] over the whole block for r < R, every thread gets them;
+ * every thread calls (barriers). red: NT / 32 * RM floats of shared memory. */
+template <int RM, bool MAX>
+__device__ __forceinline__ void block_reduce_n(float (&v)[RM], int R, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int r = 0; r < RM; r++) {
+        if (r >= R) break;
+        v[r] = MAX ? warp_max(v[r]) : warp_sum(v[r]);
+    }
+    __syncthreads(); /* red may still be read by a previous reduction */
+    if (lane == 0) {
+#pragma unroll
+        for (int r = 0; r < RM; r++)
+            if (r < R) red[r * nw + warp] = v[r];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < RM; r++) {
+        if (r >= R) break;
+        float a = MAX ? -INFINITY : 0.0f;
+        for (int w = 0; w < nw; w++)
+            a = MAX ? fmaxf(a, red[r * nw + w]) : a + red[r * nw + w];
+        v[r] = a;
+    }
+}
+
+/* R (<= RM) query rows of one head against the same keys [j0, j1)
+ * (j1 > j0), by a block of NT threads (every thread must call it: it
+ * synchronises):
+ *   mx[r]  = max_j s_rj, s_rj = scale_log2 * q_r . k_j   (all threads)
+ *   sum[r] = sum_j 2^(s_rj - mx[r])                       (all threads)
+ *   row_attend_part(sh, D, cap, r)[g * D + c] for g < G = NT / D: the
+ *     partial sums over j = j0 + g, j0 + g + G, ... of 2^(s_rj - mx[r])
+ *     v_j[c]; the caller sums the G groups (published by a final barrier).
+ * qp[r]: row r's q (D values); K, V: the head's column 0 of key row 0, row
+ * stride ldkv. sh: row_attend_smem(D, j1 - j0, NT, cap) bytes (cap >= R);
+ * red: NT / 32 * RM floats. Returns G.
+ * Pass 1 (scores): a warp scores 4 keys at a time, 8 lanes per key, lane
+ * k of a key reading columns k, k + 8, ...: each load instruction reads 4
+ * whole 32-byte sectors (float) of 4 rows instead of 32 rows' single
+ * words; the 8 partial dots are summed by 3 shuffles; each K row is read
+ * once for all R rows. Pass 2: p in place, block sums. Pass 3: thread
+ * (g, c) reads V rows coalesced along c, once for all R rows. */
+template <typename T, int NT, int RM>
+__device__ __forceinline__ int
+row_attend(const T *const *qp, int R, const T *K, const T *V, long long ldkv, int D, int j0, int j1,
+           float scale_log2, float *sh, int cap, float *red, float (&mx)[RM], float (&sum)[RM]) {
+    static_assert(NT % 32 == 0 && NT >= 128, "block size");
+    const int dp = (D + 3) & ~3, pl = D > NT ? D : NT;
     const int tid = threadIdx.x, n = j1 - j0;
-    for (int c = tid; c < D; c += NT)
-        qs[c] = to_f(qp[c]) * scale_log2;
+    float *qs = sh;                   /* [cap][dp] */
+    float *sc = sh + cap * (dp + pl); /* [cap][n] */
+#pragma unroll
+    for (int r = 0; r < RM; r++) {
+        if (r >= R) break;
+        for (int c = tid; c < D; c += NT)
+            qs[r * dp + c] = to_f(qp[r][c]) * scale_log2;
+    }
     __syncthreads();
 
-    float mx = -INFINITY;
-    for (int jj = tid; jj < n; jj += NT) {
-        const T *kr = K + (long long)(j0 + jj) * ldkv;
-        float d0 = 0.0f, d1 = 0.0f;
-        int c = 0;
-        for (; c + 1 < D; c += 2) {
-            d0 = fmaf(qs[c], to_f(kr[c]), d0);
-            d1 = fmaf(qs[c + 1], to_f(kr[c + 1]), d1);
+    const int lane = tid & 31, lig = lane & 7, kq = (tid >> 5) * 4 + (lane >> 3);
+#pragma unroll
+    for (int r = 0; r < RM; r++)
+        mx[r] = -INFINITY;
+    const T *K0 = K + (long long)j0 * ldkv;
+    for (int jb = 0; jb < n; jb += NT / 8) { /* uniform trip count: shuffles below converge */
+        const int jj = jb + kq;
+        const bool ok = jj < n;
+        const T *kr = K0 + (long long)(ok ? jj : 0) * ldkv;
+        float d[RM];
+#pragma unroll
+        for (int r = 0; r < RM; r++)
+            d[r] = 0.0f;
+        for (int c = lig; c < D; c += 8) {
+            const float kx = ok ? to_f(kr[c]) : 0.0f;
+#pragma unroll
+            for (int r = 0; r < RM; r++)
+                if (r < R) d[r] = fmaf(qs[r * dp + c], kx, d[r]);
         }
-        if (c < D) d0 = fmaf(qs[c], to_f(kr[c]), d0);
-        const float s = d0 + d1;
-        sc[jj] = s;
-        mx = fmaxf(mx, s);
+#pragma unroll
+        for (int r = 0; r < RM; r++) {
+            if (r >= R) break;
+            d[r] += __shfl_xor_sync(0xffffffffu, d[r], 1);
+            d[r] += __shfl_xor_sync(0xffffffffu, d[r], 2);
+            d[r] += __shfl_xor_sync(0xffffffffu, d[r], 4);
+            if (ok) {
+                if (lig == 0) sc[r * n + jj] = d[r];
+                mx[r] = fmaxf(mx[r], d[r]);
+            }
+        }
     }
-    mx = block_max(mx, red);
-    float sum = 0.0f;
+    block_reduce_n<RM, true>(mx, R, red);
+#pragma unroll
+    for (int r = 0; r < RM; r++)
+        sum[r] = 0.0f;
     for (int jj = tid; jj < n; jj += NT) {
-        const float p = exp2f(sc[jj] - mx);
-        sc[jj] = p;
-        sum += p;
+#pragma unroll
+        for (int r = 0; r < RM; r++) {
+            if (r >= R) break;
+            const float p = exp2f(sc[r * n + jj] - mx[r]);
+            sc[r * n + jj] = p;
+            sum[r] += p;
+        }
     }
-    sum = block_sum(sum, red); /* its barriers also publish sc[] */
+    block_reduce_n<RM, false>(sum, R, red); /* its barriers also publish sc[] */
 
     const int G = D >= NT ? 1 : NT / D;
     const T *V0 = V + (long long)j0 * ldkv;
     for (int e = tid; e < G * D; e += NT) {
         const int c = e % D, g = e / D;
-        float a0 = 0.0f, a1 = 0.0f;
+        float a0[RM], a1[RM];
+#pragma unroll
+        for (int r = 0; r < RM; r++)
+            a0[r] = a1[r] = 0.0f;
         int j = g;
         for (; j + G < n; j += 2 * G) {
-            a0 = fmaf(sc[j], to_f(V0[(long long)j * ldkv + c]), a0);
-            a1 = fmaf(sc[j + G], to_f(V0[(long long)(j + G) * ldkv + c]), a1);
+            const float v0 = to_f(V0[(long long)j * ldkv + c]);
+            const float v1 = to_f(V0[(long long)(j + G) * ldkv + c]);
+#pragma unroll
+            for (int r = 0; r < RM; r++) {
+                if (r >= R) break;
+                a0[r] = fmaf(sc[r * n + j], v0, a0[r]);
+                a1[r] = fmaf(sc[r * n + j + G], v1, a1[r]);
+            }
         }
-        if (j < n) a0 = fmaf(sc[j], to_f(V0[(long long)j * ldkv + c]), a0);
-        part[e] = a0 + a1;
+        if (j < n) {
+            const float v0 = to_f(V0[(long long)j * ldkv + c]);
+#pragma unroll
+            for (int r = 0; r < RM; r++)
+                if (r < R) a0[r] = fmaf(sc[r * n + j], v0, a0[r]);
+        }
+#pragma unroll
+        for (int r = 0; r < RM; r++)
+            if (r < R) sh[cap * dp + r * pl + e] = a0[r] + a1[r];
     }
     __syncthreads();
-    mx_out = mx;
-    sum_out = sum;
     return G;
 }
 
@@ -161,17 +277,20 @@ __device__ __forceinline__ int row_attend(const T *qp, const T *K, const T *V, l
 int attn_launch_tc(const attn_src &src, int n, int max_nq, int n_head, int d_head, float scale_log2,
                    int dtype, int tc, cudaStream_t st);
 
-/* attention_split.cu: the split count for `pairs` (query row, head) pairs
- * over up to nk keys; 1 = do not split. *chunk gets the keys per split. */
+/* attention_split.cu: the split target of the current device (2 blocks per
+ * SM); the split count for `pairs` (query row, head) pairs over up to nk
+ * keys, 1 = do not split, *chunk gets the keys per split. */
+int attn_split_target(void);
 int attn_split_plan(long long pairs, int nk, int *chunk);
-/* Workspace bytes of a split launch of `pairs` pairs into ns chunks. */
-size_t attn_split_ws(long long pairs, int ns, int d_head);
+/* Workspace bytes of a split launch of `pairs` pairs into ns chunks with
+ * groups of up to cap (1 or ATTN_GROUP_MAX) sequences. */
+size_t attn_split_ws(long long pairs, int ns, int d_head, int cap);
 /* Partial + combine kernels over the n sequences of src (n_q <= max_nq,
- * visible keys <= ns * chunk); ws holds attn_split_ws(pairs, ns, d_head)
- * bytes, pairs = (last slot + 1) * n_head. */
-int attn_launch_split(const attn_src &src, int n, int max_nq, int ns, int chunk, long long pairs,
-                      int n_head, int d_head, float scale_log2, int dtype, void *ws,
-                      cudaStream_t st);
+ * visible keys <= ns * chunk); ws holds attn_split_ws(pairs, ns, d_head,
+ * cap) bytes, pairs = (last slot + 1) * n_head. */
+int attn_launch_split(const attn_src &src, int n, int max_nq, int ns, int chunk, int cap,
+                      long long pairs, int n_head, int d_head, float scale_log2, int dtype,
+                      void *ws, cudaStream_t st);
 
 } /* namespace tolkcu */
 

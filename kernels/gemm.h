@@ -15,9 +15,21 @@
 
 TOLK_CU_BEGIN_DECLS
 
-/* A cuBLASLt handle plus a cache of chosen algorithms per problem shape
- * (under a mutex): create once per device, share between threads. */
+/* A cuBLASLt handle plus a cache of descriptors and chosen algorithms per
+ * problem (a hash table): create once per device, share between threads. */
 typedef struct tolk_cu_gemm_ctx tolk_cu_gemm_ctx;
+
+/* Counts of a context since its creation. */
+typedef struct tolk_cu_gemm_counts {
+    unsigned long long products;           /* tolk_cu_gemm / _batched calls */
+    unsigned long long fallbacks;          /* of them, run by the slow tiled kernel because
+                                              cuBLASLt had no algorithm (not the
+                                              TOLK_CU_GEMM_FALLBACK flag) */
+    unsigned long long unsupported_shapes; /* problems cuBLASLt answered "not supported" */
+} tolk_cu_gemm_counts;
+
+/* The counts of g (zeros for NULL). Thread-safe. */
+void tolk_cu_gemm_stats(const tolk_cu_gemm_ctx *g, tolk_cu_gemm_counts *out);
 
 /* Create / destroy. Returns 0, or TOLK_CU_GEMM_EBLAS + cublasStatus_t. */
 int tolk_cu_gemm_create(tolk_cu_gemm_ctx **out);
@@ -39,13 +51,27 @@ void tolk_cu_gemm_destroy(tolk_cu_gemm_ctx *g);
  *   beta = 0: y is not read (may hold garbage); beta = 1: accumulate
  *     (residual connections). y must not overlap x or w.
  * workspace (device, may be NULL) of workspace_bytes lets cuBLASLt use
- * split-K algorithms; 32 MiB suits Hopper. M, N, K >= 1 (M or N == 0 is a
- * no-op); ldx >= K, ldw >= K, ldy >= N. Thread-safe for one g.
- * Returns 0, TOLK_CU_EINVAL, a cudaError_t, or TOLK_CU_GEMM_EBLAS + status. */
+ * split-K algorithms; 32 MiB suits Hopper. A shape cuBLASLt has no
+ * algorithm for runs a slow tiled kernel and is counted (tolk_cu_gemm_stats). M, N, K >= 1 (M or N
+ * == 0 is a no-op); ldx >= K, ldw >= K, ldy >= N. Thread-safe for one g. Returns 0, TOLK_CU_EINVAL,
+ * a cudaError_t, or TOLK_CU_GEMM_EBLAS + status. */
 int tolk_cu_gemm(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long ldy, const void *x,
                  int x_dtype, long long ldx, const void *w, int w_dtype, long long ldw, long long M,
                  long long N, long long K, float alpha, float beta, const float *bias, int flags,
                  void *workspace, size_t workspace_bytes, void *stream);
+
+/* batch products in one call (one strided-batched cuBLASLt product):
+ * product b uses y + b * y_stride, x + b * x_stride, w + b * w_stride and
+ * bias + b * bias_stride (elements; a stride of 0 shares the operand, e.g.
+ * one x against every layer's weight). y_stride >= M * ldy when batch > 1
+ * (outputs must not overlap). Otherwise as tolk_cu_gemm, which is this with
+ * batch 1. */
+int tolk_cu_gemm_batched(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long ldy,
+                         long long y_stride, const void *x, int x_dtype, long long ldx,
+                         long long x_stride, const void *w, int w_dtype, long long ldw,
+                         long long w_stride, long long M, long long N, long long K, float alpha,
+                         float beta, const float *bias, long long bias_stride, int batch, int flags,
+                         void *workspace, size_t workspace_bytes, void *stream);
 
 TOLK_CU_END_DECLS
 

@@ -99,6 +99,33 @@ typedef enum tolk_conv_layout {
     TOLK_CONV_IN_TC = 1  /* x [T_in, C_in]: time-major (the encoder activations) */
 } tolk_conv_layout;
 
+/* Counters of a backend since its creation (backend stats). */
+typedef struct tolk_backend_stats {
+    uint64_t products;  /* matrix products run (linear, conv, logits, batched) */
+    uint64_t fallbacks; /* of them, run by a slow fallback kernel because the device
+                           library had no algorithm for the shape (CUDA: cuBLASLt) */
+} tolk_backend_stats;
+
+/* Census of the work a backend enqueues, counted by the backend itself
+ * (bench_gpu --census): one row per kernel kind. */
+#define TOLK_CENSUS_ROWS 24
+typedef struct tolk_census_row {
+    const char *name; /* kernel kind: "gemm", "convert", "attn_flash_tc", ... (static) */
+    uint64_t kernels; /* launches (a cuBLASLt product counts 1) */
+    uint64_t nodes;   /* of them, recorded into a graph (launched while capturing) */
+    double bytes;     /* global-memory bytes the launches must move: every operand read
+                         or written once (attention K/V: at the launch's key bound) */
+    double flops;     /* multiply-adds count 2 */
+} tolk_census_row;
+typedef struct tolk_census {
+    int n;                                 /* rows used */
+    tolk_census_row row[TOLK_CENSUS_ROWS]; /* in order of first use */
+    uint64_t mem_nodes;                    /* graph memory nodes (stream-ordered alloc / free while
+                                              capturing) */
+    uint64_t copy_nodes;                   /* graph copy / memset nodes */
+    int dry;                               /* 1: counted without running anything (see census) */
+} tolk_census;
+
 /* Flags of the linear op. */
 #define TOLK_LINEAR_ACCUMULATE 1 /* y += x W^T + bias */
 #define TOLK_LINEAR_ROW_EXACT 2  /* each row's numbers independent of the batch */
@@ -255,6 +282,31 @@ struct tolk_backend {
     tolk_status (*graph_end)(tolk_ctx *ctx, const tolk_backend *be, void **graph);
     tolk_status (*graph_launch)(tolk_ctx *ctx, const tolk_backend *be, void *graph);
     void (*graph_free)(const tolk_backend *be, void *graph);
+
+    /* ---- optional extras (NULL where a backend has none) ---------------- */
+
+    /* y_b [M, N] (row stride ldy) = x [M, K] (row stride ldx) · W_b^T +
+     * bias_b for b < batch: W was prepared from the batch's weights stacked
+     * along rows (batch * N rows), W_b is its rows [b N, (b + 1) N); bias
+     * [batch * N] float32 or NULL (bias_b = bias + b N); y_b = y + b *
+     * y_stride floats (y_stride >= M * ldy). The cross-attention K/V of
+     * every decoder layer from one encoder output: on the GPU one
+     * strided-batched product, x rounded to W's type once. */
+    tolk_status (*linear_batched)(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
+                                  size_t y_stride, const float *x, size_t ldx, size_t M,
+                                  const tolk_bweight *W, int batch, const float *bias);
+
+    /* Counters since creation (products, slow fallbacks); no failure. */
+    void (*stats)(const tolk_backend *be, tolk_backend_stats *out);
+
+    /* The census counted since creation or the last reset (reset = 1 zeroes
+     * it after copying). Counting is off unless the environment variable
+     * TOLK_CUDA_CENSUS is set when the backend is created: "1" counts while
+     * running normally, "dry" counts WITHOUT running anything (kernels and
+     * products are not launched, weights are not uploaded, results are
+     * garbage: the shapes of large models on machines that cannot run them).
+     * out->n = 0 when counting is off. */
+    void (*census)(const tolk_backend *be, tolk_census *out, int reset);
 };
 
 /* Options for creating a backend. */

@@ -9,13 +9,15 @@
  *     64 MiB carved by a bump allocator under a mutex; a chunk is released
  *     when its last weight is freed, all chunks at destroy. Float16 /
  *     bfloat16 weights are uploaded as they are (keep_f16) or widened to
- *     float32 on the device (the exact-parity mode); int8 is dequantised
- *     on the host.
+ *     float32 on the device (the exact-parity mode); float32 weights are
+ *     rounded to half on the device (keep_f16); int8 is dequantised on the
+ *     host (then rounded on the device with keep_f16).
  *   - Vectors (vector_prepare) and alloc() are plain cudaMalloc buffers
  *     (released with free()); the network preallocates its activation
  *     arenas through alloc once per encode / KV cache.
  *   - Per-call scratch (float32 -> half activations, im2col columns, the
- *     cuBLASLt workspace, token ids) is stream-ordered (cudaMallocAsync /
+ *     cuBLASLt workspace: 32 MiB on Hopper and newer, 4 MiB before, token
+ *     ids) is stream-ordered (cudaMallocAsync /
  *     cudaFreeAsync) from the device's default pool, whose release threshold
  *     is raised at creation so that the memory stays cached between calls.
  *
@@ -25,11 +27,25 @@
  * stream and so reports errors of earlier kernels too. upload() also
  * synchronises (the source may be reused at once, pinned or not).
  *
- * Precision: activations are float32. With keep_f16 a linear layer converts
- * its input rows to the weight's half type (tolk_cu_convert) and multiplies
- * on tensor cores with float32 accumulation; without it every product is a
- * float32 GEMM (CUBLAS_COMPUTE_32F, no TF32).
+ * Precision: activations are float32. With keep_f16 every weight is half
+ * precision on the device (float16 / bfloat16 tensors as they are; float32
+ * and int8 tensors rounded to float16 when prepared, or to bfloat16 when a
+ * value would overflow float16), a linear layer converts its input rows to
+ * the weight's half type (tolk_cu_convert) and multiplies on tensor cores
+ * with float32 accumulation; without it every product is a float32 GEMM
+ * (CUBLAS_COMPUTE_32F, no TF32).
+ *
+ * Errors: each operation first reports an error an earlier operation left
+ * pending (an asynchronous kernel fault surfaces at the next runtime call)
+ * as that, not as its own; TOLK_CUDA_SYNC=1 in the environment (debugging)
+ * waits after every operation so that a kernel fault is reported by the
+ * operation that launched it.
+ *
+ * Counting: the census hooks (cuda_census.c, TOLK_CUDA_CENSUS) count each
+ * operation's kernels, graph nodes, bytes and flops; in the dry mode the
+ * operations count and return without launching anything.
  */
+#include "cuda_census.h"
 #include "cuda_util.h"
 
 #include "../kernels/add.h"
@@ -43,6 +59,7 @@
 #include "../kernels/copy_rows.h"
 #include "../kernels/select.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +69,10 @@ _Static_assert((int)TOLK_DT_F32 == (int)TOLK_CU_F32 && (int)TOLK_DT_F16 == (int)
                "tolk_dtype and the kernels' storage types must agree");
 
 #define WHO "cuda_backend"
-#define ARENA_CHUNK ((size_t)64 << 20)  /* minimum weight-arena chunk */
-#define GEMM_WS_BYTES ((size_t)4 << 20) /* cuBLASLt workspace per product */
+#define ARENA_CHUNK ((size_t)64 << 20)    /* minimum weight-arena chunk */
+#define GEMM_WS_SMALL ((size_t)4 << 20)   /* cuBLASLt workspace per product before Hopper */
+#define GEMM_WS_HOPPER ((size_t)32 << 20) /* sm_90 and newer */
+#define F16_MAX 65504.0f
 #define SCRATCH_ALIGN ((size_t)256)
 #define ATT_SEQS_PER_CALL 64
 
@@ -77,20 +96,63 @@ static cudaStream_t cur_stream(void) {
 typedef struct cuda_impl {
     int device;
     int keep_half;
-    int attn_tc; /* arithmetic of many-query attention: TOLK_CU_F32 / F16 / BF16 */
+    int attn_tc;    /* arithmetic of many-query attention: TOLK_CU_F32 / F16 / BF16 */
+    int sync_ops;   /* TOLK_CUDA_SYNC=1: wait after every operation */
+    size_t gemm_ws; /* cuBLASLt workspace bytes per product */
     tolk_cu_gemm_ctx *gemm;
     pthread_mutex_t mu;  /* guards chunks */
     arena_chunk *chunks; /* every chunk, newest first */
+    cu_census cs;        /* counting hooks (mutable behind its own mutex) */
 } cuda_impl;
 
 static cuda_impl *impl_of(const tolk_backend *be) {
     return (cuda_impl *)be->impl;
 }
 
+/* Whether the calling thread is capturing a graph. */
+static int capturing(void) {
+    return tl_capture != NULL;
+}
+
+/* The dry census mode: count, launch nothing. */
+static int dry(const cuda_impl *im) {
+    return im->cs.mode == 2;
+}
+
+static void count(const cuda_impl *im, const char *kind, int kernels, double bytes, double flops) {
+    cu_census_add((cu_census *)&im->cs, kind, kernels, bytes, flops, capturing());
+}
+
 /* Make im's device current for the calling thread (a per-thread setting). */
 static tolk_status use_device(tolk_ctx *ctx, const cuda_impl *im) {
     if (tl_capture) return TOLK_OK; /* graph_begin made it current */
     return tolk_cuda_status(ctx, cudaSetDevice(im->device), WHO, "cudaSetDevice");
+}
+
+/* Start operation op on the calling thread: make the device current and
+ * report an error an EARLIER operation left pending (an asynchronous kernel
+ * fault surfaces at the next runtime call) as such, not as op's. */
+static tolk_status op_begin(tolk_ctx *ctx, const cuda_impl *im, const char *op) {
+    tolk_status st = use_device(ctx, im);
+    if (st) return st;
+    const cudaError_t e = cudaPeekAtLastError();
+    if (e == cudaSuccess) return TOLK_OK;
+    (void)cudaGetLastError();
+    return tolk_fail(ctx, e == cudaErrorMemoryAllocation ? TOLK_ERR_NOMEM : TOLK_ERR_CUDA,
+                     "%s: an earlier operation failed (found before %s): %s", WHO, op,
+                     cudaGetErrorString(e));
+}
+
+/* Finish op: its launcher's return code rc as op's status; with
+ * TOLK_CUDA_SYNC=1 (outside graph capture) also wait for its kernels, so a
+ * fault in them is reported by op. */
+static tolk_status op_end(tolk_ctx *ctx, const cuda_impl *im, int rc, const char *op) {
+    if (rc) return tolk_cuda_kstatus(ctx, rc, WHO, op);
+    if (im->sync_ops && !capturing()) {
+        const cudaError_t e = cudaStreamSynchronize(cur_stream());
+        if (e != cudaSuccess) return tolk_cuda_status(ctx, e, WHO, op);
+    }
+    return TOLK_OK;
 }
 
 static size_t round_up(size_t n, size_t a) {
@@ -190,6 +252,10 @@ static tolk_status cu_copy(tolk_ctx *ctx, const tolk_backend *be, void *dst, con
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: %s: NULL pointer", WHO, what);
     tolk_status st = use_device(ctx, impl_of(be));
     if (st) return st;
+    if (dry(impl_of(be)) && kind == cudaMemcpyDeviceToHost) {
+        memset(dst, 0, bytes); /* dry census: nothing ran; zeros are valid token ids */
+        return TOLK_OK;
+    }
     cudaStream_t s = (cudaStream_t)TOLK_CU_STREAM;
     cudaError_t err = cudaMemcpyAsync(dst, src, bytes, kind, s);
     if (err == cudaSuccess) err = cudaStreamSynchronize(s);
@@ -211,9 +277,10 @@ static tolk_status cu_download(tolk_ctx *ctx, const tolk_backend *be, void *dst,
 /* Weights and vectors                                                      */
 /* ------------------------------------------------------------------------ */
 
-/* Upload tensor t (n = rows * cols elements) into dst as dt (F32 or the
- * tensor's own half type): a plain copy, a device-side widening of F16 /
- * BF16, or a host-side dequantisation of I8. Synchronous. */
+/* Upload tensor t (n = rows * cols elements) into dst as dt: a plain copy
+ * when the types agree, a device-side widening of F16 / BF16 to F32, else
+ * through float32 (t's own data, or a host dequantisation of I8 / other
+ * half types), rounded on the device to a half dt. Synchronous. */
 static tolk_status upload_part(tolk_ctx *ctx, void *dst, tolk_dtype dt, const tolk_tensor *t,
                                size_t n) {
     cudaStream_t s = (cudaStream_t)TOLK_CU_STREAM;
@@ -224,7 +291,8 @@ static tolk_status upload_part(tolk_ctx *ctx, void *dst, tolk_dtype dt, const to
         if (err == cudaSuccess) err = cudaStreamSynchronize(s);
         return tolk_cuda_status(ctx, err, WHO, "weight upload");
     }
-    if (t->dtype == TOLK_DT_F16 || t->dtype == TOLK_DT_BF16) { /* widen on the device */
+    if (dt == TOLK_DT_F32 && (t->dtype == TOLK_DT_F16 || t->dtype == TOLK_DT_BF16)) {
+        /* widen on the device */
         void *tmp = NULL;
         err = cudaMalloc(&tmp, n * 2);
         if (err != cudaSuccess) return tolk_cuda_status(ctx, err, WHO, "weight staging");
@@ -238,16 +306,63 @@ static tolk_status upload_part(tolk_ctx *ctx, void *dst, tolk_dtype dt, const to
         if (err != cudaSuccess) return tolk_cuda_status(ctx, err, WHO, "weight widening");
         return tolk_cuda_kstatus(ctx, rc, WHO, "weight widening");
     }
-    /* int8 (or float32 into a half weight, which prepare never asks for) */
-    float *h = tolk_malloc_array(n, sizeof(float));
-    if (!h)
-        return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: weight %s: out of host memory", WHO,
-                         t->name ? t->name : "?");
-    tolk_tensor_to_f32(t, h);
-    err = cudaMemcpyAsync(dst, h, n * sizeof(float), cudaMemcpyHostToDevice, s);
-    if (err == cudaSuccess) err = cudaStreamSynchronize(s);
-    free(h);
-    return tolk_cuda_status(ctx, err, WHO, "weight upload");
+    /* through float32 on the host */
+    const float *h = t->dtype == TOLK_DT_F32 ? (const float *)t->data : NULL;
+    float *hown = NULL;
+    if (!h) {
+        hown = tolk_malloc_array(n, sizeof(float));
+        if (!hown)
+            return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: weight %s: out of host memory", WHO,
+                             t->name ? t->name : "?");
+        tolk_tensor_to_f32(t, hown);
+        h = hown;
+    }
+    if (dt == TOLK_DT_F32) {
+        err = cudaMemcpyAsync(dst, h, n * sizeof(float), cudaMemcpyHostToDevice, s);
+        if (err == cudaSuccess) err = cudaStreamSynchronize(s);
+        free(hown);
+        return tolk_cuda_status(ctx, err, WHO, "weight upload");
+    }
+    /* float32 -> half on the device */
+    void *tmp = NULL;
+    err = cudaMalloc(&tmp, n * sizeof(float));
+    int rc = 0;
+    if (err == cudaSuccess)
+        err = cudaMemcpyAsync(tmp, h, n * sizeof(float), cudaMemcpyHostToDevice, s);
+    if (err == cudaSuccess)
+        rc = tolk_cu_convert(dst, (int)dt, (long long)n, tmp, TOLK_CU_F32, (long long)n, 1,
+                             (long long)n, s);
+    if (err == cudaSuccess && rc == 0) err = cudaStreamSynchronize(s);
+    if (tmp) cudaFree(tmp);
+    free(hown);
+    if (err != cudaSuccess) return tolk_cuda_status(ctx, err, WHO, "weight rounding to half");
+    return tolk_cuda_kstatus(ctx, rc, WHO, "weight rounding to half");
+}
+
+/* An upper bound of |x| over tensor t's values where that decides between
+ * float16 and bfloat16 storage (0 for float16 tensors, which fit). */
+static float part_absmax(const tolk_tensor *t, size_t n) {
+    float m = 0.0f;
+    if (t->dtype == TOLK_DT_F32) {
+        const float *x = t->data;
+        for (size_t i = 0; i < n; i++) {
+            const float a = fabsf(x[i]);
+            if (!(a <= m)) m = a; /* NaN propagates as "does not fit" */
+        }
+    } else if (t->dtype == TOLK_DT_BF16) {
+        const uint16_t *x = t->data;
+        for (size_t i = 0; i < n; i++) {
+            const float a = fabsf(tolk_bf16_to_f32(x[i]));
+            if (!(a <= m)) m = a;
+        }
+    } else if (t->dtype == TOLK_DT_I8 && t->scale) {
+        /* y = q / scale with |q| <= 127 */
+        for (int64_t r = 0; r < t->shape[0]; r++) {
+            const float a = 127.0f / fabsf(t->scale[r]);
+            if (!(a <= m)) m = a;
+        }
+    }
+    return m;
 }
 
 static tolk_status cu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
@@ -276,10 +391,17 @@ static tolk_status cu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
         all_f16 &= parts[p]->dtype == TOLK_DT_F16;
         all_bf16 &= parts[p]->dtype == TOLK_DT_BF16;
     }
-    const tolk_dtype dt = !im->keep_half ? TOLK_DT_F32
-                          : all_f16      ? TOLK_DT_F16
-                          : all_bf16     ? TOLK_DT_BF16
-                                         : TOLK_DT_F32;
+    /* keep_half: half storage whatever the tensors' type (float32 / int8
+     * are rounded; float16 unless a value would overflow it) */
+    tolk_dtype dt = TOLK_DT_F32;
+    if (im->keep_half) {
+        dt = all_f16 ? TOLK_DT_F16 : all_bf16 ? TOLK_DT_BF16 : TOLK_DT_F16;
+        for (int p = 0; p < n_parts && dt == TOLK_DT_F16 && !all_f16; p++) {
+            int64_t r = 0, c = 0;
+            tolk_tensor_matrix(parts[p], &r, &c);
+            if (!(part_absmax(parts[p], (size_t)r * (size_t)c) <= F16_MAX)) dt = TOLK_DT_BF16;
+        }
+    }
     size_t n, bytes;
     if ((uint64_t)rows > SIZE_MAX || (uint64_t)cols > SIZE_MAX ||
         !tolk_mul_size((size_t)rows, (size_t)cols, &n) ||
@@ -290,7 +412,7 @@ static tolk_status cu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
     char *data = arena_alloc(ctx, im, bytes);
     if (!data) return TOLK_ERR_NOMEM;
     size_t row0 = 0;
-    for (int p = 0; p < n_parts && !st; p++) {
+    for (int p = 0; p < n_parts && !st && !dry(im); p++) { /* dry census: no upload */
         int64_t r = 0, c = 0;
         tolk_tensor_matrix(parts[p], &r, &c);
         st = upload_part(ctx, data + row0 * (size_t)cols * tolk_dtype_size(dt), dt, parts[p],
@@ -364,15 +486,17 @@ static tolk_status cu_vector_prepare(tolk_ctx *ctx, const tolk_backend *be,
 /* Products                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Stream-ordered scratch of `bytes` (plus the GEMM workspace after it). */
-static tolk_status scratch_get(tolk_ctx *ctx, size_t bytes, char **p, char **ws) {
+/* Stream-ordered scratch of `bytes` plus the GEMM workspace after it (two
+ * graph memory nodes with its scratch_put while capturing). */
+static tolk_status scratch_get(tolk_ctx *ctx, const cuda_impl *im, size_t bytes, char **p,
+                               char **ws) {
     *p = NULL;
     *ws = NULL;
-    if (bytes > SIZE_MAX - GEMM_WS_BYTES - SCRATCH_ALIGN)
+    if (bytes > SIZE_MAX - im->gemm_ws - SCRATCH_ALIGN)
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: scratch too large", WHO);
     const size_t head = round_up(bytes, SCRATCH_ALIGN);
-    cudaError_t err =
-        cudaMallocAsync((void **)p, head + GEMM_WS_BYTES, (cudaStream_t)TOLK_CU_STREAM);
+    cu_census_nodes((cu_census *)&im->cs, 2, 0, capturing());
+    cudaError_t err = cudaMallocAsync((void **)p, head + im->gemm_ws, (cudaStream_t)TOLK_CU_STREAM);
     if (err != cudaSuccess) {
         *p = NULL;
         return tolk_cuda_status(ctx, err, WHO, "scratch (cudaMallocAsync)");
@@ -385,9 +509,35 @@ static void scratch_put(char *p) {
     if (p) cudaFreeAsync(p, (cudaStream_t)TOLK_CU_STREAM);
 }
 
+/* Count a product y [M, N] (float32, read too when accumulating) = x [M, K]
+ * . W^T (+ bias), x of W's type, batch times with x shared. */
+static void count_gemm(const cuda_impl *im, size_t M, size_t N, size_t K, const tolk_bweight *W,
+                       int accumulate, int bias, int batch) {
+    const double es = W->dtype == TOLK_DT_F32 ? 4.0 : 2.0;
+    const double b = (double)M * K * es +
+                     batch * ((double)N * K * es + (double)M * N * 4.0 * (accumulate ? 2 : 1) +
+                              (bias ? (double)N * 4.0 : 0.0));
+    count(im, "gemm", 1, b, 2.0 * M * N * K * batch);
+}
+
+/* x [M, K] float32 (row stride ldx) in the type of W: x itself (F32), or
+ * converted into scr (row stride K) — one convert kernel. */
+static int half_input(const cuda_impl *im, const tolk_bweight *W, const float *x, size_t ldx,
+                      size_t M, size_t K, char *scr, const void **xin, long long *ldxin) {
+    *xin = x;
+    *ldxin = (long long)ldx;
+    if (W->dtype == TOLK_DT_F32) return 0;
+    count(im, "convert", 1, (double)M * K * 6.0, 0);
+    *xin = scr;
+    *ldxin = (long long)K;
+    if (dry(im)) return 0;
+    return tolk_cu_convert(scr, (int)W->dtype, (long long)K, x, TOLK_CU_F32, (long long)ldx,
+                           (long long)M, (long long)K, TOLK_CU_STREAM);
+}
+
 static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
                              const float *x, size_t ldx, size_t M, const tolk_bweight *W,
-                             const float *bias, int accumulate) {
+                             const float *bias, int flags) {
     const cuda_impl *im = impl_of(be);
     if (M == 0) return TOLK_OK;
     if (!y || !x || !W || !W->data || W->rows <= 0 || W->cols <= 0)
@@ -398,29 +548,53 @@ static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, si
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear: bad sizes", WHO);
     if (W->dtype != TOLK_DT_F32 && W->dtype != TOLK_DT_F16 && W->dtype != TOLK_DT_BF16)
         return tolk_fail(ctx, TOLK_ERR_INTERNAL, "%s: linear: weight dtype %d", WHO, (int)W->dtype);
-    tolk_status st = use_device(ctx, im);
+    tolk_status st = op_begin(ctx, im, "linear");
     if (st) return st;
-    const int half = W->dtype != TOLK_DT_F32;
-    const size_t xbytes = half ? M * K * 2 : 0; /* < 2^63: M, K < 2^31 */
+    const size_t xbytes = W->dtype != TOLK_DT_F32 ? M * K * 2 : 0; /* < 2^63: M, K < 2^31 */
     char *scr, *ws;
-    if ((st = scratch_get(ctx, xbytes, &scr, &ws))) return st;
-    const void *xin = x;
-    long long ldxin = (long long)ldx;
-    int rc = 0;
-    if (half) {
-        rc = tolk_cu_convert(scr, (int)W->dtype, (long long)K, x, TOLK_CU_F32, (long long)ldx,
-                             (long long)M, (long long)K, TOLK_CU_STREAM);
-        xin = scr;
-        ldxin = (long long)K;
-    }
-    if (rc == 0)
-        rc = tolk_cu_gemm(im->gemm, y, TOLK_CU_F32, (long long)ldy, xin,
-                          half ? (int)W->dtype : TOLK_CU_F32, ldxin, W->data, (int)W->dtype,
-                          (long long)K, (long long)M, (long long)N, (long long)K, 1.0f,
-                          (accumulate & TOLK_LINEAR_ACCUMULATE) ? 1.0f : 0.0f, bias, 0, ws,
-                          GEMM_WS_BYTES, TOLK_CU_STREAM);
+    if ((st = scratch_get(ctx, im, xbytes, &scr, &ws))) return st;
+    const void *xin;
+    long long ldxin;
+    int rc = half_input(im, W, x, ldx, M, K, scr, &xin, &ldxin);
+    count_gemm(im, M, N, K, W, (flags & TOLK_LINEAR_ACCUMULATE) != 0, bias != NULL, 1);
+    if (rc == 0 && !dry(im))
+        rc = tolk_cu_gemm(im->gemm, y, TOLK_CU_F32, (long long)ldy, xin, (int)W->dtype, ldxin,
+                          W->data, (int)W->dtype, (long long)K, (long long)M, (long long)N,
+                          (long long)K, 1.0f, (flags & TOLK_LINEAR_ACCUMULATE) ? 1.0f : 0.0f, bias,
+                          0, ws, im->gemm_ws, TOLK_CU_STREAM);
     scratch_put(scr);
-    return tolk_cuda_kstatus(ctx, rc, WHO, "linear");
+    return op_end(ctx, im, rc, "linear");
+}
+
+static tolk_status cu_linear_batched(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
+                                     size_t y_stride, const float *x, size_t ldx, size_t M,
+                                     const tolk_bweight *W, int batch, const float *bias) {
+    const cuda_impl *im = impl_of(be);
+    if (M == 0) return TOLK_OK;
+    if (!y || !x || !W || !W->data || batch < 1 || W->rows <= 0 || W->rows % batch != 0 ||
+        W->cols <= 0)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear_batched: bad arguments", WHO);
+    const size_t N = (size_t)(W->rows / batch), K = (size_t)W->cols;
+    if (ldy < N || ldx < K || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || ldx > INT32_MAX ||
+        ldy > INT32_MAX || (batch > 1 && y_stride < M * ldy) || y_stride > INT64_MAX / 4)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear_batched: bad sizes", WHO);
+    tolk_status st = op_begin(ctx, im, "linear_batched");
+    if (st) return st;
+    const size_t xbytes = W->dtype != TOLK_DT_F32 ? M * K * 2 : 0;
+    char *scr, *ws;
+    if ((st = scratch_get(ctx, im, xbytes, &scr, &ws))) return st;
+    const void *xin;
+    long long ldxin;
+    int rc = half_input(im, W, x, ldx, M, K, scr, &xin, &ldxin); /* once for every product */
+    count_gemm(im, M, N, K, W, 0, bias != NULL, batch);
+    if (rc == 0 && !dry(im))
+        rc = tolk_cu_gemm_batched(im->gemm, y, TOLK_CU_F32, (long long)ldy, (long long)y_stride,
+                                  xin, (int)W->dtype, ldxin, 0, W->data, (int)W->dtype,
+                                  (long long)K, (long long)(N * K), (long long)M, (long long)N,
+                                  (long long)K, 1.0f, 0.0f, bias, (long long)N, batch, 0, ws,
+                                  im->gemm_ws, TOLK_CU_STREAM);
+    scratch_put(scr);
+    return op_end(ctx, im, rc, "linear_batched");
 }
 
 static tolk_status cu_logits(tolk_ctx *ctx, const tolk_backend *be, float *logits, const float *x,
@@ -447,20 +621,25 @@ static tolk_status cu_conv1d(tolk_ctx *ctx, const tolk_backend *be, float *y, co
     size_t n, bytes;
     if (!tolk_mul_size(T_out, K3, &n) || !tolk_mul_size(n, es, &bytes))
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: conv1d: too large", WHO);
-    tolk_status st = use_device(ctx, im);
+    tolk_status st = op_begin(ctx, im, "conv1d");
     if (st) return st;
     char *scr, *ws;
-    if ((st = scratch_get(ctx, bytes, &scr, &ws))) return st;
+    if ((st = scratch_get(ctx, im, bytes, &scr, &ws))) return st;
     /* im2col writes the weight's type directly: no separate conversion */
-    int rc = tolk_cu_im2col_k3(scr, (int)W->dtype, x, TOLK_CU_F32,
+    count(im, "im2col", 1, (double)C_in * T_in * 4.0 + (double)bytes, 0);
+    count_gemm(im, T_out, (size_t)W->rows, K3, W, 0, bias != NULL, 1);
+    int rc = 0;
+    if (!dry(im)) {
+        rc = tolk_cu_im2col_k3(scr, (int)W->dtype, x, TOLK_CU_F32,
                                layout == TOLK_CONV_IN_CT ? TOLK_CU_CONV_CT : TOLK_CU_CONV_TC, 1,
                                (int)C_in, (int)T_in, stride, TOLK_CU_STREAM);
-    if (rc == 0)
-        rc = tolk_cu_gemm(im->gemm, y, TOLK_CU_F32, W->rows, scr, (int)W->dtype, (long long)K3,
-                          W->data, (int)W->dtype, (long long)K3, (long long)T_out, W->rows,
-                          (long long)K3, 1.0f, 0.0f, bias, 0, ws, GEMM_WS_BYTES, TOLK_CU_STREAM);
+        if (rc == 0)
+            rc = tolk_cu_gemm(im->gemm, y, TOLK_CU_F32, W->rows, scr, (int)W->dtype, (long long)K3,
+                              W->data, (int)W->dtype, (long long)K3, (long long)T_out, W->rows,
+                              (long long)K3, 1.0f, 0.0f, bias, 0, ws, im->gemm_ws, TOLK_CU_STREAM);
+    }
     scratch_put(scr);
-    return tolk_cuda_kstatus(ctx, rc, WHO, "conv1d");
+    return op_end(ctx, im, rc, "conv1d");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -470,50 +649,120 @@ static tolk_status cu_conv1d(tolk_ctx *ctx, const tolk_backend *be, float *y, co
 static tolk_status cu_layernorm(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *x,
                                 size_t M, size_t D, const float *gamma, const float *beta,
                                 float eps) {
+    const cuda_impl *im = impl_of(be);
     if (M == 0) return TOLK_OK;
     if (!y || !x || !gamma || !beta || D == 0 || D > INT32_MAX || M > INT32_MAX)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: layernorm: bad arguments", WHO);
-    tolk_status st = use_device(ctx, impl_of(be));
+    tolk_status st = op_begin(ctx, im, "layernorm");
     if (st) return st;
-    return tolk_cuda_kstatus(ctx,
-                             tolk_cu_layernorm(y, TOLK_CU_F32, (long long)D, x, TOLK_CU_F32,
-                                               (long long)D, (long long)M, (int)D, gamma, beta, eps,
-                                               TOLK_CU_STREAM),
-                             WHO, "layernorm");
+    count(im, "layernorm", 1, (double)M * D * 8.0 + (double)D * 8.0, 0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_layernorm(y, TOLK_CU_F32, (long long)D, x, TOLK_CU_F32, (long long)D,
+                                    (long long)M, (int)D, gamma, beta, eps, TOLK_CU_STREAM),
+                  "layernorm");
 }
 
 static tolk_status cu_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx,
                                 size_t M, size_t N, const float *bias) {
+    const cuda_impl *im = impl_of(be);
     if (M == 0 || N == 0) return TOLK_OK;
     if (!x || ldx < N || N > INT32_MAX || M > INT64_MAX / (ldx ? ldx : 1))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: bias_gelu: bad arguments", WHO);
-    tolk_status st = use_device(ctx, impl_of(be));
+    tolk_status st = op_begin(ctx, im, "bias_gelu");
     if (st) return st;
-    return tolk_cuda_kstatus(ctx,
-                             tolk_cu_bias_gelu(x, (long long)ldx, x, (long long)ldx, (long long)M,
-                                               (int)N, bias, TOLK_CU_F32, TOLK_CU_STREAM),
-                             WHO, "bias_gelu");
+    count(im, "bias_gelu", 1, (double)M * N * 8.0 + (bias ? (double)N * 4.0 : 0.0), 0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_bias_gelu(x, (long long)ldx, x, (long long)ldx, (long long)M, (int)N,
+                                    bias, TOLK_CU_F32, TOLK_CU_STREAM),
+                  "bias_gelu");
 }
 
 static tolk_status cu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *a,
                           const float *b, size_t n) {
+    const cuda_impl *im = impl_of(be);
     if (n == 0) return TOLK_OK;
     if (!y || !a || !b || n > INT64_MAX)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: add: bad arguments", WHO);
-    tolk_status st = use_device(ctx, impl_of(be));
+    tolk_status st = op_begin(ctx, im, "add");
     if (st) return st;
-    return tolk_cuda_kstatus(
-        ctx, tolk_cu_add(y, a, b, (long long)n, NULL, 0, (long long)n, TOLK_CU_F32, TOLK_CU_STREAM),
-        WHO, "add");
+    count(im, "add", 1, (double)n * 12.0, 0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(
+        ctx, im,
+        tolk_cu_add(y, a, b, (long long)n, NULL, 0, (long long)n, TOLK_CU_F32, TOLK_CU_STREAM),
+        "add");
 }
 
 /* ------------------------------------------------------------------------ */
 /* Attention and embedding                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* Count an attention call's launches (plan) and its traffic: q, out, and
+ * K/V of kv_rows key rows, n_head * d_head float32 columns each, plus the
+ * split path's partial results; flops for score_pairs (query row, key)
+ * pairs. */
+static void count_attention(const cuda_impl *im, const tolk_cu_attn_plan *pl, double q_rows,
+                            double kv_rows, double score_pairs, int n_head, int d_head) {
+    const double w = (double)n_head * d_head;
+    const double qkvo = (2.0 * q_rows + 2.0 * kv_rows) * w * 4.0;
+    const double f = 4.0 * score_pairs * w;
+    const int main_launches = pl->flash + pl->rows + pl->split;
+    if (main_launches == 0) return;
+    /* the traffic over the kinds in proportion to their launches */
+    const char *flash_kind = im->attn_tc == TOLK_CU_F32 ? "attn_flash_f32" : "attn_flash_tc";
+    const double part = pl->partial_floats * 4.0;
+    if (pl->flash)
+        count(im, flash_kind, pl->flash, qkvo * pl->flash / main_launches,
+              f * pl->flash / main_launches);
+    if (pl->rows)
+        count(im, "attn_rows", pl->rows, qkvo * pl->rows / main_launches,
+              f * pl->rows / main_launches);
+    if (pl->split) {
+        const double share = (double)pl->split / main_launches;
+        /* partial: q, K/V, partials written; combine: partials read, out written */
+        count(im, "attn_split", pl->split, (2.0 * kv_rows + q_rows) * w * 4.0 * share + part,
+              f * share);
+        count(im, "attn_combine", pl->split, q_rows * w * 4.0 * share + part, 0);
+    }
+}
+
+/* The exact traffic of a descriptor call, from the descriptors (census
+ * outside graph capture: downloads them, synchronising): query rows, key
+ * rows read (sequences sharing K/V in a grouped split launch read them
+ * once, as attention_split.cu does) and score pairs. 0 when unavailable. */
+static int desc_traffic(const tolk_attn_desc *desc, int n_seqs, int max_n_q, int max_n_kv,
+                        int grouped, double *q_rows, double *kv_rows, double *pairs) {
+    if (n_seqs > 65536) return 0;
+    tolk_attn_desc *h = malloc((size_t)n_seqs * sizeof *h);
+    if (!h) return 0;
+    if (cudaMemcpy(h, desc, (size_t)n_seqs * sizeof *h, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        (void)cudaGetLastError();
+        free(h);
+        return 0;
+    }
+    *q_rows = *kv_rows = *pairs = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        const tolk_attn_desc *d = &h[s];
+        const int nq = d->n_q < max_n_q ? (d->n_q > 0 ? d->n_q : 0) : max_n_q;
+        const int nk = d->n_kv < max_n_kv ? d->n_kv : max_n_kv;
+        if (nq == 0) continue;
+        *q_rows += nq;
+        *pairs += d->causal ? (double)nq * (d->q_pos0 + (nq + 1) / 2.0) : (double)nq * nk;
+        const tolk_attn_desc *p = s > 0 ? &h[s - 1] : NULL;
+        const int shared = grouped && p && s % 8 != 0 && !d->causal && !p->causal &&
+                           p->kv_row == d->kv_row && p->n_kv == d->n_kv;
+        if (!shared) *kv_rows += d->causal ? d->q_pos0 + nq : nk;
+    }
+    free(h);
+    return 1;
+}
+
 static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
                                 int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
                                 size_t ldo, float scale) {
+    const cuda_impl *im = impl_of(be);
     if (n_seqs == 0) return TOLK_OK;
     if (!seqs || n_seqs < 0 || n_head < 1 || d_head < 1)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad arguments", WHO);
@@ -534,20 +783,31 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
                              "%s: attention: bad sequence %d (n_q %d, n_kv %d, pos0 %d)", WHO, i,
                              s->n_q, s->n_kv, s->q_pos0);
     }
-    tolk_status st = use_device(ctx, impl_of(be));
+    tolk_status st = op_begin(ctx, im, "attention");
     if (st) return st;
     tolk_cu_attn_seq buf[ATT_SEQS_PER_CALL];
     for (int i0 = 0; i0 < n_seqs; i0 += ATT_SEQS_PER_CALL) {
         const int nb = n_seqs - i0 < ATT_SEQS_PER_CALL ? n_seqs - i0 : ATT_SEQS_PER_CALL;
+        double qr = 0, kr = 0, pairs = 0;
         for (int i = 0; i < nb; i++) {
             const tolk_attn_seq *s = &seqs[i0 + i];
             buf[i] =
                 (tolk_cu_attn_seq){s->q, s->k, s->v, s->out, s->n_q, s->n_kv, s->causal, s->q_pos0};
+            qr += s->n_q;
+            kr += s->causal ? s->q_pos0 + s->n_q : s->n_kv;
+            pairs += s->causal ? (double)s->n_q * (s->q_pos0 + (s->n_q + 1) / 2.0)
+                               : (double)s->n_q * s->n_kv;
         }
+        if (im->cs.mode) {
+            tolk_cu_attn_plan pl;
+            if (tolk_cu_attention_plan(buf, nb, n_head, d_head, im->attn_tc, 0, &pl) == 0)
+                count_attention(im, &pl, qr, kr, pairs, n_head, d_head);
+        }
+        if (dry(im)) continue;
         int rc = tolk_cu_attention_ex(buf, nb, n_head, d_head, (long long)ldq, (long long)ldkv,
-                                      (long long)ldo, scale, TOLK_CU_F32, impl_of(be)->attn_tc,
-                                      NULL, 0, TOLK_CU_STREAM);
-        if (rc) return tolk_cuda_kstatus(ctx, rc, WHO, "attention");
+                                      (long long)ldo, scale, TOLK_CU_F32, im->attn_tc, NULL, 0,
+                                      TOLK_CU_STREAM);
+        if ((st = op_end(ctx, im, rc, "attention"))) return st;
     }
     return TOLK_OK;
 }
@@ -559,33 +819,40 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
 static tolk_status cu_embed_rows(tolk_ctx *ctx, const tolk_backend *be, float *y,
                                  const tolk_bweight *tok, const int *ids, const int *positions,
                                  size_t n, const float *pos, size_t n_pos) {
+    const cuda_impl *im = impl_of(be);
     if (n == 0) return TOLK_OK;
     if (!y || !tok || !tok->data || !ids || !positions || !pos || tok->cols <= 0 ||
         tok->cols > INT32_MAX || n > INT32_MAX)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: embed_rows: bad arguments", WHO);
-    tolk_status st = use_device(ctx, impl_of(be));
+    tolk_status st = op_begin(ctx, im, "embed_rows");
     if (st) return st;
-    return tolk_cuda_kstatus(ctx,
-                             tolk_cu_embed(y, TOLK_CU_F32, tok->cols, ids, positions, (long long)n,
-                                           (int)tok->cols, tok->data, (int)tok->dtype, tok->rows,
-                                           pos, (long long)n_pos, TOLK_CU_STREAM),
-                             WHO, "embed_rows");
+    const double es = tok->dtype == TOLK_DT_F32 ? 4.0 : 2.0;
+    count(im, "embed", 1, (double)n * tok->cols * (es + 8.0), 0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_embed(y, TOLK_CU_F32, tok->cols, ids, positions, (long long)n,
+                                (int)tok->cols, tok->data, (int)tok->dtype, tok->rows, pos,
+                                (long long)n_pos, TOLK_CU_STREAM),
+                  "embed_rows");
 }
 
 static tolk_status cu_copy_rows(tolk_ctx *ctx, const tolk_backend *be, float *dst, size_t ld_dst,
                                 const int *dst_idx, const float *src, size_t ld_src,
                                 const int *src_idx, size_t rows, size_t cols) {
+    const cuda_impl *im = impl_of(be);
     if (rows == 0 || cols == 0) return TOLK_OK;
     if (!dst || !src || ld_dst < cols || ld_src < cols || cols > INT32_MAX || rows > INT32_MAX ||
         ld_dst > INT64_MAX / 4 || ld_src > INT64_MAX / 4)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: bad copy_rows arguments", WHO);
-    tolk_status st = use_device(ctx, impl_of(be));
+    tolk_status st = op_begin(ctx, im, "copy_rows");
     if (st) return st;
-    return tolk_cuda_kstatus(ctx,
-                             tolk_cu_copy_rows(dst, (long long)ld_dst, dst_idx, src,
-                                               (long long)ld_src, src_idx, (long long)rows,
-                                               (int)cols, TOLK_CU_F32, TOLK_CU_STREAM),
-                             WHO, "copy_rows");
+    count(im, "copy_rows", 1, (double)rows * cols * 8.0, 0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_copy_rows(dst, (long long)ld_dst, dst_idx, src, (long long)ld_src,
+                                    src_idx, (long long)rows, (int)cols, TOLK_CU_F32,
+                                    TOLK_CU_STREAM),
+                  "copy_rows");
 }
 
 static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
@@ -599,18 +866,34 @@ static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, cons
         (int64_t)n_seqs * max_n_q > INT32_MAX)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention_desc: bad arguments", WHO);
     const cuda_impl *im = impl_of(be);
-    tolk_status st = use_device(ctx, im);
+    tolk_status st = op_begin(ctx, im, "attention_desc");
     if (st) return st;
     /* the split-KV (flash-decoding) partials live in per-call scratch */
     const size_t wsb = tolk_cu_attention_ws_bytes(n_seqs * max_n_q, n_head, d_head, max_n_kv);
+    if (im->cs.mode) {
+        /* exact traffic from the descriptors outside capture; while
+         * capturing, at the launch's bounds (every sequence max_n_q rows
+         * over max_n_kv keys of its own) */
+        tolk_cu_attn_plan pl;
+        if (tolk_cu_attention_desc_plan(n_seqs, max_n_q, max_n_kv, n_head, d_head, im->attn_tc, wsb,
+                                        &pl) == 0) {
+            double qr = (double)n_seqs * max_n_q, kr = (double)n_seqs * max_n_kv,
+                   pr = (double)n_seqs * max_n_q * max_n_kv;
+            if (!capturing())
+                desc_traffic(desc, n_seqs, max_n_q, max_n_kv, pl.grouped, &qr, &kr, &pr);
+            count_attention(im, &pl, qr, kr, pr, n_head, d_head);
+        }
+    }
     char *scr = NULL, *gws = NULL;
-    if (wsb > 0 && (st = scratch_get(ctx, wsb, &scr, &gws))) return st;
-    int rc =
-        tolk_cu_attention_desc(q, (long long)ldq, k, v, (long long)ldkv, out, (long long)ldo,
-                               (const tolk_cu_attn_desc *)desc, n_seqs, max_n_q, max_n_kv, n_head,
-                               d_head, scale, TOLK_CU_F32, im->attn_tc, scr, wsb, TOLK_CU_STREAM);
+    if (wsb > 0 && (st = scratch_get(ctx, im, wsb, &scr, &gws))) return st;
+    int rc = 0;
+    if (!dry(im))
+        rc = tolk_cu_attention_desc(q, (long long)ldq, k, v, (long long)ldkv, out, (long long)ldo,
+                                    (const tolk_cu_attn_desc *)desc, n_seqs, max_n_q, max_n_kv,
+                                    n_head, d_head, scale, TOLK_CU_F32, im->attn_tc, scr, wsb,
+                                    TOLK_CU_STREAM);
     scratch_put(scr);
-    return tolk_cuda_kstatus(ctx, rc, WHO, "attention_desc");
+    return op_end(ctx, im, rc, "attention_desc");
 }
 
 _Static_assert(sizeof(tolk_attn_desc) == sizeof(tolk_cu_attn_desc),
@@ -619,14 +902,17 @@ _Static_assert(sizeof(tolk_attn_desc) == sizeof(tolk_cu_attn_desc),
 static tolk_status cu_select(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
                              int rows, int n, const int *range_off, const int *ranges,
                              const int *row_ts, int k, int *out_idx, float *out_lp) {
+    const cuda_impl *im = impl_of(be);
     if (rows == 0) return TOLK_OK;
     if (ld > INT32_MAX) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: select: bad stride", WHO);
-    tolk_status st = use_device(ctx, impl_of(be));
+    tolk_status st = op_begin(ctx, im, "select");
     if (st) return st;
-    return tolk_cuda_kstatus(ctx,
-                             tolk_cu_select_rows(logits, (long long)ld, rows, n, range_off, ranges,
-                                                 0, row_ts, k, out_idx, out_lp, TOLK_CU_STREAM),
-                             WHO, "select");
+    count(im, "select", 1, (double)rows * n * 4.0, 0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_select_rows(logits, (long long)ld, rows, n, range_off, ranges, 0, row_ts,
+                                      k, out_idx, out_lp, TOLK_CU_STREAM),
+                  "select");
 }
 
 /* Graphs by stream capture: the thread's ops go to a private stream in
@@ -679,6 +965,18 @@ static void cu_graph_free(const tolk_backend *be, void *graph) {
     (void)cudaGetLastError();
 }
 
+static void cu_stats(const tolk_backend *be, tolk_backend_stats *out) {
+    if (!out) return;
+    tolk_cu_gemm_counts c;
+    tolk_cu_gemm_stats(impl_of(be)->gemm, &c);
+    out->products = c.products;
+    out->fallbacks = c.fallbacks;
+}
+
+static void cu_census_read(const tolk_backend *be, tolk_census *out, int reset) {
+    cu_census_get(&impl_of(be)->cs, out, reset);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Creation                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -696,6 +994,7 @@ static void cu_destroy(tolk_backend *be) {
             free(c);
         }
         tolk_cu_gemm_destroy(im->gemm);
+        cu_census_destroy(&im->cs);
         pthread_mutex_destroy(&im->mu);
         (void)cudaGetLastError();
         free(im);
@@ -739,6 +1038,13 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     }
     im->device = dev;
     im->keep_half = params ? params->keep_f16 != 0 : 1;
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+        (void)cudaGetLastError();
+    im->gemm_ws = major >= 9 ? GEMM_WS_HOPPER : GEMM_WS_SMALL;
+    const char *sync = getenv("TOLK_CUDA_SYNC");
+    im->sync_ops = sync && strcmp(sync, "1") == 0;
+    if (cu_census_init(&im->cs) != 0) im->cs.mode = 0;
     /* tensor-core attention with half weights; float32 in the parity mode.
      * TOLK_ATTN_TC=f32|f16|bf16 overrides (comparisons, debugging). */
     im->attn_tc = im->keep_half ? TOLK_CU_F16 : TOLK_CU_F32;
@@ -778,6 +1084,11 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->graph_end = cu_graph_end;
     be->graph_launch = cu_graph_launch;
     be->graph_free = cu_graph_free;
+    /* TOLK_CUDA_BATCHED=0: no batched products (set_cross per layer; A/B timing) */
+    const char *bat = getenv("TOLK_CUDA_BATCHED");
+    be->linear_batched = bat && strcmp(bat, "0") == 0 ? NULL : cu_linear_batched;
+    be->stats = cu_stats;
+    be->census = cu_census_read;
     *out = be;
     return TOLK_OK;
 }

@@ -1119,8 +1119,11 @@ static tolk_status tick(tolk_engine *e, int *busy) {
         }
         if (!ask_request(e, r)) mine[i] = NULL;
     }
+    const uint64_t f0 = tolk_net_gemm_fallbacks(e->net);
     encode_all(e, mine, n);
     step_all(e, mine, n);
+    const uint64_t f1 = tolk_net_gemm_fallbacks(e->net); /* slow products of this tick */
+    if (f1 > f0) e->timings.gemm_fallbacks += f1 - f0;
     for (int i = 0; i < n; i++)
         if (mine[i] && mine[i]->have_ask) *busy = 1;
     free(mine);

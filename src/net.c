@@ -128,8 +128,10 @@ static void prep_attn(prep *p, attn_w *a, int64_t d, int cross, const char *pref
     } else {
         prep_weight(p, &a->qkv, W, 1);
         a->qkv_b = prep_vec(p, B, zl, 1);
-        prep_weight(p, &a->kv, W + 1, 2);
-        a->kv_b = prep_vec(p, B + 1, zl, 2);
+        if (!p->net->be->linear_batched) { /* else stacked for all layers: prep_cross_kv */
+            prep_weight(p, &a->kv, W + 1, 2);
+            a->kv_b = prep_vec(p, B + 1, zl, 2);
+        }
     }
     snprintf(n[1], sizeof n[1], "%s.out.weight", prefix);
     const tolk_tensor *o = need2(p, d, d, n[1]);
@@ -162,6 +164,35 @@ static void prep_block(prep *p, block_w *b, int64_t d, const char *side, int i, 
     b->fc2_b = prep_vec1(p, d, n);
     snprintf(n, sizeof n, "%s.blocks.%d.mlp_ln", side, i);
     prep_ln(p, &b->mlp_ln_g, &b->mlp_ln_b, d, n);
+}
+
+/* Every decoder layer's cross-attention key and value weights stacked into
+ * net->cross_kv_all [L * 2d, d] (layer l's K at rows 2 l d, its V after),
+ * their biases into net->cross_kv_b_all (absent key biases: zeros). */
+static void prep_cross_kv(prep *p, int64_t d) {
+    const int L = p->net->hp.n_text_layer;
+    const tolk_tensor **W = calloc((size_t)2 * (size_t)L, sizeof *W);
+    const tolk_tensor **B = calloc((size_t)2 * (size_t)L, sizeof *B);
+    int64_t *zl = calloc((size_t)2 * (size_t)L, sizeof *zl);
+    if (!W || !B || !zl) {
+        if (p->st == TOLK_OK) p->st = tolk_fail(p->ctx, TOLK_ERR_NOMEM, "net: out of memory");
+    } else {
+        char n[200];
+        static const char *const parts[2] = {"key", "value"};
+        for (int l = 0; l < L && p->st == TOLK_OK; l++)
+            for (int i = 0; i < 2; i++) {
+                snprintf(n, sizeof n, "decoder.blocks.%d.cross_attn.%s.weight", l, parts[i]);
+                W[2 * l + i] = need2(p, d, d, n);
+                snprintf(n, sizeof n, "decoder.blocks.%d.cross_attn.%s.bias", l, parts[i]);
+                B[2 * l + i] = need1(p, i != 0, d, n);
+                zl[2 * l + i] = d;
+            }
+        prep_weight(p, &p->net->cross_kv_all, W, 2 * L);
+        p->net->cross_kv_b_all = prep_vec(p, B, zl, 2 * L);
+    }
+    free(W);
+    free(B);
+    free(zl);
 }
 
 static void free_attn(const tolk_backend *be, attn_w *a) {
@@ -207,6 +238,8 @@ void tolk_net_free(tolk_net *net) {
                 free_block(be, &net->dec[i]);
         be->free(be, net->dec_ln_g);
         be->free(be, net->dec_ln_b);
+        be->weight_free(be, &net->cross_kv_all);
+        be->free(be, net->cross_kv_b_all);
         net->be->destroy(net->be);
     }
     free(net->enc);
@@ -267,6 +300,7 @@ tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net
     if (t) net->dec_pos = prep_vec(&p, &t, NULL, 1);
     for (int i = 0; i < h->n_text_layer; i++)
         prep_block(&p, &net->dec[i], d, "decoder", i, 1);
+    if (net->be->linear_batched) prep_cross_kv(&p, d);
     prep_ln(&p, &net->dec_ln_g, &net->dec_ln_b, d, "decoder.ln");
     if (p.st != TOLK_OK) {
         tolk_net_free(net);
@@ -286,6 +320,17 @@ const tolk_hparams *tolk_net_hparams(const tolk_net *net) {
 
 uint64_t tolk_net_mem_bytes(const tolk_net *net) {
     return net ? net->mem_bytes : 0;
+}
+
+const struct tolk_backend *tolk_net_backend(const tolk_net *net) {
+    return net ? net->be : NULL;
+}
+
+uint64_t tolk_net_gemm_fallbacks(const tolk_net *net) {
+    if (!net || !net->be || !net->be->stats) return 0;
+    tolk_backend_stats s = {0};
+    net->be->stats(net->be, &s);
+    return s.fallbacks;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -465,6 +510,13 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     size_t d = (size_t)net->hp.n_text_state, T = (size_t)net->hp.n_audio_ctx;
     tolk_status st = TOLK_OK;
     kv->win_set[window] = 0;
+    if (net->cross_kv_all.data) { /* one batched product: xa rounded once */
+        const size_t y_stride = (size_t)kv->max_windows * T * 2 * d;
+        st = be->linear_batched(ctx, be, tolk_cross_kv_at(kv, 0, window), 2 * d, y_stride, xa, d, T,
+                                &net->cross_kv_all, net->hp.n_text_layer, net->cross_kv_b_all);
+        if (st == TOLK_OK) kv->win_set[window] = 1;
+        return st;
+    }
     for (int l = 0; l < net->hp.n_text_layer && st == TOLK_OK; l++) {
         const attn_w *c = &net->dec[l].cross;
         st = be->linear(ctx, be, tolk_cross_kv_at(kv, l, window), 2 * d, xa, d, T, &c->kv, c->kv_b,

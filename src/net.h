@@ -39,6 +39,10 @@ const tolk_hparams *tolk_net_hparams(const tolk_net *net);
 /* Bytes of weights resident for compute (for tolk_model_desc.mem_bytes). */
 uint64_t tolk_net_mem_bytes(const tolk_net *net);
 
+/* Matrix products of the network's backend (all its users) that ran a slow
+ * fallback kernel since creation (backend stats; 0 on the CPU). */
+uint64_t tolk_net_gemm_fallbacks(const tolk_net *net);
+
 /* Encode n_windows mel windows: mel [n_windows, n_mels, 2 * n_audio_ctx]
  * (3000 frames) -> out [n_windows, n_audio_ctx, n_audio_state]
  * (caller-allocated, float32). Windows are processed up to 4 per pass; the
@@ -147,5 +151,8 @@ void tolk_kvcache_graph_stats(const tolk_kvcache *kv, long *captured, long *repl
 
 /* The backend the network runs on: "cpu" or "cuda". */
 const char *tolk_net_device(const tolk_net *net);
+
+/* The network's backend object (benchmarks: census, stats); NULL for NULL. */
+const struct tolk_backend *tolk_net_backend(const tolk_net *net);
 
 #endif /* TOLK_NET_H */

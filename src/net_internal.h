@@ -48,6 +48,12 @@ struct tolk_net {
     float *dec_pos;   /* [n_text_ctx, d] */
     block_w *dec;     /* n_text_layer */
     float *dec_ln_g, *dec_ln_b;
+    /* backends with linear_batched: every layer's cross-attention K/V
+     * weight stacked [n_text_layer * 2d, d] and bias [n_text_layer * 2d]
+     * (the per-layer cross.kv / kv_b are then not prepared): set_cross is
+     * one batched product */
+    tolk_bweight cross_kv_all;
+    float *cross_kv_b_all;
     uint64_t mem_bytes;
     int pad_steps; /* half-precision modes: graphed steps padded to batch buckets
                       (products of a few more rows; float32 parity mode keeps

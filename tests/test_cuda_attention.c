@@ -30,6 +30,7 @@
  *
  * ctest-labels: gpu
  */
+#include "backend.h"
 #include "internal.h"
 #include "testutil.h"
 #include "weights.h"
@@ -42,6 +43,7 @@
 #ifdef TOLK_HAVE_CUDA
 
 #include "../kernels/attention.h"
+#include "../kernels/ptx_probe.h"
 
 #include <cuda_runtime_api.h>
 
@@ -117,14 +119,23 @@ typedef struct att_set {
     void *dq, *dkv, *dout; /* device */
 } att_set;
 
+/* Row strides of the next set_make: 0 = odd (W + 7, 2 W + 3, W + 5: rows
+ * of every type misaligned, the kernels' scalar paths), 1 = multiples of 8
+ * (every row 16-byte aligned: cp.async and vector loads). */
+static int g_aligned;
+/* K/V rows of the next set_make: NULL = every sequence its own; else
+ * sequence s reads the K/V rows of sequence g_share[s] <= s (the beams of
+ * one window; their n_kv capacities must be equal). */
+static const int *g_share;
+
 static void set_make(att_set *a, dpool *p, int H, int D, int dt, const att_spec *sp, int n,
                      uint64_t seed) {
     memset(a, 0, sizeof *a);
     a->H = H, a->D = D, a->dt = dt, a->n = n;
     a->W = (size_t)H * D;
-    a->ldq = a->W + 7;
-    a->ldkv = 2 * a->W + 3;
-    a->ldo = a->W + 5;
+    a->ldq = a->W + (g_aligned ? 8 : 7);
+    a->ldkv = 2 * a->W + (g_aligned ? 8 : 3);
+    a->ldo = a->W + (g_aligned ? 8 : 5);
     a->q_row = calloc((size_t)n + 1, sizeof(int));
     a->kv_row = calloc((size_t)n + 1, sizeof(int));
     a->cap_q = calloc((size_t)n + 1, sizeof(int));
@@ -132,12 +143,18 @@ static void set_make(att_set *a, dpool *p, int H, int D, int dt, const att_spec 
     CU_ASSERT_FATAL(a->q_row && a->kv_row && a->cap_q && a->cap_kv);
     size_t qr = 0, kr = 0;
     for (int s = 0; s < n; s++) {
-        qr += 1, kr += 1; /* a gap row before every sequence */
+        qr += 1; /* a gap row before every sequence */
         a->q_row[s] = (int)qr;
-        a->kv_row[s] = (int)kr;
         a->cap_q[s] = sp[s].n_q;
         a->cap_kv[s] = sp[s].n_kv;
         qr += (size_t)sp[s].n_q;
+        if (g_share && g_share[s] != s) {
+            CU_ASSERT_FATAL(g_share[s] < s && sp[g_share[s]].n_kv == sp[s].n_kv);
+            a->kv_row[s] = a->kv_row[g_share[s]];
+            continue;
+        }
+        kr += 1;
+        a->kv_row[s] = (int)kr;
         kr += (size_t)sp[s].n_kv;
     }
     a->q_rows = qr + 1;
@@ -409,6 +426,158 @@ static void test_tc_flash(void) {
     tc_run(TOLK_CU_BF16, TOLK_CU_F16, 2, 64, mixed, nm, 42); /* f16 storage, bf16 MMA */
 }
 
+/* The same kernels with 16-byte aligned rows: half storage of the MMA type
+ * takes the cp.async double-buffered path, other storage 16-byte vector
+ * loads through registers. */
+static void test_tc_aligned(void) {
+    NEED_DEVICE();
+    static const att_spec mixed[] = {
+        {65, 65, 0, 0}, {200, 449, 0, 0}, {100, 100, 1, 0}, {77, 100, 1, 23},  {129, 129, 1, 0},
+        {130, 7, 0, 0}, {0, 5, 0, 0},     {1, 7, 0, 0},     {256, 300, 1, 44}, {64, 1, 0, 0},
+    };
+    const int nm = (int)(sizeof mixed / sizeof mixed[0]);
+    static const att_spec enc[] = {{1500, 1500, 0, 0}};
+    g_aligned = 1;
+    const int tcs[] = {TOLK_CU_F16, TOLK_CU_BF16};
+    for (int t = 0; t < 2; t++) {
+        const int tc = tcs[t];
+        tc_run(tc, tc, 2, 64, mixed, nm, 131 + (uint64_t)t);          /* cp.async */
+        tc_run(tc, tc, 2, 32, mixed, nm, 133 + (uint64_t)t);          /* cp.async, D = 32 */
+        tc_run(tc, tc, 1, 128, mixed, nm, 135 + (uint64_t)t);         /* cp.async, D = 128 */
+        tc_run(tc, TOLK_CU_F32, 2, 64, mixed, nm, 137 + (uint64_t)t); /* float4 loads */
+        tc_run(tc, tc, 2, 64, enc, 1, 139 + (uint64_t)t);             /* a window, cp.async */
+    }
+    tc_run(TOLK_CU_F16, TOLK_CU_F32, 1, 64, enc, 1, 141);     /* a window from float32 */
+    tc_run(TOLK_CU_F16, TOLK_CU_BF16, 2, 64, mixed, nm, 142); /* bf16 storage, f16 MMA */
+    g_aligned = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The CPU twin: backend_cpu.c's attention on the same (half-rounded) data  */
+/* ------------------------------------------------------------------------ */
+
+static void test_tc_cpu_twin(void) {
+    NEED_DEVICE();
+    tolk_ctx *ctx = NULL;
+    tolk_backend *cpu = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &ctx), TOLK_OK);
+    tolk_backend_params bp = {.keep_f16 = 1};
+    CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(ctx, &bp, &cpu), TOLK_OK);
+    /* an encoder window of base (8 heads) in two calls' worth of shapes: a
+     * 1500-frame window and a causal prompt over a cache */
+    static const att_spec sp[] = {{1500, 1500, 0, 0}, {150, 200, 1, 50}};
+    const int n = 2, H = 2, D = 64;
+    for (int al = 0; al < 2; al++) {
+        g_aligned = al;
+        dpool p = {0};
+        att_set a;
+        set_make(&a, &p, H, D, TOLK_CU_F16, sp, n, 151 + (uint64_t)al);
+        tolk_cu_attn_seq seqs[2];
+        set_seqs(&a, sp, seqs);
+        CU_ASSERT_EQUAL(tolk_cu_attention_ex(seqs, n, H, D, (long long)a.ldq, (long long)a.ldkv,
+                                             (long long)a.ldo, (float)scale_of(D), TOLK_CU_F16,
+                                             TOLK_CU_F16, NULL, 0, NULL),
+                        0);
+        const size_t nout = a.q_rows * a.ldo;
+        float *got = malloc(nout * sizeof *got), *cpu_out = malloc(nout * sizeof *cpu_out);
+        unsigned char *sent = malloc(nout);
+        CU_ASSERT_FATAL(got && cpu_out && sent);
+        from_dev(got, sent, a.dout, nout, a.dt);
+        tolk_attn_seq cs[2];
+        for (int s = 0; s < n; s++) {
+            cs[s] = (tolk_attn_seq){
+                .q = a.hq + (size_t)a.q_row[s] * a.ldq,
+                .k = a.hkv + (size_t)a.kv_row[s] * a.ldkv,
+                .v = a.hkv + (size_t)a.kv_row[s] * a.ldkv + a.W,
+                .out = cpu_out + (size_t)a.q_row[s] * a.ldo,
+                .n_q = sp[s].n_q,
+                .n_kv = sp[s].n_kv,
+                .causal = sp[s].causal,
+                .q_pos0 = sp[s].q_pos0,
+            };
+        }
+        CU_ASSERT_EQUAL(
+            cpu->attention(ctx, cpu, cs, n, H, D, a.ldq, a.ldkv, a.ldo, (float)scale_of(D)),
+            TOLK_OK);
+        size_t bad = 0;
+        double worst = 0;
+        for (int s = 0; s < n; s++)
+            for (int i = 0; i < sp[s].n_q; i++)
+                for (size_t c = 0; c < a.W; c++) {
+                    const size_t o = ((size_t)a.q_row[s] + (size_t)i) * a.ldo + c;
+                    const double e = fabs((double)got[o] - cpu_out[o]);
+                    if (!(e <= 3e-3 + 3e-3 * fabs((double)cpu_out[o]))) bad++;
+                    if (!(e <= worst)) worst = e;
+                }
+        if (bad)
+            printf("\n    CPU twin (aligned %d): %zu out of bounds, worst %.3g\n", al, bad, worst);
+        CU_ASSERT_EQUAL(bad, 0);
+        free(got), free(cpu_out), free(sent);
+        dpool_finish(&p);
+        set_free(&a);
+    }
+    g_aligned = 0;
+    cpu->destroy(cpu);
+    tolk_ctx_free(ctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The PTX instructions' per-lane layouts (kernels/ptx_probe.cu)            */
+/* ------------------------------------------------------------------------ */
+
+static float probe_a(int i, int k) {
+    return (float)((3 * i + k) % 7 - 3);
+}
+static float probe_b(int k, int j) {
+    return (float)((5 * k + j) % 5 - 2);
+}
+
+static void test_ptx_fragments(void) {
+    NEED_DEVICE();
+    unsigned in[128];
+    for (unsigned i = 0; i < 128; i++)
+        in[i] = 0x9E3779B9u * (i + 1);
+    for (int bf = 0; bf < 2; bf++) {
+        dpool p = {0};
+        unsigned *din = dalloc(&p, sizeof in);
+        unsigned *dout = dalloc(&p, 32 * TOLK_CU_PTX_PROBE_WORDS * sizeof(unsigned));
+        CU_ASSERT_FATAL(cudaMemcpy(din, in, sizeof in, cudaMemcpyHostToDevice) == cudaSuccess);
+        CU_ASSERT_EQUAL_FATAL(tolk_cu_ptx_probe(dout, din, bf, NULL), 0);
+        CU_ASSERT_FATAL(cudaDeviceSynchronize() == cudaSuccess);
+        unsigned out[32 * TOLK_CU_PTX_PROBE_WORDS];
+        CU_ASSERT_FATAL(cudaMemcpy(out, dout, sizeof out, cudaMemcpyDeviceToHost) == cudaSuccess);
+        size_t bad[4] = {0, 0, 0, 0};
+        for (int l = 0; l < 32; l++) {
+            const unsigned *o = out + l * TOLK_CU_PTX_PROBE_WORDS;
+            const int g = l / 4, t2 = 2 * (l % 4);
+            for (int m = 0; m < 4; m++) {
+                /* M[r][c] = r * 8 + c; matrix m is rows 8m .. 8m + 7 */
+                const unsigned lo = (unsigned)((8 * m + g) * 8 + t2), hi = lo + 1;
+                bad[0] += o[m] != (lo | hi << 16);
+                const unsigned tlo = (unsigned)((8 * m + t2) * 8 + g), thi = tlo + 8;
+                bad[1] += o[4 + m] != (tlo | thi << 16);
+            }
+            for (int w = 0; w < 4; w++) {
+                const int i = g + 8 * (w / 2), j = t2 + (w % 2);
+                double d = (double)(i - j);
+                for (int k = 0; k < 16; k++)
+                    d += (double)probe_a(i, k) * probe_b(k, j);
+                float f;
+                memcpy(&f, &o[8 + w], 4);
+                bad[2] += (double)f != d;
+                const unsigned want = w < l % 5 ? in[4 * l + w] : 0u;
+                bad[3] += o[12 + w] != want;
+            }
+        }
+        if (bad[0] || bad[1] || bad[2] || bad[3])
+            printf("\n    PTX probe (%s): ldmatrix %zu, .trans %zu, mma %zu, cp.async %zu words "
+                   "differ from the PTX ISA layouts\n",
+                   bf ? "bf16" : "f16", bad[0], bad[1], bad[2], bad[3]);
+        CU_ASSERT_EQUAL(bad[0] + bad[1] + bad[2] + bad[3], 0);
+        dpool_finish(&p);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Split-KV path                                                            */
 /* ------------------------------------------------------------------------ */
@@ -521,9 +690,43 @@ static void test_split(void) {
     CU_ASSERT_EQUAL(tolk_cu_attention_ws_bytes(1, 8, 64, 127), 0); /* < 2 chunks of 64 */
     CU_ASSERT(tolk_cu_attention_ws_bytes(1000, 8, 64, 1500) >=
               tolk_cu_attention_ws_bytes(1, 8, 64, 1500));
-    CU_ASSERT(tolk_cu_attention_ws_bytes(1000, 20, 128, 1500) < 600 * 130 * 4);
+    CU_ASSERT(tolk_cu_attention_ws_bytes(1000, 20, 128, 1500) < 8 * 530 * 130 * 4);
+    CU_ASSERT(tolk_cu_attention_ws_bytes(1, 20, 128, 1500) < 530 * 130 * 4); /* no groups */
     CU_ASSERT_EQUAL(tolk_cu_attention_ws_bytes(1, 8, 80, 1500), 0);
     CU_ASSERT_EQUAL(tolk_cu_attention_ws_bytes(0, 8, 64, 1500), 0);
+}
+
+/* Beams of one window (sequences that share K/V) are scored together by
+ * the split path: groups inside aligned runs of 8, one straddling a run,
+ * members with different n_q (and none), a causal sequence between them,
+ * the same window again after another one (its own group). */
+static const att_spec beams[] = {
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},  {1, 1500, 0, 0},
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},  {1, 1500, 0, 0},
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 449, 1, 448}, {2, 300, 0, 0},
+    {3, 300, 0, 0},  {0, 300, 0, 0},  {2, 300, 0, 0},   {1, 1500, 0, 0},
+};
+static const int beams_share[] = {0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 10, 11, 11, 11, 11, 0};
+/* the second round of the descriptor test: window A one frame shorter,
+ * one beam without a query, the causal step elsewhere, window C's last
+ * member with fewer keys (no longer in the group) */
+static const att_spec beams2[] = {
+    {1, 1499, 0, 0}, {1, 1499, 0, 0}, {0, 1499, 0, 0},  {1, 1499, 0, 0},
+    {1, 1499, 0, 0}, {1, 1500, 0, 0}, {1, 1500, 0, 0},  {1, 1500, 0, 0},
+    {1, 1500, 0, 0}, {1, 1500, 0, 0}, {1, 300, 1, 299}, {1, 300, 0, 0},
+    {1, 300, 0, 0},  {2, 300, 0, 0},  {1, 250, 0, 0},   {1, 1500, 0, 0},
+};
+
+static void test_groups(void) {
+    NEED_DEVICE();
+    const int n = (int)(sizeof beams / sizeof beams[0]);
+    g_share = beams_share;
+    split_run(TOLK_CU_F32, 3, 64, beams, n, 1, 71);
+    split_run(TOLK_CU_F16, 2, 32, beams, n, 1, 72);
+    split_run(TOLK_CU_BF16, 1, 128, beams, n, 1, 73);
+    /* five beams of one window alone (the batch-5 beam search step) */
+    split_run(TOLK_CU_F32, 4, 64, beams, 5, 1, 74);
+    g_share = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -656,6 +859,10 @@ static void test_desc(void) {
     desc_run(TOLK_CU_F32, TOLK_CU_F16, 2, 64, enc1, enc2, ne, 1, 65);
     desc_run(TOLK_CU_F16, TOLK_CU_BF16, 2, 128, enc1, enc2, ne, 0, 66);
     desc_run(TOLK_CU_F32, TOLK_CU_F16, 2, 32, enc1, enc2, ne, 0, 67);
+    g_aligned = 1; /* 16-byte rows: cp.async / vector loads, also in a graph */
+    desc_run(TOLK_CU_F16, TOLK_CU_F16, 2, 64, enc1, enc2, ne, 0, 69);
+    desc_run(TOLK_CU_F32, TOLK_CU_BF16, 2, 64, enc1, enc2, ne, 0, 70);
+    g_aligned = 0;
 
     /* more sequences than one launch's grid holds (65535 / 2047 = 32 per
      * launch with 2047 heads), and than 32 host-packed ones */
@@ -666,6 +873,11 @@ static void test_desc(void) {
         m2[s] = (att_spec){s % 3 == 0 ? 0 : 1, 1 + s % 3, 1, s % 3};
     }
     desc_run(TOLK_CU_F32, TOLK_CU_F32, 2047, 32, m1, m2, 40, 1, 68);
+    /* beams sharing windows (split path groups), also through a graph */
+    g_share = beams_share;
+    desc_run(TOLK_CU_F32, TOLK_CU_F32, 3, 64, beams, beams2, (int)(sizeof beams / sizeof beams[0]),
+             1, 75);
+    g_share = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -714,9 +926,16 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    CU_TestInfo tests[] = {{"f32_parity", test_f32_parity}, {"tc_flash", test_tc_flash},
-                           {"split", test_split},           {"desc", test_desc},
-                           {"errors", test_errors},         CU_TEST_INFO_NULL};
+    CU_TestInfo tests[] = {{"ptx_fragments", test_ptx_fragments},
+                           {"f32_parity", test_f32_parity},
+                           {"tc_flash", test_tc_flash},
+                           {"tc_aligned", test_tc_aligned},
+                           {"tc_cpu_twin", test_tc_cpu_twin},
+                           {"split", test_split},
+                           {"groups", test_groups},
+                           {"desc", test_desc},
+                           {"errors", test_errors},
+                           CU_TEST_INFO_NULL};
     tu_add_suite("cuda_attention", tests);
     return tu_run();
 }

@@ -695,6 +695,105 @@ static void test_gemm(void) {
     tolk_cu_gemm_destroy(g);
 }
 
+/* Batched products: one x [M, K] against `batch` weights stacked in one
+ * buffer (stride N * ldw), biases at stride N, outputs at y_stride. */
+static void gemm_batched_case(tolk_cu_gemm_ctx *g, int dt, size_t M, size_t N, size_t K, int batch,
+                              size_t ldy, size_t y_stride) {
+    dpool p = {0};
+    tu_seed(850 + M + N + K + (size_t)batch);
+    const size_t ldx = K + 3, ldw = K;
+    float *x = rnd(M * ldx, -1, 1), *w = rnd((size_t)batch * N * ldw, -1, 1);
+    float *b = rnd((size_t)batch * N, -1, 1);
+    quantize(x, M * ldx, dt);
+    quantize(w, (size_t)batch * N * ldw, dt);
+    void *dx = to_dev(&p, x, M * ldx, dt), *dw = to_dev(&p, w, (size_t)batch * N * ldw, dt);
+    float *db = to_dev(&p, b, (size_t)batch * N, TOLK_CU_F32);
+    const size_t ny = (size_t)(batch - 1) * y_stride + M * ldy;
+    float *dy = dalloc(&p, ny * sizeof(float));
+    void *ws = dalloc(&p, 1 << 22);
+    CU_ASSERT_EQUAL(tolk_cu_gemm_batched(g, dy, TOLK_CU_F32, (long long)ldy, (long long)y_stride,
+                                         dx, dt, (long long)ldx, 0, dw, dt, (long long)ldw,
+                                         (long long)(N * ldw), (long long)M, (long long)N,
+                                         (long long)K, 1.0f, 0.0f, db, (long long)N, batch, 0, ws,
+                                         1 << 22, NULL),
+                    0);
+    float *y = malloc(ny * sizeof *y);
+    CU_ASSERT_FATAL(y != NULL);
+    from_dev(y, dy, ny, TOLK_CU_F32);
+    size_t bad = 0, stray = 0;
+    for (int bb = 0; bb < batch; bb++)
+        for (size_t m = 0; m < M; m++)
+            for (size_t n = 0; n < ldy; n++) {
+                const float got = y[(size_t)bb * y_stride + m * ldy + n];
+                if (n >= N) {
+                    stray += !isnan(got);
+                    continue;
+                }
+                double r = b[(size_t)bb * N + n], a = 1;
+                for (size_t k = 0; k < K; k++) {
+                    const double t = (double)x[m * ldx + k] * w[((size_t)bb * N + n) * ldw + k];
+                    r += t;
+                    a += fabs(t);
+                }
+                bad += !(fabs(got - r) <= 1e-5 * a);
+            }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(stray, 0);
+    dpool_finish(&p);
+    free(x), free(w), free(b), free(y);
+}
+
+#ifdef TOLK_CUEMU
+/* The emulator's cuBLASLt: the next `count` heuristic queries answer status. */
+void cuemu_lt_inject_heuristic(int status, int count);
+#endif
+
+/* The plan cache: products counted, a transient heuristic failure retried
+ * (that call falls back, later ones use cuBLASLt), "not supported" cached
+ * (every call falls back, counted); batched products. */
+static void test_gemm_plans(void) {
+    NEED_DEVICE();
+    tolk_cu_gemm_ctx *g = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_cu_gemm_create(&g), 0);
+    tolk_cu_gemm_counts c0, c1;
+    tolk_cu_gemm_stats(g, &c0);
+    CU_ASSERT_EQUAL(c0.products, 0);
+    gemm_case(g, TOLK_CU_F16, TOLK_CU_F32, 19, 40, 48, 48, 48, 40, 1, 0, 0);
+    gemm_case(g, TOLK_CU_F16, TOLK_CU_F32, 19, 40, 48, 48, 48, 40, 1, 0, 0);
+    tolk_cu_gemm_stats(g, &c1);
+    CU_ASSERT_EQUAL(c1.products, 2);
+    CU_ASSERT_EQUAL(c1.fallbacks, 0);
+#ifdef TOLK_CUEMU
+    /* transient: one fallback, then cuBLASLt */
+    cuemu_lt_inject_heuristic(14 /* CUBLAS_STATUS_INTERNAL_ERROR */, 1);
+    gemm_case(g, TOLK_CU_F32, TOLK_CU_F32, 21, 33, 17, 17, 17, 33, 1, 0, 0);
+    tolk_cu_gemm_stats(g, &c1);
+    CU_ASSERT_EQUAL(c1.fallbacks, 1);
+    CU_ASSERT_EQUAL(c1.unsupported_shapes, 0);
+    gemm_case(g, TOLK_CU_F32, TOLK_CU_F32, 21, 33, 17, 17, 17, 33, 1, 0, 0);
+    tolk_cu_gemm_stats(g, &c1);
+    CU_ASSERT_EQUAL(c1.fallbacks, 1);
+    /* not supported: cached, every call falls back and is counted */
+    cuemu_lt_inject_heuristic(15 /* CUBLAS_STATUS_NOT_SUPPORTED */, 1);
+    for (int i = 0; i < 3; i++)
+        gemm_case(g, TOLK_CU_BF16, TOLK_CU_F32, 23, 35, 29, 29, 29, 35, 0, 1, 0);
+    tolk_cu_gemm_stats(g, &c1);
+    CU_ASSERT_EQUAL(c1.fallbacks, 4);
+    CU_ASSERT_EQUAL(c1.unsupported_shapes, 1);
+    CU_ASSERT_EQUAL(c1.products, 7);
+#endif
+    /* batched: shared x, stacked weights, bias stride, gaps between outputs */
+    gemm_batched_case(g, TOLK_CU_F16, 30, 24, 40, 4, 27, 30 * 27 + 50);
+    gemm_batched_case(g, TOLK_CU_F32, 7, 16, 9, 3, 16, 7 * 16);
+    gemm_batched_case(g, TOLK_CU_BF16, 12, 8, 33, 1, 8, 0);
+    /* y_stride too small for the outputs */
+    CU_ASSERT_EQUAL(tolk_cu_gemm_batched(g, (void *)256, TOLK_CU_F32, 8, 7, (void *)256,
+                                         TOLK_CU_F32, 8, 0, (void *)256, TOLK_CU_F32, 8, 64, 1, 8,
+                                         8, 1, 0, NULL, 0, 2, 0, NULL, 0, NULL),
+                    TOLK_CU_EINVAL);
+    tolk_cu_gemm_destroy(g);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The CUDA backend (src/cuda_backend.c) against the CPU backend            */
 /* ------------------------------------------------------------------------ */
@@ -809,6 +908,31 @@ static void backend_run(int keep_f16) {
         CU_ASSERT_EQUAL(b.gpu->linear(b.ctx, b.gpu, dy, ldy, dx, ldx, M, &wg, bg, acc), TOLK_OK);
         cmp_gpu(&b, acc ? "linear accumulate" : "linear", dy, y, M, 3 * d, ldy, lin_tol * 10,
                 lin_tol);
+    }
+
+    /* linear_batched (GPU) against the CPU's linear per batch: the fused
+     * qkv weight seen as 3 batches of [d, d], outputs at a stride */
+    if (b.gpu->linear_batched) {
+        const size_t ys = M * d + 64, ny = 3 * ys;
+        float *yb = rnd(ny, -1, 1), *dyb = gpu_from(&b, yb, ny);
+        for (int bb = 0; bb < 3; bb++) {
+            tolk_bweight wpart = wc;
+            wpart.rows = (int64_t)d;
+            wpart.data = (char *)wc.data + (size_t)bb * d * d * tolk_dtype_size(wc.dtype);
+            wpart.packed = NULL, wpart.packed_bytes = 0, wpart.owned = 0;
+            CU_ASSERT_EQUAL(b.cpu->linear(b.ctx, b.cpu, yb + (size_t)bb * ys, d, x, ldx, M, &wpart,
+                                          bc + (size_t)bb * d, 0),
+                            TOLK_OK);
+        }
+        CU_ASSERT_EQUAL(b.gpu->linear_batched(b.ctx, b.gpu, dyb, d, ys, dx, ldx, M, &wg, 3, bg),
+                        TOLK_OK);
+        cmp_gpu(&b, "linear_batched", dyb, yb, ny / 64, 64, 64, lin_tol * 10, lin_tol);
+        b.gpu->free(b.gpu, dyb);
+        free(yb);
+        tolk_backend_stats bs = {0};
+        b.gpu->stats(b.gpu, &bs);
+        CU_ASSERT(bs.products >= 3);
+        CU_ASSERT_EQUAL(bs.fallbacks, 0);
     }
 
     /* attention over the product (the CPU's, on both sides): flash-sized,
@@ -1049,6 +1173,70 @@ static void net_parity(const char *dir, int keep_f16, double tol) {
     free(mel), free(ec), free(eg), free(lc), free(lg);
 }
 
+/* In FP16 mode (keep_f16) float32 and int8 weights are rounded to half
+ * when prepared (float16, or bfloat16 when a value would overflow it) and
+ * multiply on tensor cores; the float32 mode keeps float32. The products
+ * agree with the CPU's float32 products within the half rounding. */
+static void test_weight_half(void) {
+    NEED_DEVICE();
+    for (int keep = 0; keep < 2; keep++) {
+        bpair b = {0};
+        CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &b.ctx), TOLK_OK);
+        tolk_backend_params bp = {.keep_f16 = keep};
+        CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(b.ctx, &bp, &b.cpu), TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(tolk_backend_cuda_new(b.ctx, &bp, &b.gpu), TOLK_OK);
+        tu_seed(1500 + (uint64_t)keep);
+        const size_t N = 48, K = 64, M = 9;
+        host_tensor f32, big, i8;
+        ht_init(&f32, "w_f32", TOLK_DT_F32, (int64_t)N, (int64_t)K, 0, -0.2f, 0.2f);
+        ht_init(&big, "w_big", TOLK_DT_F32, (int64_t)N, (int64_t)K, 0, -0.2f, 0.2f);
+        ((float *)big.data)[5] = 1e5f; /* beyond float16 */
+        /* int8 with per-row scales: y = q / scale */
+        ht_init(&i8, "w_i8", TOLK_DT_F32, (int64_t)N, (int64_t)K, 0, 0, 0);
+        int8_t *q = malloc(N * K);
+        float *scale = malloc(N * sizeof *scale);
+        CU_ASSERT_FATAL(q && scale);
+        for (size_t r = 0; r < N; r++) {
+            scale[r] = 400.0f + (float)r;
+            for (size_t c = 0; c < K; c++)
+                q[r * K + c] = (int8_t)((int)((r * 7 + c * 13) % 255) - 127);
+        }
+        i8.t.dtype = TOLK_DT_I8;
+        i8.t.data = q;
+        i8.t.scale = scale;
+        const tolk_tensor *parts[3] = {&f32.t, &big.t, &i8.t};
+        const tolk_dtype want[3] = {keep ? TOLK_DT_F16 : TOLK_DT_F32,
+                                    keep ? TOLK_DT_BF16 : TOLK_DT_F32,
+                                    keep ? TOLK_DT_F16 : TOLK_DT_F32};
+        float *x = rnd(M * K, -1, 1), *dx = gpu_from(&b, x, M * K);
+        for (int i = 0; i < 3; i++) {
+            tolk_bweight wc, wg;
+            CU_ASSERT_EQUAL_FATAL(b.cpu->weight_prepare(b.ctx, b.cpu, &parts[i], 1, &wc), TOLK_OK);
+            CU_ASSERT_EQUAL_FATAL(b.gpu->weight_prepare(b.ctx, b.gpu, &parts[i], 1, &wg), TOLK_OK);
+            CU_ASSERT_EQUAL(wg.dtype, want[i]);
+            float *y = rnd(M * N, -1, 1), *dy = gpu_from(&b, y, M * N);
+            CU_ASSERT_EQUAL(b.cpu->linear(b.ctx, b.cpu, y, N, x, K, M, &wc, NULL, 0), TOLK_OK);
+            CU_ASSERT_EQUAL(b.gpu->linear(b.ctx, b.gpu, dy, N, dx, K, M, &wg, NULL, 0), TOLK_OK);
+            /* half: x and w rounded (bf16: 8 bits), relative to the terms' scale */
+            const double tol = !keep ? 2e-5 : want[i] == TOLK_DT_BF16 ? 4e-2 : 4e-3;
+            const double atol = i == 1 ? 1e5 * tol : tol * 10; /* the 1e5 weight's row */
+            char what[64];
+            snprintf(what, sizeof what, "linear %s weight keep_f16 %d", parts[i]->name, keep);
+            cmp_gpu(&b, what, dy, y, M, N, N, atol, tol);
+            b.gpu->free(b.gpu, dy);
+            free(y);
+            b.cpu->weight_free(b.cpu, &wc);
+            b.gpu->weight_free(b.gpu, &wg);
+        }
+        b.gpu->free(b.gpu, dx);
+        free(x), free(q), free(scale);
+        free(f32.data), free(big.data), free(i8.data);
+        b.gpu->destroy(b.gpu);
+        b.cpu->destroy(b.cpu);
+        tolk_ctx_free(b.ctx);
+    }
+}
+
 static void test_net_parity(void) {
     NEED_DEVICE();
     if (getenv("TOLK_TEST_SKIP_NET")) {
@@ -1067,11 +1255,20 @@ static void test_net_parity(void) {
 }
 
 int main(void) {
-    CU_TestInfo tests[] = {
-        {"layernorm", test_layernorm},   {"add", test_add},       {"bias_gelu", test_bias_gelu},
-        {"convert", test_convert},       {"conv1d", test_conv1d}, {"embed", test_embed},
-        {"attention", test_attention},   {"gemm", test_gemm},     {"backend", test_backend},
-        {"net_parity", test_net_parity}, CU_TEST_INFO_NULL};
+    CU_TestInfo tests[] = {{"layernorm", test_layernorm},
+                           {"add", test_add},
+                           {"bias_gelu", test_bias_gelu},
+                           {"convert", test_convert},
+                           {"conv1d", test_conv1d},
+                           {"embed", test_embed},
+                           {"attention", test_attention},
+                           {"gemm", test_gemm},
+                           {"gemm_plans", test_gemm_plans},
+                           {"weight_half", test_weight_half},
+
+                           {"backend", test_backend},
+                           {"net_parity", test_net_parity},
+                           CU_TEST_INFO_NULL};
     tu_add_suite("cuda_kernels", tests);
     return tu_run();
 }

@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Register one suite: tests is a NULL-terminated array of CU_TestInfo. */
+/* Register one suite: tests is a NULL-terminated array of CU_TestInfo
+ * (only the tests named in $TOLK_TESTS, comma-separated, when it is set). */
 void tu_add_suite(const char *name, CU_TestInfo *tests);
 
 /* Run every registered suite (basic mode, verbose) and return the exit

@@ -729,6 +729,8 @@ static void write_stages(FILE *f, int *first, const tolk_timings *t) {
     jnum(f, &g, "decoder_s", t->decoder_s);
     jnum(f, &g, "search_s", t->search_s);
     fputc('}', f);
+    /* GPU products that ran a slow fallback kernel (0 normally; not a stage) */
+    jnum(f, first, "gemm_fallbacks", (double)t->gemm_fallbacks);
 }
 
 /* Transcribe row r once, measured; write its JSON line. Returns 0 or 1. */

@@ -863,6 +863,18 @@ static void batch_collect(tolk_ctx *ctx, const run_opts *o, const char *path, ba
     }
 }
 
+/* Warn once per run (stderr) when GPU products ran a slow fallback kernel
+ * (tolk_timings.gemm_fallbacks): the library counts, the program tells. */
+static void warn_fallbacks(const tolk_timings *t) {
+    static int warned;
+    if (!t || t->gemm_fallbacks == 0 || warned) return;
+    fprintf(stderr,
+            "tolk: warning: %llu matrix products ran a slow fallback kernel (the GPU library had "
+            "no algorithm for their shapes); expect low speed\n",
+            (unsigned long long)t->gemm_fallbacks);
+    warned = 1;
+}
+
 /* Run the usable files through an engine, batch_size at a time. Standard
  * output in file order; output files as each file is done. Returns the
  * number of files that failed. */
@@ -926,6 +938,9 @@ static int run_batch(tolk_ctx *ctx, tolk_model *model, const run_opts *o, char *
                 audio, t, t / audio, batch_size);
     }
     free(it);
+    tolk_timings tm;
+    tolk_engine_timings(e, &tm);
+    warn_fallbacks(&tm);
     tolk_engine_free(e);
     return failures;
 }
@@ -1092,6 +1107,9 @@ static int run(const char *cmd, int argc, char **argv) {
         for (int i = 0; i < a.n_positional; i++) {
             if (!ok[i]) continue;
             if (run_file(ctx, state, &o, a.positional[i]) != 0) exit_status = 1;
+            tolk_timings t;
+            tolk_state_timings(state, &t);
+            warn_fallbacks(&t);
         }
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -181,6 +181,18 @@ struct Thr {
     const void *ma = nullptr, *mb = nullptr, *mc = nullptr;
     size_t sd = 0, sa = 0, sb = 0, sc = 0;
     cuemu::mma_fn mfn = nullptr;
+    /* warp_call operands */
+    const void *fin = nullptr;
+    cuemu::warp_fn ffn = nullptr;
+    const char *fwhat = nullptr;
+    /* cp.async copies not yet performed; group -1: not yet committed */
+    struct CpAsync {
+        void *dst;
+        const void *src;
+        int cp, src_bytes, group;
+    };
+    std::vector<CpAsync> cpq;
+    int cp_groups = 0; /* groups committed so far */
 };
 
 struct Warp {
@@ -213,6 +225,7 @@ const char *kind_name(int k) {
     case cuemu::W_REDUCE_MAX: return "__reduce_max_sync";
     case cuemu::W_MATCH_ANY: return "__match_any_sync";
     case cuemu::W_MMA: return "wmma::mma_sync";
+    case cuemu::W_FN: return "a warp-wide PTX instruction (ldmatrix / mma.sync)";
     }
     return "?";
 }
@@ -347,6 +360,28 @@ void warp_complete(int w) {
         memcpy(A.md, tmp.data(), A.sd);
         break;
     }
+    case cuemu::W_FN: {
+        /* .aligned: the whole warp, one instruction */
+        if (ex != 0xffffffffu) {
+            fail_block("warp %d: %s needs all 32 lanes (lanes present 0x%08x)", w, L[0].fwhat, ex);
+            return;
+        }
+        const void *in[32];
+        void *out[32];
+        for (int l = 0; l < 32; l++) {
+            if (L[l].ffn != L[0].ffn || L[l].wparam != L[0].wparam) {
+                fail_block("warp %d: lane %d runs %s while lane 0 runs %s (divergent warp-wide "
+                           "instructions)",
+                           w, l, L[l].fwhat, L[0].fwhat);
+                return;
+            }
+            in[l] = L[l].fin;
+            out[l] = L[l].wout;
+        }
+        L[0].ffn(in, out, L[0].wparam);
+        if (block_failed) return;
+        break;
+    }
     default:
         break;
     }
@@ -381,6 +416,7 @@ void warp_arrive(int kind, unsigned mask) {
     W.arrived |= 1u << lane;
     if (W.arrived == W.expected) {
         warp_complete(w);
+        if (block_failed) park(T_WARP); /* never resumed: the block is abandoned */
         return;
     }
     park(T_WARP);
@@ -426,6 +462,8 @@ bool run_block(const char *site) {
                 fiber_reset(t.f);
                 t.state = T_RUN;
                 t.idx = uint3{x, y, z};
+                t.cpq.clear();
+                t.cp_groups = 0;
             }
     while (n_done < n_thr) {
         bool progress = false;
@@ -484,6 +522,155 @@ void warp_mma(void *d, const void *a, const void *b, const void *c, size_t d_byt
     t.sc = c_bytes;
     t.mfn = fn;
     warp_arrive(W_MMA, 0xffffffffu);
+}
+
+void warp_call(const char *what, const void *in, void *out, int param, warp_fn fn) {
+    need_kernel(what);
+    Thr &t = th[(size_t)cur];
+    t.fin = in;
+    t.wout = out;
+    t.wparam = param;
+    t.ffn = fn;
+    t.fwhat = what;
+    warp_arrive(W_FN, 0xffffffffu);
+}
+
+/* ---- PTX: ldmatrix ------------------------------------------------------ */
+
+static void ldmatrix_fn(const void *const *in, void *const *out, int param) {
+    const int num = param & 7, trans = (param >> 4) & 1;
+    uint16_t M[4][8][8];
+    for (int m = 0; m < num; m++)
+        for (int r = 0; r < 8; r++) {
+            const void *p = *(const void *const *)in[8 * m + r];
+            if ((uintptr_t)p % 16u) {
+                fail_block("ldmatrix: lane %d supplies row address %p, not 16-byte aligned",
+                           8 * m + r, p);
+                return;
+            }
+            memcpy(M[m][r], p, 16);
+        }
+    for (int l = 0; l < 32; l++) {
+        unsigned *r = (unsigned *)out[l];
+        const int g = l >> 2, t2 = 2 * (l & 3);
+        for (int m = 0; m < num; m++) {
+            const uint16_t lo = trans ? M[m][t2][g] : M[m][g][t2];
+            const uint16_t hi = trans ? M[m][t2 + 1][g] : M[m][g][t2 + 1];
+            r[m] = (unsigned)lo | (unsigned)hi << 16;
+        }
+    }
+}
+
+void ptx_ldmatrix(int num, int trans, unsigned *r, const void *row_addr) {
+    if (num != 1 && num != 2 && num != 4) {
+        fprintf(stderr, "cuemu: ldmatrix .x%d does not exist\n", num);
+        abort();
+    }
+    const void *addr = row_addr; /* lives on this fiber's stack while it waits */
+    warp_call(trans ? "ldmatrix.trans" : "ldmatrix", &addr, r, num | (trans ? 16 : 0),
+              &ldmatrix_fn);
+}
+
+/* ---- PTX: mma.sync m16n8k16 --------------------------------------------- */
+
+struct mma_in {
+    unsigned a[4], b[2];
+    float c[4];
+};
+
+static float half_bits_f(uint16_t u, int bf16) {
+    if (bf16) return cuemu_bits_f((uint32_t)u << 16);
+    __half h;
+    memcpy(&h, &u, 2);
+    return (float)h;
+}
+
+static void mma16816_fn(const void *const *in, void *const *out, int bf16) {
+    float A[16][16], B[16][8], C[16][8];
+    for (int l = 0; l < 32; l++) {
+        const mma_in &x = *(const mma_in *)in[l];
+        const int g = l >> 2, t2 = 2 * (l & 3);
+        for (int e = 0; e < 2; e++) {
+            const int sh = 16 * e;
+            A[g][t2 + e] = half_bits_f((uint16_t)(x.a[0] >> sh), bf16);
+            A[g + 8][t2 + e] = half_bits_f((uint16_t)(x.a[1] >> sh), bf16);
+            A[g][t2 + 8 + e] = half_bits_f((uint16_t)(x.a[2] >> sh), bf16);
+            A[g + 8][t2 + 8 + e] = half_bits_f((uint16_t)(x.a[3] >> sh), bf16);
+            B[t2 + e][g] = half_bits_f((uint16_t)(x.b[0] >> sh), bf16);
+            B[t2 + 8 + e][g] = half_bits_f((uint16_t)(x.b[1] >> sh), bf16);
+            C[g][t2 + e] = x.c[e];
+            C[g + 8][t2 + e] = x.c[2 + e];
+        }
+    }
+    float D[16][8];
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 8; j++) {
+            float acc = C[i][j];
+            for (int k = 0; k < 16; k++) acc = fmaf(A[i][k], B[k][j], acc);
+            D[i][j] = acc;
+        }
+    for (int l = 0; l < 32; l++) {
+        float *d = (float *)out[l];
+        const int g = l >> 2, t2 = 2 * (l & 3);
+        d[0] = D[g][t2];
+        d[1] = D[g][t2 + 1];
+        d[2] = D[g + 8][t2];
+        d[3] = D[g + 8][t2 + 1];
+    }
+}
+
+void ptx_mma_m16n8k16(int bf16, float *d, const unsigned *a, const unsigned *b, const float *c) {
+    mma_in x;
+    memcpy(x.a, a, sizeof x.a);
+    memcpy(x.b, b, sizeof x.b);
+    memcpy(x.c, c, sizeof x.c);
+    float r[4];
+    warp_call(bf16 ? "mma.sync.m16n8k16 bf16" : "mma.sync.m16n8k16 f16", &x, r, bf16 ? 1 : 0,
+              &mma16816_fn);
+    memcpy(d, r, sizeof r); /* d may alias c */
+}
+
+/* ---- PTX: cp.async ------------------------------------------------------ */
+
+void ptx_cp_async(void *dst, const void *src, int cp_bytes, int src_bytes) {
+    need_kernel("cp.async");
+    if ((cp_bytes != 4 && cp_bytes != 8 && cp_bytes != 16) || src_bytes < 0 ||
+        src_bytes > cp_bytes) {
+        fail_block("cp.async: copy size %d, source size %d", cp_bytes, src_bytes);
+        park(T_WARP);
+        return;
+    }
+    if ((uintptr_t)dst % (unsigned)cp_bytes || (uintptr_t)src % (unsigned)cp_bytes) {
+        fail_block("cp.async: %d-byte copy %p -> %p is not aligned to its size", cp_bytes, src,
+                   dst);
+        park(T_WARP);
+        return;
+    }
+    th[(size_t)cur].cpq.push_back(Thr::CpAsync{dst, src, cp_bytes, src_bytes, -1});
+}
+
+void ptx_cp_async_commit() {
+    need_kernel("cp.async.commit_group");
+    Thr &t = th[(size_t)cur];
+    for (auto &c : t.cpq)
+        if (c.group < 0) c.group = t.cp_groups;
+    t.cp_groups++;
+}
+
+void ptx_cp_async_wait(int n) {
+    need_kernel("cp.async.wait_group");
+    Thr &t = th[(size_t)cur];
+    size_t keep = 0;
+    for (size_t i = 0; i < t.cpq.size(); i++) {
+        const Thr::CpAsync c = t.cpq[i];
+        if (c.group >= 0 && c.group < t.cp_groups - n) {
+            if (c.src_bytes) memcpy(c.dst, c.src, (size_t)c.src_bytes);
+            if (c.cp > c.src_bytes) memset((char *)c.dst + c.src_bytes, 0, (size_t)(c.cp - c.src_bytes));
+        } else {
+            t.cpq[keep++] = c;
+        }
+    }
+    t.cpq.resize(keep);
 }
 
 int block_barrier(int pred) {
@@ -1817,6 +2004,15 @@ void lt_run(const cublasLtMatmulDescOpaque_st op, const cublasLtMatrixLayoutOpaq
 }
 } // namespace
 
+/* Test hook: the next `count` heuristic queries return `status` (e.g.
+ * CUBLAS_STATUS_NOT_SUPPORTED, or a transient failure). */
+static int g_lt_inject_status = 0, g_lt_inject_count = 0;
+CUEMU_API void cuemu_lt_inject_heuristic(int status, int count) {
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_lt_inject_status = status;
+    g_lt_inject_count = count;
+}
+
 CUEMU_API cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
     cublasLtHandle_t h, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
     cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d, cublasLtMatmulPreference_t pref,
@@ -1828,6 +2024,13 @@ CUEMU_API cublasStatus_t cublasLtMatmulAlgoGetHeuristic(
     *n_res = 0;
     const cublasStatus_t s = lt_shape(*op, *a, *b, *c, *d, &m, &n, &k);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
+    {
+        std::lock_guard<std::mutex> lk(g_mu);
+        if (g_lt_inject_count > 0) {
+            g_lt_inject_count--;
+            return (cublasStatus_t)g_lt_inject_status;
+        }
+    }
     memset(&res[0], 0, sizeof res[0]);
     res[0].algo.data[0] = 0x6375656d75ULL; /* "cuemu" */
     res[0].workspaceSize = 0;

@@ -59,7 +59,7 @@ static constexpr int warpSize = 32;
 /* ------------------------------------------------------------------ */
 namespace cuemu {
 enum warp_kind { W_SHFL = 1, W_SHFL_UP, W_SHFL_DOWN, W_SHFL_XOR, W_BALLOT, W_ANY, W_ALL, W_SYNC,
-                 W_REDUCE_ADD, W_REDUCE_MIN, W_REDUCE_MAX, W_MATCH_ANY, W_MMA };
+                 W_REDUCE_ADD, W_REDUCE_MIN, W_REDUCE_MAX, W_MATCH_ANY, W_MMA, W_FN };
 /* One warp collective: val (size bytes, <= 16) in, the result out. */
 void warp_op(int kind, unsigned mask, const void *val, int size, int param, int width, void *out);
 /* Block barrier; returns how many threads passed a nonzero pred. */
@@ -71,6 +71,41 @@ typedef void (*mma_fn)(void *d, const void *a, const void *b, const void *c);
  * fragments; fn computes one lane's d (lanes with equal inputs share it). */
 void warp_mma(void *d, const void *a, const void *b, const void *c, size_t d_bytes,
               size_t a_bytes, size_t b_bytes, size_t c_bytes, mma_fn fn);
+
+/* A warp-wide instruction (.sync.aligned PTX: ldmatrix, mma.sync): every
+ * lane of a full warp passes its operands (in) and its result buffer
+ * (out); when all 32 have arrived, fn(in[32], out[32], param) runs once.
+ * Lanes must agree on fn and param (the same instruction); what names it
+ * in diagnostics. */
+typedef void (*warp_fn)(const void *const *in, void *const *out, int param);
+void warp_call(const char *what, const void *in, void *out, int param, warp_fn fn);
+
+/* The PTX instructions tolk's tensor-core kernels use (kernels/ptx.cuh),
+ * with the per-lane fragment layouts of the PTX ISA (cuemu.cpp):
+ *  ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16: lane l passes
+ *    the row address it supplies (16-byte aligned; lanes 8m..8m+7 give the
+ *    rows of matrix m) and receives r[m] = {M_m[l/4][2(l%4)],
+ *    M_m[l/4][2(l%4)+1]} (.trans: {M_m[2(l%4)][l/4], M_m[2(l%4)+1][l/4]}),
+ *    the lower-numbered element in the low 16 bits.
+ *  mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32
+ *    (bf16 = 1): D = A B + C, A 16x16 in a[4], B 16x8 in b[2], C and D
+ *    16x8 float; g = l/4, t = l%4: a[0] = A[g][2t..2t+1], a[1] =
+ *    A[g+8][2t..], a[2] = A[g][2t+8..], a[3] = A[g+8][2t+8..]; b[0] =
+ *    B[2t..2t+1][g], b[1] = B[2t+8..2t+9][g]; c/d[0..1] = C[g][2t..2t+1],
+ *    c/d[2..3] = C[g+8][2t..]. Products are exact in float; the sum runs
+ *    over k in order with fmaf (the GPU's order and rounding differ in the
+ *    last bits).
+ *  cp.async.{ca,cg}.shared.global [dst], [src], cp_bytes, src_bytes and
+ *    cp.async.commit_group / wait_group n: the copy (src_bytes read, the
+ *    rest of cp_bytes zero-filled) is only PERFORMED when a wait_group of
+ *    the issuing thread retires its group, so shared memory read before
+ *    the wait (or, by other threads, before the wait and a barrier) still
+ *    holds its old contents, as it may on the GPU. */
+void ptx_ldmatrix(int num, int trans, unsigned *r, const void *row_addr);
+void ptx_mma_m16n8k16(int bf16, float *d, const unsigned *a, const unsigned *b, const float *c);
+void ptx_cp_async(void *dst, const void *src, int cp_bytes, int src_bytes);
+void ptx_cp_async_commit();
+void ptx_cp_async_wait(int n);
 
 cudaError_t launch_erased(const char *site, const void *fn, dim3 g, dim3 b, size_t smem,
                           cudaStream_t s, std::shared_ptr<std::function<void()>> body);
