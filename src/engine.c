@@ -300,10 +300,11 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
         return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
     }
     if (e->p.max_seqs > 0 && r->n_slots > e->p.max_seqs) {
+        const int need = r->n_slots;
         request_release(r);
         return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG,
-                         "engine: the request needs %d decoder sequences, the pool has %d",
-                         r->n_slots, e->p.max_seqs);
+                         "engine: the request needs %d decoder sequences, the pool has %d", need,
+                         e->p.max_seqs);
     }
     pthread_mutex_lock(&e->mu);
     if (e->closed) {

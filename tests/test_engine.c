@@ -439,6 +439,83 @@ static void test_language_and_translate(void) {
     tolk_model_free(base);
 }
 
+/* Speech-only requests (vad_filter, batched long-form) as engine requests:
+ * silence + jfk + silence + a clip, beside ordinary requests. The filtered
+ * request equals the same request through a tolk_state; its times are on
+ * the original timeline (after the leading silence); the batched one
+ * decodes its pieces in parallel; silence alone gives no segment. */
+static void test_vad_jobs(void) {
+    const char *vdir = tu_require_model("silero-vad");
+    if (!vdir || !setup()) return;
+    tolk_vad *vad = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_vad_load(g_ctx, vdir, &vad), TOLK_OK);
+    const size_t sil = 3 * 16000, gap = 2 * 16000;
+    size_t n = sil + g_clips[0].n + gap + g_clips[1].n;
+    float *x = calloc(n, sizeof(float));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    memcpy(x + sil, g_clips[0].x, g_clips[0].n * sizeof(float));
+    memcpy(x + sil + g_clips[0].n + gap, g_clips[1].x, g_clips[1].n * sizeof(float));
+    tolk_transcribe_params p = params_of(0);
+    p.vad = vad;
+    tolk_result *ref = NULL;
+    tolk_state *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_state_new(g_ctx, g_tiny, &st), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_transcribe(st, x, n, &p, &ref), TOLK_OK);
+    tolk_state_free(st);
+    CU_ASSERT(ref->n_segments > 0 && ref->segments[0].start >= 2.5);
+    CU_ASSERT(strstr(ref->text, "ellow") != NULL);
+    tolk_engine *e = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_engine_new(g_ctx, g_tiny, NULL, &e), TOLK_OK);
+    tolk_request *plain = NULL, *filt = NULL, *bat = NULL, *quiet = NULL;
+    tolk_transcribe_params p0 = params_of(0), pb = p;
+    pb.vad_batched = 1;
+    CU_ASSERT_EQUAL_FATAL(tolk_engine_submit_samples(e, g_clips[2].x, g_clips[2].n, &p0, &plain),
+                          TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_engine_submit_samples(e, x, n, &p, &filt), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_engine_submit_samples(e, x, n, &pb, &bat), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_engine_submit_samples(e, x, sil, &p, &quiet), TOLK_OK);
+    tolk_result *res = NULL;
+    CU_ASSERT_EQUAL(tolk_request_wait(filt), TOLK_OK);
+    CU_ASSERT_EQUAL(tolk_request_n_segments(filt), ref->n_segments);
+    CU_ASSERT_EQUAL(tolk_request_result(filt, &res), TOLK_OK);
+    CU_ASSERT(same_result(res, ref));
+    tolk_result_free(res);
+    res = NULL;
+    CU_ASSERT_EQUAL(tolk_request_wait(bat), TOLK_OK);
+    CU_ASSERT_EQUAL(tolk_request_result(bat, &res), TOLK_OK);
+    if (res) {
+        CU_ASSERT(res->n_segments > 0 && strstr(res->text, "ellow") != NULL);
+        for (int i = 0; i < res->n_segments; i++) {
+            CU_ASSERT(res->segments[i].start >= 2.5 && res->segments[i].end <= n / 16000.0 + 0.5);
+            CU_ASSERT(res->segments[i].start <= res->segments[i].end);
+            CU_ASSERT_EQUAL(res->segments[i].id, i);
+        }
+        printf("\n  batched: %d segments \"%.60s...\"", res->n_segments, res->text);
+    }
+    tolk_result_free(res);
+    res = NULL;
+    CU_ASSERT_EQUAL(tolk_request_wait(quiet), TOLK_OK);
+    CU_ASSERT_EQUAL(tolk_request_result(quiet, &res), TOLK_OK);
+    if (res) CU_ASSERT_EQUAL(res->n_segments, 0);
+    tolk_result_free(res);
+    res = NULL;
+    CU_ASSERT_EQUAL(tolk_request_wait(plain), TOLK_OK);
+    CU_ASSERT_EQUAL(tolk_request_result(plain, &res), TOLK_OK);
+    CU_ASSERT(same_result(res, reference(2, 0)));
+    tolk_result_free(res);
+    /* a live input cannot be filtered as a whole */
+    tolk_request *live = NULL;
+    CU_ASSERT_EQUAL(tolk_engine_submit_live(e, &p, &live), TOLK_ERR_UNSUPPORTED);
+    tolk_request_free(plain);
+    tolk_request_free(filt);
+    tolk_request_free(bat);
+    tolk_request_free(quiet);
+    tolk_engine_free(e);
+    tolk_result_free(ref);
+    tolk_vad_free(vad);
+    free(x);
+}
+
 static void test_arguments(void) {
     tolk_ctx *ctx = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &ctx), TOLK_OK);
@@ -500,6 +577,7 @@ int main(void) {
         {"live", test_live},
         {"cancel_and_bad_inputs", test_cancel_and_bad_inputs},
         {"language_and_translate", test_language_and_translate},
+        {"vad_jobs", test_vad_jobs},
         {"arguments", test_arguments},
         CU_TEST_INFO_NULL,
     };

@@ -88,7 +88,7 @@ static int write_npy(FILE *f, const float *data, size_t rows, size_t cols) {
     const size_t n = rows * cols;
     const uint32_t probe = 1;
     if (*(const unsigned char *)&probe == 1) {
-        if (fwrite(data, sizeof(float), n, f) != n) return -1;
+        if (n && fwrite(data, sizeof(float), n, f) != n) return -1;
     } else {
         for (size_t i = 0; i < n; i++) { /* big-endian host: swap to '<f4' */
             unsigned char b[4], s[4];

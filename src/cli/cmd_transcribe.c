@@ -77,6 +77,7 @@ static const cli_optdef transcribe_opts[] = {
     {"fp16", 0, 1},
     /* faster-whisper's voice activity filter */
     {"vad_filter", 0, 1},
+    {"batched", 0, 1},
     CLI_VAD_OPTS,
     {"batch_size", 0, 1},
     /* the reference's word-timestamp options: refused unless off */
@@ -166,8 +167,12 @@ static void usage(FILE *f, const char *cmd) {
             "Voice activity filter (faster-whisper's vad_filter; off by default)\n"
             "  --vad_filter True|False    decode only the speech that Silero VAD finds (its\n"
             "                             segments joined), timestamps mapped back to the\n"
-            "                             original timeline; not with --clip_timestamps;\n"
-            "                             files then go one at a time (no --batch_size) [False]\n"
+            "                             original timeline; not with --clip_timestamps [False]\n"
+            "  --batched True|False       batched long-form (faster-whisper's batched pipeline):\n"
+            "                             each file's speech in pieces of at most 30 s decoded\n"
+            "                             in parallel, each keeping the fallback, the no-speech\n"
+            "                             skip and timestamps; pieces are not conditioned on\n"
+            "                             each other; implies --vad_filter True [False]\n"
             "%s"
             "\n"
             "Not supported yet: --word_timestamps True, --highlight_words, --max_line_width,\n"
@@ -195,6 +200,7 @@ typedef struct run_opts {
     int n_formats;
     int verbose;
     int vad_filter;        /* --vad_filter True */
+    int batched;           /* --batched True */
     const char *vad_model; /* --vad_model, "silero-vad" by default */
     int batch_size;        /* 0: the device's default */
 } run_opts;
@@ -430,6 +436,14 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     o->batch_size = (int)l;
 
     if ((r = cli_bool(a, "vad_filter", 0, &o->vad_filter))) return r;
+    if ((r = cli_bool(a, "batched", 0, &o->batched))) return r;
+    if (o->batched) {
+        if (cli_given(a, "vad_filter") && !o->vad_filter)
+            return cli_usage_error(a, "--batched True needs the voice activity filter "
+                                      "(--vad_filter False given)");
+        o->vad_filter = 1;
+        p->vad_batched = 1;
+    }
     if ((r = cli_vad_params(a, &p->vad_params))) return r;
     o->vad_model = cli_str(a, "vad_model", "silero-vad");
     if (!*o->vad_model) return cli_usage_error(a, "argument --vad_model: empty model name");
@@ -1080,7 +1094,7 @@ static int run(const char *cmd, int argc, char **argv) {
         o.params.vad = vad;
     }
     int batch = o.batch_size > 0 ? o.batch_size : tolk_ctx_device(ctx) == TOLK_DEVICE_CUDA ? 32 : 8;
-    if (n_ok < 2 || o.vad_filter) batch = 1; /* vad_filter: tolk_transcribe only, for now */
+    if (n_ok < 2 && !o.batched) batch = 1; /* --batched: a file's pieces run at once */
     if (batch == 1) st = tolk_state_new(ctx, model, &state);
     if (st != TOLK_OK) {
         report(model_path,

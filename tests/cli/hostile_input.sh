@@ -30,8 +30,14 @@ fail() {
 }
 ok() { echo "ok: $*"; }
 
-# bounded CMD...: at most 60 s and 3 GiB of address space
-bounded() { (ulimit -v 3145728 && timeout 60 "$@"); }
+# bounded CMD...: at most 60 s and 3 GiB of memory: address space, or under
+# AddressSanitizer (whose shadow needs terabytes of address space) resident size
+if ldd "$TOLK" 2>/dev/null | grep -q 'libasan'; then
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}hard_rss_limit_mb=3072"
+    bounded() { timeout 60 "$@"; }
+else
+    bounded() { (ulimit -v 3145728 && timeout 60 "$@"); }
+fi
 
 # wav RATE DATA_BYTES_DECLARED DATA_BYTES_PRESENT > file: a 16-bit mono PCM WAV
 wav() {
@@ -129,7 +135,7 @@ bounded "$TOLK" mel - -o e.npy </dev/null >/dev/null 2>e.err
 # an output that is a FIFO (or a device: /dev/null, /dev/stdout) is written in
 # place; a rename over it would replace it with a regular file
 mkfifo out.npy
-cat out.npy >got.npy &
+timeout 120 cat out.npy >got.npy &
 reader=$!
 bounded "$TOLK" mel "$JFK" -o out.npy >/dev/null 2>o.err
 rc=$?

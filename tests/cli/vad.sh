@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # vad.sh — `tolk vad` and `tolk transcribe --vad_filter` end to end: speech
-# ctest-labels: models
 # segments as tsv and json, a silent file with no segments, bad --vad_*
 # values as usage errors (exit 2, before anything is loaded), a missing or
 # bad VAD model (exit 1), --vad_filter with --clip_timestamps refused, and
@@ -10,6 +9,7 @@
 # without them unless TOLK_REQUIRE_MODELS=1.
 #
 # usage: bash tests/cli/vad.sh /path/to/tolk
+# ctest-labels: models
 set -u
 TOLK=${1:?usage: vad.sh /path/to/tolk}
 SHARED=${TOLK_DATA:-$(dirname "$0")/../../data}
