@@ -43,6 +43,7 @@
 #include "../kernels/logits.h"
 #include "../kernels/copy_rows.h"
 #include "../kernels/select.h"
+#include "../kernels/ssru.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -513,6 +514,31 @@ static tolk_status cu_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, float *x,
                              WHO, "bias_gelu");
 }
 
+static tolk_status cu_bias_relu(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx,
+                                size_t M, size_t N, const float *bias) {
+    if (M == 0 || N == 0) return TOLK_OK;
+    if (!x || ldx < N || N > INT32_MAX || M > INT64_MAX / (ldx ? ldx : 1))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: bias_relu: bad arguments", WHO);
+    tolk_status st = use_device(ctx, impl_of(be));
+    if (st) return st;
+    return tolk_cuda_kstatus(
+        ctx, tolk_cu_bias_relu(x, (long long)ldx, (long long)M, (int)N, bias, TOLK_CU_STREAM), WHO,
+        "bias_relu");
+}
+
+static tolk_status cu_ssru(tolk_ctx *ctx, const tolk_backend *be, float *out, float *c,
+                           const float *xf, size_t ldxf, size_t M, size_t D) {
+    if (M == 0 || D == 0) return TOLK_OK;
+    if (!out || !c || !xf || D > INT32_MAX / 2 || ldxf < 2 * D ||
+        M > INT64_MAX / (ldxf ? ldxf : 1))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: ssru: bad arguments", WHO);
+    tolk_status st = use_device(ctx, impl_of(be));
+    if (st) return st;
+    return tolk_cuda_kstatus(
+        ctx, tolk_cu_ssru(out, c, xf, (long long)ldxf, (long long)M, (int)D, TOLK_CU_STREAM), WHO,
+        "ssru");
+}
+
 static tolk_status cu_softmax(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
                               size_t N) {
     if (M == 0 || N == 0) return TOLK_OK;
@@ -833,6 +859,8 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->linear = cu_linear;
     be->layernorm = cu_layernorm;
     be->bias_gelu = cu_bias_gelu;
+    be->bias_relu = cu_bias_relu;
+    be->ssru = cu_ssru;
     be->softmax = cu_softmax;
     be->add = cu_add;
     be->attention = cu_attention;
