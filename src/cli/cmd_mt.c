@@ -13,6 +13,7 @@
  */
 #include "cli.h"
 #include "options.h"
+#include "progress.h"
 #include "tolk.h"
 
 #include <errno.h>
@@ -305,4 +306,173 @@ done:
     free(root), free(dir), free(lr.buf), free(lines), free(outs), free(offs);
     cli_args_free(&a);
     return status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Speech translation into other languages: `tolk translate --to LANG`      */
+/* ------------------------------------------------------------------------ */
+
+#define PIVOT_MAX_MODELS 8
+
+struct cli_mt_pivot {
+    const char *to;    /* target language code (static storage) */
+    char *root;        /* the models folder */
+    tolk_mt_params params;
+    struct {
+        char src[8];
+        tolk_mt_model *m;
+    } models[PIVOT_MAX_MODELS];
+    int n_models;
+    tolk_mt_model *cur; /* the model for the current file, NULL: no translation */
+    char route[64];     /* "en->pt", "de->en (Whisper)->pt" */
+};
+
+int cli_mt_pivot_new(const cli_args *a, const char *cmd, cli_mt_pivot **out) {
+    *out = NULL;
+    int r = 0;
+    const char *to = lang_arg(a, "to", &r);
+    if (r) return r;
+    if (!to || !strcmp(to, "en")) {
+        if (cli_given(a, "mt_beam_size") || cli_given(a, "mt_model_dir"))
+            if (!to)
+                return cli_usage_error(a, "--mt_beam_size and --mt_model_dir need --to LANG");
+        return 0; /* English: Whisper's own translate task */
+    }
+    if (strcmp(cmd, "translate") != 0)
+        return cli_usage_error(a, "--to %s needs `tolk translate` (speech translation)", to);
+    cli_mt_pivot *pv = calloc(1, sizeof *pv);
+    if (!pv) {
+        fprintf(stderr, "%s: out of memory\n", a->prog);
+        return 1;
+    }
+    pv->to = to;
+    if ((r = parse_mt_params(a, &pv->params, "mt_beam_size"))) {
+        free(pv);
+        return r;
+    }
+    pv->root = models_root(cli_str(a, "mt_model_dir", NULL));
+    if (!pv->root) {
+        free(pv);
+        return 1;
+    }
+    *out = pv;
+    return 0;
+}
+
+void cli_mt_pivot_free(cli_mt_pivot *pv) {
+    if (!pv) return;
+    for (int i = 0; i < pv->n_models; i++)
+        tolk_mt_model_free(pv->models[i].m);
+    free(pv->root);
+    free(pv);
+}
+
+/* The loaded model src -> pv->to, loading it on first use; NULL when the
+ * models folder has none (why, in ctx) or it fails to load. */
+static tolk_mt_model *pivot_model(cli_mt_pivot *pv, tolk_ctx *ctx, const char *src, int *failed) {
+    for (int i = 0; i < pv->n_models; i++)
+        if (!strcmp(pv->models[i].src, src)) return pv->models[i].m;
+    *failed = 0;
+    char *dir = NULL;
+    if (tolk_mt_find(ctx, pv->root, src, pv->to, &dir) != TOLK_OK) return NULL;
+    tolk_mt_model_params lp = tolk_mt_model_default_params();
+    lp.device = tolk_ctx_device(ctx);
+    tolk_mt_model *m = NULL;
+    tolk_status st = tolk_mt_model_load(ctx, dir, &lp, &m);
+    tolk_free(dir);
+    if (st != TOLK_OK) {
+        *failed = 1;
+        return NULL;
+    }
+    if (pv->n_models == PIVOT_MAX_MODELS) { /* (never with real inputs) */
+        tolk_mt_model_free(pv->models[0].m);
+        memmove(pv->models, pv->models + 1, sizeof pv->models[0] * (PIVOT_MAX_MODELS - 1));
+        pv->n_models--;
+    }
+    snprintf(pv->models[pv->n_models].src, sizeof pv->models[0].src, "%s", src);
+    pv->models[pv->n_models++].m = m;
+    return m;
+}
+
+/* The spoken language of path: the most probable on its first 30 s. */
+static const char *detect(tolk_ctx *ctx, tolk_state *state, const char *path, char *err,
+                          size_t n) {
+    tolk_audio_reader *rd = NULL;
+    float *buf = malloc((size_t)TOLK_N_SAMPLES * sizeof *buf);
+    size_t have = 0, got = 0;
+    const char *codes[128];
+    float probs[128];
+    int k = 0;
+    if (!buf || tolk_audio_open(ctx, path, &rd) != TOLK_OK) {
+        snprintf(err, n, "%s", buf ? tolk_ctx_last_error(ctx) : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    while (have < (size_t)TOLK_N_SAMPLES &&
+           tolk_audio_read(ctx, rd, buf + have, (size_t)TOLK_N_SAMPLES - have, &got) == TOLK_OK &&
+           got > 0)
+        have += got;
+    tolk_audio_close(rd);
+    tolk_status st = have ? tolk_detect_language(state, buf, have, codes, probs, &k) : TOLK_ERR_EMPTY;
+    free(buf);
+    if (st != TOLK_OK || k < 1) {
+        snprintf(err, n, "language identification failed: %s",
+                 st == TOLK_ERR_EMPTY ? "no audio" : tolk_state_last_error(state));
+        return NULL;
+    }
+    return codes[0];
+}
+
+int cli_mt_pivot_plan(cli_mt_pivot *pv, tolk_ctx *ctx, tolk_state *state, const char *path,
+                      tolk_transcribe_params *p) {
+    char err[512] = "";
+    const char *spoken = p->language;
+    pv->cur = NULL;
+    if (!spoken) {
+        if (!strcmp(path, "-")) {
+            fprintf(stderr, "tolk: <stdin>: --to %s with standard input needs --language\n",
+                    pv->to);
+            return 1;
+        }
+        spoken = detect(ctx, state, path, err, sizeof err);
+        if (!spoken) {
+            fprintf(stderr, "tolk: %s: %s\n", path, err);
+            return 1;
+        }
+    }
+    p->language = spoken;
+    p->task = TOLK_TASK_TRANSCRIBE;
+    if (!strcmp(spoken, pv->to)) { /* already in the target language */
+        snprintf(pv->route, sizeof pv->route, "%s (no translation)", spoken);
+        return 0;
+    }
+    int failed = 0;
+    pv->cur = pivot_model(pv, ctx, spoken, &failed);
+    if (pv->cur) {
+        snprintf(pv->route, sizeof pv->route, "%s->%s", spoken, pv->to);
+        return 0;
+    }
+    if (!failed && strcmp(spoken, "en") != 0) { /* Whisper to English, then en -> target */
+        pv->cur = pivot_model(pv, ctx, "en", &failed);
+        if (pv->cur) {
+            p->task = TOLK_TASK_TRANSLATE;
+            snprintf(pv->route, sizeof pv->route, "%s->en (Whisper)->%s", spoken, pv->to);
+            return 0;
+        }
+    }
+    fprintf(stderr, "tolk: %s: cannot translate %s into %s: %s\n", path, spoken, pv->to,
+            tolk_ctx_last_error(ctx));
+    return 1;
+}
+
+int cli_mt_pivot_apply(cli_mt_pivot *pv, tolk_ctx *ctx, const char *path, tolk_result *res,
+                       char *summary, size_t n) {
+    double t0 = cli_now();
+    if (pv->cur && tolk_mt_translate_result(ctx, pv->cur, res, &pv->params) != TOLK_OK) {
+        fprintf(stderr, "tolk: %s: translation failed: %s\n", path, tolk_ctx_last_error(ctx));
+        return 1;
+    }
+    if (!pv->cur) snprintf(res->language, sizeof res->language, "%s", pv->to);
+    snprintf(summary, n, "%s, mt %.3f s", pv->route, cli_now() - t0);
+    return 0;
 }

@@ -76,6 +76,13 @@ static const cli_optdef transcribe_opts[] = {
     {"carry_initial_prompt", 0, 1},
     {"prepend_punctuations", 0, 1},
     {"append_punctuations", 0, 1},
+    /* translation into other languages with a text model (cmd_mt.c) */
+    {"to", 0, 1},
+    {"mt_model_dir", 0, 1},
+    {"mt_beam_size", 0, 1},
+    {"shortlist", 0, 1},
+    {"split", 0, 1},
+    {"max_tokens", 0, 1},
     {NULL, 0, 0},
 };
 
@@ -146,6 +153,14 @@ static void usage(FILE *f, const char *cmd) {
             "  --max_initial_timestamp S  latest first timestamp, seconds [1.0]\n"
             "  --sample_len N             max tokens per window; 0: model default [0]\n"
             "  --fp16 True|False          accepted for compatibility; tolk chooses precision\n"
+            "  --to LANG                  (translate) the output language [en]: other than\n"
+            "                             en, Whisper transcribes (or translates to English\n"
+            "                             when no text model from the spoken language to LANG\n"
+            "                             exists) and a Firefox text model translates the\n"
+            "                             segments, timestamps kept (see `tolk mt --help`)\n"
+            "  --mt_model_dir DIR         where text models live [--model_dir's default]\n"
+            "  --mt_beam_size N           text model beam; 0: its config [0]\n"
+            "  --shortlist, --split, --max_tokens  text model options as in `tolk mt`\n"
             "  -h, --help                 show this help\n"
             "\n"
             "Not supported yet: --word_timestamps True, --highlight_words, --max_line_width,\n"
@@ -514,15 +529,21 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
     return failed;
 }
 
-/* Transcribe one file and emit its outputs. Returns 0 or 1 (reported). */
-static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const char *path) {
+/* Transcribe one file (and translate it with pivot) and emit its outputs.
+ * Returns 0 or 1 (reported). */
+static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const char *path,
+                    cli_mt_pivot *pivot) {
     run_state rs;
     memset(&rs, 0, sizeof rs);
-    rs.print_lines = o->verbose;
+    rs.print_lines = o->verbose && !pivot; /* translated lines are printed at the end */
     const char *shown = !strcmp(path, "-") ? "<stdin>" : path;
     cli_progress_start(&rs.progress, stderr, o->verbose, shown);
 
     tolk_transcribe_params p = o->params;
+    if (pivot && cli_mt_pivot_plan(pivot, ctx, state, path, &p)) {
+        cli_progress_clear(&rs.progress);
+        return 1;
+    }
     p.progress = o->verbose ? on_progress : NULL;
     p.on_segment = on_segment;
     p.user = &rs;
@@ -536,6 +557,13 @@ static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const c
         return 1;
     }
 
+    char mt_summary[128] = "";
+    if (pivot &&
+        cli_mt_pivot_apply(pivot, ctx, path, res, mt_summary, sizeof mt_summary)) {
+        cli_progress_clear(&rs.progress);
+        tolk_result_free(res);
+        return 1;
+    }
     if (o->verbose && rs.printed == 0) /* no streamed segments: print them now */
         for (int i = 0; i < res->n_segments; i++)
             print_segment_line(&rs, &res->segments[i]);
@@ -559,7 +587,9 @@ static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const c
     if (!failed) {
         char name[48];
         cli_language_name(res->language, name, sizeof name);
-        if (o->params.language)
+        if (pivot)
+            snprintf(extra, sizeof extra, "%s", mt_summary);
+        else if (o->params.language)
             snprintf(extra, sizeof extra, "language %s", name);
         else
             snprintf(extra, sizeof extra, "detected language %s (p=%.2f)", name,
@@ -607,7 +637,9 @@ static int run(const char *cmd, int argc, char **argv) {
         return 0;
     }
     run_opts o;
+    cli_mt_pivot *pivot = NULL;
     r = parse_options(&a, cmd, &o);
+    if (!r) r = cli_mt_pivot_new(&a, cmd, &pivot);
     if (r) {
         cli_args_free(&a);
         return r;
@@ -699,7 +731,7 @@ static int run(const char *cmd, int argc, char **argv) {
 
     for (int i = 0; i < a.n_positional; i++) {
         if (!ok[i]) continue;
-        if (run_file(ctx, state, &o, a.positional[i]) != 0) exit_status = 1;
+        if (run_file(ctx, state, &o, a.positional[i], pivot) != 0) exit_status = 1;
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "tolk: writing to standard output failed\n");
@@ -707,6 +739,7 @@ static int run(const char *cmd, int argc, char **argv) {
     }
 
 done:
+    cli_mt_pivot_free(pivot);
     tolk_state_free(state);
     tolk_model_free(model);
     tolk_ctx_free(ctx);
