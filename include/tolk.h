@@ -392,6 +392,9 @@ typedef struct tolk_mt_model tolk_mt_model;
 typedef struct tolk_mt_model_params {
     tolk_device device; /* where the network runs; AUTO = CUDA when present [CPU] */
     int use_shortlist;  /* 1: load the lexical shortlist when present [1] */
+    int int8;           /* 1: int8 products as Bergamot computes them (int8shiftAlphaAll,
+                           AVX-512 VNNI; CPU only, else ignored); 0: the int8 weights
+                           dequantised to float32, float32 products [0] */
 } tolk_mt_model_params;
 
 /* Sentence splitting of a text before translation (tolk_mt_params.split). */

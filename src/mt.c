@@ -51,6 +51,7 @@ tolk_mt_model_params tolk_mt_model_default_params(void) {
     tolk_mt_model_params p;
     p.device = TOLK_DEVICE_CPU;
     p.use_shortlist = 1;
+    p.int8 = 0;
     return p;
 }
 
@@ -429,7 +430,7 @@ tolk_status tolk_mt_model_load(tolk_ctx *ctx, const char *dir, const tolk_mt_mod
         else
 #endif
             st = tolk_backend_cpu_new(nctx, &bp, &m->be);
-        if (!st) st = tolk_mt_net_new(nctx, m->be, mm, &m->net);
+        if (!st) st = tolk_mt_net_new(nctx, m->be, mm, p.int8 != 0, &m->net);
         if (st) tolk_fail(ctx, st, "%s", tolk_ctx_last_error(nctx));
         tolk_ctx_free(nctx);
         if (st) goto done;

@@ -42,9 +42,42 @@ typedef struct prep {
     float *buf; /* host scratch, large enough for any one matrix pair */
 } prep;
 
+/* The int8 form of [W_a; W_b; ...]: the stored int8 (already [out, in]),
+ * each part's multiplier, and the activation scale the parts share. */
+static tolk_status prep_i8(prep *p, tolk_mt_i8 *q, int n, const char *const *names) {
+    const int8_t *parts[3];
+    int rows[3];
+    float qw[3];
+    int K = 0;
+    for (int i = 0; i < n; i++) {
+        const tolk_marian_item *it = tolk_marian_get(p->m, names[i]);
+        const tolk_marian_item *a = tolk_marian_getf(p->m, "%s_QuantMultA", names[i]);
+        if (it->type != TOLK_MARIAN_INTGEMM8 || !a || a->type != TOLK_MARIAN_FLOAT32)
+            return tolk_fail(p->ctx, TOLK_ERR_UNSUPPORTED,
+                             "%s: %s: int8 mode needs intgemm8 weights with an activation scale "
+                             "(%s_QuantMultA)", p->m->path, names[i], names[i]);
+        float qa;
+        tolk_marian_vector_f32(a, &qa);
+        if (!(qa > 0.0f && qa < 1e20f) || (i > 0 && qa != q->qa))
+            return tolk_fail(p->ctx, TOLK_ERR_UNSUPPORTED, "%s: %s_QuantMultA: bad or unshared "
+                             "activation scale %g", p->m->path, names[i], (double)qa);
+        q->qa = qa;
+        parts[i] = (const int8_t *)it->data;
+        rows[i] = (int)it->cols; /* stored transposed: [out = cols, in = rows] */
+        K = (int)it->rows;
+        qw[i] = it->quant_mult;
+    }
+    tolk_status st = tolk_i8_pack(p->ctx, parts, rows, qw, n, K, &q->w);
+    if (!st) p->net->weight_bytes += (uint64_t)q->w.N * (uint64_t)K;
+    return st;
+}
+
 /* Prepare the linear weight [W_a; W_b; ...] (n Marian matrices, each
- * [in, out] in the file, stacked as tolk's [out, in] rows). */
-static tolk_status prep_linear(prep *p, tolk_bweight *w, int n, const char *const *names) {
+ * [in, out] in the file, stacked as tolk's [out, in] rows), or its int8
+ * form q in the int8 mode. */
+static tolk_status prep_linear(prep *p, tolk_bweight *w, tolk_mt_i8 *q, int n,
+                               const char *const *names) {
+    if (p->net->int8) return prep_i8(p, q, n, names);
     tolk_tensor parts[3];
     const tolk_tensor *pp[3];
     float *at = p->buf;
@@ -92,12 +125,12 @@ static tolk_status prep_enc_layer(prep *p, int l, tolk_mt_enc_layer *L) {
     tolk_status st;
     n3[0] = NM(a, "encoder_l%d_self_Wq", l), n3[1] = NM(b, "encoder_l%d_self_Wk", l);
     n3[2] = NM(c, "encoder_l%d_self_Wv", l);
-    if ((st = prep_linear(p, &L->qkv, 3, n3))) return st;
+    if ((st = prep_linear(p, &L->qkv, &L->qkv8, 3, n3))) return st;
     n3[0] = NM(a, "encoder_l%d_self_bq", l), n3[1] = NM(b, "encoder_l%d_self_bk", l);
     n3[2] = NM(c, "encoder_l%d_self_bv", l);
     if ((st = prep_vector(p, &L->b_qkv, 3, n3, NULL))) return st;
     n3[0] = NM(a, "encoder_l%d_self_Wo", l);
-    if ((st = prep_linear(p, &L->o, 1, n3))) return st;
+    if ((st = prep_linear(p, &L->o, &L->o8, 1, n3))) return st;
     n3[0] = NM(a, "encoder_l%d_self_bo", l);
     if ((st = prep_vector(p, &L->b_o, 1, n3, NULL))) return st;
     n3[0] = NM(a, "encoder_l%d_self_Wo_ln_scale", l);
@@ -105,11 +138,11 @@ static tolk_status prep_enc_layer(prep *p, int l, tolk_mt_enc_layer *L) {
     n3[0] = NM(a, "encoder_l%d_self_Wo_ln_bias", l);
     if ((st = prep_vector(p, &L->ln1_b, 1, n3, NULL))) return st;
     n3[0] = NM(a, "encoder_l%d_ffn_W1", l);
-    if ((st = prep_linear(p, &L->w1, 1, n3))) return st;
+    if ((st = prep_linear(p, &L->w1, &L->w18, 1, n3))) return st;
     n3[0] = NM(a, "encoder_l%d_ffn_b1", l);
     if ((st = prep_vector(p, &L->b1, 1, n3, NULL))) return st;
     n3[0] = NM(a, "encoder_l%d_ffn_W2", l);
-    if ((st = prep_linear(p, &L->w2, 1, n3))) return st;
+    if ((st = prep_linear(p, &L->w2, &L->w28, 1, n3))) return st;
     n3[0] = NM(a, "encoder_l%d_ffn_b2", l);
     if ((st = prep_vector(p, &L->b2, 1, n3, NULL))) return st;
     n3[0] = NM(a, "encoder_l%d_ffn_ffn_ln_scale", l);
@@ -124,7 +157,7 @@ static tolk_status prep_dec_layer(prep *p, int l, tolk_mt_dec_layer *L) {
     const int64_t zd[2] = {p->net->d, 0};
     tolk_status st;
     n2[0] = NM(a, "decoder_l%d_rnn_W", l), n2[1] = NM(b, "decoder_l%d_rnn_Wf", l);
-    if ((st = prep_linear(p, &L->rnn, 2, n2))) return st;
+    if ((st = prep_linear(p, &L->rnn, &L->rnn8, 2, n2))) return st;
     n2[0] = NULL, n2[1] = NM(b, "decoder_l%d_rnn_bf", l); /* x W has no bias */
     if ((st = prep_vector(p, &L->b_rnn, 2, n2, zd))) return st;
     n2[0] = NM(a, "decoder_l%d_rnn_ffn_ln_scale", l);
@@ -132,15 +165,15 @@ static tolk_status prep_dec_layer(prep *p, int l, tolk_mt_dec_layer *L) {
     n2[0] = NM(a, "decoder_l%d_rnn_ffn_ln_bias", l);
     if ((st = prep_vector(p, &L->ln_rnn_b, 1, n2, NULL))) return st;
     n2[0] = NM(a, "decoder_l%d_context_Wq", l);
-    if ((st = prep_linear(p, &L->q, 1, n2))) return st;
+    if ((st = prep_linear(p, &L->q, &L->q8, 1, n2))) return st;
     n2[0] = NM(a, "decoder_l%d_context_bq", l);
     if ((st = prep_vector(p, &L->b_q, 1, n2, NULL))) return st;
     n2[0] = NM(a, "decoder_l%d_context_Wk", l), n2[1] = NM(b, "decoder_l%d_context_Wv", l);
-    if ((st = prep_linear(p, &L->kv, 2, n2))) return st;
+    if ((st = prep_linear(p, &L->kv, &L->kv8, 2, n2))) return st;
     n2[0] = NM(a, "decoder_l%d_context_bk", l), n2[1] = NM(b, "decoder_l%d_context_bv", l);
     if ((st = prep_vector(p, &L->b_kv, 2, n2, NULL))) return st;
     n2[0] = NM(a, "decoder_l%d_context_Wo", l);
-    if ((st = prep_linear(p, &L->o, 1, n2))) return st;
+    if ((st = prep_linear(p, &L->o, &L->o8, 1, n2))) return st;
     n2[0] = NM(a, "decoder_l%d_context_bo", l);
     if ((st = prep_vector(p, &L->b_o, 1, n2, NULL))) return st;
     n2[0] = NM(a, "decoder_l%d_context_Wo_ln_scale", l);
@@ -148,11 +181,11 @@ static tolk_status prep_dec_layer(prep *p, int l, tolk_mt_dec_layer *L) {
     n2[0] = NM(a, "decoder_l%d_context_Wo_ln_bias", l);
     if ((st = prep_vector(p, &L->ln_ctx_b, 1, n2, NULL))) return st;
     n2[0] = NM(a, "decoder_l%d_ffn_W1", l);
-    if ((st = prep_linear(p, &L->w1, 1, n2))) return st;
+    if ((st = prep_linear(p, &L->w1, &L->w18, 1, n2))) return st;
     n2[0] = NM(a, "decoder_l%d_ffn_b1", l);
     if ((st = prep_vector(p, &L->b1, 1, n2, NULL))) return st;
     n2[0] = NM(a, "decoder_l%d_ffn_W2", l);
-    if ((st = prep_linear(p, &L->w2, 1, n2))) return st;
+    if ((st = prep_linear(p, &L->w2, &L->w28, 1, n2))) return st;
     n2[0] = NM(a, "decoder_l%d_ffn_b2", l);
     if ((st = prep_vector(p, &L->b2, 1, n2, NULL))) return st;
     n2[0] = NM(a, "decoder_l%d_ffn_ffn_ln_scale", l);
@@ -208,6 +241,8 @@ void tolk_mt_net_free(tolk_mt_net *net) {
     for (int l = 0; net->enc && l < net->n_enc; l++) {
         tolk_mt_enc_layer *L = &net->enc[l];
         free_w(be, &L->qkv), free_w(be, &L->o), free_w(be, &L->w1), free_w(be, &L->w2);
+        tolk_i8_free(&L->qkv8.w), tolk_i8_free(&L->o8.w), tolk_i8_free(&L->w18.w);
+        tolk_i8_free(&L->w28.w);
         float *v[] = {L->b_qkv, L->b_o, L->b1, L->b2, L->ln1_g, L->ln1_b, L->ln2_g, L->ln2_b};
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
             be->free(be, v[i]);
@@ -216,6 +251,8 @@ void tolk_mt_net_free(tolk_mt_net *net) {
         tolk_mt_dec_layer *L = &net->dec[l];
         free_w(be, &L->rnn), free_w(be, &L->q), free_w(be, &L->kv), free_w(be, &L->o);
         free_w(be, &L->w1), free_w(be, &L->w2);
+        tolk_i8_free(&L->rnn8.w), tolk_i8_free(&L->q8.w), tolk_i8_free(&L->kv8.w);
+        tolk_i8_free(&L->o8.w), tolk_i8_free(&L->w18.w), tolk_i8_free(&L->w28.w);
         float *v[] = {L->b_rnn,    L->b_q,      L->b_kv,     L->b_o,      L->b1,
                       L->b2,       L->ln_rnn_g, L->ln_rnn_b, L->ln_ctx_g, L->ln_ctx_b,
                       L->ln_ffn_g, L->ln_ffn_b};
@@ -228,7 +265,7 @@ void tolk_mt_net_free(tolk_mt_net *net) {
 }
 
 tolk_status tolk_mt_net_new(tolk_ctx *ctx, const tolk_backend *be, const tolk_marian_model *m,
-                            tolk_mt_net **out) {
+                            int int8, tolk_mt_net **out) {
     if (!out || !be || !m) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "mt_net: NULL argument");
     *out = NULL;
     const tolk_marian_config *c = &m->cfg;
@@ -238,6 +275,7 @@ tolk_status tolk_mt_net_new(tolk_ctx *ctx, const tolk_backend *be, const tolk_ma
     net->d = c->dim, net->heads = c->heads, net->ffn = c->ffn;
     net->n_enc = c->enc_depth, net->n_dec = c->dec_depth;
     net->vocab_src = c->vocab_src, net->vocab_tgt = c->vocab_tgt, net->relu = c->relu;
+    net->int8 = int8 && !strcmp(be->name, "cpu");
     net->enc = calloc((size_t)net->n_enc, sizeof *net->enc);
     net->dec = calloc((size_t)net->n_dec, sizeof *net->dec);
     /* host scratch: the largest of an embedding (+1 row), 3 d x d, 2 d x ffn */
@@ -386,6 +424,16 @@ tolk_status tolk_mt_work_new(tolk_ctx *ctx, const tolk_mt_net *net, int n_sent, 
 /* The layers                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* y [M, ldy] = x W^T + bias: the backend's linear, or the int8 product. */
+static tolk_status lin(tolk_ctx *ctx, const tolk_mt_net *net, float *y, size_t ldy,
+                       const float *x, size_t ldx, size_t M, const tolk_bweight *w,
+                       const tolk_mt_i8 *q, const float *bias) {
+    if (q->w.packed)
+        return tolk_gemm_i8(ctx, x, (int)M, (int)ldx, q->qa, &q->w, bias, y, (int)ldy,
+                            tolk_ctx_threads(ctx));
+    return net->be->linear(ctx, net->be, y, ldy, x, ldx, M, w, bias, 0);
+}
+
 /* x = LayerNorm(t + x) over M rows of width D (postProcess "dan"). */
 static tolk_status add_norm(tolk_ctx *ctx, const tolk_backend *be, float *x, const float *t,
                             size_t M, size_t D, const float *g, const float *b) {
@@ -396,14 +444,15 @@ static tolk_status add_norm(tolk_ctx *ctx, const tolk_backend *be, float *x, con
 
 /* x = LN(x + W2 act(W1 x + b1) + b2); h [M, ffn] and t [M, d] scratch. */
 static tolk_status ffn(tolk_ctx *ctx, const tolk_mt_net *net, float *x, float *h, float *t,
-                       size_t M, const tolk_bweight *w1, const float *b1, const tolk_bweight *w2,
-                       const float *b2, const float *g, const float *b) {
+                       size_t M, const tolk_bweight *w1, const tolk_mt_i8 *w18, const float *b1,
+                       const tolk_bweight *w2, const tolk_mt_i8 *w28, const float *b2,
+                       const float *g, const float *b) {
     const tolk_backend *be = net->be;
     const size_t d = (size_t)net->d, f = (size_t)net->ffn;
     tolk_status st;
-    if ((st = be->linear(ctx, be, h, f, x, d, M, w1, NULL, 0)) ||
+    if ((st = lin(ctx, net, h, f, x, d, M, w1, w18, NULL)) ||
         (st = be->bias_relu(ctx, be, h, f, M, f, b1)) ||
-        (st = be->linear(ctx, be, t, d, h, f, M, w2, b2, 0)))
+        (st = lin(ctx, net, t, d, h, f, M, w2, w28, b2)))
         return st;
     return add_norm(ctx, be, x, t, M, d, g, b);
 }
@@ -433,18 +482,18 @@ tolk_status tolk_mt_encode(tolk_ctx *ctx, tolk_mt_work *w, const int *ids) {
     }
     for (int l = 0; l < net->n_enc; l++) {
         const tolk_mt_enc_layer *L = &net->enc[l];
-        if ((st = be->linear(ctx, be, w->eqkv, 3 * d, w->ex, d, T, &L->qkv, L->b_qkv, 0)) ||
+        if ((st = lin(ctx, net, w->eqkv, 3 * d, w->ex, d, T, &L->qkv, &L->qkv8, L->b_qkv)) ||
             (st = be->attention(ctx, be, w->seqs, w->n_sent, net->heads, dh, 3 * d, 3 * d, d,
                                 scale)) ||
-            (st = be->linear(ctx, be, w->etmp, d, w->eatt, d, T, &L->o, L->b_o, 0)) ||
+            (st = lin(ctx, net, w->etmp, d, w->eatt, d, T, &L->o, &L->o8, L->b_o)) ||
             (st = add_norm(ctx, be, w->ex, w->etmp, T, d, L->ln1_g, L->ln1_b)) ||
-            (st = ffn(ctx, net, w->ex, w->eh, w->etmp, T, &L->w1, L->b1, &L->w2, L->b2, L->ln2_g,
-                      L->ln2_b)))
+            (st = ffn(ctx, net, w->ex, w->eh, w->etmp, T, &L->w1, &L->w18, L->b1, &L->w2, &L->w28,
+                      L->b2, L->ln2_g, L->ln2_b)))
             return st;
     }
     for (int l = 0; l < net->n_dec; l++) {
         const tolk_mt_dec_layer *L = &net->dec[l];
-        if ((st = be->linear(ctx, be, w->kv[l], 2 * d, w->ex, d, T, &L->kv, L->b_kv, 0)))
+        if ((st = lin(ctx, net, w->kv[l], 2 * d, w->ex, d, T, &L->kv, &L->kv8, L->b_kv)))
             return st;
     }
     return TOLK_OK;
@@ -494,7 +543,7 @@ tolk_status tolk_mt_step(tolk_ctx *ctx, tolk_mt_work *w, int B, int t, const int
     for (int l = 0; l < net->n_dec; l++) {
         const tolk_mt_dec_layer *L = &net->dec[l];
         /* SSRU */
-        if ((st = be->linear(ctx, be, w->xf, 2 * d, w->y, d, M, &L->rnn, L->b_rnn, 0)) ||
+        if ((st = lin(ctx, net, w->xf, 2 * d, w->y, d, M, &L->rnn, &L->rnn8, L->b_rnn)) ||
             (st = be->ssru(ctx, be, w->tmp, w->c[l], w->xf, 2 * d, M, d)) ||
             (st = add_norm(ctx, be, w->y, w->tmp, M, d, L->ln_rnn_g, L->ln_rnn_b)))
             return st;
@@ -506,12 +555,12 @@ tolk_status tolk_mt_step(tolk_ctx *ctx, tolk_mt_work *w, int B, int t, const int
                                          1,                      w->len[sent[r]],
                                          0,                      0};
         }
-        if ((st = be->linear(ctx, be, w->q, d, w->y, d, M, &L->q, L->b_q, 0)) ||
+        if ((st = lin(ctx, net, w->q, d, w->y, d, M, &L->q, &L->q8, L->b_q)) ||
             (st = be->attention(ctx, be, w->seqs, B, net->heads, dh, d, 2 * d, d, scale)) ||
-            (st = be->linear(ctx, be, w->tmp, d, w->att, d, M, &L->o, L->b_o, 0)) ||
+            (st = lin(ctx, net, w->tmp, d, w->att, d, M, &L->o, &L->o8, L->b_o)) ||
             (st = add_norm(ctx, be, w->y, w->tmp, M, d, L->ln_ctx_g, L->ln_ctx_b)) ||
-            (st = ffn(ctx, net, w->y, w->h, w->tmp, M, &L->w1, L->b1, &L->w2, L->b2, L->ln_ffn_g,
-                      L->ln_ffn_b)))
+            (st = ffn(ctx, net, w->y, w->h, w->tmp, M, &L->w1, &L->w18, L->b1, &L->w2, &L->w28,
+                      L->b2, L->ln_ffn_g, L->ln_ffn_b)))
             return st;
     }
     return TOLK_OK;

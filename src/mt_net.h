@@ -23,18 +23,28 @@
 #define TOLK_MT_NET_H
 
 #include "backend.h"
+#include "gemm_i8.h"
 #include "marian_model.h"
 
 /* The longest sequence the position table covers (source or target). */
 #define TOLK_MT_MAX_POS 4096
 
+/* An int8 product (the optional int8 mode): the packed weights and the
+ * model's activation scale. w.packed NULL: the float32 weight is used. */
+typedef struct tolk_mt_i8 {
+    tolk_i8_weight w;
+    float qa;
+} tolk_mt_i8;
+
 typedef struct tolk_mt_enc_layer {
     tolk_bweight qkv, o, w1, w2;
+    tolk_mt_i8 qkv8, o8, w18, w28;
     float *b_qkv, *b_o, *b1, *b2, *ln1_g, *ln1_b, *ln2_g, *ln2_b;
 } tolk_mt_enc_layer;
 
 typedef struct tolk_mt_dec_layer {
     tolk_bweight rnn, q, kv, o, w1, w2; /* rnn: [W; Wf] fused [2d, d]; kv: [Wk; Wv] */
+    tolk_mt_i8 rnn8, q8, kv8, o8, w18, w28;
     float *b_rnn, *b_q, *b_kv, *b_o, *b1, *b2;
     float *ln_rnn_g, *ln_rnn_b, *ln_ctx_g, *ln_ctx_b, *ln_ffn_g, *ln_ffn_b;
 } tolk_mt_dec_layer;
@@ -43,6 +53,7 @@ typedef struct tolk_mt_dec_layer {
 typedef struct tolk_mt_net {
     const tolk_backend *be;
     int d, heads, ffn, n_enc, n_dec, vocab_src, vocab_tgt, relu;
+    int int8;             /* the layers' products in int8 (gemm_i8.h), CPU only */
     tolk_bweight emb_src; /* sqrt(d)-scaled source embeddings [vocab_src (+1), d] */
     tolk_bweight emb_tgt; /* scaled target embeddings [vocab_tgt + 1, d], last row 0 */
     int emb_shared;       /* emb_src is emb_tgt (tied-embeddings-all) */
@@ -54,10 +65,13 @@ typedef struct tolk_mt_net {
     uint64_t weight_bytes; /* device memory held */
 } tolk_mt_net;
 
-/* Build the network on be from a validated Marian model (the int8 weights
- * dequantised to float32 once). *out: tolk_mt_net_free. */
+/* Build the network on be from a validated Marian model: the int8 weights
+ * dequantised to float32 once (int8 = 0), or (int8 = 1, a CPU backend and
+ * a model with int8 weights and activation scales) kept as int8 for the
+ * layers' products (Bergamot's int8shiftAlphaAll arithmetic; embeddings
+ * and the output layer stay float32). *out: tolk_mt_net_free. */
 tolk_status tolk_mt_net_new(tolk_ctx *ctx, const tolk_backend *be, const tolk_marian_model *m,
-                            tolk_mt_net **out);
+                            int int8, tolk_mt_net **out);
 void tolk_mt_net_free(tolk_mt_net *net);
 
 /* Working memory of one batch (device buffers of the net's backend). */

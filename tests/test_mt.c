@@ -584,7 +584,7 @@ static void tiny_open(tiny_net *t, uint64_t seed) {
     t->bytes = mw_serialize(&t->mm, &n);
     CU_ASSERT_EQUAL_FATAL(tolk_marian_load_memory(ctx, "tiny.bin", t->bytes, n, &t->m), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(ctx, NULL, &t->be), TOLK_OK);
-    CU_ASSERT_EQUAL_FATAL(tolk_mt_net_new(ctx, t->be, t->m, &t->net), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_mt_net_new(ctx, t->be, t->m, 0, &t->net), TOLK_OK);
 }
 
 static void tiny_close(tiny_net *t) {
@@ -712,6 +712,32 @@ static void test_search(void) {
             }
             free(x1[0]);
         }
+    /* the int8 mode (Bergamot's products): runs, same limits */
+    {
+        tolk_mt_net *n8 = NULL;
+        CU_ASSERT_EQUAL_FATAL(tolk_mt_net_new(ctx, T.be, T.m, 1, &n8), TOLK_OK);
+        CU_ASSERT(n8->int8 && n8->enc[0].qkv8.w.packed && !n8->enc[0].qkv.data);
+        sp.beam = 2;
+        sp.shortlist = NULL;
+        int *x8[1], m8[1];
+        CU_ASSERT_EQUAL(tolk_mt_search(ctx, n8, &sp, 1, one, l1, x8, m8), TOLK_OK);
+        CU_ASSERT(m8[0] <= 15);
+        free(x8[0]);
+        tolk_mt_net_free(n8);
+        /* a model without activation scales has no int8 mode */
+        mw_model mm;
+        mw_tiny(&mm, &tiny_dims, 12);
+        CU_ASSERT(mw_remove(&mm, "decoder_l2_ffn_W2_QuantMultA"));
+        size_t bn;
+        uint8_t *bb = mw_serialize(&mm, &bn);
+        tolk_marian_model *mm2 = NULL;
+        CU_ASSERT_EQUAL_FATAL(tolk_marian_load_memory(ctx, "tiny.bin", bb, bn, &mm2), TOLK_OK);
+        CU_ASSERT_EQUAL(tolk_mt_net_new(ctx, T.be, mm2, 1, &n8), TOLK_ERR_UNSUPPORTED);
+        CU_ASSERT_PTR_NOT_NULL(strstr(tolk_ctx_last_error(ctx), "decoder_l2_ffn_W2_QuantMultA"));
+        tolk_marian_free(mm2);
+        free(bb);
+        mw_free(&mm);
+    }
     /* bad arguments */
     sp.beam = 0;
     int *xx[1], mx[1];

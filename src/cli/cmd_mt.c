@@ -27,7 +27,7 @@ static const cli_optdef mt_opts[] = {
     {"help", 'h', 0},        {"from", 0, 1},      {"to", 0, 1},          {"model", 0, 1},
     {"model_dir", 0, 1},     {"beam_size", 0, 1}, {"shortlist", 0, 1},   {"split", 0, 1},
     {"max_tokens", 0, 1},    {"batch", 0, 1},     {"threads", 0, 1},     {"device", 0, 1},
-    {"list", 0, 0},          {NULL, 0, 0},
+    {"list", 0, 0},          {"compute_type", 0, 1}, {NULL, 0, 0},
 };
 
 static void usage(FILE *f) {
@@ -56,6 +56,9 @@ static void usage(FILE *f) {
             "  --batch N               lines translated together at most [32]\n"
             "  --threads N             CPU threads; 0: all cores [0]\n"
             "  --device cpu|cuda|auto  where the model runs [cpu]\n"
+            "  --compute_type float32|int8  float32: the int8 weights dequantised once (the\n"
+            "                          reference engine's arithmetic); int8: Bergamot's int8\n"
+            "                          products (AVX-512 VNNI, CPU) [float32]\n"
             "  -h, --help              show this help\n"
             "\n"
             "Exit status: 0 success, 1 failure (model, input or output), 2 bad options.\n");
@@ -179,6 +182,8 @@ int cli_mt(int argc, char **argv) {
         return 0;
     }
     static const char *const device_choices[] = {"cpu", "cuda", "auto", NULL};
+    static const char *const compute_choices[] = {"float32", "int8", NULL};
+    int compute = 0;
     tolk_mt_params mp;
     long batch = 32, threads = 0;
     int dev = 0;
@@ -187,6 +192,7 @@ int cli_mt(int argc, char **argv) {
     if (!r) r = cli_int(&a, "batch", 1, 4096, 0, 32, &batch, NULL);
     if (!r) r = cli_int(&a, "threads", 0, 4096, 0, 0, &threads, NULL);
     if (!r) r = cli_choice(&a, "device", device_choices, 0, &dev);
+    if (!r) r = cli_choice(&a, "compute_type", compute_choices, 0, &compute);
     const char *model = cli_str(&a, "model", NULL);
     int list = cli_given(&a, "list");
     if (!r && !list && !model && (!from || !to))
@@ -240,6 +246,7 @@ int cli_mt(int argc, char **argv) {
     }
     tolk_mt_model_params lp = tolk_mt_model_default_params();
     lp.device = cp.device;
+    lp.int8 = compute == 1;
     if (!dir || tolk_mt_model_load(ctx, dir, &lp, &m) != TOLK_OK) {
         fprintf(stderr, "tolk: %s\n", dir ? tolk_ctx_last_error(ctx) : "out of memory");
         status = 1;

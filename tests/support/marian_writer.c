@@ -45,6 +45,8 @@ void mw_add_f32(mw_model *m, const char *name, int rows, int cols, float v) {
         memcpy(it->data + 4 * (size_t)i, &v, 4);
 }
 
+static void add_vec(mw_model *m, const char *name, int n, float base, float spread);
+
 /* A matrix [rows, cols] (Marian [in, out]) of random values * scale. */
 static void add_matrix(mw_model *m, const char *name, int rows, int cols, float scale, int int8,
                        int embedding) {
@@ -69,6 +71,11 @@ static void add_matrix(mw_model *m, const char *name, int rows, int cols, float 
     }
     (void)embedding; /* random values: transposing changes nothing measurable */
     memcpy(it->data + n, &qm, 4);
+    if (!embedding) { /* the activation scale of int8shiftAlphaAll models */
+        char an[128];
+        snprintf(an, sizeof an, "%s_QuantMultA", name);
+        add_vec(m, an, 1, 20.0f, 0.0f);
+    }
 }
 
 static void add_vec(mw_model *m, const char *name, int n, float base, float spread) {
@@ -103,7 +110,6 @@ void mw_tiny(mw_model *m, const mw_dims *d, uint64_t seed) {
         snprintf(nm, sizeof nm, "encoder_l%d_ffn_b2", l), add_vec(m, nm, D, 0.0f, 0.1f);
         snprintf(nm, sizeof nm, "encoder_l%d_ffn_ffn_ln_scale", l), add_vec(m, nm, D, 1.0f, 0.1f);
         snprintf(nm, sizeof nm, "encoder_l%d_ffn_ffn_ln_bias", l), add_vec(m, nm, D, 0.0f, 0.1f);
-        snprintf(nm, sizeof nm, "encoder_l%d_self_Wq_QuantMultA", l), add_vec(m, nm, 1, 10, 0);
     }
     for (int l = 1; l <= d->dec; l++) {
         snprintf(nm, sizeof nm, "decoder_l%d_rnn_W", l), add_matrix(m, nm, D, D, 0.3f, d->int8, 0);
