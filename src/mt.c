@@ -29,6 +29,7 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -418,6 +419,7 @@ tolk_status tolk_mt_model_load(tolk_ctx *ctx, const char *dir, const tolk_mt_mod
     {
         tolk_ctx_params cp = ctx ? ctx->params : tolk_ctx_default_params();
         cp.device = p.device;
+        cp.n_threads = 1; /* copying 20 MB of weights: threads only add contention */
         tolk_ctx *nctx = NULL;
         if ((st = tolk_ctx_new(&cp, &nctx))) {
             tolk_fail(ctx, st, "%s: cannot create a context for the model", dir);
@@ -601,6 +603,117 @@ static char *assemble(const plan *P, int ti, const char *text, int *u_at) {
     return s;
 }
 
+/* Translate units [u0, u0 + nb) of P as one batch and decode them. */
+static tolk_status run_batch(tolk_ctx *ctx, const tolk_mt_model *m,
+                             const tolk_mt_search_params *sp, plan *P, int u0, int nb) {
+    const int **src = calloc((size_t)nb, sizeof *src);
+    int *len = calloc((size_t)nb, sizeof *len), **ids = calloc((size_t)nb, sizeof *ids);
+    int *olen = calloc((size_t)nb, sizeof *olen);
+    tolk_status st = TOLK_OK;
+    if (!src || !len || !ids || !olen) {
+        st = tolk_fail(ctx, TOLK_ERR_NOMEM, "mt: out of memory");
+    } else {
+        for (int k = 0; k < nb; k++)
+            src[k] = P->u[u0 + k].ids, len[k] = P->u[u0 + k].n;
+        st = tolk_mt_search(ctx, m->net, sp, nb, src, len, ids, olen);
+        for (int k = 0; !st && k < nb; k++) {
+            char err[256] = "";
+            if (tolk_spm_decode(m->spm_tgt, ids[k], olen[k], &P->u[u0 + k].out, err, sizeof err))
+                st = tolk_fail(ctx, TOLK_ERR_INTERNAL, "mt: %s", err);
+        }
+        for (int k = 0; k < nb; k++)
+            free(ids[k]);
+    }
+    free(src), free(len), free(ids), free(olen);
+    return st;
+}
+
+/* Batches shared by worker threads (the CPU's data parallelism). */
+typedef struct batch_pool {
+    const tolk_mt_model *m;
+    const tolk_mt_search_params *sp;
+    plan *P;
+    int B, n_batches, next;
+    pthread_mutex_t mu;
+    tolk_status st;
+    char err[TOLK_ERRMSG_MAX];
+} batch_pool;
+
+/* A worker: its own one-thread context; batches until none is left or
+ * one failed (the first failure is kept). */
+static void *batch_worker(void *arg) {
+    batch_pool *bp = arg;
+    tolk_ctx_params cp = tolk_ctx_default_params();
+    cp.n_threads = 1;
+    cp.device = TOLK_DEVICE_CPU;
+    tolk_ctx *wctx = NULL;
+    tolk_status st = tolk_ctx_new(&cp, &wctx);
+    for (;;) {
+        pthread_mutex_lock(&bp->mu);
+        if (!st && bp->st) st = bp->st; /* another worker failed: stop */
+        int b = st ? bp->n_batches : bp->next++;
+        pthread_mutex_unlock(&bp->mu);
+        if (b >= bp->n_batches) break;
+        int u0 = b * bp->B, nb = bp->P->n - u0 < bp->B ? bp->P->n - u0 : bp->B;
+        st = run_batch(wctx, bp->m, bp->sp, bp->P, u0, nb);
+        if (st) {
+            pthread_mutex_lock(&bp->mu);
+            if (!bp->st) {
+                bp->st = st;
+                snprintf(bp->err, sizeof bp->err, "%s", tolk_ctx_last_error(wctx));
+            }
+            pthread_mutex_unlock(&bp->mu);
+        }
+    }
+    if (!wctx) {
+        pthread_mutex_lock(&bp->mu);
+        if (!bp->st) bp->st = TOLK_ERR_NOMEM, snprintf(bp->err, sizeof bp->err, "out of memory");
+        pthread_mutex_unlock(&bp->mu);
+    }
+    tolk_ctx_free(wctx);
+    return NULL;
+}
+
+/* Translate every unit of P in batches of at most B. On the CPU with
+ * several threads and several batches, whole batches run in parallel on
+ * one thread each (no fork-join inside the many small products: on a busy
+ * machine the per-op barriers cost more than they save); else one batch
+ * after another with the context's threads inside each op. */
+static tolk_status run_batches(tolk_ctx *ctx, const tolk_mt_model *m,
+                               const tolk_mt_search_params *sp, plan *P, int B) {
+    const int threads = tolk_ctx_threads(ctx);
+    const int cpu = !strcmp(m->be->name, "cpu");
+    if (P->n == 0) return TOLK_OK;
+    if (cpu && threads > 1) {
+        int per = (P->n + threads - 1) / threads;
+        if (B > per) B = per;
+    }
+    const int n_batches = (P->n + B - 1) / B;
+    int workers = cpu && threads > 1 ? (threads < n_batches ? threads : n_batches) : 1;
+    if (workers <= 1) {
+        for (int u0 = 0; u0 < P->n; u0 += B) {
+            tolk_status st = run_batch(ctx, m, sp, P, u0, P->n - u0 < B ? P->n - u0 : B);
+            if (st) return st;
+        }
+        return TOLK_OK;
+    }
+    batch_pool bp;
+    memset(&bp, 0, sizeof bp);
+    bp.m = m, bp.sp = sp, bp.P = P, bp.B = B, bp.n_batches = n_batches;
+    pthread_mutex_init(&bp.mu, NULL);
+    pthread_t th[64];
+    int started = 0;
+    if (workers > 64) workers = 64;
+    for (int i = 1; i < workers; i++)
+        if (pthread_create(&th[started], NULL, batch_worker, &bp) == 0) started++;
+    batch_worker(&bp); /* the calling thread works too */
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&bp.mu);
+    if (bp.st) return tolk_fail(ctx, bp.st, "%s", bp.err);
+    return TOLK_OK;
+}
+
 tolk_status tolk_mt_translate_batch(tolk_ctx *ctx, const tolk_mt_model *m,
                                     const char *const *texts, int n, const tolk_mt_params *params,
                                     char **out) {
@@ -635,31 +748,7 @@ tolk_status tolk_mt_translate_batch(tolk_ctx *ctx, const tolk_mt_model *m,
     if (!P.spans || !P.n_spans) st = tolk_fail(ctx, TOLK_ERR_NOMEM, "mt: out of memory");
     for (int i = 0; !st && i < n; i++)
         st = plan_text(ctx, m, &p, &P, i, texts[i]);
-    /* translate the units in batches */
-    const int B = p.batch_size;
-    for (int u0 = 0; !st && u0 < P.n; u0 += B) {
-        int nb = P.n - u0 < B ? P.n - u0 : B;
-        const int **src = malloc((size_t)nb * sizeof *src);
-        int *len = malloc((size_t)nb * sizeof *len), **ids = malloc((size_t)nb * sizeof *ids);
-        int *olen = malloc((size_t)nb * sizeof *olen);
-        if (!src || !len || !ids || !olen) {
-            st = tolk_fail(ctx, TOLK_ERR_NOMEM, "mt: out of memory");
-        } else {
-            for (int k = 0; k < nb; k++)
-                src[k] = P.u[u0 + k].ids, len[k] = P.u[u0 + k].n;
-            st = tolk_mt_search(ctx, m->net, &sp, nb, src, len, ids, olen);
-            for (int k = 0; !st && k < nb; k++) {
-                char err[256] = "";
-                if (tolk_spm_decode(m->spm_tgt, ids[k], olen[k], &P.u[u0 + k].out, err,
-                                    sizeof err))
-                    st = tolk_fail(ctx, TOLK_ERR_INTERNAL, "mt: %s", err);
-            }
-            if (!st)
-                for (int k = 0; k < nb; k++)
-                    free(ids[k]);
-        }
-        free(src), free(len), free(ids), free(olen);
-    }
+    if (!st) st = run_batches(ctx, m, &sp, &P, p.batch_size);
     for (int i = 0, at = 0; !st && i < n; i++) {
         out[i] = assemble(&P, i, texts[i], &at);
         if (!out[i]) st = tolk_fail(ctx, TOLK_ERR_NOMEM, "mt: out of memory");
