@@ -577,14 +577,18 @@ typedef struct tiny_net {
     tolk_mt_net *net;
 } tiny_net;
 
-static void tiny_open(tiny_net *t, uint64_t seed) {
+static void tiny_open_dims(tiny_net *t, const mw_dims *d, uint64_t seed) {
     memset(t, 0, sizeof *t);
-    mw_tiny(&t->mm, &tiny_dims, seed);
+    mw_tiny(&t->mm, d, seed);
     size_t n;
     t->bytes = mw_serialize(&t->mm, &n);
     CU_ASSERT_EQUAL_FATAL(tolk_marian_load_memory(ctx, "tiny.bin", t->bytes, n, &t->m), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(ctx, NULL, &t->be), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_mt_net_new(ctx, t->be, t->m, 0, &t->net), TOLK_OK);
+}
+
+static void tiny_open(tiny_net *t, uint64_t seed) {
+    tiny_open_dims(t, &tiny_dims, seed);
 }
 
 static void tiny_close(tiny_net *t) {
@@ -746,6 +750,84 @@ static void test_search(void) {
     free(sl_bytes);
     free(o1[0]);
     tiny_close(&T);
+}
+
+/* The network on the CUDA backend (the emulator in CI) against the CPU:
+ * decoder outputs of a forced target, and whole searches. */
+static void test_cuda_net(void) {
+#ifdef TOLK_HAVE_CUDA
+    if (!tolk_cuda_available()) {
+        tu_skip("no CUDA device");
+        return;
+    }
+    /* head width 32: the CUDA attention kernels' smallest */
+    const mw_dims gd = {.dim = 64, .heads = 2, .ffn = 48, .enc = 1, .dec = 2, .vocab = 40,
+                        .int8 = 1, .yml_extra = NULL};
+    tiny_net T;
+    tiny_open_dims(&T, &gd, 7);
+    tolk_backend *gbe = NULL;
+    tolk_mt_net *gnet = NULL;
+    tolk_backend_params bp = {.keep_f16 = 0, .bf16 = 0};
+    CU_ASSERT_EQUAL_FATAL(tolk_backend_cuda_new(ctx, &bp, &gbe), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_mt_net_new(ctx, gbe, T.m, 1, &gnet), TOLK_OK);
+    CU_ASSERT_EQUAL(gnet->int8, 0); /* int8 is a CPU mode */
+    const int D = gd.dim, s0[] = {5, 17, 3, 22, 9, 0}, s1[] = {30, 2, 0};
+    const int len[2] = {6, 3}, sent[2] = {0, 1}, parent[2] = {1, 0}, tok[2] = {4, 19};
+    int ids[9];
+    memcpy(ids, s0, sizeof s0), memcpy(ids + 6, s1, sizeof s1);
+    tolk_mt_work *wc = NULL, *wg = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_mt_work_new(ctx, T.net, 2, len, 2, &wc), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_mt_work_new(ctx, gnet, 2, len, 2, &wg), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_mt_encode(ctx, wc, ids), TOLK_OK);
+    tolk_status est = tolk_mt_encode(ctx, wg, ids);
+    if (est) printf("\n    CUDA encode: %s\n", tolk_ctx_last_error(ctx));
+    CU_ASSERT_EQUAL_FATAL(est, TOLK_OK);
+    float y[128];
+    double worst = 0;
+    for (int t = 0; t < 3; t++) { /* t = 2: the rows swap parents (a state reorder) */
+        const int sn[2] = {t == 2 ? 1 : 0, t == 2 ? 0 : 1};
+        CU_ASSERT_EQUAL_FATAL(tolk_mt_step(ctx, wc, 2, t, tok, t == 2 ? sn : sent,
+                                           t == 2 ? parent : NULL), TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(tolk_mt_step(ctx, wg, 2, t, tok, t == 2 ? sn : sent,
+                                           t == 2 ? parent : NULL), TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(gbe->download(ctx, gbe, y, wg->y, sizeof(float) * 2 * (size_t)D),
+                              TOLK_OK);
+        for (int i = 0; i < 2 * D; i++) {
+            double e = fabs(y[i] - wc->y[i]);
+            worst = e > worst ? e : worst;
+        }
+    }
+    if (worst > 1e-4) printf("\n    CUDA decoder output differs by %g\n", worst);
+    CU_ASSERT(worst <= 1e-4);
+    tolk_mt_work_free(wc);
+    tolk_mt_work_free(wg);
+    size_t sn;
+    uint8_t *slb = mw_shortlist(40, 40, 6, 8, &sn);
+    tolk_mt_shortlist *sl = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_mt_shortlist_load_memory(ctx, "lex.bin", slb, sn, 40, 40, &sl),
+                          TOLK_OK);
+    const int *three[3] = {s1, s0, s0};
+    const int l3[3] = {3, 6, 6};
+    for (int beam = 1; beam <= 3; beam += 2) {
+        tolk_mt_search_params sp = {.beam = beam, .normalize = 1.0f, .max_length_factor = 2.5f,
+                                    .shortlist = beam == 3 ? sl : NULL, .shortlist_shared = 1,
+                                    .eos_id = 0, .unk_id = 1};
+        int *oc[3], *og[3], nc[3], ng[3];
+        CU_ASSERT_EQUAL_FATAL(tolk_mt_search(ctx, T.net, &sp, 3, three, l3, oc, nc), TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(tolk_mt_search(ctx, gnet, &sp, 3, three, l3, og, ng), TOLK_OK);
+        for (int i = 0; i < 3; i++) {
+            CU_ASSERT(nc[i] == ng[i] && !memcmp(oc[i], og[i], (size_t)nc[i] * sizeof(int)));
+            free(oc[i]), free(og[i]);
+        }
+    }
+    tolk_mt_shortlist_free(sl);
+    free(slb);
+    tolk_mt_net_free(gnet);
+    gbe->destroy(gbe);
+    tiny_close(&T);
+#else
+    tu_skip("a build without CUDA");
+#endif
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1021,6 +1103,7 @@ int main(void) {
                            {"split", test_split},
                            {"net_reference", test_net_reference},
                            {"search", test_search},
+                           {"cuda_net", test_cuda_net},
                            {"tokenizer_equality", test_tokenizer_equality},
                            {"golden", test_golden},
                            {"folders", test_folders},
