@@ -37,13 +37,20 @@ int main(int argc, char **argv) {
     int threads = 1, batch = 32, repeats = 3, int8 = 0, shortlist = 1, beam = 0;
     const char *outp = NULL;
     for (int i = 3; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--beam") && i + 1 < argc) beam = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc) outp = argv[++i];
-        else if (!strcmp(argv[i], "--int8")) int8 = 1;
-        else if (!strcmp(argv[i], "--no-shortlist")) shortlist = 0;
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+            batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc)
+            repeats = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--beam") && i + 1 < argc)
+            beam = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            outp = argv[++i];
+        else if (!strcmp(argv[i], "--int8"))
+            int8 = 1;
+        else if (!strcmp(argv[i], "--no-shortlist"))
+            shortlist = 0;
         else {
             fprintf(stderr, "bench_mt: unknown argument %s\n", argv[i]);
             return 2;
@@ -110,11 +117,12 @@ int main(int argc, char **argv) {
         if (o) fclose(o);
     }
     qsort(times, (size_t)repeats, sizeof *times, cmp_d);
-    printf("{\"engine\": \"tolk%s\", \"threads\": %d, \"batch\": %d, \"shortlist\": %d, \"beam\": %d, "
-           "\"sentences\": %d, \"load_s\": %.4f, \"min_s\": %.4f, \"median_s\": %.4f, "
-           "\"sent_per_s\": %.2f}\n",
-           int8 ? "-int8" : "", threads, batch, shortlist, beam, n, load, times[0],
-           times[repeats / 2], (double)n / times[0]);
+    printf(
+        "{\"engine\": \"tolk%s\", \"threads\": %d, \"batch\": %d, \"shortlist\": %d, \"beam\": %d, "
+        "\"sentences\": %d, \"load_s\": %.4f, \"min_s\": %.4f, \"median_s\": %.4f, "
+        "\"sent_per_s\": %.2f}\n",
+        int8 ? "-int8" : "", threads, batch, shortlist, beam, n, load, times[0], times[repeats / 2],
+        (double)n / times[0]);
     for (int i = 0; i < n; i++)
         tolk_free(out[i]), free(lines[i]);
     free(out), free(lines), free(times);

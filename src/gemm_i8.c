@@ -105,8 +105,8 @@ void tolk_gemm_i8_ref(const float *X, int M, int ldx, float qa, const tolk_i8_we
 
 #ifdef TOLK_I8_X86
 /* Rows [m0, m1) x blocks [b0, b1): quantised rows aq (K4 * 4 bytes each). */
-AVX512VNNI static void kernel(const uint8_t *aq, int rows, int K4, const tolk_i8_weight *W,
-                              int b0, int b1, const float *bias, float qa, float *Y, int ldy) {
+AVX512VNNI static void kernel(const uint8_t *aq, int rows, int K4, const tolk_i8_weight *W, int b0,
+                              int b1, const float *bias, float qa, float *Y, int ldy) {
     const __m512i c127 = _mm512_set1_epi32(127);
     for (int b = b0; b < b1; b++) {
         const int8_t *wp = W->packed + (size_t)b * (size_t)K4 * 64;
@@ -115,7 +115,8 @@ AVX512VNNI static void kernel(const uint8_t *aq, int rows, int K4, const tolk_i8
         const __m512i cs = _mm512_maskz_loadu_epi32(mask, W->colsum + n0);
         const __m512 bi = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
         const __m512 qw = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), mask, W->qw + n0);
-        const __m512 unq = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(_mm512_set1_ps(qa), qw));
+        const __m512 unq =
+            _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(_mm512_set1_ps(qa), qw));
         int r = 0;
         for (; r + 4 <= rows; r += 4) { /* four rows share each weight load */
             __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;

@@ -35,10 +35,10 @@
  * part's). */
 typedef struct tolk_i8_weight {
     int N, K, K4;
-    int8_t *packed;   /* owned, 64-byte aligned */
-    int8_t *w;        /* [N, K] row-major copy (the reference loop reads it), owned */
-    int32_t *colsum;  /* [N] sum_k W[n, k], owned */
-    float *qw;        /* [N] weight multipliers, owned */
+    int8_t *packed;  /* owned, 64-byte aligned */
+    int8_t *w;       /* [N, K] row-major copy (the reference loop reads it), owned */
+    int32_t *colsum; /* [N] sum_k W[n, k], owned */
+    float *qw;       /* [N] weight multipliers, owned */
 } tolk_i8_weight;
 
 /* Pack n_parts int8 matrices parts[i] [rows[i], K] (row-major), stacked

@@ -174,13 +174,15 @@ static tolk_status parse_items(tolk_ctx *ctx, tolk_marian_model *m) {
         for (int d = 0; d < it->ndim; d++) {
             int32_t v = rd_i32(b + off + 4 * (size_t)d);
             if (v < 1 || v > TOLK_MARIAN_MAX_DIM)
-                return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: %s: dimension %d is %d (1 .. %d)",
-                                 path, it->name, d, (int)v, TOLK_MARIAN_MAX_DIM);
+                return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: %s: dimension %d is %d (1 .. %d)", path,
+                                 it->name, d, (int)v, TOLK_MARIAN_MAX_DIM);
             it->shape[d] = v;
             elems *= v;
             if (elems > TOLK_MARIAN_MAX_ELEMS)
-                return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: %s: absurd size (more than %lld "
-                                 "elements)", path, it->name, (long long)TOLK_MARIAN_MAX_ELEMS);
+                return tolk_fail(ctx, TOLK_ERR_FORMAT,
+                                 "%s: %s: absurd size (more than %lld "
+                                 "elements)",
+                                 path, it->name, (long long)TOLK_MARIAN_MAX_ELEMS);
         }
         it->cols = it->shape[it->ndim - 1];
         it->rows = elems / it->cols;
@@ -193,8 +195,8 @@ static tolk_status parse_items(tolk_ctx *ctx, tolk_marian_model *m) {
     off += 8;
     if (pad > size - off)
         return tolk_fail(ctx, TOLK_ERR_FORMAT,
-                         "%s: truncated: data padding of %llu bytes past the end of the file",
-                         path, (unsigned long long)pad);
+                         "%s: truncated: data padding of %llu bytes past the end of the file", path,
+                         (unsigned long long)pad);
     off += (size_t)pad;
     /* data blocks, in order, each at least what its shape needs */
     for (uint64_t i = 0; i < n; i++) {
@@ -213,9 +215,8 @@ static tolk_status parse_items(tolk_ctx *ctx, tolk_marian_model *m) {
         uint64_t need = (uint64_t)(it->rows * it->cols) * type_size(it->type);
         if (it->type == TOLK_MARIAN_INTGEMM8) need += 4; /* the multiplier after the matrix */
         if (len < need)
-            return tolk_fail(ctx, TOLK_ERR_FORMAT,
-                             "%s: %s: %llu data bytes, the shape needs %llu", path, it->name,
-                             (unsigned long long)len, (unsigned long long)need);
+            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: %s: %llu data bytes, the shape needs %llu",
+                             path, it->name, (unsigned long long)len, (unsigned long long)need);
         if (len > size - off)
             return tolk_fail(ctx, TOLK_ERR_FORMAT,
                              "%s: truncated in the data of %s (%llu bytes at offset %zu, file "
@@ -252,7 +253,8 @@ int tolk_marian_yml_get(const char *yml, size_t len, const char *key, char *buf,
             size_t ve = e;
             while (ve > v && (yml[ve - 1] == ' ' || yml[ve - 1] == '\r'))
                 ve--;
-            if (ve - v >= 2 && (yml[v] == '"' || yml[v] == '\'') && yml[ve - 1] == yml[v]) v++, ve--;
+            if (ve - v >= 2 && (yml[v] == '"' || yml[v] == '\'') && yml[ve - 1] == yml[v])
+                v++, ve--;
             size_t n = 0;
             if (ve > v) {
                 n = ve - v < cap - 1 ? ve - v : cap - 1;
@@ -311,8 +313,8 @@ static int yml_bool(const char *yml, size_t len, const char *key, int def) {
 
 /* The string option must be one of the accepted values. */
 static tolk_status yml_expect(tolk_ctx *ctx, const char *path, const char *yml, size_t len,
-                              const char *key, const char *def, const char *const *ok,
-                              char *val, size_t cap) {
+                              const char *key, const char *def, const char *const *ok, char *val,
+                              size_t cap) {
     if (!tolk_marian_yml_get(yml, len, key, val, cap)) snprintf(val, cap, "%s", def);
     for (int i = 0; ok[i]; i++)
         if (!strcmp(val, ok[i])) return TOLK_OK;
@@ -390,8 +392,10 @@ static tolk_status parse_config(tolk_ctx *ctx, tolk_marian_model *m) {
     }
     c->ffn_depth = 2;
     if (c->dim % c->heads)
-        return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: model.yml: dim-emb %d is not a multiple of "
-                         "transformer-heads %d", path, c->dim, c->heads);
+        return tolk_fail(ctx, TOLK_ERR_FORMAT,
+                         "%s: model.yml: dim-emb %d is not a multiple of "
+                         "transformer-heads %d",
+                         path, c->dim, c->heads);
     if (!tolk_marian_yml_get(yml, len, "dim-vocabs", val, sizeof val) ||
         sscanf(val, "%d,%d", &c->vocab_src, &c->vocab_tgt) != 2 || c->vocab_src < 8 ||
         c->vocab_tgt < 8 || c->vocab_src > (1 << 22) || c->vocab_tgt > (1 << 22))
@@ -430,13 +434,15 @@ static tolk_status need(tolk_ctx *ctx, const tolk_marian_model *m, int vector, i
     if (!it) return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: missing tensor %s", m->path, name);
     if (it->rows != rows || it->cols != cols || it->ndim > 2)
         return tolk_fail(ctx, TOLK_ERR_FORMAT,
-                         "%s: %s has shape [%lld, %lld] (%d dims), expected [%lld, %lld]",
-                         m->path, name, (long long)it->rows, (long long)it->cols, it->ndim,
-                         (long long)rows, (long long)cols);
+                         "%s: %s has shape [%lld, %lld] (%d dims), expected [%lld, %lld]", m->path,
+                         name, (long long)it->rows, (long long)it->cols, it->ndim, (long long)rows,
+                         (long long)cols);
     if (vector ? it->type != TOLK_MARIAN_FLOAT32
                : it->type != TOLK_MARIAN_FLOAT32 && it->type != TOLK_MARIAN_INTGEMM8)
-        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED, "%s: %s: element type %s is not supported "
-                         "(%s)", m->path, name, type_name(it->type),
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                         "%s: %s: element type %s is not supported "
+                         "(%s)",
+                         m->path, name, type_name(it->type),
                          vector ? "float32" : "float32 or intgemm8");
     if (it->type == TOLK_MARIAN_INTGEMM8 &&
         !(isfinite(it->quant_mult) && it->quant_mult > 1e-20f && it->quant_mult < 1e20f))

@@ -44,35 +44,35 @@
 #define TOLK_MARIAN_MAX_ELEMS ((int64_t)1 << 31)
 
 typedef struct tolk_marian_item {
-    const char *name;     /* into the file (NUL-terminated, checked) */
-    uint32_t type;        /* TOLK_MARIAN_* */
-    int ndim;             /* 1 .. TOLK_MARIAN_MAX_DIMS */
+    const char *name; /* into the file (NUL-terminated, checked) */
+    uint32_t type;    /* TOLK_MARIAN_* */
+    int ndim;         /* 1 .. TOLK_MARIAN_MAX_DIMS */
     int shape[TOLK_MARIAN_MAX_DIMS];
-    int64_t rows, cols;   /* the matrix view: cols = last dim, rows = the rest */
-    const uint8_t *data;  /* into the file */
-    uint64_t bytes;       /* data length as stored (>= what the shape needs) */
-    float quant_mult;     /* intgemm8: the stored multiplier (finite, > 0) */
+    int64_t rows, cols;  /* the matrix view: cols = last dim, rows = the rest */
+    const uint8_t *data; /* into the file */
+    uint64_t bytes;      /* data length as stored (>= what the shape needs) */
+    float quant_mult;    /* intgemm8: the stored multiplier (finite, > 0) */
 } tolk_marian_item;
 
 /* The transformer hyper-parameters of a Bergamot student model. */
 typedef struct tolk_marian_config {
-    int dim;              /* dim-emb = model width */
-    int heads;            /* transformer-heads */
-    int ffn;              /* transformer-dim-ffn */
-    int ffn_depth;        /* transformer-ffn-depth (2) */
+    int dim;       /* dim-emb = model width */
+    int heads;     /* transformer-heads */
+    int ffn;       /* transformer-dim-ffn */
+    int ffn_depth; /* transformer-ffn-depth (2) */
     int enc_depth, dec_depth;
     int vocab_src, vocab_tgt; /* dim-vocabs */
-    int tied_all;         /* tied-embeddings-all: one "Wemb" for source, target, output */
-    int tied;             /* tied-embeddings: decoder_Wemb is the output layer */
-    int relu;             /* ffn activation: 1 relu, 0 swish */
-    int ssru;             /* decoder autoregression: 1 SSRU (rnn/ssru) */
-    int output_bias;      /* decoder_ff_logit_out_b present */
+    int tied_all;             /* tied-embeddings-all: one "Wemb" for source, target, output */
+    int tied;                 /* tied-embeddings: decoder_Wemb is the output layer */
+    int relu;                 /* ffn activation: 1 relu, 0 swish */
+    int ssru;                 /* decoder autoregression: 1 SSRU (rnn/ssru) */
+    int output_bias;          /* decoder_ff_logit_out_b present */
 } tolk_marian_config;
 
 typedef struct tolk_marian_model {
-    char *path;           /* the file (owned) */
-    tolk_mapfile map;     /* the whole file (mapped or read) */
-    const uint8_t *base;  /* file bytes (map.data, or borrowed memory) */
+    char *path;          /* the file (owned) */
+    tolk_mapfile map;    /* the whole file (mapped or read) */
+    const uint8_t *base; /* file bytes (map.data, or borrowed memory) */
     size_t size;
     tolk_marian_item *items; /* n_items (owned), sorted by name */
     int n_items;

@@ -164,7 +164,8 @@ static int folder_pair(const char *dir, const char *model_file, char *src, char 
     }
     const char *b = strrchr(dir, '/');
     b = b ? b + 1 : dir;
-    while (!*b && b > dir) b--; /* (a trailing slash leaves an empty name) */
+    while (!*b && b > dir)
+        b--; /* (a trailing slash leaves an empty name) */
     if (has_prefix(b, "mt-")) {
         const char *a = b + 3, *dash = strchr(a, '-');
         if (dash && is_lang(a, (size_t)(dash - a)) && is_lang(dash + 1, strlen(dash + 1))) {
@@ -187,8 +188,8 @@ static int subfolder_pair(const char *path, char *src, char *tgt) {
     if (!tolk_is_dir(path)) return 0;
     mt_files f;
     if (scan_files(path, &f)) return 0;
-    int ok = f.model && (f.vocab || (f.srcvocab && f.trgvocab)) &&
-             folder_pair(path, f.model, src, tgt);
+    int ok =
+        f.model && (f.vocab || (f.srcvocab && f.trgvocab)) && folder_pair(path, f.model, src, tgt);
     files_free(&f);
     return ok;
 }
@@ -359,8 +360,10 @@ tolk_status tolk_mt_model_load(tolk_ctx *ctx, const char *dir, const tolk_mt_mod
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_mt_model_load: bad device %d",
                          (int)p.device);
     if (!tolk_is_dir(dir))
-        return tolk_fail(ctx, TOLK_ERR_IO, "%s: not a translation model folder (no such "
-                         "directory)", dir);
+        return tolk_fail(ctx, TOLK_ERR_IO,
+                         "%s: not a translation model folder (no such "
+                         "directory)",
+                         dir);
     if (p.device == TOLK_DEVICE_CUDA && !tolk_cuda_available())
         return tolk_fail(ctx, TOLK_ERR_NO_DEVICE, "%s: CUDA requested but no device is usable",
                          dir);
@@ -389,8 +392,10 @@ tolk_status tolk_mt_model_load(tolk_ctx *ctx, const char *dir, const tolk_mt_mod
     if ((st = tolk_marian_load(ctx, path, 1, &mm))) goto done;
     if (f.vocab) {
         if (mm->cfg.vocab_src != mm->cfg.vocab_tgt) {
-            st = tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: one vocabulary file for vocabularies of "
-                           "%d and %d", dir, mm->cfg.vocab_src, mm->cfg.vocab_tgt);
+            st = tolk_fail(ctx, TOLK_ERR_FORMAT,
+                           "%s: one vocabulary file for vocabularies of "
+                           "%d and %d",
+                           dir, mm->cfg.vocab_src, mm->cfg.vocab_tgt);
             goto done;
         }
         if ((st = load_spm(ctx, dir, f.vocab, mm->cfg.vocab_src, path, &m->spm_src))) goto done;
@@ -604,8 +609,8 @@ static char *assemble(const plan *P, int ti, const char *text, int *u_at) {
 }
 
 /* Translate units [u0, u0 + nb) of P as one batch and decode them. */
-static tolk_status run_batch(tolk_ctx *ctx, const tolk_mt_model *m,
-                             const tolk_mt_search_params *sp, plan *P, int u0, int nb) {
+static tolk_status run_batch(tolk_ctx *ctx, const tolk_mt_model *m, const tolk_mt_search_params *sp,
+                             plan *P, int u0, int nb) {
     const int **src = calloc((size_t)nb, sizeof *src);
     int *len = calloc((size_t)nb, sizeof *len), **ids = calloc((size_t)nb, sizeof *ids);
     int *olen = calloc((size_t)nb, sizeof *olen);
@@ -714,9 +719,8 @@ static tolk_status run_batches(tolk_ctx *ctx, const tolk_mt_model *m,
     return TOLK_OK;
 }
 
-tolk_status tolk_mt_translate_batch(tolk_ctx *ctx, const tolk_mt_model *m,
-                                    const char *const *texts, int n, const tolk_mt_params *params,
-                                    char **out) {
+tolk_status tolk_mt_translate_batch(tolk_ctx *ctx, const tolk_mt_model *m, const char *const *texts,
+                                    int n, const tolk_mt_params *params, char **out) {
     if (!m || !out || n < 0 || (n && !texts))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_mt_translate: NULL argument");
     for (int i = 0; i < n; i++)
@@ -733,8 +737,8 @@ tolk_status tolk_mt_translate_batch(tolk_ctx *ctx, const tolk_mt_model *m,
     tolk_mt_search_params sp = {
         .beam = p.beam_size ? p.beam_size : m->beam,
         .normalize = p.normalize >= 0.0f ? p.normalize : m->normalize,
-        .max_length_factor = p.max_length_factor > 0.0f ? p.max_length_factor
-                                                        : m->max_length_factor,
+        .max_length_factor =
+            p.max_length_factor > 0.0f ? p.max_length_factor : m->max_length_factor,
         .shortlist = p.use_shortlist ? m->shortlist : NULL,
         .shortlist_shared = m->spm_src == m->spm_tgt,
         .eos_id = tolk_spm_eos_id(m->spm_tgt),

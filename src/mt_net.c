@@ -55,12 +55,15 @@ static tolk_status prep_i8(prep *p, tolk_mt_i8 *q, int n, const char *const *nam
         if (it->type != TOLK_MARIAN_INTGEMM8 || !a || a->type != TOLK_MARIAN_FLOAT32)
             return tolk_fail(p->ctx, TOLK_ERR_UNSUPPORTED,
                              "%s: %s: int8 mode needs intgemm8 weights with an activation scale "
-                             "(%s_QuantMultA)", p->m->path, names[i], names[i]);
+                             "(%s_QuantMultA)",
+                             p->m->path, names[i], names[i]);
         float qa;
         tolk_marian_vector_f32(a, &qa);
         if (!(qa > 0.0f && qa < 1e20f) || (i > 0 && qa != q->qa))
-            return tolk_fail(p->ctx, TOLK_ERR_UNSUPPORTED, "%s: %s_QuantMultA: bad or unshared "
-                             "activation scale %g", p->m->path, names[i], (double)qa);
+            return tolk_fail(p->ctx, TOLK_ERR_UNSUPPORTED,
+                             "%s: %s_QuantMultA: bad or unshared "
+                             "activation scale %g",
+                             p->m->path, names[i], (double)qa);
         q->qa = qa;
         parts[i] = (const int8_t *)it->data;
         rows[i] = (int)it->cols; /* stored transposed: [out = cols, in = rows] */
@@ -253,9 +256,8 @@ void tolk_mt_net_free(tolk_mt_net *net) {
         free_w(be, &L->w1), free_w(be, &L->w2);
         tolk_i8_free(&L->rnn8.w), tolk_i8_free(&L->q8.w), tolk_i8_free(&L->kv8.w);
         tolk_i8_free(&L->o8.w), tolk_i8_free(&L->w18.w), tolk_i8_free(&L->w28.w);
-        float *v[] = {L->b_rnn,    L->b_q,      L->b_kv,     L->b_o,      L->b1,
-                      L->b2,       L->ln_rnn_g, L->ln_rnn_b, L->ln_ctx_g, L->ln_ctx_b,
-                      L->ln_ffn_g, L->ln_ffn_b};
+        float *v[] = {L->b_rnn,    L->b_q,      L->b_kv,     L->b_o,      L->b1,       L->b2,
+                      L->ln_rnn_g, L->ln_rnn_b, L->ln_ctx_g, L->ln_ctx_b, L->ln_ffn_g, L->ln_ffn_b};
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
             be->free(be, v[i]);
     }
@@ -336,8 +338,8 @@ fail:
 void tolk_mt_work_free(tolk_mt_work *w) {
     if (!w) return;
     const tolk_backend *be = w->net->be;
-    float *bufs[] = {w->ex, w->eqkv, w->eatt, w->etmp, w->eh, w->y, w->xf, w->q, w->att,
-                     w->tmp, w->h};
+    float *bufs[] = {w->ex, w->eqkv, w->eatt, w->etmp, w->eh, w->y,
+                     w->xf, w->q,    w->att,  w->tmp,  w->h};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         be->free(be, bufs[i]);
     for (int l = 0; l < w->net->n_dec; l++) {
@@ -351,8 +353,7 @@ void tolk_mt_work_free(tolk_mt_work *w) {
     free(w);
 }
 
-static float *dalloc(tolk_ctx *ctx, const tolk_backend *be, size_t rows, size_t cols,
-                     int *failed) {
+static float *dalloc(tolk_ctx *ctx, const tolk_backend *be, size_t rows, size_t cols, int *failed) {
     float *p = be->alloc(ctx, be, rows * cols * sizeof(float));
     if (!p) *failed = 1;
     return p;
@@ -425,9 +426,9 @@ tolk_status tolk_mt_work_new(tolk_ctx *ctx, const tolk_mt_net *net, int n_sent, 
 /* ------------------------------------------------------------------------ */
 
 /* y [M, ldy] = x W^T + bias: the backend's linear, or the int8 product. */
-static tolk_status lin(tolk_ctx *ctx, const tolk_mt_net *net, float *y, size_t ldy,
-                       const float *x, size_t ldx, size_t M, const tolk_bweight *w,
-                       const tolk_mt_i8 *q, const float *bias) {
+static tolk_status lin(tolk_ctx *ctx, const tolk_mt_net *net, float *y, size_t ldy, const float *x,
+                       size_t ldx, size_t M, const tolk_bweight *w, const tolk_mt_i8 *q,
+                       const float *bias) {
     if (q->w.packed)
         return tolk_gemm_i8(ctx, x, (int)M, (int)ldx, q->qa, &q->w, bias, y, (int)ldy,
                             tolk_ctx_threads(ctx));
@@ -470,15 +471,20 @@ tolk_status tolk_mt_encode(tolk_ctx *ctx, tolk_mt_work *w, const int *ids) {
     for (int s = 0; s < w->n_sent; s++)
         for (int i = 0; i < w->len[s]; i++)
             pos[w->off[s] + i] = i;
-    tolk_status st = be->embed(ctx, be, w->ex, &net->emb_src, ids, pos, T, net->pos,
-                               TOLK_MT_MAX_POS);
+    tolk_status st =
+        be->embed(ctx, be, w->ex, &net->emb_src, ids, pos, T, net->pos, TOLK_MT_MAX_POS);
     free(pos);
     if (st) return st;
     for (int s = 0; s < w->n_sent; s++) {
         const size_t o = (size_t)w->off[s];
-        w->seqs[s] = (tolk_attn_seq){w->eqkv + o * 3 * d, w->eqkv + o * 3 * d + d,
-                                     w->eqkv + o * 3 * d + 2 * d, w->eatt + o * d,
-                                     w->len[s], w->len[s], 0, 0};
+        w->seqs[s] = (tolk_attn_seq){w->eqkv + o * 3 * d,
+                                     w->eqkv + o * 3 * d + d,
+                                     w->eqkv + o * 3 * d + 2 * d,
+                                     w->eatt + o * d,
+                                     w->len[s],
+                                     w->len[s],
+                                     0,
+                                     0};
     }
     for (int l = 0; l < net->n_enc; l++) {
         const tolk_mt_enc_layer *L = &net->enc[l];
@@ -493,8 +499,7 @@ tolk_status tolk_mt_encode(tolk_ctx *ctx, tolk_mt_work *w, const int *ids) {
     }
     for (int l = 0; l < net->n_dec; l++) {
         const tolk_mt_dec_layer *L = &net->dec[l];
-        if ((st = lin(ctx, net, w->kv[l], 2 * d, w->ex, d, T, &L->kv, &L->kv8, L->b_kv)))
-            return st;
+        if ((st = lin(ctx, net, w->kv[l], 2 * d, w->ex, d, T, &L->kv, &L->kv8, L->b_kv))) return st;
     }
     return TOLK_OK;
 }
@@ -550,10 +555,14 @@ tolk_status tolk_mt_step(tolk_ctx *ctx, tolk_mt_work *w, int B, int t, const int
         /* cross-attention over the row's sentence */
         for (int r = 0; r < B; r++) {
             const size_t o = (size_t)w->off[sent[r]];
-            w->seqs[r] = (tolk_attn_seq){w->q + (size_t)r * d,  w->kv[l] + o * 2 * d,
-                                         w->kv[l] + o * 2 * d + d, w->att + (size_t)r * d,
-                                         1,                      w->len[sent[r]],
-                                         0,                      0};
+            w->seqs[r] = (tolk_attn_seq){w->q + (size_t)r * d,
+                                         w->kv[l] + o * 2 * d,
+                                         w->kv[l] + o * 2 * d + d,
+                                         w->att + (size_t)r * d,
+                                         1,
+                                         w->len[sent[r]],
+                                         0,
+                                         0};
         }
         if ((st = lin(ctx, net, w->q, d, w->y, d, M, &L->q, &L->q8, L->b_q)) ||
             (st = be->attention(ctx, be, w->seqs, B, net->heads, dh, d, 2 * d, d, scale)) ||

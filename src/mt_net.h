@@ -77,16 +77,16 @@ void tolk_mt_net_free(tolk_mt_net *net);
 /* Working memory of one batch (device buffers of the net's backend). */
 typedef struct tolk_mt_work {
     const tolk_mt_net *net;
-    int n_sent, T;         /* sentences, encoder rows (sum of lengths) */
-    int *off, *len;        /* host [n_sent]: first encoder row, length (with </s>) */
+    int n_sent, T;                       /* sentences, encoder rows (sum of lengths) */
+    int *off, *len;                      /* host [n_sent]: first encoder row, length (with </s>) */
     float *ex, *eqkv, *eatt, *etmp, *eh; /* encoder [T, ...] */
-    float **kv;            /* per decoder layer: cross K|V [T, 2d] */
-    int cap;               /* decoder rows the buffers hold */
+    float **kv;                          /* per decoder layer: cross K|V [T, 2d] */
+    int cap;                             /* decoder rows the buffers hold */
     float *y, *xf, *q, *att, *tmp, *h;
-    float **c, **c2;       /* per decoder layer: SSRU state and its reorder target */
-    int *d_idx;            /* device int [cap] */
-    int *h_ids, *h_pos;    /* host int [cap] */
-    tolk_attn_seq *seqs;   /* host [cap] */
+    float **c, **c2;     /* per decoder layer: SSRU state and its reorder target */
+    int *d_idx;          /* device int [cap] */
+    int *h_ids, *h_pos;  /* host int [cap] */
+    tolk_attn_seq *seqs; /* host [cap] */
 } tolk_mt_work;
 
 /* Allocate the work of a batch: n_sent sentences of len[i] tokens each

@@ -30,7 +30,7 @@ typedef struct sent {
     int unk_col; /* column of <unk>, -1 when not scored */
     int k;       /* candidates per row */
     int has_best, best_node;
-    float best;  /* normalised score of the best final hypothesis */
+    float best; /* normalised score of the best final hypothesis */
 } sent;
 
 /* Append a node to s; -1 when out of memory. */
@@ -155,8 +155,8 @@ static tolk_status setup_outputs(search *S, const int *const *src, const int *le
     tolk_status st;
     for (int i = 0; i < S->n; i++) {
         const sent *s = &S->s[i];
-        if ((st = be->upload(S->ctx, be, S->d_list + s->woff, lists[i],
-                             (size_t)s->U * sizeof(int))))
+        if ((st =
+                 be->upload(S->ctx, be, S->d_list + s->woff, lists[i], (size_t)s->U * sizeof(int))))
             return st;
     }
     if ((st = be->copy_rows(S->ctx, be, S->wsl, (size_t)d, NULL, (const float *)net->out.data,
@@ -183,8 +183,8 @@ static tolk_status score_rows(search *S, tolk_mt_work *w, int i, int r0, int m) 
         bias = S->bsl + s->woff;
     }
     float *lg = S->logits + (size_t)r0 * S->ld;
-    tolk_status st = be->linear(S->ctx, be, lg, S->ld, w->y + (size_t)r0 * d, d, (size_t)m, &W,
-                                bias, 0);
+    tolk_status st =
+        be->linear(S->ctx, be, lg, S->ld, w->y + (size_t)r0 * d, d, (size_t)m, &W, bias, 0);
     if (st) return st;
     return be->select(S->ctx, be, lg, S->ld, m, s->U, S->d_roff + r0, S->d_ranges, 0, s->k,
                       S->d_idx + (size_t)r0 * (size_t)S->kmax,
@@ -208,8 +208,8 @@ static tolk_status expand(search *S, int i, const int *list, int r0, int m, int 
         }
     qsort(S->cands, (size_t)nc, sizeof *S->cands, cand_cmp);
     /* Marian: at max-length-factor x source length every hypothesis is final */
-    const int last = (float)(t + 1) >= sp->max_length_factor * (float)src_len ||
-                     t + 2 >= TOLK_MT_MAX_POS;
+    const int last =
+        (float)(t + 1) >= sp->max_length_factor * (float)src_len || t + 2 >= TOLK_MT_MAX_POS;
     for (int c = 0; c < nc && c < keep; c++) {
         const cand *x = &S->cands[c];
         const int col = S->h_idx[(size_t)x->row * (size_t)S->kmax + (size_t)x->rank];
@@ -277,8 +277,8 @@ tolk_status tolk_mt_search(tolk_ctx *ctx, const tolk_mt_net *net, const tolk_mt_
         T += (size_t)len[i];
     ALLOC_N(ids, T);
     if (!lists || !S.s || !S.r_sent || !S.r_node || !S.r_tok || !S.n_sent || !S.n_node ||
-        !S.n_tok || !S.n_parent || !S.h_ranges || !S.h_idx || !S.r_score || !S.n_score ||
-        !S.h_lp || !S.cands || !ids) {
+        !S.n_tok || !S.n_parent || !S.h_ranges || !S.h_idx || !S.r_score || !S.n_score || !S.h_lp ||
+        !S.cands || !ids) {
         st = tolk_fail(ctx, TOLK_ERR_NOMEM, "mt: out of memory");
         goto done;
     }
@@ -317,8 +317,7 @@ tolk_status tolk_mt_search(tolk_ctx *ctx, const tolk_mt_net *net, const tolk_mt_
         S.n_parent[r] = r;
     }
     for (int t = 0; B > 0; t++) {
-        if ((st = tolk_mt_step(ctx, w, B, t, S.r_tok, S.r_sent, t ? S.n_parent : NULL)))
-            goto done;
+        if ((st = tolk_mt_step(ctx, w, B, t, S.r_tok, S.r_sent, t ? S.n_parent : NULL))) goto done;
         for (int r = 0; r < B; r++) {
             const sent *s = &S.s[S.r_sent[r]];
             S.h_ranges[2 * r] = s->unk_col < 0 ? 0 : s->unk_col;
@@ -331,13 +330,13 @@ tolk_status tolk_mt_search(tolk_ctx *ctx, const tolk_mt_net *net, const tolk_mt_
         if (!sp->shortlist) {
             if ((st = score_rows(&S, w, S.r_sent[0], 0, B))) goto done;
         } else
-        for (int r0 = 0; r0 < B;) {
-            int r1 = r0 + 1;
-            while (r1 < B && S.r_sent[r1] == S.r_sent[r0])
-                r1++;
-            if ((st = score_rows(&S, w, S.r_sent[r0], r0, r1 - r0))) goto done;
-            r0 = r1;
-        }
+            for (int r0 = 0; r0 < B;) {
+                int r1 = r0 + 1;
+                while (r1 < B && S.r_sent[r1] == S.r_sent[r0])
+                    r1++;
+                if ((st = score_rows(&S, w, S.r_sent[r0], r0, r1 - r0))) goto done;
+                r0 = r1;
+            }
         const size_t nk = (size_t)B * (size_t)S.kmax;
         if ((st = be->download(ctx, be, S.h_idx, S.d_idx, nk * sizeof(int))) ||
             (st = be->download(ctx, be, S.h_lp, S.d_lp, nk * sizeof(float))))
@@ -352,8 +351,8 @@ tolk_status tolk_mt_search(tolk_ctx *ctx, const tolk_mt_net *net, const tolk_mt_
             if (k < S.kmax)
                 for (int r = r1 - 1; r >= r0; r--)
                     for (int j = k - 1; j >= 0; j--) {
-                        size_t from = (size_t)r0 * (size_t)S.kmax + (size_t)(r - r0) * (size_t)k +
-                                      (size_t)j;
+                        size_t from =
+                            (size_t)r0 * (size_t)S.kmax + (size_t)(r - r0) * (size_t)k + (size_t)j;
                         size_t to = (size_t)r * (size_t)S.kmax + (size_t)j;
                         S.h_idx[to] = S.h_idx[from];
                         S.h_lp[to] = S.h_lp[from];

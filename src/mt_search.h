@@ -26,8 +26,8 @@ typedef struct tolk_mt_search_params {
     float normalize;         /* length normalisation exponent (Marian "normalize", 1.0) */
     float max_length_factor; /* Marian "max-length-factor" (2.5) */
     const tolk_mt_shortlist *shortlist; /* NULL: the whole vocabulary */
-    int shortlist_shared;    /* source ids join the shortlist (one shared vocabulary) */
-    int eos_id, unk_id;      /* target ids (unk_id -1: none) */
+    int shortlist_shared;               /* source ids join the shortlist (one shared vocabulary) */
+    int eos_id, unk_id;                 /* target ids (unk_id -1: none) */
 } tolk_mt_search_params;
 
 /* Translate n sentences src[i] [len[i]] (target-vocabulary-independent

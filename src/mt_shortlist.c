@@ -60,17 +60,17 @@ static tolk_status check(tolk_ctx *ctx, const char *path, tolk_mt_shortlist *s, 
         seed ^= v + 0x9e3779b9ull + (seed << 6) + (seed >> 2);
     }
     if (seed != rd_u64(b + 8))
-        return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: shortlist checksum mismatch (corrupted)",
-                         path);
+        return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: shortlist checksum mismatch (corrupted)", path);
     s->offsets = b + HEADER_BYTES;
     s->lists = s->offsets + s->n_offsets * 8;
     uint64_t prev = 0;
     for (uint64_t i = 0; i < s->n_offsets; i++) {
         uint64_t o = rd_u64(s->offsets + 8 * i);
         if (o < prev || o > s->n_lists)
-            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: shortlist offset %llu of source id %llu "
-                             "is out of order or past the lists", path, (unsigned long long)o,
-                             (unsigned long long)i);
+            return tolk_fail(ctx, TOLK_ERR_FORMAT,
+                             "%s: shortlist offset %llu of source id %llu "
+                             "is out of order or past the lists",
+                             path, (unsigned long long)o, (unsigned long long)i);
         prev = o;
     }
     if (prev != s->n_lists)

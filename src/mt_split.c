@@ -13,15 +13,15 @@
  * Portuguese, Spanish, German, French, Dutch, Italian common forms;
  * compared without letter case). */
 static const char *const abbrev[] = {
-    "mr",   "mrs",  "ms",   "dr",   "drs",  "prof", "sr",   "sra",  "srta", "sres", "jr",
-    "st",   "mt",   "vs",   "etc",  "e.g",  "i.e",  "no",   "nos",  "nr",   "fig",  "figs",
-    "inc",  "ltd",  "co",   "corp", "gen",  "rep",  "sen",  "gov",  "lt",   "col",  "sgt",
-    "capt", "cmdr", "adm",  "ave",  "av",   "rd",   "dept", "univ", "approx", "jan", "feb",
-    "mar",  "apr",  "jun",  "jul",  "aug",  "sep",  "sept", "oct",  "nov",  "dec",  "dra",
-    "sto",  "sta",  "pag",  "pág",  "cf",   "ca",   "bzw",  "usw",  "z.b",  "d.h",  "u.a",
-    "hr",   "fr",   "frl",  "mme",  "mlle", "m",    "ed",   "eds",  "vol",  "vols", "pp",
-    "p",    "op",   "cit",  "al",   "resp", "tel",  "ext",  "est",  "dir",  "eng",  "arq",
-    "exmo", "exma", "ilmo", "ilma", "sig",  "sigra", "dott", "ing",  "avv",  NULL};
+    "mr",   "mrs",  "ms",   "dr",   "drs",  "prof",  "sr",   "sra",  "srta",   "sres", "jr",
+    "st",   "mt",   "vs",   "etc",  "e.g",  "i.e",   "no",   "nos",  "nr",     "fig",  "figs",
+    "inc",  "ltd",  "co",   "corp", "gen",  "rep",   "sen",  "gov",  "lt",     "col",  "sgt",
+    "capt", "cmdr", "adm",  "ave",  "av",   "rd",    "dept", "univ", "approx", "jan",  "feb",
+    "mar",  "apr",  "jun",  "jul",  "aug",  "sep",   "sept", "oct",  "nov",    "dec",  "dra",
+    "sto",  "sta",  "pag",  "pág",  "cf",   "ca",    "bzw",  "usw",  "z.b",    "d.h",  "u.a",
+    "hr",   "fr",   "frl",  "mme",  "mlle", "m",     "ed",   "eds",  "vol",    "vols", "pp",
+    "p",    "op",   "cit",  "al",   "resp", "tel",   "ext",  "est",  "dir",    "eng",  "arq",
+    "exmo", "exma", "ilmo", "ilma", "sig",  "sigra", "dott", "ing",  "avv",    NULL};
 
 static int is_space(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
@@ -117,8 +117,8 @@ int tolk_mt_split_sentences(const char *text, size_t len, size_t **spans) {
         size_t mark = 0;
         if (c == '.' || c == '!' || c == '?') {
             mark = 1;
-            while (i + mark < len && (text[i + mark] == '.' || text[i + mark] == '!' ||
-                                      text[i + mark] == '?'))
+            while (i + mark < len &&
+                   (text[i + mark] == '.' || text[i + mark] == '!' || text[i + mark] == '?'))
                 mark++;
         } else {
             mark = wide_end(text, len, i, &cjk);

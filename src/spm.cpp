@@ -155,8 +155,7 @@ extern "C" int tolk_spm_decode(const tolk_spm *s, const int *ids, int n, char **
         std::string out;
         auto st = s->proc.Decode(v, &out);
         if (!st.ok()) {
-            set_err(err, err_cap, "SentencePiece: cannot decode (%s)%s", st.ToString().c_str(),
-                    "");
+            set_err(err, err_cap, "SentencePiece: cannot decode (%s)%s", st.ToString().c_str(), "");
             return -1;
         }
         char *r = static_cast<char *>(std::malloc(out.size() + 1));

@@ -25,8 +25,7 @@ typedef struct tolk_spm tolk_spm;
  * (naming path) in err[err_cap]. */
 int tolk_spm_load(const char *path, tolk_spm **out, char *err, size_t err_cap);
 /* The same from a serialized model in memory (fuzzing, tests). */
-int tolk_spm_load_memory(const void *data, size_t size, tolk_spm **out, char *err,
-                         size_t err_cap);
+int tolk_spm_load_memory(const void *data, size_t size, tolk_spm **out, char *err, size_t err_cap);
 void tolk_spm_free(tolk_spm *s);
 
 /* Vocabulary size; ids of </s> and <unk> (-1 when the model has none). */
@@ -39,8 +38,8 @@ const char *tolk_spm_piece(const tolk_spm *s, int id);
 /* Encode UTF-8 text [len] to ids: *ids (malloc'd, caller frees with free)
  * holds *n ids. Returns 0, or -1 with a message in err (invalid UTF-8 is
  * not an error: the library maps it as it does). */
-int tolk_spm_encode(const tolk_spm *s, const char *text, size_t len, int **ids, int *n,
-                    char *err, size_t err_cap);
+int tolk_spm_encode(const tolk_spm *s, const char *text, size_t len, int **ids, int *n, char *err,
+                    size_t err_cap);
 
 /* Decode ids [n] to UTF-8 text: *text (malloc'd, NUL-terminated, caller
  * frees with free). Returns 0 or -1 with a message (an id out of range). */

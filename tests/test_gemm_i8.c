@@ -20,7 +20,8 @@ static void one_case(int M, int K, int n1, int n2, int threads) {
     const int N = n1 + n2;
     int8_t *w = malloc((size_t)N * (size_t)K);
     float *x = malloc((size_t)M * (size_t)(K + 3) * sizeof *x), *bias = malloc((size_t)N * 4);
-    float *y = malloc((size_t)M * (size_t)(N + 5) * sizeof *y), *yr = malloc((size_t)M * (size_t)(N + 5) * 4);
+    float *y = malloc((size_t)M * (size_t)(N + 5) * sizeof *y),
+          *yr = malloc((size_t)M * (size_t)(N + 5) * 4);
     tu_seed((uint64_t)(M * 131 + K * 7 + N));
     for (int i = 0; i < N * K; i++)
         w[i] = (int8_t)lrintf(tu_uniform(-127.4f, 127.4f));
@@ -58,10 +59,10 @@ static void one_case(int M, int K, int n1, int n2, int threads) {
 
 static void test_products(void) {
     if (!tolk_i8_native()) printf("\n    (no AVX-512 VNNI: the reference loop on both sides)\n");
-    one_case(1, 256, 256, 0, 1);      /* a decoder step */
-    one_case(7, 256, 512, 256, 2);    /* fused, rows not a multiple of 4 */
-    one_case(33, 1536, 256, 0, 2);    /* the second FFN layer */
-    one_case(5, 13, 9, 30, 1);        /* K and N not multiples of 4 / 16 */
+    one_case(1, 256, 256, 0, 1);   /* a decoder step */
+    one_case(7, 256, 512, 256, 2); /* fused, rows not a multiple of 4 */
+    one_case(33, 1536, 256, 0, 2); /* the second FFN layer */
+    one_case(5, 13, 9, 30, 1);     /* K and N not multiples of 4 / 16 */
     one_case(64, 256, 1536, 0, 3);
 }
 
@@ -84,8 +85,8 @@ static void test_bad_args(void) {
 
 int main(void) {
     if (tolk_ctx_new(NULL, &ctx) != TOLK_OK) return 1;
-    CU_TestInfo tests[] = {{"products", test_products}, {"bad_args", test_bad_args},
-                           CU_TEST_INFO_NULL};
+    CU_TestInfo tests[] = {
+        {"products", test_products}, {"bad_args", test_bad_args}, CU_TEST_INFO_NULL};
     tu_add_suite("gemm_i8", tests);
     int r = tu_run();
     tolk_ctx_free(ctx);

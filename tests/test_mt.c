@@ -38,8 +38,14 @@
 
 static tolk_ctx *ctx;
 
-static const mw_dims tiny_dims = {.dim = 16, .heads = 2, .ffn = 24, .enc = 2, .dec = 2,
-                                  .vocab = 40, .int8 = 1, .yml_extra = NULL};
+static const mw_dims tiny_dims = {.dim = 16,
+                                  .heads = 2,
+                                  .ffn = 24,
+                                  .enc = 2,
+                                  .dec = 2,
+                                  .vocab = 40,
+                                  .int8 = 1,
+                                  .yml_extra = NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Loader                                                                   */
@@ -363,7 +369,9 @@ static void check_split(const char *text, int want_n, const char *const *want) {
     for (int i = 0; i < n && i < want_n; i++) {
         size_t len = sp[2 * i + 1] - sp[2 * i];
         int ok = len == strlen(want[i]) && !memcmp(text + sp[2 * i], want[i], len);
-        if (!ok) printf("\n    sentence %d: '%.*s', want '%s'\n", i, (int)len, text + sp[2 * i], want[i]);
+        if (!ok)
+            printf("\n    sentence %d: '%.*s', want '%s'\n", i, (int)len, text + sp[2 * i],
+                   want[i]);
         CU_ASSERT(ok);
     }
     free(sp);
@@ -511,7 +519,8 @@ static double *r_encode(const tolk_marian_model *m, const int *ids, int n) {
         double *dst[3] = {q, k, v};
         const char *qkv = "qkv";
         for (int j = 0; j < 3; j++) {
-            snprintf(w, sizeof w, "%s_W%c", pre, qkv[j]), snprintf(b, sizeof b, "%s_b%c", pre, qkv[j]);
+            snprintf(w, sizeof w, "%s_W%c", pre, qkv[j]),
+                snprintf(b, sizeof b, "%s_b%c", pre, qkv[j]);
             r_lin(m, dst[j], x, n, D, D, w, b);
         }
         r_attention(a, q, n, k, v, n, D, H);
@@ -528,8 +537,8 @@ static double *r_encode(const tolk_marian_model *m, const int *ids, int n) {
 
 /* One reference decoder step: y [D] for input token tok (-1: start) at
  * position t, SSRU states c [dec_depth][D] updated. */
-static void r_step(const tolk_marian_model *m, const double *ctxv, int n, int tok, int t,
-                   double *c, double *y) {
+static void r_step(const tolk_marian_model *m, const double *ctxv, int n, int tok, int t, double *c,
+                   double *y) {
     const int D = m->cfg.dim, F = m->cfg.ffn, H = m->cfg.heads;
     float *emb = mat(m, "Wemb", 1);
     r_embed(emb, tok, t, D, y);
@@ -542,7 +551,8 @@ static void r_step(const tolk_marian_model *m, const double *ctxv, int n, int to
         double *cl = c + (l - 1) * D;
         snprintf(w, sizeof w, "decoder_l%d_rnn_W", l);
         r_lin(m, xw, y, 1, D, D, w, NULL);
-        snprintf(w, sizeof w, "decoder_l%d_rnn_Wf", l), snprintf(b, sizeof b, "decoder_l%d_rnn_bf", l);
+        snprintf(w, sizeof w, "decoder_l%d_rnn_Wf", l),
+            snprintf(b, sizeof b, "decoder_l%d_rnn_bf", l);
         r_lin(m, f, y, 1, D, D, w, b);
         for (int i = 0; i < D; i++) {
             double s = 1.0 / (1.0 + exp(-f[i]));
@@ -675,8 +685,12 @@ static void test_search(void) {
     tiny_net T;
     tiny_open(&T, 11);
     const int a[] = {5, 17, 3, 22, 9, 0}, b[] = {30, 2, 0}, c[] = {12, 13, 14, 15, 0};
-    tolk_mt_search_params sp = {.beam = 1, .normalize = 1.0f, .max_length_factor = 2.5f,
-                                .shortlist = NULL, .eos_id = 0, .unk_id = 1};
+    tolk_mt_search_params sp = {.beam = 1,
+                                .normalize = 1.0f,
+                                .max_length_factor = 2.5f,
+                                .shortlist = NULL,
+                                .eos_id = 0,
+                                .unk_id = 1};
     const int *one[1] = {a};
     const int l1[1] = {6};
     int *o1[1], n1[1];
@@ -761,8 +775,14 @@ static void test_cuda_net(void) {
         return;
     }
     /* head width 32: the CUDA attention kernels' smallest */
-    const mw_dims gd = {.dim = 64, .heads = 2, .ffn = 48, .enc = 1, .dec = 2, .vocab = 40,
-                        .int8 = 1, .yml_extra = NULL};
+    const mw_dims gd = {.dim = 64,
+                        .heads = 2,
+                        .ffn = 48,
+                        .enc = 1,
+                        .dec = 2,
+                        .vocab = 40,
+                        .int8 = 1,
+                        .yml_extra = NULL};
     tiny_net T;
     tiny_open_dims(&T, &gd, 7);
     tolk_backend *gbe = NULL;
@@ -786,10 +806,10 @@ static void test_cuda_net(void) {
     double worst = 0;
     for (int t = 0; t < 3; t++) { /* t = 2: the rows swap parents (a state reorder) */
         const int sn[2] = {t == 2 ? 1 : 0, t == 2 ? 0 : 1};
-        CU_ASSERT_EQUAL_FATAL(tolk_mt_step(ctx, wc, 2, t, tok, t == 2 ? sn : sent,
-                                           t == 2 ? parent : NULL), TOLK_OK);
-        CU_ASSERT_EQUAL_FATAL(tolk_mt_step(ctx, wg, 2, t, tok, t == 2 ? sn : sent,
-                                           t == 2 ? parent : NULL), TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            tolk_mt_step(ctx, wc, 2, t, tok, t == 2 ? sn : sent, t == 2 ? parent : NULL), TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            tolk_mt_step(ctx, wg, 2, t, tok, t == 2 ? sn : sent, t == 2 ? parent : NULL), TOLK_OK);
         CU_ASSERT_EQUAL_FATAL(gbe->download(ctx, gbe, y, wg->y, sizeof(float) * 2 * (size_t)D),
                               TOLK_OK);
         for (int i = 0; i < 2 * D; i++) {
@@ -809,9 +829,13 @@ static void test_cuda_net(void) {
     const int *three[3] = {s1, s0, s0};
     const int l3[3] = {3, 6, 6};
     for (int beam = 1; beam <= 3; beam += 2) {
-        tolk_mt_search_params sp = {.beam = beam, .normalize = 1.0f, .max_length_factor = 2.5f,
-                                    .shortlist = beam == 3 ? sl : NULL, .shortlist_shared = 1,
-                                    .eos_id = 0, .unk_id = 1};
+        tolk_mt_search_params sp = {.beam = beam,
+                                    .normalize = 1.0f,
+                                    .max_length_factor = 2.5f,
+                                    .shortlist = beam == 3 ? sl : NULL,
+                                    .shortlist_shared = 1,
+                                    .eos_id = 0,
+                                    .unk_id = 1};
         int *oc[3], *og[3], nc[3], ng[3];
         CU_ASSERT_EQUAL_FATAL(tolk_mt_search(ctx, T.net, &sp, 3, three, l3, oc, nc), TOLK_OK);
         CU_ASSERT_EQUAL_FATAL(tolk_mt_search(ctx, gnet, &sp, 3, three, l3, og, ng), TOLK_OK);
@@ -906,9 +930,8 @@ static void test_tokenizer_equality(void) {
     tolk_spm_free(sp[0]), tolk_spm_free(sp[1]);
     /* not a SentencePiece model */
     tolk_spm *bad_sp = NULL;
-    CU_ASSERT_EQUAL(tolk_spm_load(tu_src("tests/fixtures/mt/golden.jsonl"), &bad_sp, err,
-                                  sizeof err),
-                    -1);
+    CU_ASSERT_EQUAL(
+        tolk_spm_load(tu_src("tests/fixtures/mt/golden.jsonl"), &bad_sp, err, sizeof err), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "golden.jsonl"));
 }
 
@@ -951,8 +974,9 @@ static void test_golden(void) {
         CU_ASSERT_EQUAL_FATAL(tolk_mt_translate_batch(ctx, m[p], src, k, NULL, out), TOLK_OK);
         for (int i = 0; i < k; i++) {
             if (strcmp(out[i], ref[i]) != 0) {
-                if (!bad++) printf("\n    %s: '%s'\n      got  '%s'\n      want '%s'\n", pair,
-                                   src[i], out[i], ref[i]);
+                if (!bad++)
+                    printf("\n    %s: '%s'\n      got  '%s'\n      want '%s'\n", pair, src[i],
+                           out[i], ref[i]);
             }
             if (i < 3) {
                 char *one = NULL;

@@ -24,44 +24,43 @@
 #include <unistd.h>
 
 static const cli_optdef mt_opts[] = {
-    {"help", 'h', 0},        {"from", 0, 1},      {"to", 0, 1},          {"model", 0, 1},
-    {"model_dir", 0, 1},     {"beam_size", 0, 1}, {"shortlist", 0, 1},   {"split", 0, 1},
-    {"max_tokens", 0, 1},    {"batch", 0, 1},     {"threads", 0, 1},     {"device", 0, 1},
-    {"list", 0, 0},          {"compute_type", 0, 1}, {NULL, 0, 0},
+    {"help", 'h', 0},     {"from", 0, 1},         {"to", 0, 1},        {"model", 0, 1},
+    {"model_dir", 0, 1},  {"beam_size", 0, 1},    {"shortlist", 0, 1}, {"split", 0, 1},
+    {"max_tokens", 0, 1}, {"batch", 0, 1},        {"threads", 0, 1},   {"device", 0, 1},
+    {"list", 0, 0},       {"compute_type", 0, 1}, {NULL, 0, 0},
 };
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: tolk mt --from LANG --to LANG [OPTIONS] < TEXT\n"
-            "       tolk mt --model DIR [OPTIONS] < TEXT\n"
-            "       tolk mt --list\n"
-            "\n"
-            "Translate text from standard input to standard output with a Firefox / Bergamot\n"
-            "translation model: one output line per input line, empty lines kept.\n"
-            "\n"
-            "Options (defaults in brackets)\n"
-            "  --from LANG, --to LANG  the language pair (codes such as en, pt, or names); the\n"
-            "                          model is the folder for that pair under --model_dir\n"
-            "  --model DIR             a model folder (model.*.bin, vocab*.spm, lex.*.s2t.bin)\n"
-            "  --model_dir DIR         where model folders live [$TOLK_MODELS, else\n"
-            "                          ~/.cache/tolk/models]: scripts/get-model mt-en-pt\n"
-            "                          installs one; any Firefox model folder (enpt/, deen/,\n"
-            "                          ... or mt-XX-YY/) is found there too\n"
-            "  --list                  print the language pairs found and exit\n"
-            "  --beam_size N           1: greedy; 0: the model's config [0]\n"
-            "  --shortlist True|False  score only the lexical shortlist [True]\n"
-            "  --split long|never|sentences  split lines into sentences: only lines longer\n"
-            "                          than --max_tokens, never, or always [long]\n"
-            "  --max_tokens N          longer sentences are cut into pieces [128]\n"
-            "  --batch N               lines translated together at most [32]\n"
-            "  --threads N             CPU threads; 0: all cores [0]\n"
-            "  --device cpu|cuda|auto  where the model runs [cpu]\n"
-            "  --compute_type float32|int8  float32: the int8 weights dequantised once (the\n"
-            "                          reference engine's arithmetic); int8: Bergamot's int8\n"
-            "                          products (AVX-512 VNNI, CPU) [float32]\n"
-            "  -h, --help              show this help\n"
-            "\n"
-            "Exit status: 0 success, 1 failure (model, input or output), 2 bad options.\n");
+    fprintf(f, "usage: tolk mt --from LANG --to LANG [OPTIONS] < TEXT\n"
+               "       tolk mt --model DIR [OPTIONS] < TEXT\n"
+               "       tolk mt --list\n"
+               "\n"
+               "Translate text from standard input to standard output with a Firefox / Bergamot\n"
+               "translation model: one output line per input line, empty lines kept.\n"
+               "\n"
+               "Options (defaults in brackets)\n"
+               "  --from LANG, --to LANG  the language pair (codes such as en, pt, or names); the\n"
+               "                          model is the folder for that pair under --model_dir\n"
+               "  --model DIR             a model folder (model.*.bin, vocab*.spm, lex.*.s2t.bin)\n"
+               "  --model_dir DIR         where model folders live [$TOLK_MODELS, else\n"
+               "                          ~/.cache/tolk/models]: scripts/get-model mt-en-pt\n"
+               "                          installs one; any Firefox model folder (enpt/, deen/,\n"
+               "                          ... or mt-XX-YY/) is found there too\n"
+               "  --list                  print the language pairs found and exit\n"
+               "  --beam_size N           1: greedy; 0: the model's config [0]\n"
+               "  --shortlist True|False  score only the lexical shortlist [True]\n"
+               "  --split long|never|sentences  split lines into sentences: only lines longer\n"
+               "                          than --max_tokens, never, or always [long]\n"
+               "  --max_tokens N          longer sentences are cut into pieces [128]\n"
+               "  --batch N               lines translated together at most [32]\n"
+               "  --threads N             CPU threads; 0: all cores [0]\n"
+               "  --device cpu|cuda|auto  where the model runs [cpu]\n"
+               "  --compute_type float32|int8  float32: the int8 weights dequantised once (the\n"
+               "                          reference engine's arithmetic); int8: Bergamot's int8\n"
+               "                          products (AVX-512 VNNI, CPU) [float32]\n"
+               "  -h, --help              show this help\n"
+               "\n"
+               "Exit status: 0 success, 1 failure (model, input or output), 2 bad options.\n");
 }
 
 /* The models folder: --model_dir, $TOLK_MODELS, ~/.cache/tolk/models. */
@@ -322,8 +321,8 @@ done:
 #define PIVOT_MAX_MODELS 8
 
 struct cli_mt_pivot {
-    const char *to;    /* target language code (static storage) */
-    char *root;        /* the models folder */
+    const char *to; /* target language code (static storage) */
+    char *root;     /* the models folder */
     tolk_mt_params params;
     struct {
         char src[8];
@@ -341,8 +340,7 @@ int cli_mt_pivot_new(const cli_args *a, const char *cmd, cli_mt_pivot **out) {
     if (r) return r;
     if (!to || !strcmp(to, "en")) {
         if (cli_given(a, "mt_beam_size") || cli_given(a, "mt_model_dir"))
-            if (!to)
-                return cli_usage_error(a, "--mt_beam_size and --mt_model_dir need --to LANG");
+            if (!to) return cli_usage_error(a, "--mt_beam_size and --mt_model_dir need --to LANG");
         return 0; /* English: Whisper's own translate task */
     }
     if (strcmp(cmd, "translate") != 0)
@@ -402,8 +400,7 @@ static tolk_mt_model *pivot_model(cli_mt_pivot *pv, tolk_ctx *ctx, const char *s
 }
 
 /* The spoken language of path: the most probable on its first 30 s. */
-static const char *detect(tolk_ctx *ctx, tolk_state *state, const char *path, char *err,
-                          size_t n) {
+static const char *detect(tolk_ctx *ctx, tolk_state *state, const char *path, char *err, size_t n) {
     tolk_audio_reader *rd = NULL;
     float *buf = malloc((size_t)TOLK_N_SAMPLES * sizeof *buf);
     size_t have = 0, got = 0;
@@ -420,7 +417,8 @@ static const char *detect(tolk_ctx *ctx, tolk_state *state, const char *path, ch
            got > 0)
         have += got;
     tolk_audio_close(rd);
-    tolk_status st = have ? tolk_detect_language(state, buf, have, codes, probs, &k) : TOLK_ERR_EMPTY;
+    tolk_status st =
+        have ? tolk_detect_language(state, buf, have, codes, probs, &k) : TOLK_ERR_EMPTY;
     free(buf);
     if (st != TOLK_OK || k < 1) {
         snprintf(err, n, "language identification failed: %s",

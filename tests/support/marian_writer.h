@@ -28,7 +28,7 @@ typedef struct mw_model {
 
 typedef struct mw_dims {
     int dim, heads, ffn, enc, dec, vocab;
-    int int8; /* 1: intgemm8 matrices (+ multiplier), 0: float32 */
+    int int8;              /* 1: intgemm8 matrices (+ multiplier), 0: float32 */
     const char *yml_extra; /* appended to the model.yml (may be NULL) */
 } mw_dims;
 
