@@ -65,6 +65,7 @@ struct tolk_kvcache {
                       the first tolk_kvcache_encode_window and kept: a
                       long file reuses it instead of allocating ~40
                       n_audio_ctx n_audio_state bytes per window */
+    int enc_ws_windows; /* windows one pass of enc_ws holds */
     float *xa;     /* [n_audio_ctx, d] set_window's upload buffer, kept */
 
     /* decoder step (net_decode.c) */
@@ -77,7 +78,7 @@ struct tolk_kvcache {
     int *cp_dev;
     size_t cp_cap;
     struct step_graph *graphs; /* [TOLK_STEP_GRAPHS] captured steps */
-    int use_graphs;            /* backend has graphs and TOLK_CUDA_GRAPHS != 0 */
+    int use_graphs;            /* backend has graphs and they are on (tolk_kvcache_set_graphs) */
     unsigned long long clock;  /* graph use stamps (LRU) */
     long n_captured, n_replayed, n_capture_failed; /* tolk_kvcache_graph_stats */
 };
@@ -90,7 +91,6 @@ typedef struct step_graph {
     void *graph; /* backend graph, NULL = empty slot */
     int B;       /* sequences (= rows) */
     int k;       /* 0: logits returned; else the selection's k */
-    int ts_begin;
     int failed; /* capture failed once: run this key directly */
     unsigned long long used;
 } step_graph;
