@@ -186,7 +186,7 @@ static tolk_status score_rows(search *S, tolk_mt_work *w, int i, int r0, int m) 
     tolk_status st =
         be->linear(S->ctx, be, lg, S->ld, w->y + (size_t)r0 * d, d, (size_t)m, &W, bias, 0);
     if (st) return st;
-    return be->select(S->ctx, be, lg, S->ld, m, s->U, S->d_roff + r0, S->d_ranges, 0, s->k,
+    return be->select(S->ctx, be, lg, S->ld, m, s->U, S->d_roff + r0, S->d_ranges, NULL, s->k,
                       S->d_idx + (size_t)r0 * (size_t)S->kmax,
                       S->d_lp + (size_t)r0 * (size_t)S->kmax);
 }
