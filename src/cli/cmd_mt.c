@@ -338,13 +338,13 @@ int cli_mt_pivot_new(const cli_args *a, const char *cmd, cli_mt_pivot **out) {
     int r = 0;
     const char *to = lang_arg(a, "to", &r);
     if (r) return r;
+    if (to && strcmp(cmd, "translate") != 0)
+        return cli_usage_error(a, "--to %s needs `tolk translate` (speech translation)", to);
     if (!to || !strcmp(to, "en")) {
         if (cli_given(a, "mt_beam_size") || cli_given(a, "mt_model_dir"))
             if (!to) return cli_usage_error(a, "--mt_beam_size and --mt_model_dir need --to LANG");
         return 0; /* English: Whisper's own translate task */
     }
-    if (strcmp(cmd, "translate") != 0)
-        return cli_usage_error(a, "--to %s needs `tolk translate` (speech translation)", to);
     cli_mt_pivot *pv = calloc(1, sizeof *pv);
     if (!pv) {
         fprintf(stderr, "%s: out of memory\n", a->prog);
