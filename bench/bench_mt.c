@@ -131,9 +131,9 @@ int main(int argc, char **argv) {
     printf(
         "{\"engine\": \"tolk%s\", \"threads\": %d, \"batch\": %d, \"shortlist\": %d, \"beam\": %d, "
         "\"sentences\": %d, \"load_s\": %.4f, \"min_s\": %.4f, \"median_s\": %.4f, "
-        "\"sent_per_s\": %.2f}\n",
+        "\"sent_per_s\": %.2f, \"cpu_s\": %.4f}\n",
         int8 ? "-int8" : "", threads, batch, shortlist, beam, n, load, times[0], times[repeats / 2],
-        (double)n / times[0]);
+        (double)n / times[0], cpu_min);
     for (int i = 0; i < n; i++)
         tolk_free(out[i]), free(lines[i]);
     free(out), free(lines), free(times);
