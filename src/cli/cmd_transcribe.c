@@ -11,10 +11,16 @@
  * --output_dir or --output_format asks for files; progress goes to stderr;
  * word-timestamp options are refused as not supported yet.
  *
- * All files of one call share one loaded model and one tolk_state. A file
- * that fails is reported ("tolk: FILE: problem") and skipped; the exit
- * status is then 1. Bad options are usage errors (exit status 2) found
- * before anything is loaded or written.
+ * All files of one call share one loaded model. With several files and
+ * --batch_size above 1 they run through one engine (tolk_engine): up to
+ * batch_size files decode at once, sharing every decoder step; each file's
+ * output files are written as soon as it is done, and what goes to
+ * standard output comes in the order of the files, as without batching.
+ * Otherwise one tolk_state runs the files one after the other, segment
+ * lines streaming as they are decoded. A file that fails is reported
+ * ("tolk: FILE: problem") and skipped; the exit status is then 1. Bad
+ * options are usage errors (exit status 2) found before anything is loaded
+ * or written.
  *
  * Uses the public API (tolk.h) only.
  */
@@ -66,6 +72,7 @@ static const cli_optdef transcribe_opts[] = {
     {"max_initial_timestamp", 0, 1},
     {"sample_len", 0, 1},
     {"fp16", 0, 1},
+    {"batch_size", 0, 1},
     /* the reference's word-timestamp options: refused unless off */
     {"word_timestamps", 0, 1},
     {"highlight_words", 0, 1},
@@ -153,11 +160,14 @@ static void usage(FILE *f, const char *cmd) {
             "  --max_initial_timestamp S  latest first timestamp, seconds [1.0]\n"
             "  --sample_len N             max tokens per window; 0: model default [0]\n"
             "  --fp16 True|False          accepted for compatibility; tolk chooses precision\n"
+            "  --batch_size N             files decoded at once, sharing each decoder step;\n"
+            "                             1: one after the other [8 on the CPU, 32 on CUDA]\n"
             "  --to LANG                  (translate) the output language [en]: other than\n"
             "                             en, Whisper transcribes (or translates to English\n"
             "                             when no text model from the spoken language to LANG\n"
             "                             exists) and a Firefox text model translates the\n"
-            "                             segments, timestamps kept (see `tolk mt --help`)\n"
+            "                             segments, timestamps kept (see `tolk mt --help`);\n"
+            "                             files are then processed one at a time\n"
             "  --mt_model_dir DIR         where text models live [--model_dir's default]\n"
             "  --mt_beam_size N           text model beam; 0: its config [0]\n"
             "  --shortlist, --split, --max_tokens  text model options as in `tolk mt`\n"
@@ -187,6 +197,7 @@ typedef struct run_opts {
     int formats[N_FORMATS]; /* formats to write */
     int n_formats;
     int verbose;
+    int batch_size; /* 0: the device's default */
 } run_opts;
 
 /* Check a comma-separated list: every item (empty items allowed when
@@ -358,6 +369,8 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     p->max_initial_timestamp = (float)d;
     if ((r = cli_int(a, "sample_len", 0, 448, 0, 0, &l, NULL))) return r;
     p->sample_len = (int)l;
+    if ((r = cli_int(a, "batch_size", 1, 4096, 0, 0, &l, NULL))) return r;
+    o->batch_size = (int)l;
 
     if (a->n_positional == 0)
         return cli_usage_error(a, "the following arguments are required: AUDIO");
@@ -529,6 +542,46 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
     return failed;
 }
 
+/* Print a finished file's transcript to stdout (the segment lines unless
+ * they were streamed, or the plain text) and, unless written already, its
+ * output files; then the progress line. Returns 0 or 1 (reported). */
+static int emit_result(tolk_ctx *ctx, const run_opts *o, const char *path, run_state *rs,
+                       const tolk_result *res, int files_written) {
+    if (o->verbose && rs->printed == 0) /* no streamed segments: print them now */
+        for (int i = 0; i < res->n_segments; i++)
+            print_segment_line(rs, &res->segments[i]);
+    int failed = 0;
+    if (!o->verbose && !o->write_files) {
+        char *text = NULL;
+        size_t len = 0;
+        tolk_status st = tolk_render(ctx, res, TOLK_OUTPUT_TXT, &text, &len);
+        if (st != TOLK_OK) {
+            report(path, tolk_ctx_last_error(ctx));
+            failed = 1;
+        } else {
+            fwrite(text, 1, len, stdout);
+            fflush(stdout);
+            tolk_free(text);
+        }
+    }
+    if (!failed && o->write_files && !files_written) failed = write_outputs(ctx, o, path, res);
+
+    char extra[96] = "";
+    if (!failed) {
+        char name[48];
+        cli_language_name(res->language, name, sizeof name);
+        if (o->params.language)
+            snprintf(extra, sizeof extra, "language %s", name);
+        else
+            snprintf(extra, sizeof extra, "detected language %s (p=%.2f)", name,
+                     (double)res->language_prob);
+        cli_progress_done(&rs->progress, res->duration, extra);
+    } else {
+        cli_progress_clear(&rs->progress);
+    }
+    return failed;
+}
+
 /* Transcribe one file (and translate it with pivot) and emit its outputs.
  * Returns 0 or 1 (reported). */
 static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const char *path,
@@ -556,50 +609,110 @@ static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const c
         tolk_result_free(res);
         return 1;
     }
-
     char mt_summary[128] = "";
-    if (pivot &&
-        cli_mt_pivot_apply(pivot, ctx, path, res, mt_summary, sizeof mt_summary)) {
+    if (pivot && cli_mt_pivot_apply(pivot, ctx, path, res, mt_summary, sizeof mt_summary)) {
         cli_progress_clear(&rs.progress);
         tolk_result_free(res);
         return 1;
     }
-    if (o->verbose && rs.printed == 0) /* no streamed segments: print them now */
-        for (int i = 0; i < res->n_segments; i++)
-            print_segment_line(&rs, &res->segments[i]);
-    int failed = 0;
-    if (!o->verbose && !o->write_files) {
-        char *text = NULL;
-        size_t len = 0;
-        st = tolk_render(ctx, res, TOLK_OUTPUT_TXT, &text, &len);
-        if (st != TOLK_OK) {
-            report(path, tolk_ctx_last_error(ctx));
-            failed = 1;
-        } else {
-            fwrite(text, 1, len, stdout);
-            fflush(stdout);
-            tolk_free(text);
-        }
-    }
-    if (!failed && o->write_files) failed = write_outputs(ctx, o, path, res);
-
-    char extra[96] = "";
-    if (!failed) {
-        char name[48];
-        cli_language_name(res->language, name, sizeof name);
-        if (pivot)
-            snprintf(extra, sizeof extra, "%s", mt_summary);
-        else if (o->params.language)
-            snprintf(extra, sizeof extra, "language %s", name);
-        else
-            snprintf(extra, sizeof extra, "detected language %s (p=%.2f)", name,
-                     (double)res->language_prob);
-        cli_progress_done(&rs.progress, res->duration, extra);
-    } else {
-        cli_progress_clear(&rs.progress);
-    }
+    int failed = emit_result(ctx, o, path, &rs, res, 0);
+    if (!failed && pivot && o->verbose) fprintf(stderr, "tolk: %s: %s\n", shown, mt_summary);
     tolk_result_free(res);
     return failed;
+}
+
+/* One file of a batch. */
+typedef struct batch_item {
+    tolk_request *rq;
+    tolk_result *res;
+    run_state rs;
+    int submitted, finished, written, failed;
+} batch_item;
+
+/* Collect a finished request's result (or report its failure), and write
+ * its files at once. */
+static void batch_collect(tolk_ctx *ctx, const run_opts *o, const char *path, batch_item *it) {
+    if (it->finished || !tolk_request_done(it->rq)) return;
+    it->finished = 1;
+    tolk_status st = tolk_request_status(it->rq);
+    if (st == TOLK_OK) st = tolk_request_result(it->rq, &it->res);
+    if (st != TOLK_OK || !it->res) {
+        const char *m = tolk_request_last_error(it->rq);
+        report(path, m && m[0] ? m : tolk_strerror(st));
+        it->failed = 1;
+        return;
+    }
+    if (o->write_files) {
+        it->failed = write_outputs(ctx, o, path, it->res);
+        it->written = 1;
+    }
+}
+
+/* Run the usable files through an engine, batch_size at a time. Standard
+ * output in file order; output files as each file is done. Returns the
+ * number of files that failed. */
+static int run_batch(tolk_ctx *ctx, tolk_model *model, const run_opts *o, char **files,
+                     const int *ok, int n, int batch_size) {
+    tolk_engine_params ep = tolk_engine_default_params();
+    ep.max_requests = batch_size;
+    tolk_engine *e = NULL;
+    tolk_status st = tolk_engine_new(ctx, model, &ep, &e);
+    if (st != TOLK_OK) {
+        fprintf(stderr, "tolk: cannot start the engine: %s\n",
+                tolk_ctx_last_error(ctx)[0] ? tolk_ctx_last_error(ctx) : tolk_strerror(st));
+        return n;
+    }
+    batch_item *it = calloc((size_t)n, sizeof *it);
+    if (!it) {
+        tolk_engine_free(e);
+        fprintf(stderr, "tolk: out of memory\n");
+        return n;
+    }
+    const int window = 2 * batch_size; /* submitted and not yet printed */
+    int failures = 0, next_sub = 0;
+    double t0 = cli_now(), audio = 0.0;
+    for (int i = 0; i < n; i++) {
+        if (!ok[i]) continue;
+        /* keep the engine fed: submit ahead of the file printed next */
+        int pending = 0;
+        for (int j = i; j < next_sub; j++)
+            pending += ok[j] && it[j].submitted && !it[j].finished;
+        for (; next_sub < n && pending < window; next_sub++) {
+            if (!ok[next_sub]) continue;
+            batch_item *b = &it[next_sub];
+            b->rs.print_lines = o->verbose;
+            const char *shown = !strcmp(files[next_sub], "-") ? "<stdin>" : files[next_sub];
+            cli_progress_start(&b->rs.progress, stderr, o->verbose, shown);
+            st = tolk_engine_submit_file(e, files[next_sub], &o->params, &b->rq);
+            b->submitted = 1;
+            if (st != TOLK_OK) {
+                report(files[next_sub], tolk_engine_last_error(e));
+                b->finished = b->failed = 1;
+                continue;
+            }
+            pending++;
+        }
+        if (it[i].rq) tolk_request_wait(it[i].rq);
+        for (int j = i; j < next_sub; j++)
+            if (ok[j] && it[j].rq) batch_collect(ctx, o, files[j], &it[j]);
+        if (!it[i].failed && it[i].res) {
+            audio += it[i].res->duration;
+            it[i].failed = emit_result(ctx, o, files[i], &it[i].rs, it[i].res, it[i].written);
+        }
+        failures += it[i].failed;
+        tolk_result_free(it[i].res);
+        it[i].res = NULL;
+        tolk_request_free(it[i].rq);
+        it[i].rq = NULL;
+    }
+    if (o->verbose && audio > 0) {
+        double t = cli_now() - t0;
+        fprintf(stderr, "tolk: %d files, %.1f s of audio in %.1f s (RTF %.3f, batch %d)\n",
+                n, audio, t, t / audio, batch_size);
+    }
+    free(it);
+    tolk_engine_free(e);
+    return failures;
 }
 
 /* Warn when two inputs would write the same output files. */
@@ -710,7 +823,9 @@ static int run(const char *cmd, int argc, char **argv) {
                     o.model, o.params.language);
         o.params.language = "en";
     }
-    st = tolk_state_new(ctx, model, &state);
+    int batch = o.batch_size > 0 ? o.batch_size : tolk_ctx_device(ctx) == TOLK_DEVICE_CUDA ? 32 : 8;
+    if (n_ok < 2 || pivot) batch = 1; /* --to: each file's task depends on its language */
+    if (batch == 1) st = tolk_state_new(ctx, model, &state);
     if (st != TOLK_OK) {
         report(model_path,
                tolk_ctx_last_error(ctx)[0] ? tolk_ctx_last_error(ctx) : tolk_strerror(st));
@@ -729,9 +844,14 @@ static int run(const char *cmd, int argc, char **argv) {
         }
     }
 
-    for (int i = 0; i < a.n_positional; i++) {
-        if (!ok[i]) continue;
-        if (run_file(ctx, state, &o, a.positional[i], pivot) != 0) exit_status = 1;
+    if (batch > 1) {
+        if (run_batch(ctx, model, &o, a.positional, ok, a.n_positional, batch) != 0)
+            exit_status = 1;
+    } else {
+        for (int i = 0; i < a.n_positional; i++) {
+            if (!ok[i]) continue;
+            if (run_file(ctx, state, &o, a.positional[i], pivot) != 0) exit_status = 1;
+        }
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "tolk: writing to standard output failed\n");
