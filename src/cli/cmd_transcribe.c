@@ -544,9 +544,10 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
 
 /* Print a finished file's transcript to stdout (the segment lines unless
  * they were streamed, or the plain text) and, unless written already, its
- * output files; then the progress line. Returns 0 or 1 (reported). */
+ * output files; then the progress line (summary, when not NULL, in place of
+ * the language: --to LANG's route and time). Returns 0 or 1 (reported). */
 static int emit_result(tolk_ctx *ctx, const run_opts *o, const char *path, run_state *rs,
-                       const tolk_result *res, int files_written) {
+                       const tolk_result *res, int files_written, const char *summary) {
     if (o->verbose && rs->printed == 0) /* no streamed segments: print them now */
         for (int i = 0; i < res->n_segments; i++)
             print_segment_line(rs, &res->segments[i]);
@@ -566,11 +567,13 @@ static int emit_result(tolk_ctx *ctx, const run_opts *o, const char *path, run_s
     }
     if (!failed && o->write_files && !files_written) failed = write_outputs(ctx, o, path, res);
 
-    char extra[96] = "";
+    char extra[160] = "";
     if (!failed) {
         char name[48];
         cli_language_name(res->language, name, sizeof name);
-        if (o->params.language)
+        if (summary) /* --to LANG: the route and the translation time */
+            snprintf(extra, sizeof extra, "%s", summary);
+        else if (o->params.language)
             snprintf(extra, sizeof extra, "language %s", name);
         else
             snprintf(extra, sizeof extra, "detected language %s (p=%.2f)", name,
@@ -615,8 +618,7 @@ static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const c
         tolk_result_free(res);
         return 1;
     }
-    int failed = emit_result(ctx, o, path, &rs, res, 0);
-    if (!failed && pivot && o->verbose) fprintf(stderr, "tolk: %s: %s\n", shown, mt_summary);
+    int failed = emit_result(ctx, o, path, &rs, res, 0, pivot ? mt_summary : NULL);
     tolk_result_free(res);
     return failed;
 }
@@ -697,7 +699,8 @@ static int run_batch(tolk_ctx *ctx, tolk_model *model, const run_opts *o, char *
             if (ok[j] && it[j].rq) batch_collect(ctx, o, files[j], &it[j]);
         if (!it[i].failed && it[i].res) {
             audio += it[i].res->duration;
-            it[i].failed = emit_result(ctx, o, files[i], &it[i].rs, it[i].res, it[i].written);
+            it[i].failed =
+                emit_result(ctx, o, files[i], &it[i].rs, it[i].res, it[i].written, NULL);
         }
         failures += it[i].failed;
         tolk_result_free(it[i].res);
