@@ -794,7 +794,7 @@ tolk_status tolk_mt_translate_result(tolk_ctx *ctx, const tolk_mt_model *m, tolk
     if (!m || !result || result->n_segments < 0 || (result->n_segments && !result->segments))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_mt_translate_result: bad arguments");
     const int n = result->n_segments;
-    const char **texts = malloc((size_t)(n ? n : 1) * sizeof *texts);
+    const char **texts = calloc((size_t)(n ? n : 1), sizeof *texts);
     char **outs = calloc((size_t)(n ? n : 1), sizeof *outs);
     if (!texts || !outs) {
         free(texts), free(outs);
