@@ -516,6 +516,90 @@ TOLK_API tolk_status tolk_detect_language(tolk_state *state, const float *sample
                                           const char **codes, float *probs, int *n);
 
 /* ------------------------------------------------------------------------ */
+/* Text translation: Bergamot / Firefox Marian models (src/mt*.c)           */
+/* ------------------------------------------------------------------------ */
+
+/* A translation model: one language pair, a folder as Firefox ships them
+ * (model.XXYY.intgemm.alphas.bin or another Marian binary model,
+ * vocab.XXYY.spm or srcvocab / trgvocab, optional lex.*.s2t.bin shortlist,
+ * optional config*.yml). Immutable after load; shared by threads. */
+typedef struct tolk_mt_model tolk_mt_model;
+
+typedef struct tolk_mt_model_params {
+    tolk_device device; /* where the network runs; AUTO = CUDA when present [CPU] */
+    int use_shortlist;  /* 1: load the lexical shortlist when present [1] */
+    int int8;           /* 1: int8 products as Bergamot computes them (int8shiftAlphaAll,
+                           AVX-512 VNNI; CPU only, else ignored); 0: the int8 weights
+                           dequantised to float32, float32 products [0] */
+} tolk_mt_model_params;
+
+/* Sentence splitting of a text before translation (tolk_mt_params.split). */
+typedef enum tolk_mt_split {
+    TOLK_MT_SPLIT_LONG = 0,      /* only texts longer than max_tokens (default) */
+    TOLK_MT_SPLIT_NEVER = 1,     /* one sequence (cut at max_tokens only past 1024) */
+    TOLK_MT_SPLIT_SENTENCES = 2  /* always into sentences (Bergamot's behaviour) */
+} tolk_mt_split;
+
+typedef struct tolk_mt_params {
+    int beam_size;           /* 0: the model's config (beam-size, 1 for Firefox's); 1 greedy */
+    float normalize;         /* < 0: the config's (1.0): score / length^normalize */
+    float max_length_factor; /* <= 0: the config's (2.5): output tokens <= factor x input */
+    int use_shortlist;       /* 1: score the shortlist when the model has one [1] */
+    int split;               /* tolk_mt_split [TOLK_MT_SPLIT_LONG] */
+    int max_tokens;          /* longer sentences (source pieces) are cut [128] */
+    int batch_size;          /* sentences decoded together [32] */
+} tolk_mt_params;
+
+TOLK_API tolk_mt_model_params tolk_mt_model_default_params(void);
+TOLK_API tolk_mt_params tolk_mt_default_params(void);
+
+/* Load the model folder dir; errors name the file and the problem
+ * (missing, truncated or hostile files: TOLK_ERR_IO / FORMAT /
+ * UNSUPPORTED). *out: tolk_mt_model_free. */
+TOLK_API tolk_status tolk_mt_model_load(tolk_ctx *ctx, const char *dir,
+                                        const tolk_mt_model_params *params, tolk_mt_model **out);
+TOLK_API void tolk_mt_model_free(tolk_mt_model *model);
+
+/* The model's language pair ("en", "pt"; "" when the folder does not say)
+ * and folder; owned by the model. */
+TOLK_API const char *tolk_mt_model_source(const tolk_mt_model *model);
+TOLK_API const char *tolk_mt_model_target(const tolk_mt_model *model);
+TOLK_API const char *tolk_mt_model_dir(const tolk_mt_model *model);
+
+/* The model folder for the pair from -> to under root (its subfolders,
+ * whose files or names say their pair: model.XXYY.*.bin, XXYY[-*],
+ * mt-XX-YY). *dir: malloc'd (tolk_free); TOLK_ERR_IO when there is none. */
+TOLK_API tolk_status tolk_mt_find(tolk_ctx *ctx, const char *root, const char *from,
+                                  const char *to, char **dir);
+
+/* The pairs found under root as "en-pt,pt-en" (sorted; "" when none);
+ * *pairs: malloc'd (tolk_free). */
+TOLK_API tolk_status tolk_mt_list(tolk_ctx *ctx, const char *root, char **pairs);
+
+/* Translate UTF-8 text; *out (tolk_free) is the translation. Blank text
+ * gives "". params NULL: defaults. */
+TOLK_API tolk_status tolk_mt_translate(tolk_ctx *ctx, const tolk_mt_model *model,
+                                       const char *text, const tolk_mt_params *params,
+                                       char **out);
+
+/* Translate n texts at once (batched across texts); out[i] (each
+ * tolk_free) for texts[i]. On failure every out[i] is NULL. */
+TOLK_API tolk_status tolk_mt_translate_batch(tolk_ctx *ctx, const tolk_mt_model *model,
+                                             const char *const *texts, int n,
+                                             const tolk_mt_params *params, char **out);
+
+/* Translate the segments of a transcription in place: each segment's text
+ * (a leading space kept), the whole text, and the language code (set to
+ * the target). Times, ids and scores are unchanged, so the writers produce
+ * subtitles in the target language; the segments' token ids remain the
+ * recognised ones. On failure result is unchanged. */
+TOLK_API tolk_status tolk_mt_translate_result(tolk_ctx *ctx, const tolk_mt_model *model,
+                                              tolk_result *result, const tolk_mt_params *params);
+
+/* Device memory the model's network holds, bytes. */
+TOLK_API uint64_t tolk_mt_model_mem_bytes(const tolk_mt_model *model);
+
+/* ------------------------------------------------------------------------ */
 /* Per-stage timings of a state (read by `tolk bench`)                      */
 /* ------------------------------------------------------------------------ */
 

@@ -194,6 +194,26 @@ struct tolk_backend {
     tolk_status (*bias_gelu)(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
                              size_t N, const float *bias);
 
+    /* In place on x [M, N] (row stride ldx): x = max(0, x + bias); bias
+     * [N] may be NULL (the ReLU feed-forward layers of Marian's
+     * transformer, mt_net.c). */
+    tolk_status (*bias_relu)(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
+                             size_t N, const float *bias);
+
+    /* One step of an SSRU cell (Marian rnn::SSRU, the translation
+     * decoder's autoregressive layer) on M rows of width D: xf [M, 2D]
+     * (row stride ldxf) holds x W in columns [0, D) and f = x Wf + bf in
+     * [D, 2D); the cell state c [M, D] (contiguous) is updated in place and
+     * out [M, D] (contiguous, not aliasing c or xf) receives the output:
+     *   s = sigmoid(f)  (Marian's form: f > 0 ? 1 / (1 + e^-f) : e^f / (1 + e^f))
+     *   c = s c + (1 - s) xW;   out = max(0, c). */
+    tolk_status (*ssru)(tolk_ctx *ctx, const tolk_backend *be, float *out, float *c,
+                        const float *xf, size_t ldxf, size_t M, size_t D);
+
+    /* In place row softmax of x [M, N] (row stride ldx), max-subtracted. */
+    tolk_status (*softmax)(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
+                           size_t N);
+
     /* y [n] = a [n] + b [n] (elementwise; y may equal a or b). */
     tolk_status (*add)(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *a,
                        const float *b, size_t n);

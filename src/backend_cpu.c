@@ -720,6 +720,53 @@ static tolk_status cpu_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, float *x
     return TOLK_OK;
 }
 
+static tolk_status cpu_bias_relu(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx,
+                                 size_t M, size_t N, const float *bias) {
+    (void)be;
+    if (M == 0 || N == 0) return TOLK_OK;
+    if (!x || ldx < N)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: bias_relu: bad arguments");
+    long long m;
+    OMP(parallel for num_threads(nthreads(ctx)) schedule(guided) if (M * N > 65536))
+    for (m = 0; m < (long long)M; m++) {
+        float *r = x + (size_t)m * ldx;
+        OMP(simd)
+        for (size_t i = 0; i < N; i++) {
+            float v = r[i] + (bias ? bias[i] : 0.0f);
+            r[i] = v > 0.0f ? v : 0.0f;
+        }
+    }
+    return TOLK_OK;
+}
+
+/* Marian's sigmoid (functional/operators.h), in float with expf. */
+static inline float ssru_sigmoid(float f) {
+    if (f > 0.0f) return 1.0f / (1.0f + expf(-f));
+    float e = expf(f);
+    return e / (1.0f + e);
+}
+
+static tolk_status cpu_ssru(tolk_ctx *ctx, const tolk_backend *be, float *out, float *c,
+                            const float *xf, size_t ldxf, size_t M, size_t D) {
+    (void)be;
+    if (M == 0 || D == 0) return TOLK_OK;
+    if (!out || !c || !xf || ldxf < 2 * D)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: ssru: bad arguments");
+    long long m;
+    OMP(parallel for num_threads(nthreads(ctx)) schedule(guided) if (M * D > 65536))
+    for (m = 0; m < (long long)M; m++) {
+        const float *xw = xf + (size_t)m * ldxf, *f = xw + D;
+        float *cr = c + (size_t)m * D, *o = out + (size_t)m * D;
+        for (size_t i = 0; i < D; i++) {
+            const float s = ssru_sigmoid(f[i]);
+            const float v = s * cr[i] + (1.0f - s) * xw[i];
+            cr[i] = v;
+            o[i] = v > 0.0f ? v : 0.0f;
+        }
+    }
+    return TOLK_OK;
+}
+
 /* In place softmax of one row of n floats. */
 static void softmax_row(float *r, size_t n) {
     size_t i = 0;
@@ -758,6 +805,21 @@ static void softmax_row(float *r, size_t n) {
     float inv = 1.0f / sum;
     for (i = 0; i < n; i++)
         r[i] *= inv;
+}
+
+/* In place row softmax of x [M, N] (row stride ldx): the backend's softmax
+ * op (the translation network's attention, mt_net.c). */
+static tolk_status cpu_softmax(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx,
+                               size_t M, size_t N) {
+    (void)be;
+    if (M == 0 || N == 0) return TOLK_OK;
+    if (!x || ldx < N)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: softmax: bad arguments");
+    long long m;
+    OMP(parallel for num_threads(nthreads(ctx)) schedule(guided) if (M * N > 32768))
+    for (m = 0; m < (long long)M; m++)
+        softmax_row(x + (size_t)m * ldx, N);
+    return TOLK_OK;
 }
 
 static tolk_status cpu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *a,
@@ -1157,6 +1219,9 @@ tolk_status tolk_backend_cpu_new(tolk_ctx *ctx, const tolk_backend_params *param
     be->linear = cpu_linear;
     be->layernorm = cpu_layernorm;
     be->bias_gelu = cpu_bias_gelu;
+    be->bias_relu = cpu_bias_relu;
+    be->ssru = cpu_ssru;
+    be->softmax = cpu_softmax;
     be->add = cpu_add;
     be->attention = cpu_attention;
     be->conv1d = cpu_conv1d;

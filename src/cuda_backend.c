@@ -58,6 +58,8 @@
 #include "../kernels/layernorm.h"
 #include "../kernels/copy_rows.h"
 #include "../kernels/select.h"
+#include "../kernels/softmax.h"
+#include "../kernels/ssru.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -679,6 +681,52 @@ static tolk_status cu_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, float *x,
                   "bias_gelu");
 }
 
+static tolk_status cu_bias_relu(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx,
+                                size_t M, size_t N, const float *bias) {
+    const cuda_impl *im = impl_of(be);
+    if (M == 0 || N == 0) return TOLK_OK;
+    if (!x || ldx < N || N > INT32_MAX || M > INT64_MAX / (ldx ? ldx : 1))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: bias_relu: bad arguments", WHO);
+    tolk_status st = op_begin(ctx, im, "bias_relu");
+    if (st) return st;
+    count(im, "bias_relu", 1, (double)M * N * 8.0 + (bias ? (double)N * 4.0 : 0.0), 0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_bias_relu(x, (long long)ldx, (long long)M, (int)N, bias, TOLK_CU_STREAM),
+                  "bias_relu");
+}
+
+static tolk_status cu_ssru(tolk_ctx *ctx, const tolk_backend *be, float *out, float *c,
+                           const float *xf, size_t ldxf, size_t M, size_t D) {
+    const cuda_impl *im = impl_of(be);
+    if (M == 0 || D == 0) return TOLK_OK;
+    if (!out || !c || !xf || D > INT32_MAX / 2 || ldxf < 2 * D || M > INT64_MAX / (ldxf ? ldxf : 1))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: ssru: bad arguments", WHO);
+    tolk_status st = op_begin(ctx, im, "ssru");
+    if (st) return st;
+    count(im, "ssru", 1, (double)M * D * 20.0, 0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_ssru(out, c, xf, (long long)ldxf, (long long)M, (int)D, TOLK_CU_STREAM),
+                  "ssru");
+}
+
+static tolk_status cu_softmax(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
+                              size_t N) {
+    const cuda_impl *im = impl_of(be);
+    if (M == 0 || N == 0) return TOLK_OK;
+    if (!x || ldx < N || N > INT32_MAX || M > INT32_MAX)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: softmax: bad arguments", WHO);
+    tolk_status st = op_begin(ctx, im, "softmax");
+    if (st) return st;
+    count(im, "softmax", 1, (double)M * N * 8.0, 0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_softmax(x, (long long)ldx, x, (long long)ldx, (long long)M, (int)N, 1.0f,
+                                  0, TOLK_CU_STREAM),
+                  "softmax");
+}
+
 static tolk_status cu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *a,
                           const float *b, size_t n) {
     const cuda_impl *im = impl_of(be);
@@ -1072,6 +1120,9 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->linear = cu_linear;
     be->layernorm = cu_layernorm;
     be->bias_gelu = cu_bias_gelu;
+    be->bias_relu = cu_bias_relu;
+    be->ssru = cu_ssru;
+    be->softmax = cu_softmax;
     be->add = cu_add;
     be->attention = cu_attention;
     be->conv1d = cu_conv1d;

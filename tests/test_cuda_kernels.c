@@ -11,6 +11,7 @@
  * Error bounds (|got - ref| <= atol + rtol |ref|), per op and storage type:
  *   layernorm  f32 1e-5 / 1e-5;  f16 out 1e-3 rel;  bf16 out 8e-3 rel
  *   add, gelu  f32 1e-6 / 1e-6;  f16 1e-3 rel;  bf16 8e-3 rel
+ *   bias_relu  exact (one float addition);  ssru  f32 1e-6 / 1e-5 (expf)
  *   convert    bit-exact against tolk_f32_to_f16 / _bf16 (weights.c)
  *   im2col     exact; conv (im2col + gemm, f32) 1e-5 / 1e-5
  *   embed      f32 exact sum of two float32 terms (1e-6)
@@ -48,6 +49,8 @@
 #include "../kernels/gelu.h"
 #include "../kernels/gemm.h"
 #include "../kernels/layernorm.h"
+#include "../kernels/softmax.h"
+#include "../kernels/ssru.h"
 
 #include "backend.h"
 #include "cuda_util.h"
@@ -333,6 +336,71 @@ static void test_bias_gelu(void) {
     gelu_case(TOLK_CU_F32, 70000, 3, 3, 3, 0); /* more rows than grid.y */
     gelu_case(TOLK_CU_F16, 19, 2048, 2048, 2048, 1);
     gelu_case(TOLK_CU_BF16, 3, 257, 260, 260, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* bias + ReLU, SSRU step (the translation decoder)                         */
+/* ------------------------------------------------------------------------ */
+
+static void relu_case(size_t rows, size_t cols, size_t ldx, int bias) {
+    dpool p = {0};
+    tu_seed(350);
+    float *x = rnd(rows * ldx, -3, 3), *b = rnd(cols, -1, 1);
+    double *ref = dbl(rows * cols);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) {
+            const float v = x[r * ldx + c] + (bias ? b[c] : 0.0f);
+            ref[r * cols + c] = v > 0.0f ? v : 0.0f;
+        }
+    float *dx = to_dev(&p, x, rows * ldx, TOLK_CU_F32), *db = to_dev(&p, b, cols, TOLK_CU_F32);
+    CU_ASSERT_EQUAL(
+        tolk_cu_bias_relu(dx, (long long)ldx, (long long)rows, (int)cols, bias ? db : NULL, NULL),
+        0);
+    float *y = malloc(rows * ldx * sizeof *y);
+    from_dev(y, dx, rows * ldx, TOLK_CU_F32);
+    check2d("bias_relu", y, ldx, ref, cols, rows, cols, 0, 0, -1);
+    for (size_t r = 0; r < rows; r++) /* the gap columns stay as they were */
+        for (size_t c = cols; c < ldx; c++)
+            CU_ASSERT_EQUAL(y[r * ldx + c], x[r * ldx + c]);
+    CU_ASSERT_EQUAL(tolk_cu_bias_relu(dx, 2, 1, 3, NULL, NULL), TOLK_CU_EINVAL);
+    dpool_finish(&p);
+    free(x), free(b), free(ref), free(y);
+}
+
+static void ssru_case(size_t rows, size_t d, size_t ldxf) {
+    dpool p = {0};
+    tu_seed(360);
+    float *xf = rnd(rows * ldxf, -6, 6), *c = rnd(rows * d, -2, 2);
+    double *rc = dbl(rows * d), *ro = dbl(rows * d);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < d; i++) {
+            const double f = xf[r * ldxf + d + i], s = 1.0 / (1.0 + exp(-f));
+            const double v = s * c[r * d + i] + (1.0 - s) * xf[r * ldxf + i];
+            rc[r * d + i] = v;
+            ro[r * d + i] = v > 0 ? v : 0;
+        }
+    float *dxf = to_dev(&p, xf, rows * ldxf, TOLK_CU_F32),
+          *dc = to_dev(&p, c, rows * d, TOLK_CU_F32);
+    float *dout = dalloc(&p, rows * d * sizeof(float));
+    CU_ASSERT_EQUAL(tolk_cu_ssru(dout, dc, dxf, (long long)ldxf, (long long)rows, (int)d, NULL), 0);
+    float *gc = malloc(rows * d * sizeof *gc), *go = malloc(rows * d * sizeof *go);
+    from_dev(gc, dc, rows * d, TOLK_CU_F32);
+    from_dev(go, dout, rows * d, TOLK_CU_F32);
+    check2d("ssru state", gc, d, rc, d, rows, d, 1e-6, 1e-5, TOLK_CU_F32);
+    check2d("ssru out", go, d, ro, d, rows, d, 1e-6, 1e-5, TOLK_CU_F32);
+    CU_ASSERT_EQUAL(tolk_cu_ssru(dout, dc, dxf, (long long)(2 * d - 1), 1, (int)d, NULL),
+                    TOLK_CU_EINVAL);
+    dpool_finish(&p);
+    free(xf), free(c), free(rc), free(ro), free(gc), free(go);
+}
+
+static void test_relu_ssru(void) {
+    NEED_DEVICE();
+    relu_case(37, 1541, 1546, 1);
+    relu_case(70000, 3, 3, 0); /* more rows than grid.y */
+    ssru_case(5, 256, 512);
+    ssru_case(70001, 3, 9);
+    ssru_case(3, 300, 611);
 }
 
 static void test_convert(void) {
@@ -979,6 +1047,28 @@ static void backend_run(int keep_f16) {
     CU_ASSERT_EQUAL(b.cpu->bias_gelu(b.ctx, b.cpu, z, 64, M * d / 64, 61, be_), TOLK_OK);
     CU_ASSERT_EQUAL(b.gpu->bias_gelu(b.ctx, b.gpu, dz, 64, M * d / 64, 61, dbe), TOLK_OK);
     cmp_gpu(&b, "backend bias_gelu", dz, z, M * d / 64, 61, 64, 1e-6, 1e-6);
+    CU_ASSERT_EQUAL(b.gpu->upload(b.ctx, b.gpu, dz, z, M * d * sizeof(float)), TOLK_OK);
+    CU_ASSERT_EQUAL(b.cpu->bias_relu(b.ctx, b.cpu, z, 64, M * d / 64, 61, be_), TOLK_OK);
+    CU_ASSERT_EQUAL(b.gpu->bias_relu(b.ctx, b.gpu, dz, 64, M * d / 64, 61, dbe), TOLK_OK);
+    cmp_gpu(&b, "backend bias_relu", dz, z, M * d / 64, 61, 64, 0, 0);
+    {
+        /* ssru: xf = a viewed as [M / 2, 2d'] rows, state from a2 */
+        const size_t sd = d / 2, sm = M;
+        float *cs = malloc(sm * sd * sizeof *cs), *os = malloc(sm * sd * sizeof *os);
+        CU_ASSERT_FATAL(cs && os);
+        memcpy(cs, a2, sm * sd * sizeof *cs);
+        float *dcs = gpu_from(&b, cs, sm * sd), *dos = gpu_from(&b, cs, sm * sd);
+        CU_ASSERT_EQUAL(b.cpu->ssru(b.ctx, b.cpu, os, cs, a, d, sm, sd), TOLK_OK);
+        CU_ASSERT_EQUAL(b.gpu->ssru(b.ctx, b.gpu, dos, dcs, da, d, sm, sd), TOLK_OK);
+        cmp_gpu(&b, "backend ssru state", dcs, cs, sm, sd, sd, 1e-6, 1e-5);
+        cmp_gpu(&b, "backend ssru out", dos, os, sm, sd, sd, 1e-6, 1e-5);
+        b.gpu->free(b.gpu, dcs);
+        b.gpu->free(b.gpu, dos);
+        free(cs), free(os);
+    }
+    CU_ASSERT_EQUAL(b.cpu->softmax(b.ctx, b.cpu, z, d, M, d - 5), TOLK_OK);
+    CU_ASSERT_EQUAL(b.gpu->softmax(b.ctx, b.gpu, dz, d, M, d - 5), TOLK_OK);
+    cmp_gpu(&b, "backend softmax", dz, z, M, d - 5, d, 1e-8, 1e-5);
 
     /* copy_rows: a column block between different strides (no indices), then
      * a gather + scatter with a skipped row (indices in device memory) */
@@ -1258,6 +1348,7 @@ int main(void) {
     CU_TestInfo tests[] = {{"layernorm", test_layernorm},
                            {"add", test_add},
                            {"bias_gelu", test_bias_gelu},
+                           {"relu_ssru", test_relu_ssru},
                            {"convert", test_convert},
                            {"conv1d", test_conv1d},
                            {"embed", test_embed},

@@ -90,6 +90,13 @@ static const cli_optdef transcribe_opts[] = {
     {"carry_initial_prompt", 0, 1},
     {"prepend_punctuations", 0, 1},
     {"append_punctuations", 0, 1},
+    /* translation into other languages with a text model (cmd_mt.c) */
+    {"to", 0, 1},
+    {"mt_model_dir", 0, 1},
+    {"mt_beam_size", 0, 1},
+    {"shortlist", 0, 1},
+    {"split", 0, 1},
+    {"max_tokens", 0, 1},
     {NULL, 0, 0},
 };
 
@@ -162,6 +169,15 @@ static void usage(FILE *f, const char *cmd) {
             "  --fp16 True|False          accepted for compatibility; tolk chooses precision\n"
             "  --batch_size N             files decoded at once, sharing each decoder step;\n"
             "                             1: one after the other [8 on the CPU, 32 on CUDA]\n"
+            "  --to LANG                  (translate) the output language [en]: other than\n"
+            "                             en, Whisper transcribes (or translates to English\n"
+            "                             when no text model from the spoken language to LANG\n"
+            "                             exists) and a Firefox text model translates the\n"
+            "                             segments, timestamps kept (see `tolk mt --help`);\n"
+            "                             files are then processed one at a time\n"
+            "  --mt_model_dir DIR         where text models live [--model_dir's default]\n"
+            "  --mt_beam_size N           text model beam; 0: its config [0]\n"
+            "  --shortlist, --split, --max_tokens  text model options as in `tolk mt`\n"
             "  -h, --help                 show this help\n"
             "\n"
             "Voice activity filter (faster-whisper's vad_filter; off by default)\n"
@@ -781,9 +797,10 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
 
 /* Print a finished file's transcript to stdout (the segment lines unless
  * they were streamed, or the plain text) and, unless written already, its
- * output files; then the progress line. Returns 0 or 1 (reported). */
+ * output files; then the progress line (summary, when not NULL, in place of
+ * the language: --to LANG's route and time). Returns 0 or 1 (reported). */
 static int emit_result(tolk_ctx *ctx, const run_opts *o, const char *path, run_state *rs,
-                       const tolk_result *res, int files_written) {
+                       const tolk_result *res, int files_written, const char *summary) {
     double expected_s, decoded_s;
     if (tolk_result_input_truncated(res, &expected_s, &decoded_s)) {
         cli_progress_clear(&rs->progress);
@@ -808,11 +825,13 @@ static int emit_result(tolk_ctx *ctx, const run_opts *o, const char *path, run_s
     }
     if (!failed && o->write_files && !files_written) failed = write_outputs(ctx, o, path, res);
 
-    char extra[96] = "";
+    char extra[160] = "";
     if (!failed) {
         char name[48];
         cli_language_name(res->language, name, sizeof name);
-        if (o->params.language)
+        if (summary) /* --to LANG: the route and the translation time */
+            snprintf(extra, sizeof extra, "%s", summary);
+        else if (o->params.language)
             snprintf(extra, sizeof extra, "language %s", name);
         else
             snprintf(extra, sizeof extra, "detected language %s (p=%.2f)", name,
@@ -824,15 +843,21 @@ static int emit_result(tolk_ctx *ctx, const run_opts *o, const char *path, run_s
     return failed;
 }
 
-/* Transcribe one file and emit its outputs. Returns 0 or 1 (reported). */
-static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const char *path) {
+/* Transcribe one file (and translate it with pivot) and emit its outputs.
+ * Returns 0 or 1 (reported). */
+static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const char *path,
+                    cli_mt_pivot *pivot) {
     run_state rs;
     memset(&rs, 0, sizeof rs);
-    rs.print_lines = o->verbose;
+    rs.print_lines = o->verbose && !pivot; /* translated lines are printed at the end */
     const char *shown = !strcmp(path, "-") ? "<stdin>" : path;
     cli_progress_start(&rs.progress, stderr, o->verbose, shown);
 
     tolk_transcribe_params p = o->params;
+    if (pivot && cli_mt_pivot_plan(pivot, ctx, state, path, &p)) {
+        cli_progress_clear(&rs.progress);
+        return 1;
+    }
     p.progress = o->verbose ? on_progress : NULL;
     p.on_segment = on_segment;
     p.user = &rs;
@@ -845,7 +870,13 @@ static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const c
         tolk_result_free(res);
         return 1;
     }
-    int failed = emit_result(ctx, o, path, &rs, res, 0);
+    char mt_summary[128] = "";
+    if (pivot && cli_mt_pivot_apply(pivot, ctx, path, res, mt_summary, sizeof mt_summary)) {
+        cli_progress_clear(&rs.progress);
+        tolk_result_free(res);
+        return 1;
+    }
+    int failed = emit_result(ctx, o, path, &rs, res, 0, pivot ? mt_summary : NULL);
     tolk_result_free(res);
     return failed;
 }
@@ -938,7 +969,7 @@ static int run_batch(tolk_ctx *ctx, tolk_model *model, const run_opts *o, char *
             if (ok[j] && it[j].rq) batch_collect(ctx, o, files[j], &it[j]);
         if (!it[i].failed && it[i].res) {
             audio += it[i].res->duration;
-            it[i].failed = emit_result(ctx, o, files[i], &it[i].rs, it[i].res, it[i].written);
+            it[i].failed = emit_result(ctx, o, files[i], &it[i].rs, it[i].res, it[i].written, NULL);
         }
         failures += it[i].failed;
         tolk_result_free(it[i].res);
@@ -994,7 +1025,9 @@ static int run(const char *cmd, int argc, char **argv) {
         return 0;
     }
     run_opts o;
+    cli_mt_pivot *pivot = NULL;
     r = parse_options(&a, cmd, &o);
+    if (!r) r = cli_mt_pivot_new(&a, cmd, &pivot);
     if (r) {
         cli_args_free(&a);
         return r;
@@ -1094,7 +1127,8 @@ static int run(const char *cmd, int argc, char **argv) {
         o.params.vad = vad;
     }
     int batch = o.batch_size > 0 ? o.batch_size : tolk_ctx_device(ctx) == TOLK_DEVICE_CUDA ? 32 : 8;
-    if (n_ok < 2 && !o.batched) batch = 1; /* --batched: a file's pieces run at once */
+    /* --batched: a file's pieces run at once; --to: each file's task depends on its language */
+    if ((n_ok < 2 && !o.batched) || pivot) batch = 1;
     if (batch == 1) st = tolk_state_new(ctx, model, &state);
     if (st != TOLK_OK) {
         report(model_path,
@@ -1120,7 +1154,7 @@ static int run(const char *cmd, int argc, char **argv) {
     } else {
         for (int i = 0; i < a.n_positional; i++) {
             if (!ok[i]) continue;
-            if (run_file(ctx, state, &o, a.positional[i]) != 0) exit_status = 1;
+            if (run_file(ctx, state, &o, a.positional[i], pivot) != 0) exit_status = 1;
             tolk_timings t;
             tolk_state_timings(state, &t);
             warn_fallbacks(&t);
@@ -1132,6 +1166,7 @@ static int run(const char *cmd, int argc, char **argv) {
     }
 
 done:
+    cli_mt_pivot_free(pivot);
     tolk_state_free(state);
     tolk_vad_free(vad);
     free(vad_path);

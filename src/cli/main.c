@@ -17,7 +17,9 @@ static void usage(FILE *f) {
             "  mel AUDIO -o OUT.npy [--n_mels 80|128]   log-mel spectrogram of a whole file\n"
             "  model info PATH                          describe a model (CT2, safetensors, ggml)\n"
             "  transcribe AUDIO... [OPTIONS]            speech to text (openai-whisper's flags)\n"
-            "  translate AUDIO... [OPTIONS]             speech to English text\n"
+            "  translate AUDIO... [OPTIONS]             speech to English text (--to LANG:\n"
+            "                                           another language, via a text model)\n"
+            "  mt --from LANG --to LANG                 translate text, stdin to stdout\n"
             "  bench MANIFEST [OPTIONS]                 time a manifest of files (JSON lines)\n"
             "  vad AUDIO... [OPTIONS]                   speech segments (Silero VAD)\n"
             "  version                                  print the version\n"
@@ -46,6 +48,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "translate")) return cli_translate(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "vad")) return cli_vad(argc - 1, argv + 1);
+    if (!strcmp(cmd, "mt")) return cli_mt(argc - 1, argv + 1);
     fprintf(stderr, "tolk: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
