@@ -651,6 +651,21 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     r->next = NULL;
     r->status = s;
     r->result = res;
+    /* the last window's segments went straight into the result (the
+     * request ended in the call that made them final): publish them too,
+     * so polling sees every segment before the request reads as done */
+    if (res && res->n_segments > r->n_pub) {
+        if (r->cap_pub < res->n_segments) {
+            tolk_segment *v = realloc(r->pub, (size_t)res->n_segments * sizeof *v);
+            if (v) {
+                r->pub = v;
+                r->cap_pub = res->n_segments;
+            }
+        }
+        while (r->n_pub < res->n_segments && r->n_pub < r->cap_pub &&
+               tolk_segment_copy(&r->pub[r->n_pub], &res->segments[r->n_pub]) == TOLK_OK)
+            r->n_pub++;
+    }
     if (res) {
         memcpy(r->language, res->language, sizeof r->language);
         r->language_prob = res->language_prob;
