@@ -26,7 +26,8 @@
  *                   srt / vtt, incremental text for deltas
  *   metrics.c       counters and the Prometheus exposition
  *   models.c        the served models, one engine each
- *   realtime.c      WebSocket upgrade and framing (wslay) for a session
+ *   realtime.c      WebSocket upgrade and framing (wslay) for a session;
+ *                   sessions close themselves when the server drains
  *   realtime_proto.c the Realtime protocol: events in, events out (no I/O)
  *   vad.c           voice activity: a scorer interface, an energy scorer,
  *                   the turn detector (server_vad)
@@ -318,7 +319,5 @@ struct MHD_Response;
  * (then returns NULL). query_model: the ?model= parameter. */
 struct MHD_Response *srv_realtime_upgrade(srv_server *s, struct MHD_Connection *c,
                                           const char *query_model, srv_reply *r);
-/* Close every session (drain: after their committed audio is answered). */
-void srv_realtime_drain(srv_server *s);
 
 #endif

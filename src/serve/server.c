@@ -821,12 +821,13 @@ int srv_start(const srv_config *c, srv_server **out, char *err, size_t n) {
                      MHD_USE_POLL | MHD_USE_ITC | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     size_t mem = c->max_header_bytes < 8192 ? 8192 : c->max_header_bytes;
-    s->d = MHD_start_daemon(
-        flags, (uint16_t)c->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        c->read_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+    s->d = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, on_request, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_SOCK_ADDR,
+                            ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, c->read_timeout_s,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+                            1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!s->d) {
         snprintf(err, n, "cannot listen on %s:%d (%s)", c->host, c->port,
@@ -848,7 +849,7 @@ void srv_stop(srv_server *s) {
         pthread_mutex_unlock(&s->mu);
         MHD_socket ls = MHD_quiesce_daemon(s->d);
         if (ls != MHD_INVALID_SOCKET) close(ls);
-        srv_realtime_drain(s);
+        /* realtime sessions see srv_draining and close themselves */
         /* requests and sessions in flight run to their end */
         double until = srv_now() + s->cfg.drain_timeout_s;
         pthread_mutex_lock(&s->mu);
