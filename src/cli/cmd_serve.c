@@ -255,6 +255,14 @@ static int parse_options(const cli_args *a, srv_config *c) {
 }
 
 int cli_serve(int argc, char **argv) {
+    /* signals: every thread started from here on blocks them; this one
+     * waits for them (sigwait) once the server runs */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     cli_args a;
     int r = cli_parse("tolk serve", argc, argv, serve_opts, &a);
     if (r) return r;
@@ -305,14 +313,6 @@ int cli_serve(int argc, char **argv) {
         status = cli_usage_error(&a, "argument --model: no model given");
         goto done;
     }
-
-    /* signals: every thread blocks them, this one waits for them */
-    signal(SIGPIPE, SIG_IGN);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     char err[1024];
     if (srv_start(&c, &s, err, sizeof err) != 0) {

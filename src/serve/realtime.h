@@ -17,8 +17,8 @@ typedef struct rt_session rt_session;
  * connection cannot take it. */
 typedef int (*rt_send_fn)(void *io, const char *json, size_t n);
 
-/* A session transcribing with model m of server s (NULL: a session that
- * answers protocol errors only, for tests). wake_fd (an eventfd, or -1)
+/* A session transcribing with model m of server s (both NULL: a session
+ * that runs the protocol but transcribes nothing, for tests and fuzzing). wake_fd (an eventfd, or -1)
  * gets written when the engine has new results: the owner then calls
  * rt_poll. NULL when out of memory. */
 rt_session *rt_new(srv_server *s, srv_model *m, const char *id, rt_send_fn send, void *io,

@@ -246,8 +246,8 @@ static void on_segment(void *user, const tolk_segment *seg) {
 
 /* Submit samples [0, n) of buf (24 kHz) as item id. */
 static void transcribe(rt_session *rt, const char *id, const float *x, size_t n) {
-    if (!rt->model) {
-        send_error(rt, "server_error", NULL, NULL, NULL, "no model");
+    if (!rt->model || !rt->s) {
+        send_error(rt, "server_error", NULL, NULL, NULL, "no model to transcribe item %s", id);
         return;
     }
     if (rt->n_items == RT_MAX_ITEMS) {
@@ -486,7 +486,7 @@ static int apply_config(rt_session *rt, const cJSON *tr, const cJSON *td, int ha
     if (cJSON_IsObject(tr)) {
         const char *model = str_of(tr, "model");
         if (model) {
-            srv_model *m = srv_models_pick(srv_models_of(rt->s), model);
+            srv_model *m = rt->s ? srv_models_pick(srv_models_of(rt->s), model) : NULL;
             if (!m) {
                 send_error(rt, "invalid_request_error", "model_not_found",
                            "session.audio.input.transcription.model", eid,
@@ -619,7 +619,7 @@ static int on_append(rt_session *rt, const cJSON *msg, const char *eid) {
                    "Invalid 'audio': PCM16 needs an even number of bytes (got %d).", k);
         return 0;
     }
-    double max_s = srv_cfg(rt->s)->ws_max_buffer_s;
+    double max_s = rt->s ? srv_cfg(rt->s)->ws_max_buffer_s : 300.0;
     if (rt->n_buf + ns > rt->cap_buf) {
         size_t cap = rt->cap_buf ? rt->cap_buf : RT_RATE * 4;
         while (cap < rt->n_buf + ns)

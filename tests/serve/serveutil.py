@@ -61,12 +61,12 @@ DECODE = ["--beam_size", "None", "--best_of", "None"]
 class Server:
     """A `tolk serve` process on 127.0.0.1 with a free port."""
 
-    def __init__(self, args, name="serve", env=None, wait_s=180):
+    def __init__(self, args, name="serve", env=None, wait_s=180, port=0):
         self.dir = tempfile.mkdtemp(prefix=f"tolk-{name}-")
         self.port_file = os.path.join(self.dir, "port")
         self.log_path = os.path.join(self.dir, "server.log")
         self.log_f = open(self.log_path, "wb")
-        cmd = [tolk(), "serve", "--port", "0", "--port_file", self.port_file] + list(args)
+        cmd = [tolk(), "serve", "--port", str(port), "--port_file", self.port_file] + list(args)
         e = dict(os.environ)
         e.setdefault("TOLK_MODELS", models_dir())
         if env:
