@@ -153,7 +153,7 @@ tolk_engine_params tolk_engine_default_params(void) {
 int tolk_engine_bucket_min(int b) {
     if (b <= 0) return 1;
     if (b >= TOLK_ENGINE_BUCKETS) return 0;
-    return (1 << (b - 1)) + (b >= 2 ? 1 : 0);
+    return b == 1 ? 2 : (1 << (b - 1)) + 1; /* 1, 2, 3, 5, 9, ..., 257 */
 }
 
 static int bucket_of(int rows) {
@@ -200,14 +200,18 @@ static int dup_str(const char *s, char **out) {
 }
 
 /* Sequence operations of a request's search, on the pool. */
-static void rq_reset(void *user, int seq) {
+static tolk_status rq_reset(void *user, int seq) {
     tolk_request *r = user;
-    if (seq >= 0 && seq < r->n_slots) tolk_kvcache_reset(r->e->kv, r->slots[seq], r->window);
+    if (seq < 0 || seq >= r->n_slots)
+        return tolk_fail(r->ctx, TOLK_ERR_INTERNAL, "engine: sequence %d of %d", seq, r->n_slots);
+    return tolk_kvcache_reset(r->ctx, r->e->kv, r->slots[seq], r->window);
 }
-static void rq_copy(void *user, int dst, int src) {
+static tolk_status rq_copy(void *user, int dst, int src) {
     tolk_request *r = user;
-    if (dst >= 0 && src >= 0 && dst < r->n_slots && src < r->n_slots)
-        tolk_kvcache_copy(r->e->kv, r->slots[dst], r->slots[src]);
+    if (dst < 0 || src < 0 || dst >= r->n_slots || src >= r->n_slots)
+        return tolk_fail(r->ctx, TOLK_ERR_INTERNAL, "engine: copy %d -> %d of %d", src, dst,
+                         r->n_slots);
+    return tolk_kvcache_copy(r->ctx, r->e->kv, r->slots[dst], r->slots[src]);
 }
 
 static int can_select(const tolk_engine *e) {
@@ -612,7 +616,7 @@ static void pool_release(tolk_engine *e, tolk_request *r) {
     for (int i = 0; i < r->n_slots; i++)
         if (r->slots[i] >= 0 && e->seq_used && r->slots[i] < e->pool_seqs &&
             e->seq_used[r->slots[i]]) {
-            tolk_kvcache_reset(e->kv, r->slots[i], -1);
+            tolk_kvcache_reset(e->ctx, e->kv, r->slots[i], -1);
             e->seq_used[r->slots[i]] = 0;
             e->free_seqs++;
             r->slots[i] = -1;
@@ -620,6 +624,23 @@ static void pool_release(tolk_engine *e, tolk_request *r) {
 }
 
 /* ---- the tick ------------------------------------------------------------ */
+
+/* Copy segs [r->n_pub, n) into r's published list (the mutex is held). */
+static void publish_locked(tolk_request *r, const tolk_segment *const *segs, int n) {
+    if (r->cap_pub < n) {
+        int cap = r->cap_pub ? r->cap_pub : 16;
+        while (cap < n)
+            cap *= 2;
+        tolk_segment *v = realloc(r->pub, (size_t)cap * sizeof *v);
+        if (!v) return; /* polling sees fewer; the result keeps them all */
+        r->pub = v;
+        r->cap_pub = cap;
+    }
+    while (r->n_pub < n && tolk_segment_copy(&r->pub[r->n_pub], segs[r->n_pub]) == TOLK_OK)
+        r->n_pub++;
+}
+
+
 
 /* End request r (active or queued) with status s: publish, move it off the
  * lists, wake waiters. Called without the mutex; takes it. */
@@ -651,20 +672,12 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     r->next = NULL;
     r->status = s;
     r->result = res;
-    /* the last window's segments went straight into the result (the
-     * request ended in the call that made them final): publish them too,
-     * so polling sees every segment before the request reads as done */
-    if (res && res->n_segments > r->n_pub) {
-        if (r->cap_pub < res->n_segments) {
-            tolk_segment *v = realloc(r->pub, (size_t)res->n_segments * sizeof *v);
-            if (v) {
-                r->pub = v;
-                r->cap_pub = res->n_segments;
-            }
-        }
-        while (r->n_pub < res->n_segments && r->n_pub < r->cap_pub &&
-               tolk_segment_copy(&r->pub[r->n_pub], &res->segments[r->n_pub]) == TOLK_OK)
-            r->n_pub++;
+    if (res && res->n_segments > r->n_pub) { /* the last window's, made in the final call */
+        const tolk_segment **v = malloc((size_t)res->n_segments * sizeof *v);
+        for (int i = 0; v && i < res->n_segments; i++)
+            v[i] = &res->segments[i];
+        if (v) publish_locked(r, v, res->n_segments);
+        free(v);
     }
     if (res) {
         memcpy(r->language, res->language, sizeof r->language);
@@ -686,25 +699,18 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     if (freed) request_free_now(r);
 }
 
-/* Move the new final segments of r into its published list. */
+/* Move the new final segments of r's search into its published list. */
 static void publish(tolk_engine *e, tolk_request *r) {
     int n = tolk_lf_n_segments(r->lf);
     if (n <= r->n_pub) return;
+    const tolk_segment **v = malloc((size_t)n * sizeof *v);
+    if (!v) return;
+    for (int i = 0; i < n; i++)
+        v[i] = tolk_lf_segment(r->lf, i);
     pthread_mutex_lock(&e->mu);
-    if (r->cap_pub < n) {
-        int cap = r->cap_pub ? r->cap_pub : 16;
-        while (cap < n)
-            cap *= 2;
-        tolk_segment *v = realloc(r->pub, (size_t)cap * sizeof *v);
-        if (v) {
-            r->pub = v;
-            r->cap_pub = cap;
-        }
-    }
-    while (r->n_pub < n && r->n_pub < r->cap_pub &&
-           tolk_segment_copy(&r->pub[r->n_pub], tolk_lf_segment(r->lf, r->n_pub)) == TOLK_OK)
-        r->n_pub++;
+    publish_locked(r, v, n);
     pthread_mutex_unlock(&e->mu);
+    free(v);
 }
 
 /* Admit queued requests that fit (FIFO: the head waits for room). Cancelled

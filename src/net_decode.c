@@ -144,10 +144,12 @@ static int pending_as(const tolk_kvcache *kv, int seq, int role) {
     return 0;
 }
 
-void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window) {
-    if (!kv || seq < 0 || seq >= kv->max_seqs) return;
-    if (pending_as(kv, seq, 1)) tolk_kvcache_flush(NULL, kv); /* its rows are still read */
-    int k = 0;                                                /* copies into seq are moot now */
+tolk_status tolk_kvcache_reset(tolk_ctx *ctx, tolk_kvcache *kv, int seq, int window) {
+    if (!kv || seq < 0 || seq >= kv->max_seqs)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: kvcache: no sequence %d", seq);
+    tolk_status st = TOLK_OK;
+    if (pending_as(kv, seq, 1)) st = tolk_kvcache_flush(ctx, kv); /* its rows are still read */
+    int k = 0;                                                    /* copies into seq are moot now */
     for (int p = 0; p < kv->n_pend; p++)
         if (kv->pend[3 * p] != seq) {
             memmove(kv->pend + 3 * k, kv->pend + 3 * p, 3 * sizeof(int));
@@ -156,15 +158,19 @@ void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window) {
     kv->n_pend = k;
     kv->len[seq] = 0;
     kv->win[seq] = (window >= 0 && window < kv->max_windows) ? window : -1;
+    return st;
 }
 
-void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src) {
-    if (!kv || dst < 0 || src < 0 || dst >= kv->max_seqs || src >= kv->max_seqs || dst == src)
-        return;
+tolk_status tolk_kvcache_copy(tolk_ctx *ctx, tolk_kvcache *kv, int dst, int src) {
+    if (!kv || dst < 0 || src < 0 || dst >= kv->max_seqs || src >= kv->max_seqs)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: kvcache: bad copy %d -> %d", src, dst);
+    if (dst == src) return TOLK_OK;
+    tolk_status st = TOLK_OK;
     /* one batch must not write rows it reads, nor write a sequence twice */
     if (pending_as(kv, src, 0) || pending_as(kv, dst, 1) || pending_as(kv, dst, 0) ||
         kv->n_pend >= kv->max_seqs)
-        tolk_kvcache_flush(NULL, kv);
+        st = tolk_kvcache_flush(ctx, kv);
+    if (st != TOLK_OK) return st;
     if (kv->len[src] > 0) {
         kv->pend[3 * kv->n_pend] = dst;
         kv->pend[3 * kv->n_pend + 1] = src;
@@ -173,6 +179,7 @@ void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src) {
     }
     kv->len[dst] = kv->len[src];
     kv->win[dst] = kv->win[src];
+    return TOLK_OK;
 }
 
 /* ------------------------------------------------------------------------ */
