@@ -16,7 +16,7 @@ the figures).
 
 usage: bench/serve-load.py --tolk build/tolk [--model base] [--levels 1,16,64,256]
        [--requests 1] [--fws-venv /path/venv] [--out bench/results/DATE-serve]
-       [--tolk-args "--max_requests 16"] [--skip-fws]
+       [--tolk-args "--max_requests 16"] [--skip-fws] [--fws-levels 1,16]
 The faster-whisper-server venv is made with
   python3 -m venv V && V/bin/pip install faster-whisper-server
 and serves the same CTranslate2 directory (~/.cache/tolk/models/MODEL).
@@ -218,6 +218,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--tolk-args", default="")
     ap.add_argument("--fws-venv", default="")
+    ap.add_argument("--fws-levels", default="", help="levels for faster-whisper-server (default: --levels)")
     ap.add_argument("--skip-fws", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "results", datetime.date.today().isoformat() + "-serve"))
     a = ap.parse_args()
@@ -230,7 +231,10 @@ def main():
         servers.append(FasterWhisperServer(a))
     rows = []
     for srv in servers:
-        for n in levels:
+        lv = levels
+        if isinstance(srv, FasterWhisperServer) and a.fws_levels:
+            lv = [int(x) for x in a.fws_levels.split(",")]
+        for n in lv:
             reqs = a.single_requests if n == 1 else a.requests
             log = open(os.path.join(a.out, f"{srv.name}-{n}.log"), "wb")
             srv.start(log)

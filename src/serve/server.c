@@ -510,16 +510,17 @@ static void begin_request(srv_server *s, struct MHD_Connection *c, conn_req *r) 
         return;
     }
     r->admitted = 1;
-    for (int i = 0; i < s->models.n; i++)
-        if (s->models.n == 1 && srv_queue_full(s, &s->models.m[i])) {
-            srv_reply_error(&rep, 503, "server_error", NULL, "server_overloaded",
-                            "The server is overloaded (%d requests are waiting); retry after "
-                            "the time in Retry-After.",
-                            s->cfg.max_queue);
-            rep.retry_after = srv_retry_after(s);
-            set_pending(r, &rep);
-            return;
-        }
+    /* one model: a full queue is known before the body (several: after the
+     * form names the model, in audio_api.c) */
+    if (s->models.n == 1 && srv_queue_full(s, &s->models.m[0])) {
+        srv_reply_error(&rep, 503, "server_error", NULL, "server_overloaded",
+                        "The server is overloaded (%d requests are waiting); retry after "
+                        "the time in Retry-After.",
+                        s->cfg.max_queue);
+        rep.retry_after = srv_retry_after(s);
+        set_pending(r, &rep);
+        return;
+    }
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     if (!ct || strncasecmp(ct, "multipart/form-data", 19) != 0) {
         srv_reply_error(&rep, 400, "invalid_request_error", NULL, "invalid_content_type",

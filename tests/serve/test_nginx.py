@@ -64,7 +64,7 @@ class Nginx:
         lines = []
         for line in conf.splitlines():
             if "# TOLK_UPSTREAMS" in line:
-                lines += [f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in ports]
+                lines += [f"    server 127.0.0.1:{p} max_fails=3 fail_timeout=5s;" for p in ports]
                 continue
             if line.strip().startswith("server 127.0.0.1:"):
                 continue
@@ -172,6 +172,9 @@ try:
     # -- SIGKILL one instance during a burst (the other one back first)
     b = instance("nginx-b2", port=b.port)
     time.sleep(6)  # past fail_timeout: nginx tries b again
+    before = served(b)
+    c.equal(burst(4), [ref] * 4, "the restarted instance is back in the pool")
+    c.check(served(b) > before, "... and takes requests again")
 
     def kill_a():
         t0 = time.time()
