@@ -183,7 +183,7 @@ static int emit(srv_stream *j, cJSON *json) {
         return -1;
     }
     size_t left = j->out_len - j->out_pos;
-    memcpy(o, j->out + j->out_pos, left);
+    if (left) memcpy(o, j->out + j->out_pos, left);
     int w = snprintf(o + left, need + 1 - left, "data: %s\n\n", s);
     free(s);
     free(j->out);

@@ -289,7 +289,8 @@ static void transcribe(rt_session *rt, const char *id, const float *x, size_t n)
 /* Drop buf's first k samples. */
 static void buf_drop(rt_session *rt, size_t k) {
     if (k > rt->n_buf) k = rt->n_buf;
-    memmove(rt->buf, rt->buf + k, (rt->n_buf - k) * sizeof *rt->buf);
+    if (k == 0) return;
+    if (rt->n_buf > k) memmove(rt->buf, rt->buf + k, (rt->n_buf - k) * sizeof *rt->buf);
     rt->n_buf -= k;
     rt->buf_start += (int64_t)k;
 }
