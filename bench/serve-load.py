@@ -3,7 +3,8 @@
 with the same clips, model and clients, in one run.
 
 For each server and each level of concurrency (default 1, 16, 64, 256
-clients), a fresh server process is started on loopback; every client posts
+clients), a fresh server process is started on loopback and answers one warm-up
+request (faster-whisper-server loads its model then); every client posts
 --requests clips (short shared English clips, round robin) with the
 official `openai` package (max_retries=0, one client object per thread) and
 answers a 429 / 503 by waiting Retry-After and posting again. Measured per
@@ -105,6 +106,8 @@ class Tolk:
     def start(self, log):
         port = free_port()
         cmd = [self.a.tolk, "serve", "--model", self.a.model, "--port", str(port), "--quiet"]
+        if self.a.greedy:
+            cmd += ["--beam_size", "None", "--best_of", "None"]
         cmd += self.a.tolk_args.split()
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
         self.url = f"http://127.0.0.1:{port}"
@@ -129,7 +132,14 @@ class FasterWhisperServer:
         port = free_port()
         exe = os.path.join(self.a.fws_venv, "bin", "faster-whisper-server")
         model = os.path.join(os.path.expanduser(self.a.models), self.a.model)
-        self.proc = subprocess.Popen([exe, model, "--host", "127.0.0.1", "--port", str(port)],
+        # config mode: the decoding options (greedy: beam_size 1 as tolk's --beam_size None);
+        # the model is named whisper-1, the name it reads from its form (field model_name)
+        opts = {"beam_size": 1, "best_of": 1} if self.a.greedy else {}
+        cfg = os.path.join(self.a.out, "fws-config.yaml")
+        with open(cfg, "w") as f:
+            f.write("models:\n  - name: whisper-1\n    path: " + json.dumps(model) + "\n"
+                    "    transcribe_options: " + json.dumps(opts) + "\n")
+        self.proc = subprocess.Popen([exe, "--config", cfg, "--host", "127.0.0.1", "--port", str(port)],
                                      stdout=log, stderr=log, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         self.url = f"http://127.0.0.1:{port}"
         wait_http(self.url, self.proc)
@@ -220,6 +230,8 @@ def main():
     ap.add_argument("--fws-venv", default="")
     ap.add_argument("--fws-levels", default="", help="levels for faster-whisper-server (default: --levels)")
     ap.add_argument("--skip-fws", action="store_true")
+    ap.add_argument("--greedy", action="store_true",
+                    help="greedy decoding on both servers (default: their defaults, beam 5)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", datetime.date.today().isoformat() + "-serve"))
     a = ap.parse_args()
     a.tolk = os.path.abspath(a.tolk)
@@ -238,6 +250,9 @@ def main():
             reqs = a.single_requests if n == 1 else a.requests
             log = open(os.path.join(a.out, f"{srv.name}-{n}.log"), "wb")
             srv.start(log)
+            warm = run_level(srv, 1, 1, clip_list[:1], a.timeout)  # the first request loads fws's model
+            if warm["failed"]:
+                print(f"{srv.name}: warm-up failed: {warm['errors']}", flush=True)
             load0 = os.getloadavg()
             print(f"{srv.name}: {n} clients x {reqs} requests ... (load {load0[0]:.1f})", flush=True)
             r = run_level(srv, n, reqs, clip_list, a.timeout)
