@@ -232,6 +232,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *req_cls, const
                        size_t extra_in_size, MHD_socket sock,
                        struct MHD_UpgradeResponseHandle *urh) {
     ws_session *w = cls;
+    srv_upgrade_started(req_cls);
     w->fd = sock;
     w->urh = urh;
     w->t0 = w->last_msg = srv_now();
@@ -273,8 +274,16 @@ static int has_token(const char *v, const char *t) {
     return 0;
 }
 
+void srv_realtime_abandon(void *pending) {
+    ws_session *w = pending;
+    if (!w) return;
+    srv_release(w->s, 1);
+    free(w);
+}
+
 struct MHD_Response *srv_realtime_upgrade(srv_server *s, struct MHD_Connection *c,
-                                          const char *query_model, srv_reply *r) {
+                                          const char *query_model, srv_reply *r, void **pending) {
+    *pending = NULL;
     const char *up = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Upgrade");
     const char *conn = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection");
     const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-WebSocket-Key");
@@ -351,5 +360,6 @@ struct MHD_Response *srv_realtime_upgrade(srv_server *s, struct MHD_Connection *
     pthread_mutex_lock(&srv_metrics_of(s)->mu);
     srv_metrics_of(s)->sessions_total++;
     pthread_mutex_unlock(&srv_metrics_of(s)->mu);
+    *pending = w;
     return resp;
 }

@@ -18,9 +18,9 @@ typedef struct rt_session rt_session;
 typedef int (*rt_send_fn)(void *io, const char *json, size_t n);
 
 /* A session transcribing with model m of server s (both NULL: a session
- * that runs the protocol but transcribes nothing, for tests and fuzzing). wake_fd (an eventfd, or -1)
- * gets written when the engine has new results: the owner then calls
- * rt_poll. NULL when out of memory. */
+ * that runs the protocol but transcribes nothing, for tests and fuzzing). wake_fd (an eventfd, or
+ * -1) gets written when the engine has new results: the owner then calls rt_poll. NULL when out of
+ * memory. */
 rt_session *rt_new(srv_server *s, srv_model *m, const char *id, rt_send_fn send, void *io,
                    int wake_fd);
 /* Cancel the items in flight, wait for them, free. */

@@ -316,8 +316,14 @@ tolk_status srv_decode_audio(tolk_ctx *ctx, int fd, double max_s, float **sample
 struct MHD_Response;
 /* Answer a WebSocket upgrade request on /v1/realtime: a 101 response whose
  * handler runs the session on a thread of its own, or an error reply in r
- * (then returns NULL). query_model: the ?model= parameter. */
+ * (then returns NULL). query_model: the ?model= parameter. *pending: the
+ * session waiting for the upgrade; when the connection ends without it
+ * (the client left before the 101 went out), srv_realtime_abandon frees it
+ * and its session slot. */
 struct MHD_Response *srv_realtime_upgrade(srv_server *s, struct MHD_Connection *c,
-                                          const char *query_model, srv_reply *r);
+                                          const char *query_model, srv_reply *r, void **pending);
+void srv_realtime_abandon(void *pending);
+/* The upgrade handler says the session started (req_cls: the request's). */
+void srv_upgrade_started(void *req_cls);
 
 #endif

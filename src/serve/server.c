@@ -343,6 +343,9 @@ typedef struct conn_req {
     srv_stream *stream; /* owned by the response once queued */
     double stream_audio;
     int upgraded;
+    int ws_started;   /* the upgrade handler ran */
+    void *ws_pending; /* the session waiting for it */
+    char model[48];   /* the request's `model` field, for the log */
 } conn_req;
 
 static void set_pending(conn_req *r, srv_reply *rep) {
@@ -567,6 +570,8 @@ static enum MHD_Result finish_audio(srv_server *s, struct MHD_Connection *c, con
     /* the engine may take longer than the read timeout: the client is
      * watched instead, and the timeout comes back for the next request */
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    const char *mf = srv_upload_field(&r->up, "model");
+    if (mf) snprintf(r->model, sizeof r->model, "%s", mf);
     srv_stream *st = NULL;
     int k = srv_audio_request(s, r->ep == SRV_EP_TRANSLATIONS, &r->up, conn_fd(c), &rep, &st,
                               &r->audio_s);
@@ -702,7 +707,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return queue_reply(c, r, &rep);
     case SRV_EP_REALTIME: {
         const char *qm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model");
-        struct MHD_Response *resp = srv_realtime_upgrade(s, c, qm, &rep);
+        struct MHD_Response *resp = srv_realtime_upgrade(s, c, qm, &rep, &r->ws_pending);
         if (!resp) return queue_reply(c, r, &rep);
         r->status = 101;
         r->upgraded = 1;
@@ -715,6 +720,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                         r->method, r->url);
         return queue_reply(c, r, &rep);
     }
+}
+
+void srv_upgrade_started(void *req_cls) {
+    if (req_cls) ((conn_req *)req_cls)->ws_started = 1;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
@@ -739,9 +748,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     if (r->stream) audio_s = srv_stream_audio_s(r->stream);
     if (!r->upgraded) srv_metrics_request(&s->metrics, r->ep, status, audio ? lat : -1.0, audio_s);
     if (!s->cfg.quiet && !r->upgraded)
-        srv_log("%s %s %s %d %.3fs body=%llu audio=%.2fs%s%s", r->peer[0] ? r->peer : "-",
+        srv_log("%s %s %s %d %.3fs body=%llu audio=%.2fs%s%s%s%s", r->peer[0] ? r->peer : "-",
                 r->method, r->url, status, lat, (unsigned long long)r->body_bytes, audio_s,
-                r->err_code ? " error=" : "", r->err_code ? r->err_code : "");
+                r->model[0] ? " model=" : "", r->model, r->err_code ? " error=" : "",
+                r->err_code ? r->err_code : "");
+    if (r->upgraded && !r->ws_started) srv_realtime_abandon(r->ws_pending);
     if (r->upload_started) srv_upload_free(&r->up);
     free(r->pending.body);
     if (r->admitted) srv_release(s, 0);
