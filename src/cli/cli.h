@@ -41,5 +41,6 @@ int cli_mt_pivot_plan(cli_mt_pivot *pv, tolk_ctx *ctx, tolk_state *state, const 
 int cli_mt_pivot_apply(cli_mt_pivot *pv, tolk_ctx *ctx, const char *path, tolk_result *res,
                        char *summary, size_t n);
 void cli_mt_pivot_free(cli_mt_pivot *pv);
+int cli_serve(int argc, char **argv); /* cmd_serve.c */
 
 #endif

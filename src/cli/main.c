@@ -22,6 +22,8 @@ static void usage(FILE *f) {
             "  mt --from LANG --to LANG                 translate text, stdin to stdout\n"
             "  bench MANIFEST [OPTIONS]                 time a manifest of files (JSON lines)\n"
             "  vad AUDIO... [OPTIONS]                   speech segments (Silero VAD)\n"
+            "  serve [OPTIONS]                          OpenAI-compatible speech server (HTTP,\n"
+            "                                           realtime WebSocket)\n"
             "  version                                  print the version\n"
             "\n"
             "`tolk COMMAND --help` describes a command.\n",
@@ -49,6 +51,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "vad")) return cli_vad(argc - 1, argv + 1);
     if (!strcmp(cmd, "mt")) return cli_mt(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cli_serve(argc - 1, argv + 1);
     fprintf(stderr, "tolk: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

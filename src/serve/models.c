@@ -1,0 +1,71 @@
+/*
+ * models.c — the models a `tolk serve` process serves, each with its own
+ * engine (scheduler and KV pool), and the choice of one by a request's
+ * `model` field: OpenAI's API names models, never paths, so a request
+ * picks one of the served names; with a single model any name (OpenAI's
+ * "whisper-1" included) selects it, as speaches / faster-whisper-server
+ * do for their default model.
+ */
+#include "serve.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int srv_models_load(const srv_config *c, tolk_ctx *ctx, srv_models *out, char *err, size_t n) {
+    memset(out, 0, sizeof *out);
+    out->created = (int64_t)time(NULL);
+    for (int i = 0; i < c->n_models; i++) {
+        srv_model *m = &out->m[i];
+        snprintf(m->name, sizeof m->name, "%s", c->models[i].name);
+        m->path = strdup(c->models[i].path);
+        if (!m->path) {
+            snprintf(err, n, "out of memory");
+            srv_models_free(out);
+            return -1;
+        }
+        out->n = i + 1;
+        tolk_model_params mp = tolk_model_default_params();
+        mp.device = tolk_ctx_device(ctx);
+        mp.compute_type = c->compute_type;
+        tolk_status st = tolk_model_load(ctx, m->path, &mp, &m->model);
+        if (st != TOLK_OK) {
+            const char *e = tolk_ctx_last_error(ctx);
+            snprintf(err, n, "%s: %s", m->path, e[0] ? e : tolk_strerror(st));
+            srv_models_free(out);
+            return -1;
+        }
+        tolk_model_desc d;
+        tolk_model_describe(m->model, &d);
+        m->multilingual = d.multilingual;
+        tolk_engine_params ep = c->engine;
+        ep.background = 1;
+        st = tolk_engine_new(ctx, m->model, &ep, &m->engine);
+        if (st != TOLK_OK) {
+            const char *e = tolk_ctx_last_error(ctx);
+            snprintf(err, n, "%s: cannot start the engine: %s", m->name,
+                     e[0] ? e : tolk_strerror(st));
+            srv_models_free(out);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void srv_models_free(srv_models *ms) {
+    for (int i = 0; i < ms->n; i++) {
+        tolk_engine_free(ms->m[i].engine);
+        tolk_model_free(ms->m[i].model);
+        free(ms->m[i].path);
+    }
+    memset(ms, 0, sizeof *ms);
+}
+
+srv_model *srv_models_pick(srv_models *ms, const char *name) {
+    if (ms->n == 1) return &ms->m[0];
+    if (!name) return NULL;
+    for (int i = 0; i < ms->n; i++)
+        if (!strcmp(ms->m[i].name, name)) return &ms->m[i];
+    return NULL;
+}
