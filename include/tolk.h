@@ -535,9 +535,9 @@ typedef struct tolk_mt_model_params {
 
 /* Sentence splitting of a text before translation (tolk_mt_params.split). */
 typedef enum tolk_mt_split {
-    TOLK_MT_SPLIT_LONG = 0,      /* only texts longer than max_tokens (default) */
-    TOLK_MT_SPLIT_NEVER = 1,     /* one sequence (cut at max_tokens only past 1024) */
-    TOLK_MT_SPLIT_SENTENCES = 2  /* always into sentences (Bergamot's behaviour) */
+    TOLK_MT_SPLIT_LONG = 0,     /* only texts longer than max_tokens (default) */
+    TOLK_MT_SPLIT_NEVER = 1,    /* one sequence (cut at max_tokens only past 1024) */
+    TOLK_MT_SPLIT_SENTENCES = 2 /* always into sentences (Bergamot's behaviour) */
 } tolk_mt_split;
 
 typedef struct tolk_mt_params {
@@ -569,8 +569,8 @@ TOLK_API const char *tolk_mt_model_dir(const tolk_mt_model *model);
 /* The model folder for the pair from -> to under root (its subfolders,
  * whose files or names say their pair: model.XXYY.*.bin, XXYY[-*],
  * mt-XX-YY). *dir: malloc'd (tolk_free); TOLK_ERR_IO when there is none. */
-TOLK_API tolk_status tolk_mt_find(tolk_ctx *ctx, const char *root, const char *from,
-                                  const char *to, char **dir);
+TOLK_API tolk_status tolk_mt_find(tolk_ctx *ctx, const char *root, const char *from, const char *to,
+                                  char **dir);
 
 /* The pairs found under root as "en-pt,pt-en" (sorted; "" when none);
  * *pairs: malloc'd (tolk_free). */
@@ -578,9 +578,8 @@ TOLK_API tolk_status tolk_mt_list(tolk_ctx *ctx, const char *root, char **pairs)
 
 /* Translate UTF-8 text; *out (tolk_free) is the translation. Blank text
  * gives "". params NULL: defaults. */
-TOLK_API tolk_status tolk_mt_translate(tolk_ctx *ctx, const tolk_mt_model *model,
-                                       const char *text, const tolk_mt_params *params,
-                                       char **out);
+TOLK_API tolk_status tolk_mt_translate(tolk_ctx *ctx, const tolk_mt_model *model, const char *text,
+                                       const tolk_mt_params *params, char **out);
 
 /* Translate n texts at once (batched across texts); out[i] (each
  * tolk_free) for texts[i]. On failure every out[i] is NULL. */

@@ -43,6 +43,6 @@ extern "C" int tolk_cu_softmax(float *y, long long ldy, const float *x, long lon
     if (rows == 0) return 0;
     if (!x || !y) return TOLK_CU_EINVAL;
     softmax_kernel<<<(unsigned)rows, LT, 0, (cudaStream_t)stream>>>(y, ldy, x, ldx, n, inv_temp,
-                                                                     log_out != 0);
+                                                                    log_out != 0);
     return (int)cudaGetLastError();
 }
