@@ -99,6 +99,10 @@ typedef struct tolk_dec_options {
     int timestamps;                  /* 1: apply the timestamp rules */
     int max_initial_timestamp_index; /* < 0: no limit; else the last allowed first index */
     uint64_t *rng;                   /* sampling state (xorshift64*), updated; required at T > 0 */
+    int ts_prefix; /* the last ts_prefix initial tokens (a forced prefix after the SOT
+                      sequence) count as already sampled for the timestamp rules: a
+                      stream continues its earlier hypothesis, timestamps included.
+                      0 (openai-whisper): the rules start after the initial tokens */
 } tolk_dec_options;
 
 /* Result of one decode. */
@@ -127,6 +131,8 @@ typedef struct tolk_dec_filter {
     int n_suppress;
     int timestamps;
     int max_initial_timestamp_index; /* < 0: none */
+    const int *ts_prefix;            /* tokens the timestamp rules see before the sampled ones */
+    int n_ts_prefix;                 /* (tolk_dec_options.ts_prefix; 0: none) */
 } tolk_dec_filter;
 
 /* Apply, in place, the filters to the logits [n_vocab] of one sequence whose

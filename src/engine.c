@@ -69,6 +69,12 @@ struct tolk_request {
     double duration;
     float lang_probs[100]; /* language identification, in token order */
     int n_lang;
+    /* a stream update (tolk_engine_submit_window) */
+    int one_window;
+    tolk_dec_result wres; /* its decode, taken at the end */
+    int wres_skip;
+    void (*done_fn)(void *user, tolk_request *r);
+    void *done_user;
     struct tolk_request *next; /* in the queue or the active list */
 };
 
@@ -175,6 +181,7 @@ static void request_release(tolk_request *r) {
         tolk_segment_clear(&r->pub[i]);
     free(r->pub);
     tolk_result_free(r->result);
+    tolk_dec_result_clear(&r->wres);
     free(r->slots);
     free(r->s_language);
     free(r->s_prompt);
@@ -217,8 +224,9 @@ static int can_select(const tolk_engine *e) {
 
 /* ---- submission ---------------------------------------------------------- */
 
-static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float *samples,
-                          size_t n, int live, const tolk_transcribe_params *params,
+static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float *samples, size_t n,
+                          int live, const tolk_transcribe_params *params,
+                          void (*done)(void *, tolk_request *), void *done_user,
                           tolk_request **out) {
     if (!out) return tolk_fail(e ? e->ctx : NULL, TOLK_ERR_INVALID_ARG, "engine: NULL out");
     *out = NULL;
@@ -230,6 +238,9 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     if (!r) return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
     r->e = e;
     r->window = -1;
+    r->one_window = in_->one_window;
+    r->done_fn = done;
+    r->done_user = done_user;
     tolk_status s = tolk_ctx_new(&e->ctx->params, &r->ctx);
     if (s != TOLK_OK) {
         free(r);
@@ -332,12 +343,12 @@ tolk_status tolk_engine_submit_file(tolk_engine *e, const char *path,
         tolk_status s = tolk_audio_load(e->ctx, path, &x, &n);
         if (s != TOLK_OK) return s;
         tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
-        s = submit(e, &in, x, n, 0, params, out);
+        s = submit(e, &in, x, n, 0, params, NULL, NULL, out);
         tolk_free(x);
         return s;
     }
     tolk_lf_input in = {.kind = TOLK_LF_FILE, .path = path};
-    return submit(e, &in, NULL, 0, 0, params, out);
+    return submit(e, &in, NULL, 0, 0, params, NULL, NULL, out);
 }
 
 tolk_status tolk_engine_submit_detect(tolk_engine *e, const float *samples, size_t n_samples,
@@ -347,7 +358,7 @@ tolk_status tolk_engine_submit_detect(tolk_engine *e, const float *samples, size
         return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
     if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
     tolk_lf_input in = {.kind = TOLK_LF_MEMORY, .detect_only = 1};
-    return submit(e, &in, samples, n_samples, 0, NULL, out);
+    return submit(e, &in, samples, n_samples, 0, NULL, NULL, NULL, out);
 }
 
 int tolk_request_language_probs(const tolk_request *r, float *probs) {
@@ -363,14 +374,75 @@ tolk_status tolk_engine_submit_samples(tolk_engine *e, const float *samples, siz
         return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
     if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
     tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
-    return submit(e, &in, samples, n_samples, 0, params, out);
+    return submit(e, &in, samples, n_samples, 0, params, NULL, NULL, out);
 }
 
 tolk_status tolk_engine_submit_live(tolk_engine *e, const tolk_transcribe_params *params,
                                     tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
     tolk_lf_input in = {.kind = TOLK_LF_LIVE};
-    return submit(e, &in, NULL, 0, 1, params, out);
+    return submit(e, &in, NULL, 0, 1, params, NULL, NULL, out);
+}
+
+tolk_status tolk_engine_submit_window(tolk_engine *e, const float *samples, size_t n_samples,
+                                      const tolk_transcribe_params *params,
+                                      const tolk_lf_input *win,
+                                      void (*done)(void *user, tolk_request *r), void *user,
+                                      tolk_request **out) {
+    if (!e) return TOLK_ERR_INVALID_ARG;
+    if (!win) return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL window options");
+    if (!samples && n_samples)
+        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
+    if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
+    if (n_samples > TOLK_N_SAMPLES)
+        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG,
+                         "engine: a window holds at most %d samples, not %zu", TOLK_N_SAMPLES,
+                         n_samples);
+    tolk_lf_input in = *win;
+    in.kind = TOLK_LF_MEMORY;
+    in.one_window = 1;
+    in.detect_only = 0;
+    in.path = NULL;
+    in.live = NULL;
+    return submit(e, &in, samples, n_samples, 0, params, done, user, out);
+}
+
+tolk_status tolk_request_window(tolk_request *r, tolk_dec_result *res, int *skipped, char *lang) {
+    if (!res || !skipped || !lang) return TOLK_ERR_INVALID_ARG;
+    memset(res, 0, sizeof *res);
+    *skipped = 0;
+    lang[0] = '\0';
+    if (!r) return TOLK_ERR_INVALID_ARG;
+    pthread_mutex_lock(&r->e->mu);
+    tolk_status s = TOLK_OK;
+    if (!r->one_window)
+        s = tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: not a window request");
+    else if (r->state != RQ_DONE)
+        s = tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: still running");
+    else if (r->status != TOLK_OK)
+        s = r->status;
+    else if (!r->wres.tokens)
+        s = tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: the window result was already taken");
+    if (s == TOLK_OK) {
+        *res = r->wres;
+        memset(&r->wres, 0, sizeof r->wres);
+        *skipped = r->wres_skip;
+        memcpy(lang, r->language, sizeof r->language);
+    }
+    pthread_mutex_unlock(&r->e->mu);
+    return s;
+}
+
+tolk_ctx *tolk_engine_ctx(const tolk_engine *e) {
+    return e ? e->ctx : NULL;
+}
+
+int tolk_engine_has_thread(const tolk_engine *e) {
+    return e && e->has_thread;
+}
+
+const tolk_asr *tolk_engine_asr(const tolk_engine *e) {
+    return e ? e->asr : NULL;
 }
 
 tolk_status tolk_request_push(tolk_request *r, const float *samples, size_t n) {
@@ -625,7 +697,12 @@ static void pool_release(tolk_engine *e, tolk_request *r) {
  * lists, wake waiters. Called without the mutex; takes it. */
 static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     tolk_result *res = NULL;
+    tolk_dec_result wres;
+    int wskip = 0;
+    memset(&wres, 0, sizeof wres);
+    if (s == TOLK_OK && r->one_window) s = tolk_lf_window_result(r->lf, &wres, &wskip);
     if (s == TOLK_OK) s = tolk_lf_take_result(r->lf, &res);
+    if (s != TOLK_OK) tolk_dec_result_clear(&wres);
     /* the search's state goes before the request is published as done:
      * from then on its owner may free it */
     if (r->lf) {
@@ -651,6 +728,8 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     r->next = NULL;
     r->status = s;
     r->result = res;
+    r->wres = wres;
+    r->wres_skip = wskip;
     if (res) {
         memcpy(r->language, res->language, sizeof r->language);
         r->language_prob = res->language_prob;
@@ -665,10 +744,15 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     else
         e->stats.failed++;
     int freed = r->freed;
+    void (*done)(void *, tolk_request *) = r->done_fn;
+    void *done_user = r->done_user;
     pthread_cond_broadcast(&e->done);
     wake(e);
     pthread_mutex_unlock(&e->mu);
-    if (freed) request_free_now(r);
+    if (freed)
+        request_free_now(r);
+    else if (done)
+        done(done_user, r); /* may free r */
 }
 
 /* Move the new final segments of r into its published list. */
@@ -814,10 +898,11 @@ static void encode_all(tolk_engine *e, tolk_request **act, int n) {
         if (act[i] && act[i]->have_ask && act[i]->ask.need == TOLK_LF_ENCODE) k++;
     if (k == 0) return;
     int *wins = malloc((size_t)k * sizeof(int));
+    int *actx = malloc((size_t)k * sizeof(int));
     const float **mels = malloc((size_t)k * sizeof(float *));
     tolk_request **who = malloc((size_t)k * sizeof(tolk_request *));
-    if (!wins || !mels || !who) {
-        free(wins), free(mels), free(who);
+    if (!wins || !actx || !mels || !who) {
+        free(wins), free(actx), free(mels), free(who);
         for (int i = 0; i < n; i++)
             if (act[i] && act[i]->have_ask && act[i]->ask.need == TOLK_LF_ENCODE) {
                 finish(e, act[i], tolk_fail(act[i]->ctx, TOLK_ERR_NOMEM, "engine: out of memory"));
@@ -830,11 +915,12 @@ static void encode_all(tolk_engine *e, tolk_request **act, int n) {
         if (act[i] && act[i]->have_ask && act[i]->ask.need == TOLK_LF_ENCODE) {
             wins[k] = act[i]->window;
             mels[k] = act[i]->ask.mel;
+            actx[k] = act[i]->ask.audio_ctx > 0 ? act[i]->ask.audio_ctx : e->asr->hp.n_audio_ctx;
             who[k++] = act[i];
         }
     double t0 = tolk_time_now();
-    tolk_status s = tolk_kvcache_encode_windows(e->ctx, e->net, e->kv, wins, mels, k,
-                                                e->p.encoder_batch);
+    tolk_status s = tolk_kvcache_encode_windows_ctx(e->ctx, e->net, e->kv, wins, mels, actx, k,
+                                                    e->p.encoder_batch);
     tolk_timings_since(&e->timings, TOLK_STAGE_ENCODER, t0);
     pthread_mutex_lock(&e->mu);
     e->stats.encoder_passes += (k + e->p.encoder_batch - 1) / e->p.encoder_batch;
@@ -855,7 +941,7 @@ static void encode_all(tolk_engine *e, tolk_request **act, int n) {
             for (int i = 0; i < n; i++)
                 if (act[i] == r) act[i] = NULL;
     }
-    free(wins), free(mels), free(who);
+    free(wins), free(actx), free(mels), free(who);
 }
 
 /* Step buffers for rows rows, kmax selections each and pairs mask pairs. */

@@ -18,6 +18,8 @@ static void usage(FILE *f) {
             "  model info PATH                          describe a model (CT2, safetensors, ggml)\n"
             "  transcribe AUDIO... [OPTIONS]            speech to text (openai-whisper's flags)\n"
             "  translate AUDIO... [OPTIONS]             speech to English text\n"
+            "  stream [FILE|-] [OPTIONS]                live transcription: partial and final\n"
+            "                                           text while the audio arrives\n"
             "  bench MANIFEST [OPTIONS]                 time a manifest of files (JSON lines)\n"
             "  version                                  print the version\n"
             "\n"
@@ -44,6 +46,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "transcribe")) return cli_transcribe(argc - 1, argv + 1);
     if (!strcmp(cmd, "translate")) return cli_translate(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "stream")) return cli_stream(argc - 1, argv + 1);
     fprintf(stderr, "tolk: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
