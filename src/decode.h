@@ -103,6 +103,9 @@ typedef struct tolk_dec_options {
                       sequence) count as already sampled for the timestamp rules: a
                       stream continues its earlier hypothesis, timestamps included.
                       0 (openai-whisper): the rules start after the initial tokens */
+    int max_timestamp_index; /* > 0: timestamps after <|t|> with t = this index are never
+                                chosen (a stream's window holds audio only that far);
+                                0: all (openai-whisper) */
 } tolk_dec_options;
 
 /* Result of one decode. */
@@ -133,6 +136,7 @@ typedef struct tolk_dec_filter {
     int max_initial_timestamp_index; /* < 0: none */
     const int *ts_prefix;            /* tokens the timestamp rules see before the sampled ones */
     int n_ts_prefix;                 /* (tolk_dec_options.ts_prefix; 0: none) */
+    int max_timestamp_index;         /* > 0: later timestamps masked (tolk_dec_options) */
 } tolk_dec_filter;
 
 /* Apply, in place, the filters to the logits [n_vocab] of one sequence whose

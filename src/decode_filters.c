@@ -116,6 +116,8 @@ static void filter_masks(const tolk_dec_filter *f, const int *sampled, int n_sam
         if (limit > nv) limit = nv;
         emit(k, tb, limit);
     }
+    if (f->max_timestamp_index > 0 && (long)tb + f->max_timestamp_index + 1 < nv)
+        emit(k, tb + f->max_timestamp_index + 1, nv);
     if (n == 0) {
         emit(k, 0, tb);
         if (f->max_initial_timestamp_index >= 0) {
@@ -126,7 +128,7 @@ static void filter_masks(const tolk_dec_filter *f, const int *sampled, int n_sam
 }
 
 int tolk_dec_filter_max_ranges(const tolk_dec_filter *f) {
-    return f->n_suppress + 8;
+    return f->n_suppress + 9;
 }
 
 int tolk_dec_filter_ranges(const tolk_dec_filter *f, const int *sampled, int n_sampled, int *ranges,

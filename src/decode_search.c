@@ -135,6 +135,7 @@ tolk_status tolk_dec_search_new(tolk_ctx *ctx, const tolk_dec_backend *be,
     memcpy(s->initial, initial, (size_t)n_initial * sizeof(int));
     s->f.ts_prefix = s->initial + n_initial - opt->ts_prefix;
     s->f.n_ts_prefix = opt->ts_prefix;
+    s->f.max_timestamp_index = opt->max_timestamp_index;
     s->phase = PH_SOT;
     *out = s;
     return TOLK_OK;

@@ -395,6 +395,10 @@ static tolk_status setup_window(tolk_lf *lf, const tolk_lf_input *in) {
             return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: prefix token %zu invalid", i);
     lf->one_window = 1;
     lf->audio_ctx = in->audio_ctx > 0 ? in->audio_ctx : hp->n_audio_ctx;
+    if (in->max_timestamp < 0 || in->max_timestamp > hp->n_audio_ctx)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: last timestamp %d outside 0..%d",
+                         in->max_timestamp, hp->n_audio_ctx);
+    lf->dopt.max_timestamp_index = in->max_timestamp;
     if (in->prompt_tokens) {
         free(lf->init_prompt);
         lf->n_init_prompt = in->n_prompt_tokens;

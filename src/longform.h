@@ -73,6 +73,8 @@ typedef struct tolk_lf_input {
      * arrays are copied by tolk_lf_new. */
     int one_window;
     int audio_ctx;
+    int max_timestamp; /* > 0: the last timestamp index (0.02 s steps) the decode may
+                          choose: where the input's audio ends; 0: any */
     const int *prompt_tokens;
     size_t n_prompt_tokens;
     const int *prefix_tokens;

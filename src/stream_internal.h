@@ -82,11 +82,19 @@ typedef struct tolk_sp_hyp {
 
 /* Words of the tail [n_tail] (its log-probabilities lp, NULL: certain) of a
  * hypothesis whose forced prefix was prefix [n_prefix] (committed tokens,
- * timestamps relative to the buffer), over audio_s seconds of buffer. */
+ * timestamps relative to the buffer), over audio_s seconds of buffer. A
+ * segment that opens less than 0.1 s before the audio's end (or after it)
+ * has not been heard: the hypothesis ends before it. */
 tolk_status tolk_sp_parse(tolk_ctx *ctx, const tolk_asr *asr, const int *prefix, int n_prefix,
                           const int *tail, const float *lp, int n_tail, double audio_s,
                           tolk_sp_hyp *out);
 void tolk_sp_hyp_clear(tolk_sp_hyp *h);
+
+/* Where a hypothesis starts to loop: the index of the first word of the
+ * second occurrence of an n-gram (n = 1..4) that repeats back to back (a
+ * word 4 times, longer n-grams 3 times), or h->n_w when it does not. Whisper
+ * on too little audio, or after a bad prefix, repeats itself. */
+int tolk_sp_loop_start(const tolk_sp_hyp *h);
 
 /* ---- commit policies ----------------------------------------------------- */
 

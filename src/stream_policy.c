@@ -95,6 +95,7 @@ tolk_status tolk_sp_parse(tolk_ctx *ctx, const tolk_asr *asr, const int *prefix,
                 seg_w0 = nw;
                 seg_t0 = t;
             } else { /* an opening timestamp */
+                if (in_tail && t >= audio_s - 0.1) break; /* past what was heard */
                 seg_w0 = nw;
                 seg_t0 = t;
             }
@@ -137,6 +138,30 @@ tolk_status tolk_sp_parse(tolk_ctx *ctx, const tolk_asr *asr, const int *prefix,
     out->w = w;
     out->n_w = nw - k0;
     return TOLK_OK;
+}
+
+static int same(const char *a, const char *b);
+
+int tolk_sp_loop_start(const tolk_sp_hyp *h) {
+    int best = h->n_w;
+    for (int n = 1; n <= 4; n++) {
+        const int need = n == 1 ? 4 : 3;
+        for (int i = 0; i + n * need <= h->n_w && i + n < best; i++) {
+            int reps = 1;
+            while (i + (reps + 1) * n <= h->n_w) {
+                int eq = 1;
+                for (int j = 0; j < n && eq; j++)
+                    eq = same(h->w[i + j].text, h->w[i + reps * n + j].text);
+                if (!eq) break;
+                reps++;
+            }
+            if (reps >= need) {
+                if (i + n < best) best = i + n;
+                break;
+            }
+        }
+    }
+    return best;
 }
 
 /* ---- policies ------------------------------------------------------------ */

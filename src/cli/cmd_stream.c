@@ -37,8 +37,8 @@ static const cli_optdef stream_opts[] = {
     {"format", 0, 1},    {"rate", 0, 1},        {"channels", 0, 1},  {"realtime", 0, 0},
     {"speed", 0, 1},     {"output", 0, 1},      {"wall", 0, 0},      {"policy", 0, 1},
     {"agreement", 0, 1}, {"min_update", 0, 1},  {"margin", 0, 1},    {"min_prob", 0, 1},
-    {"trim", 0, 1},      {"encoder_pad", 0, 1}, {"gate", 0, 1},      {"pause", 0, 1},
-    {"streams", 0, 1},   {"stats", 0, 0},       {NULL, 0, 0},
+    {"trim", 0, 1},      {"encoder_pad", 0, 1}, {"encoder_min", 0, 1}, {"gate", 0, 1},      {"pause", 0, 1},
+    {"streams", 0, 1},   {"stats", 0, 0},       {"simulate", 0, 0},  {NULL, 0, 0},
 };
 
 static void usage(FILE *f) {
@@ -61,6 +61,9 @@ static void usage(FILE *f) {
             "  --realtime                 feed the input at real-time speed (a file as a\n"
             "                             simulated microphone); else as fast as it is read\n"
             "  --speed X                  with --realtime: X times real time [1]\n"
+            "  --simulate                 each update ends before more audio is fed: the text\n"
+            "                             does not depend on the machine's speed, and \"wall\"\n"
+            "                             is the audio fed so far (compute takes no time)\n"
             "model:\n"
             "  --model NAME|PATH          model directory or file, or an installed name [base]\n"
             "  --model_dir DIR            where named models live [$TOLK_MODELS, else\n"
@@ -80,6 +83,7 @@ static void usage(FILE *f) {
             "  --min_prob P               fast: least token probability [0.5]\n"
             "  --trim S                   drop committed audio past this buffer length [4]\n"
             "  --encoder_pad S            encoder past the audio; None: a full 30 s window [1]\n"
+            "  --encoder_min S            the least encoder length [10]\n"
             "  --gate energy|none         speech gate; none: no silence skipping [energy]\n"
             "  --pause S                  silence that ends an utterance [0.5]\n"
             "output:\n"
@@ -99,6 +103,8 @@ typedef struct out_state {
     pthread_mutex_t mu;
     int json, wall, multi;
     double t0; /* wall clock of the first fed sample (monotonic s) */
+    int simulate;
+    double sim_pos; /* --simulate: seconds of audio fed (the simulated clock) */
     int partial_shown;
 } out_state;
 
@@ -142,7 +148,7 @@ static void on_event(void *user, const tolk_stream_event *ev) {
         json_string(stdout, ev->text);
         printf(", \"start\": %.3f, \"end\": %.3f", ev->start, ev->end);
         if (o->multi) printf(", \"stream\": %d", sc->index);
-        if (o->wall) printf(", \"wall\": %.3f", now_s() - o->t0);
+        if (o->wall) printf(", \"wall\": %.3f", o->simulate ? o->sim_pos : now_s() - o->t0);
         if (ev->type == TOLK_STREAM_END && ev->status != TOLK_OK)
             printf(", \"error\": \"%s\"", tolk_strerror(ev->status));
         printf("}\n");
@@ -183,8 +189,14 @@ static void pace(const out_state *o, const feed_opts *f, uint64_t frames, int ra
     }
 }
 
-/* Push frames to every stream; 0 or the failing status. */
-static tolk_status push_all(stream_ctx *sc, int n, const void *x, size_t frames, int s16) {
+/* Push frames to every stream; 0 or the failing status. pos: seconds of
+ * input once they are in (the simulated clock). */
+static tolk_status push_all(stream_ctx *sc, int n, const void *x, size_t frames, int s16,
+                            double pos) {
+    out_state *o = sc[0].out;
+    pthread_mutex_lock(&o->mu);
+    o->sim_pos = pos;
+    pthread_mutex_unlock(&o->mu);
     for (int i = 0; i < n; i++) {
         tolk_status st =
             s16 ? tolk_stream_push_s16(sc[i].s, x, frames) : tolk_stream_push(sc[i].s, x, frames);
@@ -232,7 +244,7 @@ static int feed_raw(FILE *fp, const char *name, const feed_opts *f, out_state *o
         }
         pace(o, f, fed + frames, f->rate);
         if (push_all(sc, n, f->raw == 1 ? (const void *)i16 : (const void *)fl, frames,
-                     f->raw == 1) != TOLK_OK) {
+                     f->raw == 1, (double)(fed + frames) / f->rate) != TOLK_OK) {
             rc = 1;
             break;
         }
@@ -275,7 +287,7 @@ static int feed_file(tolk_ctx *ctx, const char *path, const feed_opts *f, out_st
         }
         if (got == 0) break;
         pace(o, f, fed + got, 16000);
-        if (push_all(sc, n, buf, got, 0) != TOLK_OK) {
+        if (push_all(sc, n, buf, got, 0, (double)(fed + got) / 16000.0) != TOLK_OK) {
             rc = 1;
             break;
         }
@@ -325,6 +337,11 @@ int cli_stream(int argc, char **argv) {
     if ((r = cli_int(&a, "channels", 1, 64, 0, 1, &l, NULL))) goto usage_done;
     f.channels = (int)l;
     f.realtime = cli_given(&a, "realtime");
+    if (f.realtime && cli_given(&a, "simulate")) {
+        r = cli_usage_error(&a, "--realtime and --simulate exclude each other");
+        goto usage_done;
+    }
+    sp.synchronous = cli_given(&a, "simulate");
     if ((r = cli_float(&a, "speed", 0.01, 100.0, 0, 0, 1.0, &f.speed, NULL))) goto usage_done;
     if (cli_given(&a, "speed") && !f.realtime) {
         r = cli_usage_error(&a, "--speed paces --realtime: give --realtime too");
@@ -358,6 +375,8 @@ int cli_stream(int argc, char **argv) {
     sp.trim_s = (float)d;
     if ((r = cli_float(&a, "encoder_pad", 0.0, 30.0, 0, 1, 1.0, &d, &none))) goto usage_done;
     sp.encoder_pad_s = none ? -1.0f : (float)d;
+    if ((r = cli_float(&a, "encoder_min", 0.0, 30.0, 0, 0, 10.0, &d, NULL))) goto usage_done;
+    sp.encoder_min_s = (float)d;
     if ((r = cli_choice(&a, "gate", gates, 0, &b))) goto usage_done;
     sp.gate = b ? TOLK_STREAM_GATE_NONE : TOLK_STREAM_GATE_ENERGY;
     if ((r = cli_float(&a, "pause", 0.064, 30.0, 0, 0, 0.5, &d, NULL))) goto usage_done;
@@ -377,6 +396,7 @@ int cli_stream(int argc, char **argv) {
 
     out_state o = {.json = output == 0 || (output == 2 && !isatty(STDOUT_FILENO)),
                    .wall = cli_given(&a, "wall"),
+                   .simulate = sp.synchronous,
                    .multi = n_streams > 1};
     pthread_mutex_init(&o.mu, NULL);
     int rc = 0;
