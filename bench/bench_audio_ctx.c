@@ -71,7 +71,8 @@ int main(int argc, char **argv) {
     tolk_ctx_params cp = tolk_ctx_default_params();
     const char *th = getenv("TOLK_THREADS");
     cp.n_threads = th ? atoi(th) : 0;
-    if (tolk_ctx_new(&cp, &ctx) != TOLK_OK || tolk_model_load(ctx, argv[1], NULL, &model) != TOLK_OK ||
+    if (tolk_ctx_new(&cp, &ctx) != TOLK_OK ||
+        tolk_model_load(ctx, argv[1], NULL, &model) != TOLK_OK ||
         tolk_engine_new(ctx, model, NULL, &e) != TOLK_OK) {
         fprintf(stderr, "bench_audio_ctx: %s\n", tolk_ctx_last_error(ctx));
         return 1;
@@ -125,15 +126,16 @@ int main(int argc, char **argv) {
             if (s == TOLK_OK) s = tolk_request_window(r, &dr, &skipped, lc);
             double dt = tolk_time_now() - t0;
             tolk_request_free(r);
-            char *text = s == TOLK_OK && !skipped ? tolk_asr_text((void *)asr, dr.tokens, dr.n_tokens)
-                                                  : NULL;
+            char *text = s == TOLK_OK && !skipped
+                             ? tolk_asr_text((void *)asr, dr.tokens, dr.n_tokens)
+                             : NULL;
             for (char *q = text; q && *q; q++)
                 if (*q == '\t' || *q == '\n') *q = ' ';
             if (k < 0)
                 printf("%s\tfull\t%d\t%.4f\t%s\n", rel, asr->hp.n_audio_ctx, dt, text ? text : "");
             else
-                printf("%s\t%g\t%d\t%.4f\t%s\n", rel, pads[k], actx ? actx : asr->hp.n_audio_ctx, dt,
-                       text ? text : "");
+                printf("%s\t%g\t%d\t%.4f\t%s\n", rel, pads[k], actx ? actx : asr->hp.n_audio_ctx,
+                       dt, text ? text : "");
             fflush(stdout);
             free(text);
             tolk_dec_result_clear(&dr);

@@ -616,11 +616,17 @@ typedef struct tolk_stream_params {
     float max_buffer_s;   /* a buffer this long is committed whole (25 s; <= 30) */
     float encoder_pad_s;  /* encoder positions past the audio (1.0 s); < 0: the full 30 s
                              window (openai-whisper's zero padding) */
+    float encoder_min_s;  /* but never fewer than this (10 s): on a much shorter encoder
+                             Whisper loops on short audio */
     int prompt_tokens;    /* committed tokens kept as the prompt (48; 0..223) */
     tolk_stream_gate gate;
     float pause_s;        /* silence that ends an utterance (0.5 s) */
     int sample_rate;      /* rate of the pushed samples (16000; 1000..384000) */
     int channels;         /* interleaved channels of the pushed samples (1; 1..64) */
+    int synchronous;      /* 1: a push (and close) returns only once the updates it started
+                             have ended, so the text does not depend on the machine's speed
+                             (tests, simulations: whisper_streaming's "computationally
+                             unaware" mode); 0 (live input): pushes never wait */
     tolk_stream_event_fn on_event;
     void *user;
 } tolk_stream_params;

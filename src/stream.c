@@ -123,6 +123,7 @@ tolk_stream_params tolk_stream_default_params(void) {
     p.trim_s = 4.0f;
     p.max_buffer_s = 25.0f;
     p.encoder_pad_s = 1.0f;
+    p.encoder_min_s = 10.0f;
     p.prompt_tokens = 48;
     p.gate = TOLK_STREAM_GATE_ENERGY;
     p.pause_s = 0.5f;
@@ -149,6 +150,8 @@ static tolk_status check_params(tolk_ctx *ctx, const tolk_stream_params *p) {
         bad = "trim_s (0..max_buffer_s)";
     else if (!(p->encoder_pad_s <= 30.0f) || isnan(p->encoder_pad_s))
         bad = "encoder_pad_s (<= 30)";
+    else if (!(p->encoder_min_s >= 0.0f && p->encoder_min_s <= 30.0f))
+        bad = "encoder_min_s (0..30)";
     else if (p->prompt_tokens < 0 || p->prompt_tokens > MAX_PROMPT)
         bad = "prompt_tokens (0..223)";
     else if (p->gate != TOLK_STREAM_GATE_ENERGY && p->gate != TOLK_STREAM_GATE_NONE)
@@ -335,6 +338,13 @@ static void maybe_update(tolk_stream *s) {
     tp.progress = NULL;
     tp.on_segment = NULL;
     tp.without_timestamps = 0;
+    if (final && tp.n_temperatures == 1 && tp.temperatures[0] == 0.0f) {
+        /* the end of an utterance is committed whole: openai-whisper's fallback
+         * guards it against a repetition loop */
+        for (int i = 0; i < 6; i++)
+            tp.temperatures[i] = 0.2f * (float)i;
+        tp.n_temperatures = 6;
+    }
     /* a token budget against runaway loops: ~7 per second of buffer */
     double sec = (double)len / SR;
     int budget = 12 + (int)ceil(7.0 * sec);
@@ -345,11 +355,16 @@ static void maybe_update(tolk_stream *s) {
     if (s->p.encoder_pad_s >= 0.0f) {
         long pos = (long)((len + 2 * TS_SAMPLES - 1) / (2 * TS_SAMPLES)) * 2; /* even */
         pos += (long)ceil(s->p.encoder_pad_s * 50.0f);
+        long lo = (long)ceil(s->p.encoder_min_s * 50.0f);
+        if (pos < lo) pos = lo;
         actx = pos >= n_ctx ? 0 : (int)pos;
     }
     static const int none = 0;
+    int last_ts = (int)((len + TS_SAMPLES - 1) / TS_SAMPLES);
+    if (last_ts > n_ctx) last_ts = n_ctx;
     tolk_lf_input win = {.one_window = 1,
                          .audio_ctx = actx,
+                         .max_timestamp = last_ts,
                          .prompt_tokens = s->n_ptok ? s->ptok : &none,
                          .n_prompt_tokens = (size_t)s->n_ptok,
                          .prefix_tokens = s->n_ctok ? s->ctok : &none,
@@ -417,6 +432,23 @@ static void take_update(tolk_stream *s, tolk_request *r) {
     tolk_sp_hyp h;
     st = tolk_sp_parse(s->ctx, s->asr, s->ctok, s->n_ctok, dr.tokens, dr.logprobs,
                        skipped ? 0 : dr.n_tokens, audio_s, &h);
+    /* A hypothesis that loops (Whisper repeating itself), or holds more words
+     * than anyone says in that much audio, is no hypothesis: nothing of it is
+     * shown or committed. The end of an utterance keeps what came before the
+     * loop. */
+    int looped = 0;
+    if (st == TOLK_OK) {
+        int ls = tolk_sp_loop_start(&h);
+        double heard = audio_s - (s->last_end - t0 > 0.0 ? s->last_end - t0 : 0.0);
+        double limit = 3.0 + 6.0 * (heard > 0.0 ? heard : 0.0);
+        if (ls < h.n_w || (double)h.n_w > limit) {
+            looped = 1;
+            int keep = s->req_final ? ls : 0;
+            for (int i = keep; i < h.n_w; i++)
+                free(h.w[i].text);
+            h.n_w = keep;
+        }
+    }
     if (st != TOLK_OK) {
         tolk_dec_result_clear(&dr);
         end_stream(s, st);
@@ -443,7 +475,7 @@ static void take_update(tolk_stream *s, tolk_request *r) {
         free(text);
         s->stats.words += k;
     }
-    if (tolk_sp_push(&s->sps, &h, k) != TOLK_OK) {
+    if (!looped && tolk_sp_push(&s->sps, &h, k) != TOLK_OK) {
         tolk_sp_hyp_clear(&h);
         tolk_dec_result_clear(&dr);
         end_stream(s, tolk_fail(s->ctx, TOLK_ERR_NOMEM, "stream: out of memory"));
@@ -655,6 +687,8 @@ static tolk_status push_frames(tolk_stream *s, const float *x, const int16_t *x1
     }
     if (st != TOLK_OK && !s->ended && !s->closed) end_stream(s, st);
     if (st == TOLK_OK) maybe_update(s);
+    while (s->p.synchronous && (s->req || s->hooks))
+        pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     deliver(s);
     return st;

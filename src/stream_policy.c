@@ -94,7 +94,7 @@ tolk_status tolk_sp_parse(tolk_ctx *ctx, const tolk_asr *asr, const int *prefix,
                     w[nw - 1].ts_after = j;
                 seg_w0 = nw;
                 seg_t0 = t;
-            } else { /* an opening timestamp */
+            } else {                                      /* an opening timestamp */
                 if (in_tail && t >= audio_s - 0.1) break; /* past what was heard */
                 seg_w0 = nw;
                 seg_t0 = t;

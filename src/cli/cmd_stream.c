@@ -32,13 +32,14 @@
 #include <unistd.h>
 
 static const cli_optdef stream_opts[] = {
-    {"help", 'h', 0},    {"model", 0, 1},       {"model_dir", 0, 1}, {"device", 0, 1},
-    {"threads", 0, 1},   {"language", 0, 1},    {"task", 0, 1},      {"initial_prompt", 0, 1},
-    {"format", 0, 1},    {"rate", 0, 1},        {"channels", 0, 1},  {"realtime", 0, 0},
-    {"speed", 0, 1},     {"output", 0, 1},      {"wall", 0, 0},      {"policy", 0, 1},
-    {"agreement", 0, 1}, {"min_update", 0, 1},  {"margin", 0, 1},    {"min_prob", 0, 1},
-    {"trim", 0, 1},      {"encoder_pad", 0, 1}, {"encoder_min", 0, 1}, {"gate", 0, 1},      {"pause", 0, 1},
-    {"streams", 0, 1},   {"stats", 0, 0},       {"simulate", 0, 0},  {NULL, 0, 0},
+    {"help", 'h', 0},    {"model", 0, 1},       {"model_dir", 0, 1},   {"device", 0, 1},
+    {"threads", 0, 1},   {"language", 0, 1},    {"task", 0, 1},        {"initial_prompt", 0, 1},
+    {"format", 0, 1},    {"rate", 0, 1},        {"channels", 0, 1},    {"realtime", 0, 0},
+    {"speed", 0, 1},     {"output", 0, 1},      {"wall", 0, 0},        {"policy", 0, 1},
+    {"agreement", 0, 1}, {"min_update", 0, 1},  {"margin", 0, 1},      {"min_prob", 0, 1},
+    {"trim", 0, 1},      {"encoder_pad", 0, 1}, {"encoder_min", 0, 1}, {"gate", 0, 1},
+    {"pause", 0, 1},     {"streams", 0, 1},     {"stats", 0, 0},       {"simulate", 0, 0},
+    {NULL, 0, 0},
 };
 
 static void usage(FILE *f) {
@@ -243,8 +244,8 @@ static int feed_raw(FILE *fp, const char *name, const feed_opts *f, out_state *o
             }
         }
         pace(o, f, fed + frames, f->rate);
-        if (push_all(sc, n, f->raw == 1 ? (const void *)i16 : (const void *)fl, frames,
-                     f->raw == 1, (double)(fed + frames) / f->rate) != TOLK_OK) {
+        if (push_all(sc, n, f->raw == 1 ? (const void *)i16 : (const void *)fl, frames, f->raw == 1,
+                     (double)(fed + frames) / f->rate) != TOLK_OK) {
             rc = 1;
             break;
         }
