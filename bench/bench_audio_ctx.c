@@ -3,13 +3,14 @@
  * reduced audio context live streams use, whisper.cpp's audio_ctx): every
  * clip of at most 30 s of a manifest is decoded as one window (greedy,
  * timestamps, no prompt) once with the full 30 s encoder (1500 positions
- * over zero-padded mel) and once per padding with the encoder over the
- * clip plus that many seconds. Prints one TSV line per (clip, setting):
- * file, setting ("full" or the padding in seconds), encoder positions,
- * wall seconds of the request, text. bench/stream scores the texts (WER
- * against the manifest's references) and sums the times.
+ * over zero-padded mel) and once per setting PAD:MIN with the encoder over
+ * the clip plus PAD seconds, but at least MIN seconds (a live stream's
+ * encoder_pad_s and encoder_min_s). Prints one TSV line per (clip,
+ * setting): file, setting ("full" or PAD:MIN), encoder positions, wall
+ * seconds of the request, text. bench/stream scores the texts (WER against
+ * the manifest's references) and sums the times.
  *
- *   bench_audio_ctx MODEL_DIR MANIFEST.tsv [PAD_S ...]   (default pads: 0 0.5 1 2)
+ *   bench_audio_ctx MODEL_DIR MANIFEST.tsv [PAD:MIN ...]   (default: 1:10 1:0 0:0 2:0)
  *
  * Measures, never asserts.
  */
@@ -55,15 +56,20 @@ static void field(const char *line, int i, char *out, size_t n) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_audio_ctx MODEL_DIR MANIFEST.tsv [PAD_S ...]\n");
+        fprintf(stderr, "usage: bench_audio_ctx MODEL_DIR MANIFEST.tsv [PAD:MIN ...]\n");
         return 2;
     }
-    double pads[16] = {0.0, 0.5, 1.0, 2.0};
+    double pads[16] = {1.0, 1.0, 0.0, 2.0}, mins[16] = {10.0, 0.0, 0.0, 0.0};
+    const char *names[16] = {"1:10", "1:0", "0:0", "2:0"};
     int n_pads = 4;
     if (argc > 3) {
         n_pads = 0;
-        for (int i = 3; i < argc && n_pads < 16; i++)
-            pads[n_pads++] = atof(argv[i]);
+        for (int i = 3; i < argc && n_pads < 16; i++) {
+            char *end = NULL;
+            pads[n_pads] = strtod(argv[i], &end);
+            mins[n_pads] = end && *end == ':' ? atof(end + 1) : 0.0;
+            names[n_pads++] = argv[i];
+        }
     }
     tolk_ctx *ctx = NULL;
     tolk_model *model = NULL;
@@ -112,6 +118,7 @@ int main(int argc, char **argv) {
             int actx = 0;
             if (k >= 0) {
                 long pos = (long)((n + 639) / 640) * 2 + (long)ceil(pads[k] * 50.0);
+                if (pos < (long)ceil(mins[k] * 50.0)) pos = (long)ceil(mins[k] * 50.0);
                 actx = pos >= asr->hp.n_audio_ctx ? 0 : (int)pos;
             }
             tolk_lf_input win = {.one_window = 1, .audio_ctx = actx};
@@ -134,7 +141,7 @@ int main(int argc, char **argv) {
             if (k < 0)
                 printf("%s\tfull\t%d\t%.4f\t%s\n", rel, asr->hp.n_audio_ctx, dt, text ? text : "");
             else
-                printf("%s\t%g\t%d\t%.4f\t%s\n", rel, pads[k], actx ? actx : asr->hp.n_audio_ctx,
+                printf("%s\t%s\t%d\t%.4f\t%s\n", rel, names[k], actx ? actx : asr->hp.n_audio_ctx,
                        dt, text ? text : "");
             fflush(stdout);
             free(text);

@@ -314,6 +314,9 @@ def main():
                     help="MODEL:N,N,...;... stream counts to try (stops at the first p90 > 3 s); "
                          "'' skips")
     ap.add_argument("--audio-ctx", default="tiny.en,base", help="models for the encoder check; '' skips")
+    ap.add_argument("--audio-ctx-settings", default="1:10,1:0,0:0,2:0",
+                    help="PAD:MIN encoder settings (seconds past the audio : least seconds) "
+                         "compared with the full 30 s encoder")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: tolk,la2,ws,offline")
     a = ap.parse_args()
     skip = set(x for x in a.skip.split(",") if x)
@@ -403,8 +406,8 @@ def audio_ctx_check(a, out, m):
     label = f"audio-ctx-{m}"
     log(f"{label}: {a.bench_audio_ctx}")
     env = dict(os.environ, TOLK_THREADS=str(a.threads))
-    info = run([a.bench_audio_ctx, model_path(a, m), os.path.join(a.shared, "speech", "asr.tsv"),
-                "0", "0.5", "1", "2"], os.path.join(out, label + ".tsv"),
+    info = run([a.bench_audio_ctx, model_path(a, m), os.path.join(a.shared, "speech", "asr.tsv")]
+               + a.audio_ctx_settings.split(","), os.path.join(out, label + ".tsv"),
                os.path.join(out, label + ".log"), env=env)
     refs = {}
     with open(os.path.join(a.shared, "speech", "asr.tsv"), encoding="utf-8") as f:
@@ -474,12 +477,13 @@ def write_summary(out, res):
     if res.get("audio_ctx"):
         L += ["", "## Encoder over the audio present (reduced audio context)", "",
               "Each English clip <= 30 s of asr.tsv as one window, greedy: the full 30 s encoder "
-              "against the encoder over the clip plus a padding.", "",
+              "against the encoder over the clip plus PAD seconds, at least MIN seconds "
+              "(streams: PAD 1, MIN 10).", "",
               "| model | setting | WER % | mean encoder positions | request seconds (sum) |",
               "|---|---|---|---|---|"]
         for mname, d in res["audio_ctx"].items():
             for k, r in sorted(d["rows"].items(), key=lambda kv: (kv[0] != "full", kv[0])):
-                L.append(f"| {mname} | {'full 30 s' if k == 'full' else '+' + k + ' s'} | "
+                L.append(f"| {mname} | {'full 30 s' if k == 'full' else 'PAD:MIN ' + k} | "
                          f"{r['wer']} | {r['mean_positions']} | {r['seconds']} |")
     if res.get("capacity"):
         L += ["", "## Capacity: concurrent real-time streams on one engine (fast policy)", "",

@@ -611,8 +611,10 @@ typedef struct tolk_stream_params {
     float margin_s;       /* TOLK_STREAM_FAST: a word must end this long before the
                              audio's end (0.5 s) */
     float min_prob;       /* TOLK_STREAM_FAST: least probability of its tokens (0.5) */
-    float trim_s;         /* committed audio is dropped at a segment end once the
-                             uncommitted buffer is longer than this (4 s) */
+    float trim_s;         /* once the buffer is longer than this (8 s), its committed
+                             audio is dropped at the end of a committed segment (the
+                             model is asked where the committed text ends when no
+                             segment has ended) */
     float max_buffer_s;   /* a buffer this long is committed whole (25 s; <= 30) */
     float encoder_pad_s;  /* encoder positions past the audio (1.0 s); < 0: the full 30 s
                              window (openai-whisper's zero padding) */

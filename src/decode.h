@@ -106,6 +106,8 @@ typedef struct tolk_dec_options {
     int max_timestamp_index; /* > 0: timestamps after <|t|> with t = this index are never
                                 chosen (a stream's window holds audio only that far);
                                 0: all (openai-whisper) */
+    int first_timestamp; /* 1: the first sampled token is a timestamp (closing the forced
+                            prefix's segment: where its text ends); 0 (openai-whisper): free */
 } tolk_dec_options;
 
 /* Result of one decode. */
@@ -137,6 +139,7 @@ typedef struct tolk_dec_filter {
     const int *ts_prefix;            /* tokens the timestamp rules see before the sampled ones */
     int n_ts_prefix;                 /* (tolk_dec_options.ts_prefix; 0: none) */
     int max_timestamp_index;         /* > 0: later timestamps masked (tolk_dec_options) */
+    int first_timestamp;             /* the first sampled token is a timestamp (tolk_dec_options) */
 } tolk_dec_filter;
 
 /* Apply, in place, the filters to the logits [n_vocab] of one sequence whose

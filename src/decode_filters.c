@@ -118,6 +118,7 @@ static void filter_masks(const tolk_dec_filter *f, const int *sampled, int n_sam
     }
     if (f->max_timestamp_index > 0 && (long)tb + f->max_timestamp_index + 1 < nv)
         emit(k, tb + f->max_timestamp_index + 1, nv);
+    if (f->first_timestamp && n_sampled == 0 && n > 0) emit(k, 0, tb);
     if (n == 0) {
         emit(k, 0, tb);
         if (f->max_initial_timestamp_index >= 0) {
@@ -128,7 +129,7 @@ static void filter_masks(const tolk_dec_filter *f, const int *sampled, int n_sam
 }
 
 int tolk_dec_filter_max_ranges(const tolk_dec_filter *f) {
-    return f->n_suppress + 9;
+    return f->n_suppress + 10;
 }
 
 int tolk_dec_filter_ranges(const tolk_dec_filter *f, const int *sampled, int n_sampled, int *ranges,

@@ -136,6 +136,7 @@ tolk_status tolk_dec_search_new(tolk_ctx *ctx, const tolk_dec_backend *be,
     s->f.ts_prefix = s->initial + n_initial - opt->ts_prefix;
     s->f.n_ts_prefix = opt->ts_prefix;
     s->f.max_timestamp_index = opt->max_timestamp_index;
+    s->f.first_timestamp = opt->first_timestamp;
     s->phase = PH_SOT;
     *out = s;
     return TOLK_OK;

@@ -399,6 +399,7 @@ static tolk_status setup_window(tolk_lf *lf, const tolk_lf_input *in) {
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: last timestamp %d outside 0..%d",
                          in->max_timestamp, hp->n_audio_ctx);
     lf->dopt.max_timestamp_index = in->max_timestamp;
+    lf->dopt.first_timestamp = in->close_prefix && in->n_prefix_tokens > 0 && lf->dopt.timestamps;
     if (in->prompt_tokens) {
         free(lf->init_prompt);
         lf->n_init_prompt = in->n_prompt_tokens;

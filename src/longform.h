@@ -75,6 +75,8 @@ typedef struct tolk_lf_input {
     int audio_ctx;
     int max_timestamp; /* > 0: the last timestamp index (0.02 s steps) the decode may
                           choose: where the input's audio ends; 0: any */
+    int close_prefix;  /* 1: the first sampled token is a timestamp closing the prefix's
+                          segment (timestamps on, a prefix given): where its text ends */
     const int *prompt_tokens;
     size_t n_prompt_tokens;
     const int *prefix_tokens;

@@ -96,6 +96,7 @@ struct tolk_stream {
     double req_t0;
     size_t req_len;
     int req_final;
+    int req_close; /* the update closes the committed text's segment (a cut point) */
 
     /* events and the end */
     ev_item *evq;
@@ -120,7 +121,7 @@ tolk_stream_params tolk_stream_default_params(void) {
     p.min_update_s = 0.25f;
     p.margin_s = 0.5f;
     p.min_prob = 0.5f;
-    p.trim_s = 4.0f;
+    p.trim_s = 8.0f;
     p.max_buffer_s = 25.0f;
     p.encoder_pad_s = 1.0f;
     p.encoder_min_s = 10.0f;
@@ -313,6 +314,7 @@ static void ctok_to_prompt(tolk_stream *s, int n, int shift) {
 /* ---- updates ----------------------------------------------------------------- */
 
 static void update_done(void *user, tolk_request *r);
+static int last_cut(const tolk_stream *s);
 
 /* Submit the next update if one is due (the mutex is held). */
 static void maybe_update(tolk_stream *s) {
@@ -360,11 +362,18 @@ static void maybe_update(tolk_stream *s) {
         actx = pos >= n_ctx ? 0 : (int)pos;
     }
     static const int none = 0;
+    /* a long buffer with no segment end among its committed words: ask the
+     * model where their text ends (a timestamp first), to cut there */
+    const int eot = s->asr->dt.eot;
+    const int close = !final && (double)len / SR > s->p.trim_s && s->n_ctok > 0 &&
+                      s->ctok[s->n_ctok - 1] < eot && last_cut(s) < 0 &&
+                      s->last_end - (double)s->buf_t0 / SR < (double)len / SR - 0.5;
     int last_ts = (int)((len + TS_SAMPLES - 1) / TS_SAMPLES);
     if (last_ts > n_ctx) last_ts = n_ctx;
     tolk_lf_input win = {.one_window = 1,
                          .audio_ctx = actx,
                          .max_timestamp = last_ts,
+                         .close_prefix = close,
                          .prompt_tokens = s->n_ptok ? s->ptok : &none,
                          .n_prompt_tokens = (size_t)s->n_ptok,
                          .prefix_tokens = s->n_ctok ? s->ctok : &none,
@@ -379,6 +388,7 @@ static void maybe_update(tolk_stream *s) {
     s->req_t0 = tolk_time_now();
     s->req_len = len;
     s->req_final = final;
+    s->req_close = close;
     s->last_update_len = len;
 }
 
@@ -429,9 +439,21 @@ static void take_update(tolk_stream *s, tolk_request *r) {
         return;
     }
     const double audio_s = (double)s->req_len / SR, t0 = (double)s->buf_t0 / SR;
+    /* a closing timestamp asked for ends the committed text's segment: it
+     * joins the committed tokens at once (a cut point) */
+    const int *tail = dr.tokens;
+    const float *tlp = dr.logprobs;
+    int n_tail = skipped ? 0 : dr.n_tokens;
+    if (s->req_close && n_tail > 0 && tail[0] >= s->asr->dt.timestamp_begin) {
+        if (!ctok_push(s, tail, 1)) {
+            tolk_dec_result_clear(&dr);
+            end_stream(s, tolk_fail(s->ctx, TOLK_ERR_NOMEM, "stream: out of memory"));
+            return;
+        }
+        tail++, tlp++, n_tail--;
+    }
     tolk_sp_hyp h;
-    st = tolk_sp_parse(s->ctx, s->asr, s->ctok, s->n_ctok, dr.tokens, dr.logprobs,
-                       skipped ? 0 : dr.n_tokens, audio_s, &h);
+    st = tolk_sp_parse(s->ctx, s->asr, s->ctok, s->n_ctok, tail, tlp, n_tail, audio_s, &h);
     /* A hypothesis that loops (Whisper repeating itself), or holds more words
      * than anyone says in that much audio, is no hypothesis: nothing of it is
      * shown or committed. The end of an utterance keeps what came before the
@@ -460,7 +482,7 @@ static void take_update(tolk_stream *s, tolk_request *r) {
         int end = h.w[k - 1].b;
         if (h.w[k - 1].ts_after == end) end++; /* the segment's closing timestamp */
         char *text = words_text(&h, 0, k);
-        if (!text || !ctok_push(s, dr.tokens, end)) {
+        if (!text || !ctok_push(s, tail, end)) {
             free(text);
             tolk_sp_hyp_clear(&h);
             tolk_dec_result_clear(&dr);
@@ -481,8 +503,8 @@ static void take_update(tolk_stream *s, tolk_request *r) {
         end_stream(s, tolk_fail(s->ctx, TOLK_ERR_NOMEM, "stream: out of memory"));
         return;
     }
-    /* the partial: what is left of this hypothesis */
-    char *rest = words_text(&h, k, h.n_w);
+    /* the partial: what is left of this hypothesis (a rejected one changes nothing) */
+    char *rest = looped && !s->req_final ? NULL : words_text(&h, k, h.n_w);
     if (rest && strcmp(rest, s->partial ? s->partial : "") != 0) {
         double a = k < h.n_w ? t0 + h.w[k].start : s->last_end;
         double b = k < h.n_w ? t0 + h.w[h.n_w - 1].end : s->last_end;

@@ -7,8 +7,9 @@
  * chunk >= threshold 0.5; a pause is min_silence worth of chunks below
  * threshold - 0.15). The energy gate stands in for a VAD model behind the
  * same interface (tolk_gate): level = 10 log10(mean square + 1e-10) dBFS
- * per chunk; a noise floor that drops at once to a quieter chunk and
- * rises by 1 dB per second (31.25 chunks); probability ramps from 0 at 3
+ * per chunk; a noise floor that starts at the first chunk's level (at
+ * most -50 dBFS: speech may come first), drops at once to a quieter chunk
+ * and rises by 1 dB per second (31.25 chunks); probability ramps from 0 at 3
  * dB above the floor to 1 at 15 dB above it (0.5 at 9 dB), and is 0 below
  * -60 dBFS whatever the floor.
  */
@@ -30,9 +31,12 @@ static float energy_prob(energy_gate *g, const float *x) {
     for (int i = 0; i < TOLK_GATE_CHUNK; i++)
         ss += (double)x[i] * (double)x[i];
     const double db = 10.0 * log10(ss / TOLK_GATE_CHUNK + 1e-10);
-    if (!g->have_floor || db < g->floor_db) {
-        g->floor_db = db;
+    if (!g->have_floor) {
+        /* speech may start at once: the floor starts at -50 dBFS at most */
+        g->floor_db = db < -50.0 ? db : -50.0;
         g->have_floor = 1;
+    } else if (db < g->floor_db) {
+        g->floor_db = db;
     } else {
         g->floor_db += 1.0 / 31.25; /* 1 dB per second */
         if (g->floor_db > db) g->floor_db = db;

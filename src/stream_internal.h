@@ -33,7 +33,8 @@ typedef struct tolk_gate {
 } tolk_gate;
 
 /* The adaptive energy gate: a chunk's level in dBFS against a tracked
- * noise floor (falls at once to a quieter chunk, rises 1 dB/s) — speech
+ * noise floor (starts at most at -50 dBFS, falls at once to a quieter
+ * chunk, rises 1 dB/s) — speech
  * from 9 dB above the floor (probability 0.5) and never below -60 dBFS.
  * *g is filled (g->free releases it). TOLK_ERR_NOMEM on failure. */
 tolk_status tolk_gate_energy_new(tolk_gate *g);

@@ -155,6 +155,25 @@ static void test_never_retract(void) {
     }
 }
 
+static void test_loop_start(void) {
+    const char *a[] = {" the", " cat", " sat", " on"};
+    const char *b[] = {" and", " so", " n,", " n,", " n,", " n,", " n,"};
+    const char *c[] = {" go", " a", " b", " a", " b", " a", " b", " stop"};
+    const char *d[] = {" no", " no", " no", " way"}; /* three is speech */
+    tolk_sp_hyp h = mkhyp(4, a, NULL, NULL);
+    CU_ASSERT_EQUAL(tolk_sp_loop_start(&h), 4);
+    tolk_sp_hyp_clear(&h);
+    h = mkhyp(7, b, NULL, NULL);
+    CU_ASSERT_EQUAL(tolk_sp_loop_start(&h), 3);
+    tolk_sp_hyp_clear(&h);
+    h = mkhyp(8, c, NULL, NULL);
+    CU_ASSERT_EQUAL(tolk_sp_loop_start(&h), 3);
+    tolk_sp_hyp_clear(&h);
+    h = mkhyp(4, d, NULL, NULL);
+    CU_ASSERT_EQUAL(tolk_sp_loop_start(&h), 4);
+    tolk_sp_hyp_clear(&h);
+}
+
 /* The timestamp rules over a forced prefix equal the rules over the same
  * tokens as sampled ones. */
 static void test_ts_prefix_rules(void) {
@@ -310,6 +329,36 @@ static void test_window_request(void) {
                   !memcmp(d2.tokens, all + cut, (size_t)(n_all - cut) * sizeof(int)));
         tolk_dec_result_clear(&d2);
     }
+    /* asked to close the prefix's segment, the model's first token is a
+     * timestamp no earlier than the prefix's text can end */
+    const int eot = tolk_engine_asr(g_e)->dt.eot;
+    int cut_text = 0; /* a cut right after a text token, before another one */
+    for (int i = n_all / 2; i + 1 < n_all && !cut_text; i++)
+        if (all[i] < eot && all[i + 1] < eot) cut_text = i + 1;
+    if (cut_text > 0) {
+        tolk_lf_input wc = {.one_window = 1,
+                            .prefix_tokens = all,
+                            .n_prefix_tokens = (size_t)cut_text,
+                            .close_prefix = 1};
+        tolk_dec_result d4;
+        CU_ASSERT_EQUAL_FATAL(window(g_jfk, g_njfk, &wc, &d4), TOLK_OK);
+        const int tb = tolk_engine_asr(g_e)->dt.timestamp_begin;
+        CU_ASSERT(d4.n_tokens > 0 && d4.tokens[0] >= tb);
+        int last_ts = tb;
+        for (int i = 0; i < cut_text; i++)
+            if (all[i] >= tb) last_ts = all[i];
+        CU_ASSERT(d4.n_tokens > 0 && d4.tokens[0] > last_ts);
+        printf("  closing timestamp after %d prefix tokens: %.2f s\n", cut_text,
+               d4.n_tokens > 0 ? 0.02 * (d4.tokens[0] - tb) : -1.0);
+        tolk_dec_result_clear(&d4);
+    }
+    /* timestamps past max_timestamp are never chosen */
+    tolk_lf_input wm = {.one_window = 1, .max_timestamp = 200};
+    tolk_dec_result d5;
+    CU_ASSERT_EQUAL_FATAL(window(g_jfk, g_njfk, &wm, &d5), TOLK_OK);
+    for (int i = 0; i < d5.n_tokens; i++)
+        CU_ASSERT(d5.tokens[i] <= tolk_engine_asr(g_e)->dt.timestamp_begin + 200);
+    tolk_dec_result_clear(&d5);
     /* the encoder over the audio present plus 1 s: the same words */
     tolk_lf_input wr = {.one_window = 1, .audio_ctx = 550 + 50};
     tolk_dec_result d3;
@@ -496,6 +545,28 @@ static void test_streams_at_once(void) {
     }
 }
 
+/* Synchronous pushes: the text does not depend on the machine's speed (two
+ * runs agree), and words are committed while the audio goes on, not only at
+ * its end. */
+static void test_synchronous(void) {
+    if (!setup()) return;
+    events ev[2];
+    for (int i = 0; i < 2; i++) {
+        tolk_stream_params sp = tolk_stream_default_params();
+        sp.transcribe.language = "en";
+        sp.synchronous = 1;
+        sp.min_update_s = 1.0f;
+        run_stream(&sp, g_jfk, g_njfk, 1600, &ev[i]);
+    }
+    printf("  %d finals: %s\n", ev[0].n_final, ev[0].final);
+    CU_ASSERT_STRING_EQUAL(ev[0].final, ev[1].final);
+    CU_ASSERT_EQUAL(ev[0].n_final, ev[1].n_final);
+    CU_ASSERT(ev[0].n_final >= 3);
+    char got[4096];
+    norm(ev[0].final, got, sizeof got);
+    CU_ASSERT(strstr(got, "your country") != NULL);
+}
+
 static void test_bad_params(void) {
     if (!setup()) return;
     tolk_stream *s = NULL;
@@ -562,11 +633,13 @@ int main(void) {
         {"local_agreement", test_local_agreement},
         {"fast_policy", test_fast_policy},
         {"never_retract", test_never_retract},
+        {"loop_start", test_loop_start},
         {"ts_prefix_rules", test_ts_prefix_rules},
         {"gate", test_gate},
         {"window_request", test_window_request},
         {"stream_clip", test_stream_clip},
         {"streams_at_once", test_streams_at_once},
+        {"synchronous", test_synchronous},
         {"bad_params", test_bad_params},
         {"silence_only", test_silence_only},
         CU_TEST_INFO_NULL,

@@ -82,7 +82,7 @@ static void usage(FILE *f) {
             "  --min_update S             new audio before the next update [0.25]\n"
             "  --margin S                 fast: a word ends this long before the audio [0.5]\n"
             "  --min_prob P               fast: least token probability [0.5]\n"
-            "  --trim S                   drop committed audio past this buffer length [4]\n"
+            "  --trim S                   drop committed audio past this buffer length [8]\n"
             "  --encoder_pad S            encoder past the audio; None: a full 30 s window [1]\n"
             "  --encoder_min S            the least encoder length [10]\n"
             "  --gate energy|none         speech gate; none: no silence skipping [energy]\n"
@@ -372,7 +372,7 @@ int cli_stream(int argc, char **argv) {
     sp.margin_s = (float)d;
     if ((r = cli_float(&a, "min_prob", 0.0, 1.0, 0, 0, 0.5, &d, NULL))) goto usage_done;
     sp.min_prob = (float)d;
-    if ((r = cli_float(&a, "trim", 0.0, 25.0, 0, 0, 4.0, &d, NULL))) goto usage_done;
+    if ((r = cli_float(&a, "trim", 0.0, 25.0, 0, 0, 8.0, &d, NULL))) goto usage_done;
     sp.trim_s = (float)d;
     if ((r = cli_float(&a, "encoder_pad", 0.0, 30.0, 0, 1, 1.0, &d, &none))) goto usage_done;
     sp.encoder_pad_s = none ? -1.0f : (float)d;
