@@ -128,7 +128,7 @@ int main(int argc, char **argv) {
             memset(&dr, 0, sizeof dr);
             int skipped = 0;
             char lc[8];
-            tolk_status s = tolk_engine_submit_window(e, x, n, &p, &win, NULL, NULL, &r);
+            tolk_status s = tolk_engine_submit_window(e, x, n, &p, &win, NULL, NULL, NULL, &r);
             if (s == TOLK_OK) s = tolk_request_wait(r);
             if (s == TOLK_OK) s = tolk_request_window(r, &dr, &skipped, lc);
             double dt = tolk_time_now() - t0;

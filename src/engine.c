@@ -226,16 +226,17 @@ static int can_select(const tolk_engine *e) {
 
 static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float *samples, size_t n,
                           int live, const tolk_transcribe_params *params,
-                          void (*done)(void *, tolk_request *), void *done_user,
+                          void (*done)(void *, tolk_request *), void *done_user, tolk_ctx *ec,
                           tolk_request **out) {
-    if (!out) return tolk_fail(e ? e->ctx : NULL, TOLK_ERR_INVALID_ARG, "engine: NULL out");
+    if (!ec && e) ec = e->ctx; /* where the messages go */
+    if (!out) return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: NULL out");
     *out = NULL;
     if (!e) return TOLK_ERR_INVALID_ARG;
-    tolk_clear_error(e->ctx);
+    tolk_clear_error(ec);
     tolk_transcribe_params defaults = tolk_transcribe_default_params();
     const tolk_transcribe_params *p = params ? params : &defaults;
     tolk_request *r = calloc(1, sizeof *r);
-    if (!r) return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+    if (!r) return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory");
     r->e = e;
     r->window = -1;
     r->one_window = in_->one_window;
@@ -244,14 +245,14 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     tolk_status s = tolk_ctx_new(&e->ctx->params, &r->ctx);
     if (s != TOLK_OK) {
         free(r);
-        return tolk_fail(e->ctx, s, "engine: cannot create a context");
+        return tolk_fail(ec, s, "engine: cannot create a context");
     }
     r->params = *p;
     if (!dup_str(p->language, &r->s_language) || !dup_str(p->initial_prompt, &r->s_prompt) ||
         !dup_str(p->prefix, &r->s_prefix) || !dup_str(p->suppress_tokens, &r->s_suppress) ||
         !dup_str(p->clip_timestamps, &r->s_clips)) {
         request_release(r);
-        return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+        return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory");
     }
     r->params.language = r->s_language;
     r->params.initial_prompt = r->s_prompt;
@@ -262,12 +263,12 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     if (samples) {
         if (n > ((size_t)1 << 40)) {
             request_release(r);
-            return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: absurd input length");
+            return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: absurd input length");
         }
         r->samples = tolk_malloc_array(n ? n : 1, sizeof(float));
         if (!r->samples) {
             request_release(r);
-            return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory for the samples");
+            return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory for the samples");
         }
         memcpy(r->samples, samples, n * sizeof(float));
         in.samples = r->samples;
@@ -276,7 +277,7 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     if (live) {
         if (tolk_live_init(&r->live) != TOLK_OK) {
             request_release(r);
-            return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+            return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory");
         }
         r->is_live = 1;
         in.live = &r->live;
@@ -294,7 +295,7 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
                        .timings = &e->timings};
     s = tolk_lf_new(&env, &r->params, &in, &r->lf);
     if (s != TOLK_OK) {
-        tolk_fail(e->ctx, s, "%s", tolk_ctx_last_error(r->ctx));
+        tolk_fail(ec, s, "%s", tolk_ctx_last_error(r->ctx));
         request_release(r);
         return s;
     }
@@ -302,11 +303,11 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     r->slots = tolk_calloc_array((size_t)r->n_slots, sizeof(int));
     if (!r->slots) {
         request_release(r);
-        return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+        return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory");
     }
     if (e->p.max_seqs > 0 && r->n_slots > e->p.max_seqs) {
         request_release(r);
-        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG,
+        return tolk_fail(ec, TOLK_ERR_INVALID_ARG,
                          "engine: the request needs %d decoder sequences, the pool has %d",
                          r->n_slots, e->p.max_seqs);
     }
@@ -314,7 +315,7 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     if (e->closed) {
         pthread_mutex_unlock(&e->mu);
         request_release(r);
-        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: it is being freed");
+        return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: it is being freed");
     }
     e->refs++;
     r->order = ++e->n_submitted;
@@ -343,12 +344,12 @@ tolk_status tolk_engine_submit_file(tolk_engine *e, const char *path,
         tolk_status s = tolk_audio_load(e->ctx, path, &x, &n);
         if (s != TOLK_OK) return s;
         tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
-        s = submit(e, &in, x, n, 0, params, NULL, NULL, out);
+        s = submit(e, &in, x, n, 0, params, NULL, NULL, NULL, out);
         tolk_free(x);
         return s;
     }
     tolk_lf_input in = {.kind = TOLK_LF_FILE, .path = path};
-    return submit(e, &in, NULL, 0, 0, params, NULL, NULL, out);
+    return submit(e, &in, NULL, 0, 0, params, NULL, NULL, NULL, out);
 }
 
 tolk_status tolk_engine_submit_detect(tolk_engine *e, const float *samples, size_t n_samples,
@@ -358,7 +359,7 @@ tolk_status tolk_engine_submit_detect(tolk_engine *e, const float *samples, size
         return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
     if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
     tolk_lf_input in = {.kind = TOLK_LF_MEMORY, .detect_only = 1};
-    return submit(e, &in, samples, n_samples, 0, NULL, NULL, NULL, out);
+    return submit(e, &in, samples, n_samples, 0, NULL, NULL, NULL, NULL, out);
 }
 
 int tolk_request_language_probs(const tolk_request *r, float *probs) {
@@ -374,28 +375,28 @@ tolk_status tolk_engine_submit_samples(tolk_engine *e, const float *samples, siz
         return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
     if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
     tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
-    return submit(e, &in, samples, n_samples, 0, params, NULL, NULL, out);
+    return submit(e, &in, samples, n_samples, 0, params, NULL, NULL, NULL, out);
 }
 
 tolk_status tolk_engine_submit_live(tolk_engine *e, const tolk_transcribe_params *params,
                                     tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
     tolk_lf_input in = {.kind = TOLK_LF_LIVE};
-    return submit(e, &in, NULL, 0, 1, params, NULL, NULL, out);
+    return submit(e, &in, NULL, 0, 1, params, NULL, NULL, NULL, out);
 }
 
 tolk_status tolk_engine_submit_window(tolk_engine *e, const float *samples, size_t n_samples,
                                       const tolk_transcribe_params *params,
                                       const tolk_lf_input *win,
                                       void (*done)(void *user, tolk_request *r), void *user,
-                                      tolk_request **out) {
+                                      tolk_ctx *err, tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
-    if (!win) return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL window options");
-    if (!samples && n_samples)
-        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
-    if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
+    tolk_ctx *ec = err ? err : e->ctx;
+    if (!win) return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: NULL window options");
+    if (!samples && n_samples) return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
+    if (n_samples == 0) return tolk_fail(ec, TOLK_ERR_EMPTY, "engine: no samples");
     if (n_samples > TOLK_N_SAMPLES)
-        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG,
+        return tolk_fail(ec, TOLK_ERR_INVALID_ARG,
                          "engine: a window holds at most %d samples, not %zu", TOLK_N_SAMPLES,
                          n_samples);
     tolk_lf_input in = *win;
@@ -404,7 +405,7 @@ tolk_status tolk_engine_submit_window(tolk_engine *e, const float *samples, size
     in.detect_only = 0;
     in.path = NULL;
     in.live = NULL;
-    return submit(e, &in, samples, n_samples, 0, params, done, user, out);
+    return submit(e, &in, samples, n_samples, 0, params, done, user, ec, out);
 }
 
 tolk_status tolk_request_window(tolk_request *r, tolk_dec_result *res, int *skipped, char *lang) {

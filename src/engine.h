@@ -33,12 +33,14 @@ int tolk_request_language_probs(const tolk_request *r, float *probs);
  * ignored), no seek loop. done (may be NULL) is called on the tick thread
  * once the request has ended (result, failure or cancellation), outside
  * the engine's locks; it may submit new requests and free r. Then
- * tolk_request_window gives the decode. *out: tolk_request_free. */
+ * tolk_request_window gives the decode. A submission's failure message
+ * goes to err (NULL: the engine's context, which concurrent submitters
+ * share: streams pass their own). *out: tolk_request_free. */
 tolk_status tolk_engine_submit_window(tolk_engine *e, const float *samples, size_t n_samples,
                                       const tolk_transcribe_params *params,
                                       const tolk_lf_input *win,
                                       void (*done)(void *user, tolk_request *r), void *user,
-                                      tolk_request **out);
+                                      tolk_ctx *err, tolk_request **out);
 /* After a successful window request: its decode moved into *res (once;
  * tolk_dec_result_clear) with *skipped (the no-speech rule) and the
  * language (code, "en" on English-only models) in lang[8]. */

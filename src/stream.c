@@ -379,9 +379,10 @@ static void maybe_update(tolk_stream *s) {
                          .prefix_tokens = s->n_ctok ? s->ctok : &none,
                          .n_prefix_tokens = (size_t)s->n_ctok};
     tolk_request *r = NULL;
-    tolk_status st = tolk_engine_submit_window(s->e, s->buf, len, &tp, &win, update_done, s, &r);
+    tolk_status st =
+        tolk_engine_submit_window(s->e, s->buf, len, &tp, &win, update_done, s, s->ctx, &r);
     if (st != TOLK_OK) {
-        end_stream(s, tolk_fail(s->ctx, st, "stream: %s", tolk_engine_last_error(s->e)));
+        end_stream(s, tolk_fail(s->ctx, st, "stream: %s", tolk_ctx_last_error(s->ctx)));
         return;
     }
     s->req = r;
@@ -667,28 +668,31 @@ static tolk_status feed_mono(tolk_stream *s, const float *x, size_t n, int flush
     return st;
 }
 
-/* Common part of the pushes: frames of interleaved float samples. */
+/* Common part of the pushes: frames of interleaved float samples. Checks
+ * run under the mutex (the done hook writes the stream's messages too). */
 static tolk_status push_frames(tolk_stream *s, const float *x, const int16_t *x16,
                                size_t n_frames) {
     if (!s) return TOLK_ERR_INVALID_ARG;
     const int ch = s->p.channels;
-    if (!x && !x16 && n_frames)
-        return tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG, "stream: NULL samples");
-    if (n_frames > ((size_t)1 << 32))
-        return tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG, "stream: absurd piece (%zu frames)",
-                         n_frames);
-    if (x)
-        for (size_t i = 0; i < n_frames * (size_t)ch; i++)
-            if (!isfinite(x[i]))
-                return tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG,
-                                 "stream: sample %zu of the piece is not a finite number", i);
     pthread_mutex_lock(&s->mu);
     tolk_status st = TOLK_OK;
-    if (s->closed)
+    if (!x && !x16 && n_frames)
+        st = tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG, "stream: NULL samples");
+    else if (n_frames > ((size_t)1 << 32))
+        st = tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG, "stream: absurd piece (%zu frames)", n_frames);
+    else if (s->closed)
         st = tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG, "stream: pushed after close");
     else if (s->ended)
         st = tolk_fail(s->ctx, s->end_status != TOLK_OK ? s->end_status : TOLK_ERR_INVALID_ARG,
                        "stream: it has ended (%s)", tolk_strerror(s->end_status));
+    for (size_t i = 0; x && st == TOLK_OK && i < n_frames * (size_t)ch; i++)
+        if (!isfinite(x[i]))
+            st = tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG,
+                           "stream: sample %zu of the piece is not a finite number", i);
+    if (st != TOLK_OK) { /* a bad piece changes nothing */
+        pthread_mutex_unlock(&s->mu);
+        return st;
+    }
     /* in blocks, through the mono scratch */
     const size_t block = 4096;
     for (size_t f0 = 0; f0 < n_frames && st == TOLK_OK; f0 += block) {
@@ -707,7 +711,7 @@ static tolk_status push_frames(tolk_stream *s, const float *x, const int16_t *x1
         }
         st = feed_mono(s, s->mono, nf, 0);
     }
-    if (st != TOLK_OK && !s->ended && !s->closed) end_stream(s, st);
+    if (st != TOLK_OK && !s->ended) end_stream(s, st);
     if (st == TOLK_OK) maybe_update(s);
     while (s->p.synchronous && (s->req || s->hooks))
         pthread_cond_wait(&s->cv, &s->mu);
@@ -717,16 +721,10 @@ static tolk_status push_frames(tolk_stream *s, const float *x, const int16_t *x1
 }
 
 tolk_status tolk_stream_push(tolk_stream *s, const float *samples, size_t n_frames) {
-    if (!s) return TOLK_ERR_INVALID_ARG;
-    if (!samples && n_frames)
-        return tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG, "stream: NULL samples");
     return push_frames(s, samples, NULL, n_frames);
 }
 
 tolk_status tolk_stream_push_s16(tolk_stream *s, const int16_t *samples, size_t n_frames) {
-    if (!s) return TOLK_ERR_INVALID_ARG;
-    if (!samples && n_frames)
-        return tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG, "stream: NULL samples");
     return push_frames(s, NULL, samples, n_frames);
 }
 

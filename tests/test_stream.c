@@ -289,7 +289,7 @@ static tolk_transcribe_params greedy(void) {
 static tolk_status window(const float *x, size_t n, const tolk_lf_input *win, tolk_dec_result *dr) {
     tolk_transcribe_params p = greedy();
     tolk_request *r = NULL;
-    tolk_status s = tolk_engine_submit_window(g_e, x, n, &p, win, NULL, NULL, &r);
+    tolk_status s = tolk_engine_submit_window(g_e, x, n, &p, win, NULL, NULL, NULL, &r);
     if (s != TOLK_OK) return s;
     s = tolk_request_wait(r);
     int skipped = 0;
@@ -371,14 +371,14 @@ static void test_window_request(void) {
     /* bad options fail cleanly */
     tolk_request *r = NULL;
     tolk_lf_input bad = {.one_window = 1, .audio_ctx = 1501};
-    CU_ASSERT_EQUAL(tolk_engine_submit_window(g_e, g_jfk, g_njfk, &p, &bad, NULL, NULL, &r),
+    CU_ASSERT_EQUAL(tolk_engine_submit_window(g_e, g_jfk, g_njfk, &p, &bad, NULL, NULL, NULL, &r),
                     TOLK_ERR_INVALID_ARG);
     int huge = 1 << 20;
     tolk_lf_input bad2 = {.one_window = 1, .prefix_tokens = &huge, .n_prefix_tokens = 1};
-    CU_ASSERT_EQUAL(tolk_engine_submit_window(g_e, g_jfk, g_njfk, &p, &bad2, NULL, NULL, &r),
+    CU_ASSERT_EQUAL(tolk_engine_submit_window(g_e, g_jfk, g_njfk, &p, &bad2, NULL, NULL, NULL, &r),
                     TOLK_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(
-        tolk_engine_submit_window(g_e, g_jfk, TOLK_N_SAMPLES + 1, &p, &w, NULL, NULL, &r),
+        tolk_engine_submit_window(g_e, g_jfk, TOLK_N_SAMPLES + 1, &p, &w, NULL, NULL, NULL, &r),
         TOLK_ERR_INVALID_ARG);
     CU_ASSERT_PTR_NULL(r);
     tolk_dec_result_clear(&dr);
