@@ -763,6 +763,137 @@ TOLK_API void tolk_engine_get_stats(const tolk_engine *engine, tolk_engine_stats
 TOLK_API void tolk_engine_timings(const tolk_engine *engine, tolk_timings *out);
 
 /* ------------------------------------------------------------------------ */
+/* Live streams: audio in as it is spoken, stable partial and final text    */
+/* ------------------------------------------------------------------------ */
+/*
+ * A stream turns audio pushed in pieces (a microphone, a call) into text
+ * with a bounded delay. Many streams share one engine (which must run its
+ * own thread, tolk_engine_params.background = 1): each update of a stream
+ * is a short request over the stream's uncommitted audio (at most 30 s),
+ * so the updates of all streams are batched by the engine.
+ *
+ * Each update decodes the uncommitted audio again with the committed text
+ * forced as its beginning (the text before the audio goes in the prompt),
+ * and a commit policy decides which further words are now stable:
+ *  - TOLK_STREAM_LOCAL_AGREEMENT: LocalAgreement-n (Machacek et al. 2023,
+ *    whisper_streaming): the words on which the last n hypotheses agree;
+ *  - TOLK_STREAM_FAST (default): a word is committed from one hypothesis
+ *    once more words follow it, every token of it is confident and it
+ *    ends at least margin_s before the end of the audio heard so far;
+ *    other words wait for LocalAgreement-2.
+ * A pause (gate) ends an utterance: its whole hypothesis is committed and
+ * the silence is skipped. The encoder runs over the audio present (plus
+ * encoder_pad_s), not a padded 30 s window.
+ *
+ * Events (on_event, called on the engine's thread or, after
+ * tolk_stream_close, on the closing thread; never two at once for one
+ * stream, always in order): PARTIAL is the current hypothesis of the
+ * uncommitted audio (it may change or vanish); FINAL is newly committed
+ * text, never taken back; END comes once, after tolk_stream_close flushed
+ * everything, or when the stream failed (its status). Times are seconds of
+ * input audio; FINAL times never go back.
+ */
+
+typedef struct tolk_stream tolk_stream;
+
+typedef enum tolk_stream_policy {
+    TOLK_STREAM_FAST = 0,           /* confidence and time margin, else LocalAgreement-2 */
+    TOLK_STREAM_LOCAL_AGREEMENT = 1 /* LocalAgreement-n */
+} tolk_stream_policy;
+
+typedef enum tolk_stream_gate {
+    TOLK_STREAM_GATE_ENERGY = 0, /* an adaptive energy gate (default) */
+    TOLK_STREAM_GATE_NONE = 1    /* every sample is speech; only the end of input or
+                                    a full buffer ends an utterance */
+} tolk_stream_gate;
+
+typedef enum tolk_stream_event_type {
+    TOLK_STREAM_PARTIAL = 0,
+    TOLK_STREAM_FINAL = 1,
+    TOLK_STREAM_END = 2
+} tolk_stream_event_type;
+
+typedef struct tolk_stream_event {
+    tolk_stream_event_type type;
+    const char *text; /* UTF-8 (valid during the callback): PARTIAL the whole uncommitted
+                         hypothesis ("" when none), FINAL the new words (a leading space
+                         between words, as Whisper writes them), END "" */
+    double start, end; /* seconds of input audio the text covers (END: the input's length) */
+    tolk_status status; /* END: TOLK_OK, or why the stream failed */
+} tolk_stream_event;
+
+typedef void (*tolk_stream_event_fn)(void *user, const tolk_stream_event *event);
+
+typedef struct tolk_stream_params {
+    tolk_transcribe_params transcribe; /* task, language (NULL: detected on the first
+                                          speech, then kept), initial_prompt, suppression;
+                                          the default's temperatures are {0} (no fallback) */
+    tolk_stream_policy policy;
+    int agreement;        /* LocalAgreement-n's n (2; 2..8) */
+    float min_update_s;   /* new audio before the next update (0.25 s); updates never
+                             overlap, so under load they come as fast as they finish */
+    float margin_s;       /* TOLK_STREAM_FAST: a word must end this long before the
+                             audio's end (0.5 s) */
+    float min_prob;       /* TOLK_STREAM_FAST: least probability of its tokens (0.5) */
+    float trim_s;         /* once the buffer is longer than this (8 s), its committed
+                             audio is dropped at the end of a committed segment (the
+                             model is asked where the committed text ends when no
+                             segment has ended) */
+    float max_buffer_s;   /* a buffer this long is committed whole (25 s; <= 30) */
+    float encoder_pad_s;  /* encoder positions past the audio (1.0 s); < 0: the full 30 s
+                             window (openai-whisper's zero padding) */
+    float encoder_min_s;  /* but never fewer than this (10 s): on a much shorter encoder
+                             Whisper loops on short audio */
+    int prompt_tokens;    /* committed tokens kept as the prompt (48; 0..223) */
+    tolk_stream_gate gate;
+    float pause_s;        /* silence that ends an utterance (0.5 s) */
+    int sample_rate;      /* rate of the pushed samples (16000; 1000..384000) */
+    int channels;         /* interleaved channels of the pushed samples (1; 1..64) */
+    int synchronous;      /* 1: a push (and close) returns only once the updates it started
+                             have ended, so the text does not depend on the machine's speed
+                             (tests, simulations: whisper_streaming's "computationally
+                             unaware" mode); 0 (live input): pushes never wait */
+    tolk_stream_event_fn on_event;
+    void *user;
+} tolk_stream_params;
+
+TOLK_API tolk_stream_params tolk_stream_default_params(void);
+
+/* Open a stream on engine (which must outlive it and run its own thread).
+ * Bad parameters fail here with a message on the engine
+ * (tolk_engine_last_error). params is copied with its strings. *out:
+ * tolk_stream_free. */
+TOLK_API tolk_status tolk_stream_open(tolk_engine *engine, const tolk_stream_params *params,
+                                      tolk_stream **out);
+/* Push n_frames frames of float32 in [-1, 1] (channels interleaved, at
+ * params.sample_rate), copied. Any piece size; non-finite samples fail
+ * (TOLK_ERR_INVALID_ARG) and change nothing. */
+TOLK_API tolk_status tolk_stream_push(tolk_stream *s, const float *samples, size_t n_frames);
+/* The same for signed 16-bit samples. */
+TOLK_API tolk_status tolk_stream_push_s16(tolk_stream *s, const int16_t *samples,
+                                          size_t n_frames);
+/* End of input: everything left is decoded and committed, then END. */
+TOLK_API tolk_status tolk_stream_close(tolk_stream *s);
+/* Wait until END was delivered; returns its status. */
+TOLK_API tolk_status tolk_stream_wait(tolk_stream *s);
+/* The stream's failure message ("" when none). */
+TOLK_API const char *tolk_stream_last_error(const tolk_stream *s);
+
+typedef struct tolk_stream_stats {
+    int64_t updates;        /* update requests that ended */
+    double update_s;        /* their summed wall time, submission to end */
+    double update_s_max;    /* the longest */
+    double buffer_s;        /* summed seconds of audio they decoded */
+    int64_t words;          /* words committed */
+    int64_t utterances;     /* utterances ended (by a pause, a full buffer, the end) */
+    double input_s;         /* seconds of input pushed */
+} tolk_stream_stats;
+TOLK_API void tolk_stream_get_stats(const tolk_stream *s, tolk_stream_stats *out);
+
+/* Cancel what runs and free the stream (no more events). */
+TOLK_API void tolk_stream_free(tolk_stream *s);
+
+/* ------------------------------------------------------------------------ */
 /* Output writers (formats of openai-whisper's writers)                     */
 /* ------------------------------------------------------------------------ */
 

@@ -101,6 +101,15 @@ typedef struct tolk_dec_options {
     int timestamps;                  /* 1: apply the timestamp rules */
     int max_initial_timestamp_index; /* < 0: no limit; else the last allowed first index */
     uint64_t *rng;                   /* sampling state (xorshift64*), updated; required at T > 0 */
+    int ts_prefix; /* the last ts_prefix initial tokens (a forced prefix after the SOT
+                      sequence) count as already sampled for the timestamp rules: a
+                      stream continues its earlier hypothesis, timestamps included.
+                      0 (openai-whisper): the rules start after the initial tokens */
+    int max_timestamp_index; /* > 0: timestamps after <|t|> with t = this index are never
+                                chosen (a stream's window holds audio only that far);
+                                0: all (openai-whisper) */
+    int first_timestamp; /* 1: the first sampled token is a timestamp (closing the forced
+                            prefix's segment: where its text ends); 0 (openai-whisper): free */
 } tolk_dec_options;
 
 /* Result of one decode. */
@@ -129,6 +138,10 @@ typedef struct tolk_dec_filter {
     int n_suppress;
     int timestamps;
     int max_initial_timestamp_index; /* < 0: none */
+    const int *ts_prefix;            /* tokens the timestamp rules see before the sampled ones */
+    int n_ts_prefix;                 /* (tolk_dec_options.ts_prefix; 0: none) */
+    int max_timestamp_index;         /* > 0: later timestamps masked (tolk_dec_options) */
+    int first_timestamp;             /* the first sampled token is a timestamp (tolk_dec_options) */
 } tolk_dec_filter;
 
 /* Apply, in place, the filters to the logits [n_vocab] of one sequence whose

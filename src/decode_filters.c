@@ -92,8 +92,11 @@ static void filter_masks(const tolk_dec_filter *f, const int *sampled, int n_sam
     if (t->no_timestamps >= 0 && t->no_timestamps < nv)
         emit(k, t->no_timestamps, t->no_timestamps + 1);
 
-    int last_ts = n_sampled >= 1 && sampled[n_sampled - 1] >= tb;
-    int penult_ts = n_sampled < 2 || sampled[n_sampled - 2] >= tb;
+    /* the rules' view: a forced prefix (f->ts_prefix) continues as if sampled */
+    const int np = f->n_ts_prefix > 0 && f->ts_prefix ? f->n_ts_prefix : 0, n = np + n_sampled;
+#define TOK_AT(i) ((i) < np ? f->ts_prefix[i] : sampled[(i)-np])
+    int last_ts = n >= 1 && TOK_AT(n - 1) >= tb;
+    int penult_ts = n < 2 || TOK_AT(n - 2) >= tb;
     if (last_ts) {
         if (penult_ts)
             emit(k, tb, nv); /* must be text (or EOT) */
@@ -101,18 +104,22 @@ static void filter_masks(const tolk_dec_filter *f, const int *sampled, int n_sam
             emit(k, 0, t->eot); /* must be a timestamp or EOT */
     }
     int last_timestamp = -1;
-    for (int i = n_sampled - 1; i >= 0; i--)
-        if (sampled[i] >= tb) {
-            last_timestamp = sampled[i];
+    for (int i = n - 1; i >= 0; i--)
+        if (TOK_AT(i) >= tb) {
+            last_timestamp = TOK_AT(i);
             break;
         }
+#undef TOK_AT
     if (last_timestamp >= 0) {
         /* never decrease; after text, a closing timestamp must be later */
         int limit = (last_ts && !penult_ts) ? last_timestamp : last_timestamp + 1;
         if (limit > nv) limit = nv;
         emit(k, tb, limit);
     }
-    if (n_sampled == 0) {
+    if (f->max_timestamp_index > 0 && (long)tb + f->max_timestamp_index + 1 < nv)
+        emit(k, tb + f->max_timestamp_index + 1, nv);
+    if (f->first_timestamp && n_sampled == 0 && n > 0) emit(k, 0, tb);
+    if (n == 0) {
         emit(k, 0, tb);
         if (f->max_initial_timestamp_index >= 0) {
             long last_allowed = (long)tb + f->max_initial_timestamp_index;
@@ -122,7 +129,7 @@ static void filter_masks(const tolk_dec_filter *f, const int *sampled, int n_sam
 }
 
 int tolk_dec_filter_max_ranges(const tolk_dec_filter *f) {
-    return f->n_suppress + 8;
+    return f->n_suppress + 10;
 }
 
 int tolk_dec_filter_ranges(const tolk_dec_filter *f, const int *sampled, int n_sampled, int *ranges,

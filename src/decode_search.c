@@ -90,6 +90,9 @@ tolk_status tolk_dec_search_new(tolk_ctx *ctx, const tolk_dec_backend *be,
         if (initial[i] < 0 || initial[i] >= tok->n_vocab)
             return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "decode: initial token %d out of range",
                              initial[i]);
+    if (opt->ts_prefix < 0 || opt->ts_prefix >= n_initial - sot_index)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "decode: bad timestamp prefix (%d tokens)",
+                         opt->ts_prefix);
     if (opt->sample_len < 0 || opt->n_ctx <= 0)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "decode: bad sample length");
     if (!(opt->temperature >= 0.0f) || !isfinite(opt->temperature))
@@ -129,6 +132,10 @@ tolk_status tolk_dec_search_new(tolk_ctx *ctx, const tolk_dec_backend *be,
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "decode: out of memory");
     }
     memcpy(s->initial, initial, (size_t)n_initial * sizeof(int));
+    s->f.ts_prefix = s->initial + n_initial - opt->ts_prefix;
+    s->f.n_ts_prefix = opt->ts_prefix;
+    s->f.max_timestamp_index = opt->max_timestamp_index;
+    s->f.first_timestamp = opt->first_timestamp;
     s->phase = PH_SOT;
     *out = s;
     return TOLK_OK;

@@ -71,6 +71,12 @@ struct tolk_request {
     int n_lang;
     struct tolk_vad_job *job;  /* speech-only request standing for its pieces
                                   (vad_filter.c); never queued itself */
+    /* a stream update (tolk_engine_submit_window) */
+    int one_window;
+    tolk_dec_result wres; /* its decode, taken at the end */
+    int wres_skip;
+    void (*done_fn)(void *user, tolk_request *r);
+    void *done_user;
     struct tolk_request *next; /* in the queue or the active list */
 };
 
@@ -178,6 +184,7 @@ static void request_release(tolk_request *r) {
         tolk_segment_clear(&r->pub[i]);
     free(r->pub);
     tolk_result_free(r->result);
+    tolk_dec_result_clear(&r->wres);
     free(r->slots);
     free(r->s_language);
     free(r->s_prompt);
@@ -225,28 +232,34 @@ static int can_select(const tolk_engine *e) {
 /* ---- submission ---------------------------------------------------------- */
 
 static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float *samples, size_t n,
-                          int live, const tolk_transcribe_params *params, tolk_request **out) {
-    if (!out) return tolk_fail(e ? e->ctx : NULL, TOLK_ERR_INVALID_ARG, "engine: NULL out");
+                          int live, const tolk_transcribe_params *params,
+                          void (*done)(void *, tolk_request *), void *done_user, tolk_ctx *ec,
+                          tolk_request **out) {
+    if (!ec && e) ec = e->ctx; /* where the messages go */
+    if (!out) return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: NULL out");
     *out = NULL;
     if (!e) return TOLK_ERR_INVALID_ARG;
-    tolk_clear_error(e->ctx);
+    tolk_clear_error(ec);
     tolk_transcribe_params defaults = tolk_transcribe_default_params();
     const tolk_transcribe_params *p = params ? params : &defaults;
     tolk_request *r = calloc(1, sizeof *r);
-    if (!r) return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+    if (!r) return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory");
     r->e = e;
     r->window = -1;
+    r->one_window = in_->one_window;
+    r->done_fn = done;
+    r->done_user = done_user;
     tolk_status s = tolk_ctx_new(&e->ctx->params, &r->ctx);
     if (s != TOLK_OK) {
         free(r);
-        return tolk_fail(e->ctx, s, "engine: cannot create a context");
+        return tolk_fail(ec, s, "engine: cannot create a context");
     }
     r->params = *p;
     if (!dup_str(p->language, &r->s_language) || !dup_str(p->initial_prompt, &r->s_prompt) ||
         !dup_str(p->prefix, &r->s_prefix) || !dup_str(p->suppress_tokens, &r->s_suppress) ||
         !dup_str(p->clip_timestamps, &r->s_clips)) {
         request_release(r);
-        return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+        return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory");
     }
     r->params.language = r->s_language;
     r->params.initial_prompt = r->s_prompt;
@@ -257,12 +270,12 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     if (samples) {
         if (n > ((size_t)1 << 40)) {
             request_release(r);
-            return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: absurd input length");
+            return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: absurd input length");
         }
         r->samples = tolk_malloc_array(n ? n : 1, sizeof(float));
         if (!r->samples) {
             request_release(r);
-            return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory for the samples");
+            return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory for the samples");
         }
         memcpy(r->samples, samples, n * sizeof(float));
         in.samples = r->samples;
@@ -271,7 +284,7 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     if (live) {
         if (tolk_live_init(&r->live) != TOLK_OK) {
             request_release(r);
-            return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+            return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory");
         }
         r->is_live = 1;
         in.live = &r->live;
@@ -289,7 +302,7 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
                        .timings = &e->timings};
     s = tolk_lf_new(&env, &r->params, &in, &r->lf);
     if (s != TOLK_OK) {
-        tolk_fail(e->ctx, s, "%s", tolk_ctx_last_error(r->ctx));
+        tolk_fail(ec, s, "%s", tolk_ctx_last_error(r->ctx));
         request_release(r);
         return s;
     }
@@ -297,12 +310,12 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     r->slots = tolk_calloc_array((size_t)r->n_slots, sizeof(int));
     if (!r->slots) {
         request_release(r);
-        return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+        return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory");
     }
     if (e->p.max_seqs > 0 && r->n_slots > e->p.max_seqs) {
         const int need = r->n_slots;
         request_release(r);
-        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG,
+        return tolk_fail(ec, TOLK_ERR_INVALID_ARG,
                          "engine: the request needs %d decoder sequences, the pool has %d", need,
                          e->p.max_seqs);
     }
@@ -310,7 +323,7 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     if (e->closed) {
         pthread_mutex_unlock(&e->mu);
         request_release(r);
-        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: it is being freed");
+        return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: it is being freed");
     }
     e->refs++;
     r->order = ++e->n_submitted;
@@ -343,12 +356,12 @@ tolk_status tolk_engine_submit_file(tolk_engine *e, const char *path,
         if (params && params->vad)
             s = tolk_engine_submit_samples(e, x, n, params, out);
         else
-            s = submit(e, &in, x, n, 0, params, out);
+            s = submit(e, &in, x, n, 0, params, NULL, NULL, NULL, out);
         tolk_free(x);
         return s;
     }
     tolk_lf_input in = {.kind = TOLK_LF_FILE, .path = path};
-    return submit(e, &in, NULL, 0, 0, params, out);
+    return submit(e, &in, NULL, 0, 0, params, NULL, NULL, NULL, out);
 }
 
 tolk_status tolk_engine_submit_detect(tolk_engine *e, const float *samples, size_t n_samples,
@@ -358,7 +371,7 @@ tolk_status tolk_engine_submit_detect(tolk_engine *e, const float *samples, size
         return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
     if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
     tolk_lf_input in = {.kind = TOLK_LF_MEMORY, .detect_only = 1};
-    return submit(e, &in, samples, n_samples, 0, NULL, out);
+    return submit(e, &in, samples, n_samples, 0, NULL, NULL, NULL, NULL, out);
 }
 
 int tolk_request_language_probs(const tolk_request *r, float *probs) {
@@ -379,7 +392,7 @@ tolk_status tolk_engine_submit_samples(tolk_engine *e, const float *samples, siz
         return tolk_vad_job_submit(e, samples, n_samples, params, out);
     }
     tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
-    return submit(e, &in, samples, n_samples, 0, params, out);
+    return submit(e, &in, samples, n_samples, 0, params, NULL, NULL, NULL, out);
 }
 
 tolk_status tolk_engine_submit_live(tolk_engine *e, const tolk_transcribe_params *params,
@@ -390,7 +403,68 @@ tolk_status tolk_engine_submit_live(tolk_engine *e, const tolk_transcribe_params
                          "engine: vad_filter needs the whole input; a live input filters its "
                          "speech with the streaming API");
     tolk_lf_input in = {.kind = TOLK_LF_LIVE};
-    return submit(e, &in, NULL, 0, 1, params, out);
+    return submit(e, &in, NULL, 0, 1, params, NULL, NULL, NULL, out);
+}
+
+tolk_status tolk_engine_submit_window(tolk_engine *e, const float *samples, size_t n_samples,
+                                      const tolk_transcribe_params *params,
+                                      const tolk_lf_input *win,
+                                      void (*done)(void *user, tolk_request *r), void *user,
+                                      tolk_ctx *err, tolk_request **out) {
+    if (!e) return TOLK_ERR_INVALID_ARG;
+    tolk_ctx *ec = err ? err : e->ctx;
+    if (!win) return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: NULL window options");
+    if (!samples && n_samples) return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
+    if (n_samples == 0) return tolk_fail(ec, TOLK_ERR_EMPTY, "engine: no samples");
+    if (n_samples > TOLK_N_SAMPLES)
+        return tolk_fail(ec, TOLK_ERR_INVALID_ARG,
+                         "engine: a window holds at most %d samples, not %zu", TOLK_N_SAMPLES,
+                         n_samples);
+    tolk_lf_input in = *win;
+    in.kind = TOLK_LF_MEMORY;
+    in.one_window = 1;
+    in.detect_only = 0;
+    in.path = NULL;
+    in.live = NULL;
+    return submit(e, &in, samples, n_samples, 0, params, done, user, ec, out);
+}
+
+tolk_status tolk_request_window(tolk_request *r, tolk_dec_result *res, int *skipped, char *lang) {
+    if (!res || !skipped || !lang) return TOLK_ERR_INVALID_ARG;
+    memset(res, 0, sizeof *res);
+    *skipped = 0;
+    lang[0] = '\0';
+    if (!r) return TOLK_ERR_INVALID_ARG;
+    pthread_mutex_lock(&r->e->mu);
+    tolk_status s = TOLK_OK;
+    if (!r->one_window)
+        s = tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: not a window request");
+    else if (r->state != RQ_DONE)
+        s = tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: still running");
+    else if (r->status != TOLK_OK)
+        s = r->status;
+    else if (!r->wres.tokens)
+        s = tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG, "request: the window result was already taken");
+    if (s == TOLK_OK) {
+        *res = r->wres;
+        memset(&r->wres, 0, sizeof r->wres);
+        *skipped = r->wres_skip;
+        memcpy(lang, r->language, sizeof r->language);
+    }
+    pthread_mutex_unlock(&r->e->mu);
+    return s;
+}
+
+tolk_ctx *tolk_engine_ctx(const tolk_engine *e) {
+    return e ? e->ctx : NULL;
+}
+
+int tolk_engine_has_thread(const tolk_engine *e) {
+    return e && e->has_thread;
+}
+
+const tolk_asr *tolk_engine_asr(const tolk_engine *e) {
+    return e ? e->asr : NULL;
 }
 
 tolk_status tolk_request_new_job(tolk_engine *e, struct tolk_vad_job *job, tolk_request **out) {
@@ -413,9 +487,6 @@ tolk_status tolk_request_new_job(tolk_engine *e, struct tolk_vad_job *job, tolk_
     return TOLK_OK;
 }
 
-tolk_ctx *tolk_engine_ctx(tolk_engine *e) {
-    return e ? e->ctx : NULL;
-}
 
 const char *tolk_engine_language_code(const tolk_engine *e, int i) {
     if (!e || i < 0 || i >= e->asr->dt.n_languages) return NULL;
@@ -702,7 +773,12 @@ static void publish_locked(tolk_request *r, const tolk_segment *const *segs, int
  * lists, wake waiters. Called without the mutex; takes it. */
 static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     tolk_result *res = NULL;
+    tolk_dec_result wres;
+    int wskip = 0;
+    memset(&wres, 0, sizeof wres);
+    if (s == TOLK_OK && r->one_window) s = tolk_lf_window_result(r->lf, &wres, &wskip);
     if (s == TOLK_OK) s = tolk_lf_take_result(r->lf, &res);
+    if (s != TOLK_OK) tolk_dec_result_clear(&wres);
     /* the search's state goes before the request is published as done:
      * from then on its owner may free it */
     if (r->lf) {
@@ -735,6 +811,8 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
         if (v) publish_locked(r, v, res->n_segments);
         free(v);
     }
+    r->wres = wres;
+    r->wres_skip = wskip;
     if (res) {
         memcpy(r->language, res->language, sizeof r->language);
         r->language_prob = res->language_prob;
@@ -749,10 +827,15 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     else
         e->stats.failed++;
     int freed = r->freed;
+    void (*done)(void *, tolk_request *) = r->done_fn;
+    void *done_user = r->done_user;
     pthread_cond_broadcast(&e->done);
     wake(e);
     pthread_mutex_unlock(&e->mu);
-    if (freed) request_free_now(r);
+    if (freed)
+        request_free_now(r);
+    else if (done)
+        done(done_user, r); /* may free r */
 }
 
 /* Move the new final segments of r's search into its published list. */
@@ -891,10 +974,11 @@ static void encode_all(tolk_engine *e, tolk_request **act, int n) {
         if (act[i] && act[i]->have_ask && act[i]->ask.need == TOLK_LF_ENCODE) k++;
     if (k == 0) return;
     int *wins = malloc((size_t)k * sizeof(int));
+    int *actx = malloc((size_t)k * sizeof(int));
     const float **mels = malloc((size_t)k * sizeof(float *));
     tolk_request **who = malloc((size_t)k * sizeof(tolk_request *));
-    if (!wins || !mels || !who) {
-        free(wins), free(mels), free(who);
+    if (!wins || !actx || !mels || !who) {
+        free(wins), free(actx), free(mels), free(who);
         for (int i = 0; i < n; i++)
             if (act[i] && act[i]->have_ask && act[i]->ask.need == TOLK_LF_ENCODE) {
                 finish(e, act[i], tolk_fail(act[i]->ctx, TOLK_ERR_NOMEM, "engine: out of memory"));
@@ -907,11 +991,12 @@ static void encode_all(tolk_engine *e, tolk_request **act, int n) {
         if (act[i] && act[i]->have_ask && act[i]->ask.need == TOLK_LF_ENCODE) {
             wins[k] = act[i]->window;
             mels[k] = act[i]->ask.mel;
+            actx[k] = act[i]->ask.audio_ctx > 0 ? act[i]->ask.audio_ctx : e->asr->hp.n_audio_ctx;
             who[k++] = act[i];
         }
     double t0 = tolk_time_now();
-    tolk_status s =
-        tolk_kvcache_encode_windows(e->ctx, e->net, e->kv, wins, mels, k, e->p.encoder_batch);
+    tolk_status s = tolk_kvcache_encode_windows_ctx(e->ctx, e->net, e->kv, wins, mels, actx, k,
+                                                    e->p.encoder_batch);
     tolk_timings_since(&e->timings, TOLK_STAGE_ENCODER, t0);
     pthread_mutex_lock(&e->mu);
     e->stats.encoder_passes += (k + e->p.encoder_batch - 1) / e->p.encoder_batch;
@@ -932,7 +1017,7 @@ static void encode_all(tolk_engine *e, tolk_request **act, int n) {
             for (int i = 0; i < n; i++)
                 if (act[i] == r) act[i] = NULL;
     }
-    free(wins), free(mels), free(who);
+    free(wins), free(actx), free(mels), free(who);
 }
 
 /* Step buffers for rows rows, kmax selections each and pairs mask pairs. */

@@ -8,6 +8,7 @@
 #define TOLK_ENGINE_H
 
 #include "asr.h"
+#include "longform.h"
 #include "internal.h"
 #include "timings.h"
 
@@ -25,6 +26,32 @@ tolk_status tolk_engine_submit_detect(tolk_engine *e, const float *samples, size
 /* After such a request ended: probs [100] in the model's language token
  * order; returns how many (0 when none). */
 int tolk_request_language_probs(const tolk_request *r, float *probs);
+
+/* A live stream's update (stream.c): one window over samples (<= 30 s,
+ * copied) decoded once with params and the one-window options of win
+ * (longform.h: audio_ctx, prompt / prefix tokens; its other fields are
+ * ignored), no seek loop. done (may be NULL) is called on the tick thread
+ * once the request has ended (result, failure or cancellation), outside
+ * the engine's locks; it may submit new requests and free r. Then
+ * tolk_request_window gives the decode. A submission's failure message
+ * goes to err (NULL: the engine's context, which concurrent submitters
+ * share: streams pass their own). *out: tolk_request_free. */
+tolk_status tolk_engine_submit_window(tolk_engine *e, const float *samples, size_t n_samples,
+                                      const tolk_transcribe_params *params,
+                                      const tolk_lf_input *win,
+                                      void (*done)(void *user, tolk_request *r), void *user,
+                                      tolk_ctx *err, tolk_request **out);
+/* After a successful window request: its decode moved into *res (once;
+ * tolk_dec_result_clear) with *skipped (the no-speech rule) and the
+ * language (code, "en" on English-only models) in lang[8]. */
+tolk_status tolk_request_window(tolk_request *r, tolk_dec_result *res, int *skipped, char *lang);
+
+/* The engine's context (its messages and thread settings). */
+tolk_ctx *tolk_engine_ctx(const tolk_engine *e);
+/* Whether the engine ticks on its own thread. */
+int tolk_engine_has_thread(const tolk_engine *e);
+/* The engine's model-shared tokenizer, special ids and mel (asr.h). */
+const tolk_asr *tolk_engine_asr(const tolk_engine *e);
 
 /* Zero the engine's timings (tolk_state_reset_timings). */
 void tolk_engine_reset_timings(tolk_engine *e);
@@ -46,9 +73,7 @@ void tolk_vad_job_cancel(struct tolk_vad_job *j);
 int tolk_vad_job_n_segments(const struct tolk_vad_job *j);
 tolk_status tolk_vad_job_segments(struct tolk_vad_job *j, int from, tolk_result **out);
 tolk_status tolk_vad_job_result(struct tolk_vad_job *j, tolk_result **out);
-/* The engine's context (messages of submissions) and the code of the
- * model's i-th language (token order; NULL outside). */
-tolk_ctx *tolk_engine_ctx(tolk_engine *e);
+/* The code of the model's i-th language (token order; NULL outside). */
 const char *tolk_engine_language_code(const tolk_engine *e, int i);
 
 /* A state's parts (state.c). */

@@ -152,6 +152,9 @@ struct tolk_lf {
     float lang_probs[100];
     int n_lang_probs;
     int detect_only;
+    int one_window, audio_ctx; /* a stream update (longform.h) */
+    tolk_dec_result wres;      /* its decode, kept */
+    int wres_skip, have_wres;
     int seq0, one;
     const int *sot_ptr;
     tolk_result *res;
@@ -200,6 +203,7 @@ void tolk_lf_free(tolk_lf *lf) {
     free(lf->initial);
     tolk_dec_window_free(lf->win);
     tolk_dec_result_clear(&lf->dr);
+    tolk_dec_result_clear(&lf->wres);
     free(lf->lang_logits);
     tolk_result_free(lf->res);
     free(lf);
@@ -371,6 +375,56 @@ static tolk_status setup(tolk_lf *lf, const tolk_transcribe_params *p) {
     return parse_clips(lf, p->clip_timestamps);
 }
 
+/* A stream update's options (tolk_lf_input.one_window): the encoder
+ * positions, and the prompt / prefix as tokens, validated and copied over
+ * the text options. */
+static tolk_status setup_window(tolk_lf *lf, const tolk_lf_input *in) {
+    tolk_ctx *ctx = lf->env.ctx;
+    const tolk_hparams *hp = &lf->env.asr->hp;
+    const int nv = hp->n_vocab;
+    if (in->audio_ctx < 0 || in->audio_ctx > hp->n_audio_ctx)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: audio context %d outside 0..%d",
+                         in->audio_ctx, hp->n_audio_ctx);
+    if ((size_t)in->n_prompt_tokens > (size_t)hp->n_text_ctx ||
+        (size_t)in->n_prefix_tokens + 8 >= (size_t)hp->n_text_ctx / 2)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "transcribe: %zu prompt / %zu prefix tokens is too long",
+                         in->n_prompt_tokens, in->n_prefix_tokens);
+    for (size_t i = 0; i < in->n_prompt_tokens; i++)
+        if (!in->prompt_tokens || in->prompt_tokens[i] < 0 || in->prompt_tokens[i] >= nv)
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: prompt token %zu invalid", i);
+    for (size_t i = 0; i < in->n_prefix_tokens; i++)
+        if (!in->prefix_tokens || in->prefix_tokens[i] < 0 || in->prefix_tokens[i] >= nv)
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: prefix token %zu invalid", i);
+    lf->one_window = 1;
+    lf->audio_ctx = in->audio_ctx > 0 ? in->audio_ctx : hp->n_audio_ctx;
+    if (in->max_timestamp < 0 || in->max_timestamp > hp->n_audio_ctx)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: last timestamp %d outside 0..%d",
+                         in->max_timestamp, hp->n_audio_ctx);
+    lf->dopt.max_timestamp_index = in->max_timestamp;
+    lf->dopt.first_timestamp = in->close_prefix && in->n_prefix_tokens > 0 && lf->dopt.timestamps;
+    if (in->prompt_tokens) {
+        free(lf->init_prompt);
+        lf->n_init_prompt = in->n_prompt_tokens;
+        lf->init_prompt = tolk_malloc_array(lf->n_init_prompt + 1, sizeof(int));
+        if (!lf->init_prompt) return tolk_fail(ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+        if (lf->n_init_prompt)
+            memcpy(lf->init_prompt, in->prompt_tokens, lf->n_init_prompt * sizeof(int));
+    }
+    if (in->prefix_tokens) {
+        free(lf->prefix);
+        lf->n_prefix = in->n_prefix_tokens;
+        lf->prefix = tolk_malloc_array(lf->n_prefix + 1, sizeof(int));
+        if (!lf->prefix) return tolk_fail(ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+        if (lf->n_prefix) memcpy(lf->prefix, in->prefix_tokens, lf->n_prefix * sizeof(int));
+        /* the hypothesis continues the prefix: the timestamp rules see it,
+         * and the end of text may come at once (no blank suppression) */
+        if (lf->dopt.timestamps) lf->dopt.ts_prefix = (int)lf->n_prefix;
+        if (lf->n_prefix) lf->dopt.suppress_blank = 0;
+    }
+    return TOLK_OK;
+}
+
 static void set_sot_sequence(tolk_lf *lf) {
     const tolk_dec_tokens *t = &lf->env.asr->dt;
     lf->n_sot_seq = 0;
@@ -395,6 +449,7 @@ tolk_status tolk_lf_new(const tolk_lf_env *env, const tolk_transcribe_params *p,
     lf->p.initial_prompt = lf->p.prefix = lf->p.suppress_tokens = lf->p.clip_timestamps = NULL;
     tolk_status s = setup(lf, p);
     const tolk_asr *asr = env->asr;
+    if (s == TOLK_OK && in->one_window) s = setup_window(lf, in);
     if (s == TOLK_OK) {
         lf->window = tolk_malloc_array((size_t)asr->hp.n_mels * TOLK_N_FRAMES, sizeof(float));
         lf->initial = tolk_malloc_array((size_t)asr->hp.n_text_ctx + 8, sizeof(int));
@@ -452,6 +507,7 @@ tolk_status tolk_lf_new(const tolk_lf_env *env, const tolk_transcribe_params *p,
         return s;
     }
     lf->max_prompt = (size_t)(asr->hp.n_text_ctx / 2 - 1);
+    if (!lf->one_window) lf->audio_ctx = asr->hp.n_audio_ctx;
     lf->encoded_seek = (size_t)-1;
     lf->state = S_INIT;
     *out = lf;
@@ -590,6 +646,17 @@ static tolk_status finish_window(tolk_lf *lf) {
         if (lf->fb.logprob_threshold > -INFINITY && dr->avg_logprob > lf->fb.logprob_threshold)
             skip = 0;
     }
+    if (lf->one_window) {
+        /* a stream update: the raw decode is the result; the loop ends */
+        tolk_timings_count(lf->env.timings, 0, dr->n_tokens, 0);
+        tolk_dec_result_clear(&lf->wres);
+        lf->wres = *dr;
+        memset(dr, 0, sizeof *dr);
+        lf->wres_skip = skip;
+        lf->have_wres = 1;
+        lf->state = S_FINAL;
+        return TOLK_OK;
+    }
     if (skip) {
         lf->seek += segment_size;
     } else {
@@ -715,6 +782,7 @@ static tolk_status lang(tolk_lf *lf, tolk_lf_ask *ask, int *waiting) {
         if (s != TOLK_OK) return s;
         ask->need = TOLK_LF_ENCODE;
         ask->mel = lf->window;
+        ask->audio_ctx = lf->audio_ctx;
         *waiting = 1;
         return TOLK_OK;
     }
@@ -797,6 +865,7 @@ static tolk_status window(tolk_lf *lf, tolk_lf_ask *ask, int *waiting) {
             lf->state = S_DECODE;
             ask->need = TOLK_LF_ENCODE;
             ask->mel = lf->window;
+            ask->audio_ctx = lf->audio_ctx;
             *waiting = 1;
             return TOLK_OK;
         }
@@ -893,6 +962,19 @@ tolk_status tolk_lf_feed(tolk_lf *lf) {
 void tolk_lf_language_probs(const tolk_lf *lf, float *probs, int *n) {
     *n = lf->n_lang_probs;
     memcpy(probs, lf->lang_probs, (size_t)lf->n_lang_probs * sizeof(float));
+}
+
+tolk_status tolk_lf_window_result(tolk_lf *lf, tolk_dec_result *out, int *skipped) {
+    memset(out, 0, sizeof *out);
+    *skipped = 0;
+    if (lf->err) return lf->err;
+    if (!lf->one_window || lf->state != S_DONE || !lf->have_wres)
+        return tolk_fail(lf->env.ctx, TOLK_ERR_INTERNAL, "transcribe: no window result");
+    *out = lf->wres;
+    memset(&lf->wres, 0, sizeof lf->wres);
+    *skipped = lf->wres_skip;
+    lf->have_wres = 0;
+    return TOLK_OK;
 }
 
 tolk_status tolk_lf_take_result(tolk_lf *lf, tolk_result **out) {

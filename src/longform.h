@@ -32,6 +32,8 @@ typedef enum tolk_lf_need {
 typedef struct tolk_lf_ask {
     tolk_lf_need need;
     const float *mel;    /* ENCODE: [n_mels, 3000], valid until tolk_lf_encoded */
+    int audio_ctx;       /* ENCODE: encoder positions to run (n_audio_ctx, or the
+                            input's one_window audio_ctx) */
     tolk_dec_ask step;   /* STEP: local sequences 0 .. tolk_lf_max_seqs - 1 */
     size_t audio_wanted; /* AUDIO: input samples needed before it can go on */
 } tolk_lf_ask;
@@ -61,6 +63,25 @@ typedef struct tolk_lf_input {
     tolk_live *live;
     int detect_only;        /* identify the language of the first window, then stop */
     tolk_input_facts facts; /* MEMORY decoded from a file (stdin): its truncation */
+    /* One window (a live stream's update, stream.c): decode the first 30 s
+     * of the input once — no seek loop, no segments — and keep the raw
+     * result (tolk_lf_window_result). The encoder runs over audio_ctx
+     * positions (0: all n_audio_ctx). prompt_tokens (NULL: the
+     * initial_prompt parameter) follow <|startofprev|>; prefix_tokens
+     * (NULL: the prefix parameter) are forced after the SOT sequence and,
+     * with timestamps, seen by the timestamp rules as already sampled, so
+     * a hypothesis continues an earlier one, timestamps included. Token
+     * arrays are copied by tolk_lf_new. */
+    int one_window;
+    int audio_ctx;
+    int max_timestamp; /* > 0: the last timestamp index (0.02 s steps) the decode may
+                          choose: where the input's audio ends; 0: any */
+    int close_prefix;  /* 1: the first sampled token is a timestamp closing the prefix's
+                          segment (timestamps on, a prefix given): where its text ends */
+    const int *prompt_tokens;
+    size_t n_prompt_tokens;
+    const int *prefix_tokens;
+    size_t n_prefix_tokens;
 } tolk_lf_input;
 
 typedef struct tolk_lf tolk_lf;
@@ -89,6 +110,13 @@ const tolk_segment *tolk_lf_segment(const tolk_lf *lf, int i);
 /* After language identification ran: the probabilities of the model's
  * languages in token order (probs [100]); *n = 0 when it did not run. */
 void tolk_lf_language_probs(const tolk_lf *lf, float *probs, int *n);
+
+/* After DONE of a one_window input: its decode (tokens after the forced
+ * prefix, EOT excluded; their log-probabilities; no-speech probability,
+ * average log-probability, temperature, text) moved into *out (cleared
+ * in lf; tolk_dec_result_clear), and *skipped = whether the no-speech rule
+ * of transcribe() would skip the window. TOLK_ERR_INTERNAL otherwise. */
+tolk_status tolk_lf_window_result(tolk_lf *lf, tolk_dec_result *out, int *skipped);
 
 /* After DONE: the result (*out owned by the caller, tolk_result_free). */
 tolk_status tolk_lf_take_result(tolk_lf *lf, tolk_result **out);

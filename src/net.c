@@ -337,24 +337,23 @@ uint64_t tolk_net_gemm_fallbacks(const tolk_net *net) {
 /* Encoder                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* One pre-LN transformer block, self-attention only, over nw windows of T
- * rows each: x [nw * T, d] updated in place. Workspace: h [M, d], qkv
- * [M, 3d], att [M, d], mlp [M, 4d] with M = nw * T. */
+/* One pre-LN transformer block, self-attention only, over nw windows of
+ * T[w] rows each (stacked): x [M, d] updated in place, M = sum of T[w].
+ * Workspace: h [M, d], qkv [M, 3d], att [M, d], mlp [M, 4d]. */
 static tolk_status enc_block(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
-                             float *h, float *qkv, float *att, float *mlp, int nw) {
+                             float *h, float *qkv, float *att, float *mlp, int nw, const int *T) {
     const tolk_backend *be = net->be;
-    size_t d = (size_t)net->hp.n_audio_state, T = (size_t)net->hp.n_audio_ctx;
-    size_t M = (size_t)nw * T;
+    size_t d = (size_t)net->hp.n_audio_state, M = 0;
     int nh = net->hp.n_audio_head, dh = (int)d / nh;
     tolk_status st;
     tolk_attn_seq seqs[ENC_MAX_BATCH];
+    for (int w = 0; w < nw; w++) {
+        const float *q = qkv + M * 3 * d;
+        seqs[w] = (tolk_attn_seq){q, q + d, q + 2 * d, att + M * d, T[w], T[w], 0, 0};
+        M += (size_t)T[w];
+    }
     if ((st = be->layernorm(ctx, be, h, x, M, d, b->attn.ln_g, b->attn.ln_b, LN_EPS))) return st;
     if ((st = be->linear(ctx, be, qkv, 3 * d, h, d, M, &b->attn.qkv, b->attn.qkv_b, 0))) return st;
-    for (int w = 0; w < nw; w++) {
-        const float *q = qkv + (size_t)w * T * 3 * d;
-        seqs[w] =
-            (tolk_attn_seq){q, q + d, q + 2 * d, att + (size_t)w * T * d, (int)T, (int)T, 0, 0};
-    }
     if ((st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh))))
         return st;
     if ((st = be->linear(ctx, be, x, d, att, d, M, &b->attn.out, b->attn.out_b, 1))) return st;
@@ -377,23 +376,38 @@ static size_t enc_ws_floats(const tolk_hparams *hp, int nb) {
     return total;
 }
 
-/* One encoder pass over nw <= nb windows of host mel, mels[w] [n_mels, 2T]
- * each, in the workspace ws (enc_ws_floats(hp, nb) floats, device);
- * *result points into ws at the output [nw * T, d] (device), valid until
- * ws is reused. */
+/* One encoder pass over nw <= nb windows of host mel, mels[w] [n_mels, 2 *
+ * n_audio_ctx] each (3000 frames), in the workspace ws (enc_ws_floats(hp,
+ * nb) floats, device). Window w runs over its first T[w] <= n_audio_ctx
+ * positions: mel frames [0, 2 T[w]), the first T[w] positional embeddings
+ * (whisper.cpp's reduced audio_ctx; the full window when T[w] ==
+ * n_audio_ctx). *result points into ws at the outputs stacked [sum T[w],
+ * d] (device), valid until ws is reused. */
 static tolk_status encode_pass(tolk_ctx *ctx, const tolk_net *net, float *ws, int nb,
-                               const float *const *mels, int nw, float **result) {
+                               const float *const *mels, const int *T, int nw, float **result) {
     const tolk_backend *be = net->be;
     const tolk_hparams *hp = &net->hp;
-    size_t d = (size_t)hp->n_audio_state, T = (size_t)hp->n_audio_ctx;
-    size_t n_mels = (size_t)hp->n_mels, T_mel = 2 * T;
-    size_t per = (size_t)nb * T * d, Mw = (size_t)nw * T;
+    size_t d = (size_t)hp->n_audio_state, Tf = (size_t)hp->n_audio_ctx;
+    size_t n_mels = (size_t)hp->n_mels;
+    size_t per = (size_t)nb * Tf * d, Mw = 0;
     float *x = ws, *h = x + per, *att = h + per, *qkv = att + per, *mlp = qkv + 3 * per;
     float *melbuf = mlp + 4 * per;
+    float *packed = NULL; /* host copy of a reduced window's first 2 T frames */
     tolk_status st = TOLK_OK;
     for (int w = 0; w < nw && st == TOLK_OK; w++) {
-        float *xw = x + (size_t)w * T * d;
-        st = be->upload(ctx, be, melbuf, mels[w], n_mels * T_mel * sizeof(float));
+        const size_t Tw = (size_t)T[w], T_mel = 2 * Tw;
+        float *xw = x + Mw * d;
+        if (Tw == Tf) {
+            st = be->upload(ctx, be, melbuf, mels[w], n_mels * T_mel * sizeof(float));
+        } else {
+            if (!packed && !(packed = tolk_malloc_array(n_mels * 2 * Tf, sizeof(float)))) {
+                st = tolk_fail(ctx, TOLK_ERR_NOMEM, "net: encode: out of memory");
+                break;
+            }
+            for (size_t c = 0; c < n_mels; c++)
+                memcpy(packed + c * T_mel, mels[w] + c * 2 * Tf, T_mel * sizeof(float));
+            st = be->upload(ctx, be, melbuf, packed, n_mels * T_mel * sizeof(float));
+        }
         /* conv1 + GELU: [n_mels, T_mel] -> [T_mel, d] (in mlp) */
         if (!st)
             st = be->conv1d(ctx, be, mlp, melbuf, TOLK_CONV_IN_CT, n_mels, T_mel, 1, &net->conv1,
@@ -401,11 +415,13 @@ static tolk_status encode_pass(tolk_ctx *ctx, const tolk_net *net, float *ws, in
         if (!st) st = be->bias_gelu(ctx, be, mlp, d, T_mel, d, net->conv1_b);
         /* conv2 (stride 2) + GELU: [T_mel, d] -> [T, d] */
         if (!st) st = be->conv1d(ctx, be, xw, mlp, TOLK_CONV_IN_TC, d, T_mel, 2, &net->conv2, NULL);
-        if (!st) st = be->bias_gelu(ctx, be, xw, d, T, d, net->conv2_b);
-        if (!st) st = be->add(ctx, be, xw, xw, net->enc_pos, T * d);
+        if (!st) st = be->bias_gelu(ctx, be, xw, d, Tw, d, net->conv2_b);
+        if (!st) st = be->add(ctx, be, xw, xw, net->enc_pos, Tw * d);
+        Mw += Tw;
     }
+    free(packed);
     for (int l = 0; l < hp->n_audio_layer && st == TOLK_OK; l++)
-        st = enc_block(ctx, net, &net->enc[l], x, h, qkv, att, mlp, nw);
+        st = enc_block(ctx, net, &net->enc[l], x, h, qkv, att, mlp, nw, T);
     if (!st) st = be->layernorm(ctx, be, h, x, Mw, d, net->ln_post_g, net->ln_post_b, LN_EPS);
     *result = h;
     return st;
@@ -429,9 +445,12 @@ tolk_status tolk_net_encode(tolk_ctx *ctx, const tolk_net *net, const float *mel
         int nw = n_windows - w0 < nb ? n_windows - w0 : nb;
         float *res = NULL;
         const float *mels[ENC_MAX_BATCH];
-        for (int w = 0; w < nw; w++)
+        int Ts[ENC_MAX_BATCH];
+        for (int w = 0; w < nw; w++) {
             mels[w] = mel + (size_t)(w0 + w) * win_floats;
-        st = encode_pass(ctx, net, ws, nb, mels, nw, &res);
+            Ts[w] = (int)T;
+        }
+        st = encode_pass(ctx, net, ws, nb, mels, Ts, nw, &res);
         if (!st)
             st = be->download(ctx, be, out + (size_t)w0 * T * d, res,
                               (size_t)nw * T * d * sizeof(float));
@@ -503,11 +522,12 @@ tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, i
 }
 
 /* Cross-attention K/V of every decoder layer for window slot `window`
- * from the encoder output xa [n_audio_ctx, d] (device). */
+ * from the encoder output xa [T, d] (device), T <= n_audio_ctx positions;
+ * win_set records T (the keys the window's decoder steps attend to). */
 static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, int window,
-                             const float *xa) {
+                             const float *xa, int T) {
     const tolk_backend *be = net->be;
-    size_t d = (size_t)net->hp.n_text_state, T = (size_t)net->hp.n_audio_ctx;
+    size_t d = (size_t)net->hp.n_text_state;
     tolk_status st = TOLK_OK;
     kv->win_set[window] = 0;
     if (net->cross_kv_all.data) { /* one batched product: xa rounded once */
@@ -519,10 +539,10 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     }
     for (int l = 0; l < net->hp.n_text_layer && st == TOLK_OK; l++) {
         const attn_w *c = &net->dec[l].cross;
-        st = be->linear(ctx, be, tolk_cross_kv_at(kv, l, window), 2 * d, xa, d, T, &c->kv, c->kv_b,
-                        0);
+        st = be->linear(ctx, be, tolk_cross_kv_at(kv, l, window), 2 * d, xa, d, (size_t)T, &c->kv,
+                        c->kv_b, 0);
     }
-    if (st == TOLK_OK) kv->win_set[window] = 1;
+    if (st == TOLK_OK) kv->win_set[window] = T;
     return st;
 }
 
@@ -536,20 +556,32 @@ tolk_status tolk_kvcache_set_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvc
     if (!kv->xa && !(kv->xa = be->alloc(ctx, be, T * d * sizeof(float)))) return TOLK_ERR_NOMEM;
     kv->win_set[window] = 0;
     tolk_status st = be->upload(ctx, be, kv->xa, enc, T * d * sizeof(float));
-    return st ? st : set_cross(ctx, net, kv, window, kv->xa);
+    return st ? st : set_cross(ctx, net, kv, window, kv->xa, (int)T);
 }
 
 tolk_status tolk_kvcache_encode_windows(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
                                         const int *windows, const float *const *mels, int n,
                                         int batch) {
+    return tolk_kvcache_encode_windows_ctx(ctx, net, kv, windows, mels, NULL, n, batch);
+}
+
+tolk_status tolk_kvcache_encode_windows_ctx(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                            const int *windows, const float *const *mels,
+                                            const int *audio_ctx, int n, int batch) {
     if (!net || !kv || !windows || !mels || kv->net != net || n < 0)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: encode_windows: bad arguments");
-    for (int i = 0; i < n; i++)
+    const int Tf = net->hp.n_audio_ctx;
+    for (int i = 0; i < n; i++) {
         if (windows[i] < 0 || windows[i] >= kv->max_windows || !mels[i])
             return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: encode_windows: bad window %d",
                              windows[i]);
+        if (audio_ctx && (audio_ctx[i] < 1 || audio_ctx[i] > Tf))
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                             "net: encode_windows: audio context %d outside 1..%d", audio_ctx[i],
+                             Tf);
+    }
     const tolk_backend *be = net->be;
-    const size_t T = (size_t)net->hp.n_audio_ctx, d = (size_t)net->hp.n_audio_state;
+    const size_t d = (size_t)net->hp.n_audio_state;
     int nb = batch < 1 ? 1 : batch > ENC_MAX_BATCH ? ENC_MAX_BATCH : batch;
     if (nb > n) nb = n > 0 ? n : 1;
     if (!kv->enc_ws || kv->enc_ws_windows < nb) {
@@ -566,10 +598,16 @@ tolk_status tolk_kvcache_encode_windows(tolk_ctx *ctx, const tolk_net *net, tolk
         kv->win_set[windows[i]] = 0;
     for (int w0 = 0; w0 < n && st == TOLK_OK; w0 += nb) {
         int nw = n - w0 < nb ? n - w0 : nb;
+        int Ts[ENC_MAX_BATCH];
+        for (int w = 0; w < nw; w++)
+            Ts[w] = audio_ctx ? audio_ctx[w0 + w] : Tf;
         float *res = NULL;
-        st = encode_pass(ctx, net, kv->enc_ws, kv->enc_ws_windows, mels + w0, nw, &res);
-        for (int w = 0; w < nw && st == TOLK_OK; w++)
-            st = set_cross(ctx, net, kv, windows[w0 + w], res + (size_t)w * T * d);
+        st = encode_pass(ctx, net, kv->enc_ws, kv->enc_ws_windows, mels + w0, Ts, nw, &res);
+        size_t row = 0;
+        for (int w = 0; w < nw && st == TOLK_OK; w++) {
+            st = set_cross(ctx, net, kv, windows[w0 + w], res + row * d, Ts[w]);
+            row += (size_t)Ts[w];
+        }
     }
     return st;
 }
@@ -589,12 +627,13 @@ tolk_status tolk_kvcache_encode_window(tolk_ctx *ctx, const tolk_net *net, tolk_
     }
     kv->win_set[window] = 0;
     float *res = NULL;
-    tolk_status st = encode_pass(ctx, net, kv->enc_ws, kv->enc_ws_windows, &mel, 1, &res);
+    const int Tf = net->hp.n_audio_ctx;
+    tolk_status st = encode_pass(ctx, net, kv->enc_ws, kv->enc_ws_windows, &mel, &Tf, 1, &res);
     if (!st)
         st = be->download(ctx, be, enc_out, res,
                           (size_t)net->hp.n_audio_ctx * (size_t)net->hp.n_audio_state *
                               sizeof(float));
-    return st ? st : set_cross(ctx, net, kv, window, res);
+    return st ? st : set_cross(ctx, net, kv, window, res, Tf);
 }
 
 int tolk_kvcache_length(const tolk_kvcache *kv, int seq) {

@@ -80,6 +80,17 @@ tolk_status tolk_kvcache_encode_windows(tolk_ctx *ctx, const tolk_net *net, tolk
                                         const int *windows, const float *const *mels, int n,
                                         int batch);
 
+/* The same, window i over its first audio_ctx[i] encoder positions (1 ..
+ * n_audio_ctx; NULL: all): mel frames [0, 2 audio_ctx[i]) of its [n_mels,
+ * 3000] window and the first audio_ctx[i] positional embeddings, as
+ * whisper.cpp's reduced audio_ctx; the decoder's cross-attention of
+ * sequences bound to that slot then reads those positions only. A shorter
+ * encoder for audio shorter than 30 s (live streams): attention costs
+ * fall with its square, the products linearly. */
+tolk_status tolk_kvcache_encode_windows_ctx(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                            const int *windows, const float *const *mels,
+                                            const int *audio_ctx, int n, int batch);
+
 /* Sequence management: seq in [0, max_seqs). reset empties a sequence and
  * binds it to a window slot (-1: unbound); copy duplicates src's cached
  * tokens and window into dst (beam search reordering; dst's old content is

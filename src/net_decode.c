@@ -427,8 +427,9 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
         }
         hb[L.last + (size_t)i] = (int)r - 1;
         const tolk_attn_desc sa = {row0, s * kv->max_len, n_tokens[i], len + n_tokens[i], 1, len};
+        /* the window's keys: its encoded positions (win_set, <= n_audio_ctx) */
         const tolk_attn_desc ca = {
-            row0, kv->win[s] * hp->n_audio_ctx, n_tokens[i], hp->n_audio_ctx, 0, 0};
+            row0, kv->win[s] * hp->n_audio_ctx, n_tokens[i], kv->win_set[kv->win[s]], 0, 0};
         memcpy(hb + L.self_d + 6 * (size_t)i, &sa, sizeof sa);
         memcpy(hb + L.cross_d + 6 * (size_t)i, &ca, sizeof ca);
     }

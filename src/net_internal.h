@@ -67,7 +67,7 @@ struct tolk_kvcache {
                         the scratch sequence of padding rows (graph buckets) */
     int *len;        /* [max_seqs] cached positions */
     int *win;        /* [max_seqs] window slot, -1 unbound */
-    int *win_set;    /* [max_windows] whether set_window ran */
+    int *win_set;    /* [max_windows] encoded positions of the window (0: not set) */
     float *self_kv;  /* [n_text_layer][seq_stride][max_len][2d]: K at 0, V at d */
     float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
     float *ws;       /* decoder step workspace (device), ws_floats */

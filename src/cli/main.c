@@ -20,6 +20,8 @@ static void usage(FILE *f) {
             "  translate AUDIO... [OPTIONS]             speech to English text (--to LANG:\n"
             "                                           another language, via a text model)\n"
             "  mt --from LANG --to LANG                 translate text, stdin to stdout\n"
+            "  stream [FILE|-] [OPTIONS]                live transcription: partial and final\n"
+            "                                           text while the audio arrives\n"
             "  bench MANIFEST [OPTIONS]                 time a manifest of files (JSON lines)\n"
             "  vad AUDIO... [OPTIONS]                   speech segments (Silero VAD)\n"
             "  serve [OPTIONS]                          OpenAI-compatible speech server (HTTP,\n"
@@ -52,6 +54,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "vad")) return cli_vad(argc - 1, argv + 1);
     if (!strcmp(cmd, "mt")) return cli_mt(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cli_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "stream")) return cli_stream(argc - 1, argv + 1);
     fprintf(stderr, "tolk: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

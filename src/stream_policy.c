@@ -1,0 +1,245 @@
+/*
+ * stream_policy.c — the words of a stream's hypothesis and the policies
+ * that commit them (stream_internal.h).
+ *
+ * Reference behaviour: LocalAgreement-n of Machacek, Dabre and Bojar,
+ * "Turning Whisper into Real-Time Transcription System" (2023), as
+ * ufal/whisper_streaming's HypothesisBuffer runs it for n = 2: the words
+ * on which consecutive hypotheses of the growing buffer agree, compared
+ * as strings, are committed; the newest hypothesis' rest is kept for the
+ * next comparison. Unlike whisper_streaming, tolk forces the committed
+ * words as the beginning of every hypothesis (stream.c), so a hypothesis'
+ * tail always starts right after them and no time-based de-duplication of
+ * re-transcribed words is needed.
+ *
+ * The fast policy (tolk's): a word need not wait for the next hypothesis
+ * when the model is sure of it and has heard past it — more words follow
+ * it in the hypothesis, each of its tokens has probability >= min_prob,
+ * and its estimated end lies margin seconds before the end of the audio.
+ * Word times are estimated from Whisper's own segment timestamps: the
+ * words of a segment share its span in proportion to their bytes; the
+ * open last segment is stretched to the audio's end, which makes the
+ * margin test err towards waiting.
+ */
+#include "stream_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tolk_sp_hyp_clear(tolk_sp_hyp *h) {
+    if (!h) return;
+    for (int i = 0; i < h->n_w; i++)
+        free(h->w[i].text);
+    free(h->w);
+    h->w = NULL;
+    h->n_w = 0;
+}
+
+/* Whether token id's text starts with a space (a new word). */
+static int starts_word(const tolk_asr *asr, int id) {
+    char *t = NULL;
+    size_t len = 0;
+    if (tolk_tokenizer_decode_ex(asr->tok, &id, 1, TOLK_DECODE_TEXT_ONLY, &t, &len) != TOLK_OK)
+        return 0;
+    int sp = len > 0 && (t[0] == ' ' || t[0] == '\n' || t[0] == '\t');
+    tolk_free(t);
+    return sp;
+}
+
+/* Spread the words [w0, w1) over [t0, t1] by their bytes. */
+static void spread(tolk_sp_word *w, int w0, int w1, double t0, double t1) {
+    if (w1 <= w0) return;
+    if (t1 < t0) t1 = t0;
+    double total = 0.0;
+    for (int i = w0; i < w1; i++) {
+        size_t len = w[i].text ? strlen(w[i].text) : 0;
+        total += len > 0 ? (double)len : 1.0;
+    }
+    double acc = 0.0;
+    for (int i = w0; i < w1; i++) {
+        size_t len = w[i].text ? strlen(w[i].text) : 0;
+        w[i].start = t0 + (t1 - t0) * acc / total;
+        acc += len > 0 ? (double)len : 1.0;
+        w[i].end = t0 + (t1 - t0) * acc / total;
+    }
+}
+
+tolk_status tolk_sp_parse(tolk_ctx *ctx, const tolk_asr *asr, const int *prefix, int n_prefix,
+                          const int *tail, const float *lp, int n_tail, double audio_s,
+                          tolk_sp_hyp *out) {
+    memset(out, 0, sizeof *out);
+    const int eot = asr->dt.eot, tb = asr->dt.timestamp_begin;
+    const double prec = (double)TOLK_CHUNK_SECONDS / (double)asr->hp.n_audio_ctx; /* 0.02 s */
+    const int n = n_prefix + n_tail;
+    /* words of the whole hypothesis (the prefix's words are needed for the
+     * times of the segment the tail continues); at most one per token */
+    tolk_sp_word *w = calloc((size_t)(n > 0 ? n : 1), sizeof *w);
+    if (!w) return tolk_fail(ctx, TOLK_ERR_NOMEM, "stream: out of memory");
+    int nw = 0, first_tail_word = -1;
+    int seg_w0 = 0;      /* first word of the open segment */
+    double seg_t0 = 0.0; /* its start */
+    int prev_text = 0;   /* the previous token was text */
+    tolk_status st = TOLK_OK;
+    for (int i = 0; i < n && st == TOLK_OK; i++) {
+        const int id = i < n_prefix ? prefix[i] : tail[i - n_prefix];
+        const int in_tail = i >= n_prefix;
+        const int j = i - n_prefix; /* index in the tail */
+        if (id >= tb && tb > 0) {
+            double t = (double)(id - tb) * prec;
+            if (prev_text) { /* a closing timestamp */
+                spread(w, seg_w0, nw, seg_t0, t);
+                if (nw > 0 && in_tail && w[nw - 1].a >= 0 && w[nw - 1].ts_after < 0 &&
+                    nw - 1 >= first_tail_word && first_tail_word >= 0)
+                    w[nw - 1].ts_after = j;
+                seg_w0 = nw;
+                seg_t0 = t;
+            } else {                                      /* an opening timestamp */
+                if (in_tail && t >= audio_s - 0.1) break; /* past what was heard */
+                seg_w0 = nw;
+                seg_t0 = t;
+            }
+            prev_text = 0;
+            continue;
+        }
+        if (id >= eot) continue; /* other specials never appear in text */
+        const float p = in_tail && lp ? expf(lp[j]) : 1.0f;
+        int new_word =
+            !prev_text || starts_word(asr, id) || (in_tail && (first_tail_word < 0 || j == 0));
+        if (new_word) {
+            w[nw] = (tolk_sp_word){
+                .a = in_tail ? j : -1, .b = in_tail ? j + 1 : -1, .ts_after = -1, .p_min = p};
+            if (in_tail && first_tail_word < 0) first_tail_word = nw;
+            nw++;
+        } else {
+            tolk_sp_word *cw = &w[nw - 1];
+            if (in_tail) cw->b = j + 1;
+            if (p < cw->p_min) cw->p_min = p;
+        }
+        prev_text = 1;
+    }
+    spread(w, seg_w0, nw, seg_t0, audio_s > seg_t0 ? audio_s : seg_t0);
+    /* texts of the tail's words */
+    for (int k = first_tail_word >= 0 ? first_tail_word : nw; k < nw && st == TOLK_OK; k++) {
+        size_t len = 0;
+        if (tolk_tokenizer_decode_ex(asr->tok, tail + w[k].a, (size_t)(w[k].b - w[k].a),
+                                     TOLK_DECODE_TEXT_ONLY, &w[k].text, &len) != TOLK_OK)
+            st = tolk_fail(ctx, TOLK_ERR_NOMEM, "stream: cannot decode a word");
+    }
+    if (st != TOLK_OK) {
+        for (int k = 0; k < nw; k++)
+            tolk_free(w[k].text);
+        free(w);
+        return st;
+    }
+    /* keep the tail's words only */
+    int k0 = first_tail_word >= 0 ? first_tail_word : nw;
+    memmove(w, w + k0, (size_t)(nw - k0) * sizeof *w);
+    out->w = w;
+    out->n_w = nw - k0;
+    return TOLK_OK;
+}
+
+static int same(const char *a, const char *b);
+
+int tolk_sp_loop_start(const tolk_sp_hyp *h) {
+    int best = h->n_w;
+    for (int n = 1; n <= 4; n++) {
+        const int need = n == 1 ? 4 : 3;
+        for (int i = 0; i + n * need <= h->n_w && i + n < best; i++) {
+            int reps = 1;
+            while (i + (reps + 1) * n <= h->n_w) {
+                int eq = 1;
+                for (int j = 0; j < n && eq; j++)
+                    eq = same(h->w[i + j].text, h->w[i + reps * n + j].text);
+                if (!eq) break;
+                reps++;
+            }
+            if (reps >= need) {
+                if (i + n < best) best = i + n;
+                break;
+            }
+        }
+    }
+    return best;
+}
+
+/* ---- policies ------------------------------------------------------------ */
+
+static int same(const char *a, const char *b) {
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+int tolk_sp_decide(const tolk_sp_policy *p, const tolk_sp_state *st, const tolk_sp_hyp *h,
+                   double audio_s, int final) {
+    if (final) return h->n_w;
+    const int n = p->fast ? 2 : (p->n < 2 ? 2 : p->n);
+    int k = 0;
+    if (st->n_hist >= n - 1) {
+        k = h->n_w;
+        for (int q = 0; q < n - 1; q++) {
+            int m = 0;
+            while (m < k && m < st->n_prev[q] && same(h->w[m].text, st->prev[q][m]))
+                m++;
+            k = m;
+        }
+    }
+    if (p->fast)
+        while (k < h->n_w - 1 && h->w[k].p_min >= p->min_prob && h->w[k].end <= audio_s - p->margin)
+            k++;
+    return k;
+}
+
+static void free_tail(char **v, int n) {
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void tolk_sp_reset(tolk_sp_state *st) {
+    for (int q = 0; q < st->n_hist; q++)
+        free_tail(st->prev[q], st->n_prev[q]);
+    memset(st, 0, sizeof *st);
+}
+
+tolk_status tolk_sp_push(tolk_sp_state *st, const tolk_sp_hyp *h, int k) {
+    if (k < 0) k = 0;
+    if (k > h->n_w) k = h->n_w;
+    const int m = h->n_w - k;
+    char **v = calloc((size_t)(m > 0 ? m : 1), sizeof *v);
+    int ok = v != NULL;
+    for (int i = 0; ok && i < m; i++)
+        ok = (v[i] = strdup(h->w[k + i].text ? h->w[k + i].text : "")) != NULL;
+    if (!ok) {
+        if (v) free_tail(v, m);
+        tolk_sp_reset(st);
+        return TOLK_ERR_NOMEM;
+    }
+    /* older tails: drop the committed words where they agree, else forget
+     * them (and everything older) */
+    int keep = 0;
+    for (int q = 0; q < st->n_hist; q++) {
+        int agree = st->n_prev[q] >= k;
+        for (int i = 0; agree && i < k; i++)
+            agree = same(st->prev[q][i], h->w[i].text);
+        if (!agree) break;
+        for (int i = 0; i < k; i++)
+            free(st->prev[q][i]);
+        memmove(st->prev[q], st->prev[q] + k, (size_t)(st->n_prev[q] - k) * sizeof(char *));
+        st->n_prev[q] -= k;
+        keep++;
+    }
+    for (int q = keep; q < st->n_hist; q++)
+        free_tail(st->prev[q], st->n_prev[q]);
+    if (keep > TOLK_SP_MAX_AGREE - 1) {
+        for (int q = TOLK_SP_MAX_AGREE - 1; q < keep; q++)
+            free_tail(st->prev[q], st->n_prev[q]);
+        keep = TOLK_SP_MAX_AGREE - 1;
+    }
+    memmove(st->prev + 1, st->prev, (size_t)keep * sizeof st->prev[0]);
+    memmove(st->n_prev + 1, st->n_prev, (size_t)keep * sizeof st->n_prev[0]);
+    st->prev[0] = v;
+    st->n_prev[0] = m;
+    st->n_hist = keep + 1;
+    return TOLK_OK;
+}
