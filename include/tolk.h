@@ -18,7 +18,7 @@
 #ifndef TOLK_H
 #define TOLK_H
 
-#include <stddef.h>
+#include <stddef.h> /* size_t, offsetof */
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -300,7 +300,8 @@ typedef enum tolk_task {
  * unknown); return non-zero to cancel (TOLK_ERR_CANCELLED). */
 typedef int (*tolk_progress_fn)(void *user, double position_s, double total_s);
 
-/* A finished segment, delivered as soon as it is final (optional). */
+/* A finished segment, delivered as soon as it is final (optional); the
+ * pointer (and its words) is valid only during the call. */
 struct tolk_segment;
 typedef void (*tolk_segment_fn)(void *user, const struct tolk_segment *segment);
 
@@ -333,27 +334,67 @@ typedef struct tolk_transcribe_params {
     void *user;
 } tolk_transcribe_params;
 
+/* ---- Results ------------------------------------------------------------
+ * A tolk_result is opaque and read through accessors, so that fields can be
+ * added without breaking callers built against an older tolk.h:
+ *  - tolk_result_text / _language / _language_prob / _duration /
+ *    _n_segments: the transcript as a whole;
+ *  - tolk_result_segment(res, i) -> const tolk_segment *, and
+ *    tolk_segment_word(seg, j) -> const tolk_word *: structs the library
+ *    owns (valid until tolk_result_free), read in place, never copied by
+ *    value nor indexed with pointer arithmetic (their size grows);
+ *  - each of those structs begins with struct_size, the size the running
+ *    library gave it. New fields are only ever appended, so an older caller
+ *    reads the prefix it knows; a newer caller checks a field with
+ *    TOLK_HAS_FIELD(ptr, type, field) before reading it from an older
+ *    library.
+ * Only pointers the library handed out may be passed to the accessors. */
+
+/* Whether the struct at ptr (of public type `type`) carries `field`. */
+#define TOLK_HAS_FIELD(ptr, type, field)                                           \
+    ((ptr)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
+
+/* One word of a segment (word timestamps; openai-whisper's "words" items). */
+typedef struct tolk_word {
+    size_t struct_size;  /* sizeof(tolk_word) of the running library */
+    const char *word;    /* UTF-8, with its leading space and merged
+                            punctuation, as the reference (" Hello,") */
+    double start, end;   /* seconds, rounded to 0.01 s as the reference */
+    float probability;   /* mean probability of the word's tokens */
+} tolk_word;
+
 typedef struct tolk_segment {
+    size_t struct_size;  /* sizeof(tolk_segment) of the running library */
     int id;
     int seek;            /* window start, in mel frames (10 ms) */
     double start, end;   /* seconds */
-    char *text;          /* UTF-8, as the reference (leading space kept) */
-    int *tokens;         /* text and timestamp tokens of the segment */
+    const char *text;    /* UTF-8, as the reference (leading space kept) */
+    const int *tokens;   /* text and timestamp tokens of the segment */
     int n_tokens;
     float temperature;
     float avg_logprob;
     float compression_ratio;
     float no_speech_prob;
+    int n_words;         /* words (tolk_segment_word); 0 without word timestamps */
 } tolk_segment;
 
-typedef struct tolk_result {
-    char *text;              /* all segments' text concatenated */
-    char language[8];        /* detected or given language code */
-    float language_prob;     /* probability of the detected language (1 if given) */
-    tolk_segment *segments;
-    int n_segments;
-    double duration;         /* seconds of audio */
-} tolk_result;
+typedef struct tolk_result tolk_result;
+
+/* All segments' text concatenated (UTF-8, never NULL for a valid result). */
+TOLK_API const char *tolk_result_text(const tolk_result *res);
+/* The detected or given language code ("en"); "" for NULL. */
+TOLK_API const char *tolk_result_language(const tolk_result *res);
+/* Probability of the detected language (1 when it was given). */
+TOLK_API float tolk_result_language_prob(const tolk_result *res);
+/* Seconds of audio. */
+TOLK_API double tolk_result_duration(const tolk_result *res);
+/* Number of segments (0 for NULL). */
+TOLK_API int tolk_result_n_segments(const tolk_result *res);
+/* Segment i in [0, n_segments), NULL outside; owned by res. */
+TOLK_API const tolk_segment *tolk_result_segment(const tolk_result *res, int i);
+/* Word i in [0, seg->n_words) of a segment the library handed out, NULL
+ * outside; owned by the result (or, in tolk_segment_fn, by the call). */
+TOLK_API const tolk_word *tolk_segment_word(const tolk_segment *seg, int i);
 
 TOLK_API tolk_transcribe_params tolk_transcribe_default_params(void);
 

@@ -43,6 +43,7 @@
  */
 #include "decode.h"
 #include "net.h"
+#include "result.h"
 #include "timings.h"
 #include "tokenizer.h"
 
@@ -508,35 +509,6 @@ static void set_sot_sequence(run *r) {
 
 /* ---- results ------------------------------------------------------------- */
 
-void tolk_result_free(tolk_result *res) {
-    if (!res) return;
-    for (int i = 0; i < res->n_segments; i++) {
-        free(res->segments[i].text);
-        free(res->segments[i].tokens);
-    }
-    free(res->segments);
-    free(res->text);
-    free(res);
-}
-
-typedef struct segs {
-    tolk_segment *v;
-    int n, cap;
-} segs;
-
-static int segs_push(segs *s, const tolk_segment *x) {
-    if (s->n == s->cap) {
-        if (s->cap > (1 << 26)) return 0;
-        int cap = s->cap ? s->cap * 2 : 64;
-        tolk_segment *v = realloc(s->v, (size_t)cap * sizeof *v);
-        if (!v) return 0;
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = *x;
-    return 1;
-}
-
 static int is_blank(const char *s) {
     for (; *s; s++)
         if (!(*s == ' ' || (*s >= '\t' && *s <= '\r'))) return 0;
@@ -544,38 +516,31 @@ static int is_blank(const char *s) {
 }
 
 /* Append one segment tokens[0, n) of a window to the result. */
-static tolk_status add_segment(run *r, segs *out, ivec *all, int seek, double start, double end,
-                               const int *tokens, size_t n, const tolk_dec_result *dr) {
+static tolk_status add_segment(run *r, tolk_result *res, ivec *all, int seek, double start,
+                               double end, const int *tokens, size_t n, const tolk_dec_result *dr) {
     tolk_state *st = r->st;
-    tolk_segment sg;
-    memset(&sg, 0, sizeof sg);
-    sg.id = out->n;
-    sg.seek = seek;
-    sg.start = start;
-    sg.end = end;
-    sg.temperature = dr->temperature;
-    sg.avg_logprob = dr->avg_logprob;
-    sg.compression_ratio = dr->compression_ratio;
-    sg.no_speech_prob = dr->no_speech_prob;
+    tolk_segment f;
+    memset(&f, 0, sizeof f);
+    f.id = res->n_segs;
+    f.seek = seek;
+    f.start = start;
+    f.end = end;
+    f.temperature = dr->temperature;
+    f.avg_logprob = dr->avg_logprob;
+    f.compression_ratio = dr->compression_ratio;
+    f.no_speech_prob = dr->no_speech_prob;
+    char *text = NULL;
     tolk_status s =
-        tolk_tokenizer_decode_ex(st->tok, tokens, n, TOLK_DECODE_TEXT_ONLY, &sg.text, NULL);
+        tolk_tokenizer_decode_ex(st->tok, tokens, n, TOLK_DECODE_TEXT_ONLY, &text, NULL);
     if (s != TOLK_OK) return tolk_fail(st->ctx, s, "transcribe: cannot decode a segment");
-    if (start == end || is_blank(sg.text)) {
-        sg.text[0] = '\0';
+    if (start == end || is_blank(text)) {
+        text[0] = '\0';
         n = 0;
     }
-    sg.tokens = malloc((n ? n : 1) * sizeof(int));
-    if (!sg.tokens) {
-        free(sg.text);
+    tolk_seg_rec *rec = tolk_result_add_segment(res, &f, text, tokens, (int)n);
+    free(text);
+    if (!rec || !ivec_push(all, tokens, n))
         return tolk_fail(st->ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
-    }
-    if (n) memcpy(sg.tokens, tokens, n * sizeof(int));
-    sg.n_tokens = (int)n;
-    if (!segs_push(out, &sg) || !ivec_push(all, tokens, n)) {
-        free(sg.text);
-        free(sg.tokens);
-        return tolk_fail(st->ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
-    }
     return TOLK_OK;
 }
 
@@ -590,7 +555,6 @@ static tolk_status run_loop(run *r, melpipe *mp, tolk_result *res) {
     const size_t content = mp->content_frames;
     const double time_precision = (double)(INPUT_STRIDE * TOLK_HOP_LENGTH) / TOLK_SAMPLE_RATE;
     tolk_status s = TOLK_OK;
-    segs out = {0};
     ivec all = {0};
     int *initial = NULL;
     tolk_dec_result dr;
@@ -634,7 +598,7 @@ static tolk_status run_loop(run *r, melpipe *mp, tolk_result *res) {
         res->language_prob = probs[best];
     }
     const char *code = st->multilingual ? tolk_tokenizer_lang_code(st->tok, r->lang_token) : "en";
-    snprintf(res->language, sizeof res->language, "%s", code ? code : "en");
+    tolk_result_set_language(res, code ? code : "en");
     set_sot_sequence(r);
 
     size_t clip_idx = 0;
@@ -708,10 +672,10 @@ static tolk_status run_loop(run *r, melpipe *mp, tolk_result *res) {
                     if (!cut) continue;
                     double a = time_offset + (double)(tk[last_slice] - tb) * time_precision;
                     double b = time_offset + (double)(tk[i - 1] - tb) * time_precision;
-                    s = add_segment(r, &out, &all, (int)previous_seek, a, b, tk + last_slice,
+                    s = add_segment(r, res, &all, (int)previous_seek, a, b, tk + last_slice,
                                     i - last_slice, &dr);
                     if (s != TOLK_OK) goto out;
-                    if (p->on_segment) p->on_segment(p->user, &out.v[out.n - 1]);
+                    if (p->on_segment) p->on_segment(p->user, &res->segs[res->n_segs - 1].pub);
                     last_slice = i;
                 }
                 if (single_ending)
@@ -725,10 +689,10 @@ static tolk_status run_loop(run *r, melpipe *mp, tolk_result *res) {
                     if (tk[i] >= tb) last_ts = tk[i];
                 if (last_ts >= 0 && last_ts != tb)
                     duration = (double)(last_ts - tb) * time_precision;
-                s = add_segment(r, &out, &all, (int)previous_seek, time_offset,
+                s = add_segment(r, res, &all, (int)previous_seek, time_offset,
                                 time_offset + duration, tk, n, &dr);
                 if (s != TOLK_OK) goto out;
-                if (p->on_segment) p->on_segment(p->user, &out.v[out.n - 1]);
+                if (p->on_segment) p->on_segment(p->user, &res->segs[res->n_segs - 1].pub);
                 seek += segment_size;
             }
             if (!p->condition_on_previous_text || dr.temperature > 0.5f) prompt_reset_since = all.n;
@@ -745,22 +709,15 @@ static tolk_status run_loop(run *r, melpipe *mp, tolk_result *res) {
     }
 
     /* the full text: every emitted token after the initial prompt */
+    char *text = NULL;
     s = tolk_tokenizer_decode_ex(st->tok, all.v + r->n_init_prompt, all.n - r->n_init_prompt,
-                                 TOLK_DECODE_DEFAULT, &res->text, NULL);
+                                 TOLK_DECODE_DEFAULT, &text, NULL);
     if (s != TOLK_OK) {
         s = tolk_fail(ctx, s, "transcribe: cannot decode the text");
         goto out;
     }
-    res->segments = out.v;
-    res->n_segments = out.n;
-    out.v = NULL;
-    out.n = 0;
+    tolk_result_take_text(res, text);
 out:
-    for (int i = 0; i < out.n; i++) {
-        free(out.v[i].text);
-        free(out.v[i].tokens);
-    }
-    free(out.v);
     free(all.v);
     free(initial);
     tolk_dec_result_clear(&dr);
@@ -781,7 +738,7 @@ static tolk_status transcribe_src(tolk_state *st, sample_src src, size_t n, int 
     tolk_result *res = NULL;
     if (s != TOLK_OK) goto out;
     if ((s = ms) != TOLK_OK) goto out;
-    res = calloc(1, sizeof *res);
+    res = tolk_result_new();
     if (!res) {
         s = tolk_fail(ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
         goto out;
@@ -865,7 +822,7 @@ tolk_status tolk_transcribe_file(tolk_state *state, const char *path,
     s = setup(&r, state, p);
     if (s != TOLK_OK) goto out;
     if ((s = ms) != TOLK_OK) goto out;
-    res = calloc(1, sizeof *res);
+    res = tolk_result_new();
     if (!res) {
         s = tolk_fail(state->ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
         goto out;

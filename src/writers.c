@@ -29,6 +29,7 @@
  * subpart), so every output is valid UTF-8 (and the JSON valid JSON).
  */
 #include "internal.h"
+#include "result.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -261,14 +262,8 @@ static void sb_timestamp(sbuf *b, double seconds, int always_hours, char marker)
 
 /* Check a result before rendering: counts, pointers, timestamps. */
 static tolk_status check_result(tolk_ctx *ctx, const tolk_result *r) {
-    if (r->n_segments < 0)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "result: negative segment count %d",
-                         r->n_segments);
-    if (r->n_segments > 0 && !r->segments)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "result: %d segments but no segment array",
-                         r->n_segments);
-    for (int i = 0; i < r->n_segments; i++) {
-        const tolk_segment *s = &r->segments[i];
+    for (int i = 0; i < r->n_segs; i++) {
+        const tolk_segment *s = &r->segs[i].pub;
         if (!(s->start >= 0.0 && s->start <= MAX_SECONDS) ||
             !(s->end >= 0.0 && s->end <= MAX_SECONDS))
             return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
@@ -283,8 +278,8 @@ static tolk_status check_result(tolk_ctx *ctx, const tolk_result *r) {
 
 /* txt: one stripped segment text per line. */
 static int render_txt(const tolk_result *r, sbuf *b) {
-    for (int i = 0; i < r->n_segments; i++) {
-        char *t = clean_text(r->segments[i].text, 1);
+    for (int i = 0; i < r->n_segs; i++) {
+        char *t = clean_text(r->segs[i].pub.text, 1);
         if (!t) return 0;
         sb_puts(b, t);
         sb_put(b, "\n", 1);
@@ -296,8 +291,8 @@ static int render_txt(const tolk_result *r, sbuf *b) {
 /* vtt (srt = 0) or srt (srt = 1) cues. */
 static int render_subtitles(const tolk_result *r, sbuf *b, int srt) {
     if (!srt) sb_puts(b, "WEBVTT\n\n");
-    for (int i = 0; i < r->n_segments; i++) {
-        const tolk_segment *s = &r->segments[i];
+    for (int i = 0; i < r->n_segs; i++) {
+        const tolk_segment *s = &r->segs[i].pub;
         char *t = clean_text(s->text, 1);
         if (!t) return 0;
         if (srt) sb_printf(b, "%d\n", i + 1);
@@ -315,8 +310,8 @@ static int render_subtitles(const tolk_result *r, sbuf *b, int srt) {
 /* tsv: integer milliseconds and tab-free text. */
 static int render_tsv(const tolk_result *r, sbuf *b) {
     sb_puts(b, "start\tend\ttext\n");
-    for (int i = 0; i < r->n_segments; i++) {
-        const tolk_segment *s = &r->segments[i];
+    for (int i = 0; i < r->n_segs; i++) {
+        const tolk_segment *s = &r->segs[i].pub;
         char *t = clean_text(s->text, 1);
         if (!t) return 0;
         sb_printf(b, "%lld\t%lld\t", (long long)round_ms(s->start), (long long)round_ms(s->end));
@@ -360,8 +355,8 @@ static int render_json(const tolk_result *r, sbuf *b) {
     cJSON *segs = NULL;
     int ok = root && add_text(root, "text", r->text) &&
              (segs = cJSON_AddArrayToObject(root, "segments")) != NULL;
-    for (int i = 0; ok && i < r->n_segments; i++) {
-        const tolk_segment *s = &r->segments[i];
+    for (int i = 0; ok && i < r->n_segs; i++) {
+        const tolk_segment *s = &r->segs[i].pub;
         cJSON *o = cJSON_CreateObject();
         if (!o || !cJSON_AddItemToArray(segs, o)) {
             cJSON_Delete(o);

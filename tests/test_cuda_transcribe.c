@@ -143,9 +143,10 @@ static int transcribe_all(const char *model_dir, tolk_device dev, int compute, i
             ok = 0;
             break;
         }
-        r->text[i] = strdup(res->text ? res->text : "");
-        r->n_seg[i] = res->n_segments;
-        r->seg_end[i] = res->n_segments ? res->segments[res->n_segments - 1].end : 0.0;
+        const int ns = tolk_result_n_segments(res);
+        r->text[i] = strdup(tolk_result_text(res));
+        r->n_seg[i] = ns;
+        r->seg_end[i] = ns ? tolk_result_segment(res, ns - 1)->end : 0.0;
         tolk_result_free(res);
     }
     g_captured = g_replayed = g_failed = 0;

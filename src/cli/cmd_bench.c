@@ -703,11 +703,11 @@ static int run_one(tolk_state *state, const bench_opts_t *o, const tolk_transcri
     }
     jstr(out, &first, "language_ref", r->language);
     jstr(out, &first, "language_given", p.language);
-    jstr(out, &first, "language", m->ok ? res->language : NULL);
-    jnum(out, &first, "language_prob", m->ok ? (double)res->language_prob : NAN);
+    jstr(out, &first, "language", m->ok ? tolk_result_language(res) : NULL);
+    jnum(out, &first, "language_prob", m->ok ? (double)tolk_result_language_prob(res) : NAN);
     jstr(out, &first, "reference", r->reference);
-    jstr(out, &first, "hypothesis", m->ok ? res->text : NULL);
-    m->audio_s = m->ok ? res->duration : (r->duration >= 0 ? r->duration : NAN);
+    jstr(out, &first, "hypothesis", m->ok ? tolk_result_text(res) : NULL);
+    m->audio_s = m->ok ? tolk_result_duration(res) : (r->duration >= 0 ? r->duration : NAN);
     jnum(out, &first, "audio_s", m->audio_s);
     jnum(out, &first, "wall_s", m->wall_s);
     jnum(out, &first, "rtfx", m->wall_s > 0 ? m->audio_s / m->wall_s : NAN);
@@ -715,11 +715,12 @@ static int run_one(tolk_state *state, const bench_opts_t *o, const tolk_transcri
     jint(out, &first, "windows", (long long)m->t.windows);
     jint(out, &first, "tokens", (long long)m->t.tokens);
     jint(out, &first, "decoder_steps", (long long)m->t.decoder_steps);
-    jint(out, &first, "segments", m->ok ? res->n_segments : 0);
+    jint(out, &first, "segments", m->ok ? tolk_result_n_segments(res) : 0);
     /* the highest fallback temperature any segment needed (0: deterministic) */
     double tmax = m->ok ? 0.0 : NAN;
-    for (int i = 0; m->ok && i < res->n_segments; i++)
-        if (res->segments[i].temperature > tmax) tmax = res->segments[i].temperature;
+    for (int i = 0; m->ok && i < tolk_result_n_segments(res); i++)
+        if (tolk_result_segment(res, i)->temperature > tmax)
+            tmax = tolk_result_segment(res, i)->temperature;
     jnum(out, &first, "max_temperature", tmax);
     jnum(out, &first, "peak_rss_mib", m->peak_mib);
     jnum(out, &first, "device_peak_mib",
@@ -731,7 +732,7 @@ static int run_one(tolk_state *state, const bench_opts_t *o, const tolk_transcri
         if (m->ok)
             fprintf(stderr, "tolk bench: [%d/%d] %s: %.1f s audio in %.2f s (RTFx %.1f), %s\n",
                     index + 1, n_rows, r->file, m->audio_s, m->wall_s,
-                    m->wall_s > 0 ? m->audio_s / m->wall_s : 0.0, res->language);
+                    m->wall_s > 0 ? m->audio_s / m->wall_s : 0.0, tolk_result_language(res));
         else
             fprintf(stderr, "tolk bench: %s: %s\n", r->file, tolk_state_last_error(state));
     }

@@ -537,8 +537,8 @@ static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const c
     }
 
     if (o->verbose && rs.printed == 0) /* no streamed segments: print them now */
-        for (int i = 0; i < res->n_segments; i++)
-            print_segment_line(&rs, &res->segments[i]);
+        for (int i = 0; i < tolk_result_n_segments(res); i++)
+            print_segment_line(&rs, tolk_result_segment(res, i));
     int failed = 0;
     if (!o->verbose && !o->write_files) {
         char *text = NULL;
@@ -558,13 +558,13 @@ static int run_file(tolk_ctx *ctx, tolk_state *state, const run_opts *o, const c
     char extra[96] = "";
     if (!failed) {
         char name[48];
-        cli_language_name(res->language, name, sizeof name);
+        cli_language_name(tolk_result_language(res), name, sizeof name);
         if (o->params.language)
             snprintf(extra, sizeof extra, "language %s", name);
         else
             snprintf(extra, sizeof extra, "detected language %s (p=%.2f)", name,
-                     (double)res->language_prob);
-        cli_progress_done(&rs.progress, res->duration, extra);
+                     (double)tolk_result_language_prob(res));
+        cli_progress_done(&rs.progress, tolk_result_duration(res), extra);
     } else {
         cli_progress_clear(&rs.progress);
     }
