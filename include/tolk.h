@@ -332,6 +332,20 @@ typedef struct tolk_transcribe_params {
     tolk_progress_fn progress;
     tolk_segment_fn on_segment;
     void *user;
+    /* word timestamps (openai-whisper's word_timestamps=True): every
+     * segment gets words (tolk_segment_word) from the cross-attention of
+     * the model's alignment heads (a model without them fails with
+     * TOLK_ERR_UNSUPPORTED), and segment times are refined from them */
+    int word_timestamps;                   /* 0 */
+    const char *prepend_punctuations;      /* merged with the next word; NULL:
+                                              the reference's "\"'“¿([{-" */
+    const char *append_punctuations;       /* merged with the previous word; NULL:
+                                              "\"'.。,，!！?？:：”)]}、" */
+    float hallucination_silence_threshold; /* seconds; < 0 (default -1):
+                                              off. With word timestamps,
+                                              skip silences longer than
+                                              this around suspected
+                                              hallucinations */
 } tolk_transcribe_params;
 
 /* ---- Results ------------------------------------------------------------
@@ -360,7 +374,7 @@ typedef struct tolk_word {
     const char *word;    /* UTF-8, with its leading space and merged
                             punctuation, as the reference (" Hello,") */
     double start, end;   /* seconds, rounded to 0.01 s as the reference */
-    float probability;   /* mean probability of the word's tokens */
+    double probability;  /* mean probability of the word's tokens */
 } tolk_word;
 
 typedef struct tolk_segment {
@@ -390,6 +404,9 @@ TOLK_API float tolk_result_language_prob(const tolk_result *res);
 TOLK_API double tolk_result_duration(const tolk_result *res);
 /* Number of segments (0 for NULL). */
 TOLK_API int tolk_result_n_segments(const tolk_result *res);
+/* 1 when the result carries word timestamps (every segment has a word
+ * list, possibly empty: json writes "words", srt / vtt cue by words). */
+TOLK_API int tolk_result_has_words(const tolk_result *res);
 /* Segment i in [0, n_segments), NULL outside; owned by res. */
 TOLK_API const tolk_segment *tolk_result_segment(const tolk_result *res, int i);
 /* Word i in [0, seg->n_words) of a segment the library handed out, NULL
@@ -460,6 +477,30 @@ typedef enum tolk_output_format {
 /* "txt" ... "json" -> format; returns -1 for an unknown name. */
 TOLK_API int tolk_output_format_from_name(const char *name);
 TOLK_API const char *tolk_output_format_ext(tolk_output_format format);
+
+/* Options of the subtitle writers for results with word timestamps
+ * (openai-whisper's --highlight_words, --max_line_width,
+ * --max_line_count, --max_words_per_line; SubtitlesWriter.iterate_result).
+ * Start from tolk_writer_default_options(): struct_size lets later
+ * versions append fields without breaking callers. Ignored by txt, tsv
+ * and json, and for results without words. */
+typedef struct tolk_writer_options {
+    size_t struct_size;     /* sizeof(tolk_writer_options) of the caller */
+    int highlight_words;    /* underline each word as it is spoken (<u>) */
+    int max_line_width;     /* characters per line before a break; <= 0: none */
+    int max_line_count;     /* lines per cue (needs max_line_width); <= 0: none */
+    int max_words_per_line; /* words per cue line; <= 0: none */
+} tolk_writer_options;
+
+TOLK_API tolk_writer_options tolk_writer_default_options(void);
+
+/* tolk_render / tolk_write_file with writer options (NULL: defaults). */
+TOLK_API tolk_status tolk_render_ex(tolk_ctx *ctx, const tolk_result *result,
+                                    tolk_output_format format, const tolk_writer_options *opts,
+                                    char **out, size_t *len);
+TOLK_API tolk_status tolk_write_file_ex(tolk_ctx *ctx, const tolk_result *result,
+                                        tolk_output_format format, const tolk_writer_options *opts,
+                                        const char *path);
 
 /* Render result in format into a new NUL-terminated buffer (*out, caller
  * frees with tolk_free). */

@@ -205,6 +205,19 @@ struct tolk_backend {
     tolk_status (*logits)(tolk_ctx *ctx, const tolk_backend *be, float *logits, const float *x,
                           size_t M, const tolk_bweight *tok);
 
+    /* Attention weights of selected heads (word timestamps: the alignment
+     * heads' cross-attention, computed apart from the fused attention,
+     * which never stores them). For p < n_heads, i < n_q, j < n_keys:
+     *   out[(p * n_q + i) * n_keys + j] =
+     *       softmax_j(scale * q[i, h*d_head : (h+1)*d_head] . k[j, same])
+     * with h = heads[p] (HOST int array), the softmax over the n_keys keys
+     * given only (the reference trims the logits to the audio's frames
+     * before its softmax). q [n_q, .] row stride ldq, k [n_keys, .] row
+     * stride ldk (DEVICE); out DEVICE float32 [n_heads, n_q, n_keys]. */
+    tolk_status (*attn_weights)(tolk_ctx *ctx, const tolk_backend *be, const float *q, size_t ldq,
+                                const float *k, size_t ldk, int n_q, int n_keys, const int *heads,
+                                int n_heads, int d_head, float scale, float *out);
+
     /* ---- decoder-step operations over DEVICE index arrays ---------------
      * Everything a step depends on (token ids, positions, cache rows,
      * sequence lengths, masks) is read from device memory, so the same

@@ -61,11 +61,14 @@ struct tolk_kvcache {
     float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
     float *ws;       /* decoder step workspace (device), ws_floats */
     size_t ws_floats;
-    float *enc_ws; /* encoder workspace for one window (device), made on
-                      the first tolk_kvcache_encode_window and kept: a
-                      long file reuses it instead of allocating ~40
-                      n_audio_ctx n_audio_state bytes per window */
-    float *xa;     /* [n_audio_ctx, d] set_window's upload buffer, kept */
+    float *enc_ws;   /* encoder workspace for one window (device), made on
+                        the first tolk_kvcache_encode_window and kept: a
+                        long file reuses it instead of allocating ~40
+                        n_audio_ctx n_audio_state bytes per window */
+    float *xa;       /* [n_audio_ctx, d] set_window's upload buffer, kept */
+    float *align_ws; /* tolk_net_align's workspace (device), align_floats,
+                        made on its first call and kept (net_align.c) */
+    size_t align_floats;
 
     /* decoder step (net_decode.c) */
     int *step_host; /* the step's index block on the host (staging) */

@@ -41,6 +41,10 @@ double tolk_result_duration(const tolk_result *res) {
     return res ? res->duration : 0.0;
 }
 
+int tolk_result_has_words(const tolk_result *res) {
+    return res ? res->has_words : 0;
+}
+
 int tolk_result_n_segments(const tolk_result *res) {
     return res ? res->n_segs : 0;
 }

@@ -28,6 +28,7 @@ struct tolk_result {
     char language[8];    /* NUL-terminated code */
     float language_prob; /* 1 when given */
     double duration;     /* seconds */
+    int has_words;       /* word timestamps were computed */
     tolk_seg_rec *segs;  /* owned [n_segs] */
     int n_segs, cap;
 };

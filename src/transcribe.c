@@ -43,9 +43,11 @@
  */
 #include "decode.h"
 #include "net.h"
+#include "pystr.h"
 #include "result.h"
 #include "timings.h"
 #include "tokenizer.h"
+#include "words.h"
 
 #include <errno.h>
 #include <math.h>
@@ -86,6 +88,10 @@ tolk_transcribe_params tolk_transcribe_default_params(void) {
     p.sample_len = 0;
     p.clip_timestamps = "0";
     p.seed = 0;
+    p.word_timestamps = 0;
+    p.prepend_punctuations = NULL;
+    p.append_punctuations = NULL;
+    p.hallucination_silence_threshold = -1.0f;
     return p;
 }
 
@@ -329,9 +335,11 @@ typedef struct run {
     size_t *clips; /* pairs of frames */
     size_t n_clips;
     uint64_t rng;
+    tolk_words *words; /* word timestamps, NULL when off */
 } run;
 
 static void run_free(run *r) {
+    tolk_words_free(r->words);
     free(r->suppress);
     free(r->prefix);
     free(r->init_prompt);
@@ -509,19 +517,33 @@ static void set_sot_sequence(run *r) {
 
 /* ---- results ------------------------------------------------------------- */
 
-static int is_blank(const char *s) {
-    for (; *s; s++)
-        if (!(*s == ' ' || (*s >= '\t' && *s <= '\r'))) return 0;
-    return 1;
+/* The segments of one window, before they are final (word timestamps
+ * may still change their times or drop some). */
+typedef struct wsegs {
+    tolk_seg_rec *v;
+    int n, cap;
+} wsegs;
+
+static void wsegs_clear(wsegs *w) {
+    for (int i = 0; i < w->n; i++)
+        tolk_seg_rec_clear(&w->v[i]);
+    w->n = 0;
 }
 
-/* Append one segment tokens[0, n) of a window to the result. */
-static tolk_status add_segment(run *r, tolk_result *res, ivec *all, int seek, double start,
-                               double end, const int *tokens, size_t n, const tolk_dec_result *dr) {
+/* Add the window's segment tokens[0, n) (text decoded, nothing cleared
+ * yet). */
+static tolk_status window_segment(run *r, wsegs *w, int seek, double start, double end,
+                                  const int *tokens, size_t n, const tolk_dec_result *dr) {
     tolk_state *st = r->st;
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 16;
+        tolk_seg_rec *v = realloc(w->v, (size_t)cap * sizeof *v);
+        if (!v) return tolk_fail(st->ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+        w->v = v;
+        w->cap = cap;
+    }
     tolk_segment f;
     memset(&f, 0, sizeof f);
-    f.id = res->n_segs;
     f.seek = seek;
     f.start = start;
     f.end = end;
@@ -533,15 +555,43 @@ static tolk_status add_segment(run *r, tolk_result *res, ivec *all, int seek, do
     tolk_status s =
         tolk_tokenizer_decode_ex(st->tok, tokens, n, TOLK_DECODE_TEXT_ONLY, &text, NULL);
     if (s != TOLK_OK) return tolk_fail(st->ctx, s, "transcribe: cannot decode a segment");
-    if (start == end || is_blank(text)) {
-        text[0] = '\0';
-        n = 0;
-    }
-    tolk_seg_rec *rec = tolk_result_add_segment(res, &f, text, tokens, (int)n);
+    int ok = tolk_seg_rec_init(&w->v[w->n], &f, text, tokens, (int)n);
     free(text);
-    if (!rec || !ivec_push(all, tokens, n))
-        return tolk_fail(st->ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+    if (!ok) return tolk_fail(st->ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+    w->n++;
     return TOLK_OK;
+}
+
+/* Make the first n_keep segments of the window final: an instantaneous or
+ * blank one loses its text, tokens and words (as the reference clears
+ * them); each gets its id, joins the result and the prompt tokens, and is
+ * delivered to on_segment. The window's list is emptied. */
+static tolk_status commit_window(run *r, tolk_result *res, ivec *all, wsegs *w, int n_keep) {
+    tolk_state *st = r->st;
+    tolk_status s = TOLK_OK;
+    for (int i = 0; i < n_keep && i < w->n && s == TOLK_OK; i++) {
+        tolk_seg_rec *rec = &w->v[i];
+        size_t a, b, len = strlen(rec->text);
+        tolk_py_strip(rec->text, len, &a, &b);
+        if (rec->pub.start == rec->pub.end || a == b) {
+            rec->text[0] = '\0';
+            rec->pub.n_tokens = 0;
+            tolk_seg_rec_set_words(rec, NULL, 0);
+        }
+        rec->pub.id = res->n_segs;
+        if (!ivec_push(all, rec->tokens, (size_t)rec->pub.n_tokens)) {
+            s = tolk_fail(st->ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+            break;
+        }
+        tolk_seg_rec *d = tolk_result_push(res, rec);
+        if (!d) {
+            s = tolk_fail(st->ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+            break;
+        }
+        if (r->p->on_segment) r->p->on_segment(r->p->user, &d->pub);
+    }
+    wsegs_clear(w);
+    return s;
 }
 
 /* ---- the seek loop ------------------------------------------------------- */
@@ -556,6 +606,7 @@ static tolk_status run_loop(run *r, melpipe *mp, tolk_result *res) {
     const double time_precision = (double)(INPUT_STRIDE * TOLK_HOP_LENGTH) / TOLK_SAMPLE_RATE;
     tolk_status s = TOLK_OK;
     ivec all = {0};
+    wsegs ws = {0};
     int *initial = NULL;
     tolk_dec_result dr;
     memset(&dr, 0, sizeof dr);
@@ -600,6 +651,11 @@ static tolk_status run_loop(run *r, melpipe *mp, tolk_result *res) {
     const char *code = st->multilingual ? tolk_tokenizer_lang_code(st->tok, r->lang_token) : "en";
     tolk_result_set_language(res, code ? code : "en");
     set_sot_sequence(r);
+    if (p->word_timestamps) {
+        s = tolk_words_new(st, p, res->language, &r->words);
+        if (s != TOLK_OK) goto out;
+        res->has_words = 1;
+    }
 
     size_t clip_idx = 0;
     while (clip_idx < n_pairs) {
@@ -672,10 +728,9 @@ static tolk_status run_loop(run *r, melpipe *mp, tolk_result *res) {
                     if (!cut) continue;
                     double a = time_offset + (double)(tk[last_slice] - tb) * time_precision;
                     double b = time_offset + (double)(tk[i - 1] - tb) * time_precision;
-                    s = add_segment(r, res, &all, (int)previous_seek, a, b, tk + last_slice,
-                                    i - last_slice, &dr);
+                    s = window_segment(r, &ws, (int)previous_seek, a, b, tk + last_slice,
+                                       i - last_slice, &dr);
                     if (s != TOLK_OK) goto out;
-                    if (p->on_segment) p->on_segment(p->user, &res->segs[res->n_segs - 1].pub);
                     last_slice = i;
                 }
                 if (single_ending)
@@ -689,13 +744,34 @@ static tolk_status run_loop(run *r, melpipe *mp, tolk_result *res) {
                     if (tk[i] >= tb) last_ts = tk[i];
                 if (last_ts >= 0 && last_ts != tb)
                     duration = (double)(last_ts - tb) * time_precision;
-                s = add_segment(r, res, &all, (int)previous_seek, time_offset,
-                                time_offset + duration, tk, n, &dr);
+                s = window_segment(r, &ws, (int)previous_seek, time_offset, time_offset + duration,
+                                   tk, n, &dr);
                 if (s != TOLK_OK) goto out;
-                if (p->on_segment) p->on_segment(p->user, &res->segs[res->n_segs - 1].pub);
                 seek += segment_size;
             }
-            if (!p->condition_on_previous_text || dr.temperature > 0.5f) prompt_reset_since = all.n;
+            int n_keep = ws.n, skip_window = 0;
+            if (r->words) {
+                /* word timestamps: words and refined times, then the seek
+                 * (and hallucination rules) they imply (words.h) */
+                s = tolk_words_add(r->words, 0, r->sot_seq, r->n_sot_seq, previous_seek,
+                                   segment_size, ws.v, ws.n);
+                if (s != TOLK_OK) goto out;
+                const tolk_words_window win = {previous_seek, segment_size, content, single_ending,
+                                               seek};
+                tolk_words_decision dec;
+                tolk_words_after(r->words, ws.v, ws.n, &win, &dec);
+                seek = dec.seek;
+                n_keep = dec.n_keep;
+                skip_window = dec.skip_window;
+            }
+            if (skip_window) {
+                wsegs_clear(&ws);
+            } else {
+                s = commit_window(r, res, &all, &ws, n_keep);
+                if (s != TOLK_OK) goto out;
+                if (!p->condition_on_previous_text || dr.temperature > 0.5f)
+                    prompt_reset_since = all.n;
+            }
             /* the timestamp rules guarantee progress; never loop on a bad model */
             if (seek <= previous_seek) seek = previous_seek + segment_size;
         }
@@ -718,6 +794,8 @@ static tolk_status run_loop(run *r, melpipe *mp, tolk_result *res) {
     }
     tolk_result_take_text(res, text);
 out:
+    wsegs_clear(&ws);
+    free(ws.v);
     free(all.v);
     free(initial);
     tolk_dec_result_clear(&dr);
