@@ -3,8 +3,8 @@
  * it to a file atomically.
  *
  * Reproduces the output of openai-whisper's writers (whisper/utils.py:
- * WriteTXT, WriteVTT, WriteSRT, WriteTSV, WriteJSON) for results without
- * word timestamps, byte for byte for the text formats:
+ * WriteTXT, WriteVTT, WriteSRT, WriteTSV, WriteJSON), byte for byte for the
+ * text formats:
  *  - txt: each segment's text stripped of Unicode whitespace (Python's
  *    str.strip()), one per line.
  *  - vtt: "WEBVTT" and a blank line, then "START --> END\nTEXT\n\n" per
@@ -21,6 +21,19 @@
  *    order, written with cJSON (compact; no trailing newline, as json.dump).
  *    Non-ASCII text is written as UTF-8 rather than \u escapes; float32
  *    fields are written with their shortest round-trip decimal form.
+ * Results with word timestamps (tolk_result_has_words), as the reference
+ * writes them:
+ *  - json: each segment also has "words": [{"word", "start", "end",
+ *    "probability"}];
+ *  - vtt / srt: cues from words (SubtitlesWriter.iterate_result): lines of
+ *    words up to max_line_width code points (1000 when not given), cues of
+ *    max_line_count lines and breaks at pauses over 3 s when both are given
+ *    (else a cue per segment), max_words_per_line words per chunk, the text
+ *    of words without "-->" replacement; highlight_words underlines each
+ *    word in turn (re.sub(r"^(\s*)(.*)$", r"\1<u>\2</u>", word)) with a
+ *    plain cue for gaps between words; options come in
+ *    tolk_writer_options (tolk_render_ex / tolk_write_file_ex);
+ *  - txt and tsv: unchanged.
  * Timestamps are rounded to milliseconds with round-half-even on the double
  * value (Python's round(seconds * 1000.0)).
  *

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,14 +75,14 @@ static tolk_result *result_from_json(const cJSON *j) {
         const cJSON *words = cJSON_GetObjectItemCaseSensitive(s, "words");
         int nw = cJSON_GetArraySize(words);
         if (!words) continue;
+        r->has_words = 1; /* the reference: "words" in the first segment */
         tolk_word *w = calloc((size_t)nw + 1, sizeof *w);
         for (int k = 0; k < nw; k++) {
             const cJSON *x = cJSON_GetArrayItem(words, k);
             w[k].word = cJSON_GetObjectItemCaseSensitive(x, "word")->valuestring;
             w[k].start = cJSON_GetObjectItemCaseSensitive(x, "start")->valuedouble;
             w[k].end = cJSON_GetObjectItemCaseSensitive(x, "end")->valuedouble;
-            w[k].probability =
-                (float)cJSON_GetObjectItemCaseSensitive(x, "probability")->valuedouble;
+            w[k].probability = cJSON_GetObjectItemCaseSensitive(x, "probability")->valuedouble;
         }
         CU_ASSERT_FATAL(tolk_seg_rec_set_words(rec, w, nw));
         free(w);
@@ -186,6 +187,89 @@ static void test_reference_outputs(void) {
     }
     tolk_ctx_free(ctx);
     cJSON_Delete(cases);
+}
+
+/* Results with words, every subtitle option set of options.json, against
+ * NAME.OPT.srt / .vtt (openai-whisper's writers with those options). */
+static void test_word_options(void) {
+    const char *dir = tu_src("tests/fixtures/writers");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    char *src = read_all(path, NULL);
+    snprintf(path, sizeof path, "%s/options.json", dir);
+    char *osrc = read_all(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(osrc);
+    cJSON *cases = cJSON_Parse(src), *opts = cJSON_Parse(osrc);
+    free(src);
+    free(osrc);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cases);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(opts);
+    int n_checked = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cases) {
+        if (strncmp(c->string, "words_", 6) != 0) continue;
+        tolk_result *r = result_from_json(c);
+        CU_ASSERT(tolk_result_has_words(r));
+        const cJSON *o;
+        cJSON_ArrayForEach(o, opts) {
+            tolk_writer_options wo = tolk_writer_default_options();
+            const cJSON *v;
+            if ((v = cJSON_GetObjectItemCaseSensitive(o, "highlight_words")))
+                wo.highlight_words = cJSON_IsTrue(v);
+            if ((v = cJSON_GetObjectItemCaseSensitive(o, "max_line_width")))
+                wo.max_line_width = v->valueint;
+            if ((v = cJSON_GetObjectItemCaseSensitive(o, "max_line_count")))
+                wo.max_line_count = v->valueint;
+            if ((v = cJSON_GetObjectItemCaseSensitive(o, "max_words_per_line")))
+                wo.max_words_per_line = v->valueint;
+            for (int f = TOLK_OUTPUT_VTT; f <= TOLK_OUTPUT_SRT; f++) {
+                snprintf(path, sizeof path, "%s/%s.%s.%s", dir, c->string, o->string, formats[f]);
+                size_t want_len = 0, got_len = 0;
+                char *want = read_all(path, &want_len), *got = NULL;
+                CU_ASSERT_PTR_NOT_NULL_FATAL(want);
+                CU_ASSERT_EQUAL_FATAL(
+                    tolk_render_ex(NULL, r, (tolk_output_format)f, &wo, &got, &got_len), TOLK_OK);
+                int eq = got_len == want_len && memcmp(got, want, want_len) == 0;
+                if (!eq)
+                    fprintf(stderr, "  %s differs:\n---got---\n%s---want---\n%s", path, got, want);
+                CU_ASSERT(eq);
+                n_checked++;
+                tolk_free(got);
+                free(want);
+            }
+        }
+        /* txt, tsv and json ignore the options */
+        tolk_writer_options wo = tolk_writer_default_options();
+        wo.max_line_width = 10;
+        wo.highlight_words = 1;
+        for (int f = 0; f < 5; f++) {
+            if (f == TOLK_OUTPUT_VTT || f == TOLK_OUTPUT_SRT) continue;
+            char *a = NULL, *b = NULL;
+            CU_ASSERT_EQUAL(tolk_render_ex(NULL, r, (tolk_output_format)f, &wo, &a, NULL), TOLK_OK);
+            CU_ASSERT_EQUAL(tolk_render(NULL, r, (tolk_output_format)f, &b, NULL), TOLK_OK);
+            CU_ASSERT(a && b && strcmp(a, b) == 0);
+            tolk_free(a);
+            tolk_free(b);
+        }
+        /* an older caller's smaller options struct: later fields default */
+        wo = tolk_writer_default_options();
+        wo.highlight_words = 1;
+        wo.max_line_width = 5;
+        wo.struct_size = offsetof(tolk_writer_options, max_line_width);
+        char *a = NULL, *b = NULL;
+        tolk_writer_options hl = tolk_writer_default_options();
+        hl.highlight_words = 1;
+        CU_ASSERT_EQUAL(tolk_render_ex(NULL, r, TOLK_OUTPUT_SRT, &wo, &a, NULL), TOLK_OK);
+        CU_ASSERT_EQUAL(tolk_render_ex(NULL, r, TOLK_OUTPUT_SRT, &hl, &b, NULL), TOLK_OK);
+        CU_ASSERT(a && b && strcmp(a, b) == 0);
+        tolk_free(a);
+        tolk_free(b);
+        tolk_result_free(r);
+    }
+    CU_ASSERT(n_checked >= 40);
+    cJSON_Delete(cases);
+    cJSON_Delete(opts);
 }
 
 static void test_format_names(void) {
@@ -444,8 +528,42 @@ static void test_write_file(void) {
     tolk_ctx_free(ctx);
 }
 
+/* Words with invalid times are refused like segments. */
+static void test_word_checks(void) {
+    tolk_result *r = one_segment(" a b", 0.0, 1.0);
+    r->has_words = 1;
+    tolk_word w[2] = {{sizeof(tolk_word), " a", 0.0, 0.5, 0.9},
+                      {sizeof(tolk_word), " b", 0.5, 1.0, 0.8}};
+    CU_ASSERT_FATAL(tolk_seg_rec_set_words(&r->segs[0], w, 2));
+    const tolk_segment *s = tolk_result_segment(r, 0);
+    CU_ASSERT_EQUAL(s->n_words, 2);
+    CU_ASSERT(TOLK_HAS_FIELD(s, tolk_segment, n_words));
+    const tolk_word *w1 = tolk_segment_word(s, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w1);
+    CU_ASSERT_STRING_EQUAL(w1->word, " b");
+    CU_ASSERT(TOLK_HAS_FIELD(w1, tolk_word, probability));
+    CU_ASSERT_PTR_NULL(tolk_segment_word(s, 2));
+    CU_ASSERT_PTR_NULL(tolk_segment_word(s, -1));
+    CU_ASSERT_PTR_NULL(tolk_result_segment(r, 1));
+    char *out = NULL;
+    CU_ASSERT_EQUAL(tolk_render(NULL, r, TOLK_OUTPUT_SRT, &out, NULL), TOLK_OK);
+    CU_ASSERT_STRING_EQUAL(out, "1\n00:00:00,000 --> 00:00:01,000\na b\n\n");
+    tolk_free(out);
+    r->segs[0].words[1].end = NAN;
+    for (int f = 0; f < 5; f++) {
+        CU_ASSERT_EQUAL(tolk_render(NULL, r, (tolk_output_format)f, &out, NULL),
+                        TOLK_ERR_INVALID_ARG);
+    }
+    r->segs[0].words[1].end = 1.0;
+    r->segs[0].words[0].start = -0.02;
+    CU_ASSERT_EQUAL(tolk_render(NULL, r, TOLK_OUTPUT_VTT, &out, NULL), TOLK_ERR_INVALID_ARG);
+    tolk_result_free(r);
+}
+
 int main(void) {
     CU_TestInfo tests[] = {{"reference_outputs", test_reference_outputs},
+                           {"word_options", test_word_options},
+                           {"word_checks", test_word_checks},
                            {"format_names", test_format_names},
                            {"bad_arguments", test_bad_arguments},
                            {"text_cleaning", test_text_cleaning},
