@@ -54,6 +54,7 @@ static const cli_optdef bench_opts[] = {
     {"patience", 0, 1},
     {"condition_on_previous_text", 0, 1},
     {"without_timestamps", 0, 1},
+    {"word_timestamps", 0, 1},
     {"warmup", 0, 1},
     {"repeat", 0, 1},
     {"limit", 0, 1},
@@ -101,6 +102,7 @@ static void usage(FILE *f) {
             "                             fallback [0.2]\n"
             "  --condition_on_previous_text True|False  [True]\n"
             "  --without_timestamps True|False  [False]\n"
+            "  --word_timestamps True|False  word-level timestamps too (their cost) [False]\n"
             "  --warmup N                 untimed runs of the first file first [1]\n"
             "  --repeat N                 timed runs of every file [1]\n"
             "  --limit N                  only the first N files of the manifest [all]\n"
@@ -607,6 +609,8 @@ static int parse_options(const cli_args *a, bench_opts_t *o) {
     p->condition_on_previous_text = b;
     if ((r = cli_bool(a, "without_timestamps", 0, &b))) return r;
     p->without_timestamps = b;
+    if ((r = cli_bool(a, "word_timestamps", 0, &b))) return r;
+    p->word_timestamps = b;
 
     if ((r = cli_int(a, "warmup", 0, 1000, 0, 1, &l, NULL))) return r;
     o->warmup = (int)l;
@@ -802,6 +806,7 @@ static void write_config(FILE *f, const bench_opts_t *o, const char *model_path,
     jstr(f, &first, "task", task == TOLK_TASK_TRANSLATE ? "translate" : "transcribe");
     jstr(f, &first, "language", o->lang_mode);
     jint(f, &first, "beam_size", p->beam_size);
+    jint(f, &first, "word_timestamps", p->word_timestamps);
     jint(f, &first, "best_of", p->best_of);
     jnum(f, &first, "patience", p->patience);
     jk(f, &first, "temperatures");
