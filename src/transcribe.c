@@ -21,7 +21,12 @@
  *     to the last timestamp (or the window end);
  *   - empty or instantaneous segments are kept with empty text and tokens;
  *   - the prompt is reset when condition_on_previous_text is off or the
- *     window needed a temperature above 0.5.
+ *     window needed a temperature above 0.5;
+ *   - word_timestamps: once a window's segments are built (before empty
+ *     ones are cleared) words.h adds words and refines their times
+ *     (tolk_words_add), then gives the seek and, with
+ *     hallucination_silence_threshold, which segments to keep or whether to
+ *     drop the window (tolk_words_after).
  * Language identification (when no language is given on a multilingual
  * model) runs on the first window of the loop, zero-padded like the
  * windows that are decoded (as faster-whisper does); its encoder output is
@@ -42,6 +47,7 @@
  * only the transcript grows with the input length.
  */
 #include "decode.h"
+#include "model.h"
 #include "net.h"
 #include "pystr.h"
 #include "result.h"
@@ -439,6 +445,13 @@ static tolk_status setup(run *r, tolk_state *st, const tolk_transcribe_params *p
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: bad max_initial_timestamp");
     if (isnan(p->compression_ratio_threshold) || isnan(p->no_speech_threshold))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: NaN threshold");
+    if (p->word_timestamps) { /* a model without alignment heads fails before any work */
+        const int(*heads)[2];
+        int n_heads;
+        tolk_status hs = tolk_alignment_heads(ctx, st->model->w, st->model->size_name,
+                                              st->model->w->path, &heads, &n_heads);
+        if (hs != TOLK_OK) return hs;
+    }
 
     /* language and SOT sequence */
     const tolk_dec_tokens *t = &st->dt;
