@@ -20,6 +20,7 @@
  * highlight_words byte-identical to openai-whisper's.
  */
 #include "result.h"
+#include "support/model_writer.h"
 #include "testutil.h"
 #include "tokenizer.h"
 #include "tolk.h"
@@ -416,6 +417,73 @@ static tolk_transcribe_params word_params(void) {
     return p;
 }
 
+/* A model without alignment heads of its own and of no published size (a
+ * random-weight CTranslate2 directory with tiny.en's tokenizer): word
+ * timestamps fail before transcribing, naming the model. */
+static void test_no_heads(void) {
+    const char *en = tu_require_model("tiny.en");
+    if (!en) return;
+    mw_spec spec = mw_spec_make(80, 51864, 64, 1, 1);
+    char path[1024], src[1024], dst[1100];
+    snprintf(path, sizeof path, "%s", tu_tmp("custom"));
+    CU_ASSERT_EQUAL_FATAL(mw_write_ct2(path, &spec), 0);
+    snprintf(src, sizeof src, "%s/tokenizer.json", en);
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", path);
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    CU_ASSERT_FATAL(in && out);
+    char buf[65536];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, in)) > 0)
+        CU_ASSERT_FATAL(fwrite(buf, 1, k, out) == k);
+    fclose(in);
+    fclose(out);
+    tolk_ctx *ctx = NULL;
+    tolk_model *m = NULL;
+    tolk_state *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &ctx), TOLK_OK);
+    tolk_status s = tolk_model_load(ctx, path, NULL, &m);
+    if (s != TOLK_OK) fprintf(stderr, "  %s\n", tolk_ctx_last_error(ctx));
+    CU_ASSERT_EQUAL_FATAL(s, TOLK_OK);
+    s = tolk_state_new(ctx, m, &st);
+    if (s != TOLK_OK) fprintf(stderr, "  %s\n", tolk_ctx_last_error(ctx));
+    CU_ASSERT_EQUAL_FATAL(s, TOLK_OK);
+    float *x = calloc(16000, sizeof *x);
+    tolk_transcribe_params p = word_params();
+    tolk_result *r = NULL;
+    /* the heads its config.json carries: words (of random weights) */
+    CU_ASSERT_EQUAL(tolk_transcribe(st, x, 16000, &p, &r), TOLK_OK);
+    CU_ASSERT(tolk_result_has_words(r));
+    tolk_result_free(r);
+    r = NULL;
+    tolk_state_free(st);
+    tolk_model_free(m);
+    /* config.json without "alignment_heads" */
+    snprintf(dst, sizeof dst, "%s/config.json", path);
+    char *cfg = read_all(dst);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    cJSON *j = cJSON_Parse(cfg);
+    free(cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "alignment_heads");
+    cfg = cJSON_Print(j);
+    out = fopen(dst, "wb");
+    CU_ASSERT_FATAL(out && fputs(cfg, out) >= 0);
+    fclose(out);
+    cJSON_free(cfg);
+    cJSON_Delete(j);
+    CU_ASSERT_EQUAL_FATAL(tolk_model_load(ctx, path, NULL, &m), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_state_new(ctx, m, &st), TOLK_OK);
+    CU_ASSERT_EQUAL(tolk_transcribe(st, x, 16000, &p, &r), TOLK_ERR_UNSUPPORTED);
+    CU_ASSERT_PTR_NULL(r);
+    CU_ASSERT_PTR_NOT_NULL(strstr(tolk_state_last_error(st), "alignment heads"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(tolk_state_last_error(st), path));
+    free(x);
+    tolk_state_free(st);
+    tolk_model_free(m);
+    tolk_ctx_free(ctx);
+    mw_remove_dir(path);
+}
+
 static void check_clip(tolk_state *st, const cJSON *e, tally *t) {
     const char *rel = cJSON_GetObjectItemCaseSensitive(e, "file")->valuestring;
     char path[1024];
@@ -595,6 +663,7 @@ int main(void) {
                            {"add_words", test_add_words},
                            {"hallucination", test_hallucination},
                            {"heads_table", test_heads_table},
+                           {"no_heads", test_no_heads},
                            {"api", test_api},
                            {"e2e_tiny_en", test_e2e_tiny_en},
                            {"e2e_base", test_e2e_base},
