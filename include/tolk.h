@@ -415,7 +415,8 @@ TOLK_API const tolk_word *tolk_segment_word(const tolk_segment *seg, int i);
 
 TOLK_API tolk_transcribe_params tolk_transcribe_default_params(void);
 
-/* Per-stream state for model (shared, immutable). *out: tolk_state_free. */
+/* Per-stream state for model (shared, immutable). *out: tolk_state_free.
+ * A state is a one-request engine driven on the calling thread (below). */
 TOLK_API tolk_status tolk_state_new(tolk_ctx *ctx, const tolk_model *model, tolk_state **out);
 TOLK_API void tolk_state_free(tolk_state *state);
 /* The last error on this state ("" when none). */
@@ -461,6 +462,139 @@ typedef struct tolk_timings {
 TOLK_API void tolk_state_timings(const tolk_state *s, tolk_timings *out);
 /* Zero the state's timings. */
 TOLK_API void tolk_state_reset_timings(tolk_state *s);
+
+/* ------------------------------------------------------------------------ */
+/* Engine: many requests at once, sharing encoder batches and decoder steps */
+/* ------------------------------------------------------------------------ */
+/*
+ * An engine owns a scheduler over one loaded model (its device) and a pool
+ * of decoder KV caches. Requests — a file, samples in memory, or a live
+ * input pushed in pieces — can be submitted at any time from any thread,
+ * each with its own tolk_transcribe_params. Every tick the engine admits
+ * waiting requests while the pool has room (first come, first served),
+ * encodes the windows that are ready as one batch, and runs ONE decoder
+ * step over every active sequence of every request (greedy sequences, beam
+ * hypotheses, best-of samples, language identification): continuous
+ * batching, sequences join and leave between steps. Each request keeps
+ * openai-whisper's long-form semantics (seek, temperature fallback of the
+ * failed window only, no-speech skip, prompt conditioning, timestamp
+ * rules); in float32 on the CPU its transcript is bit-identical to
+ * decoding it alone, because every product of a decoder step keeps each
+ * row's arithmetic independent of the other rows.
+ *
+ * Callbacks of a request's params (on_segment, progress) run on the
+ * engine's thread. The engine's own thread (params.background = 1) ticks
+ * while there is work; without it, tolk_engine_run / tolk_request_wait
+ * drive the engine on the calling thread.
+ */
+
+typedef struct tolk_engine tolk_engine;
+typedef struct tolk_request tolk_request;
+
+typedef struct tolk_engine_params {
+    int max_batch;        /* most sequences in one decoder step; 0: 256 */
+    int max_requests;     /* most requests decoding at once (encoded window
+                             slots); 0: 16 */
+    int max_seqs;         /* decoder KV caches in the pool; 0: as the admitted
+                             requests need (the pool grows while idle) */
+    uint64_t memory_budget; /* bytes the KV pool may use (0: no limit); the
+                               pool's sequences and windows are cut to fit */
+    int encoder_batch;    /* most windows in one encoder pass; 0: 1 on the
+                             CPU (no gain there), 8 on CUDA */
+    int background;       /* 1: the engine ticks on its own thread (default) */
+    int cuda_graphs;      /* 1: single-token steps replayed as CUDA graphs */
+    int device_select;    /* -1: token selection where the logits are (on a
+                             GPU), host filtering on the CPU; 0 / 1 force */
+} tolk_engine_params;
+
+TOLK_API tolk_engine_params tolk_engine_default_params(void);
+
+/* An engine over model (which must outlive it), on the model's device.
+ * ctx gives the CPU threads. *out: tolk_engine_free. */
+TOLK_API tolk_status tolk_engine_new(tolk_ctx *ctx, const tolk_model *model,
+                                     const tolk_engine_params *params, tolk_engine **out);
+/* Cancel every request still running, stop the thread, free the engine.
+ * Requests not yet freed stay valid handles (done, TOLK_ERR_CANCELLED). */
+TOLK_API void tolk_engine_free(tolk_engine *engine);
+TOLK_API const char *tolk_engine_last_error(const tolk_engine *engine);
+
+/* Submit a file (decoded and streamed; "-" reads standard input whole),
+ * samples (16 kHz mono float32, copied), or a live input (then
+ * tolk_request_push / tolk_request_close). params (NULL: defaults) is
+ * copied with its strings. A request that cannot start (missing file, bad
+ * option) fails here with the message on the engine; a bad input found
+ * later fails its own request only. *out: tolk_request_free. */
+TOLK_API tolk_status tolk_engine_submit_file(tolk_engine *engine, const char *path,
+                                             const tolk_transcribe_params *params,
+                                             tolk_request **out);
+TOLK_API tolk_status tolk_engine_submit_samples(tolk_engine *engine, const float *samples,
+                                                size_t n_samples,
+                                                const tolk_transcribe_params *params,
+                                                tolk_request **out);
+TOLK_API tolk_status tolk_engine_submit_live(tolk_engine *engine,
+                                             const tolk_transcribe_params *params,
+                                             tolk_request **out);
+/* Live input: append samples (16 kHz mono float32, copied); end it. */
+TOLK_API tolk_status tolk_request_push(tolk_request *request, const float *samples, size_t n);
+TOLK_API tolk_status tolk_request_close(tolk_request *request);
+
+/* Ask the request to stop; it ends with TOLK_ERR_CANCELLED at the next
+ * tick (the segments made final so far stay readable). */
+TOLK_API void tolk_request_cancel(tolk_request *request);
+/* Whether the request has ended (result, failure or cancellation). */
+TOLK_API int tolk_request_done(const tolk_request *request);
+/* Wait until the request ends (driving the engine when it has no thread
+ * of its own) and return its status. */
+TOLK_API tolk_status tolk_request_wait(tolk_request *request);
+/* TOLK_OK while running or after success; the failure otherwise. */
+TOLK_API tolk_status tolk_request_status(const tolk_request *request);
+/* The request's failure message ("" when none); valid until freed. */
+TOLK_API const char *tolk_request_last_error(const tolk_request *request);
+/* Poll: segments made final so far (they are never taken back). A result
+ * holding segments [from, n) of the request (its text empty, language as
+ * known so far); *out: tolk_result_free. */
+TOLK_API int tolk_request_n_segments(const tolk_request *request);
+TOLK_API tolk_status tolk_request_segments(tolk_request *request, int from, tolk_result **out);
+/* After a successful end: the whole result, handed over once (later calls
+ * fail). *out: tolk_result_free. */
+TOLK_API tolk_status tolk_request_result(tolk_request *request, tolk_result **out);
+/* Free the handle; a running request is cancelled first. */
+TOLK_API void tolk_request_free(tolk_request *request);
+
+/* A state (tolk_state_new) whose one-request engine takes params
+ * (max_requests and background are ignored): cuda_graphs, device_select,
+ * encoder_batch, max_seqs, memory_budget. */
+TOLK_API tolk_status tolk_state_new_ex(tolk_ctx *ctx, const tolk_model *model,
+                                       const tolk_engine_params *params, tolk_state **out);
+
+/* Without a thread of its own: one tick (*n_active: requests admitted or
+ * waiting afterwards; may be NULL), or ticks until every submitted request
+ * has ended. With a thread these return TOLK_ERR_INVALID_ARG. */
+TOLK_API tolk_status tolk_engine_step(tolk_engine *engine, int *n_active);
+TOLK_API tolk_status tolk_engine_run(tolk_engine *engine);
+
+#define TOLK_ENGINE_BUCKETS 10 /* decoder batch sizes 1, 2, 3-4, ..., 129-256, > 256 */
+
+/* What an engine did since it was created (a consistent snapshot). */
+typedef struct tolk_engine_stats {
+    int64_t submitted, completed, failed, cancelled;
+    int queued;  /* waiting for admission now */
+    int active;  /* admitted now */
+    int64_t encoder_passes, windows_encoded;
+    int64_t steps, rows; /* decoder steps, sequences stepped in them */
+    int64_t steps_by_batch[TOLK_ENGINE_BUCKETS]; /* steps by their sequences */
+    double step_s_by_batch[TOLK_ENGINE_BUCKETS]; /* their decoder seconds */
+    int64_t rows_by_batch[TOLK_ENGINE_BUCKETS];  /* their sequences (tokens) */
+    int pool_seqs, pool_windows; /* the KV pool's size */
+    uint64_t pool_bytes;
+    double audio_s_done; /* seconds of audio of the requests completed */
+} tolk_engine_stats;
+
+/* Smallest batch size of bucket b (1, 2, 3, 5, 9, ...). */
+TOLK_API int tolk_engine_bucket_min(int b);
+TOLK_API void tolk_engine_get_stats(const tolk_engine *engine, tolk_engine_stats *out);
+/* Per-stage times summed over everything the engine ran (tolk_timings). */
+TOLK_API void tolk_engine_timings(const tolk_engine *engine, tolk_timings *out);
 
 /* ------------------------------------------------------------------------ */
 /* Output writers (formats of openai-whisper's writers)                     */

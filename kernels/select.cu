@@ -87,12 +87,13 @@ static __device__ __forceinline__ double block_dsum(double v, double *sd) {
 template <int BT>
 static __global__ void __launch_bounds__(BT, 1)
     select_kernel(float *logits, long long ld, int n, const int *range_off, const int *ranges,
-                  int tb, int k, int *out_idx, float *out_lp) {
+                  int ts_begin, const int *row_ts, int k, int *out_idx, float *out_lp) {
     __shared__ float sv[32];
     __shared__ int si[32];
     __shared__ double sd[32];
     const int tid = threadIdx.x;
     const long long row = blockIdx.x;
+    const int tb = row_ts ? row_ts[row] : ts_begin; /* block-uniform */
     float *x = logits + row * ld;
 
     /* 1. masks */
@@ -231,6 +232,14 @@ static __global__ void __launch_bounds__(BT, 1)
 extern "C" int tolk_cu_select(float *logits, long long ld, int rows, int n, const int *range_off,
                               const int *ranges, int ts_begin, int k, int *out_idx, float *out_lp,
                               void *stream) {
+    return tolk_cu_select_rows(logits, ld, rows, n, range_off, ranges, ts_begin, NULL, k, out_idx,
+                               out_lp, stream);
+}
+
+extern "C" int tolk_cu_select_rows(float *logits, long long ld, int rows, int n,
+                                   const int *range_off, const int *ranges, int ts_begin,
+                                   const int *row_ts, int k, int *out_idx, float *out_lp,
+                                   void *stream) {
     if (rows < 0 || n < 1 || ld < n || k < 1 || k > TOLK_CU_SELECT_MAX_K || k > n)
         return TOLK_CU_EINVAL;
     if (!logits || !out_idx || !out_lp || (!range_off) != (!ranges)) return TOLK_CU_EINVAL;
@@ -239,9 +248,9 @@ extern "C" int tolk_cu_select(float *logits, long long ld, int rows, int n, cons
     /* few long rows: wide blocks; many rows: enough blocks to fill the GPU */
     if (rows <= 64 && n >= 16384)
         select_kernel<1024><<<(unsigned)rows, 1024, 0, st>>>(logits, ld, n, range_off, ranges,
-                                                              ts_begin, k, out_idx, out_lp);
+                                                              ts_begin, row_ts, k, out_idx, out_lp);
     else
         select_kernel<256><<<(unsigned)rows, 256, 0, st>>>(logits, ld, n, range_off, ranges,
-                                                            ts_begin, k, out_idx, out_lp);
+                                                            ts_begin, row_ts, k, out_idx, out_lp);
     return (int)cudaGetLastError();
 }

@@ -46,6 +46,12 @@ TOLK_CU_BEGIN_DECLS
 int tolk_cu_select(float *logits, long long ld, int rows, int n, const int *range_off, const int *ranges,
                    int ts_begin, int k, int *out_idx, float *out_lp, void *stream);
 
+/* The same with a timestamp rule per row: row r uses row_ts[r] (DEVICE int32 [rows]; 0: off) instead of
+ * ts_begin when row_ts is not NULL (each row's value must satisfy ts_begin's bounds). */
+int tolk_cu_select_rows(float *logits, long long ld, int rows, int n, const int *range_off,
+                        const int *ranges, int ts_begin, const int *row_ts, int k, int *out_idx,
+                        float *out_lp, void *stream);
+
 TOLK_CU_END_DECLS
 
 #endif /* TOLK_KERNELS_SELECT_H */

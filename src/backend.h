@@ -95,6 +95,10 @@ typedef enum tolk_conv_layout {
     TOLK_CONV_IN_TC = 1  /* x [T_in, C_in]: time-major (the encoder activations) */
 } tolk_conv_layout;
 
+/* Flags of the linear op. */
+#define TOLK_LINEAR_ACCUMULATE 1 /* y += x W^T + bias */
+#define TOLK_LINEAR_ROW_EXACT 2  /* each row's numbers independent of the batch */
+
 struct tolk_backend {
     const char *name; /* "cpu", "cuda" */
     void *impl;       /* backend-private state (immutable after creation) */
@@ -141,12 +145,17 @@ struct tolk_backend {
     /* ---- operations ---------------------------------------------------- */
 
     /* y [M, N] (row stride ldy) = x [M, K] (row stride ldx) · W^T + bias,
-     * with W [N, K] prepared and bias [N] float32 or NULL.
-     * accumulate = 1 adds the result into y (residual connections):
-     * y += x W^T + bias. x and y must not overlap. */
+     * with W [N, K] prepared and bias [N] float32 or NULL. flags:
+     * TOLK_LINEAR_ACCUMULATE adds the result into y (residual connections):
+     * y += x W^T + bias; TOLK_LINEAR_ROW_EXACT asks that each row's result
+     * be a function of that row alone, bit for bit, whatever M and the other
+     * rows are (the decoder step: a sequence's numbers must not depend on
+     * what else is in the batch; the CPU keeps it, float32 mode; CUDA's
+     * cuBLASLt picks kernels by shape and cannot promise it). x and y must
+     * not overlap. */
     tolk_status (*linear)(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
                           const float *x, size_t ldx, size_t M, const tolk_bweight *W,
-                          const float *bias, int accumulate);
+                          const float *bias, int flags);
 
     /* y [M, D] = LayerNorm(x [M, D]) * gamma + beta over each row: two-pass
      * mean and biased variance, 1 / sqrt(var + eps). y may equal x; rows
@@ -251,11 +260,12 @@ struct tolk_backend {
     /* Token selection on logits [rows, n] (row stride ld, modified in place
      * by the masks), select.h's semantics: mask pairs range_off[r] ..
      * range_off[r+1]-1 of ranges (DEVICE int32 [rows + 1] and pairs, or
-     * both NULL), the timestamp rule from ts_begin (0: off), then k tokens:
-     * out_idx / out_lp DEVICE [rows * k]. */
+     * both NULL), the timestamp rule of each row from row_ts[r] (DEVICE
+     * int32 [rows]: the first timestamp token, 0: off; NULL: off for every
+     * row), then k tokens: out_idx / out_lp DEVICE [rows * k]. */
     tolk_status (*select)(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
-                          int rows, int n, const int *range_off, const int *ranges, int ts_begin,
-                          int k, int *out_idx, float *out_lp);
+                          int rows, int n, const int *range_off, const int *ranges,
+                          const int *row_ts, int k, int *out_idx, float *out_lp);
 
     /* ---- graphs (optional: NULL where unsupported, e.g. the CPU) ---------
      * graph_begin: the calling thread's following ops are recorded, not

@@ -504,58 +504,81 @@ static float dot_f32(const float *x, const float *w, size_t K) {
     return s;
 }
 
-/* out[m] = x[m, :] · w over K elements for 2 <= M <= F16_GEMV_MAX_M rows of
- * x (row stride ldx); w float16 (f16 = 1) or float32. Each weight is loaded
- * and converted once for all M rows. */
-static void dots_multi(const float *x, size_t ldx, size_t M, const void *w, int f16, size_t K,
-                       float *out) {
-    size_t k = 0;
-    for (size_t m = 0; m < M; m++)
-        out[m] = 0.0f;
-#ifdef TOLK_HAVE_F16C_FMA
-    __m256 acc[F16_GEMV_MAX_M];
-    for (size_t m = 0; m < M; m++)
-        acc[m] = _mm256_setzero_ps();
-    for (; k + 8 <= K; k += 8) {
-        __m256 w8 =
-            f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + k)))
-                : _mm256_loadu_ps((const float *)w + k);
-        for (size_t m = 0; m < M; m++)
-            acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w8, acc[m]);
-    }
-    for (size_t m = 0; m < M; m++)
-        out[m] = hsum8(acc[m]);
-#endif
-    for (; k < K; k++) {
-        float wf = f16 ? half_to_float(((const uint16_t *)w)[k]) : ((const float *)w)[k];
-        for (size_t m = 0; m < M; m++)
-            out[m] += x[m * ldx + k] * wf;
-    }
+/* Weight element k of a float16 (f16 = 1) or float32 row, as float. */
+static inline float weight_at(const void *w, int f16, size_t k) {
+    return f16 ? half_to_float(((const uint16_t *)w)[k]) : ((const float *)w)[k];
 }
 
-/* The columns [n0, n1) of one linear: y[:, n0:n1] += x W[n0:n1]^T
- * (y already holds the bias / previous values). Few rows of x: dot
- * products, f16 converted on the fly, each weight read once for all rows.
- * More rows: sgemm, f16 weights converted in row chunks into buf
- * (chunk * K floats). Runs in one thread. */
+/* y[m * ldy] += x[m, :] · w over K elements for the M rows of x (row
+ * stride ldx); w one weight row, float16 (f16 = 1) or float32. Every row
+ * gets exactly the arithmetic of dot_f32_f16 / dot_f32 (two 8-lane
+ * accumulators over 16 elements, lanes summed by hsum8, then the scalar
+ * tail), so a row's result depends on that row alone, never on M or on
+ * the other rows (TOLK_LINEAR_ROW_EXACT). Rows go in tiles of 4 so each
+ * weight vector is loaded and converted once per tile. */
+static void dot_rows(float *y, size_t ldy, const float *x, size_t ldx, size_t M, const void *w,
+                     int f16, size_t K) {
+    size_t m = 0;
+#ifdef TOLK_HAVE_F16C_FMA
+    const size_t K16 = K / 16 * 16;
+    for (; m + 4 <= M; m += 4) {
+        const float *x0 = x + m * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+        __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
+        __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
+        __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
+        __m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+        for (size_t k = 0; k < K16; k += 16) {
+            __m256 w0, w1;
+            if (f16) {
+                const uint16_t *wh = (const uint16_t *)w + k;
+                w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)wh));
+                w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wh + 8)));
+            } else {
+                w0 = _mm256_loadu_ps((const float *)w + k);
+                w1 = _mm256_loadu_ps((const float *)w + k + 8);
+            }
+            a00 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k), w0, a00);
+            a01 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 8), w1, a01);
+            a10 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k), w0, a10);
+            a11 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k + 8), w1, a11);
+            a20 = _mm256_fmadd_ps(_mm256_loadu_ps(x2 + k), w0, a20);
+            a21 = _mm256_fmadd_ps(_mm256_loadu_ps(x2 + k + 8), w1, a21);
+            a30 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + k), w0, a30);
+            a31 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + k + 8), w1, a31);
+        }
+        float s[4] = {hsum8(_mm256_add_ps(a00, a01)), hsum8(_mm256_add_ps(a10, a11)),
+                      hsum8(_mm256_add_ps(a20, a21)), hsum8(_mm256_add_ps(a30, a31))};
+        for (size_t k = K16; k < K; k++) {
+            const float wf = weight_at(w, f16, k);
+            s[0] += x0[k] * wf;
+            s[1] += x1[k] * wf;
+            s[2] += x2[k] * wf;
+            s[3] += x3[k] * wf;
+        }
+        for (int r = 0; r < 4; r++)
+            y[(m + (size_t)r) * ldy] += s[r];
+    }
+#endif
+    for (; m < M; m++)
+        y[m * ldy] += f16 ? dot_f32_f16(x + m * ldx, w, K) : dot_f32(x + m * ldx, w, K);
+}
+
+/* The columns [n0, n1) of one linear: y[:, n0:n1] += x W^T
+ * (y already holds the bias / previous values). Few rows of x, or
+ * row_exact: dot products (dot_rows), f16 converted on the fly, each
+ * weight row read once for all rows. More rows: sgemm, f16 weights
+ * converted in row chunks into buf (chunk * K floats). Runs in one
+ * thread. */
 static void linear_cols(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
-                        const tolk_bweight *W, size_t n0, size_t n1, float *buf, size_t chunk) {
+                        const tolk_bweight *W, size_t n0, size_t n1, float *buf, size_t chunk,
+                        int row_exact) {
     size_t K = (size_t)W->cols;
     if (n1 <= n0) return;
     int f16 = W->dtype == TOLK_DT_F16;
-    if (M <= F16_GEMV_MAX_M) { /* memory-bound dot products beat sgemm's packing */
+    if (row_exact || M <= F16_GEMV_MAX_M) { /* memory-bound dot products beat sgemm's packing */
         size_t esz = f16 ? 2 : 4;
-        float out[F16_GEMV_MAX_M];
-        for (size_t n = n0; n < n1; n++) {
-            const void *wn = (const char *)W->data + n * K * esz;
-            if (M == 1) {
-                y[n] += f16 ? dot_f32_f16(x, wn, K) : dot_f32(x, wn, K);
-                continue;
-            }
-            dots_multi(x, ldx, M, wn, f16, K, out);
-            for (size_t m = 0; m < M; m++)
-                y[m * ldy + n] += out[m];
-        }
+        for (size_t n = n0; n < n1; n++)
+            dot_rows(y + n, ldy, x, ldx, M, (const char *)W->data + n * K * esz, f16, K);
         return;
     }
     if (!f16) {
@@ -574,11 +597,13 @@ static void linear_cols(float *y, size_t ldy, const float *x, size_t ldx, size_t
 
 static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
                               const float *x, size_t ldx, size_t M, const tolk_bweight *W,
-                              const float *bias, int accumulate) {
+                              const float *bias, int flags) {
     (void)be;
     if (M == 0) return TOLK_OK;
     if (!y || !x || !W || !W->data || W->rows <= 0 || W->cols <= 0)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: linear: NULL argument");
+    const int accumulate = (flags & TOLK_LINEAR_ACCUMULATE) != 0;
+    const int row_exact = (flags & TOLK_LINEAR_ROW_EXACT) != 0;
     size_t N = (size_t)W->rows, K = (size_t)W->cols;
     if (ldy < N || ldx < K || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || ldx > INT32_MAX ||
         ldy > INT32_MAX)
@@ -611,7 +636,7 @@ static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, s
     size_t n_pieces = (N + piece - 1) / piece;
     if ((size_t)nt > n_pieces) nt = (int)n_pieces;
     /* f16 scratch per thread for sgemm: a chunk of converted rows */
-    int need_buf = W->dtype == TOLK_DT_F16 && M > F16_GEMV_MAX_M;
+    int need_buf = W->dtype == TOLK_DT_F16 && M > F16_GEMV_MAX_M && !row_exact;
     size_t chunk = F16_CHUNK_FLOATS / K;
     if (chunk < 16) chunk = 16;
     if (chunk > piece) chunk = piece;
@@ -629,7 +654,7 @@ static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, s
             if (need_buf && !buf) continue;
             size_t n0 = (size_t)pi * piece, n1 = n0 + piece < N ? n0 + piece : N;
             init_cols(y, ldy, M, n0, n1, bias, accumulate);
-            linear_cols(y, ldy, x, ldx, M, W, n0, n1, buf, chunk);
+            linear_cols(y, ldy, x, ldx, M, W, n0, n1, buf, chunk, row_exact);
         }
     }
     if (failed) return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: linear: out of memory");
@@ -639,7 +664,9 @@ static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, s
 static tolk_status cpu_logits(tolk_ctx *ctx, const tolk_backend *be, float *logits, const float *x,
                               size_t M, const tolk_bweight *tok) {
     if (!tok) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: logits: NULL weight");
-    return cpu_linear(ctx, be, logits, (size_t)tok->rows, x, (size_t)tok->cols, M, tok, NULL, 0);
+    /* the decoder's last op: rows are sequences of a batch (row exact) */
+    return cpu_linear(ctx, be, logits, (size_t)tok->rows, x, (size_t)tok->cols, M, tok, NULL,
+                      TOLK_LINEAR_ROW_EXACT);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1185,9 +1212,9 @@ static tolk_status cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, con
 
 static tolk_status cpu_select(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
                               int rows, int n, const int *range_off, const int *ranges,
-                              int ts_begin, int k, int *out_idx, float *out_lp) {
+                              const int *row_ts, int k, int *out_idx, float *out_lp) {
     (void)be;
-    if (tolk_select_rows(logits, ld, rows, n, range_off, ranges, ts_begin, k, out_idx, out_lp))
+    if (tolk_select_rows_ts(logits, ld, rows, n, range_off, ranges, 0, row_ts, k, out_idx, out_lp))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
                          "backend_cpu: select: bad arguments (rows %d, n %d, k %d) or no memory",
                          rows, n, k);

@@ -437,7 +437,7 @@ static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, si
         rc = tolk_cu_gemm(im->gemm, y, TOLK_CU_F32, (long long)ldy, xin,
                           half ? (int)W->dtype : TOLK_CU_F32, ldxin, W->data, (int)W->dtype,
                           (long long)K, (long long)M, (long long)N, (long long)K, 1.0f,
-                          accumulate ? 1.0f : 0.0f, bias, 0, ws, GEMM_WS_BYTES, TOLK_CU_STREAM);
+                          (accumulate & TOLK_LINEAR_ACCUMULATE) ? 1.0f : 0.0f, bias, 0, ws, GEMM_WS_BYTES, TOLK_CU_STREAM);
     scratch_put(scr);
     return tolk_cuda_kstatus(ctx, rc, WHO, "linear");
 }
@@ -684,15 +684,15 @@ _Static_assert(sizeof(tolk_attn_desc) == sizeof(tolk_cu_attn_desc),
                "backend.h and kernels/attention.h descriptors must agree");
 
 static tolk_status cu_select(tolk_ctx *ctx, const tolk_backend *be, float *logits, size_t ld,
-                             int rows, int n, const int *range_off, const int *ranges, int ts_begin,
-                             int k, int *out_idx, float *out_lp) {
+                             int rows, int n, const int *range_off, const int *ranges,
+                             const int *row_ts, int k, int *out_idx, float *out_lp) {
     if (rows == 0) return TOLK_OK;
     if (ld > INT32_MAX) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: select: bad stride", WHO);
     tolk_status st = use_device(ctx, impl_of(be));
     if (st) return st;
     return tolk_cuda_kstatus(ctx,
-                             tolk_cu_select(logits, (long long)ld, rows, n, range_off, ranges,
-                                            ts_begin, k, out_idx, out_lp, TOLK_CU_STREAM),
+                             tolk_cu_select_rows(logits, (long long)ld, rows, n, range_off, ranges,
+                                                 0, row_ts, k, out_idx, out_lp, TOLK_CU_STREAM),
                              WHO, "select");
 }
 

@@ -152,17 +152,6 @@ int tolk_dec_filter_ts_begin(const tolk_dec_filter *f);
  * best text token's (in double), mask every text token [0, tb). */
 void tolk_dec_timestamp_rule(float *logits, int nv, int tb);
 
-/* Feed tokens (as tolk_dec_backend.step) and select k tokens per sequence
- * through be->step_select, with each sequence's masks computed from its
- * sampled history hist[i][0 .. hist_len[i]) (which already ends with the
- * fed token). Scratch: off [n_seqs + 1], ranges [n_seqs *
- * 2 * tolk_dec_filter_max_ranges(f)]. */
-tolk_status tolk_dec_step_select(const tolk_dec_backend *be, const tolk_dec_filter *f,
-                                 const int *seqs, int n_seqs, const int *const *tokens,
-                                 const int *n_tokens, const int *const *hist,
-                                 const int *hist_len, int k, int *off, int *ranges,
-                                 int *out_idx, float *out_lp);
-
 /* log_softmax of x [n] into out [n] (may alias), in double accumulation;
  * -INFINITY entries stay -INFINITY. */
 void tolk_dec_log_softmax(const float *x, int n, float *out);
@@ -183,32 +172,100 @@ double tolk_rng_uniform(uint64_t *state);
 /* Sample an index from softmax(logits / temperature) over [n]. */
 int tolk_dec_sample(const float *logits, int n, float temperature, uint64_t *rng);
 
-/* ---- one decode of one window (decode_greedy.c, decode_beam.c, decode_sample.c) */
+/* ---- one decode of one window as a resumable state machine ------------- */
+/*
+ * A search never blocks on the network: it says which sequences it wants
+ * stepped ("ask") and is handed the results ("feed"), so one engine can
+ * gather the asks of many searches into one decoder step (engine.c). The
+ * blocking tolk_dec_decode below drives one search alone through a
+ * tolk_dec_backend: the same code path, so the fake-decoder tests cover
+ * both uses.
+ *
+ *     tolk_dec_search *s;  tolk_dec_ask ask;  int asked;
+ *     tolk_dec_search_new(..., &s);
+ *     while (tolk_dec_search_next(s, &ask, &asked) == TOLK_OK && asked) {
+ *         ... run ask (write ask.logits, or ask.idx / ask.lp) ...
+ *         tolk_dec_search_feed(s);
+ *     }
+ *     tolk_dec_search_finish(s, &res);  tolk_dec_search_free(s);
+ */
 
-/* Decode one window: initial [n_initial] tokens (prompt, SOT sequence,
- * prefix; initial[sot_index] == sot) are fed to sequence 0, their logits
- * give no_speech_prob at the SOT position; then greedy (beam_size <= 1 at
- * T = 0), beam search (beam_size >= 2 at T = 0) or best-of sampling
- * (T > 0). Sequences 0..n_group-1 of be are used; be->max_seqs must be at
- * least n_group. *res is filled (clear it with tolk_dec_result_clear);
- * its text and compression ratio are set when text_fn is not NULL. */
+/* One decoder step a search (or a window decode) asks for. For each of the
+ * n_seqs sequences seqs[i] (numbers local to the search, 0 .. its group
+ * size - 1) feed tokens[i][0 .. n_tokens[i]) and write, for the last fed
+ * token of each, either the logits into logits [n_seqs, n_vocab] (k == 0)
+ * or sel's selection into idx / lp [n_seqs * k] (k >= 1; select.h). The
+ * arrays belong to the search and stay valid until the next feed. */
+typedef struct tolk_dec_ask {
+    int n_seqs;
+    const int *seqs;
+    const int *const *tokens;
+    const int *n_tokens;
+    int k;               /* 0: logits wanted; 1..TOLK_SELECT_MAX_K: selection */
+    tolk_dec_select sel; /* k >= 1: the masks and rule of each row (sel.k == k) */
+    float *logits;       /* k == 0: [n_seqs, n_vocab] destination */
+    int *idx;            /* k >= 1: [n_seqs * k] destination */
+    float *lp;           /* k >= 1: [n_seqs * k] destination */
+} tolk_dec_ask;
+
+typedef struct tolk_dec_search tolk_dec_search;
+
+/* Start one decode of one window: initial [n_initial] tokens (prompt, SOT
+ * sequence, prefix; initial[sot_index] == sot) are fed to sequence 0, the
+ * logits at the SOT position give no_speech_prob; then greedy (beam_size
+ * <= 1 at T = 0), beam search (beam_size >= 2 at T = 0) or best-of
+ * sampling (T > 0). be: n_vocab and max_seqs (>= the group size), and
+ * reset / copy, which the search calls at once (they only queue work);
+ * its step functions are not used. can_select: the asker can run
+ * selections (then temperature-0 steps ask for them instead of logits).
+ * text_fn (may be NULL) gives the result its text and compression ratio.
+ * initial is copied; opt->suppress and opt->rng must outlive the search.
+ * *out: tolk_dec_search_free. */
+tolk_status tolk_dec_search_new(tolk_ctx *ctx, const tolk_dec_backend *be,
+                                const tolk_dec_tokens *tok, const int *initial, int n_initial,
+                                int sot_index, const tolk_dec_options *opt, int can_select,
+                                tolk_dec_text_fn text_fn, void *text_user,
+                                tolk_dec_search **out);
+/* The next step the search needs: *asked = 1 and *ask filled, or *asked =
+ * 0 when the search is finished (or failed: the status of that failure). */
+tolk_status tolk_dec_search_next(tolk_dec_search *s, tolk_dec_ask *ask, int *asked);
+/* The asked step ran and its results are in the ask's arrays: advance. */
+tolk_status tolk_dec_search_feed(tolk_dec_search *s);
+/* After the last ask: the result (*res filled; tolk_dec_result_clear). */
+tolk_status tolk_dec_search_finish(tolk_dec_search *s, tolk_dec_result *res);
+void tolk_dec_search_free(tolk_dec_search *s);
+
+/* Run a state machine's asks through be until it is finished: next/feed
+ * as tolk_dec_search_next/feed (m is the machine). Steps with k == 0 use
+ * be->step, the others be->step_select. */
+typedef tolk_status (*tolk_dec_next_fn)(void *m, tolk_dec_ask *ask, int *asked);
+typedef tolk_status (*tolk_dec_feed_fn)(void *m);
+tolk_status tolk_dec_drive(tolk_ctx *ctx, const tolk_dec_backend *be, void *m,
+                           tolk_dec_next_fn next, tolk_dec_feed_fn feed);
+
+/* The blocking form: one search driven through be alone (be->step_select
+ * used at temperature 0 when present). *res is filled (clear it with
+ * tolk_dec_result_clear); its text and compression ratio are set when
+ * text_fn is not NULL. Sequences 0..group-1 of be are used. */
 tolk_status tolk_dec_decode(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_dec_tokens *tok,
                             const int *initial, int n_initial, int sot_index,
                             const tolk_dec_options *opt, tolk_dec_text_fn text_fn, void *text_user,
                             tolk_dec_result *res);
 
-/* The search bodies used by tolk_dec_decode (exposed for tests). The first
- * logits [n_vocab] (after the initial tokens, unfiltered) are given. */
-tolk_status tolk_dec_greedy(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_dec_filter *f,
-                            const tolk_dec_options *opt, int n_initial, const float *first_logits,
-                            tolk_dec_result *res);
-tolk_status tolk_dec_beam(tolk_ctx *ctx, const tolk_dec_backend *be, const tolk_dec_filter *f,
-                          const tolk_dec_options *opt, int n_initial, const float *first_logits,
-                          tolk_dec_result *res);
+/* The sequences a decode with opt uses at once: beam_size at T = 0 with
+ * beam search, best_of when sampling, else 1. */
+int tolk_dec_group_size(const tolk_dec_options *opt);
 
 /* Rank finished candidates (MaximumLikelihoodRanker): the index of the best
  * sum_logprob[i] / penalty(lengths[i]), first on ties. */
 int tolk_dec_rank(const double *sum_logprobs, const int *lengths, int n, float length_penalty);
+
+/* The selection of one step for n rows with the token histories hist[i]
+ * [0 .. hist_len[i]) (each ending with the fed token): each row's masks
+ * from f into ranges (capacity n * tolk_dec_filter_max_ranges(f) pairs),
+ * offsets into off [n + 1], and *sel = {off, ranges, ts rule of f, k}. */
+void tolk_dec_fill_select(const tolk_dec_filter *f, int n, const int *const *hist,
+                          const int *hist_len, int k, int *off, int *ranges, tolk_dec_select *sel);
 
 /* ---- language identification (decode_lang.c) ---------------------------- */
 
@@ -232,12 +289,30 @@ typedef struct tolk_dec_fallback {
     float no_speech_threshold;         /* <= 0: off */
 } tolk_dec_fallback;
 
-/* Decode a window with the temperature fallback of transcribe(): for each
- * temperature, decode (beam/greedy at 0, best_of sampling above), accept
- * unless the compression ratio is above its threshold or the average
- * log-probability below its threshold (but accept "silence": no_speech_prob
- * above its threshold with a low log-probability). The last attempt is
- * returned when all fail. base: options whose temperature is replaced. */
+/* A window decoded with the temperature fallback of transcribe(), as a
+ * resumable state machine (the same ask / feed protocol as a search): for
+ * each temperature, a search (beam / greedy at 0, best_of sampling above),
+ * accepted unless the compression ratio is above its threshold or the
+ * average log-probability below its threshold (but "silence" is accepted:
+ * no_speech_prob above its threshold with a low log-probability). The last
+ * attempt is the result when all fail. base: options whose temperature is
+ * replaced; fb's arrays must outlive the machine. */
+typedef struct tolk_dec_window tolk_dec_window;
+tolk_status tolk_dec_window_new(tolk_ctx *ctx, const tolk_dec_backend *be,
+                                const tolk_dec_tokens *tok, const int *initial, int n_initial,
+                                int sot_index, const tolk_dec_options *base,
+                                const tolk_dec_fallback *fb, int can_select,
+                                tolk_dec_text_fn text_fn, void *text_user, tolk_dec_window **out);
+tolk_status tolk_dec_window_next(tolk_dec_window *w, tolk_dec_ask *ask, int *asked);
+tolk_status tolk_dec_window_feed(tolk_dec_window *w);
+/* After the last ask: the accepted (or last) result. */
+tolk_status tolk_dec_window_finish(tolk_dec_window *w, tolk_dec_result *res);
+void tolk_dec_window_free(tolk_dec_window *w);
+/* The largest group of sequences any attempt of the schedule uses. */
+int tolk_dec_window_max_group(const tolk_dec_options *base, const tolk_dec_fallback *fb);
+
+/* The blocking form: the window machine driven through be alone
+ * (tolk_dec_drive; be->step_select used at temperature 0 when present). */
 tolk_status tolk_dec_decode_fallback(tolk_ctx *ctx, const tolk_dec_backend *be,
                                      const tolk_dec_tokens *tok, const int *initial, int n_initial,
                                      int sot_index, const tolk_dec_options *base,
@@ -253,53 +328,5 @@ int tolk_dec_needs_fallback(const tolk_dec_fallback *fb, const tolk_dec_result *
  * openai-whisper's compression_ratio(); 0 for empty text. Returns a
  * negative value when zlib fails. */
 float tolk_compression_ratio(const char *text, size_t len);
-
-/* ---- per-stream state (state.c; used by transcribe.c) ------------------- */
-
-struct tolk_tokenizer;
-struct tolk_net;
-struct tolk_kvcache;
-
-/* The public tolk_state: its own ctx (messages), the model's network and a
- * tokenizer, the KV cache and per-window buffers, sized from the model. */
-struct tolk_state {
-    tolk_ctx *ctx;              /* owned; copy of the creating ctx's params */
-    const tolk_model *model;    /* borrowed; outlives the state */
-    struct tolk_net *net;       /* the model's, or owned_net */
-    struct tolk_net *owned_net; /* when the model carries no prepared net */
-    struct tolk_tokenizer *tok; /* owned */
-    tolk_mel *mel;              /* owned */
-    struct tolk_kvcache *kv;    /* owned; kv_seqs sequences of n_text_ctx */
-    int kv_seqs;
-    tolk_hparams hp;
-    tolk_dec_tokens dt; /* special ids; lang_ids points into lang */
-    int lang[100];
-    const int *non_speech; /* owned by tok */
-    int n_non_speech;
-    int multilingual;
-    float *window;        /* [n_mels, 3000] one mel window */
-    tolk_timings timings; /* per-stage times (timings.h) */
-};
-
-/* Make sure the state's KV cache holds at least n_seqs sequences. */
-tolk_status tolk_state_reserve(tolk_state *st, int n_seqs);
-
-/* A logits provider over the state's network and KV cache (window slot 0). */
-tolk_dec_backend tolk_state_backend(tolk_state *st);
-
-/* Encode st->window and make it the cross-attention window of the cache. */
-tolk_status tolk_state_encode_window(tolk_state *st);
-
-/* tolk_dec_text_fn over the state's tokenizer (user = the state):
- * the reference decode() (timestamps dropped). */
-char *tolk_state_text(void *user, const int *tokens, int n_tokens);
-
-/* The mel window transcribe.c feeds the encoder (exposed for tests):
- * frames [seek, seek + size) of the log-mel of x[0, n) followed by 30 s of
- * zeros, clamped at that whole mel's max - 8, into out [n_mels, 3000]
- * (zero-padded); *content_frames (may be NULL) = n / 160. Computed in
- * pieces, never holding the whole mel. */
-tolk_status tolk_tr_mel_window(tolk_ctx *ctx, const tolk_mel *mel, const float *x, size_t n,
-                               size_t seek, size_t size, float *out, size_t *content_frames);
 
 #endif /* TOLK_DECODE_H */

@@ -5,6 +5,7 @@
  * prepared weights at the marked place.
  */
 #include "model.h"
+#include "asr.h"
 #include "net.h"
 
 #include "internal.h"
@@ -96,6 +97,7 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
 
 void tolk_model_free(tolk_model *model) {
     if (!model) return;
+    tolk_asr_free(model->asr);
     if (model->net && model->net_free) model->net_free(model->net);
     tolk_weights_free(model->w);
     free(model);

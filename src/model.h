@@ -23,6 +23,11 @@ struct tolk_model {
     void (*net_free)(void *net);
     uint64_t net_mem_bytes;
 
+    /* What transcriptions share besides the network (asr.h): tokenizer,
+     * special ids, mel front end; made on first use by tolk_asr_of under
+     * its lock, freed with the model. */
+    struct tolk_asr *asr;
+
     /* Description strings (owned, returned by tolk_model_describe). */
     char dtypes[64];
     const char *size_name; /* static storage */

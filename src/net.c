@@ -366,11 +366,12 @@ static size_t enc_ws_floats(const tolk_hparams *hp, int nb) {
     return total;
 }
 
-/* One encoder pass over nw <= nb windows of host mel [nw, n_mels, 2T] in
- * the workspace ws (enc_ws_floats(hp, nb) floats, device); *result points
- * into ws at the output [nw * T, d] (device), valid until ws is reused. */
+/* One encoder pass over nw <= nb windows of host mel, mels[w] [n_mels, 2T]
+ * each, in the workspace ws (enc_ws_floats(hp, nb) floats, device);
+ * *result points into ws at the output [nw * T, d] (device), valid until
+ * ws is reused. */
 static tolk_status encode_pass(tolk_ctx *ctx, const tolk_net *net, float *ws, int nb,
-                               const float *mel, int nw, float **result) {
+                               const float *const *mels, int nw, float **result) {
     const tolk_backend *be = net->be;
     const tolk_hparams *hp = &net->hp;
     size_t d = (size_t)hp->n_audio_state, T = (size_t)hp->n_audio_ctx;
@@ -381,8 +382,7 @@ static tolk_status encode_pass(tolk_ctx *ctx, const tolk_net *net, float *ws, in
     tolk_status st = TOLK_OK;
     for (int w = 0; w < nw && st == TOLK_OK; w++) {
         float *xw = x + (size_t)w * T * d;
-        st = be->upload(ctx, be, melbuf, mel + (size_t)w * n_mels * T_mel,
-                        n_mels * T_mel * sizeof(float));
+        st = be->upload(ctx, be, melbuf, mels[w], n_mels * T_mel * sizeof(float));
         /* conv1 + GELU: [n_mels, T_mel] -> [T_mel, d] (in mlp) */
         if (!st)
             st = be->conv1d(ctx, be, mlp, melbuf, TOLK_CONV_IN_CT, n_mels, T_mel, 1, &net->conv1,
@@ -417,7 +417,10 @@ tolk_status tolk_net_encode(tolk_ctx *ctx, const tolk_net *net, const float *mel
     for (int w0 = 0; w0 < n_windows && st == TOLK_OK; w0 += nb) {
         int nw = n_windows - w0 < nb ? n_windows - w0 : nb;
         float *res = NULL;
-        st = encode_pass(ctx, net, ws, nb, mel + (size_t)w0 * win_floats, nw, &res);
+        const float *mels[ENC_MAX_BATCH];
+        for (int w = 0; w < nw; w++)
+            mels[w] = mel + (size_t)(w0 + w) * win_floats;
+        st = encode_pass(ctx, net, ws, nb, mels, nw, &res);
         if (!st)
             st = be->download(ctx, be, out + (size_t)w0 * T * d, res,
                               (size_t)nw * T * d * sizeof(float));
@@ -474,9 +477,7 @@ tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, i
     kv->win_set = calloc((size_t)max_windows, sizeof(int));
     kv->pend = malloc((size_t)max_seqs * 3 * sizeof(int));
     kv->graphs = calloc(TOLK_STEP_GRAPHS, sizeof(step_graph));
-    const char *g = getenv("TOLK_CUDA_GRAPHS");
-    kv->use_graphs = be->graph_begin && be->graph_end && be->graph_launch && be->graph_free &&
-                     !(g && strcmp(g, "0") == 0);
+    kv->use_graphs = be->graph_begin && be->graph_end && be->graph_launch && be->graph_free;
     kv->self_kv = be->alloc(ctx, be, self_n);
     kv->cross_kv = kv->self_kv ? be->alloc(ctx, be, cross_n) : NULL;
     if (!kv->len || !kv->win || !kv->win_set || !kv->pend || !kv->graphs || !kv->self_kv ||
@@ -520,21 +521,58 @@ tolk_status tolk_kvcache_set_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvc
     return st ? st : set_cross(ctx, net, kv, window, kv->xa);
 }
 
+tolk_status tolk_kvcache_encode_windows(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                        const int *windows, const float *const *mels, int n,
+                                        int batch) {
+    if (!net || !kv || !windows || !mels || kv->net != net || n < 0)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: encode_windows: bad arguments");
+    for (int i = 0; i < n; i++)
+        if (windows[i] < 0 || windows[i] >= kv->max_windows || !mels[i])
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: encode_windows: bad window %d",
+                             windows[i]);
+    const tolk_backend *be = net->be;
+    const size_t T = (size_t)net->hp.n_audio_ctx, d = (size_t)net->hp.n_audio_state;
+    int nb = batch < 1 ? 1 : batch > ENC_MAX_BATCH ? ENC_MAX_BATCH : batch;
+    if (nb > n) nb = n > 0 ? n : 1;
+    if (!kv->enc_ws || kv->enc_ws_windows < nb) {
+        size_t floats = enc_ws_floats(&net->hp, nb);
+        if (!floats) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: encode: workspace too large");
+        float *ws = be->alloc(ctx, be, floats * sizeof(float));
+        if (!ws) return TOLK_ERR_NOMEM;
+        be->free(be, kv->enc_ws);
+        kv->enc_ws = ws;
+        kv->enc_ws_windows = nb;
+    }
+    tolk_status st = TOLK_OK;
+    for (int i = 0; i < n; i++)
+        kv->win_set[windows[i]] = 0;
+    for (int w0 = 0; w0 < n && st == TOLK_OK; w0 += nb) {
+        int nw = n - w0 < nb ? n - w0 : nb;
+        float *res = NULL;
+        st = encode_pass(ctx, net, kv->enc_ws, kv->enc_ws_windows, mels + w0, nw, &res);
+        for (int w = 0; w < nw && st == TOLK_OK; w++)
+            st = set_cross(ctx, net, kv, windows[w0 + w], res + (size_t)w * T * d);
+    }
+    return st;
+}
+
 tolk_status tolk_kvcache_encode_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
                                        int window, const float *mel, float *enc_out) {
     if (!net || !kv || !mel || kv->net != net || window < 0 || window >= kv->max_windows)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: encode_window: bad arguments (window %d)",
                          window);
+    if (!enc_out) return tolk_kvcache_encode_windows(ctx, net, kv, &window, &mel, 1, 1);
     const tolk_backend *be = net->be;
     if (!kv->enc_ws) {
         size_t floats = enc_ws_floats(&net->hp, 1);
         if (!floats) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: encode: workspace too large");
         if (!(kv->enc_ws = be->alloc(ctx, be, floats * sizeof(float)))) return TOLK_ERR_NOMEM;
+        kv->enc_ws_windows = 1;
     }
     kv->win_set[window] = 0;
     float *res = NULL;
-    tolk_status st = encode_pass(ctx, net, kv->enc_ws, 1, mel, 1, &res);
-    if (!st && enc_out)
+    tolk_status st = encode_pass(ctx, net, kv->enc_ws, kv->enc_ws_windows, &mel, 1, &res);
+    if (!st)
         st = be->download(ctx, be, enc_out, res,
                           (size_t)net->hp.n_audio_ctx * (size_t)net->hp.n_audio_state *
                               sizeof(float));

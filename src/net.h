@@ -67,6 +67,15 @@ tolk_status tolk_kvcache_set_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvc
 tolk_status tolk_kvcache_encode_window(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
                                        int window, const float *mel, float *enc_out);
 
+/* Encode n mel windows mels[i] [n_mels, 2 * n_audio_ctx] (host) into the
+ * window slots windows[i] (distinct), batch windows per encoder pass (1 ..
+ * 4): the same numbers as one tolk_kvcache_encode_window each (every op of
+ * the encoder treats a window alone or as whole rows of a product whose
+ * rows are independent). The workspace is kept by kv. */
+tolk_status tolk_kvcache_encode_windows(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                        const int *windows, const float *const *mels, int n,
+                                        int batch);
+
 /* Sequence management: seq in [0, max_seqs). reset empties a sequence and
  * binds it to a window slot (-1: unbound); copy duplicates src's cached
  * tokens and window into dst (beam search reordering; dst's old content is
@@ -94,12 +103,17 @@ tolk_status tolk_net_decode(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
 
 /* The token selection of tolk_net_decode_select (HOST arrays; select.h):
  * per sequence i the mask pairs range_off[i] .. range_off[i + 1] - 1 of
- * ranges, the timestamp rule from ts_begin (0: off), k tokens. */
+ * ranges, the timestamp rule row_ts[i] (or ts_begin for every row when
+ * row_ts is NULL; 0: off), k tokens. With row_k, row i wants row_k[i] <= k
+ * of them (the first row_k[i] of its k are those) or, for row_k[i] == 0,
+ * its logits (it must then carry no masks and no rule). */
 typedef struct tolk_net_select {
     const int *range_off; /* [n_seqs + 1] */
     const int *ranges;    /* [2 * range_off[n_seqs]] lo, hi pairs */
     int ts_begin;
-    int k; /* 1 .. TOLK_SELECT_MAX_K */
+    int k;             /* 1 .. TOLK_SELECT_MAX_K */
+    const int *row_ts; /* [n_seqs] or NULL */
+    const int *row_k;  /* [n_seqs] or NULL */
 } tolk_net_select;
 
 /* tolk_net_decode, but the logits stay on the device: each sequence's are
@@ -107,15 +121,27 @@ typedef struct tolk_net_select {
  * sel->k] (token ids and log-softmax values) come back. The same numbers
  * as filtering the logits of tolk_net_decode on the host. On a GPU the
  * single-token steps are captured as CUDA graphs and replayed (unless
- * TOLK_CUDA_GRAPHS=0 in the environment). */
+ * tolk_kvcache_set_graphs turned that off). */
 tolk_status tolk_net_decode_select(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
                                    const int *seqs, int n_seqs, const int *const *tokens,
                                    const int *n_tokens, const tolk_net_select *sel, int *out_idx,
                                    float *out_lp);
 
+/* The engine's mixed step: selections as tolk_net_decode_select, and the
+ * rows with sel->row_k[i] == 0 get their logits in logits [n_seqs,
+ * n_vocab] (row i; the other rows are left alone). */
+tolk_status tolk_net_decode_mixed(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                  const int *seqs, int n_seqs, const int *const *tokens,
+                                  const int *n_tokens, const tolk_net_select *sel, float *logits,
+                                  int *out_idx, float *out_lp);
+
+/* Whether kv's single-token steps are captured as graphs (where the
+ * backend has them; on by default). */
+void tolk_kvcache_set_graphs(tolk_kvcache *kv, int on);
+
 /* Counters of kv's captured decoder steps (any pointer may be NULL):
  * graphs captured, graph launches, captures that failed (those steps ran
- * op by op). All 0 on the CPU or with TOLK_CUDA_GRAPHS=0. */
+ * op by op). All 0 on the CPU or with graphs off. */
 void tolk_kvcache_graph_stats(const tolk_kvcache *kv, long *captured, long *replayed,
                               long *failed);
 

@@ -19,9 +19,10 @@
  * P mask pairs): ids [T] | positions [T] | cache row of each new K/V [T]
  * (seq * max_len + position, within a layer) | row of each sequence's last
  * token [B] | self-attention descriptors [B] | cross-attention descriptors
- * [B] (tolk_attn_desc, 6 ints) | selection offsets [B + 1] | mask pairs
- * [2P]. For T = B the offsets depend on B alone, which keeps a captured
- * graph's pointers valid.
+ * [B] (tolk_attn_desc, 6 ints) | each row's timestamp rule [B] |
+ * selection offsets [B + 1] | mask pairs [2P]. For T = B the offsets
+ * depend on B alone, which keeps a captured graph's pointers valid; the
+ * graph of a step is keyed by (B, k), everything per row being data.
  *
  * Beam reordering (tolk_kvcache_copy) is queued and run as one batched row
  * copy over all layers before the next step (tolk_kvcache_flush).
@@ -178,8 +179,13 @@ void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src) {
 /* The step                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* Every product of the step keeps each row's numbers independent of the
+ * other rows (backend.h): a sequence decodes the same alone or batched. */
+#define EXACT TOLK_LINEAR_ROW_EXACT
+#define EXACT_ACC (TOLK_LINEAR_ROW_EXACT | TOLK_LINEAR_ACCUMULATE)
+
 typedef struct step_layout {
-    size_t ids, pos, kv_dst, last, self_d, cross_d, sel_off, ranges, total;
+    size_t ids, pos, kv_dst, last, self_d, cross_d, row_ts, sel_off, ranges, total;
 } step_layout;
 
 static step_layout layout_of(size_t T, size_t B, size_t P) {
@@ -191,6 +197,7 @@ static step_layout layout_of(size_t T, size_t B, size_t P) {
     L.last = o, o += B;
     L.self_d = o, o += 6 * B;
     L.cross_d = o, o += 6 * B;
+    L.row_ts = o, o += B;
     L.sel_off = o, o += B + 1;
     L.ranges = o, o += 2 * (P > 0 ? P : 1);
     L.total = o;
@@ -211,8 +218,8 @@ typedef struct step_bufs {
  * max_nq the most rows of one sequence; k > 0 adds the selection. Only
  * launches work (no host round trip): this is what a graph captures. */
 static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, size_t T,
-                            size_t B, int max_nq, const step_layout *L, const step_bufs *w, int k,
-                            int ts_begin) {
+                            size_t B, int max_nq, const step_layout *L, const step_bufs *w,
+                            int k) {
     const tolk_backend *be = net->be;
     const tolk_hparams *hp = &net->hp;
     const size_t d = (size_t)hp->n_text_state, V = (size_t)hp->n_vocab;
@@ -231,26 +238,26 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         const float *ckv = tolk_cross_kv_at(kv, l, 0);
         /* causal self-attention over the cache (the new K/V appended first) */
         st = be->layernorm(ctx, be, h, x, T, d, b->attn.ln_g, b->attn.ln_b, LN_EPS);
-        if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, 0);
+        if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, EXACT);
         if (!st)
             st = be->copy_rows(ctx, be, cache, 2 * d, sd + L->kv_dst, qkv + d, 3 * d, NULL, T,
                                2 * d);
         if (!st)
             st = be->attention_desc(ctx, be, qkv, 3 * d, cache, cache + d, 2 * d, att, d, self_d,
                                     (int)B, max_nq, kv->max_len, nh, dh, scale);
-        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, 1);
+        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, EXACT_ACC);
         /* cross-attention over the sequence's window */
         if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->cross.ln_g, b->cross.ln_b, LN_EPS);
-        if (!st) st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, 0);
+        if (!st) st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, EXACT);
         if (!st)
             st = be->attention_desc(ctx, be, qkv, d, ckv, ckv + d, 2 * d, att, d, cross_d, (int)B,
                                     max_nq, hp->n_audio_ctx, nh, dh, scale);
-        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, 1);
+        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, EXACT_ACC);
         /* MLP */
         if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS);
-        if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, 0);
+        if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, EXACT);
         if (!st) st = be->bias_gelu(ctx, be, mlp, 4 * d, T, 4 * d, b->fc1_b);
-        if (!st) st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &b->fc2, b->fc2_b, 1);
+        if (!st) st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &b->fc2, b->fc2_b, EXACT_ACC);
     }
     /* the last fed row of each sequence -> final LN -> logits; with one row
      * per sequence those are the rows of x themselves */
@@ -263,19 +270,19 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
     if (!st) st = be->logits(ctx, be, w->lg, last, B, &net->tok);
     if (!st && k > 0)
         st = be->select(ctx, be, w->lg, V, (int)B, (int)V, sd + L->sel_off, sd + L->ranges,
-                        ts_begin, k, w->res_idx, w->res_lp);
+                        sd + L->row_ts, k, w->res_idx, w->res_lp);
     return st;
 }
 
 /* The captured graph of a single-token step with this key, made on first
  * use; NULL when the backend has none or capture failed (run directly). */
 static void *step_graph_for(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, size_t B,
-                            const step_layout *L, const step_bufs *w, int k, int ts_begin) {
+                            const step_layout *L, const step_bufs *w, int k) {
     const tolk_backend *be = net->be;
     step_graph *g = NULL, *lru = &kv->graphs[0];
     for (int i = 0; i < TOLK_STEP_GRAPHS; i++) {
         step_graph *e = &kv->graphs[i];
-        if ((e->graph || e->failed) && e->B == (int)B && e->k == k && e->ts_begin == ts_begin) {
+        if ((e->graph || e->failed) && e->B == (int)B && e->k == k) {
             g = e;
             break;
         }
@@ -287,10 +294,9 @@ static void *step_graph_for(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         memset(g, 0, sizeof *g);
         g->B = (int)B;
         g->k = k;
-        g->ts_begin = ts_begin;
         void *graph = NULL;
         if (be->graph_begin(ctx, be) == TOLK_OK) {
-            tolk_status st = run_step(ctx, net, kv, B, B, 1, L, w, k, ts_begin);
+            tolk_status st = run_step(ctx, net, kv, B, B, 1, L, w, k);
             tolk_status end = be->graph_end(ctx, be, &graph);
             if (st || end) graph = NULL;
         }
@@ -305,6 +311,10 @@ static void *step_graph_for(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
     return g->graph;
 }
 
+/* The step of tolk_net_decode (sel NULL: every row's logits into logits)
+ * and of tolk_net_decode_select (sel: selections into out_idx / out_lp;
+ * with sel->row_k, the rows whose k is 0 get their logits too, into the
+ * same rows of logits). */
 static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
                                const int *seqs, int n_seqs, const int *const *tokens,
                                const int *n_tokens, float *logits, const tolk_net_select *sel,
@@ -312,6 +322,23 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     if (!net || !kv || kv->net != net || !seqs || !tokens || !n_tokens || n_seqs < 1 ||
         n_seqs > kv->max_seqs || (!logits && !sel) || (sel && (!out_idx || !out_lp)))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad arguments");
+    int logit_rows = 0; /* rows of a selection step that want their logits */
+    if (sel && sel->row_k) {
+        for (int i = 0; i < n_seqs; i++) {
+            if (sel->row_k[i] < 0 || sel->row_k[i] > sel->k)
+                return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad row k %d",
+                                 sel->row_k[i]);
+            if (sel->row_k[i] == 0) {
+                logit_rows++;
+                if ((sel->range_off && sel->range_off[i + 1] != sel->range_off[i]) ||
+                    (sel->row_ts ? sel->row_ts[i] : sel->ts_begin) != 0)
+                    return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                                     "net: decode: row %d wants logits but carries masks", i);
+            }
+        }
+        if (logit_rows && !logits)
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: no room for logits");
+    }
     const tolk_backend *be = net->be;
     const tolk_hparams *hp = &net->hp;
     const size_t d = (size_t)hp->n_text_state, V = (size_t)hp->n_vocab;
@@ -321,6 +348,11 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
             sel->ts_begin < 0 || sel->ts_begin >= hp->n_vocab ||
             (sel->range_off[n_seqs] > 0 && !sel->ranges))
             return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad selection (k %d)", k);
+        if (sel->row_ts)
+            for (int i = 0; i < n_seqs; i++)
+                if (sel->row_ts[i] < 0 || sel->row_ts[i] >= hp->n_vocab)
+                    return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                                     "net: decode: bad timestamp rule %d", sel->row_ts[i]);
         for (int i = 0; i < n_seqs; i++)
             if (sel->range_off[i + 1] < sel->range_off[i])
                 return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: bad mask offsets");
@@ -381,8 +413,11 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     if (sel) {
         memcpy(hb + L.sel_off, sel->range_off, (B + 1) * sizeof(int));
         if (P > 0) memcpy(hb + L.ranges, sel->ranges, 2 * P * sizeof(int));
+        for (size_t i = 0; i < B; i++)
+            hb[L.row_ts + i] = sel->row_ts ? sel->row_ts[i] : sel->ts_begin;
     } else {
         memset(hb + L.sel_off, 0, (B + 1) * sizeof(int));
+        memset(hb + L.row_ts, 0, B * sizeof(int));
     }
     st = be->upload(ctx, be, kv->step_dev, hb, L.total * sizeof(int));
     if (st) return st;
@@ -400,12 +435,12 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
 
     void *graph = NULL;
     if (kv->use_graphs && T == B)
-        graph = step_graph_for(ctx, net, kv, B, &L, &w, k, sel ? sel->ts_begin : 0);
+        graph = step_graph_for(ctx, net, kv, B, &L, &w, k);
     if (graph) {
         st = be->graph_launch(ctx, be, graph);
         kv->n_replayed++;
     } else
-        st = run_step(ctx, net, kv, T, B, max_nq, &L, &w, k, sel ? sel->ts_begin : 0);
+        st = run_step(ctx, net, kv, T, B, max_nq, &L, &w, k);
     if (!st) {
         if (sel) {
             /* ids and log-probabilities are adjacent: one copy, one synchronisation,
@@ -415,6 +450,10 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
                 memcpy(out_idx, kv->step_host, B * kk * sizeof(int));
                 memcpy(out_lp, kv->step_host + B * kk, B * kk * sizeof(float));
             }
+            /* rows that asked for their logits (unmasked: no ranges, no rule) */
+            for (size_t i = 0; i < B && !st && logit_rows; i++)
+                if (sel->row_k && sel->row_k[i] == 0)
+                    st = be->download(ctx, be, logits + i * V, w.lg + i * V, V * sizeof(float));
         } else {
             st = be->download(ctx, be, logits, w.lg, B * V * sizeof(float));
         }
@@ -438,6 +477,23 @@ tolk_status tolk_net_decode_select(tolk_ctx *ctx, const tolk_net *net, tolk_kvca
                                    float *out_lp) {
     if (!sel) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: no selection");
     return decode_impl(ctx, net, kv, seqs, n_seqs, tokens, n_tokens, NULL, sel, out_idx, out_lp);
+}
+
+tolk_status tolk_net_decode_mixed(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
+                                  const int *seqs, int n_seqs, const int *const *tokens,
+                                  const int *n_tokens, const tolk_net_select *sel, float *logits,
+                                  int *out_idx, float *out_lp) {
+    if (!sel) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: decode: no selection");
+    return decode_impl(ctx, net, kv, seqs, n_seqs, tokens, n_tokens, logits, sel, out_idx,
+                       out_lp);
+}
+
+void tolk_kvcache_set_graphs(tolk_kvcache *kv, int on) {
+    if (!kv) return;
+    const tolk_backend *be = kv->net->be;
+    int can = be->graph_begin && be->graph_end && be->graph_launch && be->graph_free;
+    if (!on) graphs_clear(kv);
+    kv->use_graphs = can && on;
 }
 
 const char *tolk_net_device(const tolk_net *net) {

@@ -61,11 +61,12 @@ struct tolk_kvcache {
     float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
     float *ws;       /* decoder step workspace (device), ws_floats */
     size_t ws_floats;
-    float *enc_ws;   /* encoder workspace for one window (device), made on
-                        the first tolk_kvcache_encode_window and kept: a
-                        long file reuses it instead of allocating ~40
-                        n_audio_ctx n_audio_state bytes per window */
-    float *xa;       /* [n_audio_ctx, d] set_window's upload buffer, kept */
+    float *enc_ws; /* encoder workspace for one window (device), made on
+                      the first tolk_kvcache_encode_window and kept: a
+                      long file reuses it instead of allocating ~40
+                      n_audio_ctx n_audio_state bytes per window */
+    int enc_ws_windows; /* windows one pass of enc_ws holds */
+    float *xa;     /* [n_audio_ctx, d] set_window's upload buffer, kept */
     float *align_ws; /* tolk_net_align's workspace (device), align_floats,
                         made on its first call and kept (net_align.c) */
     size_t align_floats;
@@ -80,7 +81,7 @@ struct tolk_kvcache {
     int *cp_dev;
     size_t cp_cap;
     struct step_graph *graphs; /* [TOLK_STEP_GRAPHS] captured steps */
-    int use_graphs;            /* backend has graphs and TOLK_CUDA_GRAPHS != 0 */
+    int use_graphs;            /* backend has graphs and they are on (tolk_kvcache_set_graphs) */
     unsigned long long clock;  /* graph use stamps (LRU) */
     long n_captured, n_replayed, n_capture_failed; /* tolk_kvcache_graph_stats */
 };
@@ -93,7 +94,6 @@ typedef struct step_graph {
     void *graph; /* backend graph, NULL = empty slot */
     int B;       /* sequences (= rows) */
     int k;       /* 0: logits returned; else the selection's k */
-    int ts_begin;
     int failed; /* capture failed once: run this key directly */
     unsigned long long used;
 } step_graph;

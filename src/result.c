@@ -134,6 +134,15 @@ int tolk_seg_rec_set_words(tolk_seg_rec *rec, const tolk_word *words, int n) {
     return 1;
 }
 
+int tolk_seg_rec_copy(tolk_seg_rec *dst, const tolk_seg_rec *src) {
+    if (!tolk_seg_rec_init(dst, &src->pub, src->text, src->tokens, src->pub.n_tokens)) return 0;
+    if (!tolk_seg_rec_set_words(dst, src->words, src->pub.n_words)) {
+        tolk_seg_rec_clear(dst);
+        return 0;
+    }
+    return 1;
+}
+
 void tolk_seg_rec_clear(tolk_seg_rec *rec) {
     if (!rec) return;
     free_words(rec);

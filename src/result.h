@@ -1,6 +1,6 @@
 /*
  * result.h — the library's side of the public, opaque tolk_result (tolk.h):
- * its layout and the builder transcribe.c (and tests) fill it with. Not a
+ * its layout and the builder longform.c / engine.c (and tests) fill it with. Not a
  * public header.
  *
  * Layout: the result owns an array of segment records; each record starts
@@ -49,6 +49,10 @@ int tolk_seg_rec_init(tolk_seg_rec *rec, const tolk_segment *fields, const char 
  * struct_size set). Returns 1, or 0 when out of memory (rec's words are
  * then cleared). */
 int tolk_seg_rec_set_words(tolk_seg_rec *rec, const tolk_word *words, int n);
+
+/* dst = a deep copy of src (text, tokens, words). Returns 1, or 0 when out
+ * of memory (dst is then empty). */
+int tolk_seg_rec_copy(tolk_seg_rec *dst, const tolk_seg_rec *src);
 
 /* Free everything rec owns and zero it. */
 void tolk_seg_rec_clear(tolk_seg_rec *rec);

@@ -26,9 +26,19 @@ void tolk_topk_desc(const float *x, int n, int k, int *idx) {
 
 int tolk_select_rows(float *logits, size_t ld, int rows, int n, const int *range_off,
                      const int *ranges, int ts_begin, int k, int *out_idx, float *out_lp) {
+    return tolk_select_rows_ts(logits, ld, rows, n, range_off, ranges, ts_begin, NULL, k, out_idx,
+                               out_lp);
+}
+
+int tolk_select_rows_ts(float *logits, size_t ld, int rows, int n, const int *range_off,
+                        const int *ranges, int ts_begin, const int *row_ts, int k, int *out_idx,
+                        float *out_lp) {
     if (!logits || rows < 0 || n < 1 || ld < (size_t)n || k < 1 || k > TOLK_SELECT_MAX_K || k > n ||
         !out_idx || !out_lp || (!range_off) != (!ranges) || ts_begin < 0 || ts_begin >= n)
         return -1;
+    if (row_ts)
+        for (int r = 0; r < rows; r++)
+            if (row_ts[r] < 0 || row_ts[r] >= n) return -1;
     float *lp = NULL;
     if (k > 1 && rows > 0) {
         lp = tolk_thread_scratch(TOLK_SCRATCH_COLS, (size_t)n * sizeof(float));
@@ -43,7 +53,8 @@ int tolk_select_rows(float *logits, size_t ld, int rows, int n, const int *range
                 for (int j = lo; j < hi; j++)
                     x[j] = -INFINITY;
             }
-        if (ts_begin > 0) tolk_dec_timestamp_rule(x, n, ts_begin);
+        const int tb = row_ts ? row_ts[r] : ts_begin;
+        if (tb > 0) tolk_dec_timestamp_rule(x, n, tb);
         int *oi = out_idx + (size_t)r * k;
         float *ol = out_lp + (size_t)r * k;
         if (k == 1) {

@@ -34,6 +34,12 @@
 int tolk_select_rows(float *logits, size_t ld, int rows, int n, const int *range_off,
                      const int *ranges, int ts_begin, int k, int *out_idx, float *out_lp);
 
+/* The same with a timestamp rule per row: row r uses row_ts[r] (0: off)
+ * instead of ts_begin when row_ts is not NULL. */
+int tolk_select_rows_ts(float *logits, size_t ld, int rows, int n, const int *range_off,
+                        const int *ranges, int ts_begin, const int *row_ts, int k, int *out_idx,
+                        float *out_lp);
+
 /* Indices of the k largest entries of x [n], descending, first index on
  * ties (k <= n), into idx [k]. */
 void tolk_topk_desc(const float *x, int n, int k, int *idx);

@@ -1,8 +1,8 @@
 /*
- * timings.c — accumulation of per-stage wall-clock times and counts for a
- * tolk_state (the public tolk_state_timings / tolk_state_reset_timings),
- * read by `tolk bench`. No reference behaviour: a measuring aid only.
- * No global state: the numbers live in the state the caller passes.
+ * timings.c — accumulation of per-stage wall-clock times and counts of an
+ * engine (tolk_engine_timings; a state's are its engine's), read by
+ * `tolk bench`. No reference behaviour: a measuring aid only.
+ * No global state: the numbers live in the engine the caller passes.
  */
 #include "timings.h"
 
@@ -61,18 +61,4 @@ void tolk_timings_device_peak(tolk_timings *t, uint64_t bytes) {
 
 void tolk_timings_clear(tolk_timings *t) {
     if (t) memset(t, 0, sizeof *t);
-}
-
-void tolk_state_timings(const tolk_state *s, tolk_timings *out) {
-    if (!out) return;
-    /* the reference is only read here; the cast does not write */
-    tolk_timings *t = s ? tolk_state_timings_ref((tolk_state *)s) : NULL;
-    if (t)
-        *out = *t;
-    else
-        memset(out, 0, sizeof *out);
-}
-
-void tolk_state_reset_timings(tolk_state *s) {
-    if (s) tolk_timings_clear(tolk_state_timings_ref(s));
 }

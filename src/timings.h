@@ -1,14 +1,13 @@
 /*
  * timings.h — internal helpers that accumulate the per-stage times and
- * counts of the public tolk_timings (tolk.h) while a tolk_state works:
+ * counts of the public tolk_timings (tolk.h) while an engine works:
  * audio decode + resample, mel, encoder, decoder steps, search. They only
  * add numbers; the library never prints them (`tolk bench` does).
  *
- * How the transcription code uses them (one state, one thread at a time):
+ * How the transcription code uses them (the engine's tick thread):
  *
- *     tolk_timings *t = tolk_state_timings_ref(st);   // may be NULL
  *     double t0 = tolk_time_now();
- *     ... tolk_state_encode_window(st) ...
+ *     ... tolk_kvcache_encode_windows(...) ...
  *     tolk_timings_since(t, TOLK_STAGE_ENCODER, t0);   // adds now - t0
  *
  * The search stage is the time of the decoding loop minus the decoder
@@ -55,9 +54,5 @@ void tolk_timings_device_peak(tolk_timings *t, uint64_t bytes);
 
 /* Zero every field of t (NULL allowed). */
 void tolk_timings_clear(tolk_timings *t);
-
-/* The timings a state accumulates into (&st->timings), NULL for a NULL
- * state. Defined in state.c, which owns struct tolk_state. */
-tolk_timings *tolk_state_timings_ref(tolk_state *st);
 
 #endif /* TOLK_TIMINGS_H */

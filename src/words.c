@@ -35,9 +35,7 @@
 #include "words.h"
 
 #include "model.h"
-#include "net.h"
 #include "pystr.h"
-#include "timings.h"
 #include "tokenizer.h"
 
 #include <math.h>
@@ -760,41 +758,44 @@ void tolk_words_decide(const tolk_seg_rec *segs, int n, const tolk_words_window 
 }
 
 /* ------------------------------------------------------------------------ */
-/* Per transcription and per window                                         */
+/* Per request and per window                                               */
 /* ------------------------------------------------------------------------ */
 
 struct tolk_words {
-    tolk_state *st;
+    tolk_ctx *ctx;
+    const tolk_asr *asr;
     const int (*heads)[2];
     int n_heads;
     int by_unicode;
     char *prepend, *append;
     double threshold;   /* < 0: off */
     double last_speech; /* last_speech_timestamp */
-    /* buffers kept across windows */
+    /* the window between tolk_words_begin and tolk_words_end */
+    int n_sot, n_text, T, F, aligned;
+    int *text;   /* [n_text + 1] text tokens, then <|endoftext|> */
+    int *counts; /* [n] text tokens per segment */
+    int *seq;    /* [T] the alignment pass's tokens */
+    float *probs;
     float *weights; /* [H][T][F] */
-    size_t weights_cap;
     double *matrix; /* [N][F] */
-    size_t matrix_cap;
-    float *tmp; /* F + width */
-    size_t tmp_cap;
+    float *tmp;     /* F + width */
+    int *jump;      /* [N] */
+    size_t cap_text, cap_counts, cap_seq, cap_probs, cap_weights, cap_matrix, cap_tmp, cap_jump;
 };
 
-tolk_status tolk_words_new(tolk_state *st, const tolk_transcribe_params *p, const char *language,
-                           tolk_words **out) {
+tolk_status tolk_words_new(tolk_ctx *ctx, const tolk_asr *asr, const tolk_model *model,
+                           const tolk_transcribe_params *p, tolk_words **out) {
     *out = NULL;
     tolk_words *w = calloc(1, sizeof *w);
-    if (!w) return tolk_fail(st->ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
-    w->st = st;
-    tolk_status s = tolk_alignment_heads(st->ctx, st->model->w, st->model->size_name,
-                                         st->model->w->path, &w->heads, &w->n_heads);
+    if (!w) return tolk_fail(ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
+    w->ctx = ctx;
+    w->asr = asr;
+    tolk_status s = tolk_alignment_heads(ctx, model->w, model->size_name, model->w->path, &w->heads,
+                                         &w->n_heads);
     if (s != TOLK_OK) {
         free(w);
         return s;
     }
-    static const char *const by_char[] = {"zh", "ja", "th", "lo", "my", "yue"};
-    for (size_t i = 0; language && i < sizeof by_char / sizeof by_char[0]; i++)
-        if (!strcmp(language, by_char[i])) w->by_unicode = 1;
     const char *pre = p->prepend_punctuations ? p->prepend_punctuations : DEFAULT_PREPEND;
     const char *app = p->append_punctuations ? p->append_punctuations : DEFAULT_APPEND;
     w->prepend = dup_n(pre, strlen(pre));
@@ -805,19 +806,31 @@ tolk_status tolk_words_new(tolk_state *st, const tolk_transcribe_params *p, cons
             : -1.0;
     if (!w->prepend || !w->append) {
         tolk_words_free(w);
-        return tolk_fail(st->ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
     }
     *out = w;
     return TOLK_OK;
+}
+
+void tolk_words_set_language(tolk_words *w, const char *code) {
+    static const char *const by_char[] = {"zh", "ja", "th", "lo", "my", "yue"};
+    w->by_unicode = 0;
+    for (size_t i = 0; code && i < sizeof by_char / sizeof by_char[0]; i++)
+        if (!strcmp(code, by_char[i])) w->by_unicode = 1;
 }
 
 void tolk_words_free(tolk_words *w) {
     if (!w) return;
     free(w->prepend);
     free(w->append);
+    free(w->text);
+    free(w->counts);
+    free(w->seq);
+    free(w->probs);
     free(w->weights);
     free(w->matrix);
     free(w->tmp);
+    free(w->jump);
     free(w);
 }
 
@@ -828,141 +841,140 @@ static int reserve(void **p, size_t *cap, size_t n, size_t sz) {
     if (!q) return 0;
     free(*p);
     *p = q;
-    *cap = n;
+    *cap = n ? n : 1;
     return 1;
 }
 
-/* find_alignment: the words of text[0, n_text) (with times from the window
- * start and probabilities) into *a / *n_a (none when fewer than one word). */
-static tolk_status find_alignment(tolk_words *w, int window, const int *sot, int n_sot,
-                                  const int *text, int n_text, size_t num_frames, tolk_wtiming **a,
-                                  int *n_a) {
-    tolk_state *st = w->st;
-    tolk_ctx *ctx = st->ctx;
-    const tolk_dec_tokens *dt = &st->dt;
-    *a = NULL;
-    *n_a = 0;
-    if (n_text == 0) return TOLK_OK;
-    const int T = n_sot + 1 + n_text + 1, H = w->n_heads, N = n_text + 1;
-    if (T > st->hp.n_text_ctx)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
-                         "word timestamps: %d tokens do not fit the text context (%d)", T,
-                         st->hp.n_text_ctx);
-    int F = (int)(num_frames / 2);
-    if (F > st->hp.n_audio_ctx) F = st->hp.n_audio_ctx;
-    int *seq = tolk_malloc_array((size_t)T + (size_t)N + (size_t)n_text + 1, sizeof(int));
-    float *probs = tolk_malloc_array((size_t)n_text, sizeof(float));
-    if (!seq || !probs ||
-        !reserve((void **)&w->weights, &w->weights_cap, (size_t)H * T * (F ? F : 1),
-                 sizeof(float)) ||
-        !reserve((void **)&w->matrix, &w->matrix_cap, (size_t)N * (F ? F : 1), sizeof(double)) ||
-        !reserve((void **)&w->tmp, &w->tmp_cap, (size_t)F + MEDFILT_WIDTH, sizeof(float))) {
-        free(seq);
-        free(probs);
-        return tolk_fail(ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
+tolk_status tolk_words_begin(tolk_words *w, const int *sot, int n_sot, size_t segment_size,
+                             const tolk_seg_rec *segs, int n, tolk_words_align *req, int *needed) {
+    const tolk_dec_tokens *dt = &w->asr->dt;
+    *needed = 0;
+    memset(req, 0, sizeof *req);
+    w->aligned = 0;
+    w->n_text = 0;
+    size_t total = 0;
+    for (int s = 0; s < n; s++)
+        total += (size_t)segs[s].pub.n_tokens;
+    if (!reserve((void **)&w->text, &w->cap_text, total + 1, sizeof(int)) ||
+        !reserve((void **)&w->counts, &w->cap_counts, (size_t)n, sizeof(int)))
+        return tolk_fail(w->ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
+    for (int s = 0; s < n; s++) {
+        w->counts[s] = 0;
+        for (int i = 0; i < segs[s].pub.n_tokens; i++)
+            if (segs[s].pub.tokens[i] < dt->eot) {
+                w->text[w->n_text++] = segs[s].pub.tokens[i];
+                w->counts[s]++;
+            }
     }
-    int *jump = seq + T, *split_in = jump + N;
-    memcpy(seq, sot, (size_t)n_sot * sizeof(int));
-    seq[n_sot] = dt->no_timestamps;
-    memcpy(seq + n_sot + 1, text, (size_t)n_text * sizeof(int));
-    seq[T - 1] = dt->eot;
-
-    tolk_status s = TOLK_OK;
-    if (F > 0) {
-        double t0 = tolk_time_now();
-        s = tolk_net_align(ctx, st->net, st->kv, window, seq, T, w->heads, H, F, w->weights, n_sot,
-                           n_text, dt->eot, probs);
-        tolk_timings_since(&st->timings, TOLK_STAGE_DECODER, t0);
-    } else {
+    if (w->n_text == 0) return TOLK_OK; /* find_alignment: no words */
+    const int T = n_sot + 1 + w->n_text + 1, H = w->n_heads, N = w->n_text + 1;
+    if (T > w->asr->hp.n_text_ctx)
+        return tolk_fail(w->ctx, TOLK_ERR_INVALID_ARG,
+                         "word timestamps: %d tokens do not fit the text context (%d)", T,
+                         w->asr->hp.n_text_ctx);
+    int F = (int)(segment_size / 2); /* the reference's num_frames // 2 */
+    if (F > w->asr->hp.n_audio_ctx) F = w->asr->hp.n_audio_ctx;
+    const size_t Fa = F > 0 ? (size_t)F : 1;
+    if (!reserve((void **)&w->seq, &w->cap_seq, (size_t)T, sizeof(int)) ||
+        !reserve((void **)&w->probs, &w->cap_probs, (size_t)w->n_text, sizeof(float)) ||
+        !reserve((void **)&w->weights, &w->cap_weights, (size_t)H * (size_t)T * Fa,
+                 sizeof(float)) ||
+        !reserve((void **)&w->matrix, &w->cap_matrix, (size_t)N * Fa, sizeof(double)) ||
+        !reserve((void **)&w->tmp, &w->cap_tmp, Fa + MEDFILT_WIDTH, sizeof(float)) ||
+        !reserve((void **)&w->jump, &w->cap_jump, (size_t)N, sizeof(int)))
+        return tolk_fail(w->ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
+    memcpy(w->seq, sot, (size_t)n_sot * sizeof(int));
+    w->seq[n_sot] = dt->no_timestamps;
+    memcpy(w->seq + n_sot + 1, w->text, (size_t)w->n_text * sizeof(int));
+    w->seq[T - 1] = dt->eot;
+    w->n_sot = n_sot;
+    w->T = T;
+    w->F = F;
+    w->aligned = 1;
+    if (F == 0) {
         /* no audio frames: the reference's softmax over nothing gives no
          * weights; every token lands on frame -1 (DTW over 0 columns) */
-        for (int i = 0; i < n_text; i++)
-            probs[i] = NAN;
+        for (int i = 0; i < w->n_text; i++)
+            w->probs[i] = NAN;
+        return TOLK_OK;
     }
-    if (s == TOLK_OK) {
-        tolk_words_normalize(w->weights, H, T, F);
-        tolk_words_median_filter(w->weights, H * T, F, MEDFILT_WIDTH, w->tmp);
-        /* matrix = -(mean over heads), rows of <|notimestamps|> .. last text */
-        for (int i = 0; i < N; i++)
-            for (int f = 0; f < F; f++) {
-                float sum = 0.0f;
-                for (int p = 0; p < H; p++)
-                    sum += w->weights[((size_t)p * T + (size_t)(n_sot + i)) * F + f];
-                w->matrix[(size_t)i * F + f] = -(double)(sum / (float)H);
-            }
-        if (tolk_dtw(w->matrix, N, F, jump) != 0)
-            s = tolk_fail(ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
-    }
-    tolk_wtiming *words = NULL;
-    int nw = 0;
-    if (s == TOLK_OK) {
-        memcpy(split_in, text, (size_t)n_text * sizeof(int));
-        split_in[n_text] = dt->eot;
-        s = tolk_words_split(st->tok, split_in, n_text + 1, w->by_unicode, &words, &nw);
-        if (s != TOLK_OK) s = tolk_fail(ctx, s, "word timestamps: cannot split the text");
-    }
-    if (s == TOLK_OK && nw > 1) {
-        /* the last "word" is <|endoftext|>; boundaries are token counts */
-        int b = 0;
-        for (int k = 0; k < nw - 1; k++) {
-            const int e = b + words[k].n_tokens;
-            words[k].start = (double)jump[b] / TOKENS_PER_SECOND;
-            words[k].end = (double)jump[e < N ? e : N - 1] / TOKENS_PER_SECOND;
-            double ps = 0.0;
-            for (int i = b; i < e && i < n_text; i++)
-                ps += (double)probs[i];
-            words[k].probability = e > b ? ps / (double)(e - b) : NAN;
-            b = e;
-        }
-        free(words[nw - 1].word);
-        *a = words;
-        *n_a = nw - 1;
-    } else {
-        tolk_wtiming_free(words, nw);
-    }
-    free(seq);
-    free(probs);
-    return s;
+    *req = (tolk_words_align){.tokens = w->seq,
+                              .n_tokens = T,
+                              .heads = w->heads,
+                              .n_heads = H,
+                              .n_frames = F,
+                              .weights = w->weights,
+                              .prob_row0 = n_sot,
+                              .n_probs = w->n_text,
+                              .prob_vocab = dt->eot,
+                              .probs = w->probs};
+    *needed = 1;
+    return TOLK_OK;
 }
 
-tolk_status tolk_words_add(tolk_words *w, int window, const int *sot, int n_sot, size_t seek,
-                           size_t segment_size, tolk_seg_rec *segs, int n) {
+/* find_alignment after the pass: the words of the window's text (times
+ * from the window start, probabilities) into *a / *n_a (none when fewer
+ * than one word). */
+static tolk_status find_alignment(tolk_words *w, tolk_wtiming **a, int *n_a) {
+    *a = NULL;
+    *n_a = 0;
+    if (!w->aligned) return TOLK_OK;
+    const int T = w->T, F = w->F, H = w->n_heads, N = w->n_text + 1, n_sot = w->n_sot;
+    tolk_words_normalize(w->weights, H, T, F);
+    tolk_words_median_filter(w->weights, H * T, F, MEDFILT_WIDTH, w->tmp);
+    /* matrix = -(mean over heads), rows of <|notimestamps|> .. last text */
+    for (int i = 0; i < N; i++)
+        for (int f = 0; f < F; f++) {
+            float sum = 0.0f;
+            for (int p = 0; p < H; p++)
+                sum += w->weights[((size_t)p * T + (size_t)(n_sot + i)) * F + f];
+            w->matrix[(size_t)i * F + f] = -(double)(sum / (float)H);
+        }
+    if (tolk_dtw(w->matrix, N, F, w->jump) != 0)
+        return tolk_fail(w->ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
+    tolk_wtiming *words = NULL;
+    int nw = 0;
+    w->text[w->n_text] = w->asr->dt.eot;
+    tolk_status s =
+        tolk_words_split(w->asr->tok, w->text, w->n_text + 1, w->by_unicode, &words, &nw);
+    if (s != TOLK_OK) return tolk_fail(w->ctx, s, "word timestamps: cannot split the text");
+    if (nw <= 1) {
+        tolk_wtiming_free(words, nw);
+        return TOLK_OK;
+    }
+    /* the last "word" is <|endoftext|>; boundaries are token counts */
+    int b = 0;
+    for (int k = 0; k < nw - 1; k++) {
+        const int e = b + words[k].n_tokens;
+        words[k].start = (double)w->jump[b] / TOKENS_PER_SECOND;
+        words[k].end = (double)w->jump[e < N ? e : N - 1] / TOKENS_PER_SECOND;
+        double ps = 0.0;
+        for (int i = b; i < e && i < w->n_text; i++)
+            ps += (double)w->probs[i];
+        words[k].probability = e > b ? ps / (double)(e - b) : NAN;
+        b = e;
+    }
+    free(words[nw - 1].word);
+    *a = words;
+    *n_a = nw - 1;
+    return TOLK_OK;
+}
+
+tolk_status tolk_words_end(tolk_words *w, size_t seek, tolk_seg_rec *segs, int n) {
     if (n == 0) return TOLK_OK;
-    tolk_ctx *ctx = w->st->ctx;
-    const int eot = w->st->dt.eot;
-    int total = 0;
-    for (int s = 0; s < n; s++)
-        total += segs[s].pub.n_tokens;
-    int *text = tolk_malloc_array((size_t)total + 1, sizeof(int));
-    int *counts = tolk_malloc_array((size_t)n, sizeof(int));
-    if (!text || !counts) {
-        free(text);
-        free(counts);
-        return tolk_fail(ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
-    }
-    int n_text = 0;
-    for (int s = 0; s < n; s++) {
-        counts[s] = 0;
-        for (int i = 0; i < segs[s].pub.n_tokens; i++)
-            if (segs[s].pub.tokens[i] < eot) {
-                text[n_text++] = segs[s].pub.tokens[i];
-                counts[s]++;
-            }
-    }
     tolk_wtiming *a = NULL;
     int na = 0;
-    tolk_status st = find_alignment(w, window, sot, n_sot, text, n_text, segment_size, &a, &na);
+    tolk_status st = find_alignment(w, &a, &na);
     if (st == TOLK_OK) {
         double median = 0.0, last = w->last_speech;
         tolk_words_clip_long(a, na, &median);
         if (!tolk_words_merge_punctuations(a, na, w->prepend, w->append) ||
-            !tolk_words_assign(segs, n, counts, a, na,
+            !tolk_words_assign(segs, n, w->counts, a, na,
                                (double)(seek * TOLK_HOP_LENGTH) / TOLK_SAMPLE_RATE, median, &last))
-            st = tolk_fail(ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
+            st = tolk_fail(w->ctx, TOLK_ERR_NOMEM, "word timestamps: out of memory");
     }
     tolk_wtiming_free(a, na);
-    free(text);
-    free(counts);
+    w->aligned = 0;
     return st;
 }
 

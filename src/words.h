@@ -4,14 +4,19 @@
  * transcribe.py's use of them: the seek after a window and the
  * hallucination_silence_threshold rules), reimplemented.
  *
- * The transcription loop makes one tolk_words per transcription and, for
- * each decoded window that is not skipped as silence, calls
- *   1. tolk_words_add  once the window's segments are built (before empty
- *      or instantaneous ones are cleared): words for every segment, segment
- *      start / end adjusted — one alignment pass of the network;
- *   2. tolk_words_after with the seek its timestamp rule gave: the new
+ * The long-form loop (longform.c) makes one tolk_words per request and,
+ * for each decoded window that is not skipped as silence, once the
+ * window's segments are built (before empty or instantaneous ones are
+ * cleared):
+ *   1. tolk_words_begin: the alignment pass the window needs (*needed = 0
+ *      when it has no text): token sequence, heads, frames and where the
+ *      results go — the loop asks its engine to run it (tolk_net_align on
+ *      the window's K/V slot) — then
+ *   2. tolk_words_end: words for every segment, segment start / end
+ *      adjusted as the reference does;
+ *   3. tolk_words_after with the seek its timestamp rule gave: the new
  *      seek, how many segments to keep, whether to drop the whole window.
- * Everything below those two is pure (no network) and unit-tested
+ * Everything below those calls is pure (no network) and unit-tested
  * (tests/test_words.c): the normalisation, median filter, DTW (a fast one
  * and the plain reference), the split of tokens into words, punctuation
  * merging, the long-word and segment-boundary adjustments and the
@@ -20,32 +25,54 @@
 #ifndef TOLK_WORDS_H
 #define TOLK_WORDS_H
 
-#include "decode.h"
+#include "asr.h"
 #include "result.h"
 
 struct tolk_tokenizer;
 
-/* ---- per transcription --------------------------------------------------- */
+/* ---- per request --------------------------------------------------------- */
 
 typedef struct tolk_words tolk_words;
 
-/* Word timestamps for one transcription on st with p's options (its
- * word_timestamps must be set), in `language` (a code: "zh", "ja", "th",
- * "lo", "my", "yue" split words at character boundaries, others at
- * spaces). Resolves the model's alignment heads (tolk_alignment_heads):
- * none -> TOLK_ERR_UNSUPPORTED naming the model. *out: tolk_words_free. */
-tolk_status tolk_words_new(tolk_state *st, const tolk_transcribe_params *p, const char *language,
-                           tolk_words **out);
+/* Word timestamps for one request on model (asr: its tokenizer and special
+ * ids) with p's options (p->word_timestamps set; its strings are copied).
+ * Resolves the model's alignment heads (tolk_alignment_heads): none ->
+ * TOLK_ERR_UNSUPPORTED naming the model. *out: tolk_words_free. */
+tolk_status tolk_words_new(tolk_ctx *ctx, const tolk_asr *asr, const tolk_model *model,
+                           const tolk_transcribe_params *p, tolk_words **out);
 void tolk_words_free(tolk_words *w);
 
-/* add_word_timestamps for one window: segs[0, n) are the window's
- * segments as the loop built them (tokens incl. timestamps, start / end
- * in seconds), decoded from KV window slot `window`, whose decode used the
- * SOT sequence sot[0, n_sot); seek is the window's start (frames) and
- * segment_size its content (frames). Sets every segment's words (possibly
- * none) and adjusts its start / end as the reference does. */
-tolk_status tolk_words_add(tolk_words *w, int window, const int *sot, int n_sot, size_t seek,
-                           size_t segment_size, tolk_seg_rec *segs, int n);
+/* The transcription language (a code): "zh", "ja", "th", "lo", "my",
+ * "yue" split words at character boundaries, others at spaces. */
+void tolk_words_set_language(tolk_words *w, const char *code);
+
+/* One alignment pass (tolk_net_align's arguments but the network's): run
+ * the decoder over tokens[0, n_tokens) against the window's K/V, fill
+ * weights [n_heads, n_tokens, n_frames] and probs [n_probs]. The buffers
+ * belong to the tolk_words; valid until tolk_words_end. */
+typedef struct tolk_words_align {
+    const int *tokens;
+    int n_tokens;
+    const int (*heads)[2];
+    int n_heads;
+    int n_frames;
+    float *weights;
+    int prob_row0, n_probs, prob_vocab;
+    float *probs;
+} tolk_words_align;
+
+/* add_word_timestamps, first half, for the window's segments segs[0, n)
+ * (tokens incl. timestamps) decoded with the SOT sequence sot[0, n_sot)
+ * from a window of segment_size content frames: *needed = 1 and *req set
+ * when an alignment pass must run before tolk_words_end, else 0. */
+tolk_status tolk_words_begin(tolk_words *w, const int *sot, int n_sot, size_t segment_size,
+                             const tolk_seg_rec *segs, int n, tolk_words_align *req, int *needed);
+
+/* ... second half, after the pass (if one was needed) filled req's
+ * buffers: every segment's words (possibly none) and its start / end as
+ * the reference adjusts them; seek is the window's start (frames). The
+ * same segs as tolk_words_begin's. */
+tolk_status tolk_words_end(tolk_words *w, size_t seek, tolk_seg_rec *segs, int n);
 
 /* The window as the loop sees it after the timestamp rule (frames). */
 typedef struct tolk_words_window {
@@ -63,7 +90,7 @@ typedef struct tolk_words_decision {
                         reset the prompt): the reference's `continue` */
 } tolk_words_decision;
 
-/* After tolk_words_add: the reference's seek from the last word's end,
+/* After tolk_words_end: the reference's seek from the last word's end,
  * then, when hallucination_silence_threshold >= 0, its silence-skipping
  * rules; updates w's last speech timestamp. */
 void tolk_words_after(tolk_words *w, const tolk_seg_rec *segs, int n, const tolk_words_window *win,

@@ -8,8 +8,9 @@
  * (tolk_net_decode, one token at a time), its attention weights as
  * distributions over the frames asked for, and its argument checks.
  */
+#include "asr.h"
 #include "backend.h"
-#include "decode.h"
+#include "melwin.h"
 #include "model.h"
 #include "net.h"
 #include "support/ref_attn.h"
@@ -72,25 +73,27 @@ static void test_net_align(void) {
     if (!dir) return;
     tolk_ctx *ctx = NULL;
     tolk_model *m = NULL;
-    tolk_state *st = NULL;
+    const tolk_asr *asr = NULL;
+    tolk_kvcache *kv = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &ctx), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_model_load(ctx, dir, NULL, &m), TOLK_OK);
-    CU_ASSERT_EQUAL_FATAL(tolk_state_new(ctx, m, &st), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_asr_of(ctx, m, &asr), TOLK_OK);
+    const tolk_net *net = m->net;
+    CU_ASSERT_EQUAL_FATAL(tolk_kvcache_new(ctx, net, 1, asr->hp.n_text_ctx, 1, &kv), TOLK_OK);
     float *x = NULL;
     size_t n = 0;
     CU_ASSERT_EQUAL_FATAL(tolk_audio_load(ctx, tu_shared("speech/jfk.flac"), &x, &n), TOLK_OK);
-    CU_ASSERT_EQUAL_FATAL(tolk_tr_mel_window(ctx, st->mel, x, n, 0, 1100, st->window, NULL),
-                          TOLK_OK);
-    CU_ASSERT_EQUAL_FATAL(tolk_state_encode_window(st), TOLK_OK);
+    float *mel = malloc((size_t)asr->hp.n_mels * TOLK_N_FRAMES * sizeof *mel);
+    CU_ASSERT_EQUAL_FATAL(tolk_tr_mel_window(ctx, asr->mel, x, n, 0, 1100, mel, NULL), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_kvcache_encode_window(ctx, net, kv, 0, mel, NULL), TOLK_OK);
     /* <|startoftranscript|> <|notimestamps|> " And so my fellow Americans" <|endoftext|> */
     const int toks[] = {50257, 50362, 843, 523, 616, 5891, 3399, 50256};
     const int T = (int)(sizeof toks / sizeof toks[0]), n_text = T - 3, F = 550;
     const int heads[3][2] = {{3, 4}, {1, 0}, {3, 0}};
     float *w = malloc((size_t)3 * T * F * sizeof *w);
     float probs[8];
-    CU_ASSERT_EQUAL_FATAL(tolk_net_align(st->ctx, st->net, st->kv, 0, toks, T, heads, 3, F, w, 1,
-                                         n_text, 50256, probs),
-                          TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        tolk_net_align(ctx, net, kv, 0, toks, T, heads, 3, F, w, 1, n_text, 50256, probs), TOLK_OK);
     /* every row a distribution over the F frames */
     for (int r = 0; r < 3 * T; r++) {
         double s = 0;
@@ -102,14 +105,13 @@ static void test_net_align(void) {
     }
     /* the probabilities equal the decoder step's, token by token */
     int seq = 0;
-    tolk_kvcache_reset(st->kv, seq, 0);
-    float *lg = malloc((size_t)st->hp.n_vocab * sizeof *lg);
+    tolk_kvcache_reset(kv, seq, 0);
+    float *lg = malloc((size_t)asr->hp.n_vocab * sizeof *lg);
     double worst = 0;
     for (int i = 0; i < T - 1; i++) {
         const int *tp = &toks[i];
         int one = 1;
-        CU_ASSERT_EQUAL_FATAL(tolk_net_decode(st->ctx, st->net, st->kv, &seq, 1, &tp, &one, lg),
-                              TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(tolk_net_decode(ctx, net, kv, &seq, 1, &tp, &one, lg), TOLK_OK);
         if (i < 1 || i >= 1 + n_text) continue;
         double mx = -INFINITY, sum = 0;
         for (int j = 0; j < 50256; j++)
@@ -124,22 +126,22 @@ static void test_net_align(void) {
     CU_ASSERT(worst < 1e-4);
     /* argument checks */
     const int bad_head[1][2] = {{4, 0}};
-    CU_ASSERT_EQUAL(tolk_net_align(st->ctx, st->net, st->kv, 0, toks, T, bad_head, 1, F, w, 1,
-                                   n_text, 50256, probs),
-                    TOLK_ERR_INVALID_ARG);
-    CU_ASSERT_EQUAL(tolk_net_align(st->ctx, st->net, st->kv, 0, toks, T, heads, 3, 1501, w, 1,
-                                   n_text, 50256, probs),
+    CU_ASSERT_EQUAL(
+        tolk_net_align(ctx, net, kv, 0, toks, T, bad_head, 1, F, w, 1, n_text, 50256, probs),
+        TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(
+        tolk_net_align(ctx, net, kv, 0, toks, T, heads, 3, 1501, w, 1, n_text, 50256, probs),
+        TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(tolk_net_align(ctx, net, kv, 0, toks, T, heads, 3, F, w, 1, T, 50256, probs),
                     TOLK_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(
-        tolk_net_align(st->ctx, st->net, st->kv, 0, toks, T, heads, 3, F, w, 1, T, 50256, probs),
+        tolk_net_align(ctx, net, kv, 1, toks, T, heads, 3, F, w, 1, n_text, 50256, probs),
         TOLK_ERR_INVALID_ARG);
-    CU_ASSERT_EQUAL(tolk_net_align(st->ctx, st->net, st->kv, 1, toks, T, heads, 3, F, w, 1, n_text,
-                                   50256, probs),
-                    TOLK_ERR_INVALID_ARG);
     free(lg);
     free(w);
+    free(mel);
     tolk_free(x);
-    tolk_state_free(st);
+    tolk_kvcache_free(kv);
     tolk_model_free(m);
     tolk_ctx_free(ctx);
 }

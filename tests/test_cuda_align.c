@@ -26,7 +26,7 @@
 #include <cuda_runtime_api.h>
 
 static void test_args(void) {
-    float x[4];
+    float x[4] = {0};
     int h = 0, many[TOLK_CU_AW_MAX_HEADS + 1] = {0}, past = 2;
     CU_ASSERT_EQUAL(tolk_cu_attn_weights(NULL, 16, x, 16, 1, 1, &h, 1, 8, 1.0f, x, NULL),
                     TOLK_CU_EINVAL);

@@ -9,6 +9,7 @@
  * so a wrong KV-cache reorder shows up as different logits.
  */
 #include "decode.h"
+#include "melwin.h"
 #include "select.h"
 #include "testutil.h"
 

@@ -499,7 +499,7 @@ static void check_select(tolk_net *net, const float *enc, size_t enc_n, const fl
     int nt[2] = {3, 1};
     /* masks: row 0 two pairs (one clipped), row 1 none; the timestamp rule from 60 */
     int off[3] = {0, 2, 2}, ranges[4] = {3, 9, 70, 1000};
-    tolk_net_select sel = {off, ranges, 60, 4};
+    tolk_net_select sel = {off, ranges, 60, 4, NULL, NULL};
     int idx[8], ridx[8];
     float lp[8], rlp[8];
     float *copy = malloc(2 * V * sizeof(float));
@@ -514,14 +514,14 @@ static void check_select(tolk_net *net, const float *enc, size_t enc_n, const fl
     int c[1] = {idx[0]}, e[1] = {idx[4]};
     const int *t2[2] = {c, e};
     int one[2] = {1, 1};
-    tolk_net_select s1 = {off, ranges, 0, 1};
+    tolk_net_select s1 = {off, ranges, 0, 1, NULL, NULL};
     CU_ASSERT_EQUAL_FATAL(tolk_net_decode_select(g_ctx, net, kv, seqs, 2, t2, one, &s1, idx, lp),
                           TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_net_decode(g_ctx, net, kr, seqs, 2, t2, one, copy), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_select_rows(copy, V, 2, (int)V, off, ranges, 0, 1, ridx, rlp), 0);
     CU_ASSERT(idx[0] == ridx[0] && idx[1] == ridx[1] && lp[0] == rlp[0] && lp[1] == rlp[1]);
     /* bad selections */
-    tolk_net_select bad = {off, ranges, 0, 33};
+    tolk_net_select bad = {off, ranges, 0, 33, NULL, NULL};
     CU_ASSERT_EQUAL(tolk_net_decode_select(g_ctx, net, kv, seqs, 2, t2, one, &bad, idx, lp),
                     TOLK_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(tolk_kvcache_length(kv, 0), 4);
