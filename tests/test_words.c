@@ -11,6 +11,9 @@
  * words, the distribution over segments, the boundary adjustments). The
  * hallucination rules on hand-made windows, the alignment heads table.
  *
+ * An engine serving requests with and without words at once: each result
+ * equals the request run alone.
+ *
  * End to end with real weights (tests/fixtures/words/<model>.json, a subset
  * of the shared clips; skipped without the models): tolk with
  * word_timestamps (greedy, temperature 0, no fallback) against openai-whisper
@@ -655,6 +658,77 @@ static void test_api(void) {
     tolk_ctx_free(ctx);
 }
 
+/* Requests with and without words served together by one engine (their
+ * alignment passes on different window slots, between shared decoder
+ * steps): each result equals the request run alone. */
+static int same_words(const tolk_result *a, const tolk_result *b) {
+    if (strcmp(tolk_result_text(a), tolk_result_text(b)) ||
+        tolk_result_n_segments(a) != tolk_result_n_segments(b) ||
+        tolk_result_has_words(a) != tolk_result_has_words(b))
+        return 0;
+    for (int i = 0; i < tolk_result_n_segments(a); i++) {
+        const tolk_segment *x = tolk_result_segment(a, i), *y = tolk_result_segment(b, i);
+        if (x->start != y->start || x->end != y->end || x->n_words != y->n_words) return 0;
+        for (int k = 0; k < x->n_words; k++) {
+            const tolk_word *u = tolk_segment_word(x, k), *v = tolk_segment_word(y, k);
+            if (strcmp(u->word, v->word) || u->start != v->start || u->end != v->end) return 0;
+        }
+    }
+    return 1;
+}
+
+static void test_engine(void) {
+    const char *dir = tu_require_model("tiny.en");
+    if (!dir) return;
+    tolk_ctx *ctx = NULL;
+    tolk_model *m = NULL;
+    tolk_state *st = NULL;
+    tolk_engine *e = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &ctx), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_model_load(ctx, dir, NULL, &m), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_state_new(ctx, m, &st), TOLK_OK);
+    tolk_engine_params ep = tolk_engine_default_params();
+    ep.background = 0;
+    ep.max_requests = 4;
+    CU_ASSERT_EQUAL_FATAL(tolk_engine_new(ctx, m, &ep, &e), TOLK_OK);
+    const char *files[3] = {"speech/jfk.flac",
+                            "speech/en/librispeech/test-clean_1089-134686-0000.flac",
+                            "speech/jfk.flac"};
+    const int words[3] = {1, 1, 0};
+    tolk_request *rq[3] = {NULL};
+    tolk_result *alone[3] = {NULL};
+    for (int i = 0; i < 3; i++) {
+        tolk_transcribe_params p = word_params();
+        p.word_timestamps = words[i];
+        CU_ASSERT_EQUAL_FATAL(tolk_transcribe_file(st, tu_shared(files[i]), &p, &alone[i]),
+                              TOLK_OK);
+        CU_ASSERT_EQUAL_FATAL(tolk_engine_submit_file(e, tu_shared(files[i]), &p, &rq[i]), TOLK_OK);
+    }
+    CU_ASSERT_EQUAL(tolk_engine_run(e), TOLK_OK);
+    for (int i = 0; i < 3; i++) {
+        tolk_result *r = NULL;
+        CU_ASSERT_EQUAL_FATAL(tolk_request_result(rq[i], &r), TOLK_OK);
+        CU_ASSERT(same_words(r, alone[i]));
+        CU_ASSERT_EQUAL(tolk_result_has_words(r), words[i]);
+        /* the polled segments carry the words too */
+        tolk_result *polled = NULL;
+        CU_ASSERT_EQUAL(tolk_request_segments(rq[i], 0, &polled), TOLK_OK);
+        CU_ASSERT_EQUAL(tolk_result_n_segments(polled), tolk_result_n_segments(r));
+        CU_ASSERT_EQUAL(tolk_result_has_words(polled), words[i]);
+        if (tolk_result_n_segments(r) > 0)
+            CU_ASSERT_EQUAL(tolk_result_segment(polled, 0)->n_words,
+                            tolk_result_segment(r, 0)->n_words);
+        tolk_result_free(polled);
+        tolk_result_free(r);
+        tolk_result_free(alone[i]);
+        tolk_request_free(rq[i]);
+    }
+    tolk_engine_free(e);
+    tolk_state_free(st);
+    tolk_model_free(m);
+    tolk_ctx_free(ctx);
+}
+
 int main(void) {
     CU_TestInfo tests[] = {{"dtw", test_dtw},
                            {"median_filter", test_median_filter},
@@ -665,6 +739,7 @@ int main(void) {
                            {"heads_table", test_heads_table},
                            {"no_heads", test_no_heads},
                            {"api", test_api},
+                           {"engine", test_engine},
                            {"e2e_tiny_en", test_e2e_tiny_en},
                            {"e2e_base", test_e2e_base},
                            CU_TEST_INFO_NULL};
