@@ -231,9 +231,12 @@ def child(a):
     run(audios[0], rows[0]["language"])  # warm-up
     times = []
     for r, x in zip(rows, audios):
-        t0 = time.perf_counter()
-        run(x, r["language"])
-        times.append(time.perf_counter() - t0)
+        reps = []
+        for _ in range(a.repeat):
+            t0 = time.perf_counter()
+            run(x, r["language"])
+            reps.append(time.perf_counter() - t0)
+        times.append(sorted(reps)[len(reps) // 2])
     json.dump({"times": times, "audio_s": [len(x) / 16000.0 for x in audios]},
               open(a.result, "w"))
 
@@ -261,19 +264,22 @@ def cost(a):
                         str(a.threads), "--device", "cpu", "--beam_size", "None",
                         "--temperature_increment_on_fallback", "None",
                         "--word_timestamps", "True" if words else "False", "--quiet",
-                        "-o", out]
+                        "--repeat", str(a.repeat), "-o", out]
                 subprocess.run(argv, check=True)
-                times, audio = [], []
+                per = {}
                 for line in open(out):
                     j = json.loads(line)
                     if j.get("type") == "file":
-                        times.append(j["wall_s"] - j["stages"]["audio_s"])
-                        audio.append(j["audio_s"])
+                        per.setdefault(j["index"], []).append(
+                            (j["wall_s"] - j["stages"]["audio_s"], j["audio_s"]))
+                times = [sorted(t for t, _ in v)[len(v) // 2] for _, v in sorted(per.items())]
+                audio = [v[0][1] for _, v in sorted(per.items())]
             else:
                 argv = [sys.executable, os.path.abspath(__file__), "_child",
                         "--engine", "openai" if eng.startswith("openai") else "fw",
                         "--model", a.model, "--threads", str(a.threads), "--files", files,
-                        "--result", out, "--words", str(words), "--cache", a.cache]
+                        "--result", out, "--words", str(words), "--cache", a.cache,
+                        "--repeat", str(a.repeat)]
                 subprocess.run(argv, check=True)
                 j = json.load(open(out))
                 times, audio = j["times"], j["audio_s"]
@@ -283,7 +289,8 @@ def cost(a):
     json.dump(res, open(os.path.join(a.out, "cost.json"), "w"), indent=1)
     lines = [f"## Cost: {a.model}, {len(rows)} files "
              f"({res['tolk']['plain']['audio_s']:.0f} s of audio), {a.threads} threads, greedy, "
-             f"temperature 0", "",
+             f"temperature 0, "
+             f"median of {a.repeat} run(s) per file", "",
              "| engine | without words (s) | RTFx | with words (s) | RTFx | word overhead |",
              "|---|---|---|---|---|---|"]
     for eng in ("tolk", "faster-whisper", "openai-whisper"):
@@ -305,6 +312,7 @@ def main():
         for k in ("--engine", "--model", "--files", "--result", "--words", "--cache"):
             ap.add_argument(k)
         ap.add_argument("--threads", type=int)
+        ap.add_argument("--repeat", type=int, default=1)
         child(ap.parse_args(sys.argv[2:]))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -322,6 +330,8 @@ def main():
     sub.choices["cost"].add_argument("--manifest", default=os.path.join(
         ROOT, "shared", "data", "speech", "asr.tsv"))
     sub.choices["cost"].add_argument("--limit", type=int, default=0)
+    sub.choices["cost"].add_argument("--repeat", type=int, default=1,
+                                     help="runs per file; the median is kept")
     a = ap.parse_args()
     (accuracy if a.cmd == "accuracy" else cost)(a)
 
