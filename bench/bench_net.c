@@ -128,7 +128,7 @@ static int run_config(const char *model_dir, const char *model, int keep_f16, in
             int seqs[5], nt[5], toks[5][4];
             const int *tp[5];
             for (int s = 0; s < B; s++) {
-                tolk_kvcache_reset(kv, s, 0);
+                tolk_kvcache_reset(NULL, kv, s, 0);
                 seqs[s] = s;
                 nt[s] = 4;
                 for (int j = 0; j < 4; j++)

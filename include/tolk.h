@@ -283,6 +283,111 @@ TOLK_API const char *tolk_model_format_name(tolk_model_format format);
 
 
 /* ------------------------------------------------------------------------ */
+/* Voice activity detection (Silero VAD v6, 16 kHz)                         */
+/* ------------------------------------------------------------------------ */
+
+/* The model gives one speech probability per 512-sample chunk (32 ms),
+ * looking at the 64 samples before the chunk as well; its LSTM state and
+ * that context carry from chunk to chunk. */
+#define TOLK_VAD_CHUNK 512
+#define TOLK_VAD_CONTEXT 64
+
+/* A loaded Silero VAD model: immutable, shared by any number of threads. */
+typedef struct tolk_vad tolk_vad;
+
+/* Load a Silero VAD v6 16 kHz model from path: a safetensors file with the
+ * names of the silero-vad package's silero_vad_16k.safetensors (stft_conv,
+ * conv1..4, lstm_cell, final_conv), whisper.cpp's ggml Silero file, or a
+ * directory holding either (scripts/get-model silero-vad installs one).
+ * The format is found from the content. Bad, truncated or hostile files
+ * fail with TOLK_ERR_FORMAT / TOLK_ERR_UNSUPPORTED naming the file and the
+ * tensor. *out: tolk_vad_free. */
+TOLK_API tolk_status tolk_vad_load(tolk_ctx *ctx, const char *path, tolk_vad **out);
+TOLK_API void tolk_vad_free(tolk_vad *vad);
+
+/* Speech probabilities of a whole signal (16 kHz mono): ceil(n / 512)
+ * values, the last chunk zero-padded, the state starting from zeros: what
+ * silero-vad's get_speech_timestamps computes. *probs: caller frees with
+ * tolk_free. TOLK_ERR_EMPTY when n == 0. */
+TOLK_API tolk_status tolk_vad_probs(tolk_ctx *ctx, const tolk_vad *vad, const float *samples,
+                                    size_t n, float **probs, size_t *n_probs);
+
+/* A live stream: LSTM state, the 64-sample context and a partial chunk,
+ * carried across pushes so audio may arrive in pieces of any size. One
+ * thread at a time; keeps a pointer to vad, which must outlive it. */
+typedef struct tolk_vad_stream tolk_vad_stream;
+
+TOLK_API tolk_status tolk_vad_stream_new(tolk_ctx *ctx, const tolk_vad *vad,
+                                         tolk_vad_stream **out);
+TOLK_API void tolk_vad_stream_free(tolk_vad_stream *s);
+/* Back to the start of a stream (zero state, no context, nothing pending). */
+TOLK_API void tolk_vad_stream_reset(tolk_vad_stream *s);
+
+/* Push n samples: one probability per completed chunk goes to probs (room
+ * for max_probs: at least (pending + n) / 512, see
+ * tolk_vad_stream_pending); *n_probs set. A push whose probabilities would
+ * not fit fails with TOLK_ERR_INVALID_ARG and changes nothing. */
+TOLK_API tolk_status tolk_vad_stream_push(tolk_ctx *ctx, tolk_vad_stream *s, const float *samples,
+                                          size_t n, float *probs, size_t max_probs,
+                                          size_t *n_probs);
+/* Samples waiting for a chunk to complete (0..511). */
+TOLK_API size_t tolk_vad_stream_pending(const tolk_vad_stream *s);
+/* End of the stream: a pending partial chunk is zero-padded and gives one
+ * last probability (*n_probs = 1), else *n_probs = 0. */
+TOLK_API tolk_status tolk_vad_stream_flush(tolk_ctx *ctx, tolk_vad_stream *s, float *prob,
+                                           size_t *n_probs);
+/* Batched: one 512-sample chunk for each of n streams (same model), all
+ * run at once; probs[i] is stream i's probability. Streams with pending
+ * samples are refused (mixing would reorder their audio). */
+TOLK_API tolk_status tolk_vad_stream_chunks(tolk_ctx *ctx, tolk_vad_stream *const *streams, int n,
+                                            const float *const *chunks, float *probs);
+
+/* Turning probabilities into speech segments: the options and defaults of
+ * faster-whisper's VadOptions (vad_filter), the algorithm of silero-vad's
+ * get_speech_timestamps. */
+typedef struct tolk_vad_params {
+    double threshold;             /* speech when p >= threshold [0.5] */
+    double neg_threshold;         /* silence when p < neg_threshold; < 0:
+                                     max(threshold - 0.15, 0.01) [-1] */
+    int min_speech_duration_ms;   /* drop shorter speech [0] */
+    double max_speech_duration_s; /* split longer speech [INFINITY] */
+    int min_silence_duration_ms; /* silence that ends speech [2000] */
+    int speech_pad_ms;           /* padding each side [400] */
+    int min_silence_at_max_speech_ms; /* silence considered for a split [98] */
+    int use_max_poss_sil_at_max_speech; /* split at the longest silence
+                                    (silero-vad >= 6.2) instead of the last
+                                    one (faster-whisper) [0] */
+} tolk_vad_params;
+
+/* faster-whisper's defaults: 0.5, None, 0 ms, inf, 2000 ms, 400 ms. */
+TOLK_API tolk_vad_params tolk_vad_default_params(void);
+/* silero-vad's get_speech_timestamps defaults: 0.5, None, 250 ms, inf,
+ * 100 ms, 30 ms, longest-silence splits. */
+TOLK_API tolk_vad_params tolk_vad_silero_params(void);
+/* TOLK_ERR_INVALID_ARG naming the option for a bad value (thresholds
+ * outside [0, 1] or neg_threshold > threshold, negative durations, a
+ * max_speech_duration_s that is NaN or not positive). */
+TOLK_API tolk_status tolk_vad_check_params(tolk_ctx *ctx, const tolk_vad_params *p);
+
+/* A speech segment in samples of the 16 kHz input, [start, end). */
+typedef struct tolk_speech_segment {
+    int64_t start, end;
+} tolk_speech_segment;
+
+/* Speech segments from n_probs per-chunk probabilities of n_samples
+ * samples (get_speech_timestamps_from_probs). *out (caller frees with
+ * tolk_free; NULL when none) holds *n_out segments. */
+TOLK_API tolk_status tolk_vad_segments_from_probs(tolk_ctx *ctx, const float *probs,
+                                                  size_t n_probs, size_t n_samples,
+                                                  const tolk_vad_params *p,
+                                                  tolk_speech_segment **out, size_t *n_out);
+/* tolk_vad_probs then tolk_vad_segments_from_probs (p NULL: defaults). */
+TOLK_API tolk_status tolk_vad_speech_timestamps(tolk_ctx *ctx, const tolk_vad *vad,
+                                                const float *samples, size_t n,
+                                                const tolk_vad_params *p,
+                                                tolk_speech_segment **out, size_t *n_out);
+
+/* ------------------------------------------------------------------------ */
 /* Transcription and translation (openai-whisper transcribe() semantics)   */
 /* ------------------------------------------------------------------------ */
 
@@ -332,6 +437,19 @@ typedef struct tolk_transcribe_params {
     tolk_progress_fn progress;
     tolk_segment_fn on_segment;
     void *user;
+    /* faster-whisper's vad_filter: with a model here only the speech that
+     * it finds is decoded (the speech segments joined), and every segment
+     * time is mapped back to the original timeline. NULL: off (default).
+     * Exclusive with clip_timestamps. */
+    const tolk_vad *vad;
+    tolk_vad_params vad_params; /* tolk_vad_default_params() */
+    /* With vad: batched long-form (faster-whisper's BatchedInferencePipeline)
+     * — speech packed into pieces of at most 30 s (its VAD options:
+     * max_speech_duration_s 30, min_silence_duration_ms 160), each piece a
+     * request of its own decoded in parallel in the engine, each keeping the
+     * fallback, the no-speech skip and the timestamp rules; no prompt
+     * carries from one piece to the next. 0: off. */
+    int vad_batched;
     /* word timestamps (openai-whisper's word_timestamps=True): every
      * segment gets words (tolk_segment_word) from the cross-attention of
      * the model's alignment heads (a model without them fails with

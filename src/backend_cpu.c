@@ -61,6 +61,9 @@ int openblas_get_num_threads(void);
  * (f16 converted on the fly, or f32); more go through sgemm (f16 weights
  * converted in chunks first). */
 #define F16_GEMV_MAX_M 8
+/* Weight rows per block of the dot-product kernels (64 x 1280 f16 = 160 KB,
+ * within L2), each block swept by every 4-row tile of x. */
+#define DOT_COLS 64
 /* bf16 mode: products of at least this many rows use the packed bf16 GEMM
  * (measured, base, 2 threads: faster than the f16 dot products from M = 2,
  * e.g. [5 x 512] x [512 x 51865] 2.1 vs 3.2 ms, and 3x on [512 x 2048];
@@ -576,9 +579,19 @@ static void linear_cols(float *y, size_t ldy, const float *x, size_t ldx, size_t
     if (n1 <= n0) return;
     int f16 = W->dtype == TOLK_DT_F16;
     if (row_exact || M <= F16_GEMV_MAX_M) { /* memory-bound dot products beat sgemm's packing */
+        /* blocks of DOT_COLS weight rows (kept in L2) against tiles of 4 rows
+         * of x (kept in L1): each weight is read from memory once per call,
+         * each x tile once per block. */
         size_t esz = f16 ? 2 : 4;
-        for (size_t n = n0; n < n1; n++)
-            dot_rows(y + n, ldy, x, ldx, M, (const char *)W->data + n * K * esz, f16, K);
+        for (size_t c0 = n0; c0 < n1; c0 += DOT_COLS) {
+            size_t c1 = c0 + DOT_COLS < n1 ? c0 + DOT_COLS : n1;
+            for (size_t m0 = 0; m0 < M; m0 += 4) {
+                size_t mt = M - m0 < 4 ? M - m0 : 4;
+                for (size_t n = c0; n < c1; n++)
+                    dot_rows(y + m0 * ldy + n, ldy, x + m0 * ldx, ldx, mt,
+                             (const char *)W->data + n * K * esz, f16, K);
+            }
+        }
         return;
     }
     if (!f16) {

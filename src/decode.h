@@ -66,8 +66,8 @@ typedef struct tolk_dec_backend {
     int max_seqs;
     tolk_status (*step)(void *user, const int *seqs, int n_seqs, const int *const *tokens,
                         const int *n_tokens, float *logits);
-    void (*reset)(void *user, int seq);
-    void (*copy)(void *user, int dst, int src);
+    tolk_status (*reset)(void *user, int seq);
+    tolk_status (*copy)(void *user, int dst, int src);
     /* Optional (NULL: the search filters the logits of step itself): feed
      * tokens as step does, then apply sel's masks and rules to each
      * sequence's logits where they are (on the GPU) and return only the

@@ -187,7 +187,8 @@ static tolk_status consume(tolk_dec_search *s) {
             free_slot++;
         b->claimed[free_slot] = 1;
         b->nslot[k] = free_slot;
-        s->be.copy(s->be.user, free_slot, b->slot[b->src[k]]);
+        tolk_status st = s->be.copy(s->be.user, free_slot, b->slot[b->src[k]]);
+        if (st != TOLK_OK) return st;
     }
     for (int k = 0; k < saved; k++)
         b->slot[k] = b->nslot[k];

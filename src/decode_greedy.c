@@ -166,8 +166,9 @@ tolk_status tolk_dec_greedy_start(tolk_dec_search *s, const float *first) {
     for (int c = 0; c < g->G; c++)
         memcpy(g->logits + (size_t)c * nv, first, (size_t)nv * sizeof(float));
     for (int c = 1; c < g->G; c++) {
-        s->be.reset(s->be.user, c);
-        s->be.copy(s->be.user, c, 0);
+        tolk_status st = s->be.reset(s->be.user, c);
+        if (st == TOLK_OK) st = s->be.copy(s->be.user, c, 0);
+        if (st != TOLK_OK) return st;
     }
     g->n_active = g->G;
     for (int c = 0; c < g->G; c++)

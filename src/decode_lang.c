@@ -43,10 +43,10 @@ tolk_status tolk_dec_detect_language(tolk_ctx *ctx, const tolk_dec_backend *be,
                              "detect_language: language token %d out of range", tok->lang_ids[i]);
     float *logits = tolk_malloc_array((size_t)be->n_vocab, sizeof(float));
     if (!logits) return tolk_fail(ctx, TOLK_ERR_NOMEM, "detect_language: out of memory");
-    be->reset(be->user, 0);
     int seq = 0, n = 1;
     const int *p = &tok->sot;
-    tolk_status st = be->step(be->user, &seq, 1, &p, &n, logits);
+    tolk_status st = be->reset(be->user, 0);
+    if (st == TOLK_OK) st = be->step(be->user, &seq, 1, &p, &n, logits);
     if (st == TOLK_OK) tolk_dec_language_probs(logits, tok, probs, best);
     free(logits);
     return st;

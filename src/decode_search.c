@@ -163,11 +163,13 @@ tolk_status tolk_dec_search_next(tolk_dec_search *s, tolk_dec_ask *ask, int *ask
     *asked = 0;
     if (s->err) return s->err;
     switch (s->phase) {
-    case PH_SOT:
-        s->be.reset(s->be.user, 0);
+    case PH_SOT: {
+        tolk_status st = s->be.reset(s->be.user, 0);
+        if (st != TOLK_OK) return s->err = st;
         prefill_ask(s, s->initial, s->sot_index + 1, s->l1, ask);
         *asked = 1;
         break;
+    }
     case PH_REST:
         prefill_ask(s, s->initial + s->sot_index + 1, s->n_initial - s->sot_index - 1, s->l2, ask);
         *asked = 1;

@@ -71,6 +71,8 @@ struct tolk_request {
     double duration;
     float lang_probs[100]; /* language identification, in token order */
     int n_lang;
+    struct tolk_vad_job *job; /* speech-only request standing for its pieces
+                                 (vad_filter.c); never queued itself */
     struct tolk_request *next; /* in the queue or the active list */
 };
 
@@ -155,7 +157,7 @@ tolk_engine_params tolk_engine_default_params(void) {
 int tolk_engine_bucket_min(int b) {
     if (b <= 0) return 1;
     if (b >= TOLK_ENGINE_BUCKETS) return 0;
-    return (1 << (b - 1)) + (b >= 2 ? 1 : 0);
+    return b == 1 ? 2 : (1 << (b - 1)) + 1; /* 1, 2, 3, 5, 9, ..., 257 */
 }
 
 static int bucket_of(int rows) {
@@ -170,6 +172,7 @@ static int bucket_of(int rows) {
 /* Free r's memory (not its engine reference). */
 static void request_release(tolk_request *r) {
     if (!r) return;
+    tolk_vad_job_free(r->job);
     tolk_lf_free(r->lf);
     free(r->samples);
     if (r->is_live) tolk_live_destroy(&r->live);
@@ -204,14 +207,18 @@ static int dup_str(const char *s, char **out) {
 }
 
 /* Sequence operations of a request's search, on the pool. */
-static void rq_reset(void *user, int seq) {
+static tolk_status rq_reset(void *user, int seq) {
     tolk_request *r = user;
-    if (seq >= 0 && seq < r->n_slots) tolk_kvcache_reset(r->e->kv, r->slots[seq], r->window);
+    if (seq < 0 || seq >= r->n_slots)
+        return tolk_fail(r->ctx, TOLK_ERR_INTERNAL, "engine: sequence %d of %d", seq, r->n_slots);
+    return tolk_kvcache_reset(r->ctx, r->e->kv, r->slots[seq], r->window);
 }
-static void rq_copy(void *user, int dst, int src) {
+static tolk_status rq_copy(void *user, int dst, int src) {
     tolk_request *r = user;
-    if (dst >= 0 && src >= 0 && dst < r->n_slots && src < r->n_slots)
-        tolk_kvcache_copy(r->e->kv, r->slots[dst], r->slots[src]);
+    if (dst < 0 || src < 0 || dst >= r->n_slots || src >= r->n_slots)
+        return tolk_fail(r->ctx, TOLK_ERR_INTERNAL, "engine: copy %d -> %d of %d", src, dst,
+                         r->n_slots);
+    return tolk_kvcache_copy(r->ctx, r->e->kv, r->slots[dst], r->slots[src]);
 }
 
 static int can_select(const tolk_engine *e) {
@@ -338,14 +345,14 @@ tolk_status tolk_engine_submit_file(tolk_engine *e, const char *path,
                                     const tolk_transcribe_params *params, tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
     if (!path) return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL path");
-    if (strcmp(path, "-") == 0) {
-        /* standard input cannot be read twice: decode it whole */
+    if (strcmp(path, "-") == 0 || (params && params->vad)) {
+        /* standard input cannot be read twice, the speech filter needs the
+         * whole input: decode it whole */
         float *x = NULL;
         size_t n = 0;
         tolk_status s = tolk_audio_load(e->ctx, path, &x, &n);
         if (s != TOLK_OK) return s;
-        tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
-        s = submit(e, &in, x, n, 0, params, out);
+        s = tolk_engine_submit_samples(e, x, n, params, out);
         tolk_free(x);
         return s;
     }
@@ -375,6 +382,11 @@ tolk_status tolk_engine_submit_samples(tolk_engine *e, const float *samples, siz
     if (!samples && n_samples)
         return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
     if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
+    if (params && params->vad) {
+        if (!out) return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL out");
+        tolk_clear_error(e->ctx);
+        return tolk_vad_job_submit(e, samples, n_samples, params, out);
+    }
     tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
     return submit(e, &in, samples, n_samples, 0, params, out);
 }
@@ -382,8 +394,41 @@ tolk_status tolk_engine_submit_samples(tolk_engine *e, const float *samples, siz
 tolk_status tolk_engine_submit_live(tolk_engine *e, const tolk_transcribe_params *params,
                                     tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
+    if (params && params->vad)
+        return tolk_fail(e->ctx, TOLK_ERR_UNSUPPORTED,
+                         "engine: vad_filter needs the whole input; a live input filters its "
+                         "speech with the streaming API");
     tolk_lf_input in = {.kind = TOLK_LF_LIVE};
     return submit(e, &in, NULL, 0, 1, params, out);
+}
+
+tolk_status tolk_request_new_job(tolk_engine *e, struct tolk_vad_job *job, tolk_request **out) {
+    tolk_request *r = calloc(1, sizeof *r);
+    if (!r) return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+    r->e = e;
+    r->window = -1;
+    r->state = RQ_DONE; /* never queued: its pieces are */
+    if (tolk_ctx_new(&e->ctx->params, &r->ctx) != TOLK_OK) {
+        free(r);
+        return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: cannot create a context");
+    }
+    r->job = job;
+    tolk_vad_job_bind(job, r->ctx);
+    pthread_mutex_lock(&e->mu);
+    e->refs++;
+    e->stats.submitted++;
+    pthread_mutex_unlock(&e->mu);
+    *out = r;
+    return TOLK_OK;
+}
+
+tolk_ctx *tolk_engine_ctx(tolk_engine *e) {
+    return e ? e->ctx : NULL;
+}
+
+const char *tolk_engine_language_code(const tolk_engine *e, int i) {
+    if (!e || i < 0 || i >= e->asr->dt.n_languages) return NULL;
+    return tolk_asr_lang_code(e->asr, e->asr->dt.lang_ids[i]);
 }
 
 tolk_status tolk_request_push(tolk_request *r, const float *samples, size_t n) {
@@ -417,6 +462,10 @@ tolk_status tolk_request_close(tolk_request *r) {
 
 void tolk_request_cancel(tolk_request *r) {
     if (!r) return;
+    if (r->job) {
+        tolk_vad_job_cancel(r->job);
+        return;
+    }
     pthread_mutex_lock(&r->e->mu);
     r->cancel = 1;
     wake(r->e);
@@ -425,6 +474,7 @@ void tolk_request_cancel(tolk_request *r) {
 
 int tolk_request_done(const tolk_request *r) {
     if (!r) return 1;
+    if (r->job) return tolk_vad_job_done(r->job);
     pthread_mutex_lock(&r->e->mu);
     int d = r->state == RQ_DONE;
     pthread_mutex_unlock(&r->e->mu);
@@ -433,6 +483,7 @@ int tolk_request_done(const tolk_request *r) {
 
 tolk_status tolk_request_status(const tolk_request *r) {
     if (!r) return TOLK_ERR_INVALID_ARG;
+    if (r->job) return tolk_vad_job_status(r->job);
     pthread_mutex_lock(&r->e->mu);
     tolk_status s = r->status;
     pthread_mutex_unlock(&r->e->mu);
@@ -440,11 +491,13 @@ tolk_status tolk_request_status(const tolk_request *r) {
 }
 
 const char *tolk_request_last_error(const tolk_request *r) {
+    if (r && r->job && !tolk_ctx_last_error(r->ctx)[0]) return tolk_vad_job_error(r->job);
     return r ? tolk_ctx_last_error(r->ctx) : "";
 }
 
 int tolk_request_n_segments(const tolk_request *r) {
     if (!r) return 0;
+    if (r->job) return tolk_vad_job_n_segments(r->job);
     pthread_mutex_lock(&r->e->mu);
     int n = r->n_pub;
     pthread_mutex_unlock(&r->e->mu);
@@ -455,6 +508,7 @@ tolk_status tolk_request_segments(tolk_request *r, int from, tolk_result **out) 
     if (!out) return TOLK_ERR_INVALID_ARG;
     *out = NULL;
     if (!r) return TOLK_ERR_INVALID_ARG;
+    if (r->job) return tolk_vad_job_segments(r->job, from, out);
     tolk_result *res = tolk_result_new();
     if (!res) return TOLK_ERR_NOMEM;
     tolk_status s = TOLK_OK;
@@ -485,6 +539,7 @@ tolk_status tolk_request_result(tolk_request *r, tolk_result **out) {
     if (!out) return TOLK_ERR_INVALID_ARG;
     *out = NULL;
     if (!r) return TOLK_ERR_INVALID_ARG;
+    if (r->job) return tolk_vad_job_result(r->job, out);
     pthread_mutex_lock(&r->e->mu);
     tolk_status s = TOLK_OK;
     if (r->state != RQ_DONE) {
@@ -503,6 +558,11 @@ tolk_status tolk_request_result(tolk_request *r, tolk_result **out) {
 
 void tolk_request_free(tolk_request *r) {
     if (!r) return;
+    if (r->job) { /* its pieces end on their own (cancelled) */
+        tolk_vad_job_cancel(r->job);
+        request_free_now(r);
+        return;
+    }
     tolk_engine *e = r->e;
     pthread_mutex_lock(&e->mu);
     if (r->state != RQ_DONE) {
@@ -624,7 +684,7 @@ static void pool_release(tolk_engine *e, tolk_request *r) {
     for (int i = 0; i < r->n_slots; i++)
         if (r->slots[i] >= 0 && e->seq_used && r->slots[i] < e->pool_seqs &&
             e->seq_used[r->slots[i]]) {
-            tolk_kvcache_reset(e->kv, r->slots[i], -1);
+            tolk_kvcache_reset(e->ctx, e->kv, r->slots[i], -1);
             e->seq_used[r->slots[i]] = 0;
             e->free_seqs++;
             r->slots[i] = -1;
@@ -633,11 +693,35 @@ static void pool_release(tolk_engine *e, tolk_request *r) {
 
 /* ---- the tick ------------------------------------------------------------ */
 
+/* Copy segs [r->n_pub, n) into r's published list (the mutex is held). */
+static void publish_locked(tolk_request *r, const tolk_seg_rec *const *segs, int n) {
+    if (r->cap_pub < n) {
+        int cap = r->cap_pub ? r->cap_pub : 16;
+        while (cap < n)
+            cap *= 2;
+        tolk_seg_rec *v = realloc(r->pub, (size_t)cap * sizeof *v);
+        if (!v) return; /* polling sees fewer; the result keeps them all */
+        r->pub = v;
+        r->cap_pub = cap;
+    }
+    while (r->n_pub < n && tolk_seg_rec_copy(&r->pub[r->n_pub], segs[r->n_pub]))
+        r->n_pub++;
+}
+
+
+
 /* End request r (active or queued) with status s: publish, move it off the
  * lists, wake waiters. Called without the mutex; takes it. */
 static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     tolk_result *res = NULL;
     if (s == TOLK_OK) s = tolk_lf_take_result(r->lf, &res);
+    /* the search's state goes before the request is published as done:
+     * from then on its owner may free it */
+    if (r->lf) {
+        tolk_lf_language_probs(r->lf, r->lang_probs, &r->n_lang);
+        tolk_lf_free(r->lf);
+        r->lf = NULL;
+    }
     if (r->state == RQ_ACTIVE) pool_release(e, r);
     pthread_mutex_lock(&e->mu);
     /* unlink */
@@ -656,6 +740,13 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     r->next = NULL;
     r->status = s;
     r->result = res;
+    if (res && res->n_segs > r->n_pub) { /* the last window's, made in the final call */
+        const tolk_seg_rec **v = malloc((size_t)res->n_segs * sizeof *v);
+        for (int i = 0; v && i < res->n_segs; i++)
+            v[i] = &res->segs[i];
+        if (v) publish_locked(r, v, res->n_segs);
+        free(v);
+    }
     if (res) {
         memcpy(r->language, res->language, sizeof r->language);
         r->language_prob = res->language_prob;
@@ -673,32 +764,21 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     pthread_cond_broadcast(&e->done);
     wake(e);
     pthread_mutex_unlock(&e->mu);
-    /* the search's state is no longer needed (segments were published) */
-    tolk_lf_language_probs(r->lf, r->lang_probs, &r->n_lang);
-    tolk_lf_free(r->lf);
-    r->lf = NULL;
     if (freed) request_free_now(r);
 }
 
-/* Move the new final segments of r into its published list. */
+/* Move the new final segments of r's search into its published list. */
 static void publish(tolk_engine *e, tolk_request *r) {
     int n = tolk_lf_n_segments(r->lf);
     if (n <= r->n_pub) return;
+    const tolk_seg_rec **v = malloc((size_t)n * sizeof *v);
+    if (!v) return;
+    for (int i = 0; i < n; i++)
+        v[i] = tolk_lf_segment(r->lf, i);
     pthread_mutex_lock(&e->mu);
-    if (r->cap_pub < n) {
-        int cap = r->cap_pub ? r->cap_pub : 16;
-        while (cap < n)
-            cap *= 2;
-        tolk_seg_rec *v = realloc(r->pub, (size_t)cap * sizeof *v);
-        if (v) {
-            r->pub = v;
-            r->cap_pub = cap;
-        }
-    }
-    while (r->n_pub < n && r->n_pub < r->cap_pub &&
-           tolk_seg_rec_copy(&r->pub[r->n_pub], tolk_lf_segment(r->lf, r->n_pub)))
-        r->n_pub++;
+    publish_locked(r, v, n);
     pthread_mutex_unlock(&e->mu);
+    free(v);
 }
 
 /* Admit queued requests that fit (FIFO: the head waits for room). Cancelled
@@ -1173,6 +1253,7 @@ tolk_status tolk_engine_run(tolk_engine *e) {
 
 tolk_status tolk_request_wait(tolk_request *r) {
     if (!r) return TOLK_ERR_INVALID_ARG;
+    if (r->job) return tolk_vad_job_wait(r->job);
     tolk_engine *e = r->e;
     if (e->has_thread) {
         pthread_mutex_lock(&e->mu);

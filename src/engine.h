@@ -29,6 +29,28 @@ int tolk_request_language_probs(const tolk_request *r, float *probs);
 /* Zero the engine's timings (tolk_state_reset_timings). */
 void tolk_engine_reset_timings(tolk_engine *e);
 
+/* Speech-only requests (vad_filter.c): a job stands for the requests of
+ * its pieces behind one handle (tolk_request_new_job; the handle's
+ * functions in engine.c pass to the job's). */
+struct tolk_vad_job;
+tolk_status tolk_vad_job_submit(tolk_engine *e, const float *x, size_t n,
+                                const tolk_transcribe_params *p, tolk_request **out);
+tolk_status tolk_request_new_job(tolk_engine *e, struct tolk_vad_job *job, tolk_request **out);
+void tolk_vad_job_bind(struct tolk_vad_job *j, tolk_ctx *ctx);
+void tolk_vad_job_free(struct tolk_vad_job *j);
+int tolk_vad_job_done(const struct tolk_vad_job *j);
+tolk_status tolk_vad_job_status(const struct tolk_vad_job *j);
+const char *tolk_vad_job_error(const struct tolk_vad_job *j);
+tolk_status tolk_vad_job_wait(struct tolk_vad_job *j);
+void tolk_vad_job_cancel(struct tolk_vad_job *j);
+int tolk_vad_job_n_segments(const struct tolk_vad_job *j);
+tolk_status tolk_vad_job_segments(struct tolk_vad_job *j, int from, tolk_result **out);
+tolk_status tolk_vad_job_result(struct tolk_vad_job *j, tolk_result **out);
+/* The engine's context (messages of submissions) and the code of the
+ * model's i-th language (token order; NULL outside). */
+tolk_ctx *tolk_engine_ctx(tolk_engine *e);
+const char *tolk_engine_language_code(const tolk_engine *e, int i);
+
 /* A state's parts (state.c). */
 tolk_ctx *tolk_state_ctx(tolk_state *st);
 const tolk_model *tolk_state_model(const tolk_state *st);

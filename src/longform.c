@@ -780,7 +780,8 @@ static tolk_status lang(tolk_lf *lf, tolk_lf_ask *ask, int *waiting) {
         return TOLK_OK;
     }
     if (lf->lang_sub == LANG_STEP) {
-        lf->env.seqs.reset(lf->env.seqs.user, 0);
+        tolk_status st = lf->env.seqs.reset(lf->env.seqs.user, 0);
+        if (st != TOLK_OK) return st;
         lf->seq0 = 0;
         lf->one = 1;
         lf->sot_ptr = &t->sot;

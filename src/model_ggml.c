@@ -28,16 +28,12 @@
 #include <string.h>
 
 #define GGML_MAGIC 0x67676d6cu
-#define GGML_MAX_NAME 1024
 #define GGML_MAX_TOKEN 4096
 #define GGML_MAX_TOKENS (1 << 21)
 
-typedef struct gg_reader {
-    const uint8_t *p;
-    size_t size, off;
-} gg_reader;
+typedef tolk_ggml_reader gg_reader;
 
-static int gg_i32(gg_reader *r, int32_t *v) {
+int tolk_ggml_i32(tolk_ggml_reader *r, int32_t *v) {
     if (r->size - r->off < 4) return -1;
     const uint8_t *b = r->p + r->off;
     *v = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
@@ -105,10 +101,10 @@ static tolk_status ggml_fill(tolk_ctx *ctx, tolk_weights *w, const char *path, c
                              size_t size) {
     gg_reader r = {data, size, 0};
     int32_t magic, h[11];
-    if (gg_i32(&r, &magic) || (uint32_t)magic != GGML_MAGIC)
+    if (tolk_ggml_i32(&r, &magic) || (uint32_t)magic != GGML_MAGIC)
         return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: not a ggml file (bad magic)", path);
     for (int i = 0; i < 11; i++)
-        if (gg_i32(&r, &h[i]))
+        if (tolk_ggml_i32(&r, &h[i]))
             return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated in the hyper-parameters", path);
     tolk_hparams *hp = &w->hp;
     hp->n_vocab = h[0];
@@ -135,7 +131,7 @@ static tolk_status ggml_fill(tolk_ctx *ctx, tolk_weights *w, const char *path, c
 
     /* mel filterbank */
     int32_t fm, ff;
-    if (gg_i32(&r, &fm) || gg_i32(&r, &ff))
+    if (tolk_ggml_i32(&r, &fm) || tolk_ggml_i32(&r, &ff))
         return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated in the mel filters", path);
     if (fm < 1 || fm > 512 || ff < 1 || ff > 8192 || (uint64_t)fm * (uint64_t)ff * 4 > size - r.off)
         return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: mel filters [%d, %d] do not fit the file", path,
@@ -155,7 +151,7 @@ static tolk_status ggml_fill(tolk_ctx *ctx, tolk_weights *w, const char *path, c
 
     /* vocabulary (raw bytes) */
     int32_t nt;
-    if (gg_i32(&r, &nt))
+    if (tolk_ggml_i32(&r, &nt))
         return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated before the vocabulary", path);
     if (nt < 0 || nt > GGML_MAX_TOKENS || (uint64_t)nt * 4 > size - r.off)
         return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: vocabulary of %d tokens does not fit", path,
@@ -173,7 +169,8 @@ static tolk_status ggml_fill(tolk_ctx *ctx, tolk_weights *w, const char *path, c
     }
     for (int32_t i = 0; i < nt; i++) {
         int32_t len;
-        if (gg_i32(&r, &len) || len < 0 || len > GGML_MAX_TOKEN || (size_t)len > size - r.off)
+        if (tolk_ggml_i32(&r, &len) || len < 0 || len > GGML_MAX_TOKEN ||
+            (size_t)len > size - r.off)
             return tolk_fail(ctx, TOLK_ERR_FORMAT,
                              "%s: vocabulary token %d is truncated or too long", path, i);
         char *t = malloc((size_t)len + 1);
@@ -187,76 +184,83 @@ static tolk_status ggml_fill(tolk_ctx *ctx, tolk_weights *w, const char *path, c
     }
 
     /* tensors */
-    char name[GGML_MAX_NAME + 1];
+    tolk_ggml_tensor t;
     while (r.off < size) {
-        int32_t nd, nl, tt;
-        size_t at = r.off;
-        if (gg_i32(&r, &nd) || gg_i32(&r, &nl) || gg_i32(&r, &tt))
-            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated tensor header at byte %zu", path,
-                             at);
-        if (nd < 1 || nd > 4 || nl < 1 || nl > GGML_MAX_NAME)
-            return tolk_fail(ctx, TOLK_ERR_FORMAT,
-                             "%s: bad tensor header at byte %zu (%d dims, name length %d)", path,
-                             at, nd, nl);
-        int32_t ne[4];
-        uint64_t nel = 1;
-        for (int i = 0; i < nd; i++) {
-            if (gg_i32(&r, &ne[i]))
-                return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated tensor header at byte %zu",
-                                 path, at);
-            if (ne[i] < 1)
-                return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor at byte %zu has dimension %d",
-                                 path, at, ne[i]);
-            nel *= (uint64_t)ne[i]; /* < 2^40 * 2^31: no overflow */
-            if (nel > ((uint64_t)1 << 40))
-                return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor at byte %zu is absurdly large",
-                                 path, at);
-        }
-        if ((size_t)nl > size - r.off)
-            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated tensor name at byte %zu", path,
-                             at);
-        memcpy(name, data + r.off, (size_t)nl);
-        name[nl] = '\0';
-        r.off += (size_t)nl;
-        if (strlen(name) != (size_t)nl)
-            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor name at byte %zu holds a NUL", path,
-                             at);
-        tolk_dtype dt;
-        size_t esz;
-        if (tt == 0)
-            dt = TOLK_DT_F32, esz = 4;
-        else if (tt == 1)
-            dt = TOLK_DT_F16, esz = 2;
-        else if (tt == 30)
-            dt = TOLK_DT_BF16, esz = 2;
-        else {
-            const char *n = ggml_type_name(tt);
-            if (n)
-                return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
-                                 "%s: tensor %s: quantization type %s not supported", path, name,
-                                 n);
-            return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED, "%s: tensor %s: unknown ggml type %d", path,
-                             name, tt);
-        }
-        uint64_t bytes = nel * esz;
-        if (bytes > size - r.off)
-            return tolk_fail(ctx, TOLK_ERR_FORMAT,
-                             "%s: tensor %s: %llu bytes at offset %zu run past the end (%zu bytes)",
-                             path, name, (unsigned long long)bytes, r.off, size);
-        const uint8_t *p = data + r.off;
-        r.off += (size_t)bytes;
-        int64_t shape[TOLK_MAX_DIMS], want[TOLK_MAX_DIMS];
-        for (int i = 0; i < nd; i++)
-            shape[i] = ne[nd - 1 - i];
+        if ((st = tolk_ggml_read_tensor(ctx, path, &r, 1, &t))) return st;
+        int64_t want[TOLK_MAX_DIMS];
         int wn;
-        if (!tolk_weights_expected_shape(hp, name, &wn, want)) continue; /* not used by tolk */
-        if (!squeeze_equal(nd, shape, wn, want)) {
+        if (!tolk_weights_expected_shape(hp, t.name, &wn, want)) continue; /* not used by tolk */
+        if (!squeeze_equal(t.ndim, t.shape, wn, want)) {
             /* keep the file's shape: validation names the mismatch */
-            if ((st = tolk_weights_add(ctx, w, name, dt, nd, shape, p, NULL))) return st;
+            if ((st = tolk_weights_add(ctx, w, t.name, t.dtype, t.ndim, t.shape, t.data, NULL)))
+                return st;
             continue;
         }
-        if ((st = tolk_weights_add(ctx, w, name, dt, wn, want, p, NULL))) return st;
+        if ((st = tolk_weights_add(ctx, w, t.name, t.dtype, wn, want, t.data, NULL))) return st;
     }
+    return TOLK_OK;
+}
+
+tolk_status tolk_ggml_read_tensor(tolk_ctx *ctx, const char *path, tolk_ggml_reader *r,
+                                  int min_dims, tolk_ggml_tensor *t) {
+    int32_t nd, nl, tt;
+    size_t at = r->off;
+    const size_t size = r->size;
+    if (tolk_ggml_i32(r, &nd) || tolk_ggml_i32(r, &nl) || tolk_ggml_i32(r, &tt))
+        return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated tensor header at byte %zu", path, at);
+    if (nd < min_dims || nd > 4 || nl < 1 || nl > TOLK_GGML_MAX_NAME)
+        return tolk_fail(ctx, TOLK_ERR_FORMAT,
+                         "%s: bad tensor header at byte %zu (%d dims, name length %d)", path, at,
+                         nd, nl);
+    int32_t ne[4];
+    uint64_t nel = 1;
+    for (int i = 0; i < nd; i++) {
+        if (tolk_ggml_i32(r, &ne[i]))
+            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated tensor header at byte %zu", path,
+                             at);
+        if (ne[i] < 1)
+            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor at byte %zu has dimension %d", path,
+                             at, ne[i]);
+        nel *= (uint64_t)ne[i]; /* < 2^40 * 2^31: no overflow */
+        if (nel > ((uint64_t)1 << 40))
+            return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor at byte %zu is absurdly large", path,
+                             at);
+    }
+    if ((size_t)nl > size - r->off)
+        return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated tensor name at byte %zu", path, at);
+    memcpy(t->name, r->p + r->off, (size_t)nl);
+    t->name[nl] = '\0';
+    r->off += (size_t)nl;
+    if (strlen(t->name) != (size_t)nl)
+        return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor name at byte %zu holds a NUL", path, at);
+    const char *name = t->name;
+    size_t esz;
+    if (tt == 0)
+        t->dtype = TOLK_DT_F32, esz = 4;
+    else if (tt == 1)
+        t->dtype = TOLK_DT_F16, esz = 2;
+    else if (tt == 30)
+        t->dtype = TOLK_DT_BF16, esz = 2;
+    else {
+        const char *n = ggml_type_name(tt);
+        if (n)
+            return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                             "%s: tensor %s: quantization type %s not supported", path, name, n);
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED, "%s: tensor %s: unknown ggml type %d", path,
+                         name, tt);
+    }
+    uint64_t bytes = nel * esz;
+    if (bytes > size - r->off)
+        return tolk_fail(ctx, TOLK_ERR_FORMAT,
+                         "%s: tensor %s: %llu bytes at offset %zu run past the end (%zu bytes)",
+                         path, name, (unsigned long long)bytes, r->off, size);
+    t->data = r->p + r->off;
+    t->bytes = (size_t)bytes;
+    t->nelem = nel;
+    r->off += (size_t)bytes;
+    t->ndim = nd;
+    for (int i = 0; i < TOLK_MAX_DIMS; i++)
+        t->shape[i] = i < nd ? ne[nd - 1 - i] : 0;
     return TOLK_OK;
 }
 

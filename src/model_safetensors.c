@@ -38,6 +38,7 @@ typedef struct st_state {
     size_t proj_bytes;
     tolk_dtype proj_dtype;
     const char *proj_file;
+    const char *path; /* the file being parsed */
 } st_state;
 
 /* Map a transformers name (without "model.") to the canonical one in out;
@@ -128,9 +129,8 @@ static int all_zero(const void *data, tolk_dtype dt, size_t n) {
     return 1;
 }
 
-/* Parse one .safetensors buffer and add the tensors tolk uses. */
-static tolk_status st_parse(st_state *s, const char *path, const uint8_t *data, size_t size) {
-    tolk_ctx *ctx = s->ctx;
+tolk_status tolk_safetensors_walk(tolk_ctx *ctx, const char *path, const uint8_t *data, size_t size,
+                                  tolk_st_want_fn want, tolk_st_visit_fn visit, void *user) {
     if (size < 8) return tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: truncated (%zu bytes)", path, size);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--)
@@ -148,7 +148,6 @@ static tolk_status st_parse(st_state *s, const char *path, const uint8_t *data, 
     const uint64_t avail = size - 8 - n;
     tolk_status st = TOLK_OK;
     const cJSON *e;
-    char canon[256];
     cJSON_ArrayForEach(e, root) {
         const char *name = e->string ? e->string : "";
         if (!strcmp(name, "__metadata__")) continue;
@@ -157,9 +156,7 @@ static tolk_status st_parse(st_state *s, const char *path, const uint8_t *data, 
                            name);
             break;
         }
-        const char *hf = !strncmp(name, "model.", 6) ? name + 6 : name;
-        int is_proj = !strcmp(hf, "proj_out.weight");
-        if (!is_proj && !hf_to_canonical(hf, canon, sizeof canon)) continue; /* unused */
+        if (want && !want(user, name)) continue; /* unused */
         const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
         const cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
         const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
@@ -169,9 +166,11 @@ static tolk_status st_parse(st_state *s, const char *path, const uint8_t *data, 
                            path, name);
             break;
         }
-        tolk_dtype dt;
+        tolk_st_tensor t;
+        memset(&t, 0, sizeof t);
+        t.name = name;
         size_t esz;
-        if (!st_dtype(jd->valuestring, &dt, &esz)) {
+        if (!st_dtype(jd->valuestring, &t.dtype, &esz)) {
             st = tolk_fail(ctx, TOLK_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (not supported)",
                            path, name, jd->valuestring);
             break;
@@ -181,7 +180,6 @@ static tolk_status st_parse(st_state *s, const char *path, const uint8_t *data, 
             st = tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor %s has %d dimensions", path, name, nd);
             break;
         }
-        int64_t shape[TOLK_MAX_DIMS] = {0};
         uint64_t nel = 1;
         int k = 0;
         const cJSON *d;
@@ -192,14 +190,15 @@ static tolk_status st_parse(st_state *s, const char *path, const uint8_t *data, 
                                name);
                 break;
             }
-            shape[k] = (int64_t)d->valuedouble;
-            if (nel > UINT64_MAX / (uint64_t)shape[k]) {
+            t.shape[k] = (int64_t)d->valuedouble;
+            if (nel > UINT64_MAX / (uint64_t)t.shape[k]) {
                 st = tolk_fail(ctx, TOLK_ERR_FORMAT, "%s: tensor %s is too large", path, name);
                 break;
             }
-            nel *= (uint64_t)shape[k++];
+            nel *= (uint64_t)t.shape[k++];
         }
         if (st) break;
+        t.ndim = nd;
         const cJSON *o0 = cJSON_GetArrayItem(jo, 0), *o1 = cJSON_GetArrayItem(jo, 1);
         if (!cJSON_IsNumber(o0) || !cJSON_IsNumber(o1) || o0->valuedouble < 0 ||
             o1->valuedouble < o0->valuedouble || o1->valuedouble > (double)avail ||
@@ -217,22 +216,47 @@ static tolk_status st_parse(st_state *s, const char *path, const uint8_t *data, 
                            (unsigned long long)(b1 - b0), (unsigned long long)(nel * esz));
             break;
         }
-        const uint8_t *p = base + b0;
-        if (is_proj) {
-            s->proj_data = p;
-            s->proj_bytes = (size_t)(b1 - b0);
-            s->proj_dtype = dt;
-            s->proj_file = path;
-            continue;
-        }
-        /* openai-whisper's keys have no bias: keep a stored one only if non-zero */
-        size_t cl = strlen(canon);
-        if (cl > 9 && !strcmp(canon + cl - 9, ".key.bias") && all_zero(p, dt, (size_t)nel))
-            continue;
-        if ((st = tolk_weights_add(ctx, s->w, canon, dt, nd, shape, p, NULL))) break;
+        t.nelem = nel;
+        t.data = base + b0;
+        t.bytes = (size_t)(b1 - b0);
+        if ((st = visit(user, &t))) break;
     }
     cJSON_Delete(root);
     return st;
+}
+
+/* tolk_safetensors_walk callbacks of a Whisper checkpoint: the tensors
+ * tolk uses are the tied projection and those with a canonical name. */
+static int st_want(void *user, const char *name) {
+    (void)user;
+    char canon[256];
+    const char *hf = !strncmp(name, "model.", 6) ? name + 6 : name;
+    return !strcmp(hf, "proj_out.weight") || hf_to_canonical(hf, canon, sizeof canon);
+}
+
+static tolk_status st_visit(void *user, const tolk_st_tensor *t) {
+    st_state *s = user;
+    char canon[256];
+    const char *hf = !strncmp(t->name, "model.", 6) ? t->name + 6 : t->name;
+    if (!strcmp(hf, "proj_out.weight")) {
+        s->proj_data = t->data;
+        s->proj_bytes = t->bytes;
+        s->proj_dtype = t->dtype;
+        s->proj_file = s->path;
+        return TOLK_OK;
+    }
+    if (!hf_to_canonical(hf, canon, sizeof canon)) return TOLK_OK;
+    /* openai-whisper's keys have no bias: keep a stored one only if non-zero */
+    size_t cl = strlen(canon);
+    if (cl > 9 && !strcmp(canon + cl - 9, ".key.bias") && all_zero(t->data, t->dtype, t->nelem))
+        return TOLK_OK;
+    return tolk_weights_add(s->ctx, s->w, canon, t->dtype, t->ndim, t->shape, t->data, NULL);
+}
+
+/* Parse one .safetensors buffer and add the tensors tolk uses. */
+static tolk_status st_parse(st_state *s, const char *path, const uint8_t *data, size_t size) {
+    s->path = path;
+    return tolk_safetensors_walk(s->ctx, path, data, size, st_want, st_visit, s);
 }
 
 /* An int from a JSON object (must be present and an integer in range). */
@@ -356,7 +380,7 @@ tolk_status tolk_load_safetensors_memory(tolk_ctx *ctx, const char *name, const 
     if (!data && size) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: NULL data", name);
     tolk_weights *w = tolk_weights_new(TOLK_FORMAT_SAFETENSORS, name);
     if (!w) return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: out of memory", name);
-    st_state s = {ctx, w, NULL, 0, TOLK_DT_F32, NULL};
+    st_state s = {ctx, w, NULL, 0, TOLK_DT_F32, NULL, NULL};
     tolk_status st = hf_config(ctx, "config.json", config_json, &w->hp);
     if (!st) st = st_parse(&s, name, data, size);
     if (!st) st = tolk_weights_finish(ctx, w);
@@ -452,7 +476,7 @@ tolk_status tolk_load_safetensors(tolk_ctx *ctx, const char *dir, int use_mmap,
     char *tok = tolk_path_join(dir, "tokenizer.json");
     char *text = NULL, **files = NULL;
     int n_files = 0;
-    st_state s = {ctx, w, NULL, 0, TOLK_DT_F32, NULL};
+    st_state s = {ctx, w, NULL, 0, TOLK_DT_F32, NULL, NULL};
     tolk_status st = TOLK_OK;
     if (!w || !cfg || !gen || !single || !index || !tok) {
         st = tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: out of memory", dir);

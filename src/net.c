@@ -274,6 +274,7 @@ tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net
         free(net);
         return st;
     }
+    net->pad_steps = bp.keep_f16 || bp.bf16;
     net->enc = calloc((size_t)h->n_audio_layer, sizeof *net->enc);
     net->dec = calloc((size_t)h->n_text_layer, sizeof *net->dec);
     if (!net->enc || !net->dec) {
@@ -461,7 +462,7 @@ tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, i
     const tolk_backend *be = net->be;
     size_t d2 = 2 * (size_t)net->hp.n_text_state, L = (size_t)net->hp.n_text_layer;
     size_t self_n, cross_n;
-    if (!tolk_mul_size(L * (size_t)max_seqs, (size_t)max_len, &self_n) ||
+    if (!tolk_mul_size(L * ((size_t)max_seqs + 1), (size_t)max_len, &self_n) ||
         !tolk_mul_size(self_n, d2 * sizeof(float), &self_n) ||
         !tolk_mul_size(L * (size_t)max_windows, (size_t)net->hp.n_audio_ctx, &cross_n) ||
         !tolk_mul_size(cross_n, d2 * sizeof(float), &cross_n))
@@ -470,6 +471,7 @@ tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, i
     if (!kv) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: kvcache: out of memory");
     kv->net = net;
     kv->max_seqs = max_seqs;
+    kv->seq_stride = max_seqs + 1;
     kv->max_len = max_len;
     kv->max_windows = max_windows;
     kv->len = calloc((size_t)max_seqs, sizeof(int));

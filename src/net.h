@@ -80,11 +80,12 @@ tolk_status tolk_kvcache_encode_windows(tolk_ctx *ctx, const tolk_net *net, tolk
  * binds it to a window slot (-1: unbound); copy duplicates src's cached
  * tokens and window into dst (beam search reordering; dst's old content is
  * lost, so permute through a spare sequence); length is the number of cached
- * positions. Out-of-range arguments are ignored (length returns 0). Copies
- * are queued and run together, as one batched row copy, before the next
- * decoder step (or earlier when a later copy or reset depends on them). */
-void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window);
-void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src);
+ * positions. Out-of-range arguments fail with TOLK_ERR_INVALID_ARG (length
+ * returns 0). Copies are queued and run together, as one batched row copy,
+ * before the next decoder step, or earlier when a later copy or reset
+ * depends on them: then a failure of that copy is returned here. */
+tolk_status tolk_kvcache_reset(tolk_ctx *ctx, tolk_kvcache *kv, int seq, int window);
+tolk_status tolk_kvcache_copy(tolk_ctx *ctx, tolk_kvcache *kv, int dst, int src);
 int tolk_kvcache_length(const tolk_kvcache *kv, int seq);
 
 /* One batched decoder step. For each of the n_seqs DISTINCT sequences

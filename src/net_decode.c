@@ -113,15 +113,15 @@ tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv) {
     if (rows > 0) {
         st = ints_reserve(ctx, kv, &kv->cp_host, &kv->cp_dev, &kv->cp_cap, 2 * rows);
         if (st) return st;
-        /* absolute rows of self_kv viewed as [L * max_seqs * max_len, 2d] */
+        /* absolute rows of self_kv viewed as [L * seq_stride * max_len, 2d] */
         int *dst = kv->cp_host, *src = kv->cp_host + rows;
         size_t r = 0;
         for (size_t l = 0; l < L; l++)
             for (int p = 0; p < kv->n_pend; p++) {
                 const size_t db =
-                    (l * (size_t)kv->max_seqs + (size_t)kv->pend[3 * p]) * (size_t)kv->max_len;
+                    (l * (size_t)kv->seq_stride + (size_t)kv->pend[3 * p]) * (size_t)kv->max_len;
                 const size_t sb =
-                    (l * (size_t)kv->max_seqs + (size_t)kv->pend[3 * p + 1]) * (size_t)kv->max_len;
+                    (l * (size_t)kv->seq_stride + (size_t)kv->pend[3 * p + 1]) * (size_t)kv->max_len;
                 for (int t = 0; t < kv->pend[3 * p + 2]; t++, r++) {
                     dst[r] = (int)(db + (size_t)t);
                     src[r] = (int)(sb + (size_t)t);
@@ -144,10 +144,12 @@ static int pending_as(const tolk_kvcache *kv, int seq, int role) {
     return 0;
 }
 
-void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window) {
-    if (!kv || seq < 0 || seq >= kv->max_seqs) return;
-    if (pending_as(kv, seq, 1)) tolk_kvcache_flush(NULL, kv); /* its rows are still read */
-    int k = 0;                                                /* copies into seq are moot now */
+tolk_status tolk_kvcache_reset(tolk_ctx *ctx, tolk_kvcache *kv, int seq, int window) {
+    if (!kv || seq < 0 || seq >= kv->max_seqs)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: kvcache: no sequence %d", seq);
+    tolk_status st = TOLK_OK;
+    if (pending_as(kv, seq, 1)) st = tolk_kvcache_flush(ctx, kv); /* its rows are still read */
+    int k = 0;                                                    /* copies into seq are moot now */
     for (int p = 0; p < kv->n_pend; p++)
         if (kv->pend[3 * p] != seq) {
             memmove(kv->pend + 3 * k, kv->pend + 3 * p, 3 * sizeof(int));
@@ -156,15 +158,19 @@ void tolk_kvcache_reset(tolk_kvcache *kv, int seq, int window) {
     kv->n_pend = k;
     kv->len[seq] = 0;
     kv->win[seq] = (window >= 0 && window < kv->max_windows) ? window : -1;
+    return st;
 }
 
-void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src) {
-    if (!kv || dst < 0 || src < 0 || dst >= kv->max_seqs || src >= kv->max_seqs || dst == src)
-        return;
+tolk_status tolk_kvcache_copy(tolk_ctx *ctx, tolk_kvcache *kv, int dst, int src) {
+    if (!kv || dst < 0 || src < 0 || dst >= kv->max_seqs || src >= kv->max_seqs)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "net: kvcache: bad copy %d -> %d", src, dst);
+    if (dst == src) return TOLK_OK;
+    tolk_status st = TOLK_OK;
     /* one batch must not write rows it reads, nor write a sequence twice */
     if (pending_as(kv, src, 0) || pending_as(kv, dst, 1) || pending_as(kv, dst, 0) ||
         kv->n_pend >= kv->max_seqs)
-        tolk_kvcache_flush(NULL, kv);
+        st = tolk_kvcache_flush(ctx, kv);
+    if (st != TOLK_OK) return st;
     if (kv->len[src] > 0) {
         kv->pend[3 * kv->n_pend] = dst;
         kv->pend[3 * kv->n_pend + 1] = src;
@@ -173,11 +179,19 @@ void tolk_kvcache_copy(tolk_kvcache *kv, int dst, int src) {
     }
     kv->len[dst] = kv->len[src];
     kv->win[dst] = kv->win[src];
+    return TOLK_OK;
 }
 
 /* ------------------------------------------------------------------------ */
 /* The step                                                                 */
 /* ------------------------------------------------------------------------ */
+
+size_t tolk_step_bucket(size_t B) {
+    if (B <= 8) return B;                        /* 1 .. 8 as they are */
+    if (B <= 64) return (B + 7) / 8 * 8;         /* 16, 24, ..., 64 */
+    if (B <= 256) return (B + 31) / 32 * 32;     /* 96, 128, ..., 256 */
+    return (B + 127) / 128 * 128;                /* 384, 512, ... */
+}
 
 /* Every product of the step keeps each row's numbers independent of the
  * other rows (backend.h): a sequence decodes the same alone or batched. */
@@ -383,13 +397,20 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     }
     const size_t B = (size_t)n_seqs, P = sel ? (size_t)sel->range_off[n_seqs] : 0;
     const size_t kk = k > 0 ? (size_t)k : 1;
+    /* A graphed step (one token per sequence) of a half-precision net runs
+     * Bs >= B rows, B rounded up to a bucket, so one captured graph serves
+     * every batch size of its bucket as sequences join and leave; the
+     * padding rows feed token 0 at position 0 of the scratch sequence and
+     * their outputs are dropped. */
+    const size_t Bs = kv->use_graphs && T == B && net->pad_steps ? tolk_step_bucket(B) : B;
+    const size_t Ts = T + (Bs - B);
     /* workspace: x, h, att [T, d]; qkv [T, 3d]; mlp [T, 4d]; last [B, d];
      * logits [B, V]; selection [B, k] ids + [B, k] log-probabilities */
     tolk_status st = tolk_kvcache_flush(ctx, kv);
-    if (!st) st = ws_reserve(ctx, kv, T * d * 10 + B * d + B * V + 2 * B * kk);
-    const step_layout L = layout_of(T, B, P);
+    if (!st) st = ws_reserve(ctx, kv, Ts * d * 10 + Bs * d + Bs * V + 2 * Bs * kk);
+    const step_layout L = layout_of(Ts, Bs, P);
     if (!st) st = ints_reserve(ctx, kv, &kv->step_host, &kv->step_dev, &kv->step_cap,
-                               L.total > 2 * B * kk ? L.total : 2 * B * kk);
+                               L.total > 2 * Bs * kk ? L.total : 2 * Bs * kk);
     if (st) return st;
 
     /* the step block */
@@ -410,6 +431,18 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
         memcpy(hb + L.self_d + 6 * (size_t)i, &sa, sizeof sa);
         memcpy(hb + L.cross_d + 6 * (size_t)i, &ca, sizeof ca);
     }
+    const int scratch = kv->max_seqs; /* the padding rows' sequence */
+    for (size_t i = B; i < Bs; i++, r++) {
+        hb[L.ids + r] = 0;
+        hb[L.pos + r] = 0;
+        hb[L.kv_dst + r] = scratch * kv->max_len;
+        hb[L.last + i] = (int)r;
+        const tolk_attn_desc sa = {(int)r, scratch * kv->max_len, 1, 1, 1, 0};
+        const tolk_attn_desc ca = {(int)r, kv->win[seqs[0]] * hp->n_audio_ctx, 1,
+                                   hp->n_audio_ctx, 0, 0};
+        memcpy(hb + L.self_d + 6 * i, &sa, sizeof sa);
+        memcpy(hb + L.cross_d + 6 * i, &ca, sizeof ca);
+    }
     if (sel) {
         memcpy(hb + L.sel_off, sel->range_off, (B + 1) * sizeof(int));
         if (P > 0) memcpy(hb + L.ranges, sel->ranges, 2 * P * sizeof(int));
@@ -419,36 +452,39 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
         memset(hb + L.sel_off, 0, (B + 1) * sizeof(int));
         memset(hb + L.row_ts, 0, B * sizeof(int));
     }
+    for (size_t i = B; i < Bs; i++) { /* padding rows: no masks, no rule */
+        hb[L.sel_off + i + 1] = hb[L.sel_off + B];
+        hb[L.row_ts + i] = 0;
+    }
     st = be->upload(ctx, be, kv->step_dev, hb, L.total * sizeof(int));
     if (st) return st;
 
     step_bufs w;
     w.x = kv->ws;
-    w.h = w.x + T * d;
-    w.att = w.h + T * d;
-    w.qkv = w.att + T * d;
-    w.mlp = w.qkv + 3 * T * d;
-    w.last = w.mlp + 4 * T * d;
-    w.lg = w.last + B * d;
-    w.res_idx = (int *)(w.lg + B * V);
-    w.res_lp = (float *)(w.res_idx + B * kk);
+    w.h = w.x + Ts * d;
+    w.att = w.h + Ts * d;
+    w.qkv = w.att + Ts * d;
+    w.mlp = w.qkv + 3 * Ts * d;
+    w.last = w.mlp + 4 * Ts * d;
+    w.lg = w.last + Bs * d;
+    w.res_idx = (int *)(w.lg + Bs * V);
+    w.res_lp = (float *)(w.res_idx + Bs * kk);
 
     void *graph = NULL;
-    if (kv->use_graphs && T == B)
-        graph = step_graph_for(ctx, net, kv, B, &L, &w, k);
+    if (kv->use_graphs && Ts == Bs) graph = step_graph_for(ctx, net, kv, Bs, &L, &w, k);
     if (graph) {
         st = be->graph_launch(ctx, be, graph);
         kv->n_replayed++;
     } else
-        st = run_step(ctx, net, kv, T, B, max_nq, &L, &w, k);
+        st = run_step(ctx, net, kv, Ts, Bs, max_nq, &L, &w, k);
     if (!st) {
         if (sel) {
-            /* ids and log-probabilities are adjacent: one copy, one synchronisation,
-             * through the step block's host staging (no longer needed this step) */
-            st = be->download(ctx, be, kv->step_host, w.res_idx, 2 * B * kk * sizeof(int));
+            /* ids and log-probabilities: one copy, one synchronisation, through
+             * the step block's host staging (no longer needed this step) */
+            st = be->download(ctx, be, kv->step_host, w.res_idx, 2 * Bs * kk * sizeof(int));
             if (!st) {
                 memcpy(out_idx, kv->step_host, B * kk * sizeof(int));
-                memcpy(out_lp, kv->step_host + B * kk, B * kk * sizeof(float));
+                memcpy(out_lp, kv->step_host + Bs * kk, B * kk * sizeof(float));
             }
             /* rows that asked for their logits (unmasked: no ranges, no rule) */
             for (size_t i = 0; i < B && !st && logit_rows; i++)

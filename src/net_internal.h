@@ -49,15 +49,20 @@ struct tolk_net {
     block_w *dec;     /* n_text_layer */
     float *dec_ln_g, *dec_ln_b;
     uint64_t mem_bytes;
+    int pad_steps; /* half-precision modes: graphed steps padded to batch buckets
+                      (products of a few more rows; float32 parity mode keeps
+                      every step's exact shape) */
 };
 
 struct tolk_kvcache {
     const tolk_net *net;
     int max_seqs, max_len, max_windows;
+    int seq_stride; /* sequences per layer block of self_kv: max_seqs + 1, the last
+                       the scratch sequence of padding rows (graph buckets) */
     int *len;        /* [max_seqs] cached positions */
     int *win;        /* [max_seqs] window slot, -1 unbound */
     int *win_set;    /* [max_windows] whether set_window ran */
-    float *self_kv;  /* [n_text_layer][max_seqs][max_len][2d]: K at 0, V at d */
+    float *self_kv;  /* [n_text_layer][seq_stride][max_len][2d]: K at 0, V at d */
     float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
     float *ws;       /* decoder step workspace (device), ws_floats */
     size_t ws_floats;
@@ -86,8 +91,8 @@ struct tolk_kvcache {
     long n_captured, n_replayed, n_capture_failed; /* tolk_kvcache_graph_stats */
 };
 
-/* Captured decoder steps kept per KV cache (a greedy step, beam steps). */
-#define TOLK_STEP_GRAPHS 8
+/* Captured decoder steps kept per KV cache: one per (batch bucket, k) in use. */
+#define TOLK_STEP_GRAPHS 32
 
 /* One captured single-token step: replayable while ws and step_dev stay. */
 typedef struct step_graph {
@@ -102,7 +107,7 @@ typedef struct step_graph {
 static inline float *tolk_self_kv_at(const tolk_kvcache *kv, int layer, int seq) {
     size_t d2 = 2 * (size_t)kv->net->hp.n_text_state;
     return kv->self_kv +
-           (((size_t)layer * (size_t)kv->max_seqs + (size_t)seq) * (size_t)kv->max_len) * d2;
+           (((size_t)layer * (size_t)kv->seq_stride + (size_t)seq) * (size_t)kv->max_len) * d2;
 }
 
 /* [layer][window][n_audio_ctx][2d] cross-attention K/V of one window slot. */
@@ -112,6 +117,10 @@ static inline float *tolk_cross_kv_at(const tolk_kvcache *kv, int layer, int win
                            (size_t)kv->net->hp.n_audio_ctx) *
                               d2;
 }
+
+/* The rows a graphed step of B sequences runs in a half-precision net: B up
+ * to 8, then rounded up to 8, 32, 128 (net_decode.c). */
+size_t tolk_step_bucket(size_t B);
 
 /* Release the decoder-step state of kv (graphs, index blocks). */
 void tolk_kvcache_step_free(tolk_kvcache *kv);

@@ -44,6 +44,8 @@ tolk_transcribe_params tolk_transcribe_default_params(void) {
     p.prepend_punctuations = NULL;
     p.append_punctuations = NULL;
     p.hallucination_silence_threshold = -1.0f;
+    p.vad = NULL;
+    p.vad_params = tolk_vad_default_params();
     return p;
 }
 

@@ -251,6 +251,69 @@ tolk_status tolk_load_safetensors_memory(tolk_ctx *ctx, const char *name, const 
 tolk_status tolk_load_ggml_memory(tolk_ctx *ctx, const char *name, const void *data, size_t size,
                                   tolk_weights **out);
 
+/* --- Generic file readers shared by the Whisper and the VAD loaders --- */
+
+/* One tensor of a safetensors file, as tolk_safetensors_walk hands it over:
+ * name points into the parsed header (valid during the callback only);
+ * data into the caller's buffer (unaligned possible); shape outermost
+ * first; bytes = nelem * element size, checked against the file. */
+typedef struct tolk_st_tensor {
+    const char *name;
+    tolk_dtype dtype; /* F32, F16 or BF16 */
+    int ndim;
+    int64_t shape[TOLK_MAX_DIMS];
+    uint64_t nelem;
+    const void *data;
+    size_t bytes;
+} tolk_st_tensor;
+/* Whether a tensor name is of interest (1) or skipped unchecked (0). */
+typedef int (*tolk_st_want_fn)(void *user, const char *name);
+/* Called for each wanted tensor once it is validated; a non-OK status
+ * stops the walk and is returned. */
+typedef tolk_status (*tolk_st_visit_fn)(void *user, const tolk_st_tensor *t);
+
+/* Parse a whole .safetensors buffer (model_safetensors.c): the u64 header
+ * length, the JSON header, then for every tensor entry (not
+ * __metadata__) that want accepts (want NULL: all) check dtype, shape and
+ * data_offsets against the data section and call visit. Failures are
+ * TOLK_ERR_FORMAT / TOLK_ERR_UNSUPPORTED naming path and the tensor. */
+tolk_status tolk_safetensors_walk(tolk_ctx *ctx, const char *path, const uint8_t *data,
+                                  size_t size, tolk_st_want_fn want, tolk_st_visit_fn visit,
+                                  void *user);
+
+/* A cursor over a little-endian ggml file in memory (model_ggml.c). */
+typedef struct tolk_ggml_reader {
+    const uint8_t *p;
+    size_t size, off;
+} tolk_ggml_reader;
+
+#define TOLK_GGML_MAX_NAME 1024
+
+/* One ggml tensor record: i32 n_dims, i32 name_length, i32 type,
+ * i32 ne[n_dims] (innermost first), name, data. shape is outermost first
+ * (ne reversed); a 0-dimensional record (a scalar) has ndim 0 and one
+ * element. data points into the reader's buffer (maybe unaligned). */
+typedef struct tolk_ggml_tensor {
+    char name[TOLK_GGML_MAX_NAME + 1];
+    tolk_dtype dtype; /* F32, F16 or BF16 */
+    int ndim;
+    int64_t shape[TOLK_MAX_DIMS];
+    uint64_t nelem;
+    const void *data;
+    size_t bytes;
+} tolk_ggml_tensor;
+
+/* Read an i32 at the cursor: 0, or -1 at the end of the buffer. */
+int tolk_ggml_i32(tolk_ggml_reader *r, int32_t *v);
+
+/* Read the tensor record at the cursor into *t and advance past its data.
+ * min_dims: the fewest dimensions accepted (1 for Whisper files; 0 where a
+ * scalar may be stored). Truncation, absurd sizes, a NUL in the name and
+ * quantized or unknown types fail with a message naming path, the byte
+ * offset and the tensor. */
+tolk_status tolk_ggml_read_tensor(tolk_ctx *ctx, const char *path, tolk_ggml_reader *r,
+                                  int min_dims, tolk_ggml_tensor *t);
+
 /* Half-precision conversions used by loaders and the CPU backend. */
 /* The canonical names of the tensors outside the residual blocks (conv
  * stem, positional embeddings, final norms, token embedding). */

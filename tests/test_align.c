@@ -105,7 +105,7 @@ static void test_net_align(void) {
     }
     /* the probabilities equal the decoder step's, token by token */
     int seq = 0;
-    tolk_kvcache_reset(kv, seq, 0);
+    CU_ASSERT_EQUAL(tolk_kvcache_reset(ctx, kv, seq, 0), TOLK_OK);
     float *lg = malloc((size_t)asr->hp.n_vocab * sizeof *lg);
     double worst = 0;
     for (int i = 0; i < T - 1; i++) {

@@ -157,6 +157,59 @@ static void test_linear(void) {
     }
 }
 
+/* TOLK_LINEAR_ROW_EXACT: a row's result is bit-identical whatever the
+ * other rows and their number (the engine's batches) — each row of an
+ * M-row product against the same row alone (M = 1), for f16 and f32
+ * weights, widths with and without a tail past the 16-element blocks, with
+ * bias and accumulation; the plain products (no flag) stay within the
+ * reference tolerance. */
+static void test_linear_row_exact(void) {
+    tu_seed(5);
+    tolk_backend *be = make_be(1);
+    const size_t Ks[] = {64, 77};
+    const size_t Ms[] = {2, 3, 4, 5, 8, 9, 17, 40, 130};
+    for (int f16 = 0; f16 <= 1; f16++)
+        for (size_t ki = 0; ki < 2; ki++) {
+            const size_t N = 150, K = Ks[ki], ldx = K + 2, ldy = N + 3;
+            float *W = rnd(N * K, -1, 1), *b = rnd(N, -1, 1);
+            uint16_t *W16 = malloc(N * K * 2);
+            for (size_t i = 0; i < N * K; i++)
+                W16[i] = tu_f2h(W[i]);
+            tolk_tensor t = tensor2("w", f16 ? TOLK_DT_F16 : TOLK_DT_F32, (int64_t)N,
+                                    (int64_t)K, f16 ? (const void *)W16 : (const void *)W);
+            const tolk_tensor *parts[1] = {&t};
+            tolk_bweight bw;
+            CU_ASSERT_EQUAL_FATAL(be->weight_prepare(g_ctx, be, parts, 1, &bw), TOLK_OK);
+            float *x = rnd(130 * ldx, -1, 1), *y0 = rnd(130 * ldy, -1, 1);
+            float *one = malloc(ldy * sizeof(float)), *y = malloc(130 * ldy * sizeof(float));
+            int exact = 1;
+            for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+                size_t M = Ms[mi];
+                for (int acc = 0; acc <= 1; acc++) {
+                    memcpy(y, y0, M * ldy * sizeof(float));
+                    int fl = TOLK_LINEAR_ROW_EXACT | (acc ? TOLK_LINEAR_ACCUMULATE : 0);
+                    CU_ASSERT_EQUAL(be->linear(g_ctx, be, y, ldy, x, ldx, M, &bw, b, fl),
+                                    TOLK_OK);
+                    for (size_t m = 0; m < M; m++) {
+                        memcpy(one, y0 + m * ldy, ldy * sizeof(float));
+                        CU_ASSERT_EQUAL(be->linear(g_ctx, be, one, ldy, x + m * ldx, ldx, 1,
+                                                   &bw, b, fl),
+                                        TOLK_OK);
+                        if (memcmp(one, y + m * ldy, N * sizeof(float)) != 0) exact = 0;
+                    }
+                }
+            }
+            if (!exact) printf("\n  row-exact linear differs (f16 %d, K %zu)\n", f16, K);
+            CU_ASSERT(exact);
+            be->weight_free(be, &bw);
+            free(W), free(b), free(W16), free(x), free(y0), free(one), free(y);
+        }
+    /* and the reference tolerance with the flag */
+    for (size_t M = 1; M <= 40; M += 13)
+        linear_case(be, TOLK_DT_F16, M, 67, 45, 1, TOLK_LINEAR_ROW_EXACT | TOLK_LINEAR_ACCUMULATE);
+    be->destroy(be);
+}
+
 /* ---- linear, bf16 mode ----------------------------------------------------- */
 
 /* One linear of a bf16-mode backend: W [N, K] float16 (in place, packed)
@@ -662,6 +715,7 @@ int main(void) {
     p.n_threads = 2;
     if (tolk_ctx_new(&p, &g_ctx) != TOLK_OK) return 1;
     CU_TestInfo tests[] = {{"linear", test_linear},
+                           {"linear_row_exact", test_linear_row_exact},
                            {"linear_bf16", test_linear_bf16},
                            {"weight_parts", test_weight_parts},
                            {"layernorm_gelu_softmax_add", test_layernorm_gelu_softmax_add},

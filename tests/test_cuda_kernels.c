@@ -1257,8 +1257,8 @@ static void net_parity(const char *dir, int keep_f16, double tol) {
         const int nt[2] = {step ? 1 : 3, step ? 1 : 2};
         if (step == 0)
             for (int s = 0; s < 2; s++) {
-                tolk_kvcache_reset(kc, s, 0);
-                tolk_kvcache_reset(kg, s, 0);
+                tolk_kvcache_reset(NULL, kc, s, 0);
+                tolk_kvcache_reset(NULL, kg, s, 0);
             }
         CU_ASSERT_EQUAL_FATAL(tolk_net_decode(cc, cn, kc, seqs, 2, toks, nt, lc), TOLK_OK);
         CU_ASSERT_EQUAL_FATAL(tolk_net_decode(gc, gn, kg, seqs, 2, toks, nt, lg), TOLK_OK);

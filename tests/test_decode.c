@@ -96,13 +96,15 @@ static tolk_status fake_step(void *user, const int *seqs, int n_seqs, const int 
     }
     return TOLK_OK;
 }
-static void fake_reset(void *user, int seq) {
+static tolk_status fake_reset(void *user, int seq) {
     ((fake *)user)->len[seq] = 0;
+    return TOLK_OK;
 }
-static void fake_copy(void *user, int dst, int src) {
+static tolk_status fake_copy(void *user, int dst, int src) {
     fake *fk = user;
     memcpy(fk->hist[dst], fk->hist[src], sizeof fk->hist[0]);
     fk->len[dst] = fk->len[src];
+    return TOLK_OK;
 }
 static tolk_dec_backend fake_backend(fake *fk, int max_seqs) {
     tolk_dec_backend be = {.user = fk,

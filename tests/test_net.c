@@ -402,8 +402,8 @@ static void random_case(int keep_f16) {
     CU_ASSERT_EQUAL_FATAL(tolk_kvcache_new(g_ctx, net, 3, 12, 2, &kv), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_kvcache_set_window(g_ctx, net, kv, 0, enc), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_kvcache_set_window(g_ctx, net, kv, 1, enc + T * d), TOLK_OK);
-    tolk_kvcache_reset(kv, 0, 0);
-    tolk_kvcache_reset(kv, 1, 1);
+    tolk_kvcache_reset(NULL, kv, 0, 0);
+    tolk_kvcache_reset(NULL, kv, 1, 1);
     int h0[12] = {5, 77, 13}, h1[12] = {42}, h2[12];
     size_t n0 = 3, n1 = 1, n2;
     float *lg = malloc(3 * V * 4), *lr = malloc(V * 4);
@@ -430,7 +430,7 @@ static void random_case(int keep_f16) {
     r_decode(r, enc, h0, n0, lr);
     check_logits(lg + V, lr, V, "step 2 seq 0");
     /* beam reordering: seq 2 = copy of seq 0, then they diverge */
-    tolk_kvcache_copy(kv, 2, 0);
+    tolk_kvcache_copy(NULL, kv, 2, 0);
     CU_ASSERT_EQUAL(tolk_kvcache_length(kv, 2), 4);
     memcpy(h2, h0, sizeof h0);
     n2 = n0;
@@ -459,12 +459,12 @@ static void random_case(int keep_f16) {
     int badtok[1] = {83};
     const int *tb[1] = {badtok};
     CU_ASSERT_EQUAL(tolk_net_decode(g_ctx, net, kv, seqs, 1, tb, ntd, lg), TOLK_ERR_INVALID_ARG);
-    tolk_kvcache_reset(kv, 2, -1);
+    tolk_kvcache_reset(NULL, kv, 2, -1);
     CU_ASSERT_EQUAL(tolk_net_decode(g_ctx, net, kv, seqs + 2, 1, td, ntd, lg),
                     TOLK_ERR_INVALID_ARG);
     CU_ASSERT(strstr(tolk_ctx_last_error(g_ctx), "window") != NULL);
     /* a reset sequence starts over */
-    tolk_kvcache_reset(kv, 0, 1);
+    tolk_kvcache_reset(NULL, kv, 0, 1);
     CU_ASSERT_EQUAL(tolk_kvcache_length(kv, 0), 0);
     CU_ASSERT_EQUAL_FATAL(tolk_net_decode(g_ctx, net, kv, seqs, 1, toks, nt, lg), TOLK_OK);
     r_decode(r, enc + T * d, h0, 3, lr);
@@ -491,8 +491,8 @@ static void check_select(tolk_net *net, const float *enc, size_t enc_n, const fl
     for (int w = 0; w < 2; w++) {
         CU_ASSERT_EQUAL_FATAL(tolk_kvcache_set_window(g_ctx, net, kv, w, enc + w * enc_n), TOLK_OK);
         CU_ASSERT_EQUAL_FATAL(tolk_kvcache_set_window(g_ctx, net, kr, w, enc + w * enc_n), TOLK_OK);
-        tolk_kvcache_reset(kv, w, w);
-        tolk_kvcache_reset(kr, w, w);
+        tolk_kvcache_reset(NULL, kv, w, w);
+        tolk_kvcache_reset(NULL, kr, w, w);
     }
     int a[3] = {5, 77, 13}, b[1] = {42}, seqs[2] = {0, 1};
     const int *toks[2] = {a, b};
@@ -560,7 +560,7 @@ static void *conc_run(void *arg) {
         j->st = tolk_net_encode(ctx, j->net, j->mel, 1, j->enc);
         if (!j->st && !kv) j->st = tolk_kvcache_new(ctx, j->net, 1, 8, 1, &kv);
         if (!j->st) j->st = tolk_kvcache_set_window(ctx, j->net, kv, 0, j->enc);
-        tolk_kvcache_reset(kv, 0, 0);
+        tolk_kvcache_reset(NULL, kv, 0, 0);
         int seq = 0, toks[3] = {1, 2, 3}, n = 3;
         const int *tp = toks;
         if (!j->st) j->st = tolk_net_decode(ctx, j->net, kv, &seq, 1, &tp, &n, j->logits);
@@ -755,7 +755,7 @@ static void real_case(const char *name, const char *clip, const tolk_weights *w,
     tolk_kvcache *kv = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_kvcache_new(g_ctx, net, 1, w->hp.n_text_ctx, 1, &kv), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_kvcache_set_window(g_ctx, net, kv, 0, enc), TOLK_OK);
-    tolk_kvcache_reset(kv, 0, 0);
+    tolk_kvcache_reset(NULL, kv, 0, 0);
     float *lg = malloc(V * sizeof(float));
     int seq = 0;
     for (int step = 0; step < 3; step++) {
@@ -790,7 +790,7 @@ static void real_case(const char *name, const char *clip, const tolk_weights *w,
     kv = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_kvcache_new(g_ctx, net, 1, w->hp.n_text_ctx, 1, &kv), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_kvcache_set_window(g_ctx, net, kv, 0, enc), TOLK_OK);
-    tolk_kvcache_reset(kv, 0, 0);
+    tolk_kvcache_reset(NULL, kv, 0, 0);
     const int *ptok = meta.prompt;
     int pn = meta.n_prompt;
     CU_ASSERT_EQUAL_FATAL(tolk_net_decode(g_ctx, net, kv, &seq, 1, &ptok, &pn, lg), TOLK_OK);
@@ -801,7 +801,7 @@ static void real_case(const char *name, const char *clip, const tolk_weights *w,
         memset(enc2, 0, T * d * sizeof(float));
         CU_ASSERT_EQUAL_FATAL(tolk_kvcache_encode_window(g_ctx, net, kv, 0, mel, rep ? enc2 : NULL),
                               TOLK_OK);
-        tolk_kvcache_reset(kv, 0, 0);
+        tolk_kvcache_reset(NULL, kv, 0, 0);
         CU_ASSERT_EQUAL_FATAL(tolk_net_decode(g_ctx, net, kv, &seq, 1, &ptok, &pn, lg2), TOLK_OK);
         CU_ASSERT(memcmp(lg, lg2, V * sizeof(float)) == 0);
     }

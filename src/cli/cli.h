@@ -12,5 +12,6 @@ int cli_model(int argc, char **argv); /* cmd_model.c */
 int cli_transcribe(int argc, char **argv); /* cmd_transcribe.c */
 int cli_translate(int argc, char **argv);  /* cmd_transcribe.c */
 int cli_bench(int argc, char **argv);      /* cmd_bench.c */
+int cli_vad(int argc, char **argv);        /* cmd_vad.c */
 
 #endif

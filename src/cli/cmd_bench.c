@@ -15,6 +15,12 @@
  * loaded; every problem is printed as "MANIFEST:LINE: problem" and the
  * command exits with status 1 (2 for bad options).
  *
+ * With --batch N the files run through one engine (tolk_engine) with N
+ * requests decoding at once: each file line then gives its latency (from
+ * its submission to its end) instead of per-file stages, and the summary
+ * adds the engine's throughput, latency percentiles and decoder
+ * milliseconds per step and per token by decoder batch size.
+ *
  * No reference behaviour is reproduced: this is tolk's own measuring tool.
  * Uses the public API (tolk.h) only.
  */
@@ -89,7 +95,9 @@ static void usage(FILE *f) {
             "  --compute_type auto|float32|bfloat16|float16  precision (as in tolk\n"
             "                             transcribe) [auto]\n"
             "  --threads N                CPU threads; 0: all cores [0]\n"
-            "  --batch N                  files decoded together; only 1 in this build [1]\n"
+            "  --batch N                  requests in flight in one engine, sharing each\n"
+            "                             decoder step (1: one tolk_state, file by file,\n"
+            "                             with per-file stages) [1]\n"
             "  --task transcribe|translate|auto  auto: translate when the manifest has a\n"
             "                             target_language column [auto]\n"
             "  --language manifest|auto|LANG  manifest: each file's language column (detect\n"
@@ -582,10 +590,7 @@ static int parse_options(const cli_args *a, bench_opts_t *o) {
     if ((r = cli_int(a, "threads", 0, 4096, 0, 0, &l, NULL))) return r;
     o->n_threads = (int)l;
     if ((r = cli_int(a, "batch", 1, 4096, 0, 1, &l, NULL))) return r;
-    if (l != 1)
-        return cli_usage_error(a, "argument --batch: %ld: this build decodes one file at a "
-                                  "time; use --batch 1", l);
-    o->batch = 1;
+    o->batch = (int)l;
     if ((r = cli_choice(a, "task", task_choices, 2, &b))) return r;
     o->task = b == 2 ? -1 : b;
 
@@ -824,6 +829,262 @@ static void write_config(FILE *f, const bench_opts_t *o, const char *model_path,
     fflush(f);
 }
 
+/* ------------------------------------------------------------------------ */
+/* --batch N: the engine                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bench_job {
+    int row, rep;
+    tolk_request *rq;
+    double t_submit, t_done;
+    int ok;
+} bench_job;
+
+/* One job's file line (a batched run: latency, no per-file stages). */
+static void batch_line(FILE *out, const bench_opts_t *o, const bench_row *r, const bench_job *j,
+                       const char *lang_given, const tolk_result *res, const char *err, int n_rows,
+                       double *audio) {
+    int first = 1;
+    fputc('{', out);
+    jstr(out, &first, "type", "file");
+    jint(out, &first, "index", j->row);
+    jint(out, &first, "rep", j->rep);
+    jstr(out, &first, "file", r->file);
+    jint(out, &first, "line", r->line);
+    jstr(out, &first, "status", res ? "ok" : "error");
+    if (!res) jstr(out, &first, "error", err && *err ? err : "failed");
+    jstr(out, &first, "language_ref", r->language);
+    jstr(out, &first, "language_given", lang_given);
+    jstr(out, &first, "language", res ? tolk_result_language(res) : NULL);
+    jnum(out, &first, "language_prob", res ? (double)tolk_result_language_prob(res) : NAN);
+    jstr(out, &first, "reference", r->reference);
+    jstr(out, &first, "hypothesis", res ? tolk_result_text(res) : NULL);
+    *audio = res ? tolk_result_duration(res) : (r->duration >= 0 ? r->duration : NAN);
+    jnum(out, &first, "audio_s", *audio);
+    jnum(out, &first, "latency_s", j->t_done - j->t_submit);
+    jint(out, &first, "segments", res ? tolk_result_n_segments(res) : 0);
+    double tmax = res ? 0.0 : NAN;
+    for (int i = 0; res && i < tolk_result_n_segments(res); i++)
+        if (tolk_result_segment(res, i)->temperature > tmax)
+            tmax = tolk_result_segment(res, i)->temperature;
+    jnum(out, &first, "max_temperature", tmax);
+    fputs("}\n", out);
+    fflush(out);
+    if (!o->quiet) {
+        if (res)
+            fprintf(stderr, "tolk bench: [%d/%d] %s: %.1f s audio, latency %.2f s, %s\n",
+                    j->row + 1, n_rows, r->file, *audio, j->t_done - j->t_submit,
+                    tolk_result_language(res));
+        else
+            fprintf(stderr, "tolk bench: %s: %s\n", r->file, err);
+    }
+}
+
+/* The engine's decoder steps by batch size, and latency percentiles. */
+static void batch_summary(FILE *f, const bench_opts_t *o, const summary_t *s,
+                          const tolk_engine_stats *es, double *lat, int n_lat) {
+    int first = 1;
+    fputc('{', f);
+    jstr(f, &first, "type", "summary");
+    jstr(f, &first, "manifest", o->manifest);
+    jint(f, &first, "batch", o->batch);
+    jint(f, &first, "files", s->files);
+    jint(f, &first, "ok", s->ok);
+    jint(f, &first, "failed", s->failed);
+    jint(f, &first, "repeat", s->reps);
+    jnum(f, &first, "audio_s", s->audio_s);
+    jnum(f, &first, "wall_s", s->wall_s);
+    jnum(f, &first, "rtfx", s->wall_s > 0 ? s->audio_s / s->wall_s : NAN);
+    write_stages(f, &first, &s->t);
+    jint(f, &first, "windows", (long long)s->t.windows);
+    jint(f, &first, "tokens", (long long)s->t.tokens);
+    jint(f, &first, "decoder_steps", (long long)es->steps);
+    jint(f, &first, "decoder_rows", (long long)es->rows);
+    jnum(f, &first, "mean_batch", es->steps ? (double)es->rows / (double)es->steps : NAN);
+    jnum(f, &first, "tokens_per_s", s->wall_s > 0 ? (double)s->t.tokens / s->wall_s : NAN);
+    qsort(lat, (size_t)n_lat, sizeof *lat, cmp_double);
+    jnum(f, &first, "latency_p50_s", n_lat ? lat[n_lat / 2] : NAN);
+    jnum(f, &first, "latency_p90_s", n_lat ? lat[(int)(0.9 * (n_lat - 1) + 0.5)] : NAN);
+    jnum(f, &first, "latency_max_s", n_lat ? lat[n_lat - 1] : NAN);
+    jk(f, &first, "decoder_by_batch");
+    fputc('[', f);
+    int g0 = 1;
+    for (int b = 0; b < TOLK_ENGINE_BUCKETS; b++) {
+        if (!es->steps_by_batch[b]) continue;
+        if (!g0) fputs(", ", f);
+        g0 = 0;
+        int g = 1;
+        fputc('{', f);
+        jint(f, &g, "batch_min", tolk_engine_bucket_min(b));
+        jint(f, &g, "batch_max",
+             b + 1 < TOLK_ENGINE_BUCKETS ? tolk_engine_bucket_min(b + 1) - 1 : -1);
+        jint(f, &g, "steps", (long long)es->steps_by_batch[b]);
+        jint(f, &g, "rows", (long long)es->rows_by_batch[b]);
+        jnum(f, &g, "ms_per_step", 1e3 * es->step_s_by_batch[b] / (double)es->steps_by_batch[b]);
+        jnum(f, &g, "ms_per_token", 1e3 * es->step_s_by_batch[b] / (double)es->rows_by_batch[b]);
+        fputc('}', f);
+    }
+    fputc(']', f);
+    jnum(f, &first, "peak_rss_mib", s->process_peak_mib);
+    jint(f, &first, "pool_sequences", es->pool_seqs);
+    jint(f, &first, "pool_windows", es->pool_windows);
+    jnum(f, &first, "pool_mib", (double)es->pool_bytes / 1048576.0);
+    jnum(f, &first, "model_load_s", s->load_s);
+    jnum(f, &first, "warmup_s", s->warmup_s);
+    fputs("}\n", f);
+}
+
+/* Run rows × repeat through an engine of o->batch requests. The summary
+ * goes to out (and o->summary). Returns the exit status. */
+static int run_batch(tolk_ctx *ctx, tolk_model *model, const bench_opts_t *o,
+                     const tolk_transcribe_params *base, const manifest *m, int n_rows,
+                     int multilingual, FILE *out, summary_t *s) {
+    tolk_engine_params ep = tolk_engine_default_params();
+    ep.max_requests = o->batch;
+    tolk_engine *e = NULL;
+    if (tolk_engine_new(ctx, model, &ep, &e) != TOLK_OK) {
+        fprintf(stderr, "tolk bench: cannot start the engine: %s\n", tolk_ctx_last_error(ctx));
+        return 1;
+    }
+    int exit_status = 0;
+    double t0 = cli_now();
+    for (int w = 0; w < o->warmup && n_rows > 0; w++) {
+        tolk_transcribe_params p = *base;
+        p.language = row_language(o, &m->rows[0], multilingual);
+        tolk_request *rq = NULL;
+        if (tolk_engine_submit_file(e, m->rows[0].path, &p, &rq) == TOLK_OK) tolk_request_wait(rq);
+        tolk_request_free(rq);
+    }
+    s->warmup_s = cli_now() - t0;
+    tolk_engine_stats before;
+    tolk_engine_get_stats(e, &before);
+    tolk_timings tb;
+    tolk_engine_timings(e, &tb);
+    int n_jobs = n_rows * o->repeat;
+    bench_job *jobs = calloc((size_t)(n_jobs > 0 ? n_jobs : 1), sizeof *jobs);
+    double *lat = calloc((size_t)(n_jobs > 0 ? n_jobs : 1), sizeof *lat);
+    if (!jobs || !lat) {
+        free(jobs);
+        free(lat);
+        tolk_engine_free(e);
+        fprintf(stderr, "tolk bench: out of memory\n");
+        return 1;
+    }
+    for (int k = 0, i = 0; k < o->repeat; k++)
+        for (int r = 0; r < n_rows; r++, i++)
+            jobs[i] = (bench_job){.row = r, .rep = k};
+    reset_peak_rss();
+    const int window = 4 * o->batch; /* submitted and not done */
+    int next = 0, done = 0, in_flight = 0, n_lat = 0;
+    t0 = cli_now();
+    while (done < n_jobs) {
+        for (; next < n_jobs && in_flight < window; next++) {
+            bench_job *j = &jobs[next];
+            tolk_transcribe_params p = *base;
+            p.language = row_language(o, &m->rows[j->row], multilingual);
+            j->t_submit = cli_now();
+            if (tolk_engine_submit_file(e, m->rows[j->row].path, &p, &j->rq) != TOLK_OK) {
+                j->t_done = cli_now();
+                double a;
+                batch_line(out, o, &m->rows[j->row], j, p.language, NULL,
+                           tolk_engine_last_error(e), n_rows, &a);
+                exit_status = 1;
+                done++;
+                continue;
+            }
+            in_flight++;
+        }
+        int any = 0;
+        for (int i = 0; i < next; i++) {
+            bench_job *j = &jobs[i];
+            if (!j->rq || !tolk_request_done(j->rq)) continue;
+            j->t_done = cli_now();
+            tolk_result *res = NULL;
+            tolk_status st = tolk_request_result(j->rq, &res);
+            double a = 0;
+            batch_line(out, o, &m->rows[j->row], j, row_language(o, &m->rows[j->row], multilingual),
+                       st == TOLK_OK ? res : NULL, tolk_request_last_error(j->rq), n_rows, &a);
+            if (st == TOLK_OK) {
+                lat[n_lat++] = j->t_done - j->t_submit;
+                if (j->rep == 0) s->audio_s += a;
+            } else {
+                exit_status = 1;
+            }
+            j->ok = st == TOLK_OK;
+            tolk_result_free(res);
+            tolk_request_free(j->rq);
+            j->rq = NULL;
+            in_flight--;
+            done++;
+            any = 1;
+        }
+        if (!any && done < n_jobs) usleep(2000);
+    }
+    double wall = cli_now() - t0;
+    tolk_engine_stats es;
+    tolk_engine_get_stats(e, &es);
+    tolk_timings t;
+    tolk_engine_timings(e, &t);
+    /* this run only: minus the warm-up */
+    es.steps -= before.steps;
+    es.rows -= before.rows;
+    for (int b = 0; b < TOLK_ENGINE_BUCKETS; b++) {
+        es.steps_by_batch[b] -= before.steps_by_batch[b];
+        es.rows_by_batch[b] -= before.rows_by_batch[b];
+        es.step_s_by_batch[b] -= before.step_s_by_batch[b];
+    }
+    s->t.audio_s = t.audio_s - tb.audio_s;
+    s->t.mel_s = t.mel_s - tb.mel_s;
+    s->t.encoder_s = t.encoder_s - tb.encoder_s;
+    s->t.decoder_s = t.decoder_s - tb.decoder_s;
+    s->t.search_s = t.search_s - tb.search_s;
+    s->t.windows = (t.windows - tb.windows) / o->repeat;
+    s->t.tokens = (t.tokens - tb.tokens) / o->repeat;
+    s->files = n_rows;
+    s->reps = o->repeat;
+    for (int i = 0; i < n_jobs; i++)
+        if (jobs[i].rep == 0) {
+            int all_ok = 1;
+            for (int k = 0; k < o->repeat; k++)
+                all_ok &= jobs[(size_t)k * n_rows + jobs[i].row].ok;
+            if (all_ok)
+                s->ok++;
+            else
+                s->failed++;
+        }
+    s->wall_s = wall / o->repeat;
+    s->audio_s = s->audio_s; /* one repetition's audio */
+    s->process_peak_mib = process_peak_mib();
+    batch_summary(out, o, s, &es, lat, n_lat);
+    if (o->summary) {
+        FILE *f = fopen(o->summary, "w");
+        if (!f || (batch_summary(f, o, s, &es, lat, n_lat), fclose(f) != 0)) {
+            fprintf(stderr, "tolk bench: %s: cannot write the summary\n", o->summary);
+            exit_status = 1;
+        }
+    }
+    if (!o->quiet) {
+        fprintf(stderr,
+                "tolk bench: batch %d: %d files (%d failed), %.1f s of audio in %.1f s: RTFx "
+                "%.2f; %lld decoder steps of %.1f sequences on average; peak RSS %.0f MiB\n",
+                o->batch, s->files, s->failed, s->audio_s, s->wall_s,
+                s->wall_s > 0 ? s->audio_s / s->wall_s : 0.0, (long long)es.steps,
+                es.steps ? (double)es.rows / (double)es.steps : 0.0, s->process_peak_mib);
+        for (int b = 0; b < TOLK_ENGINE_BUCKETS; b++)
+            if (es.steps_by_batch[b])
+                fprintf(stderr, "  decoder batch %d-%d: %lld steps, %.2f ms/step, %.3f ms/token\n",
+                        tolk_engine_bucket_min(b),
+                        b + 1 < TOLK_ENGINE_BUCKETS ? tolk_engine_bucket_min(b + 1) - 1 : 99999,
+                        (long long)es.steps_by_batch[b],
+                        1e3 * es.step_s_by_batch[b] / (double)es.steps_by_batch[b],
+                        1e3 * es.step_s_by_batch[b] / (double)es.rows_by_batch[b]);
+    }
+    free(jobs);
+    free(lat);
+    tolk_engine_free(e);
+    return exit_status;
+}
+
 int cli_bench(int argc, char **argv) {
     cli_args a;
     int r = cli_parse("tolk bench", argc, argv, bench_opts, &a);
@@ -885,7 +1146,7 @@ int cli_bench(int argc, char **argv) {
     mp.device = tolk_ctx_device(ctx);
     mp.compute_type = o.compute_type;
     st = tolk_model_load(ctx, model_path, &mp, &model);
-    if (st == TOLK_OK) st = tolk_state_new(ctx, model, &state);
+    if (st == TOLK_OK && o.batch == 1) st = tolk_state_new(ctx, model, &state);
     if (st != TOLK_OK) {
         const char *msg = tolk_ctx_last_error(ctx);
         fprintf(stderr, "tolk bench: %s: %s\n", model_path, msg[0] ? msg : tolk_strerror(st));
@@ -917,6 +1178,12 @@ int cli_bench(int argc, char **argv) {
         goto done;
     }
     write_config(out, &o, model_path, &desc, tolk_ctx_device(ctx), task, n_rows);
+    if (o.batch > 1) {
+        exit_status = run_batch(ctx, model, &o, &base, &m, n_rows, desc.multilingual, out, &s);
+        if (out != stdout && fclose(out) != 0) exit_status = 1;
+        out = NULL;
+        goto done;
+    }
 
     /* warm-up: caches, page faults of the mapped weights, BLAS thread pools */
     t0 = cli_now();

@@ -19,6 +19,7 @@ static void usage(FILE *f) {
             "  transcribe AUDIO... [OPTIONS]            speech to text (openai-whisper's flags)\n"
             "  translate AUDIO... [OPTIONS]             speech to English text\n"
             "  bench MANIFEST [OPTIONS]                 time a manifest of files (JSON lines)\n"
+            "  vad AUDIO... [OPTIONS]                   speech segments (Silero VAD)\n"
             "  version                                  print the version\n"
             "\n"
             "`tolk COMMAND --help` describes a command.\n",
@@ -44,6 +45,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "transcribe")) return cli_transcribe(argc - 1, argv + 1);
     if (!strcmp(cmd, "translate")) return cli_translate(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "vad")) return cli_vad(argc - 1, argv + 1);
     fprintf(stderr, "tolk: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -333,3 +333,43 @@ int cli_temperatures(const cli_args *a, tolk_transcribe_params *p) {
     p->n_temperatures = n;
     return 0;
 }
+
+int cli_vad_params(const cli_args *a, tolk_vad_params *p) {
+    *p = tolk_vad_default_params();
+    int r, none;
+    double d;
+    long l;
+    if ((r = cli_float(a, "vad_threshold", 0.0, 1.0, 0, 0, p->threshold, &d, NULL))) return r;
+    p->threshold = d;
+    if ((r = cli_float(a, "vad_neg_threshold", 0.0, 1.0, 0, 1, -1.0, &d, &none))) return r;
+    p->neg_threshold = none ? -1.0 : d;
+    if (p->neg_threshold >= 0 && p->neg_threshold > p->threshold)
+        return cli_usage_error(a, "argument --vad_neg_threshold: %g exceeds --vad_threshold %g",
+                               p->neg_threshold, p->threshold);
+    if ((r = cli_int(a, "vad_min_speech_duration_ms", 0, 100000000, 0, p->min_speech_duration_ms,
+                     &l, NULL)))
+        return r;
+    p->min_speech_duration_ms = (int)l;
+    if ((r = cli_float(a, "vad_max_speech_duration_s", 1e-3, INFINITY, 1, 0, INFINITY, &d, NULL)))
+        return r;
+    p->max_speech_duration_s = d;
+    if ((r = cli_int(a, "vad_min_silence_duration_ms", 0, 100000000, 0, p->min_silence_duration_ms,
+                     &l, NULL)))
+        return r;
+    p->min_silence_duration_ms = (int)l;
+    if ((r = cli_int(a, "vad_speech_pad_ms", 0, 100000000, 0, p->speech_pad_ms, &l, NULL)))
+        return r;
+    p->speech_pad_ms = (int)l;
+    return 0;
+}
+
+const char cli_vad_help[] =
+    "  --vad_model NAME|PATH      Silero VAD model: a directory, safetensors or\n"
+    "                             whisper.cpp ggml file, or a name installed by\n"
+    "                             scripts/get-model [silero-vad]\n"
+    "  --vad_threshold P          speech when the probability is >= P [0.5]\n"
+    "  --vad_neg_threshold P      silence when below P; None: threshold - 0.15 [None]\n"
+    "  --vad_min_speech_duration_ms MS  drop shorter speech [0]\n"
+    "  --vad_max_speech_duration_s S    split longer speech; inf: never [inf]\n"
+    "  --vad_min_silence_duration_ms MS silence that ends speech [2000]\n"
+    "  --vad_speech_pad_ms MS     padding added each side of speech [400]\n";

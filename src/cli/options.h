@@ -72,6 +72,23 @@ int cli_choice(const cli_args *a, const char *name, const char *const *choices, 
 struct tolk_transcribe_params;
 int cli_temperatures(const cli_args *a, struct tolk_transcribe_params *p);
 
+/* faster-whisper's VAD options (vad_parameters) as flags: --vad_threshold,
+ * --vad_neg_threshold (None: threshold - 0.15), --vad_min_speech_duration_ms,
+ * --vad_max_speech_duration_s (inf allowed), --vad_min_silence_duration_ms,
+ * --vad_speech_pad_ms, into *p (defaults: tolk_vad_default_params()).
+ * Returns 0, or 2 after a usage error naming the flag. CLI_VAD_OPTS lists
+ * them for a cli_optdef table. */
+struct tolk_vad_params;
+int cli_vad_params(const cli_args *a, struct tolk_vad_params *p);
+/* clang-format off */
+#define CLI_VAD_OPTS                                                                               \
+    {"vad_threshold", 0, 1}, {"vad_neg_threshold", 0, 1}, {"vad_min_speech_duration_ms", 0, 1},    \
+    {"vad_max_speech_duration_s", 0, 1}, {"vad_min_silence_duration_ms", 0, 1},                    \
+    {"vad_speech_pad_ms", 0, 1}, {"vad_model", 0, 1}
+/* clang-format on */
+/* The help lines of those flags (and --vad_model). */
+extern const char cli_vad_help[];
+
 /* The language code for a --language argument: a code ("en", "haw"), or a
  * language name or alias in any letter case ("English", "castilian");
  * NULL when unknown. Static storage. */

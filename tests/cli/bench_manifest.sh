@@ -124,7 +124,7 @@ data/many.tsv:5: unknown language 'zz'" data/many.tsv
 { printf '%s\n' "$H"; row a.flac en 11 "ask not"; } >data/good.tsv
 expect 2 "required: MANIFEST"
 expect 2 "one MANIFEST at a time" data/good.tsv data/good.tsv
-expect 2 "argument --batch" data/good.tsv --batch 2
+expect 2 "argument --batch" data/good.tsv --batch 0
 expect 2 "argument --language" data/good.tsv --language klingon
 expect 2 "argument --repeat" data/good.tsv --repeat 0
 expect 2 "argument --task" data/good.tsv --task summarise

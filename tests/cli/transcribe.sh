@@ -180,6 +180,24 @@ else
     echo "SKIP: translate (model 'base' not installed)"
 fi
 
+
+# batch: several files through one engine give the files and stdout of one-by-one runs
+L=$SHARED/speech/en/librispeech
+B1="$L/test-clean_1089-134686-0000.flac $L/dev-clean_1272-128104-0000.flac $JFK"
+mkdir b1 b3 || exit 1
+rc1=$(run b1 transcribe $G --batch_size 1 -f json -o b1 $B1 "$work/missing.flac")
+rc3=$(run b3 transcribe $G --batch_size 3 -f json -o b3 $B1 "$work/missing.flac")
+same=1
+for f in b1/*.json; do cmp -s "$f" "b3/$(basename "$f")" || same=0; done
+if [ "$rc1" = 1 ] && [ "$rc3" = 1 ] && [ "$same" = 1 ] && [ "$(ls b3 | wc -l)" = 3 ] &&
+    cmp -s b1.out b3.out && grep -q "missing.flac" b3.err; then
+    ok "--batch_size 3: the same files and stdout as one by one; a missing file reported"
+else
+    fail "--batch_size (rc $rc1 / $rc3, same $same)"; cat b3.err
+fi
+rc=$(run b0 transcribe $G --batch_size 0 "$JFK")
+[ "$rc" = 2 ] && grep -q "batch_size" b0.err || fail "--batch_size 0 is a usage error (rc $rc)"
+
 if [ "$fails" -gt 0 ]; then
     echo "FAILED: $fails check(s)"
     exit 1
