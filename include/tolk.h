@@ -18,7 +18,7 @@
 #ifndef TOLK_H
 #define TOLK_H
 
-#include <stddef.h>
+#include <stddef.h> /* size_t, offsetof */
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -416,7 +416,8 @@ typedef enum tolk_task {
  * unknown); return non-zero to cancel (TOLK_ERR_CANCELLED). */
 typedef int (*tolk_progress_fn)(void *user, double position_s, double total_s);
 
-/* A finished segment, delivered as soon as it is final (optional). */
+/* A finished segment, delivered as soon as it is final (optional); the
+ * pointer (and its words) is valid only during the call. */
 struct tolk_segment;
 typedef void (*tolk_segment_fn)(void *user, const struct tolk_segment *segment);
 
@@ -460,29 +461,86 @@ typedef struct tolk_transcribe_params {
      * fallback, the no-speech skip and the timestamp rules; no prompt
      * carries from one piece to the next. 0: off. */
     int vad_batched;
+    /* word timestamps (openai-whisper's word_timestamps=True): every
+     * segment gets words (tolk_segment_word) from the cross-attention of
+     * the model's alignment heads (a model without them fails with
+     * TOLK_ERR_UNSUPPORTED), and segment times are refined from them */
+    int word_timestamps;                   /* 0 */
+    const char *prepend_punctuations;      /* merged with the next word; NULL:
+                                              the reference's "\"'“¿([{-" */
+    const char *append_punctuations;       /* merged with the previous word; NULL:
+                                              "\"'.。,，!！?？:：”)]}、" */
+    float hallucination_silence_threshold; /* seconds; < 0 (default -1):
+                                              off. With word timestamps,
+                                              skip silences longer than
+                                              this around suspected
+                                              hallucinations */
 } tolk_transcribe_params;
 
+/* ---- Results ------------------------------------------------------------
+ * A tolk_result is opaque and read through accessors, so that fields can be
+ * added without breaking callers built against an older tolk.h:
+ *  - tolk_result_text / _language / _language_prob / _duration /
+ *    _n_segments: the transcript as a whole;
+ *  - tolk_result_segment(res, i) -> const tolk_segment *, and
+ *    tolk_segment_word(seg, j) -> const tolk_word *: structs the library
+ *    owns (valid until tolk_result_free), read in place, never copied by
+ *    value nor indexed with pointer arithmetic (their size grows);
+ *  - each of those structs begins with struct_size, the size the running
+ *    library gave it. New fields are only ever appended, so an older caller
+ *    reads the prefix it knows; a newer caller checks a field with
+ *    TOLK_HAS_FIELD(ptr, type, field) before reading it from an older
+ *    library.
+ * Only pointers the library handed out may be passed to the accessors. */
+
+/* Whether the struct at ptr (of public type `type`) carries `field`. */
+#define TOLK_HAS_FIELD(ptr, type, field)                                                           \
+    ((ptr)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
+
+/* One word of a segment (word timestamps; openai-whisper's "words" items). */
+typedef struct tolk_word {
+    size_t struct_size; /* sizeof(tolk_word) of the running library */
+    const char *word;   /* UTF-8, with its leading space and merged
+                           punctuation, as the reference (" Hello,") */
+    double start, end;  /* seconds, rounded to 0.01 s as the reference */
+    double probability; /* mean probability of the word's tokens */
+} tolk_word;
+
 typedef struct tolk_segment {
+    size_t struct_size; /* sizeof(tolk_segment) of the running library */
     int id;
     int seek;          /* window start, in mel frames (10 ms) */
     double start, end; /* seconds */
-    char *text;        /* UTF-8, as the reference (leading space kept) */
-    int *tokens;       /* text and timestamp tokens of the segment */
+    const char *text;  /* UTF-8, as the reference (leading space kept) */
+    const int *tokens; /* text and timestamp tokens of the segment */
     int n_tokens;
     float temperature;
     float avg_logprob;
     float compression_ratio;
     float no_speech_prob;
+    int n_words; /* words (tolk_segment_word); 0 without word timestamps */
 } tolk_segment;
 
-typedef struct tolk_result {
-    char *text;          /* all segments' text concatenated */
-    char language[8];    /* detected or given language code */
-    float language_prob; /* probability of the detected language (1 if given) */
-    tolk_segment *segments;
-    int n_segments;
-    double duration; /* seconds of audio */
-} tolk_result;
+typedef struct tolk_result tolk_result;
+
+/* All segments' text concatenated (UTF-8, never NULL for a valid result). */
+TOLK_API const char *tolk_result_text(const tolk_result *res);
+/* The detected or given language code ("en"); "" for NULL. */
+TOLK_API const char *tolk_result_language(const tolk_result *res);
+/* Probability of the detected language (1 when it was given). */
+TOLK_API float tolk_result_language_prob(const tolk_result *res);
+/* Seconds of audio. */
+TOLK_API double tolk_result_duration(const tolk_result *res);
+/* Number of segments (0 for NULL). */
+TOLK_API int tolk_result_n_segments(const tolk_result *res);
+/* 1 when the result carries word timestamps (every segment has a word
+ * list, possibly empty: json writes "words", srt / vtt cue by words). */
+TOLK_API int tolk_result_has_words(const tolk_result *res);
+/* Segment i in [0, n_segments), NULL outside; owned by res. */
+TOLK_API const tolk_segment *tolk_result_segment(const tolk_result *res, int i);
+/* Word i in [0, seg->n_words) of a segment the library handed out, NULL
+ * outside; owned by the result (or, in tolk_segment_fn, by the call). */
+TOLK_API const tolk_word *tolk_segment_word(const tolk_segment *seg, int i);
 
 TOLK_API tolk_transcribe_params tolk_transcribe_default_params(void);
 
@@ -815,10 +873,10 @@ typedef enum tolk_stream_event_type {
 
 typedef struct tolk_stream_event {
     tolk_stream_event_type type;
-    const char *text; /* UTF-8 (valid during the callback): PARTIAL the whole uncommitted
-                         hypothesis ("" when none), FINAL the new words (a leading space
-                         between words, as Whisper writes them), END "" */
-    double start, end; /* seconds of input audio the text covers (END: the input's length) */
+    const char *text;   /* UTF-8 (valid during the callback): PARTIAL the whole uncommitted
+                           hypothesis ("" when none), FINAL the new words (a leading space
+                           between words, as Whisper writes them), END "" */
+    double start, end;  /* seconds of input audio the text covers (END: the input's length) */
     tolk_status status; /* END: TOLK_OK, or why the stream failed */
 } tolk_stream_event;
 
@@ -829,30 +887,30 @@ typedef struct tolk_stream_params {
                                           speech, then kept), initial_prompt, suppression;
                                           the default's temperatures are {0} (no fallback) */
     tolk_stream_policy policy;
-    int agreement;        /* LocalAgreement-n's n (2; 2..8) */
-    float min_update_s;   /* new audio before the next update (0.25 s); updates never
-                             overlap, so under load they come as fast as they finish */
-    float margin_s;       /* TOLK_STREAM_FAST: a word must end this long before the
-                             audio's end (0.5 s) */
-    float min_prob;       /* TOLK_STREAM_FAST: least probability of its tokens (0.5) */
-    float trim_s;         /* once the buffer is longer than this (8 s), its committed
-                             audio is dropped at the end of a committed segment (the
-                             model is asked where the committed text ends when no
-                             segment has ended) */
-    float max_buffer_s;   /* a buffer this long is committed whole (25 s; <= 30) */
-    float encoder_pad_s;  /* encoder positions past the audio (1.0 s); < 0: the full 30 s
-                             window (openai-whisper's zero padding) */
-    float encoder_min_s;  /* but never fewer than this (10 s): on a much shorter encoder
-                             Whisper loops on short audio */
-    int prompt_tokens;    /* committed tokens kept as the prompt (48; 0..223) */
+    int agreement;       /* LocalAgreement-n's n (2; 2..8) */
+    float min_update_s;  /* new audio before the next update (0.25 s); updates never
+                            overlap, so under load they come as fast as they finish */
+    float margin_s;      /* TOLK_STREAM_FAST: a word must end this long before the
+                            audio's end (0.5 s) */
+    float min_prob;      /* TOLK_STREAM_FAST: least probability of its tokens (0.5) */
+    float trim_s;        /* once the buffer is longer than this (8 s), its committed
+                            audio is dropped at the end of a committed segment (the
+                            model is asked where the committed text ends when no
+                            segment has ended) */
+    float max_buffer_s;  /* a buffer this long is committed whole (25 s; <= 30) */
+    float encoder_pad_s; /* encoder positions past the audio (1.0 s); < 0: the full 30 s
+                            window (openai-whisper's zero padding) */
+    float encoder_min_s; /* but never fewer than this (10 s): on a much shorter encoder
+                            Whisper loops on short audio */
+    int prompt_tokens;   /* committed tokens kept as the prompt (48; 0..223) */
     tolk_stream_gate gate;
-    float pause_s;        /* silence that ends an utterance (0.5 s) */
-    int sample_rate;      /* rate of the pushed samples (16000; 1000..384000) */
-    int channels;         /* interleaved channels of the pushed samples (1; 1..64) */
-    int synchronous;      /* 1: a push (and close) returns only once the updates it started
-                             have ended, so the text does not depend on the machine's speed
-                             (tests, simulations: whisper_streaming's "computationally
-                             unaware" mode); 0 (live input): pushes never wait */
+    float pause_s;   /* silence that ends an utterance (0.5 s) */
+    int sample_rate; /* rate of the pushed samples (16000; 1000..384000) */
+    int channels;    /* interleaved channels of the pushed samples (1; 1..64) */
+    int synchronous; /* 1: a push (and close) returns only once the updates it started
+                        have ended, so the text does not depend on the machine's speed
+                        (tests, simulations: whisper_streaming's "computationally
+                        unaware" mode); 0 (live input): pushes never wait */
     tolk_stream_event_fn on_event;
     void *user;
 } tolk_stream_params;
@@ -870,8 +928,7 @@ TOLK_API tolk_status tolk_stream_open(tolk_engine *engine, const tolk_stream_par
  * (TOLK_ERR_INVALID_ARG) and change nothing. */
 TOLK_API tolk_status tolk_stream_push(tolk_stream *s, const float *samples, size_t n_frames);
 /* The same for signed 16-bit samples. */
-TOLK_API tolk_status tolk_stream_push_s16(tolk_stream *s, const int16_t *samples,
-                                          size_t n_frames);
+TOLK_API tolk_status tolk_stream_push_s16(tolk_stream *s, const int16_t *samples, size_t n_frames);
 /* End of input: everything left is decoded and committed, then END. */
 TOLK_API tolk_status tolk_stream_close(tolk_stream *s);
 /* Wait until END was delivered; returns its status. */
@@ -880,13 +937,13 @@ TOLK_API tolk_status tolk_stream_wait(tolk_stream *s);
 TOLK_API const char *tolk_stream_last_error(const tolk_stream *s);
 
 typedef struct tolk_stream_stats {
-    int64_t updates;        /* update requests that ended */
-    double update_s;        /* their summed wall time, submission to end */
-    double update_s_max;    /* the longest */
-    double buffer_s;        /* summed seconds of audio they decoded */
-    int64_t words;          /* words committed */
-    int64_t utterances;     /* utterances ended (by a pause, a full buffer, the end) */
-    double input_s;         /* seconds of input pushed */
+    int64_t updates;     /* update requests that ended */
+    double update_s;     /* their summed wall time, submission to end */
+    double update_s_max; /* the longest */
+    double buffer_s;     /* summed seconds of audio they decoded */
+    int64_t words;       /* words committed */
+    int64_t utterances;  /* utterances ended (by a pause, a full buffer, the end) */
+    double input_s;      /* seconds of input pushed */
 } tolk_stream_stats;
 TOLK_API void tolk_stream_get_stats(const tolk_stream *s, tolk_stream_stats *out);
 
@@ -908,6 +965,30 @@ typedef enum tolk_output_format {
 /* "txt" ... "json" -> format; returns -1 for an unknown name. */
 TOLK_API int tolk_output_format_from_name(const char *name);
 TOLK_API const char *tolk_output_format_ext(tolk_output_format format);
+
+/* Options of the subtitle writers for results with word timestamps
+ * (openai-whisper's --highlight_words, --max_line_width,
+ * --max_line_count, --max_words_per_line; SubtitlesWriter.iterate_result).
+ * Start from tolk_writer_default_options(): struct_size lets later
+ * versions append fields without breaking callers. Ignored by txt, tsv
+ * and json, and for results without words. */
+typedef struct tolk_writer_options {
+    size_t struct_size;     /* sizeof(tolk_writer_options) of the caller */
+    int highlight_words;    /* underline each word as it is spoken (<u>) */
+    int max_line_width;     /* characters per line before a break; <= 0: none */
+    int max_line_count;     /* lines per cue (needs max_line_width); <= 0: none */
+    int max_words_per_line; /* words per cue line; <= 0: none */
+} tolk_writer_options;
+
+TOLK_API tolk_writer_options tolk_writer_default_options(void);
+
+/* tolk_render / tolk_write_file with writer options (NULL: defaults). */
+TOLK_API tolk_status tolk_render_ex(tolk_ctx *ctx, const tolk_result *result,
+                                    tolk_output_format format, const tolk_writer_options *opts,
+                                    char **out, size_t *len);
+TOLK_API tolk_status tolk_write_file_ex(tolk_ctx *ctx, const tolk_result *result,
+                                        tolk_output_format format, const tolk_writer_options *opts,
+                                        const char *path);
 
 /* Render result in format into a new NUL-terminated buffer (*out, caller
  * frees with tolk_free). */

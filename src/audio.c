@@ -31,6 +31,7 @@
  * nothing.)
  */
 #include "audio_internal.h"
+#include "result.h"
 
 #include <sndfile.h>
 #include <soxr.h>
@@ -1034,9 +1035,8 @@ void tolk_audio_input_facts(const tolk_audio_reader *r, tolk_input_facts *out) {
 }
 
 int tolk_result_input_truncated(const tolk_result *result, double *expected_s, double *decoded_s) {
-    const tolk_result_ext *ext = (const tolk_result_ext *)result;
-    const int t = ext && ext->input.truncated;
-    if (expected_s) *expected_s = t ? ext->input.expected_s : -1.0;
-    if (decoded_s) *decoded_s = t ? ext->input.decoded_s : 0.0;
+    const int t = result && result->input.truncated;
+    if (expected_s) *expected_s = t ? result->input.expected_s : -1.0;
+    if (decoded_s) *decoded_s = t ? result->input.decoded_s : 0.0;
     return t;
 }

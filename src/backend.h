@@ -247,6 +247,19 @@ struct tolk_backend {
     tolk_status (*logits)(tolk_ctx *ctx, const tolk_backend *be, float *logits, const float *x,
                           size_t M, const tolk_bweight *tok);
 
+    /* Attention weights of selected heads (word timestamps: the alignment
+     * heads' cross-attention, computed apart from the fused attention,
+     * which never stores them). For p < n_heads, i < n_q, j < n_keys:
+     *   out[(p * n_q + i) * n_keys + j] =
+     *       softmax_j(scale * q[i, h*d_head : (h+1)*d_head] . k[j, same])
+     * with h = heads[p] (HOST int array), the softmax over the n_keys keys
+     * given only (the reference trims the logits to the audio's frames
+     * before its softmax). q [n_q, .] row stride ldq, k [n_keys, .] row
+     * stride ldk (DEVICE); out DEVICE float32 [n_heads, n_q, n_keys]. */
+    tolk_status (*attn_weights)(tolk_ctx *ctx, const tolk_backend *be, const float *q, size_t ldq,
+                                const float *k, size_t ldk, int n_q, int n_keys, const int *heads,
+                                int n_heads, int d_head, float scale, float *out);
+
     /* ---- decoder-step operations over DEVICE index arrays ---------------
      * Everything a step depends on (token ids, positions, cache rows,
      * sequence lengths, masks) is read from device memory, so the same
@@ -340,6 +353,15 @@ typedef struct tolk_backend_params {
                      bit-exact); 0 (default) = exact float32 sgemm. Ignored
                      by the CUDA backend. */
 } tolk_backend_params;
+
+/* Embedding lookup from HOST ids / positions [n], validated here (bad
+ * ones: TOLK_ERR_INVALID_ARG): they are uploaded to a device buffer and
+ * passed to be->embed_rows (y [n, D] = tok[ids] + pos[positions]). For
+ * callers outside the graph-captured decoder step (alignment pass,
+ * translation network). backend.c. */
+tolk_status tolk_backend_embed_host(tolk_ctx *ctx, const tolk_backend *be, float *y,
+                                    const tolk_bweight *tok, const int *ids, const int *positions,
+                                    size_t n, const float *pos, size_t n_pos);
 
 /* Create the CPU backend (OpenBLAS sgemm + OpenMP loops). params NULL:
  * keep_f16 = 1. *out is released with (*out)->destroy. */

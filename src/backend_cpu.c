@@ -1187,6 +1187,41 @@ static tolk_status cpu_select(tolk_ctx *ctx, const tolk_backend *be, float *logi
 /* Creation                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* Query rows one attn_weights task scores at a time (one sgemm). */
+#define AW_ROW_BLOCK 32
+
+/* attn_weights (backend.h): per (head, block of rows) one sgemm of scaled
+ * dot products straight into out, then a softmax per row. The plain
+ * reference loop is ref_attn_weights in tests/test_align.c. */
+static tolk_status cpu_attn_weights(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                    size_t ldq, const float *k, size_t ldk, int n_q, int n_keys,
+                                    const int *heads, int n_heads, int d_head, float scale,
+                                    float *out) {
+    (void)be;
+    if (n_q == 0 || n_heads == 0) return TOLK_OK;
+    if (!q || !k || !out || !heads || n_q < 0 || n_keys < 1 || n_heads < 0 || d_head < 1)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attn_weights: bad arguments");
+    for (int p = 0; p < n_heads; p++)
+        if (heads[p] < 0 || (size_t)(heads[p] + 1) * (size_t)d_head > ldq ||
+            (size_t)(heads[p] + 1) * (size_t)d_head > ldk)
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attn_weights: bad head %d",
+                             heads[p]);
+    const int blocks = (n_q + AW_ROW_BLOCK - 1) / AW_ROW_BLOCK;
+    long long t;
+    OMP(parallel for num_threads(nthreads(ctx)) schedule(dynamic))
+    for (t = 0; t < (long long)n_heads * blocks; t++) {
+        const int p = (int)(t / blocks), i0 = (int)(t % blocks) * AW_ROW_BLOCK;
+        const int nb = n_q - i0 < AW_ROW_BLOCK ? n_q - i0 : AW_ROW_BLOCK;
+        const size_t h = (size_t)heads[p] * (size_t)d_head;
+        float *o = out + ((size_t)p * (size_t)n_q + (size_t)i0) * (size_t)n_keys;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, n_keys, d_head, scale,
+                    q + (size_t)i0 * ldq + h, (int)ldq, k + h, (int)ldk, 0.0f, o, n_keys);
+        for (int r = 0; r < nb; r++)
+            softmax_row(o + (size_t)r * (size_t)n_keys, (size_t)n_keys);
+    }
+    return TOLK_OK;
+}
+
 static void cpu_destroy(tolk_backend *be) {
     if (!be) return;
     free(be->impl);
@@ -1230,6 +1265,7 @@ tolk_status tolk_backend_cpu_new(tolk_ctx *ctx, const tolk_backend_params *param
     be->copy_rows = cpu_copy_rows;
     be->attention_desc = cpu_attention_desc;
     be->select = cpu_select;
+    be->attn_weights = cpu_attn_weights;
     /* no graphs: graph_* stay NULL and the network runs its ops directly */
     *out = be;
     return TOLK_OK;

@@ -50,6 +50,7 @@
 
 #include "../kernels/add.h"
 #include "../kernels/attention.h"
+#include "../kernels/attn_weights.h"
 #include "../kernels/conv1d.h"
 #include "../kernels/convert.h"
 #include "../kernels/embed.h"
@@ -963,6 +964,22 @@ static tolk_status cu_select(tolk_ctx *ctx, const tolk_backend *be, float *logit
                   "select");
 }
 
+static tolk_status cu_attn_weights(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                   size_t ldq, const float *k, size_t ldk, int n_q, int n_keys,
+                                   const int *heads, int n_heads, int d_head, float scale,
+                                   float *out) {
+    if (n_q == 0 || n_heads == 0) return TOLK_OK;
+    if (ldq > INT32_MAX || ldk > INT32_MAX)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attn_weights: bad strides", WHO);
+    tolk_status st = use_device(ctx, impl_of(be));
+    if (st) return st;
+    return tolk_cuda_kstatus(ctx,
+                             tolk_cu_attn_weights(q, (long long)ldq, k, (long long)ldk, n_q, n_keys,
+                                                  heads, n_heads, d_head, scale, out,
+                                                  TOLK_CU_STREAM),
+                             WHO, "attn_weights");
+}
+
 /* Graphs by stream capture: the thread's ops go to a private stream in
  * capture mode (thread-local, so other threads' calls are unaffected),
  * and the instantiated graph is launched on the thread's default stream. */
@@ -1131,6 +1148,7 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->copy_rows = cu_copy_rows;
     be->attention_desc = cu_attention_desc;
     be->select = cu_select;
+    be->attn_weights = cu_attn_weights;
     be->graph_begin = cu_graph_begin;
     be->graph_end = cu_graph_end;
     be->graph_launch = cu_graph_launch;

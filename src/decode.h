@@ -101,15 +101,15 @@ typedef struct tolk_dec_options {
     int timestamps;                  /* 1: apply the timestamp rules */
     int max_initial_timestamp_index; /* < 0: no limit; else the last allowed first index */
     uint64_t *rng;                   /* sampling state (xorshift64*), updated; required at T > 0 */
-    int ts_prefix; /* the last ts_prefix initial tokens (a forced prefix after the SOT
-                      sequence) count as already sampled for the timestamp rules: a
-                      stream continues its earlier hypothesis, timestamps included.
-                      0 (openai-whisper): the rules start after the initial tokens */
+    int ts_prefix;           /* the last ts_prefix initial tokens (a forced prefix after the SOT
+                                sequence) count as already sampled for the timestamp rules: a
+                                stream continues its earlier hypothesis, timestamps included.
+                                0 (openai-whisper): the rules start after the initial tokens */
     int max_timestamp_index; /* > 0: timestamps after <|t|> with t = this index are never
                                 chosen (a stream's window holds audio only that far);
                                 0: all (openai-whisper) */
-    int first_timestamp; /* 1: the first sampled token is a timestamp (closing the forced
-                            prefix's segment: where its text ends); 0 (openai-whisper): free */
+    int first_timestamp;     /* 1: the first sampled token is a timestamp (closing the forced
+                                prefix's segment: where its text ends); 0 (openai-whisper): free */
 } tolk_dec_options;
 
 /* Result of one decode. */

@@ -45,8 +45,9 @@ struct tolk_request {
     tolk_ctx *ctx; /* the request's messages */
     tolk_transcribe_params params;
     char *s_language, *s_prompt, *s_prefix, *s_suppress, *s_clips; /* copied strings */
-    float *samples;                                                /* owned copy (memory input) */
-    tolk_live live;                                                /* live input */
+    char *s_prepend, *s_append;
+    float *samples; /* owned copy (memory input) */
+    tolk_live live; /* live input */
     int is_live;
     tolk_lf *lf;
     int state;  /* RQ_*, under the engine mutex */
@@ -61,16 +62,17 @@ struct tolk_request {
     tolk_lf_ask ask;
     uint64_t order; /* submission order */
     /* published (under the engine mutex) */
-    tolk_segment *pub;
+    tolk_seg_rec *pub; /* copies of the final segments (words included) */
     int n_pub, cap_pub;
+    int has_words;
     char language[8];
     float language_prob;
     tolk_result *result;
     double duration;
     float lang_probs[100]; /* language identification, in token order */
     int n_lang;
-    struct tolk_vad_job *job;  /* speech-only request standing for its pieces
-                                  (vad_filter.c); never queued itself */
+    struct tolk_vad_job *job; /* speech-only request standing for its pieces
+                                 (vad_filter.c); never queued itself */
     /* a stream update (tolk_engine_submit_window) */
     int one_window;
     tolk_dec_result wres; /* its decode, taken at the end */
@@ -181,7 +183,7 @@ static void request_release(tolk_request *r) {
     free(r->samples);
     if (r->is_live) tolk_live_destroy(&r->live);
     for (int i = 0; i < r->n_pub; i++)
-        tolk_segment_clear(&r->pub[i]);
+        tolk_seg_rec_clear(&r->pub[i]);
     free(r->pub);
     tolk_result_free(r->result);
     tolk_dec_result_clear(&r->wres);
@@ -191,6 +193,8 @@ static void request_release(tolk_request *r) {
     free(r->s_prefix);
     free(r->s_suppress);
     free(r->s_clips);
+    free(r->s_prepend);
+    free(r->s_append);
     tolk_ctx_free(r->ctx);
     free(r);
 }
@@ -266,6 +270,14 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     r->params.prefix = r->s_prefix;
     r->params.suppress_tokens = r->s_suppress;
     r->params.clip_timestamps = r->s_clips;
+    if (!dup_str(p->prepend_punctuations, &r->s_prepend) ||
+        !dup_str(p->append_punctuations, &r->s_append)) {
+        request_release(r);
+        return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+    }
+    r->params.prepend_punctuations = r->s_prepend;
+    r->params.append_punctuations = r->s_append;
+    r->has_words = p->word_timestamps != 0;
     tolk_lf_input in = *in_;
     if (samples) {
         if (n > ((size_t)1 << 40)) {
@@ -293,6 +305,7 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
      * the search cannot run (it only runs on the tick thread after it) */
     tolk_lf_env env = {.ctx = r->ctx,
                        .asr = e->asr,
+                       .model = e->model,
                        .seqs = {.user = r,
                                 .n_vocab = e->asr->hp.n_vocab,
                                 .max_seqs = 64,
@@ -487,7 +500,6 @@ tolk_status tolk_request_new_job(tolk_engine *e, struct tolk_vad_job *job, tolk_
     return TOLK_OK;
 }
 
-
 const char *tolk_engine_language_code(const tolk_engine *e, int i) {
     if (!e || i < 0 || i >= e->asr->dt.n_languages) return NULL;
     return tolk_asr_lang_code(e->asr, e->asr->dt.lang_ids[i]);
@@ -569,24 +581,23 @@ tolk_status tolk_request_segments(tolk_request *r, int from, tolk_result **out) 
     *out = NULL;
     if (!r) return TOLK_ERR_INVALID_ARG;
     if (r->job) return tolk_vad_job_segments(r->job, from, out);
-    tolk_result *res = calloc(1, sizeof(tolk_result_ext)); /* the public struct first */
+    tolk_result *res = tolk_result_new();
     if (!res) return TOLK_ERR_NOMEM;
-    res->text = strdup("");
-    tolk_status s = res->text ? TOLK_OK : TOLK_ERR_NOMEM;
+    tolk_status s = TOLK_OK;
     pthread_mutex_lock(&r->e->mu);
     if (from < 0) from = 0;
     int n = from < r->n_pub ? r->n_pub - from : 0;
-    if (s == TOLK_OK && n > 0) {
-        res->segments = calloc((size_t)n, sizeof *res->segments);
-        if (!res->segments) s = TOLK_ERR_NOMEM;
-        for (int i = 0; i < n && s == TOLK_OK; i++) {
-            s = tolk_segment_copy(&res->segments[i], &r->pub[from + i]);
-            if (s == TOLK_OK) res->n_segments = i + 1;
+    for (int i = 0; i < n && s == TOLK_OK; i++) {
+        tolk_seg_rec rec;
+        if (!tolk_seg_rec_copy(&rec, &r->pub[from + i]) || !tolk_result_push(res, &rec)) {
+            tolk_seg_rec_clear(&rec);
+            s = TOLK_ERR_NOMEM;
         }
     }
-    memcpy(res->language, r->language, sizeof res->language);
+    tolk_result_set_language(res, r->language);
     res->language_prob = r->language_prob;
     res->duration = r->duration;
+    res->has_words = r->has_words;
     pthread_mutex_unlock(&r->e->mu);
     if (s != TOLK_OK) {
         tolk_result_free(res);
@@ -755,17 +766,17 @@ static void pool_release(tolk_engine *e, tolk_request *r) {
 /* ---- the tick ------------------------------------------------------------ */
 
 /* Copy segs [r->n_pub, n) into r's published list (the mutex is held). */
-static void publish_locked(tolk_request *r, const tolk_segment *const *segs, int n) {
+static void publish_locked(tolk_request *r, const tolk_seg_rec *const *segs, int n) {
     if (r->cap_pub < n) {
         int cap = r->cap_pub ? r->cap_pub : 16;
         while (cap < n)
             cap *= 2;
-        tolk_segment *v = realloc(r->pub, (size_t)cap * sizeof *v);
+        tolk_seg_rec *v = realloc(r->pub, (size_t)cap * sizeof *v);
         if (!v) return; /* polling sees fewer; the result keeps them all */
         r->pub = v;
         r->cap_pub = cap;
     }
-    while (r->n_pub < n && tolk_segment_copy(&r->pub[r->n_pub], segs[r->n_pub]) == TOLK_OK)
+    while (r->n_pub < n && tolk_seg_rec_copy(&r->pub[r->n_pub], segs[r->n_pub]))
         r->n_pub++;
 }
 
@@ -804,11 +815,11 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
     r->next = NULL;
     r->status = s;
     r->result = res;
-    if (res && res->n_segments > r->n_pub) { /* the last window's, made in the final call */
-        const tolk_segment **v = malloc((size_t)res->n_segments * sizeof *v);
-        for (int i = 0; v && i < res->n_segments; i++)
-            v[i] = &res->segments[i];
-        if (v) publish_locked(r, v, res->n_segments);
+    if (res && res->n_segs > r->n_pub) { /* the last window's, made in the final call */
+        const tolk_seg_rec **v = malloc((size_t)res->n_segs * sizeof *v);
+        for (int i = 0; v && i < res->n_segs; i++)
+            v[i] = &res->segs[i];
+        if (v) publish_locked(r, v, res->n_segs);
         free(v);
     }
     r->wres = wres;
@@ -842,7 +853,7 @@ static void finish(tolk_engine *e, tolk_request *r, tolk_status s) {
 static void publish(tolk_engine *e, tolk_request *r) {
     int n = tolk_lf_n_segments(r->lf);
     if (n <= r->n_pub) return;
-    const tolk_segment **v = malloc((size_t)n * sizeof *v);
+    const tolk_seg_rec **v = malloc((size_t)n * sizeof *v);
     if (!v) return;
     for (int i = 0; i < n; i++)
         v[i] = tolk_lf_segment(r->lf, i);
@@ -1018,6 +1029,30 @@ static void encode_all(tolk_engine *e, tolk_request **act, int n) {
                 if (act[i] == r) act[i] = NULL;
     }
     free(wins), free(actx), free(mels), free(who);
+}
+
+/* Run every asked alignment pass (word timestamps): one decoder pass per
+ * request over its window's text against its window slot. */
+static void align_all(tolk_engine *e, tolk_request **act, int n) {
+    for (int i = 0; i < n; i++) {
+        tolk_request *r = act[i];
+        if (!r || !r->have_ask || r->ask.need != TOLK_LF_ALIGN) continue;
+        const tolk_words_align *a = &r->ask.align;
+        double t0 = tolk_time_now();
+        tolk_status s = tolk_net_align(e->ctx, e->net, e->kv, r->window, a->tokens, a->n_tokens,
+                                       a->heads, a->n_heads, a->n_frames, a->weights, a->prob_row0,
+                                       a->n_probs, a->prob_vocab, a->probs);
+        tolk_timings_since(&e->timings, TOLK_STAGE_DECODER, t0);
+        r->have_ask = 0;
+        tolk_status rs = s != TOLK_OK ? tolk_fail(r->ctx, s, "%s", tolk_ctx_last_error(e->ctx))
+                                      : tolk_lf_aligned(r->lf);
+        if (rs != TOLK_OK) {
+            finish(e, r, rs);
+            act[i] = NULL;
+            continue;
+        }
+        if (!ask_request(e, r)) act[i] = NULL;
+    }
 }
 
 /* Step buffers for rows rows, kmax selections each and pairs mask pairs. */
@@ -1207,6 +1242,7 @@ static tolk_status tick(tolk_engine *e, int *busy) {
     }
     const uint64_t f0 = tolk_net_gemm_fallbacks(e->net);
     encode_all(e, mine, n);
+    align_all(e, mine, n);
     step_all(e, mine, n);
     const uint64_t f1 = tolk_net_gemm_fallbacks(e->net); /* slow products of this tick */
     if (f1 > f0) e->timings.gemm_fallbacks += f1 - f0;

@@ -51,19 +51,13 @@ static inline int tolk_add_size(size_t a, size_t b, size_t *out) {
     return 1;
 }
 
-/* What the library allocates behind every tolk_result it returns: the
- * public struct first (tolk_result_free's free() releases the whole), then
- * facts that reach callers through accessors, so that the public layout
- * stays as it is. */
+/* Facts about a result's input that reach callers through accessors
+ * (tolk_result_input_truncated); held by struct tolk_result (result.h). */
 typedef struct tolk_input_facts {
     int truncated;     /* tolk_audio_truncated of the input */
     double expected_s; /* seconds promised, -1 when unknown */
     double decoded_s;  /* seconds decoded */
 } tolk_input_facts;
-typedef struct tolk_result_ext {
-    tolk_result pub;
-    tolk_input_facts input; /* tolk_result_input_truncated */
-} tolk_result_ext;
 
 /* The input facts of reader r (call at the end of its input; zeros for a
  * complete input). audio.c. */

@@ -22,7 +22,13 @@
  *     to the last timestamp (or the window end);
  *   - empty or instantaneous segments are kept with empty text and tokens;
  *   - the prompt is reset when condition_on_previous_text is off or the
- *     window needed a temperature above 0.5.
+ *     window needed a temperature above 0.5;
+ *   - word_timestamps: once a window's segments are built (before empty
+ *     ones are cleared), the alignment pass of words.h is asked for
+ *     (TOLK_LF_ALIGN, tolk_words_begin), then words are added and segment
+ *     times refined (tolk_words_end), and tolk_words_after gives the seek
+ *     and, with hallucination_silence_threshold, which segments to keep or
+ *     whether to drop the window (then the prompt is not reset).
  * Language identification (when no language is given on a multilingual
  * model) runs on the first window of the loop, zero-padded like the
  * windows that are decoded (as faster-whisper does); its encoder output is
@@ -39,6 +45,8 @@
  * past the seek position have arrived, or the input has ended.
  */
 #include "longform.h"
+
+#include "pystr.h"
 
 #include <errno.h>
 #include <math.h>
@@ -73,22 +81,17 @@ static int ivec_push(ivec *a, const int *x, size_t n) {
     return 1;
 }
 
-typedef struct segs {
-    tolk_segment *v;
+/* The segments of one window, before they are final (word timestamps may
+ * still change their times or drop some). */
+typedef struct wsegs {
+    tolk_seg_rec *v;
     int n, cap;
-} segs;
+} wsegs;
 
-static int segs_push(segs *s, const tolk_segment *x) {
-    if (s->n == s->cap) {
-        if (s->cap > (1 << 26)) return 0;
-        int cap = s->cap ? s->cap * 2 : 64;
-        tolk_segment *v = realloc(s->v, (size_t)cap * sizeof *v);
-        if (!v) return 0;
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = *x;
-    return 1;
+static void wsegs_clear(wsegs *w) {
+    for (int i = 0; i < w->n; i++)
+        tolk_seg_rec_clear(&w->v[i]);
+    w->n = 0;
 }
 
 /* ---- the machine --------------------------------------------------------- */
@@ -99,7 +102,8 @@ enum {
     S_WINDOW = 2, /* the top of the seek loop */
     S_DECODE = 3, /* a window decode (with fallback) in progress */
     S_FINAL = 4,  /* the full text */
-    S_DONE = 5
+    S_DONE = 5,
+    S_ALIGN = 6 /* word timestamps: the window's alignment pass is asked */
 };
 
 /* Sub-steps of S_LANG. */
@@ -143,8 +147,13 @@ struct tolk_lf {
     size_t segment_size;
     double time_offset, segment_duration;
     size_t prompt_reset_since, max_prompt;
-    segs out;
+    wsegs ws; /* the decoded window's segments, not yet final */
     ivec all;
+    /* word timestamps (NULL when off) and the window being aligned */
+    tolk_words *words;
+    tolk_words_align align;
+    size_t previous_seek;
+    int single_ending;
     int *initial;
     tolk_dec_window *win;
     tolk_dec_result dr;
@@ -166,27 +175,6 @@ static tolk_status fail(tolk_lf *lf, tolk_status st) {
     return st;
 }
 
-void tolk_segment_clear(tolk_segment *s) {
-    if (!s) return;
-    free(s->text);
-    free(s->tokens);
-    memset(s, 0, sizeof *s);
-}
-
-tolk_status tolk_segment_copy(tolk_segment *dst, const tolk_segment *src) {
-    *dst = *src;
-    dst->text = strdup(src->text ? src->text : "");
-    dst->tokens = malloc((size_t)(src->n_tokens > 0 ? src->n_tokens : 1) * sizeof(int));
-    if (!dst->text || !dst->tokens) {
-        free(dst->text);
-        free(dst->tokens);
-        memset(dst, 0, sizeof *dst);
-        return TOLK_ERR_NOMEM;
-    }
-    if (src->n_tokens > 0) memcpy(dst->tokens, src->tokens, (size_t)src->n_tokens * sizeof(int));
-    return TOLK_OK;
-}
-
 void tolk_lf_free(tolk_lf *lf) {
     if (!lf) return;
     free(lf->suppress);
@@ -196,9 +184,9 @@ void tolk_lf_free(tolk_lf *lf) {
     if (lf->mp_open) tolk_melpipe_close(&lf->mp);
     if (lf->file_open) tolk_file_src_close(&lf->file);
     free(lf->window);
-    for (int i = 0; i < lf->out.n; i++)
-        tolk_segment_clear(&lf->out.v[i]);
-    free(lf->out.v);
+    wsegs_clear(&lf->ws);
+    free(lf->ws.v);
+    tolk_words_free(lf->words);
     free(lf->all.v);
     free(lf->initial);
     tolk_dec_window_free(lf->win);
@@ -214,11 +202,11 @@ int tolk_lf_max_seqs(const tolk_lf *lf) {
 }
 
 int tolk_lf_n_segments(const tolk_lf *lf) {
-    return lf->out.n;
+    return lf->res ? lf->res->n_segs : 0;
 }
 
-const tolk_segment *tolk_lf_segment(const tolk_lf *lf, int i) {
-    return i >= 0 && i < lf->out.n ? &lf->out.v[i] : NULL;
+const tolk_seg_rec *tolk_lf_segment(const tolk_lf *lf, int i) {
+    return lf->res && i >= 0 && i < lf->res->n_segs ? &lf->res->segs[i] : NULL;
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -427,6 +415,11 @@ static tolk_status setup_window(tolk_lf *lf, const tolk_lf_input *in) {
 
 static void set_sot_sequence(tolk_lf *lf) {
     const tolk_dec_tokens *t = &lf->env.asr->dt;
+    if (lf->words) {
+        const char *code =
+            lf->env.asr->multilingual ? tolk_asr_lang_code(lf->env.asr, lf->lang_token) : "en";
+        tolk_words_set_language(lf->words, code);
+    }
     lf->n_sot_seq = 0;
     lf->sot_seq[lf->n_sot_seq++] = t->sot;
     if (lf->env.asr->multilingual) {
@@ -454,10 +447,15 @@ tolk_status tolk_lf_new(const tolk_lf_env *env, const tolk_transcribe_params *p,
         lf->window = tolk_malloc_array((size_t)asr->hp.n_mels * TOLK_N_FRAMES, sizeof(float));
         lf->initial = tolk_malloc_array((size_t)asr->hp.n_text_ctx + 8, sizeof(int));
         lf->lang_logits = tolk_malloc_array((size_t)asr->hp.n_vocab, sizeof(float));
-        lf->res = calloc(1, sizeof(tolk_result_ext)); /* the public struct first */
+        lf->res = tolk_result_new();
         if (!lf->window || !lf->initial || !lf->lang_logits || !lf->res ||
             !ivec_push(&lf->all, lf->init_prompt, lf->n_init_prompt))
             s = tolk_fail(ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+    }
+    if (s == TOLK_OK && p->word_timestamps) {
+        s = env->model ? tolk_words_new(ctx, asr, env->model, p, &lf->words)
+                       : tolk_fail(ctx, TOLK_ERR_INTERNAL, "transcribe: no model for words");
+        if (s == TOLK_OK) lf->res->has_words = 1;
     }
     if (s == TOLK_OK && env->seqs.max_seqs < lf->max_seqs)
         s = tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: %d sequences needed, %d available",
@@ -469,7 +467,7 @@ tolk_status tolk_lf_new(const tolk_lf_env *env, const tolk_transcribe_params *p,
         lf->detect_only = in->detect_only;
         switch (in->kind) {
         case TOLK_LF_MEMORY:
-            ((tolk_result_ext *)lf->res)->input = in->facts;
+            lf->res->input = in->facts;
             if (!in->samples && in->n_samples)
                 s = tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "transcribe: NULL samples");
             else if (in->n_samples == 0)
@@ -516,46 +514,68 @@ tolk_status tolk_lf_new(const tolk_lf_env *env, const tolk_transcribe_params *p,
 
 /* ---- segments ------------------------------------------------------------ */
 
-static int is_blank(const char *s) {
-    for (; *s; s++)
-        if (!(*s == ' ' || (*s >= '\t' && *s <= '\r'))) return 0;
-    return 1;
+/* Add the window's segment tokens[0, n) (text decoded, nothing cleared
+ * yet). */
+static tolk_status window_segment(tolk_lf *lf, int seek, double start, double end,
+                                  const int *tokens, size_t n, const tolk_dec_result *dr) {
+    wsegs *w = &lf->ws;
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 16;
+        tolk_seg_rec *v = realloc(w->v, (size_t)cap * sizeof *v);
+        if (!v) return tolk_fail(lf->env.ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+        w->v = v;
+        w->cap = cap;
+    }
+    tolk_segment f;
+    memset(&f, 0, sizeof f);
+    f.seek = seek;
+    f.start = start;
+    f.end = end;
+    f.temperature = dr->temperature;
+    f.avg_logprob = dr->avg_logprob;
+    f.compression_ratio = dr->compression_ratio;
+    f.no_speech_prob = dr->no_speech_prob;
+    char *text = NULL;
+    tolk_status s =
+        tolk_tokenizer_decode_ex(lf->env.asr->tok, tokens, n, TOLK_DECODE_TEXT_ONLY, &text, NULL);
+    if (s != TOLK_OK) return tolk_fail(lf->env.ctx, s, "transcribe: cannot decode a segment");
+    int ok = tolk_seg_rec_init(&w->v[w->n], &f, text, tokens, (int)n);
+    free(text);
+    if (!ok) return tolk_fail(lf->env.ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+    w->n++;
+    return TOLK_OK;
 }
 
-/* Append one segment tokens[0, n) of a window to the result. */
-static tolk_status add_segment(tolk_lf *lf, int seek, double start, double end, const int *tokens,
-                               size_t n, const tolk_dec_result *dr) {
-    tolk_segment sg;
-    memset(&sg, 0, sizeof sg);
-    sg.id = lf->out.n;
-    sg.seek = seek;
-    sg.start = start;
-    sg.end = end;
-    sg.temperature = dr->temperature;
-    sg.avg_logprob = dr->avg_logprob;
-    sg.compression_ratio = dr->compression_ratio;
-    sg.no_speech_prob = dr->no_speech_prob;
-    tolk_status s = tolk_tokenizer_decode_ex(lf->env.asr->tok, tokens, n, TOLK_DECODE_TEXT_ONLY,
-                                             &sg.text, NULL);
-    if (s != TOLK_OK) return tolk_fail(lf->env.ctx, s, "transcribe: cannot decode a segment");
-    if (start == end || is_blank(sg.text)) {
-        sg.text[0] = '\0';
-        n = 0;
+/* Make the first n_keep segments of the window final: an instantaneous or
+ * blank one (Python's str.strip) loses its text, tokens and words, as the
+ * reference clears them; each gets its id, joins the result and the prompt
+ * tokens, and is delivered to on_segment. The window's list is emptied. */
+static tolk_status commit_window(tolk_lf *lf, int n_keep) {
+    wsegs *w = &lf->ws;
+    tolk_status s = TOLK_OK;
+    for (int i = 0; i < n_keep && i < w->n && s == TOLK_OK; i++) {
+        tolk_seg_rec *rec = &w->v[i];
+        size_t a, b;
+        tolk_py_strip(rec->text, strlen(rec->text), &a, &b);
+        if (rec->pub.start == rec->pub.end || a == b) {
+            rec->text[0] = '\0';
+            rec->pub.n_tokens = 0;
+            tolk_seg_rec_set_words(rec, NULL, 0);
+        }
+        rec->pub.id = lf->res->n_segs;
+        if (!ivec_push(&lf->all, rec->tokens, (size_t)rec->pub.n_tokens)) {
+            s = tolk_fail(lf->env.ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+            break;
+        }
+        tolk_seg_rec *d = tolk_result_push(lf->res, rec);
+        if (!d) {
+            s = tolk_fail(lf->env.ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
+            break;
+        }
+        if (lf->p.on_segment) lf->p.on_segment(lf->p.user, &d->pub);
     }
-    sg.tokens = malloc((n ? n : 1) * sizeof(int));
-    if (!sg.tokens) {
-        free(sg.text);
-        return tolk_fail(lf->env.ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
-    }
-    if (n) memcpy(sg.tokens, tokens, n * sizeof(int));
-    sg.n_tokens = (int)n;
-    if (!segs_push(&lf->out, &sg) || !ivec_push(&lf->all, tokens, n)) {
-        free(sg.text);
-        free(sg.tokens);
-        return tolk_fail(lf->env.ctx, TOLK_ERR_NOMEM, "transcribe: out of memory");
-    }
-    if (lf->p.on_segment) lf->p.on_segment(lf->p.user, &lf->out.v[lf->out.n - 1]);
-    return TOLK_OK;
+    wsegs_clear(w);
+    return s;
 }
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -626,7 +646,57 @@ static tolk_status start_decode(tolk_lf *lf) {
                                &lf->win);
 }
 
-/* The decoded window: segments, the next seek, the prompt, progress. */
+/* The window's segments are final (after their words, when asked for):
+ * the seek and what to keep (word timestamps' rules), the segments into
+ * the result, the prompt, progress. */
+static tolk_status finish_segments(tolk_lf *lf) {
+    const tolk_transcribe_params *p = &lf->p;
+    const size_t previous_seek = lf->previous_seek, segment_size = lf->segment_size;
+    int n_keep = lf->ws.n, skip_window = 0;
+    tolk_status s;
+    if (lf->words) {
+        s = tolk_words_end(lf->words, previous_seek, lf->ws.v, lf->ws.n);
+        if (s != TOLK_OK) return s;
+        size_t content = content_end(lf);
+        const tolk_words_window win = {previous_seek, segment_size,
+                                       content == OPEN_END ? previous_seek + segment_size : content,
+                                       lf->single_ending, lf->seek};
+        tolk_words_decision dec;
+        tolk_words_after(lf->words, lf->ws.v, lf->ws.n, &win, &dec);
+        lf->seek = dec.seek;
+        n_keep = dec.n_keep;
+        skip_window = dec.skip_window;
+    }
+    if (skip_window) {
+        wsegs_clear(&lf->ws);
+    } else {
+        s = commit_window(lf, n_keep);
+        if (s != TOLK_OK) return s;
+        if (!p->condition_on_previous_text || lf->dr.temperature > 0.5f)
+            lf->prompt_reset_since = lf->all.n;
+    }
+    /* the timestamp rules guarantee progress; never loop on a bad model */
+    if (lf->seek <= previous_seek) lf->seek = previous_seek + segment_size;
+    lf->state = S_WINDOW;
+    return TOLK_OK;
+}
+
+/* Progress after a window (the callback may cancel). */
+static tolk_status report_progress(tolk_lf *lf) {
+    const tolk_transcribe_params *p = &lf->p;
+    if (p->progress) {
+        size_t content = content_end(lf);
+        double total = content == OPEN_END ? -1.0 : (double)content / TOLK_FRAMES_PER_SECOND;
+        size_t at = content != OPEN_END && lf->seek > content ? content : lf->seek;
+        if (p->progress(p->user, (double)at / TOLK_FRAMES_PER_SECOND, total))
+            return tolk_fail(lf->env.ctx, TOLK_ERR_CANCELLED,
+                             "transcribe: cancelled by the caller");
+    }
+    return TOLK_OK;
+}
+
+/* The decoded window: its segments and the timestamp rule's seek; with
+ * word timestamps the alignment pass is asked for first (S_ALIGN). */
 static tolk_status finish_window(tolk_lf *lf) {
     const tolk_transcribe_params *p = &lf->p;
     const int tb = lf->env.asr->dt.timestamp_begin;
@@ -659,68 +729,67 @@ static tolk_status finish_window(tolk_lf *lf) {
     }
     if (skip) {
         lf->seek += segment_size;
-    } else {
-        tolk_timings_count(lf->env.timings, 0, dr->n_tokens, 0);
-        const int *tk = dr->tokens;
-        size_t n = (size_t)dr->n_tokens;
-        int single_ending = n >= 2 && tk[n - 2] < tb && tk[n - 1] >= tb;
-        int has_consecutive = 0;
-        for (size_t i = 1; i < n; i++)
-            if (tk[i - 1] >= tb && tk[i] >= tb) has_consecutive = 1;
-        if (has_consecutive) {
-            size_t last_slice = 0;
-            for (size_t i = 1; i <= n; i++) {
-                int cut = (i < n && tk[i - 1] >= tb && tk[i] >= tb) || (i == n && single_ending);
-                if (!cut) continue;
-                double a = time_offset + (double)(tk[last_slice] - tb) * time_precision;
-                double b = time_offset + (double)(tk[i - 1] - tb) * time_precision;
-                s = add_segment(lf, (int)previous_seek, a, b, tk + last_slice, i - last_slice, dr);
-                if (s != TOLK_OK) return s;
-                last_slice = i;
-            }
-            if (single_ending)
-                lf->seek += segment_size;
-            else
-                lf->seek += (size_t)(tk[last_slice - 1] - tb) * INPUT_STRIDE;
-        } else {
-            double duration = lf->segment_duration;
-            int last_ts = -1;
-            for (size_t i = 0; i < n; i++)
-                if (tk[i] >= tb) last_ts = tk[i];
-            if (last_ts >= 0 && last_ts != tb) duration = (double)(last_ts - tb) * time_precision;
-            s = add_segment(lf, (int)previous_seek, time_offset, time_offset + duration, tk, n, dr);
+        lf->state = S_WINDOW;
+        return report_progress(lf);
+    }
+    tolk_timings_count(lf->env.timings, 0, dr->n_tokens, 0);
+    const int *tk = dr->tokens;
+    size_t n = (size_t)dr->n_tokens;
+    int single_ending = n >= 2 && tk[n - 2] < tb && tk[n - 1] >= tb;
+    int has_consecutive = 0;
+    for (size_t i = 1; i < n; i++)
+        if (tk[i - 1] >= tb && tk[i] >= tb) has_consecutive = 1;
+    if (has_consecutive) {
+        size_t last_slice = 0;
+        for (size_t i = 1; i <= n; i++) {
+            int cut = (i < n && tk[i - 1] >= tb && tk[i] >= tb) || (i == n && single_ending);
+            if (!cut) continue;
+            double a = time_offset + (double)(tk[last_slice] - tb) * time_precision;
+            double b = time_offset + (double)(tk[i - 1] - tb) * time_precision;
+            s = window_segment(lf, (int)previous_seek, a, b, tk + last_slice, i - last_slice, dr);
             if (s != TOLK_OK) return s;
-            lf->seek += segment_size;
+            last_slice = i;
         }
-        if (!p->condition_on_previous_text || dr->temperature > 0.5f)
-            lf->prompt_reset_since = lf->all.n;
-        /* the timestamp rules guarantee progress; never loop on a bad model */
-        if (lf->seek <= previous_seek) lf->seek = previous_seek + segment_size;
+        if (single_ending)
+            lf->seek += segment_size;
+        else
+            lf->seek += (size_t)(tk[last_slice - 1] - tb) * INPUT_STRIDE;
+    } else {
+        double duration = lf->segment_duration;
+        int last_ts = -1;
+        for (size_t i = 0; i < n; i++)
+            if (tk[i] >= tb) last_ts = tk[i];
+        if (last_ts >= 0 && last_ts != tb) duration = (double)(last_ts - tb) * time_precision;
+        s = window_segment(lf, (int)previous_seek, time_offset, time_offset + duration, tk, n, dr);
+        if (s != TOLK_OK) return s;
+        lf->seek += segment_size;
     }
-    if (p->progress) {
-        size_t content = content_end(lf);
-        double total = content == OPEN_END ? -1.0 : (double)content / TOLK_FRAMES_PER_SECOND;
-        size_t at = content != OPEN_END && lf->seek > content ? content : lf->seek;
-        if (p->progress(p->user, (double)at / TOLK_FRAMES_PER_SECOND, total))
-            return tolk_fail(lf->env.ctx, TOLK_ERR_CANCELLED,
-                             "transcribe: cancelled by the caller");
+    lf->previous_seek = previous_seek;
+    lf->single_ending = single_ending;
+    if (lf->words) {
+        int needed = 0;
+        s = tolk_words_begin(lf->words, lf->sot_seq, lf->n_sot_seq, segment_size, lf->ws.v,
+                             lf->ws.n, &lf->align, &needed);
+        if (s != TOLK_OK) return s;
+        if (needed) {
+            lf->state = S_ALIGN;
+            return TOLK_OK;
+        }
     }
-    lf->state = S_WINDOW;
-    return TOLK_OK;
+    s = finish_segments(lf);
+    return s == TOLK_OK ? report_progress(lf) : s;
 }
 
 /* The full text and the result. */
 static tolk_status finish_all(tolk_lf *lf) {
     tolk_result *res = lf->res;
-    tolk_status s = tolk_tokenizer_decode_ex(lf->env.asr->tok, lf->all.v + lf->n_init_prompt,
-                                             lf->all.n - lf->n_init_prompt, TOLK_DECODE_DEFAULT,
-                                             &res->text, NULL);
+    char *text = NULL;
+    tolk_status s =
+        tolk_tokenizer_decode_ex(lf->env.asr->tok, lf->all.v + lf->n_init_prompt,
+                                 lf->all.n - lf->n_init_prompt, TOLK_DECODE_DEFAULT, &text, NULL);
     if (s != TOLK_OK) return tolk_fail(lf->env.ctx, s, "transcribe: cannot decode the text");
-    res->segments = lf->out.v;
-    res->n_segments = lf->out.n;
+    tolk_result_take_text(res, text);
     res->duration = (double)lf->mp.n / TOLK_SAMPLE_RATE;
-    lf->out.v = NULL;
-    lf->out.n = lf->out.cap = 0;
     lf->state = S_DONE;
     return TOLK_OK;
 }
@@ -749,7 +818,7 @@ static tolk_status init(tolk_lf *lf, tolk_lf_ask *ask, int *waiting) {
             return tolk_fail(ctx, TOLK_ERR_EMPTY, "%s: no audio samples",
                              lf->kind == TOLK_LF_FILE ? lf->file.path : "transcribe");
         if (lf->kind == TOLK_LF_FILE) /* pass 1 read the whole file: its truncation facts */
-            tolk_audio_input_facts(lf->file.rd, &((tolk_result_ext *)lf->res)->input);
+            tolk_audio_input_facts(lf->file.rd, &lf->res->input);
         if (lf->kind == TOLK_LF_FILE && (s = tolk_file_src_rewind(ctx, &lf->file)) != TOLK_OK)
             return s;
     }
@@ -916,6 +985,11 @@ tolk_status tolk_lf_next(tolk_lf *lf, tolk_lf_ask *ask) {
                 }
             }
             break;
+        case S_ALIGN:
+            ask->need = TOLK_LF_ALIGN;
+            ask->align = lf->align;
+            waiting = 1;
+            break;
         case S_FINAL:
             s = finish_all(lf);
             break;
@@ -959,6 +1033,21 @@ tolk_status tolk_lf_feed(tolk_lf *lf) {
     return fail(lf, s);
 }
 
+tolk_status tolk_lf_aligned(tolk_lf *lf) {
+    if (lf->err) return lf->err;
+    tolk_status s;
+    if (lf->state != S_ALIGN) {
+        s = tolk_fail(lf->env.ctx, TOLK_ERR_INTERNAL, "transcribe: no alignment was asked for");
+    } else {
+        tolk_timings *t = lf->env.timings;
+        const double t0 = tolk_time_now(), a0 = t ? t->audio_s : 0, m0 = t ? t->mel_s : 0;
+        s = finish_segments(lf);
+        if (s == TOLK_OK) s = report_progress(lf);
+        timings_search(lf, t0, a0, m0);
+    }
+    return fail(lf, s);
+}
+
 void tolk_lf_language_probs(const tolk_lf *lf, float *probs, int *n) {
     *n = lf->n_lang_probs;
     memcpy(probs, lf->lang_probs, (size_t)lf->n_lang_probs * sizeof(float));
@@ -984,7 +1073,7 @@ tolk_status tolk_lf_take_result(tolk_lf *lf, tolk_result **out) {
         return tolk_fail(lf->env.ctx, TOLK_ERR_INTERNAL, "transcribe: not finished");
     const char *code =
         lf->env.asr->multilingual ? tolk_asr_lang_code(lf->env.asr, lf->lang_token) : "en";
-    snprintf(lf->res->language, sizeof lf->res->language, "%s", code ? code : "en");
+    tolk_result_set_language(lf->res, code ? code : "en");
     *out = lf->res;
     lf->res = NULL;
     return TOLK_OK;

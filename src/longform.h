@@ -12,6 +12,8 @@
  *         tolk_lf_next(lf, &ask);                    // status, then ask.need:
  *         ENCODE: encode ask.mel into the request's window slot; tolk_lf_encoded(lf)
  *         STEP:   run ask.step (decode.h: its sequences are the request's); tolk_lf_feed(lf)
+ *         ALIGN:  run ask.align against the window slot (word timestamps:
+ *                 tolk_net_align); tolk_lf_aligned(lf)
  *         AUDIO:  wait for more live samples (or their end), then next again
  *         DONE:   tolk_lf_take_result(lf, &res)
  *     }
@@ -21,31 +23,37 @@
 
 #include "asr.h"
 #include "melwin.h"
+#include "result.h"
+#include "words.h"
 
 typedef enum tolk_lf_need {
     TOLK_LF_ENCODE = 1, /* encode ask.mel, then tolk_lf_encoded */
     TOLK_LF_STEP = 2,   /* run ask.step, then tolk_lf_feed */
     TOLK_LF_AUDIO = 3,  /* live input: more samples are needed (ask.audio_wanted) */
-    TOLK_LF_DONE = 4    /* finished: tolk_lf_take_result */
+    TOLK_LF_DONE = 4,   /* finished: tolk_lf_take_result */
+    TOLK_LF_ALIGN = 5   /* word timestamps: run ask.align on the request's
+                           window slot (tolk_net_align), then tolk_lf_aligned */
 } tolk_lf_need;
 
 typedef struct tolk_lf_ask {
     tolk_lf_need need;
-    const float *mel;    /* ENCODE: [n_mels, 3000], valid until tolk_lf_encoded */
-    int audio_ctx;       /* ENCODE: encoder positions to run (n_audio_ctx, or the
-                            input's one_window audio_ctx) */
-    tolk_dec_ask step;   /* STEP: local sequences 0 .. tolk_lf_max_seqs - 1 */
-    size_t audio_wanted; /* AUDIO: input samples needed before it can go on */
+    const float *mel;       /* ENCODE: [n_mels, 3000], valid until tolk_lf_encoded */
+    int audio_ctx;          /* ENCODE: encoder positions to run (n_audio_ctx, or the
+                               input's one_window audio_ctx) */
+    tolk_dec_ask step;      /* STEP: local sequences 0 .. tolk_lf_max_seqs - 1 */
+    size_t audio_wanted;    /* AUDIO: input samples needed before it can go on */
+    tolk_words_align align; /* ALIGN: the pass (buffers owned by the machine) */
 } tolk_lf_ask;
 
 /* What a request runs against (all borrowed; they outlive the machine). */
 typedef struct tolk_lf_env {
-    tolk_ctx *ctx;         /* the request's messages */
-    const tolk_asr *asr;   /* tokenizer, special ids, mel front end */
-    tolk_dec_backend seqs; /* n_vocab, max_seqs >= tolk_lf_max_seqs, reset (binds a
-                              sequence to the request's window) and copy */
-    int can_select;        /* steps may ask for selections (decode.h) */
-    tolk_timings *timings; /* audio, mel and search stages, windows, tokens; may be NULL */
+    tolk_ctx *ctx;           /* the request's messages */
+    const tolk_asr *asr;     /* tokenizer, special ids, mel front end */
+    const tolk_model *model; /* its alignment heads (word timestamps) */
+    tolk_dec_backend seqs;   /* n_vocab, max_seqs >= tolk_lf_max_seqs, reset (binds a
+                                sequence to the request's window) and copy */
+    int can_select;          /* steps may ask for selections (decode.h) */
+    tolk_timings *timings;   /* audio, mel and search stages, windows, tokens; may be NULL */
 } tolk_lf_env;
 
 /* The input of a request. */
@@ -99,13 +107,15 @@ int tolk_lf_max_seqs(const tolk_lf *lf);
 /* Advance until the machine needs something; *ask says what. A failure
  * (bad input, cancellation by the progress callback) ends the request. */
 tolk_status tolk_lf_next(tolk_lf *lf, tolk_lf_ask *ask);
-/* The asked window is encoded / the asked step's results are written. */
+/* The asked window is encoded / the asked step's results are written /
+ * the asked alignment pass filled its buffers. */
 tolk_status tolk_lf_encoded(tolk_lf *lf);
 tolk_status tolk_lf_feed(tolk_lf *lf);
+tolk_status tolk_lf_aligned(tolk_lf *lf);
 
-/* Segments made final so far (the result's array, owned by lf; grows). */
+/* Segments made final so far (the result's records, owned by lf; grows). */
 int tolk_lf_n_segments(const tolk_lf *lf);
-const tolk_segment *tolk_lf_segment(const tolk_lf *lf, int i);
+const tolk_seg_rec *tolk_lf_segment(const tolk_lf *lf, int i);
 
 /* After language identification ran: the probabilities of the model's
  * languages in token order (probs [100]); *n = 0 when it did not run. */
@@ -120,9 +130,5 @@ tolk_status tolk_lf_window_result(tolk_lf *lf, tolk_dec_result *out, int *skippe
 
 /* After DONE: the result (*out owned by the caller, tolk_result_free). */
 tolk_status tolk_lf_take_result(tolk_lf *lf, tolk_result **out);
-
-/* Copy a segment (text and tokens duplicated; tolk_segment_clear). */
-tolk_status tolk_segment_copy(tolk_segment *dst, const tolk_segment *src);
-void tolk_segment_clear(tolk_segment *s);
 
 #endif /* TOLK_LONGFORM_H */

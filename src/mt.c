@@ -25,6 +25,7 @@
 #include "mt_search.h"
 #include "mt_shortlist.h"
 #include "mt_split.h"
+#include "result.h"
 #include "spm.h"
 
 #include <ctype.h>
@@ -791,9 +792,9 @@ tolk_status tolk_mt_translate(tolk_ctx *ctx, const tolk_mt_model *m, const char 
 
 tolk_status tolk_mt_translate_result(tolk_ctx *ctx, const tolk_mt_model *m, tolk_result *result,
                                      const tolk_mt_params *params) {
-    if (!m || !result || result->n_segments < 0 || (result->n_segments && !result->segments))
+    if (!m || !result || result->n_segs < 0 || (result->n_segs && !result->segs))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_mt_translate_result: bad arguments");
-    const int n = result->n_segments;
+    const int n = result->n_segs;
     const char **texts = calloc((size_t)(n ? n : 1), sizeof *texts);
     char **outs = calloc((size_t)(n ? n : 1), sizeof *outs);
     if (!texts || !outs) {
@@ -801,7 +802,7 @@ tolk_status tolk_mt_translate_result(tolk_ctx *ctx, const tolk_mt_model *m, tolk
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "mt: out of memory");
     }
     for (int i = 0; i < n; i++)
-        texts[i] = result->segments[i].text ? result->segments[i].text : "";
+        texts[i] = result->segs[i].text ? result->segs[i].text : "";
     tolk_status st = tolk_mt_translate_batch(ctx, m, texts, n, params, outs);
     char *all = NULL;
     size_t al = 0, cap = 0;
@@ -816,13 +817,17 @@ tolk_status tolk_mt_translate_result(tolk_ctx *ctx, const tolk_mt_model *m, tolk
         return st;
     }
     /* commit: nothing can fail from here on */
+    /* the words (source language) no longer match the translated texts */
     for (int i = 0; i < n; i++) {
-        free(result->segments[i].text);
-        result->segments[i].text = outs[i];
+        tolk_seg_rec *rec = &result->segs[i];
+        free(rec->text);
+        rec->text = outs[i];
+        rec->pub.text = rec->text;
+        tolk_seg_rec_set_words(rec, NULL, 0);
     }
-    free(result->text);
-    result->text = all;
-    if (m->tgt[0]) snprintf(result->language, sizeof result->language, "%s", m->tgt);
+    result->has_words = 0;
+    tolk_result_take_text(result, all);
+    if (m->tgt[0]) tolk_result_set_language(result, m->tgt);
     free(outs), free(texts);
     return TOLK_OK;
 }

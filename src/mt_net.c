@@ -353,26 +353,6 @@ void tolk_mt_work_free(tolk_mt_work *w) {
     free(w);
 }
 
-/* Embedding lookup from HOST ids / positions [n] (validated here): they go
- * to a device buffer of 2n ints, then the backend's embed_rows
- * (y[i] = tok[ids[i]] + pos[positions[i]]). */
-static tolk_status embed_host(tolk_ctx *ctx, const tolk_backend *be, float *y,
-                              const tolk_bweight *tok, const int *ids, const int *positions,
-                              size_t n, const float *pos, size_t n_pos) {
-    if (n == 0) return TOLK_OK;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= tok->rows || positions[i] < 0 || (size_t)positions[i] >= n_pos)
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "mt_net: token %d at position %d", ids[i],
-                             positions[i]);
-    int *d = be->alloc(ctx, be, 2 * n * sizeof(int));
-    if (!d) return tolk_fail(ctx, TOLK_ERR_NOMEM, "mt_net: out of memory for embedding indices");
-    tolk_status st = be->upload(ctx, be, d, ids, n * sizeof(int));
-    if (st == TOLK_OK) st = be->upload(ctx, be, d + n, positions, n * sizeof(int));
-    if (st == TOLK_OK) st = be->embed_rows(ctx, be, y, tok, d, d + n, n, pos, n_pos);
-    be->free(be, d);
-    return st;
-}
-
 static float *dalloc(tolk_ctx *ctx, const tolk_backend *be, size_t rows, size_t cols, int *failed) {
     float *p = be->alloc(ctx, be, rows * cols * sizeof(float));
     if (!p) *failed = 1;
@@ -491,8 +471,8 @@ tolk_status tolk_mt_encode(tolk_ctx *ctx, tolk_mt_work *w, const int *ids) {
     for (int s = 0; s < w->n_sent; s++)
         for (int i = 0; i < w->len[s]; i++)
             pos[w->off[s] + i] = i;
-    tolk_status st =
-        embed_host(ctx, be, w->ex, &net->emb_src, ids, pos, T, net->pos, TOLK_MT_MAX_POS);
+    tolk_status st = tolk_backend_embed_host(ctx, be, w->ex, &net->emb_src, ids, pos, T, net->pos,
+                                             TOLK_MT_MAX_POS);
     free(pos);
     if (st) return st;
     for (int s = 0; s < w->n_sent; s++) {
@@ -539,8 +519,8 @@ tolk_status tolk_mt_step(tolk_ctx *ctx, tolk_mt_work *w, int B, int t, const int
         w->h_ids[r] = t == 0 ? net->vocab_tgt : tok[r];
         w->h_pos[r] = t;
     }
-    if ((st = embed_host(ctx, be, w->y, &net->emb_tgt, w->h_ids, w->h_pos, M, net->pos,
-                         TOLK_MT_MAX_POS)))
+    if ((st = tolk_backend_embed_host(ctx, be, w->y, &net->emb_tgt, w->h_ids, w->h_pos, M, net->pos,
+                                      TOLK_MT_MAX_POS)))
         return st;
     /* SSRU states: zero at the start, else gathered from the parent rows */
     if (t == 0) {

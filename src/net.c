@@ -472,6 +472,7 @@ void tolk_kvcache_free(tolk_kvcache *kv) {
     be->free(be, kv->ws);
     be->free(be, kv->enc_ws);
     be->free(be, kv->xa);
+    be->free(be, kv->align_ws);
     free(kv->len);
     free(kv->win);
     free(kv->win_set);

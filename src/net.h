@@ -160,6 +160,27 @@ void tolk_kvcache_set_graphs(tolk_kvcache *kv, int on);
  * op by op). All 0 on the CPU or with graphs off. */
 void tolk_kvcache_graph_stats(const tolk_kvcache *kv, long *captured, long *replayed, long *failed);
 
+/* The alignment pass of word timestamps (net_align.c): the decoder run
+ * over tokens[0, n) (<= n_text_ctx; the SOT sequence, <|notimestamps|>,
+ * the text tokens, <|endoftext|>) at positions 0..n-1 against window
+ * slot `window`'s cross K/V, without any self-attention cache (the
+ * sequence attends to itself; no kv sequence is read or changed). Fills
+ *   weights [n_heads, n, n_frames] (HOST, caller-allocated): for alignment
+ *     head p = (heads[p][0] layer, heads[p][1] head) and token row i, the
+ *     cross-attention softmax over audio positions [0, n_frames) only
+ *     (1 <= n_frames <= n_audio_ctx; the reference trims the logits to
+ *     the window's content, num_frames // 2, before its softmax);
+ *   probs [n_probs] (HOST; may be NULL when n_probs is 0): for i < n_probs
+ *     the probability of tokens[prob_row0 + i + 1] under the softmax over
+ *     ids [0, prob_vocab) of the logits at row prob_row0 + i (the
+ *     reference's text_token_probs; prob_row0 + n_probs < n).
+ * The workspace is made on the first call and kept by kv. Fails with
+ * TOLK_ERR_INVALID_ARG on bad sizes, heads, tokens or an unset window. */
+tolk_status tolk_net_align(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv, int window,
+                           const int *tokens, int n, const int (*heads)[2], int n_heads,
+                           int n_frames, float *weights, int prob_row0, int n_probs, int prob_vocab,
+                           float *probs);
+
 /* The backend the network runs on: "cpu" or "cuda". */
 const char *tolk_net_device(const tolk_net *net);
 

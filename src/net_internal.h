@@ -78,6 +78,9 @@ struct tolk_kvcache {
                            n_audio_ctx n_audio_state bytes per window */
     int enc_ws_windows; /* windows one pass of enc_ws holds */
     float *xa;          /* [n_audio_ctx, d] set_window's upload buffer, kept */
+    float *align_ws;    /* tolk_net_align's workspace (device), align_floats,
+                           made on its first call and kept (net_align.c) */
+    size_t align_floats;
 
     /* decoder step (net_decode.c) */
     int *step_host; /* the step's index block on the host (staging) */

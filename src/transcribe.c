@@ -1,7 +1,7 @@
 /*
  * transcribe.c — the public transcription entry points that are not an
  * engine's (tolk.h): default parameters (openai-whisper's transcribe()
- * defaults), freeing results, and spoken-language identification
+ * defaults) and spoken-language identification
  * (openai-whisper detect_language on the first 30 s, zero-padded like a
  * decoded window), which runs as a one-window request of the state's
  * engine (longform.c's language identification, then stop).
@@ -40,20 +40,13 @@ tolk_transcribe_params tolk_transcribe_default_params(void) {
     p.sample_len = 0;
     p.clip_timestamps = "0";
     p.seed = 0;
+    p.word_timestamps = 0;
+    p.prepend_punctuations = NULL;
+    p.append_punctuations = NULL;
+    p.hallucination_silence_threshold = -1.0f;
     p.vad = NULL;
     p.vad_params = tolk_vad_default_params();
     return p;
-}
-
-void tolk_result_free(tolk_result *res) {
-    if (!res) return;
-    for (int i = 0; i < res->n_segments; i++) {
-        free(res->segments[i].text);
-        free(res->segments[i].tokens);
-    }
-    free(res->segments);
-    free(res->text);
-    free(res);
 }
 
 tolk_status tolk_detect_language(tolk_state *state, const float *samples, size_t n_samples,

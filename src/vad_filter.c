@@ -13,8 +13,10 @@
  * removed before the speech segment it falls in, rounded to 2 decimals
  * (SpeechTimestampsMap.get_original_time: the segment is found by
  * bisecting the joined ends with int(t * 16000); an end time exactly on a
- * join belongs to the segment it ends). No speech at all gives a result
- * with no segments (faster-whisper transcribes nothing).
+ * join belongs to the segment it ends); with word timestamps each word's
+ * start and end are mapped through the speech segment of the word's middle
+ * and a segment spans its words. No speech at all gives a result with no
+ * segments (faster-whisper transcribes nothing).
  *
  * Batched long-form (batched = 1) is faster-whisper's
  * BatchedInferencePipeline: speech found with its VAD options
@@ -32,6 +34,7 @@
  * times on the original timeline, as far as every earlier piece is done.
  */
 #include "engine.h"
+#include "result.h"
 #include "vad_internal.h"
 
 #include <math.h>
@@ -95,18 +98,52 @@ static double original_time(const vf_map *m, double t, int is_end) {
     return round2(m->silence_before[idx] + t);
 }
 
-/* A piece's segment on the original timeline (in place). */
-static void map_segment(const struct tolk_vad_job *j, const vf_kid *k, tolk_segment *s) {
-    s->start = original_time(&j->map, k->offset_s + s->start, 0);
-    s->end = original_time(&j->map, k->offset_s + s->end, 1);
+/* SpeechTimestampsMap.get_chunk_index(t): the speech segment t falls in
+ * (bisect_right over the joined ends, clamped to the last one). */
+static size_t chunk_index(const vf_map *m, double t) {
+    const int64_t sample = (int64_t)(t * TOLK_SAMPLE_RATE);
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sample < m->joined_end[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo < m->n ? lo : m->n - 1;
+}
+
+/* A piece's segment on the original timeline (in place), as
+ * restore_speech_timestamps: with words, each word's start and end are
+ * mapped through the speech segment of its middle and the segment spans
+ * its words; without, the segment's own start / end are mapped. */
+static void map_segment(const struct tolk_vad_job *j, const vf_kid *k, tolk_seg_rec *rec) {
+    tolk_segment *s = &rec->pub;
+    if (s->n_words > 0) {
+        for (int i = 0; i < s->n_words; i++) {
+            tolk_word *w = &rec->words[i];
+            const double a = k->offset_s + w->start, b = k->offset_s + w->end;
+            const size_t c = chunk_index(&j->map, (a + b) / 2.0);
+            w->start = round2(j->map.silence_before[c] + a);
+            w->end = round2(j->map.silence_before[c] + b);
+        }
+        s->start = rec->words[0].start;
+        s->end = rec->words[s->n_words - 1].end;
+    } else {
+        s->start = original_time(&j->map, k->offset_s + s->start, 0);
+        s->end = original_time(&j->map, k->offset_s + s->end, 1);
+    }
     s->seek += (int)nearbyint(k->offset_s * 100.0); /* frames of 10 ms */
 }
 
 static void vf_on_segment(void *user, const tolk_segment *s) {
     const vf_kid *k = user;
-    tolk_segment copy = *s;
+    /* the segments the library hands out are records (result.h) */
+    tolk_seg_rec copy;
+    if (!tolk_seg_rec_copy(&copy, (const tolk_seg_rec *)s)) return;
     map_segment(k->job, k, &copy);
-    k->job->outer.on_segment(k->job->outer.user, &copy);
+    k->job->outer.on_segment(k->job->outer.user, &copy.pub);
+    tolk_seg_rec_clear(&copy);
 }
 
 static int vf_progress(void *user, double pos, double total) {
@@ -293,23 +330,18 @@ int tolk_vad_job_n_segments(const struct tolk_vad_job *j) {
     return n;
 }
 
-/* Append src's segments, mapped from piece k, to dst (ids renumbered). */
+/* Move src's segments from skip on, mapped from piece k, to dst (ids
+ * renumbered). */
 static tolk_status append(tolk_result *dst, tolk_result *src, const struct tolk_vad_job *j, int k,
                           int skip) {
-    int n = src->n_segments - skip;
-    if (n <= 0) return TOLK_OK;
-    tolk_segment *v = realloc(dst->segments, (size_t)(dst->n_segments + n) * sizeof *v);
-    if (!v) return TOLK_ERR_NOMEM;
-    dst->segments = v;
-    for (int i = 0; i < n; i++) {
-        tolk_segment *s = &v[dst->n_segments + i];
-        *s = src->segments[skip + i];
-        map_segment(j, &j->kctx[k], s);
-        s->id = dst->n_segments + i;
+    for (int i = skip; i < src->n_segs; i++) {
+        tolk_seg_rec *rec = &src->segs[i];
+        map_segment(j, &j->kctx[k], rec);
+        rec->pub.id = dst->n_segs;
+        if (!tolk_result_push(dst, rec)) return TOLK_ERR_NOMEM;
     }
-    /* the moved segments' memory now belongs to dst */
-    src->n_segments = skip;
-    dst->n_segments += n;
+    /* the moved records' memory now belongs to dst */
+    if (src->n_segs > skip) src->n_segs = skip;
     return TOLK_OK;
 }
 
@@ -324,16 +356,12 @@ static int cat(char **a, const char *b) {
 }
 
 static tolk_result *new_result(const struct tolk_vad_job *j) {
-    tolk_result *r = calloc(1, sizeof(tolk_result_ext)); /* the public struct first */
+    tolk_result *r = tolk_result_new();
     if (!r) return NULL;
-    r->text = calloc(1, 1);
-    if (!r->text) {
-        free(r);
-        return NULL;
-    }
-    memcpy(r->language, j->language, sizeof r->language);
+    tolk_result_set_language(r, j->language);
     r->language_prob = j->language_prob;
     r->duration = j->duration;
+    r->has_words = j->outer.word_timestamps != 0;
     return r;
 }
 
@@ -347,8 +375,8 @@ tolk_status tolk_vad_job_segments(struct tolk_vad_job *j, int from, tolk_result 
         int skip = from > before ? from - before : 0;
         tolk_status s = tolk_request_segments(j->kids[i], 0, &part);
         if (s == TOLK_OK) {
-            before += part->n_segments;
-            if (skip < part->n_segments) s = append(*out, part, j, i, skip);
+            before += part->n_segs;
+            if (skip < part->n_segs) s = append(*out, part, j, i, skip);
         }
         tolk_result_free(part);
         if (s != TOLK_OK) {
@@ -376,7 +404,7 @@ tolk_status tolk_vad_job_result(struct tolk_vad_job *j, tolk_result **out) {
         s = tolk_request_result(j->kids[i], &part);
         if (s != TOLK_OK) break;
         if (i == 0 && j->n_kids == 1) { /* vad_filter: the language the request found */
-            memcpy(res->language, part->language, sizeof res->language);
+            tolk_result_set_language(res, part->language);
             res->language_prob = part->language_prob;
         }
         if (!cat(&res->text, part->text ? part->text : "")) s = TOLK_ERR_NOMEM;

@@ -3,8 +3,8 @@
  * it to a file atomically.
  *
  * Reproduces the output of openai-whisper's writers (whisper/utils.py:
- * WriteTXT, WriteVTT, WriteSRT, WriteTSV, WriteJSON) for results without
- * word timestamps, byte for byte for the text formats:
+ * WriteTXT, WriteVTT, WriteSRT, WriteTSV, WriteJSON), byte for byte for the
+ * text formats:
  *  - txt: each segment's text stripped of Unicode whitespace (Python's
  *    str.strip()), one per line.
  *  - vtt: "WEBVTT" and a blank line, then "START --> END\nTEXT\n\n" per
@@ -21,6 +21,19 @@
  *    order, written with cJSON (compact; no trailing newline, as json.dump).
  *    Non-ASCII text is written as UTF-8 rather than \u escapes; float32
  *    fields are written with their shortest round-trip decimal form.
+ * Results with word timestamps (tolk_result_has_words), as the reference
+ * writes them:
+ *  - json: each segment also has "words": [{"word", "start", "end",
+ *    "probability"}];
+ *  - vtt / srt: cues from words (SubtitlesWriter.iterate_result): lines of
+ *    words up to max_line_width code points (1000 when not given), cues of
+ *    max_line_count lines and breaks at pauses over 3 s when both are given
+ *    (else a cue per segment), max_words_per_line words per chunk, the text
+ *    of words without "-->" replacement; highlight_words underlines each
+ *    word in turn (re.sub(r"^(\s*)(.*)$", r"\1<u>\2</u>", word)) with a
+ *    plain cue for gaps between words; options come in
+ *    tolk_writer_options (tolk_render_ex / tolk_write_file_ex);
+ *  - txt and tsv: unchanged.
  * Timestamps are rounded to milliseconds with round-half-even on the double
  * value (Python's round(seconds * 1000.0)).
  *
@@ -29,6 +42,8 @@
  * subpart), so every output is valid UTF-8 (and the JSON valid JSON).
  */
 #include "internal.h"
+#include "pystr.h"
+#include "result.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -114,64 +129,6 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
 /* UTF-8 text handling                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* Decode the UTF-8 sequence at s[0..n), n >= 1. Returns its length (1..4)
- * and sets *cp, or, for ill-formed bytes, returns minus the length of the
- * maximal ill-formed subpart (the lead byte and the continuation bytes that
- * were still possible), which Python's errors="replace" turns into one
- * U+FFFD. */
-static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    unsigned char c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    int len;
-    uint32_t v;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2, v = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3, v = c & 0x0F;
-        if (c == 0xE0)
-            lo = 0xA0; /* no overlong forms */
-        else if (c == 0xED)
-            hi = 0x9F; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4, v = c & 0x07;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F; /* nothing past U+10FFFF */
-    } else {
-        return -1;
-    }
-    for (int i = 1; i < len; i++) {
-        if ((size_t)i >= n || s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xBF)) return -i;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    *cp = v;
-    return len;
-}
-
-/* Whether code point c is whitespace for Python's str.isspace() (and so
- * removed by str.strip()). */
-static int py_isspace(uint32_t c) {
-    if ((c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20)) return 1;
-    switch (c) {
-    case 0x85:
-    case 0xA0:
-    case 0x1680:
-    case 0x2028:
-    case 0x2029:
-    case 0x202F:
-    case 0x205F:
-    case 0x3000:
-        return 1;
-    default:
-        return c >= 0x2000 && c <= 0x200A;
-    }
-}
-
 /* A copy of s (NULL = "") with ill-formed UTF-8 replaced by U+FFFD
  * (EF BF BD), and, when strip is set, leading and trailing whitespace
  * removed as Python's str.strip() does. Returns a malloc'd string (caller
@@ -186,14 +143,14 @@ static char *clean_text(const char *s, int strip) {
     int seen = 0;    /* a non-space character has been copied */
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        int d = utf8_decode(u + i, n - i, &cp);
+        int d = tolk_utf8_decode(u + i, n - i, &cp);
         size_t len = (size_t)(d < 0 ? -d : d);
         int space;
         if (d < 0) {
             sb_put(&b, "\xEF\xBF\xBD", 3);
             space = 0;
         } else {
-            space = py_isspace(cp);
+            space = tolk_py_isspace(cp);
             if (!(strip && space && !seen)) sb_put(&b, s + i, len);
         }
         if (!space) {
@@ -261,14 +218,8 @@ static void sb_timestamp(sbuf *b, double seconds, int always_hours, char marker)
 
 /* Check a result before rendering: counts, pointers, timestamps. */
 static tolk_status check_result(tolk_ctx *ctx, const tolk_result *r) {
-    if (r->n_segments < 0)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "result: negative segment count %d",
-                         r->n_segments);
-    if (r->n_segments > 0 && !r->segments)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "result: %d segments but no segment array",
-                         r->n_segments);
-    for (int i = 0; i < r->n_segments; i++) {
-        const tolk_segment *s = &r->segments[i];
+    for (int i = 0; i < r->n_segs; i++) {
+        const tolk_segment *s = &r->segs[i].pub;
         if (!(s->start >= 0.0 && s->start <= MAX_SECONDS) ||
             !(s->end >= 0.0 && s->end <= MAX_SECONDS))
             return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
@@ -277,14 +228,23 @@ static tolk_status check_result(tolk_ctx *ctx, const tolk_result *r) {
         if (s->n_tokens < 0 || (s->n_tokens > 0 && !s->tokens))
             return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
                              "result: segment %d has %d tokens but no token array", i, s->n_tokens);
+        for (int k = 0; k < s->n_words; k++) {
+            const tolk_word *w = &r->segs[i].words[k];
+            if (!w->word || !(w->start >= 0.0 && w->start <= MAX_SECONDS) ||
+                !(w->end >= 0.0 && w->end <= MAX_SECONDS))
+                return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                                 "result: word %d of segment %d has no text or an invalid time "
+                                 "range %g..%g s",
+                                 k, i, w->start, w->end);
+        }
     }
     return TOLK_OK;
 }
 
 /* txt: one stripped segment text per line. */
 static int render_txt(const tolk_result *r, sbuf *b) {
-    for (int i = 0; i < r->n_segments; i++) {
-        char *t = clean_text(r->segments[i].text, 1);
+    for (int i = 0; i < r->n_segs; i++) {
+        char *t = clean_text(r->segs[i].pub.text, 1);
         if (!t) return 0;
         sb_puts(b, t);
         sb_put(b, "\n", 1);
@@ -293,11 +253,10 @@ static int render_txt(const tolk_result *r, sbuf *b) {
     return 1;
 }
 
-/* vtt (srt = 0) or srt (srt = 1) cues. */
-static int render_subtitles(const tolk_result *r, sbuf *b, int srt) {
-    if (!srt) sb_puts(b, "WEBVTT\n\n");
-    for (int i = 0; i < r->n_segments; i++) {
-        const tolk_segment *s = &r->segments[i];
+/* vtt (srt = 0) or srt (srt = 1) cues of segments. */
+static int render_segment_cues(const tolk_result *r, sbuf *b, int srt) {
+    for (int i = 0; i < r->n_segs; i++) {
+        const tolk_segment *s = &r->segs[i].pub;
         char *t = clean_text(s->text, 1);
         if (!t) return 0;
         if (srt) sb_printf(b, "%d\n", i + 1);
@@ -312,11 +271,212 @@ static int render_subtitles(const tolk_result *r, sbuf *b, int srt) {
     return 1;
 }
 
+/* ---- cues from words (SubtitlesWriter.iterate_result) ------------------ */
+
+/* One word of the subtitle being built: its text as the reference edits
+ * it (stripped at a line start, "\n" before a line break). */
+typedef struct cue_word {
+    char *word; /* owned */
+    double start, end;
+} cue_word;
+
+typedef struct cue_writer {
+    sbuf *b;
+    int srt, index; /* srt cue number */
+    int highlight;
+    cue_word *v; /* the subtitle */
+    int n, cap;
+    int failed;
+} cue_writer;
+
+/* The reference's format_timestamp into buf (>= 32 bytes). */
+static void ts_text(char *buf, double seconds, int srt) {
+    sbuf t = {0};
+    sb_timestamp(&t, seconds, srt, srt ? ',' : '.');
+    snprintf(buf, 32, "%s", t.data && !t.failed ? t.data : "");
+    free(t.data);
+}
+
+static void emit_cue(cue_writer *cw, const char *start, const char *end, const char *text) {
+    if (cw->srt) sb_printf(cw->b, "%d\n", ++cw->index);
+    sb_puts(cw->b, start);
+    sb_puts(cw->b, " --> ");
+    sb_puts(cw->b, end);
+    sb_put(cw->b, "\n", 1);
+    sb_puts(cw->b, text);
+    sb_puts(cw->b, "\n\n");
+}
+
+/* Append word w with re.sub(r"^(\s*)(.*)$", r"\1<u>\2</u>", w): the
+ * leading whitespace kept, the rest up to the first line feed underlined
+ * when that line feed is the last character or there is none (where the
+ * pattern matches; otherwise w unchanged). */
+static void sb_underlined(sbuf *b, const char *w) {
+    const size_t n = strlen(w);
+    size_t k = 0;
+    while (k < n) {
+        uint32_t cp;
+        int d = tolk_utf8_decode((const unsigned char *)w + k, n - k, &cp);
+        if (d < 0 || !tolk_py_isspace(cp)) break;
+        k += (size_t)d;
+    }
+    const char *nl = memchr(w + k, '\n', n - k);
+    const size_t q = nl ? (size_t)(nl - w) : n;
+    if (q != n && q != n - 1) {
+        sb_puts(b, w);
+        return;
+    }
+    sb_put(b, w, k);
+    sb_puts(b, "<u>");
+    sb_put(b, w + k, q - k);
+    sb_puts(b, "</u>");
+    sb_puts(b, w + q);
+}
+
+/* Yield the subtitle held in cw (its cues) and empty it. */
+static void flush_subtitle(cue_writer *cw) {
+    if (cw->n == 0) return;
+    sbuf text = {0};
+    for (int i = 0; i < cw->n; i++)
+        sb_puts(&text, cw->v[i].word);
+    char a[32], e[32];
+    if (!cw->highlight) {
+        ts_text(a, cw->v[0].start, cw->srt);
+        ts_text(e, cw->v[cw->n - 1].end, cw->srt);
+        emit_cue(cw, a, e, text.data ? text.data : "");
+    } else {
+        char last[32];
+        ts_text(last, cw->v[0].start, cw->srt);
+        for (int i = 0; i < cw->n; i++) {
+            ts_text(a, cw->v[i].start, cw->srt);
+            ts_text(e, cw->v[i].end, cw->srt);
+            if (strcmp(last, a) != 0) emit_cue(cw, last, a, text.data ? text.data : "");
+            sbuf u = {0};
+            sb_reserve(&u, 0);
+            for (int j = 0; j < cw->n; j++) {
+                if (j == i)
+                    sb_underlined(&u, cw->v[j].word);
+                else
+                    sb_puts(&u, cw->v[j].word);
+            }
+            if (u.failed) cw->failed = 1;
+            emit_cue(cw, a, e, u.data ? u.data : "");
+            free(u.data);
+            snprintf(last, sizeof last, "%s", e);
+        }
+    }
+    if (text.failed) cw->failed = 1;
+    free(text.data);
+    for (int i = 0; i < cw->n; i++)
+        free(cw->v[i].word);
+    cw->n = 0;
+}
+
+/* Add a word to the subtitle: its text = prefix + w[a, b). */
+static void add_cue_word(cue_writer *cw, const char *prefix, const char *w, size_t a, size_t b,
+                         double start, double end) {
+    if (cw->n == cw->cap) {
+        int cap = cw->cap ? 2 * cw->cap : 32;
+        cue_word *v = realloc(cw->v, (size_t)cap * sizeof *v);
+        if (!v) {
+            cw->failed = 1;
+            return;
+        }
+        cw->v = v;
+        cw->cap = cap;
+    }
+    const size_t pn = strlen(prefix);
+    char *t = malloc(pn + (b - a) + 1);
+    if (!t) {
+        cw->failed = 1;
+        return;
+    }
+    memcpy(t, prefix, pn);
+    memcpy(t + pn, w + a, b - a);
+    t[pn + (b - a)] = '\0';
+    cw->v[cw->n++] = (cue_word){t, start, end};
+}
+
+/* vtt / srt cues of a result with words: the reference's
+ * iterate_subtitles (line width in code points, line / cue breaks, long
+ * pauses, words per line) and its highlighting. Words are cleaned of
+ * ill-formed UTF-8 first. */
+static int render_word_cues(const tolk_result *r, sbuf *b, int srt, const tolk_writer_options *o) {
+    const int mlc = o->max_line_count > 0 ? o->max_line_count : 0; /* 0: None */
+    const int preserve = o->max_line_count <= 0 || o->max_line_width <= 0;
+    const long mlw = o->max_line_width > 0 ? o->max_line_width : 1000;
+    const int mwpl = o->max_words_per_line > 0 ? o->max_words_per_line : 1000;
+    cue_writer cw = {.b = b, .srt = srt, .highlight = o->highlight_words != 0};
+    if (!srt) sb_puts(b, "WEBVTT\n\n");
+    long line_len = 0;
+    int line_count = 1;
+    double last = 0.0; /* get_start(segments) or 0.0 */
+    int found = 0;
+    for (int i = 0; i < r->n_segs && !found; i++)
+        if (r->segs[i].pub.n_words > 0) {
+            last = r->segs[i].words[0].start;
+            found = 1;
+        }
+    if (!found && r->n_segs > 0) last = r->segs[0].pub.start;
+    for (int si = 0; si < r->n_segs && !cw.failed; si++) {
+        const tolk_seg_rec *sg = &r->segs[si];
+        const int nw = sg->pub.n_words;
+        for (int chunk = 0; chunk < nw && !cw.failed; chunk += mwpl) {
+            const int count = nw - chunk < mwpl ? nw - chunk : mwpl;
+            for (int i = 0; i < count && !cw.failed; i++) {
+                const tolk_word *wd = &sg->words[chunk + i];
+                char *w = clean_text(wd->word, 0);
+                if (!w) {
+                    cw.failed = 1;
+                    break;
+                }
+                const size_t wn = strlen(w);
+                const long wlen = (long)tolk_py_len(w, wn);
+                const int long_pause = !preserve && wd->start - last > 3.0;
+                const int has_room = line_len + wlen <= mlw;
+                const int seg_break = i == 0 && cw.n > 0 && preserve;
+                if (line_len > 0 && has_room && !long_pause && !seg_break) {
+                    line_len += wlen; /* line continuation */
+                    add_cue_word(&cw, "", w, 0, wn, wd->start, wd->end);
+                } else {
+                    size_t a, z; /* a new line: the word stripped */
+                    tolk_py_strip(w, wn, &a, &z);
+                    const char *prefix = "";
+                    if ((cw.n > 0 && mlc > 0 && (long_pause || line_count >= mlc)) || seg_break) {
+                        flush_subtitle(&cw); /* a subtitle break */
+                        line_count = 1;
+                    } else if (line_len > 0) {
+                        line_count++; /* a line break */
+                        prefix = "\n";
+                    }
+                    line_len = (long)tolk_py_len(w + a, z - a);
+                    add_cue_word(&cw, prefix, w, a, z, wd->start, wd->end);
+                }
+                last = wd->start;
+                free(w);
+            }
+        }
+    }
+    flush_subtitle(&cw);
+    for (int i = 0; i < cw.n; i++)
+        free(cw.v[i].word);
+    free(cw.v);
+    return !cw.failed;
+}
+
+/* vtt (srt = 0) or srt (srt = 1): cues from words when the result has
+ * them, else from segments. */
+static int render_subtitles(const tolk_result *r, sbuf *b, int srt, const tolk_writer_options *o) {
+    if (r->has_words && r->n_segs > 0) return render_word_cues(r, b, srt, o);
+    if (!srt) sb_puts(b, "WEBVTT\n\n");
+    return render_segment_cues(r, b, srt);
+}
+
 /* tsv: integer milliseconds and tab-free text. */
 static int render_tsv(const tolk_result *r, sbuf *b) {
     sb_puts(b, "start\tend\ttext\n");
-    for (int i = 0; i < r->n_segments; i++) {
-        const tolk_segment *s = &r->segments[i];
+    for (int i = 0; i < r->n_segs; i++) {
+        const tolk_segment *s = &r->segs[i].pub;
         char *t = clean_text(s->text, 1);
         if (!t) return 0;
         sb_printf(b, "%lld\t%lld\t", (long long)round_ms(s->start), (long long)round_ms(s->end));
@@ -354,14 +514,32 @@ static int add_text(cJSON *obj, const char *key, const char *text) {
     return ok;
 }
 
+/* A segment's "words": [{"word", "start", "end", "probability"}]. */
+static int add_words(cJSON *seg, const tolk_seg_rec *rec) {
+    cJSON *arr = cJSON_AddArrayToObject(seg, "words");
+    if (!arr) return 0;
+    for (int k = 0; k < rec->pub.n_words; k++) {
+        const tolk_word *w = &rec->words[k];
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
+            return 0;
+        }
+        if (!add_text(o, "word", w->word) || !add_num(o, "start", w->start) ||
+            !add_num(o, "end", w->end) || !add_num(o, "probability", w->probability))
+            return 0;
+    }
+    return 1;
+}
+
 /* json: the reference's result dict. */
 static int render_json(const tolk_result *r, sbuf *b) {
     cJSON *root = cJSON_CreateObject();
     cJSON *segs = NULL;
     int ok = root && add_text(root, "text", r->text) &&
              (segs = cJSON_AddArrayToObject(root, "segments")) != NULL;
-    for (int i = 0; ok && i < r->n_segments; i++) {
-        const tolk_segment *s = &r->segments[i];
+    for (int i = 0; ok && i < r->n_segs; i++) {
+        const tolk_segment *s = &r->segs[i].pub;
         cJSON *o = cJSON_CreateObject();
         if (!o || !cJSON_AddItemToArray(segs, o)) {
             cJSON_Delete(o);
@@ -381,6 +559,7 @@ static int render_json(const tolk_result *r, sbuf *b) {
              add_num(o, "avg_logprob", short_double(s->avg_logprob)) &&
              add_num(o, "compression_ratio", short_double(s->compression_ratio)) &&
              add_num(o, "no_speech_prob", short_double(s->no_speech_prob));
+        if (ok && r->has_words) ok = add_words(o, &r->segs[i]);
     }
     if (ok) {
         char lang[sizeof r->language + 1];
@@ -417,8 +596,33 @@ const char *tolk_output_format_ext(tolk_output_format format) {
     return format_names[format];
 }
 
+tolk_writer_options tolk_writer_default_options(void) {
+    tolk_writer_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    return o;
+}
+
+/* The caller's options, read up to its struct_size (an older caller's
+ * struct lacks later fields: they keep their defaults). */
+static tolk_writer_options options_of(const tolk_writer_options *opts) {
+    tolk_writer_options o = tolk_writer_default_options();
+    if (opts && opts->struct_size >= sizeof(size_t)) {
+        size_t n = opts->struct_size < sizeof o ? opts->struct_size : sizeof o;
+        memcpy(&o, opts, n);
+        o.struct_size = sizeof o;
+    }
+    return o;
+}
+
 tolk_status tolk_render(tolk_ctx *ctx, const tolk_result *result, tolk_output_format format,
                         char **out, size_t *len) {
+    return tolk_render_ex(ctx, result, format, NULL, out, len);
+}
+
+tolk_status tolk_render_ex(tolk_ctx *ctx, const tolk_result *result, tolk_output_format format,
+                           const tolk_writer_options *opts, char **out, size_t *len) {
+    const tolk_writer_options o = options_of(opts);
     if (out) *out = NULL;
     if (len) *len = 0;
     if (!result || !out)
@@ -436,10 +640,10 @@ tolk_status tolk_render(tolk_ctx *ctx, const tolk_result *result, tolk_output_fo
         ok = render_txt(result, &b);
         break;
     case TOLK_OUTPUT_VTT:
-        ok = render_subtitles(result, &b, 0);
+        ok = render_subtitles(result, &b, 0, &o);
         break;
     case TOLK_OUTPUT_SRT:
-        ok = render_subtitles(result, &b, 1);
+        ok = render_subtitles(result, &b, 1, &o);
         break;
     case TOLK_OUTPUT_TSV:
         ok = render_tsv(result, &b);
@@ -487,11 +691,16 @@ static int write_all(int fd, const char *p, size_t n) {
 
 tolk_status tolk_write_file(tolk_ctx *ctx, const tolk_result *result, tolk_output_format format,
                             const char *path) {
+    return tolk_write_file_ex(ctx, result, format, NULL, path);
+}
+
+tolk_status tolk_write_file_ex(tolk_ctx *ctx, const tolk_result *result, tolk_output_format format,
+                               const tolk_writer_options *opts, const char *path) {
     if (!path || !*path)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_write_file: no output path");
     char *text = NULL;
     size_t len = 0;
-    tolk_status st = tolk_render(ctx, result, format, &text, &len);
+    tolk_status st = tolk_render_ex(ctx, result, format, opts, &text, &len);
     if (st != TOLK_OK) return st;
 
     /* A unique temporary name beside path: "PATH.tmp-PID-XXXXXXXX", created

@@ -77,13 +77,14 @@ static void test_engine_matches_cpu(void) {
         tolk_result *res = NULL;
         CU_ASSERT_EQUAL(tolk_request_status(rq[k]), TOLK_OK);
         CU_ASSERT_EQUAL(tolk_request_result(rq[k], &res), TOLK_OK);
-        int same = res && !strcmp(res->text, ref[k]->text) && res->n_segments == ref[k]->n_segments;
-        for (int i = 0; same && i < res->n_segments; i++)
-            same = res->segments[i].start == ref[k]->segments[i].start &&
-                   res->segments[i].end == ref[k]->segments[i].end;
+        int same = res && !strcmp(tolk_result_text(res), tolk_result_text(ref[k])) &&
+                   tolk_result_n_segments(res) == tolk_result_n_segments(ref[k]);
+        for (int i = 0; same && i < tolk_result_n_segments(res); i++)
+            same = tolk_result_segment(res, i)->start == tolk_result_segment(ref[k], i)->start &&
+                   tolk_result_segment(res, i)->end == tolk_result_segment(ref[k], i)->end;
         if (!same)
             fprintf(stderr, "\n  request %d: gpu \"%s\"\n             cpu \"%s\"\n", k,
-                    res ? res->text : "(none)", ref[k]->text);
+                    res ? tolk_result_text(res) : "(none)", tolk_result_text(ref[k]));
         CU_ASSERT(same);
         tolk_result_free(res);
         tolk_request_free(rq[k]);
@@ -150,10 +151,10 @@ static void test_f16_buckets(void) {
     for (int i = 0; i < 3; i++) {
         tolk_result *res = NULL;
         CU_ASSERT_EQUAL(tolk_request_result(rq[i], &res), TOLK_OK);
-        int same = res && !strcmp(res->text, ref[i]->text);
+        int same = res && !strcmp(tolk_result_text(res), tolk_result_text(ref[i]));
         if (!same)
             fprintf(stderr, "\n  f16 request %d: \"%s\" alone: \"%s\"\n", i,
-                    res ? res->text : "(none)", ref[i]->text);
+                    res ? tolk_result_text(res) : "(none)", tolk_result_text(ref[i]));
         CU_ASSERT(same);
         tolk_result_free(res);
         tolk_result_free(ref[i]);

@@ -165,20 +165,22 @@ static int transcribe_all(const char *model_dir, tolk_device dev, int compute, i
             ok = 0;
             break;
         }
-        r->text[i] = strdup(res->text ? res->text : "");
-        r->n_seg[i] = res->n_segments;
+        r->text[i] = strdup(tolk_result_text(res));
+        r->n_seg[i] = tolk_result_n_segments(res);
         int nt = 0;
-        for (int g = 0; g < res->n_segments; g++)
-            if (res->segments[g].seek == 0) nt += res->segments[g].n_tokens;
+        for (int g = 0; g < tolk_result_n_segments(res); g++)
+            if (tolk_result_segment(res, g)->seek == 0) nt += tolk_result_segment(res, g)->n_tokens;
         r->tok0[i] = malloc((size_t)(nt > 0 ? nt : 1) * sizeof(int));
         r->n_tok0[i] = 0;
-        for (int g = 0; r->tok0[i] && g < res->n_segments; g++)
-            if (res->segments[g].seek == 0) {
-                memcpy(r->tok0[i] + r->n_tok0[i], res->segments[g].tokens,
-                       (size_t)res->segments[g].n_tokens * sizeof(int));
-                r->n_tok0[i] += res->segments[g].n_tokens;
+        for (int g = 0; r->tok0[i] && g < tolk_result_n_segments(res); g++)
+            if (tolk_result_segment(res, g)->seek == 0) {
+                memcpy(r->tok0[i] + r->n_tok0[i], tolk_result_segment(res, g)->tokens,
+                       (size_t)tolk_result_segment(res, g)->n_tokens * sizeof(int));
+                r->n_tok0[i] += tolk_result_segment(res, g)->n_tokens;
             }
-        r->seg_end[i] = res->n_segments ? res->segments[res->n_segments - 1].end : 0.0;
+        r->seg_end[i] = tolk_result_n_segments(res)
+                            ? tolk_result_segment(res, tolk_result_n_segments(res) - 1)->end
+                            : 0.0;
         tolk_result_free(res);
     }
     g_captured = g_replayed = g_failed = 0;

@@ -57,11 +57,13 @@ static int setup(void) {
  * times, tokens and scores. */
 static int same_result(const tolk_result *a, const tolk_result *b) {
     if (!a || !b) return 0;
-    if (strcmp(a->text, b->text) || strcmp(a->language, b->language) ||
-        a->n_segments != b->n_segments || a->language_prob != b->language_prob)
+    if (strcmp(tolk_result_text(a), tolk_result_text(b)) ||
+        strcmp(tolk_result_language(a), tolk_result_language(b)) ||
+        tolk_result_n_segments(a) != tolk_result_n_segments(b) ||
+        tolk_result_language_prob(a) != tolk_result_language_prob(b))
         return 0;
-    for (int i = 0; i < a->n_segments; i++) {
-        const tolk_segment *s = &a->segments[i], *t = &b->segments[i];
+    for (int i = 0; i < tolk_result_n_segments(a); i++) {
+        const tolk_segment *s = tolk_result_segment(a, i), *t = tolk_result_segment(b, i);
         if (s->start != t->start || s->end != t->end || s->seek != t->seek ||
             strcmp(s->text, t->text) || s->n_tokens != t->n_tokens ||
             memcmp(s->tokens, t->tokens, (size_t)s->n_tokens * sizeof(int)) ||
@@ -280,7 +282,7 @@ static void test_live(void) {
         res = NULL;
         CU_ASSERT_EQUAL(tolk_request_result(lr[k], &res), TOLK_OK);
         int ok = same_result(res, reference(cl[k], 0));
-        if (!ok && res) fprintf(stderr, "  live %d: \"%s\"\n", k, res->text);
+        if (!ok && res) fprintf(stderr, "  live %d: \"%s\"\n", k, tolk_result_text(res));
         CU_ASSERT(ok);
         tolk_result_free(res);
         tolk_request_free(lr[k]);
@@ -371,10 +373,11 @@ static void test_cancel_and_bad_inputs(void) {
         res = NULL;
         CU_ASSERT_EQUAL(tolk_request_result(good[i], &res), TOLK_OK);
         CU_ASSERT(same_result(res, reference(i, 0)));
-        CU_ASSERT_EQUAL(ns, res->n_segments);
-        CU_ASSERT_EQUAL(part->n_segments, ns > 1 ? ns - 1 : 0);
-        for (int j = 0; part && j < part->n_segments; j++)
-            CU_ASSERT_STRING_EQUAL(part->segments[j].text, res->segments[j + 1].text);
+        CU_ASSERT_EQUAL(ns, tolk_result_n_segments(res));
+        CU_ASSERT_EQUAL(tolk_result_n_segments(part), ns > 1 ? ns - 1 : 0);
+        for (int j = 0; part && j < tolk_result_n_segments(part); j++)
+            CU_ASSERT_STRING_EQUAL(tolk_result_segment(part, j)->text,
+                                   tolk_result_segment(res, j + 1)->text);
         tolk_result *again = NULL;
         CU_ASSERT_EQUAL(tolk_request_result(good[i], &again),
                         TOLK_ERR_INVALID_ARG); /* handed over once */
@@ -462,8 +465,8 @@ static void test_vad_jobs(void) {
     CU_ASSERT_EQUAL_FATAL(tolk_state_new(g_ctx, g_tiny, &st), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(st, x, n, &p, &ref), TOLK_OK);
     tolk_state_free(st);
-    CU_ASSERT(ref->n_segments > 0 && ref->segments[0].start >= 2.5);
-    CU_ASSERT(strstr(ref->text, "ellow") != NULL);
+    CU_ASSERT(tolk_result_n_segments(ref) > 0 && tolk_result_segment(ref, 0)->start >= 2.5);
+    CU_ASSERT(strstr(tolk_result_text(ref), "ellow") != NULL);
     tolk_engine *e = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_engine_new(g_ctx, g_tiny, NULL, &e), TOLK_OK);
     tolk_request *plain = NULL, *filt = NULL, *bat = NULL, *quiet = NULL;
@@ -476,7 +479,7 @@ static void test_vad_jobs(void) {
     CU_ASSERT_EQUAL_FATAL(tolk_engine_submit_samples(e, x, sil, &p, &quiet), TOLK_OK);
     tolk_result *res = NULL;
     CU_ASSERT_EQUAL(tolk_request_wait(filt), TOLK_OK);
-    CU_ASSERT_EQUAL(tolk_request_n_segments(filt), ref->n_segments);
+    CU_ASSERT_EQUAL(tolk_request_n_segments(filt), tolk_result_n_segments(ref));
     CU_ASSERT_EQUAL(tolk_request_result(filt, &res), TOLK_OK);
     CU_ASSERT(same_result(res, ref));
     tolk_result_free(res);
@@ -484,19 +487,22 @@ static void test_vad_jobs(void) {
     CU_ASSERT_EQUAL(tolk_request_wait(bat), TOLK_OK);
     CU_ASSERT_EQUAL(tolk_request_result(bat, &res), TOLK_OK);
     if (res) {
-        CU_ASSERT(res->n_segments > 0 && strstr(res->text, "ellow") != NULL);
-        for (int i = 0; i < res->n_segments; i++) {
-            CU_ASSERT(res->segments[i].start >= 2.5 && res->segments[i].end <= n / 16000.0 + 0.5);
-            CU_ASSERT(res->segments[i].start <= res->segments[i].end);
-            CU_ASSERT_EQUAL(res->segments[i].id, i);
+        CU_ASSERT(tolk_result_n_segments(res) > 0 &&
+                  strstr(tolk_result_text(res), "ellow") != NULL);
+        for (int i = 0; i < tolk_result_n_segments(res); i++) {
+            CU_ASSERT(tolk_result_segment(res, i)->start >= 2.5 &&
+                      tolk_result_segment(res, i)->end <= n / 16000.0 + 0.5);
+            CU_ASSERT(tolk_result_segment(res, i)->start <= tolk_result_segment(res, i)->end);
+            CU_ASSERT_EQUAL(tolk_result_segment(res, i)->id, i);
         }
-        printf("\n  batched: %d segments \"%.60s...\"", res->n_segments, res->text);
+        printf("\n  batched: %d segments \"%.60s...\"", tolk_result_n_segments(res),
+               tolk_result_text(res));
     }
     tolk_result_free(res);
     res = NULL;
     CU_ASSERT_EQUAL(tolk_request_wait(quiet), TOLK_OK);
     CU_ASSERT_EQUAL(tolk_request_result(quiet, &res), TOLK_OK);
-    if (res) CU_ASSERT_EQUAL(res->n_segments, 0);
+    if (res) CU_ASSERT_EQUAL(tolk_result_n_segments(res), 0);
     tolk_result_free(res);
     res = NULL;
     CU_ASSERT_EQUAL(tolk_request_wait(plain), TOLK_OK);

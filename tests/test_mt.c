@@ -26,6 +26,7 @@
 #include "mt_split.h"
 #include "spm.h"
 #include "support/marian_writer.h"
+#include "result.h"
 #include "testutil.h"
 
 #include <cJSON.h>
@@ -1037,22 +1038,23 @@ static void test_golden(void) {
     CU_ASSERT_EQUAL(tolk_mt_translate(ctx, m[0], NULL, NULL, &o), TOLK_ERR_INVALID_ARG);
 
     /* a transcription's segments: text replaced, times and ids kept */
-    tolk_result *r = calloc(1, sizeof *r);
-    r->n_segments = 2;
-    r->segments = calloc(2, sizeof *r->segments);
-    r->segments[0] = (tolk_segment){.id = 0, .start = 0.0, .end = 2.5, .text = strdup(" Hello.")};
-    r->segments[1] =
-        (tolk_segment){.id = 1, .start = 2.5, .end = 4.0, .text = strdup(" How are you today?")};
-    r->text = strdup(" Hello. How are you today?");
-    snprintf(r->language, sizeof r->language, "en");
+    tolk_result *r = tolk_result_new();
+    const tolk_segment f0 = {.id = 0, .start = 0.0, .end = 2.5},
+                       f1 = {.id = 1, .start = 2.5, .end = 4.0};
+    CU_ASSERT_FATAL(r && tolk_result_add_segment(r, &f0, " Hello.", NULL, 0) &&
+                    tolk_result_add_segment(r, &f1, " How are you today?", NULL, 0) &&
+                    tolk_result_set_text(r, " Hello. How are you today?"));
+    tolk_result_set_language(r, "en");
     CU_ASSERT_EQUAL(tolk_mt_translate_result(ctx, m[0], r, NULL), TOLK_OK);
-    CU_ASSERT_STRING_EQUAL(r->segments[1].text, " Como você está hoje?");
-    CU_ASSERT(r->segments[0].text[0] == ' ' && r->segments[0].start == 0.0 &&
-              r->segments[1].end == 4.0 && r->segments[1].id == 1);
-    CU_ASSERT_STRING_EQUAL(r->language, "pt");
+    CU_ASSERT_STRING_EQUAL(tolk_result_segment(r, 1)->text, " Como você está hoje?");
+    CU_ASSERT(tolk_result_segment(r, 0)->text[0] == ' ' &&
+              tolk_result_segment(r, 0)->start == 0.0 && tolk_result_segment(r, 1)->end == 4.0 &&
+              tolk_result_segment(r, 1)->id == 1);
+    CU_ASSERT_STRING_EQUAL(tolk_result_language(r), "pt");
     char want[256];
-    snprintf(want, sizeof want, "%s%s", r->segments[0].text, r->segments[1].text);
-    CU_ASSERT_STRING_EQUAL(r->text, want);
+    snprintf(want, sizeof want, "%s%s", tolk_result_segment(r, 0)->text,
+             tolk_result_segment(r, 1)->text);
+    CU_ASSERT_STRING_EQUAL(tolk_result_text(r), want);
     char *srt = NULL;
     size_t srt_len = 0;
     CU_ASSERT_EQUAL(tolk_render(ctx, r, TOLK_OUTPUT_SRT, &srt, &srt_len), TOLK_OK);

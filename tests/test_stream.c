@@ -311,9 +311,9 @@ static void test_window_request(void) {
     CU_ASSERT_EQUAL_FATAL(tolk_state_new(g_ctx, g_tiny, &st), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(st, g_jfk, g_njfk, &p, &res), TOLK_OK);
     int all[512], n_all = 0;
-    for (int i = 0; i < res->n_segments; i++)
-        for (int j = 0; j < res->segments[i].n_tokens; j++)
-            all[n_all++] = res->segments[i].tokens[j];
+    for (int i = 0; i < tolk_result_n_segments(res); i++)
+        for (int j = 0; j < tolk_result_segment(res, i)->n_tokens; j++)
+            all[n_all++] = tolk_result_segment(res, i)->tokens[j];
     /* a full-context window gives the same tokens */
     tolk_lf_input w = {.one_window = 1};
     tolk_dec_result dr;

@@ -134,7 +134,7 @@ static void check_file(loaded *L, const cJSON *e, int multilingual, tally *t) {
     }
     t->files++;
     const char *ref_lang = cJSON_GetObjectItem(e, "language")->valuestring;
-    int lang_ok = strcmp(r->language, ref_lang) == 0;
+    int lang_ok = strcmp(tolk_result_language(r), ref_lang) == 0;
     t->lang_same += lang_ok;
     if (multilingual) CU_ASSERT(lang_ok);
     const char *ref_text = cJSON_GetObjectItem(e, "text")->valuestring;
@@ -142,8 +142,8 @@ static void check_file(loaded *L, const cJSON *e, int multilingual, tally *t) {
     /* the reference drops empty and instantaneous segments */
     const cJSON *segs = cJSON_GetObjectItem(e, "segments");
     int nref = cJSON_GetArraySize(segs), k = 0, seg_same = 1, first_bad = -1;
-    for (int i = 0; i < r->n_segments; i++) {
-        const tolk_segment *g = &r->segments[i];
+    for (int i = 0; i < tolk_result_n_segments(r); i++) {
+        const tolk_segment *g = tolk_result_segment(r, i);
         if (g->text[0] == '\0') continue;
         if (k >= nref) {
             seg_same = 0;
@@ -163,11 +163,11 @@ static void check_file(loaded *L, const cJSON *e, int multilingual, tally *t) {
 
     /* text: the reference joins its segments; compare to the concatenation */
     size_t tl = 0;
-    for (int i = 0; i < r->n_segments; i++)
-        tl += strlen(r->segments[i].text);
+    for (int i = 0; i < tolk_result_n_segments(r); i++)
+        tl += strlen(tolk_result_segment(r, i)->text);
     char *joined = calloc(tl + 1, 1);
-    for (int i = 0; i < r->n_segments; i++)
-        strcat(joined, r->segments[i].text);
+    for (int i = 0; i < tolk_result_n_segments(r); i++)
+        strcat(joined, tolk_result_segment(r, i)->text);
     int text_same = strcmp(joined, ref_text) == 0;
     t->same_text += text_same;
     if (!text_same || !seg_same) {
@@ -176,8 +176,8 @@ static void check_file(loaded *L, const cJSON *e, int multilingual, tally *t) {
         int seg_i = first_bad >= 0 ? first_bad : 0, tok_i = 0;
         const cJSON *rs = cJSON_GetArrayItem(segs, seg_i);
         int gi = -1, kk = 0;
-        for (int i = 0; i < r->n_segments; i++) {
-            if (r->segments[i].text[0] == '\0') continue;
+        for (int i = 0; i < tolk_result_n_segments(r); i++) {
+            if (tolk_result_segment(r, i)->text[0] == '\0') continue;
             if (kk++ == seg_i) {
                 gi = i;
                 break;
@@ -185,7 +185,7 @@ static void check_file(loaded *L, const cJSON *e, int multilingual, tally *t) {
         }
         if (rs && gi >= 0) {
             const cJSON *rt = cJSON_GetObjectItem(rs, "tokens");
-            const tolk_segment *g = &r->segments[gi];
+            const tolk_segment *g = tolk_result_segment(r, gi);
             int n = cJSON_GetArraySize(rt);
             while (tok_i < n && tok_i < g->n_tokens &&
                    cJSON_GetArrayItem(rt, tok_i)->valueint == g->tokens[tok_i])
@@ -324,18 +324,18 @@ static void test_api(void) {
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(L.st, x, n, &p, &a), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe_file(L.st, tu_data("speech/jfk.flac"), NULL, &b),
                           TOLK_OK);
-    CU_ASSERT_STRING_EQUAL(a->text, b->text);
-    CU_ASSERT_EQUAL(a->n_segments, b->n_segments);
-    CU_ASSERT_EQUAL(c.n_segments, a->n_segments);
+    CU_ASSERT_STRING_EQUAL(tolk_result_text(a), tolk_result_text(b));
+    CU_ASSERT_EQUAL(tolk_result_n_segments(a), tolk_result_n_segments(b));
+    CU_ASSERT_EQUAL(c.n_segments, tolk_result_n_segments(a));
     CU_ASSERT(c.n_progress >= 1);
     CU_ASSERT_DOUBLE_EQUAL(c.total, 11.0, 0.01);
-    CU_ASSERT_DOUBLE_EQUAL(a->duration, 11.0, 0.01);
-    CU_ASSERT_STRING_EQUAL(a->language, "en");
-    CU_ASSERT(strstr(a->text, "ask not what your country can do for you") != NULL);
-    for (int i = 0; i < a->n_segments; i++) {
-        CU_ASSERT_EQUAL(a->segments[i].id, i);
-        CU_ASSERT(a->segments[i].end >= a->segments[i].start);
-        CU_ASSERT(a->segments[i].avg_logprob < 0.0f);
+    CU_ASSERT_DOUBLE_EQUAL(tolk_result_duration(a), 11.0, 0.01);
+    CU_ASSERT_STRING_EQUAL(tolk_result_language(a), "en");
+    CU_ASSERT(strstr(tolk_result_text(a), "ask not what your country can do for you") != NULL);
+    for (int i = 0; i < tolk_result_n_segments(a); i++) {
+        CU_ASSERT_EQUAL(tolk_result_segment(a, i)->id, i);
+        CU_ASSERT(tolk_result_segment(a, i)->end >= tolk_result_segment(a, i)->start);
+        CU_ASSERT(tolk_result_segment(a, i)->avg_logprob < 0.0f);
     }
     tolk_result_free(a);
     tolk_result_free(b);
@@ -349,9 +349,9 @@ static void test_api(void) {
     p = greedy_params();
     p.clip_timestamps = "2,6";
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(L.st, x, n, &p, &a), TOLK_OK);
-    for (int i = 0; i < a->n_segments; i++) {
-        CU_ASSERT(a->segments[i].start >= 2.0 - 1e-9);
-        CU_ASSERT(a->segments[i].seek >= 200);
+    for (int i = 0; i < tolk_result_n_segments(a); i++) {
+        CU_ASSERT(tolk_result_segment(a, i)->start >= 2.0 - 1e-9);
+        CU_ASSERT(tolk_result_segment(a, i)->seek >= 200);
     }
     tolk_result_free(a);
 
@@ -360,8 +360,8 @@ static void test_api(void) {
     p = greedy_params();
     CU_ASSERT_EQUAL(tolk_transcribe(L.st, sil, 16000 * 5, &p, &a), TOLK_OK);
     if (a) {
-        for (int i = 0; i < a->n_segments; i++)
-            CU_ASSERT(strlen(a->segments[i].text) < 200);
+        for (int i = 0; i < tolk_result_n_segments(a); i++)
+            CU_ASSERT(strlen(tolk_result_segment(a, i)->text) < 200);
         tolk_result_free(a);
     }
     free(sil);
@@ -372,13 +372,13 @@ static void test_api(void) {
     p.best_of = 3;
     p.seed = 7;
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(L.st, x, n, &p, &a), TOLK_OK);
-    CU_ASSERT(strstr(a->text, "what you can do for your country") != NULL);
+    CU_ASSERT(strstr(tolk_result_text(a), "what you can do for your country") != NULL);
     tolk_result_free(a);
     p.temperatures[0] = 0.5f;
     size_t n3 = 16000 * 3; /* sampling on the first 3 s */
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(L.st, x, n3, &p, &a), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(L.st, x, n3, &p, &b), TOLK_OK);
-    CU_ASSERT_STRING_EQUAL(a->text, b->text); /* seeded: reproducible */
+    CU_ASSERT_STRING_EQUAL(tolk_result_text(a), tolk_result_text(b)); /* seeded: reproducible */
     tolk_result_free(a);
     tolk_result_free(b);
 
@@ -388,10 +388,10 @@ static void test_api(void) {
     p.prefix = "And so";
     p.without_timestamps = 1;
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(L.st, x, n, &p, &a), TOLK_OK);
-    CU_ASSERT_EQUAL(a->n_segments, 1);
+    CU_ASSERT_EQUAL(tolk_result_n_segments(a), 1);
     /* the prefix is fed, not returned: the text goes on after it */
-    CU_ASSERT(strstr(a->text, "Americans") != NULL);
-    CU_ASSERT(strncmp(a->text, " And so", 7) != 0);
+    CU_ASSERT(strstr(tolk_result_text(a), "Americans") != NULL);
+    CU_ASSERT(strncmp(tolk_result_text(a), " And so", 7) != 0);
     tolk_result_free(a);
 
     const char *codes[100];

@@ -622,23 +622,25 @@ static void test_vad_filter_transcribe(void) {
     p.vad = vad;
     tolk_result *r = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(st, x, n, &p, &r), TOLK_OK);
-    CU_ASSERT_DOUBLE_EQUAL(r->duration, (double)n / 16000, 1e-9);
-    CU_ASSERT(r->n_segments >= 1);
-    if (r->n_segments >= 1) {
-        printf("\n  vad_filter: %d segments, first [%.2f, %.2f] last end %.2f: %s\n", r->n_segments,
-               r->segments[0].start, r->segments[0].end, r->segments[r->n_segments - 1].end,
-               r->text);
-        CU_ASSERT(r->segments[0].start >= 7.5 && r->segments[0].start < 9.0);
-        CU_ASSERT(r->segments[r->n_segments - 1].end <= 8.0 + 11.0 + 0.5);
-        CU_ASSERT_PTR_NOT_NULL(strstr(r->text, "ask not what your country"));
+    CU_ASSERT_DOUBLE_EQUAL(tolk_result_duration(r), (double)n / 16000, 1e-9);
+    CU_ASSERT(tolk_result_n_segments(r) >= 1);
+    if (tolk_result_n_segments(r) >= 1) {
+        printf("\n  vad_filter: %d segments, first [%.2f, %.2f] last end %.2f: %s\n",
+               tolk_result_n_segments(r), tolk_result_segment(r, 0)->start,
+               tolk_result_segment(r, 0)->end,
+               tolk_result_segment(r, tolk_result_n_segments(r) - 1)->end, tolk_result_text(r));
+        CU_ASSERT(tolk_result_segment(r, 0)->start >= 7.5 &&
+                  tolk_result_segment(r, 0)->start < 9.0);
+        CU_ASSERT(tolk_result_segment(r, tolk_result_n_segments(r) - 1)->end <= 8.0 + 11.0 + 0.5);
+        CU_ASSERT_PTR_NOT_NULL(strstr(tolk_result_text(r), "ask not what your country"));
     }
     tolk_result_free(r);
     /* silence only: no segments, no invented text */
     memset(x, 0, n * sizeof *x);
     CU_ASSERT_EQUAL_FATAL(tolk_transcribe(st, x, n, &p, &r), TOLK_OK);
-    CU_ASSERT_EQUAL(r->n_segments, 0);
-    CU_ASSERT_STRING_EQUAL(r->text, "");
-    CU_ASSERT_STRING_EQUAL(r->language, "en");
+    CU_ASSERT_EQUAL(tolk_result_n_segments(r), 0);
+    CU_ASSERT_STRING_EQUAL(tolk_result_text(r), "");
+    CU_ASSERT_STRING_EQUAL(tolk_result_language(r), "en");
     tolk_result_free(r);
     /* bad options, exclusive with clip_timestamps */
     p.vad_params.threshold = 2;

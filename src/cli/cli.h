@@ -41,7 +41,7 @@ int cli_mt_pivot_plan(cli_mt_pivot *pv, tolk_ctx *ctx, tolk_state *state, const 
 int cli_mt_pivot_apply(cli_mt_pivot *pv, tolk_ctx *ctx, const char *path, tolk_result *res,
                        char *summary, size_t n);
 void cli_mt_pivot_free(cli_mt_pivot *pv);
-int cli_serve(int argc, char **argv); /* cmd_serve.c */
-int cli_stream(int argc, char **argv);     /* cmd_stream.c */
+int cli_serve(int argc, char **argv);  /* cmd_serve.c */
+int cli_stream(int argc, char **argv); /* cmd_stream.c */
 
 #endif

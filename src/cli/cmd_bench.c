@@ -89,6 +89,7 @@ static const cli_optdef bench_opts[] = {
     {"patience", 0, 1},
     {"condition_on_previous_text", 0, 1},
     {"without_timestamps", 0, 1},
+    {"word_timestamps", 0, 1},
     {"warmup", 0, 1},
     {"repeat", 0, 1},
     {"limit", 0, 1},
@@ -137,6 +138,7 @@ static void usage(FILE *f) {
                "                             fallback [0.2]\n"
                "  --condition_on_previous_text True|False  [True]\n"
                "  --without_timestamps True|False  [False]\n"
+               "  --word_timestamps True|False  word-level timestamps too (their cost) [False]\n"
                "  --warmup N                 untimed runs of the first file first [1]\n"
                "  --repeat N                 timed runs of every file [1]\n"
                "  --limit N                  only the first N files of the manifest [all]\n"
@@ -666,6 +668,8 @@ static int parse_options(const cli_args *a, bench_opts_t *o) {
     p->condition_on_previous_text = b;
     if ((r = cli_bool(a, "without_timestamps", 0, &b))) return r;
     p->without_timestamps = b;
+    if ((r = cli_bool(a, "word_timestamps", 0, &b))) return r;
+    p->word_timestamps = b;
 
     if ((r = cli_int(a, "warmup", 0, 1000, 0, 1, &l, NULL))) return r;
     o->warmup = (int)l;
@@ -764,11 +768,11 @@ static int run_one(tolk_state *state, const bench_opts_t *o, const tolk_transcri
     }
     jstr(out, &first, "language_ref", r->language);
     jstr(out, &first, "language_given", p.language);
-    jstr(out, &first, "language", m->ok ? res->language : NULL);
-    jnum(out, &first, "language_prob", m->ok ? (double)res->language_prob : NAN);
+    jstr(out, &first, "language", m->ok ? tolk_result_language(res) : NULL);
+    jnum(out, &first, "language_prob", m->ok ? (double)tolk_result_language_prob(res) : NAN);
     jstr(out, &first, "reference", r->reference);
-    jstr(out, &first, "hypothesis", m->ok ? res->text : NULL);
-    m->audio_s = m->ok ? res->duration : (r->duration >= 0 ? r->duration : NAN);
+    jstr(out, &first, "hypothesis", m->ok ? tolk_result_text(res) : NULL);
+    m->audio_s = m->ok ? tolk_result_duration(res) : (r->duration >= 0 ? r->duration : NAN);
     jnum(out, &first, "audio_s", m->audio_s);
     jnum(out, &first, "wall_s", m->wall_s);
     jnum(out, &first, "rtfx", m->wall_s > 0 ? m->audio_s / m->wall_s : NAN);
@@ -776,11 +780,12 @@ static int run_one(tolk_state *state, const bench_opts_t *o, const tolk_transcri
     jint(out, &first, "windows", (long long)m->t.windows);
     jint(out, &first, "tokens", (long long)m->t.tokens);
     jint(out, &first, "decoder_steps", (long long)m->t.decoder_steps);
-    jint(out, &first, "segments", m->ok ? res->n_segments : 0);
+    jint(out, &first, "segments", m->ok ? tolk_result_n_segments(res) : 0);
     /* the highest fallback temperature any segment needed (0: deterministic) */
     double tmax = m->ok ? 0.0 : NAN;
-    for (int i = 0; m->ok && i < res->n_segments; i++)
-        if (res->segments[i].temperature > tmax) tmax = res->segments[i].temperature;
+    for (int i = 0; m->ok && i < tolk_result_n_segments(res); i++)
+        if (tolk_result_segment(res, i)->temperature > tmax)
+            tmax = tolk_result_segment(res, i)->temperature;
     jnum(out, &first, "max_temperature", tmax);
     jnum(out, &first, "peak_rss_mib", m->peak_mib);
     jnum(out, &first, "device_peak_mib",
@@ -792,7 +797,7 @@ static int run_one(tolk_state *state, const bench_opts_t *o, const tolk_transcri
         if (m->ok)
             fprintf(stderr, "tolk bench: [%d/%d] %s: %.1f s audio in %.2f s (RTFx %.1f), %s\n",
                     index + 1, n_rows, r->file, m->audio_s, m->wall_s,
-                    m->wall_s > 0 ? m->audio_s / m->wall_s : 0.0, res->language);
+                    m->wall_s > 0 ? m->audio_s / m->wall_s : 0.0, tolk_result_language(res));
         else
             fprintf(stderr, "tolk bench: %s: %s\n", r->file, tolk_state_last_error(state));
     }
@@ -862,6 +867,7 @@ static void write_config(FILE *f, const bench_opts_t *o, const char *model_path,
     jstr(f, &first, "task", task == TOLK_TASK_TRANSLATE ? "translate" : "transcribe");
     jstr(f, &first, "language", o->lang_mode);
     jint(f, &first, "beam_size", p->beam_size);
+    jint(f, &first, "word_timestamps", p->word_timestamps);
     jint(f, &first, "best_of", p->best_of);
     jnum(f, &first, "patience", p->patience);
     jk(f, &first, "temperatures");
@@ -905,24 +911,26 @@ static void batch_line(FILE *out, const bench_opts_t *o, const bench_row *r, con
     if (!res) jstr(out, &first, "error", err && *err ? err : "failed");
     jstr(out, &first, "language_ref", r->language);
     jstr(out, &first, "language_given", lang_given);
-    jstr(out, &first, "language", res ? res->language : NULL);
-    jnum(out, &first, "language_prob", res ? (double)res->language_prob : NAN);
+    jstr(out, &first, "language", res ? tolk_result_language(res) : NULL);
+    jnum(out, &first, "language_prob", res ? (double)tolk_result_language_prob(res) : NAN);
     jstr(out, &first, "reference", r->reference);
-    jstr(out, &first, "hypothesis", res ? res->text : NULL);
-    *audio = res ? res->duration : (r->duration >= 0 ? r->duration : NAN);
+    jstr(out, &first, "hypothesis", res ? tolk_result_text(res) : NULL);
+    *audio = res ? tolk_result_duration(res) : (r->duration >= 0 ? r->duration : NAN);
     jnum(out, &first, "audio_s", *audio);
     jnum(out, &first, "latency_s", j->t_done - j->t_submit);
-    jint(out, &first, "segments", res ? res->n_segments : 0);
+    jint(out, &first, "segments", res ? tolk_result_n_segments(res) : 0);
     double tmax = res ? 0.0 : NAN;
-    for (int i = 0; res && i < res->n_segments; i++)
-        if (res->segments[i].temperature > tmax) tmax = res->segments[i].temperature;
+    for (int i = 0; res && i < tolk_result_n_segments(res); i++)
+        if (tolk_result_segment(res, i)->temperature > tmax)
+            tmax = tolk_result_segment(res, i)->temperature;
     jnum(out, &first, "max_temperature", tmax);
     fputs("}\n", out);
     fflush(out);
     if (!o->quiet) {
         if (res)
             fprintf(stderr, "tolk bench: [%d/%d] %s: %.1f s audio, latency %.2f s, %s\n",
-                    j->row + 1, n_rows, r->file, *audio, j->t_done - j->t_submit, res->language);
+                    j->row + 1, n_rows, r->file, *audio, j->t_done - j->t_submit,
+                    tolk_result_language(res));
         else
             fprintf(stderr, "tolk bench: %s: %s\n", r->file, err);
     }

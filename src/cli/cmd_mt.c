@@ -477,7 +477,7 @@ int cli_mt_pivot_apply(cli_mt_pivot *pv, tolk_ctx *ctx, const char *path, tolk_r
         fprintf(stderr, "tolk: %s: translation failed: %s\n", path, tolk_ctx_last_error(ctx));
         return 1;
     }
-    if (!pv->cur) snprintf(res->language, sizeof res->language, "%s", pv->to);
+    /* no text model: the speech is in LANG already, and so is the result */
     snprintf(summary, n, "%s, mt %.3f s", pv->route, cli_now() - t0);
     return 0;
 }

@@ -6,10 +6,11 @@
  * "--flag=value", "None" for optional numbers, True/False booleans) and
  * defaults (beam_size 5, best_of 5, temperature 0 with fallback increments
  * of 0.2, thresholds 2.4 / -1.0 / 0.6, ...), and its output files (txt, vtt,
- * srt, tsv, json named after the audio file's base name). Differences, all
+ * srt, tsv, json named after the audio file's base name), word timestamps
+ * and the subtitle options that use them included. Differences, all
  * documented in --help: the transcript goes to standard output unless
  * --output_dir or --output_format asks for files; progress goes to stderr;
- * word-timestamp options are refused as not supported yet. faster-whisper's
+ * --carry_initial_prompt True is refused as not supported yet. faster-whisper's
  * voice activity filter is there too: --vad_filter and its --vad_* options
  * (names and defaults of its vad_parameters), off by default.
  *
@@ -80,7 +81,7 @@ static const cli_optdef transcribe_opts[] = {
     {"batched", 0, 1},
     CLI_VAD_OPTS,
     {"batch_size", 0, 1},
-    /* the reference's word-timestamp options: refused unless off */
+    /* word timestamps and the subtitle options that need them */
     {"word_timestamps", 0, 1},
     {"highlight_words", 0, 1},
     {"max_line_width", 0, 1},
@@ -167,6 +168,22 @@ static void usage(FILE *f, const char *cmd) {
             "  --max_initial_timestamp S  latest first timestamp, seconds [1.0]\n"
             "  --sample_len N             max tokens per window; 0: model default [0]\n"
             "  --fp16 True|False          accepted for compatibility; tolk chooses precision\n"
+            "  --word_timestamps True|False  word-level timestamps from the alignment heads'\n"
+            "                             cross-attention (json \"words\"; refines segment\n"
+            "                             times) [False]\n"
+            "  --prepend_punctuations S   merged with the next word [\"'\u201c\u00bf([{-]\n"
+            "  --append_punctuations S    merged with the previous word\n"
+            "                             [\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001]\n"
+            "  --highlight_words True|False  underline each word as it is spoken in srt and\n"
+            "                             vtt (needs --word_timestamps True) [False]\n"
+            "  --max_line_width N         characters per subtitle line before a break\n"
+            "                             (needs --word_timestamps True) [None]\n"
+            "  --max_line_count N         lines per subtitle (with --max_line_width) [None]\n"
+            "  --max_words_per_line N     words per subtitle line (needs --word_timestamps\n"
+            "                             True; ignored with --max_line_width) [None]\n"
+            "  --hallucination_silence_threshold S  with --word_timestamps True, skip silences\n"
+            "                             longer than S seconds around a suspected\n"
+            "                             hallucination [None]\n"
             "  --batch_size N             files decoded at once, sharing each decoder step;\n"
             "                             1: one after the other [8 on the CPU, 32 on CUDA]\n"
             "  --to LANG                  (translate) the output language [en]: other than\n"
@@ -191,9 +208,7 @@ static void usage(FILE *f, const char *cmd) {
             "                             each other; implies --vad_filter True [False]\n"
             "%s"
             "\n"
-            "Not supported yet: --word_timestamps True, --highlight_words, --max_line_width,\n"
-            "--max_line_count, --max_words_per_line, --hallucination_silence_threshold,\n"
-            "--carry_initial_prompt True.\n"
+            "Not supported yet: --carry_initial_prompt True.\n"
             "\n"
             "Exit status: 0 all files done, 1 some file or the model failed (the others are\n"
             "still processed), 2 bad options (nothing is loaded or written).\n",
@@ -210,9 +225,10 @@ typedef struct run_opts {
     tolk_device device;
     int compute_type; /* tolk_compute_type */
     int n_threads;
-    int write_files;        /* --output_dir or --output_format given */
-    const char *output_dir; /* "." by default */
-    int formats[N_FORMATS]; /* formats to write */
+    tolk_writer_options writer; /* --highlight_words, --max_line_* */
+    int write_files;            /* --output_dir or --output_format given */
+    const char *output_dir;     /* "." by default */
+    int formats[N_FORMATS];     /* formats to write */
     int n_formats;
     int verbose;
     int vad_filter;        /* --vad_filter True */
@@ -314,12 +330,53 @@ static int check_clips(const cli_args *a, const char *s) {
     return 0;
 }
 
-/* Refuse a word-timestamp option unless it is off (False / None). */
+/* Refuse an option unless it is off (False / None). */
 static int refuse_unsupported(const cli_args *a, const char *name, const char *off) {
     const char *v = cli_str(a, name, NULL);
     if (!v || !strcmp(v, off) || (!strcmp(off, "False") && !strcmp(v, "false"))) return 0;
-    return cli_usage_error(a, "--%s %s is not supported yet (tolk has no word timestamps yet)",
-                           name, v);
+    return cli_usage_error(a, "--%s %s is not supported yet", name, v);
+}
+
+/* The word-timestamp options into o (openai-whisper's cli(): the subtitle
+ * options need --word_timestamps True; --max_line_count without
+ * --max_line_width and --max_words_per_line with it only warn). Returns 0
+ * or 2 after a usage error. */
+static int parse_word_options(const cli_args *a, run_opts *o) {
+    static const char *const ints[3] = {"max_line_count", "max_line_width", "max_words_per_line"};
+    tolk_transcribe_params *p = &o->params;
+    int r, b, none;
+    long l;
+    double d;
+    if ((r = cli_bool(a, "word_timestamps", 0, &b))) return r;
+    p->word_timestamps = b;
+    p->prepend_punctuations = cli_str(a, "prepend_punctuations", NULL);
+    p->append_punctuations = cli_str(a, "append_punctuations", NULL);
+    o->writer = tolk_writer_default_options();
+    if ((r = cli_bool(a, "highlight_words", 0, &o->writer.highlight_words))) return r;
+    int *dst[3] = {&o->writer.max_line_count, &o->writer.max_line_width,
+                   &o->writer.max_words_per_line};
+    for (int i = 0; i < 3; i++) {
+        if ((r = cli_int(a, ints[i], 0, 1000000, 1, 0, &l, &none))) return r;
+        *dst[i] = none ? 0 : (int)l;
+    }
+    if (!p->word_timestamps) {
+        if (o->writer.highlight_words)
+            return cli_usage_error(a, "--highlight_words requires --word_timestamps True");
+        for (int i = 0; i < 3; i++)
+            if (*dst[i]) return cli_usage_error(a, "--%s requires --word_timestamps True", ints[i]);
+    }
+    if (o->writer.max_line_count && !o->writer.max_line_width)
+        fprintf(stderr, "tolk: warning: --max_line_count has no effect without --max_line_width\n");
+    if (o->writer.max_words_per_line && o->writer.max_line_width)
+        fprintf(stderr,
+                "tolk: warning: --max_words_per_line has no effect with --max_line_width\n");
+    if (p->word_timestamps && p->task == TOLK_TASK_TRANSLATE)
+        fprintf(stderr,
+                "tolk: warning: word-level timestamps on translations may not be reliable\n");
+    if ((r = cli_float(a, "hallucination_silence_threshold", 0.0, 1e9, 0, 1, -1.0, &d, &none)))
+        return r;
+    p->hallucination_silence_threshold = none ? -1.0f : (float)d;
+    return 0;
 }
 
 /* Read and check every option into o. Returns 0, or 2 after printing a
@@ -337,15 +394,8 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     memset(o, 0, sizeof *o);
     *p = tolk_transcribe_default_params();
 
-    /* word-timestamp options first: a clear "not supported" beats other errors */
-    if ((r = refuse_unsupported(a, "word_timestamps", "False")) ||
-        (r = refuse_unsupported(a, "highlight_words", "False")) ||
-        (r = refuse_unsupported(a, "max_line_width", "None")) ||
-        (r = refuse_unsupported(a, "max_line_count", "None")) ||
-        (r = refuse_unsupported(a, "max_words_per_line", "None")) ||
-        (r = refuse_unsupported(a, "hallucination_silence_threshold", "None")) ||
-        (r = refuse_unsupported(a, "carry_initial_prompt", "False")))
-        return r;
+    /* a clear "not supported" beats other errors */
+    if ((r = refuse_unsupported(a, "carry_initial_prompt", "False"))) return r;
     if ((r = cli_bool(a, "fp16", 1, &b))) return r;
 
     o->model = cli_str(a, "model", "base");
@@ -465,6 +515,7 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     if (!*o->vad_model) return cli_usage_error(a, "argument --vad_model: empty model name");
     if (o->vad_filter && strcmp(clip, "0") != 0)
         return cli_usage_error(a, "--vad_filter True cannot be combined with --clip_timestamps");
+    if ((r = parse_word_options(a, o))) return r;
 
     if (a->n_positional == 0)
         return cli_usage_error(a, "the following arguments are required: AUDIO");
@@ -743,7 +794,8 @@ static int write_outputs(tolk_ctx *ctx, const run_opts *o, const char *audio,
         }
         char *text = NULL;
         size_t len = 0;
-        tolk_status st = tolk_render(ctx, res, (tolk_output_format)o->formats[i], &text, &len);
+        tolk_status st =
+            tolk_render_ex(ctx, res, (tolk_output_format)o->formats[i], &o->writer, &text, &len);
         if (st != TOLK_OK) {
             const char *m = tolk_ctx_last_error(ctx);
             fprintf(stderr, "tolk: %s: %s\n", audio, m[0] ? m : tolk_strerror(st));
@@ -807,8 +859,8 @@ static int emit_result(tolk_ctx *ctx, const run_opts *o, const char *path, run_s
         cli_warn_truncated("tolk", strcmp(path, "-") ? path : "<stdin>", expected_s, decoded_s);
     }
     if (o->verbose && rs->printed == 0) /* no streamed segments: print them now */
-        for (int i = 0; i < res->n_segments; i++)
-            print_segment_line(rs, &res->segments[i]);
+        for (int i = 0; i < tolk_result_n_segments(res); i++)
+            print_segment_line(rs, tolk_result_segment(res, i));
     int failed = 0;
     if (!o->verbose && !o->write_files) {
         char *text = NULL;
@@ -828,15 +880,15 @@ static int emit_result(tolk_ctx *ctx, const run_opts *o, const char *path, run_s
     char extra[160] = "";
     if (!failed) {
         char name[48];
-        cli_language_name(res->language, name, sizeof name);
+        cli_language_name(tolk_result_language(res), name, sizeof name);
         if (summary) /* --to LANG: the route and the translation time */
             snprintf(extra, sizeof extra, "%s", summary);
         else if (o->params.language)
             snprintf(extra, sizeof extra, "language %s", name);
         else
             snprintf(extra, sizeof extra, "detected language %s (p=%.2f)", name,
-                     (double)res->language_prob);
-        cli_progress_done(&rs->progress, res->duration, extra);
+                     (double)tolk_result_language_prob(res));
+        cli_progress_done(&rs->progress, tolk_result_duration(res), extra);
     } else {
         cli_progress_clear(&rs->progress);
     }
@@ -968,7 +1020,7 @@ static int run_batch(tolk_ctx *ctx, tolk_model *model, const run_opts *o, char *
         for (int j = i; j < next_sub; j++)
             if (ok[j] && it[j].rq) batch_collect(ctx, o, files[j], &it[j]);
         if (!it[i].failed && it[i].res) {
-            audio += it[i].res->duration;
+            audio += tolk_result_duration(it[i].res);
             it[i].failed = emit_result(ctx, o, files[i], &it[i].rs, it[i].res, it[i].written, NULL);
         }
         failures += it[i].failed;

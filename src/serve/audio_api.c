@@ -199,8 +199,8 @@ static int take_segments(srv_stream *j) {
     if (n <= j->n_seen) return 0;
     tolk_result *res = NULL;
     if (tolk_request_segments(j->rq, j->n_seen, &res) != TOLK_OK) return -1;
-    for (int i = 0; i < res->n_segments; i++) {
-        const char *t = res->segments[i].text ? res->segments[i].text : "";
+    for (int i = 0; i < tolk_result_n_segments(res); i++) {
+        const char *t = tolk_result_segment(res, i)->text ? tolk_result_segment(res, i)->text : "";
         size_t k = strlen(t);
         char *a = realloc(j->all, j->all_len + k + 1);
         if (!a) {
@@ -212,7 +212,7 @@ static int take_segments(srv_stream *j) {
         a[j->all_len] = '\0';
         j->all = a;
     }
-    j->n_seen += res->n_segments;
+    j->n_seen += tolk_result_n_segments(res);
     tolk_result_free(res);
     if (!j->all) return 0;
     char *d = srv_text_delta(j->all, &j->sent);

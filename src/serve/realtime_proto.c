@@ -396,8 +396,9 @@ void rt_poll(rt_session *rt) {
         if (n > it->n_seen) {
             tolk_result *res = NULL;
             if (tolk_request_segments(it->rq, it->n_seen, &res) == TOLK_OK) {
-                for (int k = 0; k < res->n_segments; k++) {
-                    const char *t = res->segments[k].text ? res->segments[k].text : "";
+                for (int k = 0; k < tolk_result_n_segments(res); k++) {
+                    const char *t =
+                        tolk_result_segment(res, k)->text ? tolk_result_segment(res, k)->text : "";
                     size_t len = strlen(t);
                     char *a = realloc(it->all, it->all_len + len + 1);
                     if (!a) break;

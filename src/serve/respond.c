@@ -89,13 +89,13 @@ const char *srv_language_name(const char *code) {
 
 char *srv_result_text(const tolk_result *res) {
     size_t total = 0;
-    for (int i = 0; i < res->n_segments; i++)
-        total += res->segments[i].text ? strlen(res->segments[i].text) : 0;
+    for (int i = 0; i < tolk_result_n_segments(res); i++)
+        total += tolk_result_segment(res, i)->text ? strlen(tolk_result_segment(res, i)->text) : 0;
     char *all = malloc(total + 1);
     if (!all) return NULL;
     size_t at = 0;
-    for (int i = 0; i < res->n_segments; i++) {
-        const char *t = res->segments[i].text;
+    for (int i = 0; i < tolk_result_n_segments(res); i++) {
+        const char *t = tolk_result_segment(res, i)->text;
         if (!t) continue;
         size_t k = strlen(t);
         memcpy(all + at, t, k);
@@ -216,16 +216,16 @@ int srv_render_result(srv_reply *r, tolk_ctx *ctx, const tolk_result *res, int f
     }
     if (format == SRV_FMT_VERBOSE_JSON) {
         cJSON_AddStringToObject(root, "task", task);
-        cJSON_AddStringToObject(root, "language", srv_language_name(res->language));
-        cJSON_AddNumberToObject(root, "duration", ms_round(res->duration));
+        cJSON_AddStringToObject(root, "language", srv_language_name(tolk_result_language(res)));
+        cJSON_AddNumberToObject(root, "duration", ms_round(tolk_result_duration(res)));
         cJSON_AddStringToObject(root, "text", text);
         cJSON *segs = cJSON_AddArrayToObject(root, "segments");
-        for (int i = 0; segs && i < res->n_segments; i++)
-            cJSON_AddItemToArray(segs, segment_json(&res->segments[i]));
+        for (int i = 0; segs && i < tolk_result_n_segments(res); i++)
+            cJSON_AddItemToArray(segs, segment_json(tolk_result_segment(res, i)));
     } else {
         cJSON_AddStringToObject(root, "text", text);
     }
-    cJSON_AddItemToObject(root, "usage", usage_json(res->duration));
+    cJSON_AddItemToObject(root, "usage", usage_json(tolk_result_duration(res)));
     free(text);
     srv_reply_json(r, 200, root);
     return r->status == 200 ? 0 : -1;

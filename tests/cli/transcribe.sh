@@ -136,7 +136,35 @@ rc=$(run d transcribe $G -o afile/sub "$JFK")
 [ "$rc" = 1 ] && grep -q "cannot create the output directory" d.err && [ ! -s d.out ] ||
     fail "output dir under a file (rc $rc)"
 
-# 7. translation with a multilingual model
+# 7. word timestamps: json words, karaoke subtitles, the other formats unchanged
+rc=$(run w transcribe $G --verbose False --word_timestamps True --max_line_width 42 \
+    --highlight_words True -o words "$JFK")
+if [ "$rc" = 0 ] && grep -q '<u>fellow</u>' words/jfk.srt && grep -q '<u>fellow</u>' words/jfk.vtt &&
+    cmp -s words/jfk.txt out/jfk.txt; then
+    ok "--word_timestamps True --highlight_words True: underlined words in srt / vtt"
+else
+    fail "word timestamps (rc $rc)"; cat w.err
+fi
+awk 'length > 42 + 7 { bad = 1 } END { exit bad }' words/jfk.srt ||
+    fail "a line of words/jfk.srt is longer than 42 characters (+ <u></u>)"
+if command -v python3 >/dev/null; then
+    python3 - words/jfk.json <<'EOF' || fail "jfk.json has no proper words"
+import json, sys
+r = json.load(open(sys.argv[1], encoding="utf-8"))
+words = [w for s in r["segments"] for w in s["words"]]
+assert all(list(w) == ["word", "start", "end", "probability"] for w in words)
+assert "".join(w["word"] for w in words) == r["text"], "the words spell the text"
+assert all(a["start"] <= b["start"] for a, b in zip(words, words[1:]))
+assert all(0 <= w["start"] <= w["end"] <= 11.01 and 0 < w["probability"] <= 1 for w in words)
+assert any(w["word"] == " fellow" for w in words)
+EOF
+fi
+rc=$(run w2 transcribe $G --verbose False --word_timestamps True --max_words_per_line 3 \
+    --hallucination_silence_threshold 2 -f vtt -o words3 "$JFK")
+[ "$rc" = 0 ] && awk 'NR > 2 && /^[^0-9]/ && NF > 3 { bad = 1 } END { exit bad }' \
+    words3/jfk.vtt || fail "--max_words_per_line 3 (rc $rc)"
+
+# 8. translation with a multilingual model
 if have base; then
     ES=$SHARED/speech/multi/asterisk_es/conf-getpin.flac
     rc=$(run t translate --model base --beam_size None --verbose False "$ES")

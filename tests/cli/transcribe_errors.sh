@@ -104,12 +104,27 @@ expect 2 "--device: invalid choice: 'gpu'" transcribe --device gpu "$JFK"
 expect 2 "--fp16: expected True or False" transcribe --fp16 half "$JFK"
 expect 2 "--model: empty model name" transcribe --model= "$JFK"
 expect 2 "--help: ignored explicit argument" transcribe --help=yes
-for opt in "--word_timestamps True" "--highlight_words True" "--max_line_width 40" \
-    "--max_line_count 2" "--max_words_per_line 5" "--hallucination_silence_threshold 2" \
-    "--carry_initial_prompt True"; do
+expect 2 "--carry_initial_prompt True is not supported yet" \
+    transcribe --carry_initial_prompt True -o out "$JFK"
+# the subtitle options need word timestamps (openai-whisper's message)
+for opt in "--highlight_words True" "--max_line_width 40" "--max_line_count 2" \
+    "--max_words_per_line 5"; do
     # shellcheck disable=SC2086
-    expect 2 "${opt%% *} .*not supported yet" transcribe $opt -o out "$JFK"
+    expect 2 "${opt%% *} requires --word_timestamps True" transcribe $opt -o out "$JFK"
+    # shellcheck disable=SC2086
+    expect 2 "${opt%% *} requires --word_timestamps True" \
+        transcribe --word_timestamps False $opt -o out "$JFK"
 done
+expect 2 "--word_timestamps: expected True or False" transcribe --word_timestamps 1 "$JFK"
+expect 2 "--highlight_words: expected True or False" \
+    transcribe --word_timestamps True --highlight_words yes "$JFK"
+expect 2 "--max_line_width" transcribe --word_timestamps True --max_line_width abc "$JFK"
+expect 2 "--max_line_width" transcribe --word_timestamps True --max_line_width -3 "$JFK"
+expect 2 "--max_words_per_line" transcribe --word_timestamps True --max_words_per_line 1.5 "$JFK"
+expect 2 "--hallucination_silence_threshold" \
+    transcribe --word_timestamps True --hallucination_silence_threshold x "$JFK"
+expect 2 "--hallucination_silence_threshold" \
+    transcribe --word_timestamps True --hallucination_silence_threshold -1 "$JFK"
 # a usage error wins over bad files: nothing is opened
 expect 2 "unrecognized argument" transcribe missing.wav --nope
 
@@ -149,6 +164,15 @@ expect 1 "^tolk: missing\.wav: no such file" transcribe --model base --model_dir
     --without_timestamps False --max_initial_timestamp 0.5 --sample_len 100 --fp16 False \
     --word_timestamps False --highlight_words False --max_line_width None \
     --prepend_punctuations '"(' --append_punctuations '.,' -- missing.wav
+expect 1 "^tolk: missing\.wav: no such file" transcribe --word_timestamps True \
+    --highlight_words True --max_line_width 42 --max_line_count 2 --max_words_per_line None \
+    --hallucination_silence_threshold 2.5 --prepend_punctuations "" missing.wav
+expect 1 "warning: --max_line_count has no effect without --max_line_width" \
+    transcribe --word_timestamps True --max_line_count 2 missing.wav
+expect 1 "warning: --max_words_per_line has no effect with --max_line_width" \
+    transcribe --word_timestamps True --max_words_per_line 2 --max_line_width 9 missing.wav
+expect 1 "warning: word-level timestamps on translations may not be reliable" \
+    translate --word_timestamps True missing.wav
 expect 1 "^tolk: missing\.wav: no such file" transcribe --language None --beam_size None \
     --best_of None --length_penalty None --threads None -fjson -oout missing.wav
 expect 1 "^tolk: missing\.wav: no such file" translate --language=ja --task=translate missing.wav

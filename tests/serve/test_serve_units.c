@@ -6,6 +6,7 @@
  * configuration, errors for bad events, buffer commit / clear.
  */
 #include "realtime.h"
+#include "result.h"
 #include "serve.h"
 #include "testutil.h"
 #include "vad.h"
@@ -84,11 +85,14 @@ static void test_texts(void) {
     CU_ASSERT_STRING_EQUAL(d, " Bye");
     free(d);
 
-    tolk_segment segs[2] = {{.text = " Hello"}, {.text = " world. "}};
-    tolk_result res = {.segments = segs, .n_segments = 2};
-    char *t = srv_result_text(&res);
+    const tolk_segment seg = {.id = 0};
+    tolk_result *res = tolk_result_new();
+    CU_ASSERT_FATAL(res && tolk_result_add_segment(res, &seg, " Hello", NULL, 0) &&
+                    tolk_result_add_segment(res, &seg, " world. ", NULL, 0));
+    char *t = srv_result_text(res);
     CU_ASSERT_STRING_EQUAL(t, "Hello world.");
     free(t);
+    tolk_result_free(res);
     CU_ASSERT_EQUAL(srv_format_from_name("verbose_json"), SRV_FMT_VERBOSE_JSON);
     CU_ASSERT_EQUAL(srv_format_from_name(NULL), SRV_FMT_JSON);
     CU_ASSERT_EQUAL(srv_format_from_name("diarized_json"), -1);
