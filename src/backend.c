@@ -12,8 +12,7 @@ tolk_status tolk_backend_embed_host(tolk_ctx *ctx, const tolk_backend *be, float
     if (!be || !y || !tok || !ids || !positions || !pos || n > SIZE_MAX / (2 * sizeof(int)))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend: embed: bad arguments");
     for (size_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= tok->rows || positions[i] < 0 ||
-            (size_t)positions[i] >= n_pos)
+        if (ids[i] < 0 || ids[i] >= tok->rows || positions[i] < 0 || (size_t)positions[i] >= n_pos)
             return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
                              "backend: embed: token %d at position %d (of %lld tokens, %zu "
                              "positions)",

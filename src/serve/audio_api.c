@@ -12,7 +12,7 @@
  * a language name; transcriptions), prompt, response_format, temperature
  * (0..1; 0 keeps the fallback schedule 0, 0.2, ... 1.0, T > 0 starts it at
  * T, as `tolk transcribe --temperature T`), timestamp_granularities[]
- * ("segment"; "word" is refused until tolk has word timestamps), stream.
+ * ("segment", "word": word timestamps, verbose_json only), stream.
  * Unknown fields are ignored. Decoding follows the server's options (the
  * same defaults as `tolk transcribe`), so a transcript equals what
  * `tolk transcribe` gives for the same file.
@@ -366,22 +366,28 @@ int srv_audio_request(srv_server *s, int translate, srv_upload *u, int fd, srv_r
         return 0;
     }
     const char *gran[8];
-    int n_gran = srv_upload_fields(u, "timestamp_granularities", gran, 8);
+    int n_gran = srv_upload_fields(u, "timestamp_granularities", gran, 8), gran_bits = 0;
     for (int i = 0; i < n_gran; i++) {
-        if (!strcmp(gran[i], "segment")) continue;
+        if (!strcmp(gran[i], "segment")) {
+            gran_bits |= SRV_GRAN_SEGMENT;
+            continue;
+        }
         if (!strcmp(gran[i], "word")) {
-            srv_reply_error(r, 400, "invalid_request_error", "timestamp_granularities",
-                            "unsupported_value",
-                            "Word timestamps (timestamp_granularities[]=word) are not supported "
-                            "by this server yet; use 'segment'.");
-            return 0;
+            gran_bits |= SRV_GRAN_WORD;
+            continue;
         }
         srv_reply_error(r, 400, "invalid_request_error", "timestamp_granularities", "invalid_value",
                         "Invalid value: '%.60s'. Supported values are: 'word' and 'segment'.",
                         gran[i]);
         return 0;
     }
+    if ((gran_bits & SRV_GRAN_WORD) && format != SRV_FMT_VERBOSE_JSON) {
+        srv_reply_error(r, 400, "invalid_request_error", "timestamp_granularities", "invalid_value",
+                        "timestamp_granularities[]=word needs response_format=verbose_json.");
+        return 0;
+    }
     tolk_transcribe_params p = c->decode;
+    if (gran_bits & SRV_GRAN_WORD) p.word_timestamps = 1;
     p.task = translate ? TOLK_TASK_TRANSLATE : TOLK_TASK_TRANSCRIBE;
     const char *temp = srv_upload_field(u, "temperature");
     if (temp && temp[0]) {
@@ -496,7 +502,8 @@ int srv_audio_request(srv_server *s, int translate, srv_upload *u, int fd, srv_r
         tolk_result *res = NULL;
         st = tolk_request_result(j->rq, &res);
         if (st == TOLK_OK &&
-            srv_render_result(r, ctx, res, format, translate ? "translate" : "transcribe") == 0)
+            srv_render_result(r, ctx, res, format, translate ? "translate" : "transcribe",
+                              gran_bits) == 0)
             *audio_s = j->audio_s;
         else if (st == TOLK_OK)
             srv_reply_error(r, 500, "server_error", NULL, NULL, "cannot render the result");

@@ -9,7 +9,8 @@
  *   verbose_json  {"task", "language" (English name), "duration", "text",
  *                 "segments": [{"id", "seek", "start", "end", "text",
  *                 "tokens", "temperature", "avg_logprob",
- *                 "compression_ratio", "no_speech_prob"}], "usage"}
+ *                 "compression_ratio", "no_speech_prob"}], "words": [{"word",
+ *                 "start", "end"}] (timestamp_granularities[]=word), "usage"}
  * The transcript ("text") is every segment's text with the outer white
  * space removed, as the API gives it (openai-whisper's own result keeps a
  * leading space).
@@ -171,8 +172,32 @@ static cJSON *segment_json(const tolk_segment *s) {
     return o;
 }
 
+/* A word as the API gives it: {"word" (outer white space removed), "start", "end"}. */
+static cJSON *word_json(const tolk_word *w) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    const char *a = w->word ? w->word : "";
+    while (is_ws(*a))
+        a++;
+    size_t n = strlen(a);
+    while (n > 0 && is_ws(a[n - 1]))
+        n--;
+    char *t = malloc(n + 1);
+    if (!t) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    memcpy(t, a, n);
+    t[n] = '\0';
+    cJSON_AddStringToObject(o, "word", t);
+    free(t);
+    cJSON_AddNumberToObject(o, "start", ms_round(w->start));
+    cJSON_AddNumberToObject(o, "end", ms_round(w->end));
+    return o;
+}
+
 int srv_render_result(srv_reply *r, tolk_ctx *ctx, const tolk_result *res, int format,
-                      const char *task) {
+                      const char *task, int gran) {
     char *text = srv_result_text(res);
     if (!text) return -1;
     if (format == SRV_FMT_TEXT) {
@@ -219,9 +244,19 @@ int srv_render_result(srv_reply *r, tolk_ctx *ctx, const tolk_result *res, int f
         cJSON_AddStringToObject(root, "language", srv_language_name(tolk_result_language(res)));
         cJSON_AddNumberToObject(root, "duration", ms_round(tolk_result_duration(res)));
         cJSON_AddStringToObject(root, "text", text);
-        cJSON *segs = cJSON_AddArrayToObject(root, "segments");
-        for (int i = 0; segs && i < tolk_result_n_segments(res); i++)
-            cJSON_AddItemToArray(segs, segment_json(tolk_result_segment(res, i)));
+        if (gran != SRV_GRAN_WORD) {
+            cJSON *segs = cJSON_AddArrayToObject(root, "segments");
+            for (int i = 0; segs && i < tolk_result_n_segments(res); i++)
+                cJSON_AddItemToArray(segs, segment_json(tolk_result_segment(res, i)));
+        }
+        if (gran & SRV_GRAN_WORD) {
+            cJSON *words = cJSON_AddArrayToObject(root, "words");
+            for (int i = 0; words && i < tolk_result_n_segments(res); i++) {
+                const tolk_segment *sg = tolk_result_segment(res, i);
+                for (int k = 0; k < sg->n_words; k++)
+                    cJSON_AddItemToArray(words, word_json(tolk_segment_word(sg, k)));
+            }
+        }
     } else {
         cJSON_AddStringToObject(root, "text", text);
     }

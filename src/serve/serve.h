@@ -232,10 +232,15 @@ enum srv_format { SRV_FMT_JSON = 0, SRV_FMT_TEXT, SRV_FMT_SRT, SRV_FMT_VTT, SRV_
 /* "json" ... -> format; -1 unknown. */
 int srv_format_from_name(const char *name);
 
+/* timestamp_granularities[] of a request (bits; 0: none given) */
+enum { SRV_GRAN_SEGMENT = 1, SRV_GRAN_WORD = 2 };
 /* The response body of a finished transcription in format. task:
- * "transcribe" / "translate". Returns 0, or -1 (out of memory). */
+ * "transcribe" / "translate"; gran (SRV_GRAN_* bits, 0: the default): in
+ * verbose_json, "segments" unless only words were asked for, "words" (each
+ * {"word", "start", "end"}, outer white space removed) when they were.
+ * Returns 0, or -1 (out of memory). */
 int srv_render_result(srv_reply *r, tolk_ctx *ctx, const tolk_result *res, int format,
-                      const char *task);
+                      const char *task, int gran);
 /* The transcript as the API gives it: all segments' text, outer white
  * space removed; malloc'd. */
 char *srv_result_text(const tolk_result *res);

@@ -115,8 +115,18 @@ try:
         with open(SHORT, "rb") as f:
             return client.audio.transcriptions.create(file=f, **kw)
 
-    c.equal(error_of(lambda: post(model="tiny.en", response_format="verbose_json", timestamp_granularities=["word"])),
-            (400, "unsupported_value", "timestamp_granularities"), "word timestamps: a clear 400")
+    # -- word timestamps (verbose_json, timestamp_granularities=["word"]): words only, or both
+    w = post(model="tiny.en", response_format="verbose_json", timestamp_granularities=["word"])
+    words = getattr(w, "words", None) or []
+    c.check(len(words) >= 3 and all(x.start <= x.end for x in words) and
+            all(words[i].start <= words[i + 1].start for i in range(len(words) - 1)),
+            f"word timestamps: {len(words)} words in time order")
+    c.check(" ".join(x.word for x in words).replace(" ,", ",") != "" and not getattr(w, "segments", None),
+            "word timestamps alone: words, no segments")
+    wb = post(model="tiny.en", response_format="verbose_json", timestamp_granularities=["word", "segment"])
+    c.check(getattr(wb, "words", None) and getattr(wb, "segments", None), "words and segments together")
+    c.equal(error_of(lambda: post(model="tiny.en", response_format="json", timestamp_granularities=["word"])),
+            (400, "invalid_value", "timestamp_granularities"), "word timestamps need verbose_json")
     c.equal(error_of(lambda: post(model="whisper-1")), (400, "model_not_found", "model"),
             "with two models, an unknown name is refused")
     c.equal(error_of(lambda: post(model="tiny.en", response_format="diarized_json")),
