@@ -27,8 +27,8 @@ MODELS=${TOLK_MODELS:-$HOME/.cache/tolk/models}
 OUT=${OUT:-bench/results/$(date +%F)-mt}
 REPEATS=${REPEATS:-5}
 SPEECH=${SPEECH:-1}
-DATA=${TOLK_SHARED_DATA:-shared/data}
-export TOLK_SHARED_DATA=$DATA TOLK_MODELS=$MODELS
+DATA=${TOLK_DATA:-data}
+export TOLK_DATA=$DATA TOLK_MODELS=$MODELS
 
 die() { echo "mt.sh: $*" >&2; exit 1; }
 [ -x "$BUILD/bench_mt" ] && [ -x "$BUILD/tolk" ] || die "build first (scripts/build $BUILD)"

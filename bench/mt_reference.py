@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SPEECH = os.environ.get("TOLK_SHARED_DATA", os.path.join(HERE, "..", "shared", "data")) + "/speech"
+SPEECH = os.environ.get("TOLK_DATA", os.path.join(HERE, "..", "data")) + "/speech"
 
 
 def refs(out):

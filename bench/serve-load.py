@@ -44,11 +44,10 @@ SRC = os.path.dirname(HERE)
 
 
 def shared_dir():
-    for d in (os.environ.get("TOLK_SHARED_DATA"), os.path.join(SRC, "shared", "data"),
-              os.path.join(SRC, "..", "shared", "data")):
-        if d and os.path.isdir(d):
-            return d
-    sys.exit("serve-load: no shared data (scripts/link-shared)")
+    d = os.environ.get("TOLK_DATA") or os.path.join(SRC, "data")
+    if os.path.isdir(d):
+        return d
+    sys.exit(f"serve-load: no data folder {d} (TOLK_DATA)")
 
 
 def clips(max_s):

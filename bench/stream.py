@@ -3,7 +3,7 @@
 
 Run through bench/stream (which picks the Python). One run:
 
-1. input: the English clips of shared/data/speech/asr.tsv (librispeech, ljspeech, pocketsphinx), in
+1. input: the English clips of data/speech/asr.tsv (librispeech, ljspeech, pocketsphinx), in
    manifest order, concatenated with 0.3 s of silence between them until >= --min-seconds, with their
    reference text (input.wav, reference.txt, clips.json);
 2. word end times: a forced alignment of the reference — faster-whisper (int8, --align-model,
@@ -301,7 +301,8 @@ def main():
     ap.add_argument("--out", default=None, help="result folder [bench/results/DATE-stream]")
     ap.add_argument("--tolk", default=os.path.join(ROOT, "build", "tolk"))
     ap.add_argument("--bench-audio-ctx", default=os.path.join(ROOT, "build", "bench_audio_ctx"))
-    ap.add_argument("--shared", default=os.path.join(ROOT, "shared", "data"))
+    ap.add_argument("--shared", default=os.environ.get("TOLK_DATA", os.path.join(ROOT, "data")),
+                    help="the data folder (data/ of the repository; $TOLK_DATA)")
     ap.add_argument("--models", default=os.environ.get(
         "TOLK_MODELS", os.path.expanduser("~/.cache/tolk/models")))
     ap.add_argument("--model", default="base")

@@ -322,13 +322,13 @@ def main():
         p.add_argument("--tolk", default=os.path.join(ROOT, "build", "tolk"))
         p.add_argument("--out", required=True)
         p.add_argument("--threads", type=int, default=2)
-        p.add_argument("--shared", default=os.path.join(ROOT, "shared", "data", "speech"))
+        p.add_argument("--shared", default=os.path.join(ROOT, "data", "speech"))
         p.add_argument("--cache", default=os.path.expanduser("~/.cache/tolk/peers"))
     sub.choices["accuracy"].add_argument("--ref", required=True)
     sub.choices["accuracy"].add_argument("--models", default="tiny.en,base")
     sub.choices["cost"].add_argument("--model", default="base")
     sub.choices["cost"].add_argument("--manifest", default=os.path.join(
-        ROOT, "shared", "data", "speech", "asr.tsv"))
+        ROOT, "data", "speech", "asr.tsv"))
     sub.choices["cost"].add_argument("--limit", type=int, default=0)
     sub.choices["cost"].add_argument("--repeat", type=int, default=1,
                                      help="runs per file; the median is kept")

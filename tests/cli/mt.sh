@@ -10,12 +10,12 @@
 #
 # usage: bash tests/cli/mt.sh /path/to/tolk
 # env:   TOLK_MODELS (default ~/.cache/tolk/models), TOLK_REQUIRE_MODELS,
-#        TOLK_SHARED_DATA (the shared speech data; default ../shared/data)
+#        TOLK_DATA (the speech data; default the repository's data/)
 set -u
 TOLK=${1:?usage: mt.sh /path/to/tolk}
 ROOT=${TOLK_MODELS:-$HOME/.cache/tolk/models}
 SRC=${TOLK_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-DATA=${TOLK_SHARED_DATA:-$SRC/shared/data}
+DATA=${TOLK_DATA:-$SRC/data}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fails=0

@@ -10,11 +10,10 @@
 set -u
 TOLK=${1:?usage: stream.sh /path/to/tolk}
 TOLK=$(cd "$(dirname "$TOLK")" && pwd)/$(basename "$TOLK")
-SHARED=${TOLK_SHARED_DATA:-$(dirname "$0")/../../shared/data}
-[ -d "$SHARED" ] || SHARED=$(dirname "$0")/../../../shared/data
-SHARED=$(cd "$SHARED" 2>/dev/null && pwd) || { echo "FAIL: no shared data"; exit 1; }
+SHARED=${TOLK_DATA:-$(dirname "$0")/../../data}
+SHARED=$(cd "$SHARED" 2>/dev/null && pwd) || { echo "FAIL: no data/ folder (TOLK_DATA)"; exit 1; }
 JFK=$SHARED/speech/jfk.flac
-[ -f "$JFK" ] || { echo "FAIL: $JFK not found (TOLK_SHARED_DATA)"; exit 1; }
+[ -f "$JFK" ] || { echo "FAIL: $JFK not found (TOLK_DATA)"; exit 1; }
 ROOT=${TOLK_MODELS:-$HOME/.cache/tolk/models}
 
 work=$(mktemp -d)

@@ -33,12 +33,10 @@ def tolk():
 
 
 def shared(rel):
-    base = os.environ.get("TOLK_SHARED_DATA") or os.path.join(SRC, "shared", "data")
-    if not os.path.isdir(base):
-        base = os.path.join(SRC, "..", "shared", "data")
+    base = os.environ.get("TOLK_DATA") or os.path.join(SRC, "data")
     p = os.path.join(base, rel)
     if not os.path.exists(p):
-        skip(f"shared data {rel} not found (scripts/link-shared)")
+        skip(f"data/{rel} not found (TOLK_DATA)")
     return p
 
 
