@@ -239,7 +239,23 @@ typedef struct tolk_model_params {
                            process (SIGBUS); 1: map the files (faster start, shared
                            page cache) when nothing changes them while loaded */
     int compute_type;   /* tolk_compute_type: TOLK_COMPUTE_F32 (default) */
+    int attention_type; /* CUDA: arithmetic of the encoder's attention, a
+                           tolk_attention_type; TOLK_ATTENTION_AUTO (default):
+                           tensor cores (float16) with half weights, float32 in
+                           the F32 parity mode, unless $TOLK_ATTN_TC=f32|f16|bf16
+                           sets the process default */
+    int no_avx512;      /* CPU: 1 = no AVX-512 kernels for this model (the BF16
+                           products then run as float32 sgemm); 0 (default):
+                           when the CPU has them, unless $TOLK_NO_AVX512 is set */
 } tolk_model_params;
+
+/* tolk_model_params.attention_type */
+typedef enum tolk_attention_type {
+    TOLK_ATTENTION_AUTO = 0,
+    TOLK_ATTENTION_F32 = 1,  /* float32 (CUDA cores) */
+    TOLK_ATTENTION_F16 = 2,  /* float16 inputs on tensor cores, float32 accumulation */
+    TOLK_ATTENTION_BF16 = 3, /* bfloat16 inputs on tensor cores, float32 accumulation */
+} tolk_attention_type;
 
 /* Precision of the matrix products (tolk_model_params.compute_type). On
  * CUDA, F32 is the exact-parity mode: every weight widened to float32 and

@@ -344,14 +344,18 @@ struct tolk_backend {
 
 /* Options for creating a backend. */
 typedef struct tolk_backend_params {
-    int keep_f16; /* 1: keep F16 weights as F16 and convert inside linear;
-                     0: widen every weight to F32 at preparation */
-    int bf16;     /* CPU: 1 = also pack each weight as bfloat16 and run the
-                     products of >= 2 rows (encoder, conv, prompts, batched
-                     steps) through the AVX-512 BF16 GEMM when the CPU has it
-                     (inputs rounded to bf16, float32 accumulation; not
-                     bit-exact); 0 (default) = exact float32 sgemm. Ignored
-                     by the CUDA backend. */
+    int keep_f16;  /* 1: keep F16 weights as F16 and convert inside linear;
+                      0: widen every weight to F32 at preparation */
+    int bf16;      /* CPU: 1 = also pack each weight as bfloat16 and run the
+                      products of >= 2 rows (encoder, conv, prompts, batched
+                      steps) through the AVX-512 BF16 GEMM when the CPU has it
+                      (inputs rounded to bf16, float32 accumulation; not
+                      bit-exact); 0 (default) = exact float32 sgemm. Ignored
+                      by the CUDA backend. */
+    int attn;      /* CUDA encoder attention: a tolk_attention_type; 0 (auto):
+                      f16 with half weights, f32 in the parity mode, or
+                      $TOLK_ATTN_TC's process default */
+    int no_avx512; /* CPU: 1 = never the AVX-512 BF16 products */
 } tolk_backend_params;
 
 /* Embedding lookup from HOST ids / positions [n], validated here (bad

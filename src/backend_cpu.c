@@ -78,7 +78,8 @@ int openblas_get_num_threads(void);
 
 typedef struct cpu_impl {
     int keep_f16;
-    int bf16; /* pack weights for tolk_gemm_bf16 (only when native) */
+    int bf16;      /* pack weights for tolk_gemm_bf16 (only when native) */
+    int no_avx512; /* the model asked for no AVX-512 products */
 } cpu_impl;
 
 static int nthreads(const tolk_ctx *ctx) {
@@ -243,7 +244,7 @@ static tolk_status cpu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
             out->cols = cols;
             out->data = (void *)(uintptr_t)parts[0]->data;
             out->owned = 0;
-            if (!(im->bf16 && tolk_gemm_bf16_native())) return TOLK_OK;
+            if (!(im->bf16 && !im->no_avx512 && tolk_gemm_bf16_native())) return TOLK_OK;
             tolk_status st = pack_bf16(ctx, out);
             if (st != TOLK_OK) memset(out, 0, sizeof *out);
             return st;
@@ -272,7 +273,7 @@ static tolk_status cpu_weight_prepare(tolk_ctx *ctx, const tolk_backend *be,
     out->cols = cols;
     out->data = data;
     out->owned = 1;
-    if (im->bf16 && tolk_gemm_bf16_native()) {
+    if (im->bf16 && !im->no_avx512 && tolk_gemm_bf16_native()) {
         tolk_status st = pack_bf16(ctx, out);
         if (st != TOLK_OK) {
             free(data);
@@ -1240,6 +1241,7 @@ tolk_status tolk_backend_cpu_new(tolk_ctx *ctx, const tolk_backend_params *param
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: out of memory");
     }
     im->keep_f16 = params ? params->keep_f16 != 0 : 1;
+    im->no_avx512 = params ? params->no_avx512 != 0 : 0;
     im->bf16 = params ? params->bf16 != 0 : 0;
     be->name = "cpu";
     be->impl = im;

@@ -1111,12 +1111,19 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     im->sync_ops = sync && strcmp(sync, "1") == 0;
     if (cu_census_init(&im->cs) != 0) im->cs.mode = 0;
     /* tensor-core attention with half weights; float32 in the parity mode.
-     * TOLK_ATTN_TC=f32|f16|bf16 overrides (comparisons, debugging). */
+     * The model's attention_type chooses; with auto, TOLK_ATTN_TC=f32|f16|bf16
+     * is the process default (comparisons, debugging). */
     im->attn_tc = im->keep_half ? TOLK_CU_F16 : TOLK_CU_F32;
+    const int attn = params ? params->attn : TOLK_ATTENTION_AUTO;
     const char *tc = getenv("TOLK_ATTN_TC");
-    if (tc && strcmp(tc, "f32") == 0) im->attn_tc = TOLK_CU_F32;
-    if (tc && strcmp(tc, "f16") == 0) im->attn_tc = TOLK_CU_F16;
-    if (tc && strcmp(tc, "bf16") == 0) im->attn_tc = TOLK_CU_BF16;
+    if (attn == TOLK_ATTENTION_AUTO && tc) {
+        if (strcmp(tc, "f32") == 0) im->attn_tc = TOLK_CU_F32;
+        if (strcmp(tc, "f16") == 0) im->attn_tc = TOLK_CU_F16;
+        if (strcmp(tc, "bf16") == 0) im->attn_tc = TOLK_CU_BF16;
+    }
+    if (attn == TOLK_ATTENTION_F32) im->attn_tc = TOLK_CU_F32;
+    if (attn == TOLK_ATTENTION_F16) im->attn_tc = TOLK_CU_F16;
+    if (attn == TOLK_ATTENTION_BF16) im->attn_tc = TOLK_CU_BF16;
     int rc = tolk_cu_gemm_create(&im->gemm);
     if (rc) {
         pthread_mutex_destroy(&im->mu);

@@ -30,6 +30,8 @@ tolk_model_params tolk_model_default_params(void) {
     p.device = TOLK_DEVICE_CPU;
     p.use_mmap = 0; /* read: a truncated model file cannot crash a run (above) */
     p.compute_type = TOLK_COMPUTE_F32;
+    p.attention_type = TOLK_ATTENTION_AUTO;
+    p.no_avx512 = 0;
     return p;
 }
 
@@ -58,6 +60,9 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
         p.compute_type != TOLK_COMPUTE_F16 && p.compute_type != TOLK_COMPUTE_AUTO)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad compute_type %d",
                          p.compute_type);
+    if (p.attention_type < TOLK_ATTENTION_AUTO || p.attention_type > TOLK_ATTENTION_BF16)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad attention_type %d",
+                         p.attention_type);
     if (p.device == TOLK_DEVICE_CUDA && !tolk_cuda_available())
         return tolk_fail(ctx, TOLK_ERR_NO_DEVICE, "%s: CUDA requested but no device is usable",
                          path);
@@ -91,7 +96,9 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
          * widened inside the products, bfloat16 products on request */
         const int on_gpu = tolk_ctx_device(nctx) == TOLK_DEVICE_CUDA;
         tolk_net_params np = {.keep_f16 = on_gpu ? p.compute_type != TOLK_COMPUTE_F32 : -1,
-                              .bf16 = p.compute_type == TOLK_COMPUTE_BF16};
+                              .bf16 = p.compute_type == TOLK_COMPUTE_BF16,
+                              .attn = p.attention_type,
+                              .no_avx512 = p.no_avx512 != 0};
         st = tolk_net_new_ex(nctx, m->w, &np, &net);
         if (st == TOLK_OK) {
             m->net = net;

@@ -261,7 +261,9 @@ tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net
     /* The context's device picks the backend: CUDA (CUDA builds, device
      * resolved to CUDA) or the CPU. */
     tolk_backend_params bp = {.keep_f16 = (!params || params->keep_f16 < 0) ? 1 : params->keep_f16,
-                              .bf16 = params ? params->bf16 != 0 : 0};
+                              .bf16 = params ? params->bf16 != 0 : 0,
+                              .attn = params ? params->attn : 0,
+                              .no_avx512 = params ? params->no_avx512 != 0 : 0};
 #ifdef TOLK_HAVE_CUDA
     if (ctx && tolk_ctx_device(ctx) == TOLK_DEVICE_CUDA)
         st = tolk_backend_cuda_new(ctx, &bp, &net->be);

@@ -25,12 +25,14 @@ tolk_status tolk_net_new(tolk_ctx *ctx, const tolk_weights *w, tolk_net **out);
 
 /* Options for tolk_net_new_ex (tolk_net_new uses the defaults). */
 typedef struct tolk_net_params {
-    int keep_f16; /* float16 weights: 1 keep as float16 and convert inside
-                     the products (half the memory), 0 widen to float32 once,
-                     -1 the backend's default (CPU: keep) */
-    int bf16;     /* CPU: 1 = bfloat16 products for linears of >= 2 rows
-                     where the CPU has AVX-512 BF16
-                     (tolk_backend_params.bf16); 0 = exact float32 */
+    int keep_f16;  /* float16 weights: 1 keep as float16 and convert inside
+                      the products (half the memory), 0 widen to float32 once,
+                      -1 the backend's default (CPU: keep) */
+    int bf16;      /* CPU: 1 = bfloat16 products for linears of >= 2 rows
+                      where the CPU has AVX-512 BF16
+                      (tolk_backend_params.bf16); 0 = exact float32 */
+    int attn;      /* CUDA encoder attention: a tolk_attention_type (0: auto) */
+    int no_avx512; /* CPU: 1 = no AVX-512 kernels */
 } tolk_net_params;
 tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net_params *params,
                             tolk_net **out);

@@ -1067,6 +1067,13 @@ static void test_public_api(void) {
     CU_ASSERT_EQUAL(tolk_model_load(ctx, NULL, NULL, &m), TOLK_ERR_INVALID_ARG);
     CU_ASSERT_PTR_NULL(m);
     CU_ASSERT_EQUAL(tolk_model_load(ctx, "x", NULL, NULL), TOLK_ERR_INVALID_ARG);
+    /* per-model switches (formerly environment variables): checked first */
+    CU_ASSERT_EQUAL(p.attention_type, TOLK_ATTENTION_AUTO);
+    CU_ASSERT_EQUAL(p.no_avx512, 0);
+    p.attention_type = 9;
+    CU_ASSERT_EQUAL(tolk_model_load(ctx, "x", &p, &m), TOLK_ERR_INVALID_ARG);
+    CU_ASSERT(strstr(tolk_ctx_last_error(ctx), "attention_type") != NULL);
+    p = tolk_model_default_params();
     tolk_model_free(NULL);
     tolk_model_desc d;
     tolk_model_describe(NULL, &d);
