@@ -534,10 +534,12 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     tolk_status st = TOLK_OK;
     kv->win_set[window] = 0;
     if (net->cross_kv_all.data) { /* one batched product: xa rounded once */
-        const size_t y_stride = (size_t)kv->max_windows * T * 2 * d;
+        /* layer to layer: the cache's stride (every window holds n_audio_ctx
+         * rows), whatever the window's T */
+        const size_t y_stride = (size_t)kv->max_windows * (size_t)net->hp.n_audio_ctx * 2 * d;
         st = be->linear_batched(ctx, be, tolk_cross_kv_at(kv, 0, window), 2 * d, y_stride, xa, d, T,
                                 &net->cross_kv_all, net->hp.n_text_layer, net->cross_kv_b_all);
-        if (st == TOLK_OK) kv->win_set[window] = 1;
+        if (st == TOLK_OK) kv->win_set[window] = T;
         return st;
     }
     for (int l = 0; l < net->hp.n_text_layer && st == TOLK_OK; l++) {
