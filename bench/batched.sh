@@ -49,9 +49,14 @@ rows = [r for r in csv.DictReader(open(os.path.join(speech, "asr.tsv")), delimit
 files, refs, total, i = [], [], 0.0, 0
 silence = os.path.join(work, "silence.flac")
 subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", silence, "trim", "0", "1"], check=True)
+conv = {}  # every clip as 16 kHz mono once (the set mixes rates and channel counts)
 while total < minutes * 60:
     r = rows[i % len(rows)]
-    f = os.path.join(speech, r["file"])
+    src = os.path.join(speech, r["file"])
+    if src not in conv:
+        conv[src] = os.path.join(work, f"clip{len(conv)}.flac")
+        subprocess.run(["sox", src, "-r", "16000", "-c", "1", conv[src]], check=True)
+    f = conv[src]
     d = float(subprocess.run(["soxi", "-D", f], capture_output=True, text=True).stdout)
     files += [f, silence]
     refs.append(r["reference"])
