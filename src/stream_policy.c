@@ -164,6 +164,35 @@ int tolk_sp_loop_start(const tolk_sp_hyp *h) {
     return best;
 }
 
+int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, const int *committed,
+                         int n_committed, int timestamp_begin) {
+    const int L = TOLK_SP_REPEAT_TOKENS;
+    /* text positions of the tail and of the committed tokens */
+    int *tp = malloc((size_t)(n_tail > 0 ? n_tail : 1) * sizeof(int));
+    int *cp = malloc((size_t)(n_committed > 0 ? n_committed : 1) * sizeof(int));
+    int nt = 0, nc = 0, at = -1;
+    if (!tp || !cp) { /* no guard without memory: nothing is cut */
+        free(tp), free(cp);
+        return h->n_w;
+    }
+    for (int i = 0; i < n_tail; i++)
+        if (tail[i] < timestamp_begin) tp[nt++] = i;
+    for (int i = 0; i < n_committed; i++)
+        if (committed[i] < timestamp_begin) cp[nc++] = i;
+    for (int j = 0; j + L <= nt && at < 0; j++)
+        for (int i = 0; i + L <= nc && at < 0; i++) {
+            int m = 0;
+            while (m < L && tail[tp[j + m]] == committed[cp[i + m]])
+                m++;
+            if (m == L) at = tp[j];
+        }
+    free(tp), free(cp);
+    if (at < 0) return h->n_w;
+    for (int w = 0; w < h->n_w; w++)
+        if (h->w[w].b > at) return w; /* the word holding the run's first token */
+    return h->n_w;
+}
+
 /* ---- policies ------------------------------------------------------------ */
 
 static int same(const char *a, const char *b) {

@@ -176,6 +176,35 @@ static void test_loop_start(void) {
     tolk_sp_hyp_clear(&h);
 }
 
+/* A hypothesis that says the committed text again: cut at the word where
+ * the repeated run of tokens begins; shorter runs (real speech repeats a
+ * phrase) and timestamps between the tokens do not matter. */
+static void test_repeat_start(void) {
+    enum { TB = 50364 };
+    /* words of one token each: ids 100.. ; committed: a sentence of 12 tokens */
+    const char *w[16];
+    for (int i = 0; i < 16; i++)
+        w[i] = " w";
+    int committed[14], tail[16];
+    for (int i = 0; i < 12; i++)
+        committed[i + (i >= 6)] = 200 + i;
+    committed[6] = TB + 30; /* a timestamp inside the committed text */
+    committed[13] = TB + 60;
+    /* tail: 3 new tokens, then the committed sentence again */
+    tail[0] = 300, tail[1] = 301, tail[2] = 302;
+    for (int i = 0; i < 12; i++)
+        tail[3 + i] = 200 + i;
+    tail[15] = TB + 90;
+    tolk_sp_hyp h = mkhyp(15, w, NULL, NULL);
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 16, committed, 14, TB), 3);
+    /* a repeat shorter than TOLK_SP_REPEAT_TOKENS is speech: no cut */
+    CU_ASSERT_EQUAL(
+        tolk_sp_repeat_start(&h, tail, 3 + TOLK_SP_REPEAT_TOKENS - 1, committed, 14, TB), 15);
+    /* nothing committed: no cut */
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 16, committed, 0, TB), 15);
+    tolk_sp_hyp_clear(&h);
+}
+
 /* The timestamp rules over a forced prefix equal the rules over the same
  * tokens as sampled ones. */
 static void test_ts_prefix_rules(void) {
@@ -636,6 +665,7 @@ int main(void) {
         {"fast_policy", test_fast_policy},
         {"never_retract", test_never_retract},
         {"loop_start", test_loop_start},
+        {"repeat_start", test_repeat_start},
         {"ts_prefix_rules", test_ts_prefix_rules},
         {"gate", test_gate},
         {"window_request", test_window_request},
