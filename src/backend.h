@@ -362,10 +362,13 @@ typedef struct tolk_backend_params {
  * ones: TOLK_ERR_INVALID_ARG): they are uploaded to a device buffer and
  * passed to be->embed_rows (y [n, D] = tok[ids] + pos[positions]). For
  * callers outside the graph-captured decoder step (alignment pass,
- * translation network). backend.c. */
+ * translation network). scratch: a device int buffer of scratch_ints
+ * (>= 2n) the caller keeps for repeated calls (a decoder loop), or NULL:
+ * one is allocated for this call. backend.c. */
 tolk_status tolk_backend_embed_host(tolk_ctx *ctx, const tolk_backend *be, float *y,
                                     const tolk_bweight *tok, const int *ids, const int *positions,
-                                    size_t n, const float *pos, size_t n_pos);
+                                    size_t n, const float *pos, size_t n_pos, int *scratch,
+                                    size_t scratch_ints);
 
 /* Create the CPU backend (OpenBLAS sgemm + OpenMP loops). params NULL:
  * keep_f16 = 1. *out is released with (*out)->destroy. */

@@ -348,6 +348,7 @@ void tolk_mt_work_free(tolk_mt_work *w) {
         if (w->c2) be->free(be, w->c2[l]);
     }
     be->free(be, w->d_idx);
+    be->free(be, w->d_emb);
     free(w->kv), free(w->c), free(w->c2), free(w->off), free(w->len);
     free(w->h_ids), free(w->h_pos), free(w->seqs);
     free(w);
@@ -413,7 +414,9 @@ tolk_status tolk_mt_work_new(tolk_ctx *ctx, const tolk_mt_net *net, int n_sent, 
         w->c2[l] = dalloc(ctx, be, C, d, &failed);
     }
     w->d_idx = be->alloc(ctx, be, C * sizeof(int));
-    if (failed || !w->d_idx) {
+    w->n_emb = 2 * (Tn > C ? Tn : C); /* the encoder's T rows, then cap rows a step */
+    w->d_emb = be->alloc(ctx, be, w->n_emb * sizeof(int));
+    if (failed || !w->d_idx || !w->d_emb) {
         tolk_mt_work_free(w);
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "mt_net: out of device memory for a batch");
     }
@@ -472,7 +475,7 @@ tolk_status tolk_mt_encode(tolk_ctx *ctx, tolk_mt_work *w, const int *ids) {
         for (int i = 0; i < w->len[s]; i++)
             pos[w->off[s] + i] = i;
     tolk_status st = tolk_backend_embed_host(ctx, be, w->ex, &net->emb_src, ids, pos, T, net->pos,
-                                             TOLK_MT_MAX_POS);
+                                             TOLK_MT_MAX_POS, w->d_emb, w->n_emb);
     free(pos);
     if (st) return st;
     for (int s = 0; s < w->n_sent; s++) {
@@ -520,7 +523,7 @@ tolk_status tolk_mt_step(tolk_ctx *ctx, tolk_mt_work *w, int B, int t, const int
         w->h_pos[r] = t;
     }
     if ((st = tolk_backend_embed_host(ctx, be, w->y, &net->emb_tgt, w->h_ids, w->h_pos, M, net->pos,
-                                      TOLK_MT_MAX_POS)))
+                                      TOLK_MT_MAX_POS, w->d_emb, w->n_emb)))
         return st;
     /* SSRU states: zero at the start, else gathered from the parent rows */
     if (t == 0) {

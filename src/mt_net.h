@@ -83,8 +83,10 @@ typedef struct tolk_mt_work {
     float **kv;                          /* per decoder layer: cross K|V [T, 2d] */
     int cap;                             /* decoder rows the buffers hold */
     float *y, *xf, *q, *att, *tmp, *h;
-    float **c, **c2;     /* per decoder layer: SSRU state and its reorder target */
-    int *d_idx;          /* device int [cap] */
+    float **c, **c2; /* per decoder layer: SSRU state and its reorder target */
+    int *d_idx;      /* device int [cap] */
+    int *d_emb;      /* device int [n_emb]: embedding ids + positions */
+    size_t n_emb;
     int *h_ids, *h_pos;  /* host int [cap] */
     tolk_attn_seq *seqs; /* host [cap] */
 } tolk_mt_work;

@@ -111,7 +111,7 @@ tolk_status tolk_net_align(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
         pos[i] = (int)i;
     const float scale = 1.0f / sqrtf((float)dh);
     st = tolk_backend_embed_host(ctx, be, x, &net->tok, tokens, pos, T, net->dec_pos,
-                                 (size_t)hp->n_text_ctx);
+                                 (size_t)hp->n_text_ctx, NULL, 0);
     for (int l = 0; l < hp->n_text_layer && st == TOLK_OK; l++) {
         const block_w *b = &net->dec[l];
         const float *ckv = tolk_cross_kv_at(kv, l, window);
