@@ -268,6 +268,7 @@ typedef struct srv_upload {
     struct MHD_PostProcessor *pp;
     srv_field fields[SRV_MAX_FIELDS];
     int n_fields;
+    int empty_open; /* the last field was opened by an empty first chunk */
     int file_fd; /* memfd with the file part, -1 */
     uint64_t file_bytes;
     char *file_name; /* the part's filename */

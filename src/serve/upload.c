@@ -40,8 +40,12 @@ static void set_error(srv_upload *u, const char *msg) {
 /* Append size bytes at off to the field named key (a new field at off 0). */
 static int add_field(srv_upload *u, const char *key, const char *data, uint64_t off, size_t size) {
     srv_field *f = NULL;
-    if (off > 0 && u->n_fields > 0 && !strcmp(u->fields[u->n_fields - 1].name, key))
+    /* later chunks of the last field; also its real first chunk when the
+     * parser opened it with an empty one (MHD may, at a buffer boundary) */
+    if ((off > 0 || u->empty_open) && u->n_fields > 0 &&
+        !strcmp(u->fields[u->n_fields - 1].name, key))
         f = &u->fields[u->n_fields - 1];
+    u->empty_open = off == 0 && size == 0 && !f;
     if (!f) {
         if (u->n_fields >= SRV_MAX_FIELDS) {
             set_error(u, "too many form fields");
