@@ -269,7 +269,7 @@ typedef struct srv_upload {
     srv_field fields[SRV_MAX_FIELDS];
     int n_fields;
     int empty_open; /* the last field was opened by an empty first chunk */
-    int file_fd; /* memfd with the file part, -1 */
+    int file_fd;    /* memfd with the file part, -1 */
     uint64_t file_bytes;
     char *file_name; /* the part's filename */
     int n_files;     /* file parts seen */
