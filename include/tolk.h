@@ -756,6 +756,9 @@ TOLK_API tolk_status tolk_engine_new(tolk_ctx *ctx, const tolk_model *model,
 /* Cancel every request still running, stop the thread, free the engine.
  * Requests not yet freed stay valid handles (done, TOLK_ERR_CANCELLED). */
 TOLK_API void tolk_engine_free(tolk_engine *engine);
+/* The message of the last failed call made on the engine by the CALLING
+ * thread (submit, run, step, stream open; like errno, so threads submitting
+ * at once each read their own); valid until that thread's next call. */
 TOLK_API const char *tolk_engine_last_error(const tolk_engine *engine);
 
 /* Submit a file (decoded and streamed; "-" reads standard input whole),

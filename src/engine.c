@@ -233,16 +233,49 @@ static int can_select(const tolk_engine *e) {
     return e->on_gpu;
 }
 
+/* ---- messages of the caller's calls ------------------------------------- */
+
+/* Calls made on an engine from any thread (submit, run, step, a stream's
+ * open) record their failure for the CALLING thread, like errno: threads
+ * submitting at once never write one buffer, and the engine's own thread
+ * (whose tick failures go to e->ctx and then to the requests) never races
+ * with them. tolk_engine_last_error reads the calling thread's message when
+ * its last call was on this engine, the engine's own message otherwise. */
+static _Thread_local tolk_ctx t_caller;
+static _Thread_local const tolk_engine *t_caller_engine;
+
+/* The calling thread's message context for e, its message cleared; the
+ * thread settings are e's (immutable after tolk_engine_new). */
+static tolk_ctx *caller_ctx(const tolk_engine *e) {
+    t_caller.params = e->ctx->params;
+    t_caller.device = e->ctx->device;
+    t_caller.n_threads = e->ctx->n_threads;
+    t_caller.last_error[0] = '\0';
+    t_caller_engine = e;
+    return &t_caller;
+}
+
+/* Hand a failure of a tick driven on the calling thread (its message on
+ * e->ctx, written under e->tick_mu) to the caller's context. */
+static tolk_status caller_tick_fail(tolk_engine *e, tolk_status s) {
+    if (s == TOLK_OK) return s;
+    tolk_ctx *c = caller_ctx(e);
+    pthread_mutex_lock(&e->tick_mu);
+    tolk_fail(c, s, "%s", tolk_ctx_last_error(e->ctx));
+    pthread_mutex_unlock(&e->tick_mu);
+    return s;
+}
+
 /* ---- submission ---------------------------------------------------------- */
 
 static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float *samples, size_t n,
                           int live, const tolk_transcribe_params *params,
                           void (*done)(void *, tolk_request *), void *done_user, tolk_ctx *ec,
                           tolk_request **out) {
-    if (!ec && e) ec = e->ctx; /* where the messages go */
+    if (!e) return TOLK_ERR_INVALID_ARG;
+    if (!ec) ec = caller_ctx(e); /* where the messages go */
     if (!out) return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: NULL out");
     *out = NULL;
-    if (!e) return TOLK_ERR_INVALID_ARG;
     tolk_clear_error(ec);
     tolk_transcribe_params defaults = tolk_transcribe_default_params();
     const tolk_transcribe_params *p = params ? params : &defaults;
@@ -273,7 +306,7 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
     if (!dup_str(p->prepend_punctuations, &r->s_prepend) ||
         !dup_str(p->append_punctuations, &r->s_append)) {
         request_release(r);
-        return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+        return tolk_fail(ec, TOLK_ERR_NOMEM, "engine: out of memory");
     }
     r->params.prepend_punctuations = r->s_prepend;
     r->params.append_punctuations = r->s_append;
@@ -357,14 +390,14 @@ static tolk_status submit(tolk_engine *e, const tolk_lf_input *in_, const float 
 tolk_status tolk_engine_submit_file(tolk_engine *e, const char *path,
                                     const tolk_transcribe_params *params, tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
-    if (!path) return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL path");
+    if (!path) return tolk_fail(caller_ctx(e), TOLK_ERR_INVALID_ARG, "engine: NULL path");
     if (strcmp(path, "-") == 0 || (params && params->vad)) {
         /* standard input cannot be read twice, the speech filter needs the
          * whole input: decode it whole */
         float *x = NULL;
         size_t n = 0;
         tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
-        tolk_status s = tolk_audio_load_facts(e->ctx, path, &x, &n, &in.facts);
+        tolk_status s = tolk_audio_load_facts(caller_ctx(e), path, &x, &n, &in.facts);
         if (s != TOLK_OK) return s;
         if (params && params->vad)
             s = tolk_engine_submit_samples(e, x, n, params, out);
@@ -381,8 +414,8 @@ tolk_status tolk_engine_submit_detect(tolk_engine *e, const float *samples, size
                                       tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
     if (!samples && n_samples)
-        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
-    if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
+        return tolk_fail(caller_ctx(e), TOLK_ERR_INVALID_ARG, "engine: NULL samples");
+    if (n_samples == 0) return tolk_fail(caller_ctx(e), TOLK_ERR_EMPTY, "engine: no samples");
     tolk_lf_input in = {.kind = TOLK_LF_MEMORY, .detect_only = 1};
     return submit(e, &in, samples, n_samples, 0, NULL, NULL, NULL, NULL, out);
 }
@@ -397,11 +430,10 @@ tolk_status tolk_engine_submit_samples(tolk_engine *e, const float *samples, siz
                                        const tolk_transcribe_params *params, tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
     if (!samples && n_samples)
-        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
-    if (n_samples == 0) return tolk_fail(e->ctx, TOLK_ERR_EMPTY, "engine: no samples");
+        return tolk_fail(caller_ctx(e), TOLK_ERR_INVALID_ARG, "engine: NULL samples");
+    if (n_samples == 0) return tolk_fail(caller_ctx(e), TOLK_ERR_EMPTY, "engine: no samples");
     if (params && params->vad) {
-        if (!out) return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: NULL out");
-        tolk_clear_error(e->ctx);
+        if (!out) return tolk_fail(caller_ctx(e), TOLK_ERR_INVALID_ARG, "engine: NULL out");
         return tolk_vad_job_submit(e, samples, n_samples, params, out);
     }
     tolk_lf_input in = {.kind = TOLK_LF_MEMORY};
@@ -412,7 +444,7 @@ tolk_status tolk_engine_submit_live(tolk_engine *e, const tolk_transcribe_params
                                     tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
     if (params && params->vad)
-        return tolk_fail(e->ctx, TOLK_ERR_UNSUPPORTED,
+        return tolk_fail(caller_ctx(e), TOLK_ERR_UNSUPPORTED,
                          "engine: vad_filter needs the whole input; a live input filters its "
                          "speech with the streaming API");
     tolk_lf_input in = {.kind = TOLK_LF_LIVE};
@@ -425,7 +457,7 @@ tolk_status tolk_engine_submit_window(tolk_engine *e, const float *samples, size
                                       void (*done)(void *user, tolk_request *r), void *user,
                                       tolk_ctx *err, tolk_request **out) {
     if (!e) return TOLK_ERR_INVALID_ARG;
-    tolk_ctx *ec = err ? err : e->ctx;
+    tolk_ctx *ec = err ? err : caller_ctx(e);
     if (!win) return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: NULL window options");
     if (!samples && n_samples) return tolk_fail(ec, TOLK_ERR_INVALID_ARG, "engine: NULL samples");
     if (n_samples == 0) return tolk_fail(ec, TOLK_ERR_EMPTY, "engine: no samples");
@@ -469,7 +501,7 @@ tolk_status tolk_request_window(tolk_request *r, tolk_dec_result *res, int *skip
 }
 
 tolk_ctx *tolk_engine_ctx(const tolk_engine *e) {
-    return e ? e->ctx : NULL;
+    return e ? caller_ctx(e) : NULL;
 }
 
 int tolk_engine_has_thread(const tolk_engine *e) {
@@ -482,13 +514,13 @@ const tolk_asr *tolk_engine_asr(const tolk_engine *e) {
 
 tolk_status tolk_request_new_job(tolk_engine *e, struct tolk_vad_job *job, tolk_request **out) {
     tolk_request *r = calloc(1, sizeof *r);
-    if (!r) return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: out of memory");
+    if (!r) return tolk_fail(caller_ctx(e), TOLK_ERR_NOMEM, "engine: out of memory");
     r->e = e;
     r->window = -1;
     r->state = RQ_DONE; /* never queued: its pieces are */
     if (tolk_ctx_new(&e->ctx->params, &r->ctx) != TOLK_OK) {
         free(r);
-        return tolk_fail(e->ctx, TOLK_ERR_NOMEM, "engine: cannot create a context");
+        return tolk_fail(caller_ctx(e), TOLK_ERR_NOMEM, "engine: cannot create a context");
     }
     r->job = job;
     tolk_vad_job_bind(job, r->ctx);
@@ -1290,9 +1322,9 @@ static void *engine_thread(void *arg) {
 tolk_status tolk_engine_step(tolk_engine *e, int *n_active) {
     if (!e) return TOLK_ERR_INVALID_ARG;
     if (e->has_thread)
-        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: it runs its own thread");
+        return tolk_fail(caller_ctx(e), TOLK_ERR_INVALID_ARG, "engine: it runs its own thread");
     int busy = 0;
-    tolk_status s = tick_locked(e, &busy);
+    tolk_status s = caller_tick_fail(e, tick_locked(e, &busy));
     if (n_active) {
         pthread_mutex_lock(&e->mu);
         *n_active = e->n_active + e->n_queued;
@@ -1313,7 +1345,7 @@ static tolk_status drive(tolk_engine *e, int (*done)(tolk_engine *, void *), voi
         pthread_mutex_unlock(&e->mu);
         int busy = 0;
         tolk_status s = tick_locked(e, &busy);
-        if (s != TOLK_OK) return s;
+        if (s != TOLK_OK) return caller_tick_fail(e, s);
         pthread_mutex_lock(&e->mu);
         /* nothing runnable (live input waiting): sleep until woken */
         if (!busy && !done(e, arg) && e->signals == g) pthread_cond_wait(&e->work, &e->mu);
@@ -1334,7 +1366,7 @@ static int request_ended(tolk_engine *e, void *arg) {
 tolk_status tolk_engine_run(tolk_engine *e) {
     if (!e) return TOLK_ERR_INVALID_ARG;
     if (e->has_thread)
-        return tolk_fail(e->ctx, TOLK_ERR_INVALID_ARG, "engine: it runs its own thread");
+        return tolk_fail(caller_ctx(e), TOLK_ERR_INVALID_ARG, "engine: it runs its own thread");
     return drive(e, all_ended, NULL);
 }
 
@@ -1467,7 +1499,9 @@ void tolk_engine_free(tolk_engine *e) {
 }
 
 const char *tolk_engine_last_error(const tolk_engine *e) {
-    return e ? tolk_ctx_last_error(e->ctx) : "";
+    if (!e) return "";
+    if (t_caller_engine == e) return t_caller.last_error;
+    return tolk_ctx_last_error(e->ctx);
 }
 
 void tolk_engine_get_stats(const tolk_engine *e, tolk_engine_stats *out) {

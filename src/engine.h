@@ -46,7 +46,9 @@ tolk_status tolk_engine_submit_window(tolk_engine *e, const float *samples, size
  * language (code, "en" on English-only models) in lang[8]. */
 tolk_status tolk_request_window(tolk_request *r, tolk_dec_result *res, int *skipped, char *lang);
 
-/* The engine's context (its messages and thread settings). */
+/* The calling thread's message context for the engine (its message
+ * cleared; the engine's thread settings): where a call made on e from this
+ * thread records its failure (tolk_engine_last_error). */
 tolk_ctx *tolk_engine_ctx(const tolk_engine *e);
 /* Whether the engine ticks on its own thread. */
 int tolk_engine_has_thread(const tolk_engine *e);
