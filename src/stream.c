@@ -462,8 +462,8 @@ static void take_update(tolk_stream *s, tolk_request *r) {
     int looped = 0;
     if (st == TOLK_OK) {
         int ls = tolk_sp_loop_start(&h);
-        int rs =
-            tolk_sp_repeat_start(&h, tail, n_tail, s->ctok, s->n_ctok, s->asr->dt.timestamp_begin);
+        int rs = tolk_sp_repeat_start(&h, tail, n_tail, s->ptok, s->n_ptok, s->ctok, s->n_ctok,
+                                      s->asr->dt.timestamp_begin);
         if (rs < ls) ls = rs;
         double heard = audio_s - (s->last_end - t0 > 0.0 ? s->last_end - t0 : 0.0);
         double limit = 3.0 + 6.0 * (heard > 0.0 ? heard : 0.0);

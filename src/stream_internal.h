@@ -97,16 +97,19 @@ void tolk_sp_hyp_clear(tolk_sp_hyp *h);
  * on too little audio, or after a bad prefix, repeats itself. */
 int tolk_sp_loop_start(const tolk_sp_hyp *h);
 
-/* Where a hypothesis starts to say again what is already committed: the
- * index of the first word of h whose tokens begin a run of at least
+/* Where a hypothesis starts to say again what was already said: the index
+ * of the first word of h whose tokens begin a run of at least
  * TOLK_SP_REPEAT_TOKENS text tokens (timestamps skipped) of tail [n_tail]
- * that also stands, in the same order, in committed [n_committed] (the
- * forced prefix; timestamps skipped), or h->n_w when none does. Whisper
- * with a forced prefix sometimes closes the prefix's sentence and then says
- * the whole utterance once more. */
+ * that stands earlier, in the same order, in the text said before it —
+ * prompt [n_prompt] (the previous utterances' text), committed
+ * [n_committed] (the forced prefix), then the tail itself — or h->n_w when
+ * none does. Whisper with a forced prefix sometimes closes the prefix's
+ * sentence and then says the whole utterance once more; on a new utterance
+ * it sometimes says its prompt again. */
 #define TOLK_SP_REPEAT_TOKENS 10
-int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, const int *committed,
-                         int n_committed, int timestamp_begin);
+int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, const int *prompt,
+                         int n_prompt, const int *committed, int n_committed,
+                         int timestamp_begin);
 
 /* ---- commit policies ----------------------------------------------------- */
 

@@ -164,29 +164,41 @@ int tolk_sp_loop_start(const tolk_sp_hyp *h) {
     return best;
 }
 
-int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, const int *committed,
-                         int n_committed, int timestamp_begin) {
+int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, const int *prompt,
+                         int n_prompt, const int *committed, int n_committed,
+                         int timestamp_begin) {
     const int L = TOLK_SP_REPEAT_TOKENS;
-    /* text positions of the tail and of the committed tokens */
+    /* S: the text tokens said before and in the hypothesis, in order —
+     * prompt, committed, tail (timestamps skipped); tp: each tail text
+     * token's index in tail */
+    const int n_all = (n_prompt > 0 ? n_prompt : 0) + (n_committed > 0 ? n_committed : 0) +
+                      (n_tail > 0 ? n_tail : 0);
+    int *S = malloc((size_t)(n_all > 0 ? n_all : 1) * sizeof(int));
     int *tp = malloc((size_t)(n_tail > 0 ? n_tail : 1) * sizeof(int));
-    int *cp = malloc((size_t)(n_committed > 0 ? n_committed : 1) * sizeof(int));
-    int nt = 0, nc = 0, at = -1;
-    if (!tp || !cp) { /* no guard without memory: nothing is cut */
-        free(tp), free(cp);
+    if (!S || !tp) { /* no guard without memory: nothing is cut */
+        free(S), free(tp);
         return h->n_w;
     }
-    for (int i = 0; i < n_tail; i++)
-        if (tail[i] < timestamp_begin) tp[nt++] = i;
+    int ns = 0, nt = 0, at = -1;
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < timestamp_begin) S[ns++] = prompt[i];
     for (int i = 0; i < n_committed; i++)
-        if (committed[i] < timestamp_begin) cp[nc++] = i;
+        if (committed[i] < timestamp_begin) S[ns++] = committed[i];
+    const int base = ns; /* where the tail's text starts in S */
+    for (int i = 0; i < n_tail; i++)
+        if (tail[i] < timestamp_begin) {
+            tp[nt++] = i;
+            S[ns++] = tail[i];
+        }
+    /* the first tail position whose next L tokens stand earlier in S */
     for (int j = 0; j + L <= nt && at < 0; j++)
-        for (int i = 0; i + L <= nc && at < 0; i++) {
+        for (int i = 0; i < base + j && at < 0; i++) {
             int m = 0;
-            while (m < L && tail[tp[j + m]] == committed[cp[i + m]])
+            while (m < L && S[i + m] == S[base + j + m])
                 m++;
             if (m == L) at = tp[j];
         }
-    free(tp), free(cp);
+    free(S), free(tp);
     if (at < 0) return h->n_w;
     for (int w = 0; w < h->n_w; w++)
         if (h->w[w].b > at) return w; /* the word holding the run's first token */

@@ -176,16 +176,19 @@ static void test_loop_start(void) {
     tolk_sp_hyp_clear(&h);
 }
 
-/* A hypothesis that says the committed text again: cut at the word where
- * the repeated run of tokens begins; shorter runs (real speech repeats a
- * phrase) and timestamps between the tokens do not matter. */
+/* A hypothesis that says again what was already said — the committed
+ * text, the prompt (the previous utterance), or its own first part (the
+ * "Mr. Quilter is | the apostle ... gospel. Mr. Quilter is the apostle ...
+ * gospel." of the stream bench): cut at the word where the repeated run of
+ * tokens begins; shorter runs (real speech repeats a phrase) and timestamps
+ * between the tokens do not matter. */
 static void test_repeat_start(void) {
     enum { TB = 50364 };
-    /* words of one token each: ids 100.. ; committed: a sentence of 12 tokens */
-    const char *w[16];
-    for (int i = 0; i < 16; i++)
+    /* words of one token each */
+    const char *w[32];
+    for (int i = 0; i < 32; i++)
         w[i] = " w";
-    int committed[14], tail[16];
+    int committed[14], tail[32];
     for (int i = 0; i < 12; i++)
         committed[i + (i >= 6)] = 200 + i;
     committed[6] = TB + 30; /* a timestamp inside the committed text */
@@ -196,12 +199,31 @@ static void test_repeat_start(void) {
         tail[3 + i] = 200 + i;
     tail[15] = TB + 90;
     tolk_sp_hyp h = mkhyp(15, w, NULL, NULL);
-    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 16, committed, 14, TB), 3);
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 16, NULL, 0, committed, 14, TB), 3);
     /* a repeat shorter than TOLK_SP_REPEAT_TOKENS is speech: no cut */
-    CU_ASSERT_EQUAL(
-        tolk_sp_repeat_start(&h, tail, 3 + TOLK_SP_REPEAT_TOKENS - 1, committed, 14, TB), 15);
-    /* nothing committed: no cut */
-    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 16, committed, 0, TB), 15);
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 3 + TOLK_SP_REPEAT_TOKENS - 1, NULL, 0,
+                                         committed, 14, TB),
+                    15);
+    /* nothing said before: no cut */
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 16, NULL, 0, committed, 0, TB), 15);
+    /* the previous utterance's text (the prompt) said again */
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 16, committed, 14, NULL, 0, TB), 3);
+    tolk_sp_hyp_clear(&h);
+
+    /* the tail says itself twice: committed a short prefix (3 tokens), the
+     * tail holds 12 new tokens, then prefix + those 12 again */
+    int pre[3] = {400, 401, 402}, t2[32];
+    int n2 = 0;
+    for (int i = 0; i < 12; i++)
+        t2[n2++] = 500 + i;
+    t2[n2++] = TB + 100; /* a segment ends between the two copies */
+    const int second = n2;
+    for (int i = 0; i < 3; i++)
+        t2[n2++] = pre[i];
+    for (int i = 0; i < 12; i++)
+        t2[n2++] = 500 + i;
+    h = mkhyp(n2, w, NULL, NULL);
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t2, n2, NULL, 0, pre, 3, TB), second);
     tolk_sp_hyp_clear(&h);
 }
 
