@@ -104,7 +104,8 @@ static void usage(FILE *f) {
             "  --device cpu|cuda|auto     [auto]\n"
             "  --compute_type auto|float32|bfloat16|float16  as tolk transcribe [auto]\n"
             "  --threads N                CPU threads; 0: all cores [0]\n"
-            "  --max_requests N           requests decoding at once per model [16]\n"
+            "  --max_requests N           requests decoding at once per model; 0: 16 on\n"
+            "                             CUDA, 2 per CPU thread (2..16) on the CPU [0]\n"
             "  --max_batch N              most sequences in one decoder step [256]\n"
             "  --pool_mb N                bytes of the decoder KV pool per model, MiB; 0:\n"
             "                             as the admitted requests need [0]\n"
@@ -162,26 +163,10 @@ static int int_opt(const cli_args *a, const char *name, long lo, long hi, long d
 /* The decoding options into c->decode. Returns 0 or 2 (usage error). */
 static int decoding_options(const cli_args *a, srv_config *c) {
     tolk_transcribe_params *p = &c->decode;
-    long l;
-    double d;
-    int r, none, b;
-    if ((r = cli_int(a, "best_of", 1, 1000, 1, 5, &l, &none))) return r;
-    p->best_of = none ? 1 : (int)l;
-    if ((r = cli_int(a, "beam_size", 1, 1000, 1, 5, &l, &none))) return r;
-    p->beam_size = none ? 0 : (int)l;
-    if ((r = cli_float(a, "patience", 1e-9, 1e6, 0, 1, 1.0, &d, &none))) return r;
-    p->patience = none ? 1.0f : (float)d;
-    if ((r = cli_float(a, "length_penalty", 0.0, 1.0, 0, 1, -1.0, &d, &none))) return r;
-    p->length_penalty = none ? -1.0f : (float)d;
+    int r, b;
+    if ((r = cli_search_options(a, p))) return r;
     if ((r = cli_temperatures(a, p))) return r;
-    if ((r = cli_float(a, "compression_ratio_threshold", -1e9, 1e9, 0, 1, 2.4, &d, &none)))
-        return r;
-    p->compression_ratio_threshold = none ? 0.0f : (float)d;
-    if ((r = cli_float(a, "logprob_threshold", -INFINITY, INFINITY, 1, 1, -1.0, &d, &none)))
-        return r;
-    p->logprob_threshold = none ? -INFINITY : (float)d;
-    if ((r = cli_float(a, "no_speech_threshold", -1e9, 1e9, 0, 1, 0.6, &d, &none))) return r;
-    p->no_speech_threshold = none ? 0.0f : (float)d;
+    if ((r = cli_fallback_thresholds(a, p))) return r;
     if ((r = cli_bool(a, "condition_on_previous_text", 1, &b))) return r;
     p->condition_on_previous_text = b;
     p->suppress_tokens = cli_str(a, "suppress_tokens", "-1");
@@ -216,7 +201,7 @@ static int parse_options(const cli_args *a, srv_config *c) {
                                            : TOLK_COMPUTE_F16;
     if ((r = int_opt(a, "threads", 0, 4096, 0, &l))) return r;
     c->n_threads = (int)l;
-    if ((r = int_opt(a, "max_requests", 1, 4096, 16, &l))) return r;
+    if ((r = int_opt(a, "max_requests", 0, 4096, 0, &l))) return r;
     c->engine.max_requests = (int)l;
     if ((r = int_opt(a, "max_batch", 1, 65536, 256, &l))) return r;
     c->engine.max_batch = (int)l;

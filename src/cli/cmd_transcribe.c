@@ -387,7 +387,7 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     static const char *const device_choices[] = {"cpu", "cuda", "auto", NULL};
     static const char *const compute_choices[] = {"auto", "float32", "bfloat16", "float16",
                                                   "fp32", "bf16",    "fp16",     NULL};
-    int r, b, none, none2;
+    int r, b, none;
     long l;
     double d;
     tolk_transcribe_params *p = &o->params;
@@ -443,16 +443,7 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
 
     if ((r = cli_temperatures(a, p))) return r;
 
-    if ((r = cli_int(a, "best_of", 1, 1000, 1, 5, &l, &none))) return r;
-    p->best_of = none ? 1 : (int)l;
-    if ((r = cli_int(a, "beam_size", 1, 1000, 1, 5, &l, &none))) return r;
-    p->beam_size = none ? 0 : (int)l;
-    if ((r = cli_float(a, "patience", 1e-9, 1e6, 0, 1, 1.0, &d, &none2))) return r;
-    if (!none2 && cli_given(a, "patience") && none)
-        return cli_usage_error(a, "argument --patience: requires --beam_size to be given");
-    p->patience = (float)d;
-    if ((r = cli_float(a, "length_penalty", 0.0, 1.0, 0, 1, -1.0, &d, &none))) return r;
-    p->length_penalty = none ? -1.0f : (float)d;
+    if ((r = cli_search_options(a, p))) return r;
 
     /* checked against every Whisper vocabulary here, against the model's
      * once it is loaded (run) */
@@ -464,14 +455,7 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     if ((r = cli_bool(a, "condition_on_previous_text", 1, &b))) return r;
     p->condition_on_previous_text = b;
 
-    if ((r = cli_float(a, "compression_ratio_threshold", -1e9, 1e9, 0, 1, 2.4, &d, &none)))
-        return r;
-    p->compression_ratio_threshold = none ? 0.0f : (float)d;
-    if ((r = cli_float(a, "logprob_threshold", -INFINITY, INFINITY, 1, 1, -1.0, &d, &none)))
-        return r;
-    p->logprob_threshold = none ? -INFINITY : (float)d;
-    if ((r = cli_float(a, "no_speech_threshold", -1e9, 1e9, 0, 1, 0.6, &d, &none))) return r;
-    p->no_speech_threshold = none ? 0.0f : (float)d;
+    if ((r = cli_fallback_thresholds(a, p))) return r;
 
     if ((r = cli_int(a, "threads", 0, 4096, 1, 0, &l, &none))) return r;
     o->n_threads = none ? 0 : (int)l;

@@ -350,6 +350,37 @@ int cli_temperatures(const cli_args *a, tolk_transcribe_params *p) {
     return 0;
 }
 
+int cli_search_options(const cli_args *a, tolk_transcribe_params *p) {
+    long l;
+    double d;
+    int r, none, none_p;
+    if ((r = cli_int(a, "best_of", 1, 1000, 1, 5, &l, &none))) return r;
+    p->best_of = none ? 1 : (int)l;
+    if ((r = cli_int(a, "beam_size", 1, 1000, 1, 5, &l, &none))) return r;
+    p->beam_size = none ? 0 : (int)l;
+    if ((r = cli_float(a, "patience", 1e-9, 1e6, 0, 1, 1.0, &d, &none_p))) return r;
+    if (!none_p && cli_given(a, "patience") && none)
+        return cli_usage_error(a, "argument --patience: requires --beam_size to be given");
+    p->patience = none_p ? 1.0f : (float)d;
+    if ((r = cli_float(a, "length_penalty", 0.0, 1.0, 0, 1, -1.0, &d, &none))) return r;
+    p->length_penalty = none ? -1.0f : (float)d;
+    return 0;
+}
+
+int cli_fallback_thresholds(const cli_args *a, tolk_transcribe_params *p) {
+    double d;
+    int r, none;
+    if ((r = cli_float(a, "compression_ratio_threshold", -1e9, 1e9, 0, 1, 2.4, &d, &none)))
+        return r;
+    p->compression_ratio_threshold = none ? 0.0f : (float)d;
+    if ((r = cli_float(a, "logprob_threshold", -INFINITY, INFINITY, 1, 1, -1.0, &d, &none)))
+        return r;
+    p->logprob_threshold = none ? -INFINITY : (float)d;
+    if ((r = cli_float(a, "no_speech_threshold", -1e9, 1e9, 0, 1, 0.6, &d, &none))) return r;
+    p->no_speech_threshold = none ? 0.0f : (float)d;
+    return 0;
+}
+
 int cli_vad_params(const cli_args *a, tolk_vad_params *p) {
     *p = tolk_vad_default_params();
     int r, none;

@@ -74,6 +74,17 @@ int cli_choice(const cli_args *a, const char *name, const char *const *choices, 
 struct tolk_transcribe_params;
 int cli_temperatures(const cli_args *a, struct tolk_transcribe_params *p);
 
+/* The search options as openai-whisper's command line takes them, into p:
+ * --best_of N|None (None: 1), --beam_size N|None (default 5; None:
+ * sampling), --patience F|None (given alone, without --beam_size: a usage
+ * error; None: 1.0), --length_penalty F|None (None: the length-normalised
+ * score). Returns 0, or 2 after a usage error. */
+int cli_search_options(const cli_args *a, struct tolk_transcribe_params *p);
+/* The fallback thresholds into p: --compression_ratio_threshold (2.4),
+ * --logprob_threshold (-1.0), --no_speech_threshold (0.6); None turns each
+ * off. Returns 0, or 2 after a usage error. */
+int cli_fallback_thresholds(const cli_args *a, struct tolk_transcribe_params *p);
+
 /* faster-whisper's VAD options (vad_parameters) as flags: --vad_threshold,
  * --vad_neg_threshold (None: threshold - 0.15), --vad_min_speech_duration_ms,
  * --vad_max_speech_duration_s (inf allowed), --vad_min_silence_duration_ms,

@@ -108,6 +108,7 @@ typedef struct srv_model {
     tolk_model *model;
     tolk_engine *engine;
     int multilingual;
+    int slots; /* requests decoding at once (the engine's max_requests) */
 } srv_model;
 
 typedef struct srv_models {

@@ -154,13 +154,14 @@ int srv_retry_after(srv_server *s) {
     pthread_mutex_lock(&s->metrics.mu);
     double lat = s->metrics.ewma_latency_s;
     pthread_mutex_unlock(&s->metrics.mu);
-    int queued = 0;
+    int queued = 0, slots = 0;
     for (int i = 0; i < s->models.n; i++) {
         tolk_engine_stats st;
         tolk_engine_get_stats(s->models.m[i].engine, &st);
         queued += st.queued;
+        slots += s->models.m[i].slots;
     }
-    int slots = s->cfg.engine.max_requests > 0 ? s->cfg.engine.max_requests : 16;
+    if (slots < 1) slots = 1;
     double t = lat > 0 ? lat * (double)(queued + slots) / (double)slots : 1.0;
     int r = (int)ceil(t);
     return r < 1 ? 1 : r > 30 ? 30 : r;
