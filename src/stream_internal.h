@@ -108,8 +108,7 @@ int tolk_sp_loop_start(const tolk_sp_hyp *h);
  * it sometimes says its prompt again. */
 #define TOLK_SP_REPEAT_TOKENS 10
 int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, const int *prompt,
-                         int n_prompt, const int *committed, int n_committed,
-                         int timestamp_begin);
+                         int n_prompt, const int *committed, int n_committed, int timestamp_begin);
 
 /* ---- commit policies ----------------------------------------------------- */
 

@@ -165,8 +165,7 @@ int tolk_sp_loop_start(const tolk_sp_hyp *h) {
 }
 
 int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, const int *prompt,
-                         int n_prompt, const int *committed, int n_committed,
-                         int timestamp_begin) {
+                         int n_prompt, const int *committed, int n_committed, int timestamp_begin) {
     const int L = TOLK_SP_REPEAT_TOKENS;
     /* S: the text tokens said before and in the hypothesis, in order —
      * prompt, committed, tail (timestamps skipped); tp: each tail text

@@ -201,9 +201,9 @@ static void test_repeat_start(void) {
     tolk_sp_hyp h = mkhyp(15, w, NULL, NULL);
     CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 16, NULL, 0, committed, 14, TB), 3);
     /* a repeat shorter than TOLK_SP_REPEAT_TOKENS is speech: no cut */
-    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 3 + TOLK_SP_REPEAT_TOKENS - 1, NULL, 0,
-                                         committed, 14, TB),
-                    15);
+    CU_ASSERT_EQUAL(
+        tolk_sp_repeat_start(&h, tail, 3 + TOLK_SP_REPEAT_TOKENS - 1, NULL, 0, committed, 14, TB),
+        15);
     /* nothing said before: no cut */
     CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, tail, 16, NULL, 0, committed, 0, TB), 15);
     /* the previous utterance's text (the prompt) said again */
