@@ -107,6 +107,11 @@ int tolk_sp_loop_start(const tolk_sp_hyp *h);
  * sentence and then says the whole utterance once more; on a new utterance
  * it sometimes says its prompt again. */
 #define TOLK_SP_REPEAT_TOKENS 10
+/* ... or begins a block of at least TOLK_SP_ECHO_TOKENS text tokens that
+ * repeats the block just before it back to back ("The horizon seems
+ * extremely distant. The horizon seems extremely distant."), that block in
+ * the tail or in the text said before it. */
+#define TOLK_SP_ECHO_TOKENS 6
 int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, const int *prompt,
                          int n_prompt, const int *committed, int n_committed, int timestamp_begin);
 

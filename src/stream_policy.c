@@ -189,14 +189,21 @@ int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, cons
             tp[nt++] = i;
             S[ns++] = tail[i];
         }
-    /* the first tail position whose next L tokens stand earlier in S */
-    for (int j = 0; j + L <= nt && at < 0; j++)
-        for (int i = 0; i < base + j && at < 0; i++) {
+    /* the first tail position whose next L tokens stand earlier in S, or
+     * that begins a block of E or more tokens said again back to back (the
+     * block just before it, in the tail or in the text said before) */
+    const int E = TOLK_SP_ECHO_TOKENS;
+    for (int j = 0; j < nt && at < 0; j++) {
+        const int p = base + j;
+        for (int i = 0; j + L <= nt && i < p && at < 0; i++) {
             int m = 0;
-            while (m < L && S[i + m] == S[base + j + m])
+            while (m < L && S[i + m] == S[p + m])
                 m++;
             if (m == L) at = tp[j];
         }
+        for (int m = E; at < 0 && m <= p && p + m <= ns; m++)
+            if (!memcmp(S + p - m, S + p, (size_t)m * sizeof(int))) at = tp[j];
+    }
     free(S), free(tp);
     if (at < 0) return h->n_w;
     for (int w = 0; w < h->n_w; w++)

@@ -225,6 +225,27 @@ static void test_repeat_start(void) {
     h = mkhyp(n2, w, NULL, NULL);
     CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t2, n2, NULL, 0, pre, 3, TB), second);
     tolk_sp_hyp_clear(&h);
+
+    /* an echo: the tail starts by saying the just-committed sentence (7
+     * tokens, shorter than TOLK_SP_REPEAT_TOKENS) again back to back — "The
+     * horizon seems extremely distant. The horizon seems extremely distant."
+     * — cut at 0; a block shorter than TOLK_SP_ECHO_TOKENS is speech */
+    int said[7] = {600, 601, 602, 603, 604, 605, 606}, t3[10];
+    for (int i = 0; i < 7; i++)
+        t3[i] = said[i];
+    t3[7] = 700, t3[8] = 701, t3[9] = 702;
+    h = mkhyp(10, w, NULL, NULL);
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t3, 10, NULL, 0, said, 7, TB), 0);
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t3, 10, said, 7, NULL, 0, TB), 0);
+    /* the same block not right before the tail (other words between): no echo */
+    int apart[9] = {600, 601, 602, 603, 604, 605, 606, 650, 651};
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t3, 10, NULL, 0, apart, 9, TB), 10);
+    tolk_sp_hyp_clear(&h);
+    int said5[5] = {600, 601, 602, 603, 604}, t4[8] = {600, 601, 602, 603, 604, 700, 701, 702};
+    h = mkhyp(8, w, NULL, NULL);
+    CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t4, 8, NULL, 0, said5, 5, TB),
+                    5 < TOLK_SP_ECHO_TOKENS ? 8 : 0);
+    tolk_sp_hyp_clear(&h);
 }
 
 /* The timestamp rules over a forced prefix equal the rules over the same
