@@ -61,6 +61,18 @@ typedef enum tolk_status {
 /* A short English description of a status; static storage, never NULL. */
 TOLK_API const char *tolk_strerror(tolk_status status);
 
+/* OpenBLAS picks its kernels once, when the process loads it, from the CPU
+ * models it knows; on a CPU newer than the OpenBLAS build it falls back to
+ * generic ones (Debian 12's 0.3.21 on Intel Emerald Rapids: "Prescott",
+ * SSE3, about 3x slower transcription). tolk_blas_coretype_advice returns
+ * the OPENBLAS_CORETYPE value this CPU's instruction sets allow when
+ * OpenBLAS picked a weaker set and the variable is not set, NULL otherwise;
+ * it takes effect only in the environment of a process before it starts
+ * (the tolk command re-executes itself with it). tolk_blas_core: the set
+ * OpenBLAS runs ("SkylakeX", "Haswell", ...). */
+TOLK_API const char *tolk_blas_coretype_advice(void);
+TOLK_API const char *tolk_blas_core(void);
+
 /* Release a buffer the library handed to the caller (samples, spectra). */
 TOLK_API void tolk_free(void *ptr);
 

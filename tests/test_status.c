@@ -6,6 +6,7 @@
 #include "internal.h"
 #include "testutil.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void test_version(void) {
@@ -64,8 +65,27 @@ static void test_size_checks(void) {
     CU_ASSERT_PTR_NULL(tolk_calloc_array(0, 4));
 }
 
+/* The OpenBLAS kernel set: named; no advice once the user chose one (the
+ * restarted tolk command sets OPENBLAS_CORETYPE, so it never loops). */
+static void test_blas_core(void) {
+    CU_ASSERT(tolk_blas_core()[0] != '\0');
+    const char *old = getenv("OPENBLAS_CORETYPE");
+    char *keep = old ? strdup(old) : NULL;
+    setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    CU_ASSERT_PTR_NULL(tolk_blas_coretype_advice());
+    if (keep) {
+        setenv("OPENBLAS_CORETYPE", keep, 1);
+        free(keep);
+    } else {
+        unsetenv("OPENBLAS_CORETYPE");
+    }
+    const char *a = tolk_blas_coretype_advice(); /* NULL, or a set OpenBLAS names */
+    CU_ASSERT(!a || !strcmp(a, "SkylakeX") || !strcmp(a, "Haswell") || !strcmp(a, "Sandybridge"));
+}
+
 int main(void) {
     CU_TestInfo tests[] = {{"version", test_version},
+                           {"blas_core", test_blas_core},
                            {"strerror", test_strerror},
                            {"ctx", test_ctx},
                            {"size_checks", test_size_checks},

@@ -5,7 +5,9 @@
 #include "tolk.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -32,7 +34,22 @@ static void usage(FILE *f) {
             tolk_version());
 }
 
+/* OpenBLAS chose its kernels when this process loaded it; on a CPU newer
+ * than the OpenBLAS build it chose generic ones (tolk_blas_coretype_advice).
+ * Start again with OPENBLAS_CORETYPE set to what the CPU runs, once (the
+ * variable is then set, so there is no advice the second time). When the
+ * executable cannot be run again this goes on with the slower kernels. */
+static void blas_restart(char **argv) {
+    const char *core = tolk_blas_coretype_advice();
+    if (!core || getenv("TOLK_NO_BLAS_RESTART")) return;
+    if (setenv("OPENBLAS_CORETYPE", core, 1) != 0) return;
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* not restarted: say what actually runs */
+}
+
 int main(int argc, char **argv) {
+    blas_restart(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -43,7 +60,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("tolk %s\n", tolk_version());
+        const char *advice = tolk_blas_coretype_advice();
+        printf("tolk %s\nOpenBLAS kernels: %s", tolk_version(), tolk_blas_core());
+        if (advice) printf(" (this CPU runs %s: set OPENBLAS_CORETYPE=%s)", advice, advice);
+        printf("\n");
         return 0;
     }
     if (!strcmp(cmd, "mel")) return cli_mel(argc - 1, argv + 1);

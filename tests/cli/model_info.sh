@@ -26,6 +26,14 @@ expect_line() {
     grep -q -- "$2" "$1" || fail "no line matching '$2' in: $(cat "$1")"
 }
 
+# `tolk version` names the OpenBLAS kernel set, and the command restarts itself with the set this
+# CPU runs when OpenBLAS picked a weaker one (src/blas_core.c): no advice is left after the restart
+"$TOLK" version >"$TMP/version" 2>&1 || fail "tolk version failed"
+expect_line "$TMP/version" "^OpenBLAS kernels: [A-Za-z]"
+if grep -q "this CPU runs" "$TMP/version"; then
+    fail "the restart did not take the advised OpenBLAS kernels: $(cat "$TMP/version")"
+fi
+
 # describe PATH FORMAT SIZE LANGS LAYERS WIDTH HEADS VOCAB DTYPES
 describe() {
     local path=$1
