@@ -27,16 +27,15 @@ char *openblas_get_corename(void);
  * (0: a pre-AVX generic set; -1: a name this file does not rank, e.g. AMD
  * Zen, which is then left alone). */
 static int core_rank(const char *name) {
-    static const char *const pre_avx[] = {"Prescott", "Core2",   "Penryn", "Dunnington",
-                                          "Nehalem",  "Atom",    "Katmai", "Coppermine",
+    static const char *const pre_avx[] = {"Prescott",  "Core2",  "Penryn", "Dunnington",
+                                          "Nehalem",   "Atom",   "Katmai", "Coppermine",
                                           "Northwood", "Banias", NULL};
     if (!name) return -1;
     for (int i = 0; pre_avx[i]; i++)
         if (!strcmp(name, pre_avx[i])) return 0;
     if (!strcmp(name, "Sandybridge")) return 1;
     if (!strcmp(name, "Haswell")) return 2;
-    if (!strcmp(name, "SkylakeX") || !strcmp(name, "Cooperlake") ||
-        !strcmp(name, "SapphireRapids"))
+    if (!strcmp(name, "SkylakeX") || !strcmp(name, "Cooperlake") || !strcmp(name, "SapphireRapids"))
         return 3;
     return -1;
 }

@@ -84,12 +84,9 @@ static void test_blas_core(void) {
 }
 
 int main(void) {
-    CU_TestInfo tests[] = {{"version", test_version},
-                           {"blas_core", test_blas_core},
-                           {"strerror", test_strerror},
-                           {"ctx", test_ctx},
-                           {"size_checks", test_size_checks},
-                           CU_TEST_INFO_NULL};
+    CU_TestInfo tests[] = {{"version", test_version},         {"blas_core", test_blas_core},
+                           {"strerror", test_strerror},       {"ctx", test_ctx},
+                           {"size_checks", test_size_checks}, CU_TEST_INFO_NULL};
     tu_add_suite("status", tests);
     return tu_run();
 }
