@@ -870,6 +870,9 @@ TOLK_API void tolk_engine_timings(const tolk_engine *engine, tolk_timings *out);
  *    once more words follow it, every token of it is confident and it
  *    ends at least margin_s before the end of the audio heard so far;
  *    other words wait for LocalAgreement-2.
+ * Under either policy an agreed word that is the hypothesis's last and
+ * ends within margin_s of the audio's end waits: the audio may still be
+ * cutting it (updates a quarter second apart agree on a truncated word).
  * A pause (gate) ends an utterance: its whole hypothesis is committed and
  * the silence is skipped. The encoder runs over the audio present (plus
  * encoder_pad_s), not a padded 30 s window.
@@ -921,8 +924,9 @@ typedef struct tolk_stream_params {
     int agreement;       /* LocalAgreement-n's n (2; 2..8) */
     float min_update_s;  /* new audio before the next update (0.25 s); updates never
                             overlap, so under load they come as fast as they finish */
-    float margin_s;      /* TOLK_STREAM_FAST: a word must end this long before the
-                            audio's end (0.5 s) */
+    float margin_s;      /* a word must end this long before the audio's end (0.5 s):
+                            every word committed by TOLK_STREAM_FAST's confidence
+                            rule, and an agreed last word under either policy */
     float min_prob;      /* TOLK_STREAM_FAST: least probability of its tokens (0.5) */
     float trim_s;        /* once the buffer is longer than this (8 s), its committed
                             audio is dropped at the end of a committed segment (the

@@ -122,7 +122,8 @@ int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, cons
 typedef struct tolk_sp_policy {
     int fast;       /* 1: tolk's fast policy; 0: LocalAgreement-n */
     int n;          /* LocalAgreement-n's n (fast: 2) */
-    double margin;  /* fast: seconds a word must end before the audio's end */
+    double margin;  /* fast: seconds a word must end before the audio's end;
+                       both: an agreed LAST word of the hypothesis too */
     float min_prob; /* fast: least token probability */
 } tolk_sp_policy;
 

@@ -230,6 +230,10 @@ int tolk_sp_decide(const tolk_sp_policy *p, const tolk_sp_state *st, const tolk_
                 m++;
             k = m;
         }
+        /* a last word the audio may still be cutting is not agreed on:
+         * updates a quarter second apart see the same truncated "extreme."
+         * of "extremely distant" twice */
+        if (k > 0 && k == h->n_w && h->w[k - 1].end > audio_s - p->margin) k--;
     }
     if (p->fast)
         while (k < h->n_w - 1 && h->w[k].p_min >= p->min_prob && h->w[k].end <= audio_s - p->margin)

@@ -84,9 +84,32 @@ static void test_fast_policy(void) {
     CU_ASSERT_EQUAL(tolk_sp_decide(&f, &st, &h, 3.0, 0), 2);
     /* audio to 2.4 s: only " one" is settled */
     CU_ASSERT_EQUAL(tolk_sp_decide(&f, &st, &h, 2.4, 0), 1);
-    /* with agreement from a previous hypothesis, LA-2 goes further */
+    /* with agreement from a previous hypothesis, LA-2 goes further — but
+     * not to the last word, which ends past the audio heard (the audio may
+     * still be cutting it) */
     CU_ASSERT_EQUAL(tolk_sp_push(&st, &h, 0), TOLK_OK);
-    CU_ASSERT_EQUAL(tolk_sp_decide(&f, &st, &h, 2.4, 0), 4);
+    CU_ASSERT_EQUAL(tolk_sp_decide(&f, &st, &h, 2.4, 0), 3);
+    /* once the audio runs margin past it, the agreed last word goes too */
+    CU_ASSERT_EQUAL(tolk_sp_decide(&f, &st, &h, 3.5, 0), 4);
+    tolk_sp_hyp_clear(&h);
+    tolk_sp_reset(&st);
+}
+
+/* LocalAgreement-2 with a margin: two updates a quarter second apart agree
+ * on "seems extreme." while the speaker is saying "extremely distant" (the
+ * stream bench); the agreed last word waits until the audio runs margin_s
+ * past its end. */
+static void test_agreement_edge(void) {
+    tolk_sp_policy la2 = {.fast = 0, .n = 2, .margin = 0.5};
+    tolk_sp_state st = {0};
+    const char *w[] = {" seems", " extreme."};
+    const double e[] = {0.8, 1.55};
+    tolk_sp_hyp h = mkhyp(2, w, NULL, e);
+    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.6, 0), 0);
+    CU_ASSERT_EQUAL(tolk_sp_push(&st, &h, 0), TOLK_OK);
+    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.85, 0), 1);
+    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 2.1, 0), 2);
+    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.85, 1), 2); /* the end of an utterance */
     tolk_sp_hyp_clear(&h);
     tolk_sp_reset(&st);
 }
@@ -709,6 +732,7 @@ int main(void) {
         {"never_retract", test_never_retract},
         {"loop_start", test_loop_start},
         {"repeat_start", test_repeat_start},
+        {"agreement_edge", test_agreement_edge},
         {"ts_prefix_rules", test_ts_prefix_rules},
         {"gate", test_gate},
         {"window_request", test_window_request},
