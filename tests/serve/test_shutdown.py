@@ -11,9 +11,11 @@ import concurrent.futures as cf
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +31,13 @@ except ImportError:
 need_model("tiny.en")
 JFK = shared("speech/jfk.flac")
 SHORT = shared("speech/en/librispeech/test-clean_1221-135766-0002.flac")
-ref = reference(JFK, "tiny.en")["json"]["text"].strip()
+# the transcription in flight must outlast the checks made after SIGTERM (one
+# second and more): jfk 30 times over (5.5 minutes; tiny.en decodes one jfk in
+# a fraction of a second, and the server exits as soon as nothing is in flight)
+TMP = tempfile.mkdtemp(prefix="tolk-shutdown-")
+LONG = os.path.join(TMP, "jfk-x30.flac")
+subprocess.run(["sox"] + [JFK] * 30 + ["-r", "16000", "-c", "1", LONG], check=True)
+ref = reference(LONG, "tiny.en")["json"]["text"].strip()
 pcm = subprocess.run(["sox", SHORT, "-t", "raw", "-r", "24000", "-e", "signed", "-b", "16", "-c", "1", "-"],
                      capture_output=True, check=True).stdout
 
@@ -51,7 +59,7 @@ try:
     json.loads(ws.recv(timeout=30))
 
     def transcribe():
-        with open(JFK, "rb") as f:
+        with open(LONG, "rb") as f:
             return client.audio.transcriptions.create(model="tiny.en", file=f).text
 
     ex = cf.ThreadPoolExecutor(1)
@@ -100,4 +108,5 @@ try:
     c.equal(rc, 0, "the server exits 0 once they are done")
 finally:
     srv.stop()
+    shutil.rmtree(TMP, ignore_errors=True)
 c.done(srv)
