@@ -8,6 +8,8 @@
  * rows of large scores; every output within 2e-6 of the reference; guard
  * zones around every device buffer untouched. Argument checks reach no
  * device. Without a CUDA device (or in a CPU-only build) the tests skip.
+ *
+ * ctest-labels: gpu
  */
 #include "internal.h"
 #include "testutil.h"
