@@ -106,6 +106,9 @@ TOLK_API const char *tolk_ctx_last_error(const tolk_ctx *ctx);
 
 /* The device the context actually resolved to (AUTO becomes CPU or CUDA). */
 TOLK_API tolk_device tolk_ctx_device(const tolk_ctx *ctx);
+/* The CPU threads the context runs (tolk_ctx_params.n_threads, all online
+ * cores when it was <= 0); 1 when ctx is NULL. */
+TOLK_API int tolk_ctx_threads(const tolk_ctx *ctx);
 
 /* Whether this build has the CUDA backend and a device is usable now. */
 TOLK_API int tolk_cuda_available(void);

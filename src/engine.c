@@ -500,7 +500,7 @@ tolk_status tolk_request_window(tolk_request *r, tolk_dec_result *res, int *skip
     return s;
 }
 
-tolk_ctx *tolk_engine_ctx(const tolk_engine *e) {
+tolk_ctx *tolk_engine_caller_ctx(const tolk_engine *e) {
     return e ? caller_ctx(e) : NULL;
 }
 

@@ -49,7 +49,7 @@ tolk_status tolk_request_window(tolk_request *r, tolk_dec_result *res, int *skip
 /* The calling thread's message context for the engine (its message
  * cleared; the engine's thread settings): where a call made on e from this
  * thread records its failure (tolk_engine_last_error). */
-tolk_ctx *tolk_engine_ctx(const tolk_engine *e);
+tolk_ctx *tolk_engine_caller_ctx(const tolk_engine *e);
 /* Whether the engine ticks on its own thread. */
 int tolk_engine_has_thread(const tolk_engine *e);
 /* The engine's model-shared tokenizer, special ids and mel (asr.h). */

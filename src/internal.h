@@ -36,9 +36,6 @@ tolk_status tolk_vfail(tolk_ctx *ctx, tolk_status status, const char *fmt, va_li
 /* Clear the last error of ctx (NULL allowed). */
 void tolk_clear_error(tolk_ctx *ctx);
 
-/* Threads to use for ctx (1 when ctx is NULL). */
-int tolk_ctx_threads(const tolk_ctx *ctx);
-
 /* Overflow-checked size arithmetic: return 0 on overflow, 1 on success. */
 static inline int tolk_mul_size(size_t a, size_t b, size_t *out) {
     if (a != 0 && b > SIZE_MAX / a) return 0;

@@ -845,7 +845,7 @@ tolk_status tolk_stream_open(tolk_engine *e, const tolk_stream_params *params, t
     if (!out) return TOLK_ERR_INVALID_ARG;
     *out = NULL;
     if (!e) return TOLK_ERR_INVALID_ARG;
-    tolk_ctx *ectx = tolk_engine_ctx(e);
+    tolk_ctx *ectx = tolk_engine_caller_ctx(e);
     tolk_stream_params p = params ? *params : tolk_stream_default_params();
     tolk_status st = check_params(ectx, &p);
     if (st != TOLK_OK) return st;

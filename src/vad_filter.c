@@ -167,7 +167,7 @@ void tolk_vad_job_free(struct tolk_vad_job *j) {
 
 tolk_status tolk_vad_job_submit(tolk_engine *e, const float *x, size_t n,
                                 const tolk_transcribe_params *p, tolk_request **out) {
-    tolk_ctx *ctx = tolk_engine_ctx(e);
+    tolk_ctx *ctx = tolk_engine_caller_ctx(e);
     *out = NULL;
     if (p->clip_timestamps && *p->clip_timestamps && strcmp(p->clip_timestamps, "0") != 0)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,

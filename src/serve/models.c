@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Requests decoding at once per model when --max_requests is not given.
  * On a GPU 16: a decoder step's extra rows are nearly free there. On the
@@ -25,10 +24,6 @@
  * at a time); fewer finish in arrival order. */
 static int default_slots(tolk_device device, int n_threads) {
     if (device == TOLK_DEVICE_CUDA) return 16;
-    if (n_threads <= 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = c > 0 ? (int)c : 1;
-    }
     int k = 2 * n_threads;
     return k < 2 ? 2 : k > 16 ? 16 : k;
 }
@@ -61,7 +56,7 @@ int srv_models_load(const srv_config *c, tolk_ctx *ctx, srv_models *out, char *e
         m->multilingual = d.multilingual;
         tolk_engine_params ep = c->engine;
         ep.background = 1;
-        if (ep.max_requests <= 0) ep.max_requests = default_slots(mp.device, c->n_threads);
+        if (ep.max_requests <= 0) ep.max_requests = default_slots(mp.device, tolk_ctx_threads(ctx));
         m->slots = ep.max_requests;
         st = tolk_engine_new(ctx, m->model, &ep, &m->engine);
         if (st != TOLK_OK) {
