@@ -32,11 +32,16 @@ need_model("tiny.en")
 JFK = shared("speech/jfk.flac")
 SHORT = shared("speech/en/librispeech/test-clean_1221-135766-0002.flac")
 tmp = tempfile.mkdtemp(prefix="tolk-faults-")
-LONG = os.path.join(tmp, "jfk2.flac")
-subprocess.run(["sox", JFK, JFK, "-r", "8000", LONG], check=True)  # 22 s in a small file
+# a request that is still decoding when its client leaves: jfk 30 times over (5.5 minutes, 8 kHz
+# 8-bit: ~1.3 MB; tiny.en decodes one jfk in a fraction of a second on a current CPU)
+BUSY = os.path.join(tmp, "jfk30.flac")
+subprocess.run(["sox"] + [JFK] * 30 + ["-r", "8000", "-c", "1", "-b", "8", BUSY], check=True)
+# over --max_audio_s (400 s): jfk 40 times over, 7.3 minutes in ~1.7 MB
+LONG = os.path.join(tmp, "jfk40.flac")
+subprocess.run(["sox"] + [JFK] * 40 + ["-r", "8000", "-c", "1", "-b", "8", LONG], check=True)
 
 c = Checks()
-srv = Server(["--model", "tiny.en", "--max_body_mb", "2", "--read_timeout_s", "2", "--max_audio_s", "15",
+srv = Server(["--model", "tiny.en", "--max_body_mb", "2", "--read_timeout_s", "2", "--max_audio_s", "400",
               "--max_header_kb", "16", "--max_requests", "1", "--max_queue", "1", "--max_concurrent", "3"] + DECODE,
              name="faults")
 
@@ -106,7 +111,7 @@ try:
 
     # -- client gone while its request decodes, and mid-stream: cancelled
     for fields, what in (({}, "while decoding"), ({"stream": "true"}, "mid-stream")):
-        ct, body = multipart({"model": "tiny.en", **fields}, open(JFK, "rb").read())
+        ct, body = multipart({"model": "tiny.en", **fields}, open(BUSY, "rb").read())
         s = socket.create_connection(("127.0.0.1", srv.port))
         s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\n"
                   f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
