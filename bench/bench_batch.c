@@ -15,6 +15,7 @@
  *
  * usage: bench_batch [--shape large-v3|large-v3-turbo|base|tiny | --model DIR]
  *                    [--dir /tmp/tolk-shapes] [--device cpu|cuda] [--compute f32|f16|bf16]
+ *                    [--kv f32|f16]
  *                    [--threads 0] [--batches 1,8] [--steps 32] [--windows 16]
  *                    [--enc-reps 1] [--enc-windows 1] [--no-encoder]
  */
@@ -55,7 +56,7 @@ static int shape_spec(const char *name, mw_spec *s) {
 
 int main(int argc, char **argv) {
     const char *shape = "large-v3", *model = NULL, *root = "/tmp/tolk-shapes", *device = "cpu";
-    const char *compute = "f32";
+    const char *compute = "f32", *kv_type = "f32";
     char batches[256] = "1,8";
     int threads = 0, steps = 32, max_windows = 16, enc_reps = 1, enc_windows = 1, no_enc = 0;
     for (int i = 1; i < argc; i++) {
@@ -70,6 +71,8 @@ int main(int argc, char **argv) {
             device = v, i++;
         else if (!strcmp(a, "--compute"))
             compute = v, i++;
+        else if (!strcmp(a, "--kv"))
+            kv_type = v, i++;
         else if (!strcmp(a, "--threads"))
             threads = atoi(v), i++;
         else if (!strcmp(a, "--batches"))
@@ -125,7 +128,8 @@ int main(int argc, char **argv) {
     if (tolk_weights_load(ctx, dir, 1, &w) != TOLK_OK) goto fail;
     const int gpu = tolk_ctx_device(ctx) == TOLK_DEVICE_CUDA;
     tolk_net_params np = {.keep_f16 = gpu ? strcmp(compute, "f32") != 0 : -1,
-                          .bf16 = !strcmp(compute, "bf16")};
+                          .bf16 = !strcmp(compute, "bf16"),
+                          .kv_f16 = !strcmp(kv_type, "f16")};
     if (tolk_net_new_ex(ctx, w, &np, &net) != TOLK_OK) goto fail;
     const tolk_hparams *hp = tolk_net_hparams(net);
     int bmax = 1;
@@ -150,9 +154,10 @@ int main(int argc, char **argv) {
     if (!mel || !enc || !logits || !seqs || !nt || !toks || !tp) goto fail;
     for (size_t i = 0; i < melsz * (size_t)enc_windows; i++)
         mel[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
-    printf("bench_batch: %s (%s), %s, %s, %d threads; d %d, %d + %d layers, vocab %d\n",
-           model ? model : shape, dir, gpu ? "cuda" : "cpu", compute, tolk_ctx_threads(ctx),
-           hp->n_audio_state, hp->n_audio_layer, hp->n_text_layer, hp->n_vocab);
+    printf("bench_batch: %s (%s), %s, %s, kv %s, %d threads; d %d, %d + %d layers, vocab %d\n",
+           model ? model : shape, dir, gpu ? "cuda" : "cpu", compute, kv_type,
+           tolk_ctx_threads(ctx), hp->n_audio_state, hp->n_audio_layer, hp->n_text_layer,
+           hp->n_vocab);
     /* encoder: the first window also gives every slot its cross K/V */
     double t0 = now_s();
     if (tolk_kvcache_encode_window(ctx, net, kv, 0, mel, enc) != TOLK_OK) goto fail;

@@ -262,7 +262,23 @@ typedef struct tolk_model_params {
     int no_avx512;      /* CPU: 1 = no AVX-512 kernels for this model (the BF16
                            products then run as float32 sgemm); 0 (default):
                            when the CPU has them, unless $TOLK_NO_AVX512 is set */
+    int kv_cache;       /* tolk_kv_cache_type: storage of the decoder's
+                           cross-attention keys and values (TOLK_KV_AUTO) */
 } tolk_model_params;
+
+/* Storage of the decoder's cross-attention keys and values
+ * (tolk_model_params.kv_cache): every decoder layer's projection of one
+ * encoded 30 s window, 1500 positions x 2 x n_text_state per layer, which
+ * each decoder step of each sequence reads whole (base: 36.9 MB per window
+ * in float32; large-v3: 491 MB). */
+typedef enum tolk_kv_cache_type {
+    TOLK_KV_AUTO = 0, /* float32 (float16 once the CUDA kernels read it) */
+    TOLK_KV_F32 = 1,  /* float32: the exact-parity storage */
+    TOLK_KV_F16 = 2   /* float16 (rounded once; products in float32): half the
+                         memory per window and half the bytes a step reads per
+                         sequence; transcripts may differ from float32 on
+                         near-ties. CPU only for now: CUDA refuses it at load */
+} tolk_kv_cache_type;
 
 /* tolk_model_params.attention_type */
 typedef enum tolk_attention_type {

@@ -295,6 +295,26 @@ struct tolk_backend {
                                   size_t ldo, const tolk_attn_desc *desc, int n_seqs, int max_n_q,
                                   int max_n_kv, int n_head, int d_head, float scale);
 
+    /* attention_desc with the keys and values stored float16 (IEEE
+     * binary16 bits; q and out float32; products in float32): the
+     * decoder's cross-attention with TOLK_KV_F16. ldkv in elements. NULL
+     * when the backend has none (the net then refuses TOLK_KV_F16). */
+    tolk_status (*attention_desc_kvh)(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                      size_t ldq, const uint16_t *k, const uint16_t *v, size_t ldkv,
+                                      float *out, size_t ldo, const tolk_attn_desc *desc,
+                                      int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
+                                      float scale);
+
+    /* dst[r, c] = src[r, c] for r < rows, c < cols (DEVICE, row strides
+     * ld_dst / ld_src in elements), converting between float32 (0) and
+     * float16 (1) as dst_f16 / src_f16 say: float16 storage of the
+     * cross-attention K/V (round to nearest even; beyond 65504 becomes
+     * infinity) and its float32 view for the alignment pass. NULL when the
+     * backend has none. */
+    tolk_status (*convert_rows)(tolk_ctx *ctx, const tolk_backend *be, void *dst, int dst_f16,
+                                size_t ld_dst, const void *src, int src_f16, size_t ld_src,
+                                size_t rows, size_t cols);
+
     /* Token selection on logits [rows, n] (row stride ld, modified in place
      * by the masks), select.h's semantics: mask pairs range_off[r] ..
      * range_off[r+1]-1 of ranges (DEVICE int32 [rows + 1] and pairs, or

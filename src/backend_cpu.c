@@ -24,6 +24,7 @@
  * 1/sqrt(d_head) scale, Conv1d(kernel 3, padding 1, stride 1 or 2).
  */
 #include "backend.h"
+#include "dot_avx512.h"
 #include "gemm_cpu.h"
 #include "scratch.h"
 #include "select.h"
@@ -53,6 +54,10 @@ int openblas_get_num_threads(void);
  * large-query path), per thread: 256 x n_kv floats (1.5 MB for 1500 keys;
  * 6% faster than 128 rows on the base encoder). */
 #define ATT_ROW_BLOCK 256
+/* Few-query attention: key rows prefetched this far ahead of the sweep
+ * (a key row of the decoder's caches is 2 d floats, often a page: the
+ * hardware prefetchers stop at page ends). */
+#define ATT_PREFETCH 6
 /* Queries at or above this count take the sgemm attention path. */
 #define ATT_GEMM_MIN_Q 32
 /* Few-query rows of sequences sharing keys processed together (at most). */
@@ -474,7 +479,7 @@ static void dot_rows(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
  * thread. */
 static void linear_cols(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
                         const tolk_bweight *W, size_t n0, size_t n1, float *buf, size_t chunk,
-                        int row_exact) {
+                        int row_exact, int avx512) {
     size_t K = (size_t)W->cols;
     if (n1 <= n0) return;
     int f16 = W->dtype == TOLK_DT_F16;
@@ -487,6 +492,10 @@ static void linear_cols(float *y, size_t ldy, const float *x, size_t ldx, size_t
             size_t c1 = c0 + DOT_COLS < n1 ? c0 + DOT_COLS : n1;
             for (size_t m0 = 0; m0 < M; m0 += 4) {
                 size_t mt = M - m0 < 4 ? M - m0 : 4;
+                if (avx512 &&
+                    tolk_dot_rows_avx512(y + m0 * ldy + c0, ldy, x + m0 * ldx, ldx, mt,
+                                         (const char *)W->data + c0 * K * esz, K, f16, c1 - c0, K))
+                    continue; /* the same results, 4 x 4 tiles of AVX-512 */
                 for (size_t n = c0; n < c1; n++)
                     dot_rows(y + m0 * ldy + n, ldy, x + m0 * ldx, ldx, mt,
                              (const char *)W->data + n * K * esz, f16, K);
@@ -511,10 +520,10 @@ static void linear_cols(float *y, size_t ldy, const float *x, size_t ldx, size_t
 static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
                               const float *x, size_t ldx, size_t M, const tolk_bweight *W,
                               const float *bias, int flags) {
-    (void)be;
     if (M == 0) return TOLK_OK;
     if (!y || !x || !W || !W->data || W->rows <= 0 || W->cols <= 0)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: linear: NULL argument");
+    const int avx512 = !((const cpu_impl *)be->impl)->no_avx512;
     const int accumulate = (flags & TOLK_LINEAR_ACCUMULATE) != 0;
     const int row_exact = (flags & TOLK_LINEAR_ROW_EXACT) != 0;
     size_t N = (size_t)W->rows, K = (size_t)W->cols;
@@ -567,7 +576,7 @@ static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, s
             if (need_buf && !buf) continue;
             size_t n0 = (size_t)pi * piece, n1 = n0 + piece < N ? n0 + piece : N;
             init_cols(y, ldy, M, n0, n1, bias, accumulate);
-            linear_cols(y, ldy, x, ldx, M, W, n0, n1, buf, chunk, row_exact);
+            linear_cols(y, ldy, x, ldx, M, W, n0, n1, buf, chunk, row_exact, avx512);
         }
     }
     if (failed) return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: linear: out of memory");
@@ -845,38 +854,67 @@ static size_t att_visible(const tolk_attn_seq *s, size_t i) {
     return (size_t)s->q_pos0 + i + 1;
 }
 
-/* One query row of the few-queries path: scores over nk keys into sc,
- * softmax, weighted sum of values into o (head slice h). */
-static void att_row(const float *q, const tolk_attn_seq *s, size_t h, int d_head, size_t ldkv,
-                    size_t nk, float scale, float *sc, float *o) {
-    for (size_t j = 0; j < nk; j++) {
-        const float *k = s->k + j * ldkv + h;
-        float d = 0.0f;
-        OMP(simd reduction(+ : d))
-        for (int c = 0; c < d_head; c++)
-            d += q[c] * k[c];
-        sc[j] = d * scale;
-    }
-    softmax_row(sc, nk);
-    for (int c = 0; c < d_head; c++)
-        o[c] = 0.0f;
-    for (size_t j = 0; j < nk; j++) {
-        const float *v = s->v + j * ldkv + h;
-        float p = sc[j];
-        OMP(simd)
-        for (int c = 0; c < d_head; c++)
-            o[c] += p * v[c];
-    }
+/* q · k over n floats (one head's slice). The one dot product of the
+ * few-query path: every (row, head, key) score is this same code. */
+static inline float att_dot(const float *q, const float *k, int n) {
+    float d = 0.0f;
+    OMP(simd reduction(+ : d))
+    for (int c = 0; c < n; c++)
+        d += q[c] * k[c];
+    return d;
+}
+
+/* q · k over n elements with k float16 (TOLK_KV_F16 caches); a fixed
+ * order (8 lanes over the multiples of 8, their sum, the scalar tail). */
+static inline float att_dot_h(const float *q, const uint16_t *k, int n) {
+    int c = 0;
+    float d = 0.0f;
+#ifdef TOLK_HAVE_F16C_FMA
+    __m256 a = _mm256_setzero_ps();
+    for (; c + 8 <= n; c += 8)
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c),
+                            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + c))), a);
+    d = hsum8(a);
+#endif
+    for (; c < n; c++)
+        d += q[c] * tolk_f16_to_f32(k[c]);
+    return d;
+}
+
+/* o[c] += p * v[c] for c < n, v float16. */
+static inline void att_axpy_h(float *o, float p, const uint16_t *v, int n) {
+    int c = 0;
+#ifdef TOLK_HAVE_F16C_FMA
+    const __m256 pv = _mm256_set1_ps(p);
+    for (; c + 8 <= n; c += 8)
+        _mm256_storeu_ps(
+            o + c, _mm256_fmadd_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + c))),
+                                   _mm256_loadu_ps(o + c)));
+#endif
+    for (; c < n; c++)
+        o[c] += p * tolk_f16_to_f32(v[c]);
 }
 
 /* A block of up to ATT_ROW_BLOCK query rows [i0, i0 + nb) of one head:
  * scores = scale Q K^T (sgemm), causal mask, row softmax, out = P V
  * (sgemm). sc holds ATT_ROW_BLOCK * n_kv floats. */
 static void att_block(const tolk_attn_seq *s, size_t h, int d_head, size_t ldq, size_t ldkv,
-                      size_t ldo, float scale, size_t i0, size_t nb, float *sc) {
+                      size_t ldo, float scale, size_t i0, size_t nb, int kv16, float *sc) {
     size_t nk = att_visible(s, i0 + nb - 1); /* keys the block's last row sees */
+    const float *K = s->k + h, *V = s->v + h;
+    size_t ldk = ldkv;
+    if (kv16) { /* the head's keys and values widened after the scores' room */
+        float *kf = sc + ATT_ROW_BLOCK * nk, *vf = kf + nk * (size_t)d_head;
+        const uint16_t *k16 = (const uint16_t *)(const void *)s->k + h;
+        const uint16_t *v16 = (const uint16_t *)(const void *)s->v + h;
+        for (size_t j = 0; j < nk; j++) {
+            tolk_f16_to_f32_n(k16 + j * ldkv, kf + j * (size_t)d_head, (size_t)d_head);
+            tolk_f16_to_f32_n(v16 + j * ldkv, vf + j * (size_t)d_head, (size_t)d_head);
+        }
+        K = kf, V = vf, ldk = (size_t)d_head;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nk, d_head, scale,
-                s->q + i0 * ldq + h, (int)ldq, s->k + h, (int)ldkv, 0.0f, sc, (int)nk);
+                s->q + i0 * ldq + h, (int)ldq, K, (int)ldk, 0.0f, sc, (int)nk);
     for (size_t r = 0; r < nb; r++) {
         float *row = sc + r * nk;
         size_t vis = att_visible(s, i0 + r);
@@ -885,68 +923,118 @@ static void att_block(const tolk_attn_seq *s, size_t h, int d_head, size_t ldq, 
             row[j] = 0.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, d_head, (int)nk, 1.0f, sc,
-                (int)nk, s->v + h, (int)ldkv, 0.0f, s->out + i0 * ldo + h, (int)ldo);
+                (int)nk, V, (int)ldk, 0.0f, s->out + i0 * ldo + h, (int)ldo);
 }
 
-/* Few-query rows of several sequences that attend to the SAME keys and
- * values (beams of one window in cross-attention), one head: each key and
- * value row is read once for all rows of the group. members[0..gn) index
- * seqs; their rows total at most ATT_GROUP_ROWS; sc holds rows * n_kv. */
-static void att_group(const tolk_attn_seq *seqs, const int *members, int gn, size_t h, int d_head,
-                      size_t ldq, size_t ldkv, size_t ldo, float scale, float *sc) {
+/* The few-query path (decoder steps), heads [h0, h1) of one unit: the
+ * rows of members[0..gn), sequences that attend to the SAME keys and
+ * values — the beams of one window in cross-attention, or the few rows of
+ * one causal sequence over its cache (gn = 1). Keys are swept in order
+ * with every head of the range inside, so each key and value row is read
+ * once, contiguously, for all the unit's rows and heads. (Head by head, a
+ * sweep would stride a whole K/V row — 2 d floats, a 4 KiB page for base
+ * — from one key to the next: a TLB miss and no prefetch per key, which
+ * made cross-attention half of a batched decoder step.)
+ * Per (row, head) the arithmetic is fixed — att_dot in key order, the
+ * softmax over the row's visible keys, values accumulated in key order —
+ * whatever the unit, the head range or the batch: rows stay exact
+ * (TOLK_LINEAR_ROW_EXACT's promise, for attention). Rows total at most
+ * ATT_GROUP_ROWS; sc holds (h1 - h0) * rows * n_kv floats. */
+static void att_few(const tolk_attn_seq *seqs, const int *members, int gn, int h0, int h1,
+                    int d_head, size_t ldq, size_t ldkv, size_t ldo, float scale, int kv16,
+                    float *sc) {
     const float *qp[ATT_GROUP_ROWS];
     float *op[ATT_GROUP_ROWS];
-    size_t R = 0;
+    size_t vis[ATT_GROUP_ROWS];
+    size_t R = 0, nk = 0;
     for (int m = 0; m < gn; m++) {
         const tolk_attn_seq *s = &seqs[members[m]];
         for (size_t i = 0; i < (size_t)s->n_q; i++, R++) {
-            qp[R] = s->q + i * ldq + h;
-            op[R] = s->out + i * ldo + h;
+            qp[R] = s->q + i * ldq;
+            op[R] = s->out + i * ldo;
+            vis[R] = att_visible(s, i);
+            if (vis[R] > nk) nk = vis[R];
         }
     }
     const tolk_attn_seq *s0 = &seqs[members[0]];
-    size_t nk = (size_t)s0->n_kv;
-    for (size_t j = 0; j < nk; j++) {
-        const float *k = s0->k + j * ldkv + h;
-        for (size_t r = 0; r < R; r++) {
-            const float *q = qp[r];
-            float d = 0.0f;
-            OMP(simd reduction(+ : d))
-            for (int c = 0; c < d_head; c++)
-                d += q[c] * k[c];
-            sc[r * nk + j] = d * scale;
+    const size_t H = (size_t)(h1 - h0), dh = (size_t)d_head, hb = (size_t)h0 * dh;
+    const size_t span = H * dh; /* elements of a key row the task reads */
+    if (kv16) {
+        const uint16_t *K = (const uint16_t *)(const void *)s0->k + hb;
+        for (size_t j = 0; j < nk; j++) {
+            const uint16_t *k = K + j * ldkv;
+            if (j + ATT_PREFETCH < nk)
+                for (size_t f = 0; f < span; f += 32)
+                    __builtin_prefetch(k + ATT_PREFETCH * ldkv + f);
+            for (size_t hh = 0; hh < H; hh++, k += dh)
+                for (size_t r = 0; r < R; r++)
+                    if (j < vis[r])
+                        sc[(hh * R + r) * nk + j] =
+                            att_dot_h(qp[r] + hb + hh * dh, k, d_head) * scale;
         }
     }
-    for (size_t r = 0; r < R; r++) {
-        softmax_row(sc + r * nk, nk);
-        for (int c = 0; c < d_head; c++)
-            op[r][c] = 0.0f;
+    for (size_t j = 0; j < nk && !kv16; j++) {
+        const float *k = s0->k + j * ldkv + hb;
+        if (j + ATT_PREFETCH < nk)
+            for (size_t f = 0; f < span; f += 16)
+                __builtin_prefetch(k + ATT_PREFETCH * ldkv + f);
+        for (size_t hh = 0; hh < H; hh++, k += dh)
+            for (size_t r = 0; r < R; r++)
+                if (j < vis[r])
+                    sc[(hh * R + r) * nk + j] = att_dot(qp[r] + hb + hh * dh, k, d_head) * scale;
     }
-    for (size_t j = 0; j < nk; j++) {
-        const float *v = s0->v + j * ldkv + h;
+    for (size_t hh = 0; hh < H; hh++)
         for (size_t r = 0; r < R; r++) {
-            float p = sc[r * nk + j], *o = op[r];
-            OMP(simd)
-            for (int c = 0; c < d_head; c++)
-                o[c] += p * v[c];
+            softmax_row(sc + (hh * R + r) * nk, vis[r]);
+            float *o = op[r] + hb + hh * dh;
+            for (size_t c = 0; c < dh; c++)
+                o[c] = 0.0f;
         }
+    if (kv16) {
+        const uint16_t *V = (const uint16_t *)(const void *)s0->v + hb;
+        for (size_t j = 0; j < nk; j++) {
+            const uint16_t *v = V + j * ldkv;
+            if (j + ATT_PREFETCH < nk)
+                for (size_t f = 0; f < span; f += 32)
+                    __builtin_prefetch(v + ATT_PREFETCH * ldkv + f);
+            for (size_t hh = 0; hh < H; hh++, v += dh)
+                for (size_t r = 0; r < R; r++)
+                    if (j < vis[r])
+                        att_axpy_h(op[r] + hb + hh * dh, sc[(hh * R + r) * nk + j], v, d_head);
+        }
+    }
+    for (size_t j = 0; j < nk && !kv16; j++) {
+        const float *v = s0->v + j * ldkv + hb;
+        if (j + ATT_PREFETCH < nk)
+            for (size_t f = 0; f < span; f += 16)
+                __builtin_prefetch(v + ATT_PREFETCH * ldkv + f);
+        for (size_t hh = 0; hh < H; hh++, v += dh)
+            for (size_t r = 0; r < R; r++) {
+                if (j >= vis[r]) continue;
+                const float p = sc[(hh * R + r) * nk + j];
+                float *o = op[r] + hb + hh * dh;
+                OMP(simd)
+                for (size_t c = 0; c < dh; c++)
+                    o[c] += p * v[c];
+            }
     }
 }
 
-/* A unit of attention work for one head: a row block of a many-query
- * sequence (nb > 0), a group of few-query sequences sharing keys (gn > 0),
- * or every row of one few-query causal sequence, one at a time. */
+/* A unit of attention work: a row block of a many-query sequence, one
+ * head (nb > 0); or heads [head, h1) of a few-query unit (gn members:
+ * sequences sharing keys, or one causal sequence). */
 typedef struct att_task {
     int seq;
-    int head;
+    int head, h1;
     int i0, nb; /* row block */
     int g0, gn; /* members[g0 .. g0 + gn) */
 } att_task;
 
-static tolk_status cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
-                                 int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
-                                 size_t ldo, float scale) {
-    (void)be;
+/* The attention op over host sequences; kv16: their k / v point at
+ * float16 elements (cast; ldkv in elements). */
+static tolk_status attention_impl(tolk_ctx *ctx, const tolk_attn_seq *seqs, int n_seqs, int n_head,
+                                  int d_head, size_t ldq, size_t ldkv, size_t ldo, float scale,
+                                  int kv16) {
     if (n_seqs == 0) return TOLK_OK;
     if (!seqs || n_seqs < 0 || n_head < 1 || d_head < 1)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention: bad arguments");
@@ -954,7 +1042,7 @@ static tolk_status cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const to
     if (ldq < width || ldkv < width || ldo < width || ldkv > INT32_MAX || ldq > INT32_MAX ||
         ldo > INT32_MAX)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention: bad strides");
-    size_t max_kv = 0, n_units = 0;
+    size_t max_kv = 0, n_blocks = 0;
     for (int i = 0; i < n_seqs; i++) {
         const tolk_attn_seq *s = &seqs[i];
         if (!s->q || !s->k || !s->v || !s->out || s->n_q < 1 || s->n_kv < 1 ||
@@ -963,57 +1051,69 @@ static tolk_status cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const to
                              "backend_cpu: attention: bad sequence %d (n_q %d, n_kv %d, pos0 %d)",
                              i, s->n_q, s->n_kv, s->q_pos0);
         if ((size_t)s->n_kv > max_kv) max_kv = (size_t)s->n_kv;
-        n_units +=
-            s->n_q >= ATT_GEMM_MIN_Q ? ((size_t)s->n_q + ATT_ROW_BLOCK - 1) / ATT_ROW_BLOCK : 1;
+        if (s->n_q >= ATT_GEMM_MIN_Q)
+            n_blocks += ((size_t)s->n_q + ATT_ROW_BLOCK - 1) / ATT_ROW_BLOCK;
     }
-    att_task *units = malloc(n_units * sizeof *units);
-    att_task *tasks = malloc(n_units * (size_t)n_head * sizeof *tasks);
+    /* at most n_seqs few-query units, each cut into at most n_head tasks */
+    size_t cap = n_blocks * (size_t)n_head + (size_t)n_seqs * (size_t)n_head;
+    att_task *units = malloc(((size_t)n_seqs + n_blocks) * sizeof *units);
+    att_task *tasks = malloc(cap * sizeof *tasks);
     int *members = malloc((size_t)n_seqs * sizeof(int));
     char *grouped = calloc((size_t)n_seqs, 1);
     if (!units || !tasks || !members || !grouped) {
         free(units), free(tasks), free(members), free(grouped);
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: attention: out of memory");
     }
-    /* Units of work (per head below): row blocks, groups sharing keys,
-     * single causal sequences. */
-    size_t nu = 0;
-    int n_members = 0, any_block = 0, any_group = 0;
+    /* Units of work: row blocks (per head below); few-query units — a
+     * group of sequences sharing keys, or one causal sequence — each
+     * with its rows and widest key count (for the scratch). */
+    size_t nu = 0, n_few = 0, few_rows = 0;
+    int n_members = 0;
     for (int i = 0; i < n_seqs; i++) {
         const tolk_attn_seq *s = &seqs[i];
         if (s->n_q >= ATT_GEMM_MIN_Q) {
-            any_block = 1;
             for (int i0 = 0; i0 < s->n_q; i0 += ATT_ROW_BLOCK)
                 units[nu++] = (att_task){
-                    i, 0, i0, s->n_q - i0 < ATT_ROW_BLOCK ? s->n_q - i0 : ATT_ROW_BLOCK, 0, 0};
-        } else if (s->causal) {
-            units[nu++] = (att_task){i, 0, 0, 0, 0, 0};
-        } else if (!grouped[i]) {
-            int g0 = n_members, rows = s->n_q;
-            members[n_members++] = i;
-            grouped[i] = 1;
-            for (int j = i + 1; j < n_seqs; j++) {
-                const tolk_attn_seq *t = &seqs[j];
-                if (grouped[j] || t->causal || t->n_q >= ATT_GEMM_MIN_Q || t->k != s->k ||
-                    t->v != s->v || t->n_kv != s->n_kv || rows + t->n_q > ATT_GROUP_ROWS)
-                    continue;
-                members[n_members++] = j;
-                grouped[j] = 1;
-                rows += t->n_q;
-            }
-            any_group = 1;
-            units[nu++] = (att_task){i, 0, 0, 0, g0, n_members - g0};
+                    i, 0, 0, i0, s->n_q - i0 < ATT_ROW_BLOCK ? s->n_q - i0 : ATT_ROW_BLOCK, 0, 0};
+            continue;
+        }
+        if (grouped[i]) continue;
+        int g0 = n_members, rows = s->n_q;
+        members[n_members++] = i;
+        grouped[i] = 1;
+        for (int j = i + 1; j < n_seqs && !s->causal; j++) {
+            const tolk_attn_seq *t = &seqs[j];
+            if (grouped[j] || t->causal || t->n_q >= ATT_GEMM_MIN_Q || t->k != s->k ||
+                t->v != s->v || t->n_kv != s->n_kv || rows + t->n_q > ATT_GROUP_ROWS)
+                continue;
+            members[n_members++] = j;
+            grouped[j] = 1;
+            rows += t->n_q;
+        }
+        if ((size_t)rows > few_rows) few_rows = (size_t)rows;
+        n_few++;
+        units[nu++] = (att_task){i, 0, 0, 0, 0, g0, n_members - g0};
+    }
+    int nt = nthreads(ctx);
+    /* Heads per few-query task: all of them while there are units enough
+     * for every thread twice over; fewer (halving) otherwise. */
+    int hc = n_head;
+    while (hc > 1 && n_few * (size_t)((n_head + hc - 1) / hc) < 2 * (size_t)nt)
+        hc = (hc + 1) / 2;
+    size_t n_tasks = 0;
+    for (size_t u = 0; u < nu; u++) {
+        const int step = units[u].nb > 0 ? 1 : hc;
+        for (int hh = 0; hh < n_head; hh += step) {
+            tasks[n_tasks] = units[u];
+            tasks[n_tasks].head = hh;
+            tasks[n_tasks++].h1 = hh + step < n_head ? hh + step : n_head;
         }
     }
-    size_t n_tasks = 0;
-    for (int hh = 0; hh < n_head; hh++)
-        for (size_t u = 0; u < nu; u++) {
-            tasks[n_tasks] = units[u];
-            tasks[n_tasks++].head = hh;
-        }
     blas_single();
-    size_t rows_scratch = any_block ? ATT_ROW_BLOCK : any_group ? ATT_GROUP_ROWS : 1;
-    size_t scratch = rows_scratch * max_kv;
-    int nt = nthreads(ctx);
+    /* row blocks: the scores, and with kv16 the head's keys and values */
+    size_t scratch =
+        n_blocks ? ATT_ROW_BLOCK * max_kv + (kv16 ? 2 * max_kv * (size_t)d_head : 0) : 0;
+    if (n_few && (size_t)hc * few_rows * max_kv > scratch) scratch = (size_t)hc * few_rows * max_kv;
     if ((size_t)nt > n_tasks) nt = (int)n_tasks;
     int failed = 0;
     OMP(parallel num_threads(nt)) {
@@ -1027,22 +1127,24 @@ static tolk_status cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const to
         for (ti = 0; ti < (long long)n_tasks; ti++) {
             if (!sc) continue;
             const att_task *t = &tasks[ti];
-            const tolk_attn_seq *s = &seqs[t->seq];
-            size_t h = (size_t)t->head * (size_t)d_head;
-            if (t->nb > 0) {
-                att_block(s, h, d_head, ldq, ldkv, ldo, scale, (size_t)t->i0, (size_t)t->nb, sc);
-            } else if (t->gn > 0) {
-                att_group(seqs, members + t->g0, t->gn, h, d_head, ldq, ldkv, ldo, scale, sc);
-            } else {
-                for (size_t i = 0; i < (size_t)s->n_q; i++)
-                    att_row(s->q + i * ldq + h, s, h, d_head, ldkv, att_visible(s, i), scale, sc,
-                            s->out + i * ldo + h);
-            }
+            if (t->nb > 0)
+                att_block(&seqs[t->seq], (size_t)t->head * (size_t)d_head, d_head, ldq, ldkv, ldo,
+                          scale, (size_t)t->i0, (size_t)t->nb, kv16, sc);
+            else
+                att_few(seqs, members + t->g0, t->gn, t->head, t->h1, d_head, ldq, ldkv, ldo, scale,
+                        kv16, sc);
         }
     }
     free(units), free(tasks), free(members), free(grouped);
     if (failed) return tolk_fail(ctx, TOLK_ERR_NOMEM, "backend_cpu: attention: out of memory");
     return TOLK_OK;
+}
+
+static tolk_status cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
+                                 int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
+                                 size_t ldo, float scale) {
+    (void)be;
+    return attention_impl(ctx, seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1142,13 +1244,13 @@ static tolk_status cpu_copy_rows(tolk_ctx *ctx, const tolk_backend *be, float *d
 /* Sequences per cpu_attention call of attention_desc. */
 #define DESC_BATCH 64
 
-static tolk_status cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                      size_t ldq, const float *k, const float *v, size_t ldkv,
-                                      float *out, size_t ldo, const tolk_attn_desc *desc,
-                                      int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
-                                      float scale) {
-    (void)max_n_q;
-    (void)max_n_kv;
+/* attention_desc / attention_desc_kvh: the descriptors (host memory
+ * here) as host sequences, DESC_BATCH at a time; k / v of esz-byte
+ * elements (4, or 2 for float16). */
+static tolk_status attention_desc_impl(tolk_ctx *ctx, const float *q, size_t ldq, const void *k,
+                                       const void *v, size_t ldkv, size_t esz, float *out,
+                                       size_t ldo, const tolk_attn_desc *desc, int n_seqs,
+                                       int n_head, int d_head, float scale) {
     if (n_seqs <= 0) return TOLK_OK;
     if (!q || !k || !v || !out || !desc)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention_desc: NULL argument");
@@ -1158,17 +1260,61 @@ static tolk_status cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, con
         for (int i = i0; i < n_seqs && i < i0 + DESC_BATCH; i++) {
             const tolk_attn_desc *d = &desc[i];
             if (d->n_q <= 0) continue;
+            const size_t kv_off = (size_t)d->kv_row * ldkv * esz; /* bytes */
             as[n++] = (tolk_attn_seq){q + (size_t)d->q_row * ldq,
-                                      k + (size_t)d->kv_row * ldkv,
-                                      v + (size_t)d->kv_row * ldkv,
+                                      (const float *)(const void *)((const char *)k + kv_off),
+                                      (const float *)(const void *)((const char *)v + kv_off),
                                       out + (size_t)d->q_row * ldo,
                                       d->n_q,
                                       d->n_kv,
                                       d->causal,
                                       d->q_pos0};
         }
-        tolk_status st = cpu_attention(ctx, be, as, n, n_head, d_head, ldq, ldkv, ldo, scale);
+        tolk_status st =
+            attention_impl(ctx, as, n, n_head, d_head, ldq, ldkv, ldo, scale, esz == 2);
         if (st) return st;
+    }
+    return TOLK_OK;
+}
+
+static tolk_status cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                      size_t ldq, const float *k, const float *v, size_t ldkv,
+                                      float *out, size_t ldo, const tolk_attn_desc *desc,
+                                      int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
+                                      float scale) {
+    (void)be, (void)max_n_q, (void)max_n_kv;
+    return attention_desc_impl(ctx, q, ldq, k, v, ldkv, sizeof(float), out, ldo, desc, n_seqs,
+                               n_head, d_head, scale);
+}
+
+static tolk_status cpu_attention_desc_kvh(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                          size_t ldq, const uint16_t *k, const uint16_t *v,
+                                          size_t ldkv, float *out, size_t ldo,
+                                          const tolk_attn_desc *desc, int n_seqs, int max_n_q,
+                                          int max_n_kv, int n_head, int d_head, float scale) {
+    (void)be, (void)max_n_q, (void)max_n_kv;
+    return attention_desc_impl(ctx, q, ldq, k, v, ldkv, sizeof(uint16_t), out, ldo, desc, n_seqs,
+                               n_head, d_head, scale);
+}
+
+static tolk_status cpu_convert_rows(tolk_ctx *ctx, const tolk_backend *be, void *dst, int dst_f16,
+                                    size_t ld_dst, const void *src, int src_f16, size_t ld_src,
+                                    size_t rows, size_t cols) {
+    (void)be;
+    if (rows == 0 || cols == 0) return TOLK_OK;
+    if (!dst || !src || ld_dst < cols || ld_src < cols)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: convert_rows: bad arguments");
+    long long r;
+    OMP(parallel for num_threads(nthreads(ctx)) if (rows * cols > 65536))
+    for (r = 0; r < (long long)rows; r++) {
+        const size_t i = (size_t)r;
+        if (dst_f16 && !src_f16)
+            tolk_f32_to_f16_n((const float *)src + i * ld_src, (uint16_t *)dst + i * ld_dst, cols);
+        else if (!dst_f16 && src_f16)
+            tolk_f16_to_f32_n((const uint16_t *)src + i * ld_src, (float *)dst + i * ld_dst, cols);
+        else
+            memcpy((char *)dst + i * ld_dst * (dst_f16 ? 2 : 4),
+                   (const char *)src + i * ld_src * (src_f16 ? 2 : 4), cols * (dst_f16 ? 2 : 4));
     }
     return TOLK_OK;
 }
@@ -1266,6 +1412,8 @@ tolk_status tolk_backend_cpu_new(tolk_ctx *ctx, const tolk_backend_params *param
     be->embed_rows = cpu_embed_rows;
     be->copy_rows = cpu_copy_rows;
     be->attention_desc = cpu_attention_desc;
+    be->attention_desc_kvh = cpu_attention_desc_kvh;
+    be->convert_rows = cpu_convert_rows;
     be->select = cpu_select;
     be->attn_weights = cpu_attn_weights;
     /* no graphs: graph_* stay NULL and the network runs its ops directly */

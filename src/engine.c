@@ -682,15 +682,16 @@ void tolk_request_free(tolk_request *r) {
 
 /* ---- the pool ------------------------------------------------------------ */
 
-/* Bytes of one decoder sequence's self-attention cache and one window's
- * cross-attention K/V (float32). */
+/* Bytes of one decoder sequence's self-attention cache (float32) and one
+ * window's cross-attention K/V (float32, or float16: tolk_net_kv_f16). */
 static uint64_t seq_bytes(const tolk_hparams *h) {
     return (uint64_t)h->n_text_layer * (uint64_t)h->n_text_ctx * 2u * (uint64_t)h->n_text_state *
            4u;
 }
-static uint64_t win_bytes(const tolk_hparams *h) {
+static uint64_t win_bytes_of(const tolk_engine *e) {
+    const tolk_hparams *h = &e->asr->hp;
     return (uint64_t)h->n_text_layer * (uint64_t)h->n_audio_ctx * 2u * (uint64_t)h->n_text_state *
-           4u;
+           (tolk_net_kv_f16(e->net) ? 2u : 4u);
 }
 
 /* (Re)build the pool with n_seqs sequences and n_windows windows (nothing
@@ -698,7 +699,7 @@ static uint64_t win_bytes(const tolk_hparams *h) {
 static tolk_status pool_build(tolk_engine *e, int n_seqs, int n_windows) {
     const tolk_hparams *h = &e->asr->hp;
     if (e->p.memory_budget > 0) {
-        uint64_t need = (uint64_t)n_seqs * seq_bytes(h) + (uint64_t)n_windows * win_bytes(h);
+        uint64_t need = (uint64_t)n_seqs * seq_bytes(h) + (uint64_t)n_windows * win_bytes_of(e);
         if (need > e->p.memory_budget)
             return tolk_fail(e->ctx, TOLK_ERR_NOMEM,
                              "engine: %d sequences and %d windows need %llu bytes, the budget is "
@@ -725,7 +726,7 @@ static tolk_status pool_build(tolk_engine *e, int n_seqs, int n_windows) {
     e->win_used = wu;
     e->pool_seqs = e->free_seqs = n_seqs;
     e->pool_windows = e->free_windows = n_windows;
-    e->pool_bytes = (uint64_t)n_seqs * seq_bytes(h) + (uint64_t)n_windows * win_bytes(h);
+    e->pool_bytes = (uint64_t)n_seqs * seq_bytes(h) + (uint64_t)n_windows * win_bytes_of(e);
     pthread_mutex_lock(&e->mu);
     e->stats.pool_seqs = n_seqs;
     e->stats.pool_windows = n_windows;
@@ -741,7 +742,7 @@ static tolk_status pool_build(tolk_engine *e, int n_seqs, int n_windows) {
  * never shrunk). */
 static void pool_want(const tolk_engine *e, int need, int *seqs, int *wins) {
     const tolk_hparams *h = &e->asr->hp;
-    const uint64_t sb = seq_bytes(h), wb = win_bytes(h), budget = e->p.memory_budget;
+    const uint64_t sb = seq_bytes(h), wb = win_bytes_of(e), budget = e->p.memory_budget;
     *wins = e->p.max_requests;
     if (e->p.max_seqs > 0) {
         *seqs = e->p.max_seqs;

@@ -32,6 +32,7 @@ tolk_model_params tolk_model_default_params(void) {
     p.compute_type = TOLK_COMPUTE_F32;
     p.attention_type = TOLK_ATTENTION_AUTO;
     p.no_avx512 = 0;
+    p.kv_cache = TOLK_KV_AUTO;
     return p;
 }
 
@@ -63,6 +64,8 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
     if (p.attention_type < TOLK_ATTENTION_AUTO || p.attention_type > TOLK_ATTENTION_BF16)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad attention_type %d",
                          p.attention_type);
+    if (p.kv_cache < TOLK_KV_AUTO || p.kv_cache > TOLK_KV_F16)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad kv_cache %d", p.kv_cache);
     if (p.device == TOLK_DEVICE_CUDA && !tolk_cuda_available())
         return tolk_fail(ctx, TOLK_ERR_NO_DEVICE, "%s: CUDA requested but no device is usable",
                          path);
@@ -98,7 +101,8 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
         tolk_net_params np = {.keep_f16 = on_gpu ? p.compute_type != TOLK_COMPUTE_F32 : -1,
                               .bf16 = p.compute_type == TOLK_COMPUTE_BF16,
                               .attn = p.attention_type,
-                              .no_avx512 = p.no_avx512 != 0};
+                              .no_avx512 = p.no_avx512 != 0,
+                              .kv_f16 = p.kv_cache == TOLK_KV_F16};
         st = tolk_net_new_ex(nctx, m->w, &np, &net);
         if (st == TOLK_OK) {
             m->net = net;

@@ -275,6 +275,15 @@ tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net
         return st;
     }
     net->pad_steps = bp.keep_f16 || bp.bf16;
+    net->kv_f16 = params && params->kv_f16;
+    if (net->kv_f16 && (!net->be->attention_desc_kvh || !net->be->convert_rows)) {
+        tolk_status u = tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                                  "%s: a float16 cross-attention cache is not supported on %s yet",
+                                  w->path, net->be->name);
+        net->be->destroy(net->be);
+        free(net);
+        return u;
+    }
     net->enc = calloc((size_t)h->n_audio_layer, sizeof *net->enc);
     net->dec = calloc((size_t)h->n_text_layer, sizeof *net->dec);
     if (!net->enc || !net->dec) {
@@ -314,6 +323,10 @@ tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net
 
 tolk_status tolk_net_new(tolk_ctx *ctx, const tolk_weights *w, tolk_net **out) {
     return tolk_net_new_ex(ctx, w, NULL, out);
+}
+
+int tolk_net_kv_f16(const tolk_net *net) {
+    return net ? net->kv_f16 : 0;
 }
 
 const tolk_hparams *tolk_net_hparams(const tolk_net *net) {
@@ -471,6 +484,7 @@ void tolk_kvcache_free(tolk_kvcache *kv) {
     tolk_kvcache_step_free(kv);
     be->free(be, kv->self_kv);
     be->free(be, kv->cross_kv);
+    be->free(be, kv->cross_tmp);
     be->free(be, kv->ws);
     be->free(be, kv->enc_ws);
     be->free(be, kv->xa);
@@ -496,7 +510,7 @@ tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, i
     if (!tolk_mul_size(L * ((size_t)max_seqs + 1), (size_t)max_len, &self_n) ||
         !tolk_mul_size(self_n, d2 * sizeof(float), &self_n) ||
         !tolk_mul_size(L * (size_t)max_windows, (size_t)net->hp.n_audio_ctx, &cross_n) ||
-        !tolk_mul_size(cross_n, d2 * sizeof(float), &cross_n))
+        !tolk_mul_size(cross_n, d2 * (net->kv_f16 ? 2 : sizeof(float)), &cross_n))
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: kvcache: too large");
     tolk_kvcache *kv = calloc(1, sizeof *kv);
     if (!kv) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: kvcache: out of memory");
@@ -533,6 +547,20 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     size_t d = (size_t)net->hp.n_text_state;
     tolk_status st = TOLK_OK;
     kv->win_set[window] = 0;
+    if (net->kv_f16) { /* each layer's product in float32, stored as float16 */
+        if (!kv->cross_tmp && !(kv->cross_tmp = be->alloc(
+                                    ctx, be, (size_t)net->hp.n_audio_ctx * 2 * d * sizeof(float))))
+            return TOLK_ERR_NOMEM;
+        for (int l = 0; l < net->hp.n_text_layer && st == TOLK_OK; l++) {
+            const attn_w *c = &net->dec[l].cross;
+            st = be->linear(ctx, be, kv->cross_tmp, 2 * d, xa, d, (size_t)T, &c->kv, c->kv_b, 0);
+            if (!st)
+                st = be->convert_rows(ctx, be, tolk_cross_kv_at(kv, l, window), 1, 2 * d,
+                                      kv->cross_tmp, 0, 2 * d, (size_t)T, 2 * d);
+        }
+        if (st == TOLK_OK) kv->win_set[window] = T;
+        return st;
+    }
     if (net->cross_kv_all.data) { /* one batched product: xa rounded once */
         /* layer to layer: the cache's stride (every window holds n_audio_ctx
          * rows), whatever the window's T */

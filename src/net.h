@@ -33,10 +33,15 @@ typedef struct tolk_net_params {
                       (tolk_backend_params.bf16); 0 = exact float32 */
     int attn;      /* CUDA encoder attention: a tolk_attention_type (0: auto) */
     int no_avx512; /* CPU: 1 = no AVX-512 kernels */
+    int kv_f16;    /* 1: cross-attention K/V stored float16 (TOLK_KV_F16; the
+                      backend must have attention_desc_kvh and convert_rows,
+                      else tolk_net_new_ex fails with TOLK_ERR_UNSUPPORTED) */
 } tolk_net_params;
 tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net_params *params,
                             tolk_net **out);
 void tolk_net_free(tolk_net *net);
+/* 1 when the net stores cross-attention K/V as float16 (TOLK_KV_F16). */
+int tolk_net_kv_f16(const tolk_net *net);
 const tolk_hparams *tolk_net_hparams(const tolk_net *net);
 /* Bytes of weights resident for compute (for tolk_model_desc.mem_bytes). */
 uint64_t tolk_net_mem_bytes(const tolk_net *net);

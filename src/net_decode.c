@@ -248,7 +248,7 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
     for (int l = 0; l < hp->n_text_layer && st == TOLK_OK; l++) {
         const block_w *b = &net->dec[l];
         float *cache = tolk_self_kv_at(kv, l, 0);
-        const float *ckv = tolk_cross_kv_at(kv, l, 0);
+        const void *ckv = tolk_cross_kv_at(kv, l, 0); /* float32 or float16 */
         /* causal self-attention over the cache (the new K/V appended first) */
         st = be->layernorm(ctx, be, h, x, T, d, b->attn.ln_g, b->attn.ln_b, LN_EPS);
         if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, EXACT);
@@ -262,9 +262,15 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         /* cross-attention over the sequence's window */
         if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->cross.ln_g, b->cross.ln_b, LN_EPS);
         if (!st) st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, EXACT);
-        if (!st)
-            st = be->attention_desc(ctx, be, qkv, d, ckv, ckv + d, 2 * d, att, d, cross_d, (int)B,
+        if (!st && net->kv_f16) {
+            const uint16_t *c16 = ckv;
+            st = be->attention_desc_kvh(ctx, be, qkv, d, c16, c16 + d, 2 * d, att, d, cross_d,
+                                        (int)B, max_nq, hp->n_audio_ctx, nh, dh, scale);
+        } else if (!st) {
+            const float *c32 = ckv;
+            st = be->attention_desc(ctx, be, qkv, d, c32, c32 + d, 2 * d, att, d, cross_d, (int)B,
                                     max_nq, hp->n_audio_ctx, nh, dh, scale);
+        }
         if (!st)
             st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, EXACT_ACC);
         /* MLP */

@@ -55,6 +55,7 @@ struct tolk_net {
     tolk_bweight cross_kv_all;
     float *cross_kv_b_all;
     uint64_t mem_bytes;
+    int kv_f16;    /* cross-attention K/V stored float16 (TOLK_KV_F16) */
     int pad_steps; /* half-precision modes: graphed steps padded to batch buckets
                       (products of a few more rows; float32 parity mode keeps
                       every step's exact shape) */
@@ -63,14 +64,18 @@ struct tolk_net {
 struct tolk_kvcache {
     const tolk_net *net;
     int max_seqs, max_len, max_windows;
-    int seq_stride;  /* sequences per layer block of self_kv: max_seqs + 1, the last
-                        the scratch sequence of padding rows (graph buckets) */
-    int *len;        /* [max_seqs] cached positions */
-    int *win;        /* [max_seqs] window slot, -1 unbound */
-    int *win_set;    /* [max_windows] encoded positions of the window (0: not set) */
-    float *self_kv;  /* [n_text_layer][seq_stride][max_len][2d]: K at 0, V at d */
-    float *cross_kv; /* [n_text_layer][max_windows][n_audio_ctx][2d] */
-    float *ws;       /* decoder step workspace (device), ws_floats */
+    int seq_stride;   /* sequences per layer block of self_kv: max_seqs + 1, the last
+                         the scratch sequence of padding rows (graph buckets) */
+    int *len;         /* [max_seqs] cached positions */
+    int *win;         /* [max_seqs] window slot, -1 unbound */
+    int *win_set;     /* [max_windows] encoded positions of the window (0: not set) */
+    float *self_kv;   /* [n_text_layer][seq_stride][max_len][2d]: K at 0, V at d */
+    void *cross_kv;   /* [n_text_layer][max_windows][n_audio_ctx][2d], float32 or
+                         float16 (net->kv_f16) */
+    float *cross_tmp; /* kv_f16: one layer's K/V of a window in float32
+                         [n_audio_ctx][2d] (set_cross's product, the alignment
+                         pass's view), made on first use and kept */
+    float *ws;        /* decoder step workspace (device), ws_floats */
     size_t ws_floats;
     float *enc_ws;      /* encoder workspace for one window (device), made on
                            the first tolk_kvcache_encode_window and kept: a
@@ -116,12 +121,13 @@ static inline float *tolk_self_kv_at(const tolk_kvcache *kv, int layer, int seq)
            (((size_t)layer * (size_t)kv->seq_stride + (size_t)seq) * (size_t)kv->max_len) * d2;
 }
 
-/* [layer][window][n_audio_ctx][2d] cross-attention K/V of one window slot. */
-static inline float *tolk_cross_kv_at(const tolk_kvcache *kv, int layer, int window) {
-    size_t d2 = 2 * (size_t)kv->net->hp.n_text_state;
-    return kv->cross_kv + (((size_t)layer * (size_t)kv->max_windows + (size_t)window) *
-                           (size_t)kv->net->hp.n_audio_ctx) *
-                              d2;
+/* [layer][window][n_audio_ctx][2d] cross-attention K/V of one window slot:
+ * float32, or float16 bits when kv->net->kv_f16. */
+static inline void *tolk_cross_kv_at(const tolk_kvcache *kv, int layer, int window) {
+    size_t d2 = 2 * (size_t)kv->net->hp.n_text_state, esz = kv->net->kv_f16 ? 2 : 4;
+    return (char *)kv->cross_kv + (((size_t)layer * (size_t)kv->max_windows + (size_t)window) *
+                                   (size_t)kv->net->hp.n_audio_ctx) *
+                                      d2 * esz;
 }
 
 /* The rows a graphed step of B sequences runs in a half-precision net: B up

@@ -165,11 +165,13 @@ static void test_linear(void) {
  * reference tolerance. */
 static void test_linear_row_exact(void) {
     tu_seed(5);
-    tolk_backend *be = make_be(1);
-    const size_t Ks[] = {64, 77};
+    tolk_backend *be = make_be(1), *be2 = NULL; /* be2: the AVX2 kernels only */
+    tolk_backend_params bp2 = {.keep_f16 = 1, .no_avx512 = 1};
+    CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(g_ctx, &bp2, &be2), TOLK_OK);
+    const size_t Ks[] = {64, 77, 512};
     const size_t Ms[] = {2, 3, 4, 5, 8, 9, 17, 40, 130};
     for (int f16 = 0; f16 <= 1; f16++)
-        for (size_t ki = 0; ki < 2; ki++) {
+        for (size_t ki = 0; ki < 3; ki++) {
             const size_t N = 150, K = Ks[ki], ldx = K + 2, ldy = N + 3;
             float *W = rnd(N * K, -1, 1), *b = rnd(N, -1, 1);
             uint16_t *W16 = malloc(N * K * 2);
@@ -178,8 +180,9 @@ static void test_linear_row_exact(void) {
             tolk_tensor t = tensor2("w", f16 ? TOLK_DT_F16 : TOLK_DT_F32, (int64_t)N, (int64_t)K,
                                     f16 ? (const void *)W16 : (const void *)W);
             const tolk_tensor *parts[1] = {&t};
-            tolk_bweight bw;
+            tolk_bweight bw, bw2;
             CU_ASSERT_EQUAL_FATAL(be->weight_prepare(g_ctx, be, parts, 1, &bw), TOLK_OK);
+            CU_ASSERT_EQUAL_FATAL(be2->weight_prepare(g_ctx, be2, parts, 1, &bw2), TOLK_OK);
             float *x = rnd(130 * ldx, -1, 1), *y0 = rnd(130 * ldy, -1, 1);
             float *one = malloc(ldy * sizeof(float)), *y = malloc(130 * ldy * sizeof(float));
             int exact = 1;
@@ -196,17 +199,27 @@ static void test_linear_row_exact(void) {
                             TOLK_OK);
                         if (memcmp(one, y + m * ldy, N * sizeof(float)) != 0) exact = 0;
                     }
+                    /* the AVX-512 tiles (dot_avx512.c) equal the AVX2 kernels */
+                    float *y2 = malloc(M * ldy * sizeof(float));
+                    memcpy(y2, y0, M * ldy * sizeof(float));
+                    CU_ASSERT_EQUAL(be2->linear(g_ctx, be2, y2, ldy, x, ldx, M, &bw2, b, fl),
+                                    TOLK_OK);
+                    for (size_t m = 0; m < M; m++)
+                        if (memcmp(y2 + m * ldy, y + m * ldy, N * sizeof(float)) != 0) exact = 0;
+                    free(y2);
                 }
             }
             if (!exact) printf("\n  row-exact linear differs (f16 %d, K %zu)\n", f16, K);
             CU_ASSERT(exact);
             be->weight_free(be, &bw);
+            be2->weight_free(be2, &bw2);
             free(W), free(b), free(W16), free(x), free(y0), free(one), free(y);
         }
     /* and the reference tolerance with the flag */
     for (size_t M = 1; M <= 40; M += 13)
         linear_case(be, TOLK_DT_F16, M, 67, 45, 1, TOLK_LINEAR_ROW_EXACT | TOLK_LINEAR_ACCUMULATE);
     be->destroy(be);
+    be2->destroy(be2);
 }
 
 /* ---- linear, bf16 mode ----------------------------------------------------- */
@@ -571,12 +584,73 @@ static void test_attention(void) {
     const int mixed[][4] = {{200, 205, 1, 5}, {1, 9, 1, 8}, {33, 33, 1, 0}};
     attention_case(be, 3, mixed, 4, 16);
     attention_shared_case(be);
+    /* a decoder step's shapes over 8 heads: one row (heads cut into ranges
+     * for the threads), then several windows (all heads per task) */
+    const int one[][4] = {{1, 301, 0, 0}};
+    attention_case(be, 1, one, 8, 16);
+    const int step[][4] = {{1, 301, 0, 0}, {1, 64, 0, 0}, {2, 40, 1, 38},
+                           {1, 301, 0, 0}, {5, 99, 0, 0}, {1, 7, 1, 6}};
+    attention_case(be, 6, step, 8, 16);
     /* invalid: causal window past the keys */
     float q[64] = {0};
     tolk_attn_seq bad = {q, q, q, q, 2, 2, 1, 1};
     CU_ASSERT_EQUAL(be->attention(g_ctx, be, &bad, 1, 1, 8, 8, 8, 8, 1.0f), TOLK_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(be->attention(g_ctx, be, &bad, 1, 2, 8, 8, 8, 8, 1.0f),
                     TOLK_ERR_INVALID_ARG); /* stride narrower than 2 heads */
+    be->destroy(be);
+}
+
+/* attention_desc_kvh (float16 K/V) against the reference over the same
+ * rounded keys and values, through descriptors: single rows sharing one
+ * window (grouped), a causal row over a cache, a 40-row prompt (the sgemm
+ * row-block path, K/V widened per head); and convert_rows both ways. */
+static void test_attention_kvh(void) {
+    tu_seed(9);
+    tolk_backend *be = make_be(1);
+    const int nh = 4, dh = 16, nkv = 150;
+    const size_t w = (size_t)(nh * dh), ld = 2 * w + 8; /* K at 0, V at w */
+    float *kv = rnd((size_t)nkv * ld, -2, 2);
+    uint16_t *kv16 = malloc((size_t)nkv * ld * sizeof(uint16_t));
+    for (size_t i = 0; i < (size_t)nkv * ld; i++) {
+        kv16[i] = tu_f2h(kv[i]);
+        kv[i] = tu_h2f(kv16[i]); /* the reference sees the rounded values */
+    }
+    /* convert_rows: float32 -> float16 -> float32 is the rounding above */
+    uint16_t *h = malloc((size_t)nkv * ld * sizeof(uint16_t));
+    float *back = malloc((size_t)nkv * ld * sizeof(float));
+    CU_ASSERT_EQUAL(be->convert_rows(g_ctx, be, h, 1, ld, kv, 0, ld, (size_t)nkv, 2 * w), TOLK_OK);
+    CU_ASSERT_EQUAL(be->convert_rows(g_ctx, be, back, 0, ld, h, 1, ld, (size_t)nkv, 2 * w),
+                    TOLK_OK);
+    int same = 1;
+    for (size_t r = 0; r < (size_t)nkv; r++)
+        for (size_t c = 0; c < 2 * w; c++)
+            if (h[r * ld + c] != kv16[r * ld + c] || back[r * ld + c] != kv[r * ld + c]) same = 0;
+    CU_ASSERT(same);
+    CU_ASSERT_EQUAL(be->convert_rows(g_ctx, be, h, 1, 1, kv, 0, ld, 2, 2), TOLK_ERR_INVALID_ARG);
+    /* q rows: 1, 1, 1 (one window), 2 (causal at 120..121), 40 (prompt) */
+    const int nq[5] = {1, 1, 1, 2, 40};
+    const size_t ldq = w + 3, ldo = w + 1;
+    int rows = 0;
+    for (int i = 0; i < 5; i++)
+        rows += nq[i];
+    float *q = rnd((size_t)rows * ldq, -2, 2), *o = rnd((size_t)rows * ldo, 0, 1);
+    float *r = malloc((size_t)rows * ldo * sizeof(float));
+    tolk_attn_desc d[5];
+    for (int i = 0, row = 0; i < 5; row += nq[i], i++)
+        d[i] = (tolk_attn_desc){row, 0, nq[i], i == 2 ? 77 : nkv, i == 3, i == 3 ? 120 : 0};
+    float scale = 1.0f / sqrtf((float)dh);
+    CU_ASSERT_EQUAL(be->attention_desc_kvh(g_ctx, be, q, ldq, kv16, kv16 + w, ld, o, ldo, d, 5, 40,
+                                           nkv, nh, dh, scale),
+                    TOLK_OK);
+    for (int i = 0, row = 0; i < 5; row += nq[i], i++) {
+        tolk_attn_seq s = {q + (size_t)row * ldq, kv,         kv + w, NULL, nq[i], d[i].n_kv,
+                           d[i].causal,           d[i].q_pos0};
+        ref_attention(&s, nh, dh, ldq, ld, ldo, scale, r + (size_t)row * ldo);
+        double e = rel_err2d(o + (size_t)row * ldo, r + (size_t)row * ldo, (size_t)nq[i], w, ldo);
+        if (!(e < 1e-5)) printf("\n  kvh attention seq %d: rel err %.2e\n", i, e);
+        CU_ASSERT(e < 1e-5);
+    }
+    free(kv), free(kv16), free(h), free(back), free(q), free(o), free(r);
     be->destroy(be);
 }
 
@@ -713,6 +787,7 @@ int main(void) {
     if (tolk_ctx_new(&p, &g_ctx) != TOLK_OK) return 1;
     CU_TestInfo tests[] = {{"linear", test_linear},
                            {"linear_row_exact", test_linear_row_exact},
+                           {"attention_kvh", test_attention_kvh},
                            {"linear_bf16", test_linear_bf16},
                            {"weight_parts", test_weight_parts},
                            {"layernorm_gelu_add", test_layernorm_gelu_add},

@@ -564,6 +564,78 @@ static void test_arguments(void) {
     tolk_ctx_free(ctx);
 }
 
+/* TOLK_KV_F16 (float16 cross-attention K/V): the engine still gives every
+ * request what it gets alone with the same model; the pool's windows take
+ * half the bytes; the text stays the float32 model's on these clips. */
+static void test_kv_f16(void) {
+    if (!setup()) return;
+    tolk_model_params mp = tolk_model_default_params();
+    mp.kv_cache = TOLK_KV_F16;
+    tolk_model *m16 = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_model_load(g_ctx, tu_require_model("tiny.en"), &mp, &m16), TOLK_OK);
+    mp.kv_cache = 7;
+    tolk_model *bad = NULL;
+    CU_ASSERT_EQUAL(tolk_model_load(g_ctx, tu_require_model("tiny.en"), &mp, &bad),
+                    TOLK_ERR_INVALID_ARG);
+    CU_ASSERT(strstr(tolk_ctx_last_error(g_ctx), "kv_cache") != NULL);
+    enum { N = 6 };
+    tolk_result *alone[N] = {0};
+    for (int i = 0; i < N; i++) {
+        tolk_state *st = NULL;
+        CU_ASSERT_EQUAL_FATAL(tolk_state_new(g_ctx, m16, &st), TOLK_OK);
+        tolk_transcribe_params p = params_of(i % 2); /* greedy, beam 5 */
+        CU_ASSERT_EQUAL(
+            tolk_transcribe(st, g_clips[i % N_CLIPS].x, g_clips[i % N_CLIPS].n, &p, &alone[i]),
+            TOLK_OK);
+        tolk_state_free(st);
+        /* float16 K/V moves logits by ~1e-3: these clips keep their text */
+        const tolk_result *r32 = reference(i % N_CLIPS, i % 2);
+        if (alone[i] && strcmp(tolk_result_text(alone[i]), tolk_result_text(r32)))
+            printf("\n  kv f16 text differs on clip %d: '%s' vs '%s'", i % N_CLIPS,
+                   tolk_result_text(alone[i]), tolk_result_text(r32));
+        CU_ASSERT(alone[i] && !strcmp(tolk_result_text(alone[i]), tolk_result_text(r32)));
+    }
+    tolk_engine_params ep = tolk_engine_default_params();
+    ep.max_requests = N;
+    ep.background = 0;
+    tolk_engine *e = NULL, *e32 = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_engine_new(g_ctx, m16, &ep, &e), TOLK_OK);
+    tolk_request *rq[N];
+    for (int i = 0; i < N; i++) {
+        tolk_transcribe_params p = params_of(i % 2);
+        CU_ASSERT_EQUAL_FATAL(tolk_engine_submit_samples(e, g_clips[i % N_CLIPS].x,
+                                                         g_clips[i % N_CLIPS].n, &p, &rq[i]),
+                              TOLK_OK);
+    }
+    CU_ASSERT_EQUAL(tolk_engine_run(e), TOLK_OK);
+    for (int i = 0; i < N; i++) {
+        tolk_result *res = NULL;
+        CU_ASSERT_EQUAL(tolk_request_result(rq[i], &res), TOLK_OK);
+        CU_ASSERT(same_result(res, alone[i]));
+        tolk_result_free(res);
+        tolk_request_free(rq[i]);
+        tolk_result_free(alone[i]);
+    }
+    /* the same pool in float32 takes more bytes: the windows' half */
+    CU_ASSERT_EQUAL_FATAL(tolk_engine_new(g_ctx, g_tiny, &ep, &e32), TOLK_OK);
+    tolk_request *r = NULL;
+    tolk_transcribe_params p = params_of(0);
+    CU_ASSERT_EQUAL(tolk_engine_submit_samples(e32, g_clips[0].x, g_clips[0].n, &p, &r), TOLK_OK);
+    CU_ASSERT_EQUAL(tolk_engine_run(e32), TOLK_OK);
+    tolk_request_free(r);
+    tolk_engine_stats s16, s32;
+    tolk_engine_get_stats(e, &s16);
+    tolk_engine_get_stats(e32, &s32);
+    if (s16.pool_windows == s32.pool_windows && s16.pool_seqs == s32.pool_seqs)
+        CU_ASSERT(s16.pool_bytes < s32.pool_bytes);
+    printf("  pool: %d windows, %llu bytes with float16 K/V, %d windows, %llu with float32",
+           s16.pool_windows, (unsigned long long)s16.pool_bytes, s32.pool_windows,
+           (unsigned long long)s32.pool_bytes);
+    tolk_engine_free(e);
+    tolk_engine_free(e32);
+    tolk_model_free(m16);
+}
+
 static void cleanup(void) {
     for (int c = 0; c < N_CLIPS; c++) {
         for (int k = 0; k < N_PARAMS; k++)
@@ -585,6 +657,7 @@ int main(void) {
         {"language_and_translate", test_language_and_translate},
         {"vad_jobs", test_vad_jobs},
         {"arguments", test_arguments},
+        {"kv_f16", test_kv_f16},
         CU_TEST_INFO_NULL,
     };
     tu_add_suite("engine", tests);

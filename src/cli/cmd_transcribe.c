@@ -50,6 +50,7 @@ static const cli_optdef transcribe_opts[] = {
     {"model_dir", 0, 1},
     {"device", 0, 1},
     {"compute_type", 0, 1},
+    {"kv_cache", 0, 1},
     {"output_dir", 'o', 1},
     {"output_format", 'f', 1},
     {"verbose", 0, 1},
@@ -137,6 +138,10 @@ static void usage(FILE *f, const char *cmd) {
             "                             float16 / bfloat16 keep half weights on tensor\n"
             "                             cores; text may differ slightly. auto: float16\n"
             "                             on CUDA, float32 on the CPU [auto]\n"
+            "  --kv_cache auto|float32|float16  storage of the decoder's cross-attention\n"
+            "                             keys and values: float16 halves their memory and\n"
+            "                             the bytes each decoder step reads (CPU only; text\n"
+            "                             may differ slightly). auto: float32 [auto]\n"
             "  -o, --output_dir DIR       directory for output files [.]\n"
             "  -f, --output_format FMT    txt, vtt, srt, tsv, json or all [all]\n"
             "  --verbose True|False       print segments and progress [True]\n"
@@ -224,6 +229,7 @@ typedef struct run_opts {
     const char *model_dir; /* NULL: $TOLK_MODELS or ~/.cache/tolk/models */
     tolk_device device;
     int compute_type; /* tolk_compute_type */
+    int kv_cache;     /* tolk_kv_cache_type */
     int n_threads;
     tolk_writer_options writer; /* --highlight_words, --max_line_* */
     int write_files;            /* --output_dir or --output_format given */
@@ -408,6 +414,9 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
                       : (b == 1 || b == 4) ? TOLK_COMPUTE_F32
                       : (b == 2 || b == 5) ? TOLK_COMPUTE_BF16
                                            : TOLK_COMPUTE_F16;
+    static const char *const kv_choices[] = {"auto", "float32", "float16", NULL};
+    if ((r = cli_choice(a, "kv_cache", kv_choices, 0, &b))) return r;
+    o->kv_cache = b == 0 ? TOLK_KV_AUTO : b == 1 ? TOLK_KV_F32 : TOLK_KV_F16;
 
     o->write_files = cli_given(a, "output_dir") || cli_given(a, "output_format");
     o->output_dir = cli_str(a, "output_dir", ".");
@@ -1119,6 +1128,7 @@ static int run(const char *cmd, int argc, char **argv) {
     tolk_model_params mp = tolk_model_default_params();
     mp.device = tolk_ctx_device(ctx);
     mp.compute_type = o.compute_type;
+    mp.kv_cache = o.kv_cache;
     st = tolk_model_load(ctx, model_path, &mp, &model);
     if (st != TOLK_OK) {
         report(model_path,
