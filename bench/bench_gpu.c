@@ -13,7 +13,7 @@
  * averages on the calling thread's stream after 3 warm-up runs.
  *
  * Usage: bench_gpu [iterations]   (default 20)
- *        bench_gpu --census base|large-v3 [--dry]
+ *        bench_gpu --census base|large-v3 [--dry] [--kv32]
  *        bench_gpu --graph-check base|large-v3
  *        bench_gpu --attn base|large-v3 [iterations]
  * Without a CUDA device (or in a CPU-only build) prints "no CUDA device"
@@ -29,7 +29,9 @@
  * of each row's time on an H100 SXM (max of bytes / 2.8 TB/s and flops /
  * the kind's achievable rate, plus 2 us per kernel in a graph / 3 us per
  * eager launch; bench/README.md). --dry counts without running anything
- * (large-v3 on the CPU emulator); without it everything also runs.
+ * (large-v3 on the CPU emulator); without it everything also runs. The
+ * cross-attention K/V are float16 as in the engine's FP16 mode
+ * (TOLK_KV_AUTO); --kv32 counts them in float32.
  *
  * --graph-check: on the same random network, 16 single-token steps of
  * batch 1 (greedy) and batch 5 (one window, k = 6) with CUDA graphs and
@@ -762,13 +764,16 @@ static const model_dims *find_shape(const char *shape) {
 }
 
 /* A random-weight network of shape m on the GPU, FP16 mode. */
+/* float16 cross-attention K/V in the random networks (--kv32: float32). */
+static int g_kv_f16 = 1;
+
 static tolk_net *random_net(const model_dims *m, tolk_ctx **ctx, tolk_weights **w, uint16_t **buf) {
     *w = census_weights(m, buf);
     tolk_ctx_params cp = tolk_ctx_default_params();
     cp.device = TOLK_DEVICE_CUDA;
     tolk_net *net = NULL;
     if (!*w || tolk_ctx_new(&cp, ctx) != TOLK_OK) return NULL;
-    const tolk_net_params np = {.keep_f16 = 1};
+    const tolk_net_params np = {.keep_f16 = 1, .kv_f16 = g_kv_f16};
     if (tolk_net_new_ex(*ctx, *w, &np, &net) != TOLK_OK) {
         printf("network: %s\n", tolk_ctx_last_error(*ctx));
         return NULL;
@@ -855,7 +860,7 @@ static int census(const char *shape, int dry) {
     tolk_net *net = NULL;
     int rc = !w || tolk_ctx_new(&cp, &ctx) != TOLK_OK;
     if (!rc) {
-        const tolk_net_params np = {.keep_f16 = 1};
+        const tolk_net_params np = {.keep_f16 = 1, .kv_f16 = g_kv_f16};
         rc = tolk_net_new_ex(ctx, w, &np, &net) != TOLK_OK;
         if (rc) printf("census: network: %s\n", tolk_ctx_last_error(ctx));
     }
@@ -907,8 +912,12 @@ int main(int argc, char **argv) {
             printf("no CUDA device\n");
             return 0;
         }
-        if (!strcmp(argv[1], "--census"))
-            return census(argv[2], argc > 3 && !strcmp(argv[3], "--dry"));
+        int dry = 0;
+        for (int i = 3; i < argc; i++) {
+            if (!strcmp(argv[i], "--dry")) dry = 1;
+            if (!strcmp(argv[i], "--kv32")) g_kv_f16 = 0;
+        }
+        if (!strcmp(argv[1], "--census")) return census(argv[2], dry);
         if (!strcmp(argv[1], "--graph-check")) return graph_check(argv[2]);
         if (argc > 3) g_iters = atoi(argv[3]) > 0 ? atoi(argv[3]) : 20;
         cudaEventCreate(&g_e0);

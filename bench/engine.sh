@@ -5,7 +5,8 @@
 # for beam search 5 with the temperature fallback.
 #
 #   bench/engine.sh [--model base] [--batches 4,8,16] [--decodings greedy,beam5] [--threads 2]
-#                   [--sets asr,translate] [--limit N] [--tolk build/tolk] [--out DIR]
+#                   [--sets asr,translate] [--limit N] [--kv_cache float32|float16]
+#                   [--tolk build/tolk] [--out DIR]
 #
 # Per (set, decoding): one row per batch size —
 #
@@ -20,7 +21,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 data=${TOLK_DATA:-$root/data}
-model=base batches=4,8,16 decodings=greedy,beam5 threads=2 sets=asr,translate limit=0
+model=base batches=4,8,16 decodings=greedy,beam5 threads=2 sets=asr,translate limit=0 kv=float32
 tolk=$root/build/tolk out=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --sets) sets=$2; shift 2 ;;
     --limit) limit=$2; shift 2 ;;
+    --kv_cache) kv=$2; shift 2 ;;
     --tolk) tolk=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     *) echo "engine.sh: unknown option $1" >&2; exit 2 ;;
@@ -55,14 +57,14 @@ for set in ${sets//,/ }; do
             echo "engine.sh: $tag" >&2
             /usr/bin/time -f '%M' -o "$out/$tag.rss" \
                 "$tolk" bench "$manifest" --model "$model" --threads "$threads" --batch "$b" \
-                "${opts[@]}" "${lim[@]}" --quiet -o "$out/$tag.jsonl" || true
+                --kv_cache "$kv" "${opts[@]}" "${lim[@]}" --quiet -o "$out/$tag.jsonl" || true
         done
     done
 done
 
-python3 - "$out" "$sets" "$decodings" "$batches" "$model" "$threads" <<'EOF'
+python3 - "$out" "$sets" "$decodings" "$batches" "$model" "$threads" "$kv" <<'EOF'
 import json, os, sys
-out, sets, decs, batches, model, threads = sys.argv[1:]
+out, sets, decs, batches, model, threads, kv = sys.argv[1:]
 batches = [1] + [int(b) for b in batches.split(",")]
 
 def load(path):
@@ -77,7 +79,7 @@ def load(path):
             summary = o
     return files, summary
 
-lines = [f"# Engine vs sequential ({model}, {threads} threads, one run each)", "",
+lines = [f"# Engine vs sequential ({model}, {threads} threads, {kv} cross-attention K/V, one run each)", "",
          "Sequential = `tolk bench --batch 1` (one tolk_state, file after file); batch N = "
          "`tolk bench --batch N` (one engine, N requests decoding at once, every decoder step "
          "shared). Identical = hypothesis text equal to the sequential run's.", ""]

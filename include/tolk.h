@@ -272,12 +272,12 @@ typedef struct tolk_model_params {
  * each decoder step of each sequence reads whole (base: 36.9 MB per window
  * in float32; large-v3: 491 MB). */
 typedef enum tolk_kv_cache_type {
-    TOLK_KV_AUTO = 0, /* float32 (float16 once the CUDA kernels read it) */
+    TOLK_KV_AUTO = 0, /* float16 on CUDA in the half-precision modes, else float32 */
     TOLK_KV_F32 = 1,  /* float32: the exact-parity storage */
     TOLK_KV_F16 = 2   /* float16 (rounded once; products in float32): half the
                          memory per window and half the bytes a step reads per
                          sequence; transcripts may differ from float32 on
-                         near-ties. CPU only for now: CUDA refuses it at load */
+                         near-ties (the arithmetic stays float32) */
 } tolk_kv_cache_type;
 
 /* tolk_model_params.attention_type */

@@ -145,22 +145,22 @@ static __global__ void __launch_bounds__(FLASH_BQ)
 
 /* ------------------------------------------------------------------------ */
 
-template <typename T>
+template <typename T, typename TK> /* TK: storage of k and v */
 static __global__ void __launch_bounds__(ROWS_THREADS)
     rows_kernel(const attn_src src, int n_head, int D, float scale_log2) {
     extern __shared__ float sh[];
     __shared__ float red[ROWS_THREADS / 32];
     const int si = blockIdx.y / n_head, h = blockIdx.y % n_head;
-    const tolk_cu_attn_seq sq = attn_get<T>(src, si);
+    const tolk_cu_attn_seq sq = attn_get<T, TK>(src, si);
     const int i = blockIdx.x;
     if (i >= sq.n_q) return; /* block-uniform */
     const int nk = sq.causal ? sq.q_pos0 + i + 1 : sq.n_kv;
     const T *qp = (const T *)sq.q + (long long)i * src.ldq + (long long)h * D;
-    const T *K = (const T *)sq.k + (long long)h * D;
-    const T *V = (const T *)sq.v + (long long)h * D;
+    const TK *K = (const TK *)sq.k + (long long)h * D;
+    const TK *V = (const TK *)sq.v + (long long)h * D;
     float mx[1], sum[1];
-    const int G = row_attend<T, ROWS_THREADS, 1>(&qp, 1, K, V, src.ldkv, D, 0, nk, scale_log2, sh,
-                                                 1, red, mx, sum);
+    const int G = row_attend<T, ROWS_THREADS, 1, TK>(&qp, 1, K, V, src.ldkv, D, 0, nk, scale_log2,
+                                                     sh, 1, red, mx, sum);
     const float *part = row_attend_part(sh, D, 1, 0);
     const float inv = 1.0f / sum[0];
     T *op = (T *)sq.out + (long long)i * src.ldo + (long long)h * D;
@@ -256,19 +256,26 @@ static void plan_rows(tolk_cu_attn_plan *plan, int ns, int cap, long long pairs,
 
 /* The few-query path over the n sequences of src (n_q <= max_nq, visible
  * keys <= max_nk, `rows` workspace row slots): split-KV when it helps and
- * the workspace allows, else rows_kernel. */
+ * the workspace allows, else rows_kernel. kvh: k and v are float16, q and
+ * out float32 (dtype TOLK_CU_F32). */
 static int launch_rows(const attn_src &src, int n, int max_nq, int max_nk, long long rows,
                        int n_head, int d_head, float scale_log2, int dtype, void *ws,
-                       size_t ws_bytes, cudaStream_t st) {
+                       size_t ws_bytes, cudaStream_t st, int kvh = 0) {
     int chunk = 0, cap = 1;
     const int ns = rows_plan(src, n, max_nk, rows, n_head, d_head, ws, ws_bytes, &chunk, &cap);
     if (ns > 1)
         return attn_launch_split(src, n, max_nq, ns, chunk, cap, rows * n_head, n_head, d_head,
-                                 scale_log2, dtype, ws, st);
+                                 scale_log2, dtype, ws, st, kvh);
     dim3 grid((unsigned)max_nq, (unsigned)(n * n_head));
     const size_t smem = rows_smem(d_head, max_nk);
+    if (kvh) {
+        if (dtype != TOLK_CU_F32) return TOLK_CU_EINVAL;
+        rows_kernel<float, __half>
+            <<<grid, ROWS_THREADS, smem, st>>>(src, n_head, d_head, scale_log2);
+        return (int)cudaGetLastError();
+    }
     TOLK_CU_DISPATCH(dtype, T, {
-        rows_kernel<T><<<grid, ROWS_THREADS, smem, st>>>(src, n_head, d_head, scale_log2);
+        rows_kernel<T, T><<<grid, ROWS_THREADS, smem, st>>>(src, n_head, d_head, scale_log2);
     });
     return (int)cudaGetLastError();
 }
@@ -396,11 +403,14 @@ extern "C" int tolk_cu_attention(const tolk_cu_attn_seq *seqs, int n_seqs, int n
                                 TOLK_CU_F32, NULL, 0, stream);
 }
 
-/* The launches of a descriptor call (plan != NULL: counted, not made). */
+/* The launches of a descriptor call (plan != NULL: counted, not made).
+ * kvh (float16 k / v): always the few-query path. */
 static int run_desc(attn_src &src, int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
                     float scale_log2, int dtype, int tc, void *ws, size_t ws_bytes, cudaStream_t st,
-                    tolk_cu_attn_plan *plan) {
-    const bool flash = max_n_q >= ATTN_FLASH_MIN_Q || rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM;
+                    tolk_cu_attn_plan *plan, int kvh = 0) {
+    if (kvh && rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM) return TOLK_CU_EINVAL;
+    const bool flash =
+        !kvh && (max_n_q >= ATTN_FLASH_MIN_Q || rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM);
     const int per = 65535 / n_head; /* gridDim.y = sequences * n_head */
     for (int s0 = 0; s0 < n_seqs; s0 += per) {
         const int n = n_seqs - s0 < per ? n_seqs - s0 : per;
@@ -418,7 +428,7 @@ static int run_desc(attn_src &src, int n_seqs, int max_n_q, int max_n_kv, int n_
         } else {
             rc = flash ? launch_flash(src, n, max_n_q, n_head, d_head, scale_log2, dtype, tc, st)
                        : launch_rows(src, n, max_n_q, max_n_kv, (long long)n * max_n_q, n_head,
-                                     d_head, scale_log2, dtype, ws, ws_bytes, st);
+                                     d_head, scale_log2, dtype, ws, ws_bytes, st, kvh);
         }
         if (rc) return rc;
     }
@@ -450,6 +460,31 @@ extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *
     src.max_nkv = max_n_kv;
     return run_desc(src, n_seqs, max_n_q, max_n_kv, n_head, d_head, scale_log2, dtype, tc, ws,
                     ws_bytes, st, NULL);
+}
+
+extern "C" int tolk_cu_attention_desc_kvh(const float *q, long long ldq, const void *k,
+                                          const void *v, long long ldkv, float *out, long long ldo,
+                                          const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q,
+                                          int max_n_kv, int n_head, int d_head, float scale,
+                                          void *ws, size_t ws_bytes, void *stream) {
+    if (n_seqs < 0 || max_n_q < 0 || max_n_kv < 1) return TOLK_CU_EINVAL;
+    int rc = check_common(n_head, d_head, ldq, ldkv, ldo, TOLK_CU_F32, TOLK_CU_F32, ws);
+    if (rc) return rc;
+    if (n_seqs == 0 || max_n_q == 0) return 0;
+    if (!desc || !q || !k || !v || !out) return TOLK_CU_EINVAL;
+    if ((long long)n_seqs * max_n_q > 0x7fffffffLL) return TOLK_CU_EINVAL;
+    if (!ws) ws_bytes = 0;
+    attn_src src;
+    src_init(&src, ldq, ldkv, ldo);
+    src.desc = desc;
+    src.q = q;
+    src.k = k;
+    src.v = v;
+    src.out = out;
+    src.max_nq = max_n_q;
+    src.max_nkv = max_n_kv;
+    return run_desc(src, n_seqs, max_n_q, max_n_kv, n_head, d_head, scale * ATTN_LOG2E, TOLK_CU_F32,
+                    TOLK_CU_F32, ws, ws_bytes, (cudaStream_t)stream, NULL, 1);
 }
 
 extern "C" int tolk_cu_attention_desc_plan(int n_seqs, int max_n_q, int max_n_kv, int n_head,

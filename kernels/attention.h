@@ -129,6 +129,19 @@ int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const vo
                            int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
                            float scale, int dtype, int tc, void *ws, size_t ws_bytes, void *stream);
 
+/* tolk_cu_attention_desc with q and out float32 and k, v float16 (IEEE
+ * binary16): the decoder's cross-attention over a float16 cache
+ * (TOLK_KV_F16), float32 arithmetic (keys and values widened as read).
+ * Always the few-query path (split-KV when ws allows, else the row
+ * kernel), whatever max_n_q; TOLK_CU_EINVAL when max_n_kv's scores do not
+ * fit the row kernel's shared memory. Other arguments and errors as
+ * tolk_cu_attention_desc with dtype = tc = TOLK_CU_F32. */
+int tolk_cu_attention_desc_kvh(const float *q, long long ldq, const void *k, const void *v,
+                               long long ldkv, float *out, long long ldo,
+                               const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q, int max_n_kv,
+                               int n_head, int d_head, float scale, void *ws, size_t ws_bytes,
+                               void *stream);
+
 /* What a call would launch, without launching (the backend's census):
  * launches of the flash kernel (one kernel each), of the row kernel (one)
  * and of the split-KV path (two: partial + combine). */

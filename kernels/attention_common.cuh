@@ -49,7 +49,7 @@ struct attn_src {
  * contract (n_q <= max_nq, 1 <= n_kv <= max_nkv, causal ranges inside
  * n_kv), so that a broken descriptor cannot take a kernel outside its
  * shared memory, workspace or buffers. */
-template <typename T>
+template <typename T, typename TK = T> /* TK: storage of k and v (float16 caches) */
 __device__ __forceinline__ tolk_cu_attn_seq attn_get(const attn_src &src, int si) {
     if (!src.desc) return src.s[si];
     const tolk_cu_attn_desc d = src.desc[src.seq0 + si];
@@ -62,8 +62,8 @@ __device__ __forceinline__ tolk_cu_attn_seq attn_get(const attn_src &src, int si
         pos0 = max(0, min(pos0, n_kv - n_q));
     }
     r.q = (const T *)src.q + (long long)d.q_row * src.ldq;
-    r.k = (const T *)src.k + (long long)d.kv_row * src.ldkv;
-    r.v = (const T *)src.v + (long long)d.kv_row * src.ldkv;
+    r.k = (const TK *)src.k + (long long)d.kv_row * src.ldkv;
+    r.v = (const TK *)src.v + (long long)d.kv_row * src.ldkv;
     r.out = (T *)src.out + (long long)d.q_row * src.ldo;
     r.n_q = n_q;
     r.n_kv = n_kv;
@@ -97,14 +97,14 @@ __device__ __forceinline__ bool attn_same_kv(const tolk_cu_attn_seq &a, const to
  * sequences with attn_same_kv are the groups. Returns the group's size R
  * (1 when cap is 1), its first sequence in *s0 and s's position in *pos.
  * Every thread computes the same (descriptors are broadcast reads). */
-template <typename T>
+template <typename T, typename TK = T>
 __device__ __forceinline__ int attn_group_of(const attn_src &src, int n, int s, int cap,
                                              const tolk_cu_attn_seq &sq, int *s0, int *pos) {
     int b = s, e = s + 1;
     if (cap > 1) {
-        while (b % cap != 0 && attn_same_kv(attn_get<T>(src, b - 1), sq))
+        while (b % cap != 0 && attn_same_kv(attn_get<T, TK>(src, b - 1), sq))
             b--;
-        while (e < n && e % cap != 0 && attn_same_kv(sq, attn_get<T>(src, e)))
+        while (e < n && e % cap != 0 && attn_same_kv(sq, attn_get<T, TK>(src, e)))
             e++;
     }
     *s0 = b;
@@ -174,10 +174,11 @@ __device__ __forceinline__ void block_reduce_n(float (&v)[RM], int R, float *red
  * words; the 8 partial dots are summed by 3 shuffles; each K row is read
  * once for all R rows. Pass 2: p in place, block sums. Pass 3: thread
  * (g, c) reads V rows coalesced along c, once for all R rows. */
-template <typename T, int NT, int RM>
-__device__ __forceinline__ int
-row_attend(const T *const *qp, int R, const T *K, const T *V, long long ldkv, int D, int j0, int j1,
-           float scale_log2, float *sh, int cap, float *red, float (&mx)[RM], float (&sum)[RM]) {
+template <typename T, int NT, int RM, typename TK = T> /* TK: storage of K and V */
+__device__ __forceinline__ int row_attend(const T *const *qp, int R, const TK *K, const TK *V,
+                                          long long ldkv, int D, int j0, int j1, float scale_log2,
+                                          float *sh, int cap, float *red, float (&mx)[RM],
+                                          float (&sum)[RM]) {
     static_assert(NT % 32 == 0 && NT >= 128, "block size");
     const int dp = (D + 3) & ~3, pl = D > NT ? D : NT;
     const int tid = threadIdx.x, n = j1 - j0;
@@ -195,11 +196,11 @@ row_attend(const T *const *qp, int R, const T *K, const T *V, long long ldkv, in
 #pragma unroll
     for (int r = 0; r < RM; r++)
         mx[r] = -INFINITY;
-    const T *K0 = K + (long long)j0 * ldkv;
+    const TK *K0 = K + (long long)j0 * ldkv;
     for (int jb = 0; jb < n; jb += NT / 8) { /* uniform trip count: shuffles below converge */
         const int jj = jb + kq;
         const bool ok = jj < n;
-        const T *kr = K0 + (long long)(ok ? jj : 0) * ldkv;
+        const TK *kr = K0 + (long long)(ok ? jj : 0) * ldkv;
         float d[RM];
 #pragma unroll
         for (int r = 0; r < RM; r++)
@@ -238,7 +239,7 @@ row_attend(const T *const *qp, int R, const T *K, const T *V, long long ldkv, in
     block_reduce_n<RM, false>(sum, R, red); /* its barriers also publish sc[] */
 
     const int G = D >= NT ? 1 : NT / D;
-    const T *V0 = V + (long long)j0 * ldkv;
+    const TK *V0 = V + (long long)j0 * ldkv;
     for (int e = tid; e < G * D; e += NT) {
         const int c = e % D, g = e / D;
         float a0[RM], a1[RM];
@@ -287,10 +288,11 @@ int attn_split_plan(long long pairs, int nk, int *chunk);
 size_t attn_split_ws(long long pairs, int ns, int d_head, int cap);
 /* Partial + combine kernels over the n sequences of src (n_q <= max_nq,
  * visible keys <= ns * chunk); ws holds attn_split_ws(pairs, ns, d_head,
- * cap) bytes, pairs = (last slot + 1) * n_head. */
+ * cap) bytes, pairs = (last slot + 1) * n_head. kvh: k and v are float16
+ * (q and out float32, dtype TOLK_CU_F32). */
 int attn_launch_split(const attn_src &src, int n, int max_nq, int ns, int chunk, int cap,
                       long long pairs, int n_head, int d_head, float scale_log2, int dtype,
-                      void *ws, cudaStream_t st);
+                      void *ws, cudaStream_t st, int kvh = 0);
 
 } /* namespace tolkcu */
 

@@ -56,23 +56,23 @@ using namespace tolkcu;
 #define SPLIT_THREADS 128
 #define SPLIT_MAX_CHUNK 8192 /* scores in shared memory: <= 41 KiB in all */
 
-template <typename T>
+template <typename T, typename TK>
 static __global__ void __launch_bounds__(SPLIT_THREADS)
     split_partial_kernel(const attn_src src, int n_head, int D, int ns, int chunk, int cap,
                          float scale_log2, float *ws_o, float *ws_ml) {
     extern __shared__ float sh[];
     __shared__ float red[SPLIT_THREADS / 32 * ATTN_GROUP_MAX];
     const int si = blockIdx.y / n_head, h = blockIdx.y % n_head;
-    const tolk_cu_attn_seq sq = attn_get<T>(src, si);
+    const tolk_cu_attn_seq sq = attn_get<T, TK>(src, si);
     const int i = blockIdx.x / ns, c = blockIdx.x % ns;
     int s0, pos;
-    const int R = attn_group_of<T>(src, (int)gridDim.y / n_head, si, cap, sq, &s0, &pos);
+    const int R = attn_group_of<T, TK>(src, (int)gridDim.y / n_head, si, cap, sq, &s0, &pos);
     /* the group's rows i (members with i < n_q) */
     const T *qp[ATTN_GROUP_MAX];
     long long ent[ATTN_GROUP_MAX];
     int na = 0;
     for (int r = 0; r < R; r++) {
-        const tolk_cu_attn_seq m = r == pos ? sq : attn_get<T>(src, s0 + r);
+        const tolk_cu_attn_seq m = r == pos ? sq : attn_get<T, TK>(src, s0 + r);
         if (i >= m.n_q) continue;
         qp[na] = (const T *)m.q + (long long)i * src.ldq + (long long)h * D;
         ent[na++] = (((long long)attn_slot(src, s0 + r, i) * n_head + h) * ns + c) * cap + pos;
@@ -84,19 +84,19 @@ static __global__ void __launch_bounds__(SPLIT_THREADS)
     /* sub-chunk pos of R of chunk c */
     const int c1 = min((c + 1) * chunk, nk), sub = (chunk + R - 1) / R;
     const int j0 = c * chunk + pos * sub, j1 = min(j0 + sub, c1);
-    const T *K = (const T *)sq.k + (long long)h * D;
-    const T *V = (const T *)sq.v + (long long)h * D;
+    const TK *K = (const TK *)sq.k + (long long)h * D;
+    const TK *V = (const TK *)sq.v + (long long)h * D;
     float mx[ATTN_GROUP_MAX], sum[ATTN_GROUP_MAX];
     int G = 0;
     if (j0 < j1) {
         if (na == 1) {
             float m1[1], s1[1];
-            G = row_attend<T, SPLIT_THREADS, 1>(qp, 1, K, V, src.ldkv, D, j0, j1, scale_log2, sh,
-                                                cap, red, m1, s1);
+            G = row_attend<T, SPLIT_THREADS, 1, TK>(qp, 1, K, V, src.ldkv, D, j0, j1, scale_log2,
+                                                    sh, cap, red, m1, s1);
             mx[0] = m1[0], sum[0] = s1[0];
         } else {
-            G = row_attend<T, SPLIT_THREADS, ATTN_GROUP_MAX>(qp, na, K, V, src.ldkv, D, j0, j1,
-                                                             scale_log2, sh, cap, red, mx, sum);
+            G = row_attend<T, SPLIT_THREADS, ATTN_GROUP_MAX, TK>(qp, na, K, V, src.ldkv, D, j0, j1,
+                                                                 scale_log2, sh, cap, red, mx, sum);
         }
     }
     for (int r = 0; r < na; r++) {
@@ -114,16 +114,16 @@ static __global__ void __launch_bounds__(SPLIT_THREADS)
     }
 }
 
-template <typename T>
+template <typename T, typename TK>
 static __global__ void split_combine_kernel(const attn_src src, int n_head, int D, int ns,
                                             int chunk, int cap, const float *ws_o,
                                             const float *ws_ml) {
     const int si = blockIdx.y / n_head, h = blockIdx.y % n_head;
-    const tolk_cu_attn_seq sq = attn_get<T>(src, si);
+    const tolk_cu_attn_seq sq = attn_get<T, TK>(src, si);
     const int i = blockIdx.x;
     if (i >= sq.n_q) return; /* no barriers in this kernel */
     int s0, pos;
-    const int R = attn_group_of<T>(src, (int)gridDim.y / n_head, si, cap, sq, &s0, &pos);
+    const int R = attn_group_of<T, TK>(src, (int)gridDim.y / n_head, si, cap, sq, &s0, &pos);
     const int nk = sq.causal ? sq.q_pos0 + i + 1 : sq.n_kv;
     const int nv = min(ns, (nk + chunk - 1) / chunk);
     const long long base = ((long long)attn_slot(src, si, i) * n_head + h) * ns * cap;
@@ -188,23 +188,38 @@ size_t attn_split_ws(long long pairs, int ns, int d_head, int cap) {
     return (size_t)pairs * (size_t)ns * (size_t)cap * (size_t)(d_head + 2) * sizeof(float);
 }
 
+/* The two kernels of a split launch with q / out of type T, k / v of TK. */
+template <typename T, typename TK>
+static int launch_split_t(const attn_src &src, dim3 g1, dim3 g2, size_t smem, int n_head,
+                          int d_head, int ns, int chunk, int cap, float scale_log2, float *ws_o,
+                          float *ws_ml, cudaStream_t st) {
+    split_partial_kernel<T, TK><<<g1, SPLIT_THREADS, smem, st>>>(src, n_head, d_head, ns, chunk,
+                                                                 cap, scale_log2, ws_o, ws_ml);
+    const int rc = (int)cudaGetLastError();
+    if (rc) return rc;
+    split_combine_kernel<T, TK>
+        <<<g2, d_head, 0, st>>>(src, n_head, d_head, ns, chunk, cap, ws_o, ws_ml);
+    return (int)cudaGetLastError();
+}
+
 int attn_launch_split(const attn_src &src, int n, int max_nq, int ns, int chunk, int cap,
                       long long pairs, int n_head, int d_head, float scale_log2, int dtype,
-                      void *ws, cudaStream_t st) {
+                      void *ws, cudaStream_t st, int kvh) {
     float *ws_o = (float *)ws;
     float *ws_ml = ws_o + pairs * ns * cap * d_head;
     const dim3 g1((unsigned)(max_nq * ns), (unsigned)(n * n_head));
     const dim3 g2((unsigned)max_nq, (unsigned)(n * n_head));
     const size_t smem = row_attend_smem(d_head, chunk, SPLIT_THREADS, cap);
+    if (kvh) {
+        if (dtype != TOLK_CU_F32) return TOLK_CU_EINVAL;
+        return launch_split_t<float, __half>(src, g1, g2, smem, n_head, d_head, ns, chunk, cap,
+                                             scale_log2, ws_o, ws_ml, st);
+    }
     TOLK_CU_DISPATCH(dtype, T, {
-        split_partial_kernel<T><<<g1, SPLIT_THREADS, smem, st>>>(src, n_head, d_head, ns, chunk,
-                                                                 cap, scale_log2, ws_o, ws_ml);
-        const int rc = (int)cudaGetLastError();
-        if (rc) return rc;
-        split_combine_kernel<T>
-            <<<g2, d_head, 0, st>>>(src, n_head, d_head, ns, chunk, cap, ws_o, ws_ml);
+        return launch_split_t<T, T>(src, g1, g2, smem, n_head, d_head, ns, chunk, cap, scale_log2,
+                                    ws_o, ws_ml, st);
     });
-    return (int)cudaGetLastError();
+    return TOLK_CU_EINVAL;
 }
 
 } /* namespace tolkcu */

@@ -753,9 +753,10 @@ static tolk_status cu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const
  * split path's partial results; flops for score_pairs (query row, key)
  * pairs. */
 static void count_attention(const cuda_impl *im, const tolk_cu_attn_plan *pl, double q_rows,
-                            double kv_rows, double score_pairs, int n_head, int d_head) {
+                            double kv_rows, double score_pairs, int n_head, int d_head,
+                            double kv_bytes) {
     const double w = (double)n_head * d_head;
-    const double qkvo = (2.0 * q_rows + 2.0 * kv_rows) * w * 4.0;
+    const double qkvo = (2.0 * q_rows * 4.0 + 2.0 * kv_rows * kv_bytes) * w;
     const double f = 4.0 * score_pairs * w;
     const int main_launches = pl->flash + pl->rows + pl->split;
     if (main_launches == 0) return;
@@ -771,8 +772,8 @@ static void count_attention(const cuda_impl *im, const tolk_cu_attn_plan *pl, do
     if (pl->split) {
         const double share = (double)pl->split / main_launches;
         /* partial: q, K/V, partials written; combine: partials read, out written */
-        count(im, "attn_split", pl->split, (2.0 * kv_rows + q_rows) * w * 4.0 * share + part,
-              f * share);
+        count(im, "attn_split", pl->split,
+              (2.0 * kv_rows * kv_bytes + q_rows * 4.0) * w * share + part, f * share);
         count(im, "attn_combine", pl->split, q_rows * w * 4.0 * share + part, 0);
     }
 }
@@ -850,7 +851,7 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
         if (im->cs.mode) {
             tolk_cu_attn_plan pl;
             if (tolk_cu_attention_plan(buf, nb, n_head, d_head, im->attn_tc, 0, &pl) == 0)
-                count_attention(im, &pl, qr, kr, pairs, n_head, d_head);
+                count_attention(im, &pl, qr, kr, pairs, n_head, d_head, 4.0);
         }
         if (dry(im)) continue;
         int rc = tolk_cu_attention_ex(buf, nb, n_head, d_head, (long long)ldq, (long long)ldkv,
@@ -930,7 +931,7 @@ static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, cons
                    pr = (double)n_seqs * max_n_q * max_n_kv;
             if (!capturing())
                 desc_traffic(desc, n_seqs, max_n_q, max_n_kv, pl.grouped, &qr, &kr, &pr);
-            count_attention(im, &pl, qr, kr, pr, n_head, d_head);
+            count_attention(im, &pl, qr, kr, pr, n_head, d_head, 4.0);
         }
     }
     char *scr = NULL, *gws = NULL;
@@ -943,6 +944,69 @@ static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, cons
                                     TOLK_CU_STREAM);
     scratch_put(scr);
     return op_end(ctx, im, rc, "attention_desc");
+}
+
+/* attention_desc over float16 keys and values (TOLK_KV_F16): the
+ * few-query kernels with k / v read as half (kernels/attention.h). */
+static tolk_status cu_attention_desc_kvh(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                         size_t ldq, const uint16_t *k, const uint16_t *v,
+                                         size_t ldkv, float *out, size_t ldo,
+                                         const tolk_attn_desc *desc, int n_seqs, int max_n_q,
+                                         int max_n_kv, int n_head, int d_head, float scale) {
+    if (n_seqs == 0 || max_n_q == 0) return TOLK_OK;
+    if (!q || !k || !v || !out || !desc || n_seqs < 0 || max_n_q < 0 || max_n_kv < 1 ||
+        n_head < 1 || ldq > INT32_MAX || ldkv > INT32_MAX || ldo > INT32_MAX ||
+        (int64_t)n_seqs * max_n_q > INT32_MAX)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention_desc_kvh: bad arguments", WHO);
+    const cuda_impl *im = impl_of(be);
+    tolk_status st = op_begin(ctx, im, "attention_desc_kvh");
+    if (st) return st;
+    const size_t wsb = tolk_cu_attention_ws_bytes(n_seqs * max_n_q, n_head, d_head, max_n_kv);
+    if (im->cs.mode) {
+        tolk_cu_attn_plan pl;
+        if (tolk_cu_attention_desc_plan(n_seqs, max_n_q, max_n_kv, n_head, d_head, TOLK_CU_F32, wsb,
+                                        &pl) == 0) {
+            /* never the flash path with half K/V: those launches are row kernels */
+            pl.rows += pl.flash;
+            pl.flash = 0;
+            double qr = (double)n_seqs * max_n_q, kr = (double)n_seqs * max_n_kv,
+                   pr = (double)n_seqs * max_n_q * max_n_kv;
+            if (!capturing())
+                desc_traffic(desc, n_seqs, max_n_q, max_n_kv, pl.grouped, &qr, &kr, &pr);
+            count_attention(im, &pl, qr, kr, pr, n_head, d_head, 2.0);
+        }
+    }
+    char *scr = NULL, *gws = NULL;
+    if (wsb > 0 && (st = scratch_get(ctx, im, wsb, &scr, &gws))) return st;
+    int rc = 0;
+    if (!dry(im))
+        rc = tolk_cu_attention_desc_kvh(q, (long long)ldq, k, v, (long long)ldkv, out,
+                                        (long long)ldo, (const tolk_cu_attn_desc *)desc, n_seqs,
+                                        max_n_q, max_n_kv, n_head, d_head, scale, scr, wsb,
+                                        TOLK_CU_STREAM);
+    scratch_put(scr);
+    return op_end(ctx, im, rc, "attention_desc_kvh");
+}
+
+/* Row conversions between float32 and float16 (kernels/convert.cu). */
+static tolk_status cu_convert_rows(tolk_ctx *ctx, const tolk_backend *be, void *dst, int dst_f16,
+                                   size_t ld_dst, const void *src, int src_f16, size_t ld_src,
+                                   size_t rows, size_t cols) {
+    const cuda_impl *im = impl_of(be);
+    if (rows == 0 || cols == 0) return TOLK_OK;
+    if (!dst || !src || ld_dst < cols || ld_src < cols || ld_dst > INT64_MAX / 4 ||
+        ld_src > INT64_MAX / 4 || rows > INT32_MAX)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: convert_rows: bad arguments", WHO);
+    tolk_status st = op_begin(ctx, im, "convert_rows");
+    if (st) return st;
+    count(im, "convert", 1, (double)rows * cols * ((dst_f16 ? 2.0 : 4.0) + (src_f16 ? 2.0 : 4.0)),
+          0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_convert(dst, dst_f16 ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ld_dst, src,
+                                  src_f16 ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ld_src,
+                                  (long long)rows, (long long)cols, TOLK_CU_STREAM),
+                  "convert_rows");
 }
 
 _Static_assert(sizeof(tolk_attn_desc) == sizeof(tolk_cu_attn_desc),
@@ -1154,6 +1218,8 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->embed_rows = cu_embed_rows;
     be->copy_rows = cu_copy_rows;
     be->attention_desc = cu_attention_desc;
+    be->attention_desc_kvh = cu_attention_desc_kvh;
+    be->convert_rows = cu_convert_rows;
     be->select = cu_select;
     be->attn_weights = cu_attn_weights;
     be->graph_begin = cu_graph_begin;

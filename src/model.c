@@ -98,11 +98,13 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
          * weights on tensor cores otherwise; CPU: float16 weights kept and
          * widened inside the products, bfloat16 products on request */
         const int on_gpu = tolk_ctx_device(nctx) == TOLK_DEVICE_CUDA;
-        tolk_net_params np = {.keep_f16 = on_gpu ? p.compute_type != TOLK_COMPUTE_F32 : -1,
-                              .bf16 = p.compute_type == TOLK_COMPUTE_BF16,
-                              .attn = p.attention_type,
-                              .no_avx512 = p.no_avx512 != 0,
-                              .kv_f16 = p.kv_cache == TOLK_KV_F16};
+        tolk_net_params np = {
+            .keep_f16 = on_gpu ? p.compute_type != TOLK_COMPUTE_F32 : -1,
+            .bf16 = p.compute_type == TOLK_COMPUTE_BF16,
+            .attn = p.attention_type,
+            .no_avx512 = p.no_avx512 != 0,
+            .kv_f16 = p.kv_cache == TOLK_KV_F16 ||
+                      (p.kv_cache == TOLK_KV_AUTO && on_gpu && p.compute_type != TOLK_COMPUTE_F32)};
         st = tolk_net_new_ex(nctx, m->w, &np, &net);
         if (st == TOLK_OK) {
             m->net = net;

@@ -538,6 +538,22 @@ tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, i
     return TOLK_OK;
 }
 
+float *tolk_kvcache_cross_tmp(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
+    if (kv->cross_tmp_floats >= n) return kv->cross_tmp;
+    const tolk_backend *be = kv->net->be;
+    size_t bytes;
+    if (!tolk_mul_size(n, sizeof(float), &bytes)) {
+        tolk_fail(ctx, TOLK_ERR_NOMEM, "net: kvcache: scratch too large");
+        return NULL;
+    }
+    float *p = be->alloc(ctx, be, bytes);
+    if (!p) return NULL;
+    be->free(be, kv->cross_tmp);
+    kv->cross_tmp = p;
+    kv->cross_tmp_floats = n;
+    return p;
+}
+
 /* Cross-attention K/V of every decoder layer for window slot `window`
  * from the encoder output xa [T, d] (device), T <= n_audio_ctx positions;
  * win_set records T (the keys the window's decoder steps attend to). */
@@ -547,16 +563,21 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     size_t d = (size_t)net->hp.n_text_state;
     tolk_status st = TOLK_OK;
     kv->win_set[window] = 0;
-    if (net->kv_f16) { /* each layer's product in float32, stored as float16 */
-        if (!kv->cross_tmp && !(kv->cross_tmp = be->alloc(
-                                    ctx, be, (size_t)net->hp.n_audio_ctx * 2 * d * sizeof(float))))
-            return TOLK_ERR_NOMEM;
-        for (int l = 0; l < net->hp.n_text_layer && st == TOLK_OK; l++) {
+    if (net->kv_f16) { /* the products in float32, stored as float16 */
+        const size_t L = (size_t)net->hp.n_text_layer, layer = (size_t)T * 2 * d;
+        const int all = net->cross_kv_all.data != NULL; /* every layer in one product */
+        float *tmp = tolk_kvcache_cross_tmp(ctx, kv, all ? L * layer : layer);
+        if (!tmp) return TOLK_ERR_NOMEM;
+        if (all)
+            st = be->linear_batched(ctx, be, tmp, 2 * d, layer, xa, d, T, &net->cross_kv_all,
+                                    net->hp.n_text_layer, net->cross_kv_b_all);
+        for (size_t l = 0; l < L && st == TOLK_OK; l++) {
             const attn_w *c = &net->dec[l].cross;
-            st = be->linear(ctx, be, kv->cross_tmp, 2 * d, xa, d, (size_t)T, &c->kv, c->kv_b, 0);
+            float *y = all ? tmp + l * layer : tmp;
+            if (!all) st = be->linear(ctx, be, y, 2 * d, xa, d, (size_t)T, &c->kv, c->kv_b, 0);
             if (!st)
-                st = be->convert_rows(ctx, be, tolk_cross_kv_at(kv, l, window), 1, 2 * d,
-                                      kv->cross_tmp, 0, 2 * d, (size_t)T, 2 * d);
+                st = be->convert_rows(ctx, be, tolk_cross_kv_at(kv, (int)l, window), 1, 2 * d, y, 0,
+                                      2 * d, (size_t)T, 2 * d);
         }
         if (st == TOLK_OK) kv->win_set[window] = T;
         return st;

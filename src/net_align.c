@@ -117,14 +117,14 @@ tolk_status tolk_net_align(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
         const float *ckv = tolk_cross_kv_at(kv, l, window);
         if (net->kv_f16) { /* a float32 view of the layer's float16 K/V */
             const size_t nw = (size_t)hp->n_audio_ctx;
-            if (!kv->cross_tmp &&
-                !(kv->cross_tmp = be->alloc(ctx, be, nw * 2 * d * sizeof(float)))) {
+            float *tmp = tolk_kvcache_cross_tmp(ctx, kv, nw * 2 * d);
+            if (!tmp) {
                 st = TOLK_ERR_NOMEM;
                 break;
             }
-            st = be->convert_rows(ctx, be, kv->cross_tmp, 0, 2 * d, ckv, 1, 2 * d, nw, 2 * d);
+            st = be->convert_rows(ctx, be, tmp, 0, 2 * d, ckv, 1, 2 * d, nw, 2 * d);
             if (st) break;
-            ckv = kv->cross_tmp;
+            ckv = tmp;
         }
         /* causal self-attention of the sequence over itself */
         st = be->layernorm(ctx, be, h, x, T, d, b->attn.ln_g, b->attn.ln_b, LN_EPS);

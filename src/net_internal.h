@@ -72,10 +72,12 @@ struct tolk_kvcache {
     float *self_kv;   /* [n_text_layer][seq_stride][max_len][2d]: K at 0, V at d */
     void *cross_kv;   /* [n_text_layer][max_windows][n_audio_ctx][2d], float32 or
                          float16 (net->kv_f16) */
-    float *cross_tmp; /* kv_f16: one layer's K/V of a window in float32
-                         [n_audio_ctx][2d] (set_cross's product, the alignment
-                         pass's view), made on first use and kept */
-    float *ws;        /* decoder step workspace (device), ws_floats */
+    float *cross_tmp; /* kv_f16: a window's K/V in float32 before rounding
+                         (set_cross: one layer, or every layer with
+                         linear_batched) and the alignment pass's float32 view
+                         of one layer; tolk_kvcache_cross_tmp */
+    size_t cross_tmp_floats;
+    float *ws; /* decoder step workspace (device), ws_floats */
     size_t ws_floats;
     float *enc_ws;      /* encoder workspace for one window (device), made on
                            the first tolk_kvcache_encode_window and kept: a
@@ -129,6 +131,10 @@ static inline void *tolk_cross_kv_at(const tolk_kvcache *kv, int layer, int wind
                                    (size_t)kv->net->hp.n_audio_ctx) *
                                       d2 * esz;
 }
+
+/* kv->cross_tmp with room for at least n floats (grown, contents lost);
+ * NULL when out of memory (message on ctx). */
+float *tolk_kvcache_cross_tmp(tolk_ctx *ctx, tolk_kvcache *kv, size_t n);
 
 /* The rows a graphed step of B sequences runs in a half-precision net: B up
  * to 8, then rounded up to 8, 32, 128 (net_decode.c). */

@@ -521,6 +521,91 @@ static void test_tc_cpu_twin(void) {
     tolk_ctx_free(ctx);
 }
 
+/* tolk_cu_attention_desc_kvh (float16 K/V, TOLK_KV_F16) against the CPU
+ * backend's attention_desc_kvh on the same descriptors: three single rows
+ * sharing one window (grouped split launch), a causal pair over a cache,
+ * a 40-row prompt (the row kernel: kvh never takes the flash path); with
+ * a workspace (split-KV) and without (row kernel). Both run float32
+ * arithmetic over the same rounded keys and values. */
+static void test_kvh_cpu_twin(void) {
+    NEED_DEVICE();
+    tolk_ctx *ctx = NULL;
+    tolk_backend *cpu = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &ctx), TOLK_OK);
+    tolk_backend_params bp = {.keep_f16 = 1};
+    CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(ctx, &bp, &cpu), TOLK_OK);
+    const int H = 4, D = 64, nkv = 700, n = 6;
+    const size_t W = (size_t)H * D, ldq = W + 4, ldo = W + 2, ld = 2 * W + 8;
+    const int nq[6] = {1, 1, 1, 2, 40, 1};
+    tolk_attn_desc desc[6];
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        desc[i] = (tolk_attn_desc){rows,   i == 5 ? nkv : 0, nq[i], i == 3 ? 300 : 600,
+                                   i == 3, i == 3 ? 298 : 0};
+        rows += nq[i];
+    }
+    const size_t kv_rows = 2 * (size_t)nkv, nq_all = (size_t)rows;
+    float *q = malloc(nq_all * ldq * sizeof(float));
+    uint16_t *kv = malloc(kv_rows * ld * sizeof(uint16_t));
+    float *cpu_out = calloc(nq_all * ldo, sizeof(float)),
+          *got = malloc(nq_all * ldo * sizeof(float));
+    CU_ASSERT_FATAL(q && kv && cpu_out && got);
+    uint64_t r = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < nq_all * ldq; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        q[i] = (float)((double)(r >> 40) / (double)(1ull << 24) * 4.0 - 2.0);
+    }
+    for (size_t i = 0; i < kv_rows * ld; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        kv[i] = tolk_f32_to_f16((float)((double)(r >> 40) / (double)(1ull << 24) * 4.0 - 2.0));
+    }
+    const float scale = (float)scale_of(D);
+    CU_ASSERT_EQUAL(cpu->attention_desc_kvh(ctx, cpu, q, ldq, kv, kv + W, ld, cpu_out, ldo, desc, n,
+                                            40, 600, H, D, scale),
+                    TOLK_OK);
+    void *dq = NULL, *dkv = NULL, *dout = NULL, *ddesc = NULL, *ws = NULL;
+    const size_t wsb = tolk_cu_attention_ws_bytes(n * 40, H, D, 600);
+    CU_ASSERT_FATAL(cudaMalloc(&dq, nq_all * ldq * 4) == cudaSuccess &&
+                    cudaMalloc(&dkv, kv_rows * ld * 2) == cudaSuccess &&
+                    cudaMalloc(&dout, nq_all * ldo * 4) == cudaSuccess &&
+                    cudaMalloc(&ddesc, sizeof desc) == cudaSuccess &&
+                    cudaMalloc(&ws, wsb ? wsb : 4) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemcpy(dq, q, nq_all * ldq * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemcpy(dkv, kv, kv_rows * ld * 2, cudaMemcpyHostToDevice) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemcpy(ddesc, desc, sizeof desc, cudaMemcpyHostToDevice) == cudaSuccess);
+    for (int use_ws = 0; use_ws <= 1; use_ws++) {
+        CU_ASSERT_FATAL(cudaMemset(dout, 0, nq_all * ldo * 4) == cudaSuccess);
+        CU_ASSERT_EQUAL(tolk_cu_attention_desc_kvh(dq, (long long)ldq, dkv,
+                                                   (const uint16_t *)dkv + W, (long long)ld, dout,
+                                                   (long long)ldo, ddesc, n, 40, 600, H, D, scale,
+                                                   use_ws ? ws : NULL, use_ws ? wsb : 0, NULL),
+                        0);
+        CU_ASSERT_FATAL(cudaMemcpy(got, dout, nq_all * ldo * 4, cudaMemcpyDeviceToHost) ==
+                        cudaSuccess);
+        size_t bad = 0;
+        double worst = 0;
+        for (size_t i = 0; i < nq_all; i++)
+            for (size_t c = 0; c < W; c++) {
+                const double e = fabs((double)got[i * ldo + c] - cpu_out[i * ldo + c]);
+                if (!(e <= 2e-5 + 1e-4 * fabs((double)cpu_out[i * ldo + c]))) bad++;
+                if (!(e <= worst)) worst = e;
+            }
+        if (bad)
+            printf("\n    kvh CPU twin (ws %d): %zu out of bounds, worst %.3g\n", use_ws, bad,
+                   worst);
+        CU_ASSERT_EQUAL(bad, 0);
+    }
+    /* a half-precision dtype is not a kvh call; bad sizes are refused */
+    CU_ASSERT_NOT_EQUAL(tolk_cu_attention_desc_kvh(dq, (long long)ldq, dkv, dkv, 8, dout,
+                                                   (long long)ldo, ddesc, n, 40, 600, H, D, scale,
+                                                   NULL, 0, NULL),
+                        0);
+    cudaFree(dq), cudaFree(dkv), cudaFree(dout), cudaFree(ddesc), cudaFree(ws);
+    free(q), free(kv), free(cpu_out), free(got);
+    cpu->destroy(cpu);
+    tolk_ctx_free(ctx);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The PTX instructions' per-lane layouts (kernels/ptx_probe.cu)            */
 /* ------------------------------------------------------------------------ */
@@ -931,6 +1016,7 @@ int main(void) {
                            {"tc_flash", test_tc_flash},
                            {"tc_aligned", test_tc_aligned},
                            {"tc_cpu_twin", test_tc_cpu_twin},
+                           {"kvh_cpu_twin", test_kvh_cpu_twin},
                            {"split", test_split},
                            {"groups", test_groups},
                            {"desc", test_desc},

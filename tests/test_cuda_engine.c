@@ -7,6 +7,7 @@
  * prefills asking for logits) — against the same requests decoded alone
  * on the CPU; and the steps replayed as CUDA graphs keyed by (B, k).
  *
+ * The same with float16 cross-attention K/V on both devices (TOLK_KV_F16).
  * Runs on a GPU (bench/gpu-check.sh) and on the CPU emulator of CUDA in CI
  * (-DTOLK_CUDA_EMU=ON: one clip, tiny.en); skips without a device.
  *
@@ -32,7 +33,9 @@ static tolk_transcribe_params params_of(int k) {
     return p;
 }
 
-static void test_engine_matches_cpu(void) {
+/* kv: tolk_kv_cache_type of both models (TOLK_KV_F16: the steps read
+ * float16 K/V through attention_desc_kvh on both devices). */
+static void engine_vs_cpu(int kv) {
     if (!tolk_cuda_available()) {
         printf("  SKIPPED: no CUDA device\n");
         return;
@@ -45,8 +48,9 @@ static void test_engine_matches_cpu(void) {
     cp.device = TOLK_DEVICE_CUDA;
     CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(&cp, &gpu), TOLK_OK);
     tolk_model *mc = NULL, *mg = NULL;
-    CU_ASSERT_EQUAL_FATAL(tolk_model_load(cpu, dir, NULL, &mc), TOLK_OK);
     tolk_model_params mp = tolk_model_default_params();
+    mp.kv_cache = kv;
+    CU_ASSERT_EQUAL_FATAL(tolk_model_load(cpu, dir, &mp, &mc), TOLK_OK);
     mp.device = TOLK_DEVICE_CUDA;
     mp.compute_type = TOLK_COMPUTE_F32;
     CU_ASSERT_EQUAL_FATAL(tolk_model_load(gpu, dir, &mp, &mg), TOLK_OK);
@@ -93,8 +97,9 @@ static void test_engine_matches_cpu(void) {
     tolk_kvcache_graph_stats(tolk_engine_kvcache(e), &cap, &rep, &fail);
     tolk_engine_stats s;
     tolk_engine_get_stats(e, &s);
-    printf("\n  %lld steps, %lld rows; graphs: %ld captured, %ld replays, %ld failed",
-           (long long)s.steps, (long long)s.rows, cap, rep, fail);
+    printf("\n  kv %s: %lld steps, %lld rows; graphs: %ld captured, %ld replays, %ld failed",
+           kv == TOLK_KV_F16 ? "float16" : "float32", (long long)s.steps, (long long)s.rows, cap,
+           rep, fail);
     CU_ASSERT(s.rows > s.steps);
     CU_ASSERT(cap >= 1 && rep >= 1 && fail == 0);
     tolk_engine_free(e);
@@ -105,6 +110,14 @@ static void test_engine_matches_cpu(void) {
     tolk_model_free(mg);
     tolk_ctx_free(cpu);
     tolk_ctx_free(gpu);
+}
+
+static void test_engine_matches_cpu(void) {
+    engine_vs_cpu(TOLK_KV_AUTO);
+}
+
+static void test_kv_f16_matches_cpu(void) {
+    engine_vs_cpu(TOLK_KV_F16);
 }
 
 /* Half precision: graphed steps padded to batch buckets (11 sequences run
@@ -172,6 +185,7 @@ static void test_f16_buckets(void) {
 
 int main(void) {
     CU_TestInfo tests[] = {{"engine_matches_cpu", test_engine_matches_cpu},
+                           {"kv_f16_matches_cpu", test_kv_f16_matches_cpu},
                            {"f16_buckets", test_f16_buckets},
                            CU_TEST_INFO_NULL};
     tu_add_suite("cuda_engine", tests);
