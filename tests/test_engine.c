@@ -578,7 +578,7 @@ static void test_kv_f16(void) {
     CU_ASSERT_EQUAL(tolk_model_load(g_ctx, tu_require_model("tiny.en"), &mp, &bad),
                     TOLK_ERR_INVALID_ARG);
     CU_ASSERT(strstr(tolk_ctx_last_error(g_ctx), "kv_cache") != NULL);
-    enum { N = 6 };
+    enum { N = 4 };
     tolk_result *alone[N] = {0};
     for (int i = 0; i < N; i++) {
         tolk_state *st = NULL;
