@@ -349,6 +349,18 @@ struct tolk_backend {
                                   size_t y_stride, const float *x, size_t ldx, size_t M,
                                   const tolk_bweight *W, int batch, const float *bias);
 
+    /* Bind buf (DEVICE, bytes; NULL: none) as the calling thread's
+     * scratch for this backend's operations until the next call: an
+     * operation that needs at most `bytes` of scratch takes it from buf
+     * (its operations run in stream order, so they can share it) instead
+     * of allocating per operation — which a captured graph would record
+     * as memory nodes. buf must stay allocated as long as a graph captured
+     * while it was bound exists. Returns the most scratch any operation
+     * asked for since the previous call (the caller binds, runs its
+     * operations, binds NULL and grows buf to the returned size). NULL
+     * when the backend needs no scratch (CPU). */
+    size_t (*scratch_bind)(const tolk_backend *be, void *buf, size_t bytes);
+
     /* Counters since creation (products, slow fallbacks); no failure. */
     void (*stats)(const tolk_backend *be, tolk_backend_stats *out);
 

@@ -489,7 +489,25 @@ static tolk_status cu_vector_prepare(tolk_ctx *ctx, const tolk_backend *be,
 /* Products                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Stream-ordered scratch of `bytes` plus the GEMM workspace after it (two
+/* The calling thread's bound scratch (scratch_bind): buf of size bytes
+ * for backend im; need: the most any operation asked for meanwhile. */
+static _Thread_local struct {
+    const cuda_impl *im;
+    char *buf;
+    size_t size, need;
+} tl_bound;
+
+static size_t cu_scratch_bind(const tolk_backend *be, void *buf, size_t bytes) {
+    const size_t need = tl_bound.im == impl_of(be) ? tl_bound.need : 0;
+    tl_bound.im = impl_of(be); /* buf NULL: nothing to take, needs still recorded */
+    tl_bound.buf = buf;
+    tl_bound.size = buf ? bytes : 0;
+    tl_bound.need = 0;
+    return need;
+}
+
+/* Stream-ordered scratch of `bytes` plus the GEMM workspace after it: the
+ * thread's bound scratch when it is large enough, else allocated (two
  * graph memory nodes with its scratch_put while capturing). */
 static tolk_status scratch_get(tolk_ctx *ctx, const cuda_impl *im, size_t bytes, char **p,
                                char **ws) {
@@ -498,6 +516,14 @@ static tolk_status scratch_get(tolk_ctx *ctx, const cuda_impl *im, size_t bytes,
     if (bytes > SIZE_MAX - im->gemm_ws - SCRATCH_ALIGN)
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: scratch too large", WHO);
     const size_t head = round_up(bytes, SCRATCH_ALIGN);
+    if (tl_bound.im == im) {
+        if (head + im->gemm_ws > tl_bound.need) tl_bound.need = head + im->gemm_ws;
+        if (head + im->gemm_ws <= tl_bound.size) {
+            *p = tl_bound.buf;
+            *ws = *p + head;
+            return TOLK_OK;
+        }
+    }
     cu_census_nodes((cu_census *)&im->cs, 2, 0, capturing());
     cudaError_t err = cudaMallocAsync((void **)p, head + im->gemm_ws, (cudaStream_t)TOLK_CU_STREAM);
     if (err != cudaSuccess) {
@@ -509,7 +535,7 @@ static tolk_status scratch_get(tolk_ctx *ctx, const cuda_impl *im, size_t bytes,
 }
 
 static void scratch_put(char *p) {
-    if (p) cudaFreeAsync(p, (cudaStream_t)TOLK_CU_STREAM);
+    if (p && p != tl_bound.buf) cudaFreeAsync(p, (cudaStream_t)TOLK_CU_STREAM);
 }
 
 /* Count a product y [M, N] (float32, read too when accumulating) = x [M, K]
@@ -1220,6 +1246,7 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->attention_desc = cu_attention_desc;
     be->attention_desc_kvh = cu_attention_desc_kvh;
     be->convert_rows = cu_convert_rows;
+    be->scratch_bind = cu_scratch_bind;
     be->select = cu_select;
     be->attn_weights = cu_attn_weights;
     be->graph_begin = cu_graph_begin;

@@ -53,6 +53,7 @@ void tolk_kvcache_step_free(tolk_kvcache *kv) {
     kv->graphs = NULL;
     be->free(be, kv->step_dev);
     be->free(be, kv->cp_dev);
+    be->free(be, kv->scr);
     free(kv->step_host);
     free(kv->cp_host);
     free(kv->pend);
@@ -95,6 +96,21 @@ static tolk_status ws_reserve(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
     be->free(be, kv->ws);
     kv->ws = p;
     kv->ws_floats = n;
+    return TOLK_OK;
+}
+
+/* Grow the steps' bound scratch to n bytes (with slack); the captured
+ * graphs point into the old one and are dropped. */
+static tolk_status scr_reserve(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
+    const tolk_backend *be = kv->net->be;
+    if (n > SIZE_MAX / 2) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: scratch too large");
+    const size_t want = n + n / 4;
+    void *p = be->alloc(ctx, be, want);
+    if (!p) return TOLK_ERR_NOMEM;
+    graphs_clear(kv);
+    be->free(be, kv->scr);
+    kv->scr = p;
+    kv->scr_bytes = want;
     return TOLK_OK;
 }
 
@@ -478,6 +494,9 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     w.res_idx = (int *)(w.lg + Bs * V);
     w.res_lp = (float *)(w.res_idx + Bs * kk);
 
+    /* the operations' scratch from the cache's own buffer: no allocation
+     * per operation (no memory nodes in a captured graph) */
+    if (be->scratch_bind) be->scratch_bind(be, kv->scr, kv->scr_bytes);
     void *graph = NULL;
     if (kv->use_graphs && Ts == Bs) graph = step_graph_for(ctx, net, kv, Bs, &L, &w, k);
     if (graph) {
@@ -485,6 +504,10 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
         kv->n_replayed++;
     } else
         st = run_step(ctx, net, kv, Ts, Bs, max_nq, &L, &w, k);
+    if (be->scratch_bind) {
+        const size_t need = be->scratch_bind(be, NULL, 0);
+        if (!st && need > kv->scr_bytes) st = scr_reserve(ctx, kv, need);
+    }
     if (!st) {
         if (sel) {
             /* ids and log-probabilities: one copy, one synchronisation, through

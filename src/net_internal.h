@@ -98,6 +98,8 @@ struct tolk_kvcache {
     int *cp_host; /* their row indices: [2][cp_cap] (host, device) */
     int *cp_dev;
     size_t cp_cap;
+    void *scr;        /* the steps' bound operation scratch (backend scratch_bind), scr_bytes */
+    size_t scr_bytes; /* grown to what the steps asked for; graphs point into it */
     struct step_graph *graphs; /* [TOLK_STEP_GRAPHS] captured steps */
     int use_graphs;            /* backend has graphs and they are on (tolk_kvcache_set_graphs) */
     unsigned long long clock;  /* graph use stamps (LRU) */
