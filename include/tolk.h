@@ -897,9 +897,11 @@ typedef enum tolk_stream_policy {
 } tolk_stream_policy;
 
 typedef enum tolk_stream_gate {
-    TOLK_STREAM_GATE_ENERGY = 0, /* an adaptive energy gate (default) */
-    TOLK_STREAM_GATE_NONE = 1    /* every sample is speech; only the end of input or
+    TOLK_STREAM_GATE_ENERGY = 0, /* an adaptive energy gate */
+    TOLK_STREAM_GATE_NONE = 1,   /* every sample is speech; only the end of input or
                                     a full buffer ends an utterance */
+    TOLK_STREAM_GATE_SILERO = 2, /* the Silero VAD model params.vad (needs it) */
+    TOLK_STREAM_GATE_AUTO = 3    /* default: Silero when params.vad is set, else energy */
 } tolk_stream_gate;
 
 typedef enum tolk_stream_event_type {
@@ -951,6 +953,9 @@ typedef struct tolk_stream_params {
                         unaware" mode); 0 (live input): pushes never wait */
     tolk_stream_event_fn on_event;
     void *user;
+    /* The Silero VAD model of TOLK_STREAM_GATE_SILERO / _AUTO (tolk_vad_load; NULL:
+       none). Read only: one model serves any number of streams, and must outlive them. */
+    const tolk_vad *vad;
 } tolk_stream_params;
 
 TOLK_API tolk_stream_params tolk_stream_default_params(void);

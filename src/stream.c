@@ -126,7 +126,7 @@ tolk_stream_params tolk_stream_default_params(void) {
     p.encoder_pad_s = 1.0f;
     p.encoder_min_s = 10.0f;
     p.prompt_tokens = 48;
-    p.gate = TOLK_STREAM_GATE_ENERGY;
+    p.gate = TOLK_STREAM_GATE_AUTO;
     p.pause_s = 0.5f;
     p.sample_rate = SR;
     p.channels = 1;
@@ -155,8 +155,11 @@ static tolk_status check_params(tolk_ctx *ctx, const tolk_stream_params *p) {
         bad = "encoder_min_s (0..30)";
     else if (p->prompt_tokens < 0 || p->prompt_tokens > MAX_PROMPT)
         bad = "prompt_tokens (0..223)";
-    else if (p->gate != TOLK_STREAM_GATE_ENERGY && p->gate != TOLK_STREAM_GATE_NONE)
+    else if (p->gate != TOLK_STREAM_GATE_ENERGY && p->gate != TOLK_STREAM_GATE_NONE &&
+             p->gate != TOLK_STREAM_GATE_SILERO && p->gate != TOLK_STREAM_GATE_AUTO)
         bad = "gate";
+    else if (p->gate == TOLK_STREAM_GATE_SILERO && !p->vad)
+        bad = "vad (TOLK_STREAM_GATE_SILERO needs a Silero VAD model)";
     else if (!(p->pause_s >= 0.064f && p->pause_s <= 30.0f))
         bad = "pause_s (0.064..30)";
     else if (p->sample_rate < 1000 || p->sample_rate > 384000)
@@ -883,9 +886,14 @@ tolk_status tolk_stream_open(tolk_engine *e, const tolk_stream_params *params, t
             s->n_ptok = p.prompt_tokens;
         }
     }
-    if (st == TOLK_OK)
-        st = p.gate == TOLK_STREAM_GATE_NONE ? tolk_gate_none_new(&s->gate)
-                                             : tolk_gate_energy_new(&s->gate);
+    if (st == TOLK_OK) {
+        if (p.gate == TOLK_STREAM_GATE_NONE)
+            st = tolk_gate_none_new(&s->gate);
+        else if (p.gate == TOLK_STREAM_GATE_SILERO || (p.gate == TOLK_STREAM_GATE_AUTO && p.vad))
+            st = tolk_gate_silero_new(&s->gate, s->ctx, p.vad);
+        else
+            st = tolk_gate_energy_new(&s->gate);
+    }
     if (st == TOLK_OK && p.sample_rate != SR) {
         soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
         soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);

@@ -2,8 +2,8 @@
  * stream_internal.h — the parts of a live stream (tolk.h's tolk_stream)
  * that stream.c assembles, each testable alone:
  *   - the speech gate (stream_gate.c): a source of speech probabilities
- *     per 512-sample chunk (32 ms at 16 kHz) behind a small interface, so
- *     a VAD model plugs in where the energy gate is used now, and the
+ *     per 512-sample chunk (32 ms at 16 kHz) behind a small interface
+ *     (an adaptive energy gate, the Silero VAD model, or none), and the
  *     utterance tracker that turns probabilities into speech / pause;
  *   - the hypothesis words and the commit policies (stream_policy.c):
  *     LocalAgreement-n and tolk's fast policy, pure functions of token
@@ -38,6 +38,10 @@ typedef struct tolk_gate {
  * from 9 dB above the floor (probability 0.5) and never below -60 dBFS.
  * *g is filled (g->free releases it). TOLK_ERR_NOMEM on failure. */
 tolk_status tolk_gate_energy_new(tolk_gate *g);
+/* The Silero VAD gate: vad's probabilities (a tolk_vad_stream of it; vad
+ * must outlive the gate). TOLK_ERR_INVALID_ARG without a model,
+ * TOLK_ERR_NOMEM on failure (messages on ctx). */
+tolk_status tolk_gate_silero_new(tolk_gate *g, tolk_ctx *ctx, const tolk_vad *vad);
 /* A gate that calls everything speech (probability 1). */
 tolk_status tolk_gate_none_new(tolk_gate *g);
 
