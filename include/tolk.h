@@ -956,6 +956,10 @@ typedef struct tolk_stream_params {
     /* The Silero VAD model of TOLK_STREAM_GATE_SILERO / _AUTO (tolk_vad_load; NULL:
        none). Read only: one model serves any number of streams, and must outlive them. */
     const tolk_vad *vad;
+    /* LocalAgreement (either policy) compares hypotheses heard at least this much audio
+       apart (0.5 s; 0..10; 0: consecutive ones): updates a quarter second apart share
+       their errors, so their agreement proves little; partials still come every update */
+    float agreement_gap_s;
 } tolk_stream_params;
 
 TOLK_API tolk_stream_params tolk_stream_default_params(void);

@@ -45,6 +45,13 @@
 #define PREROLL (SR * 3 / 10) /* samples kept before an onset (0.3 s) */
 #define TS_SAMPLES 320        /* samples per timestamp step (0.02 s) */
 #define MAX_PROMPT 223        /* n_text_ctx / 2 - 1 */
+#define NO_ONSET ((size_t)-1)
+/* Speech that starts (an onset, or speech after RESUME_CHUNKS quiet chunks
+ * inside an utterance) is decoded ONSET_UPDATE samples after it began, even
+ * when min_update_s has not passed since the last update began: the first
+ * words of an utterance or a sentence show sooner. */
+#define ONSET_UPDATE (SR * 15 / 100) /* 0.15 s */
+#define RESUME_CHUNKS 6              /* 0.19 s */
 
 typedef struct ev_item {
     tolk_stream_event ev;
@@ -80,6 +87,8 @@ struct tolk_stream {
     int in_utt;             /* inside an utterance */
     size_t fin_len;         /* the first fin_len samples end an utterance: a final update */
     size_t last_update_len; /* buffer length the last update started from */
+    size_t onset_len;       /* buffer length where speech (re)started since the last
+                               update began, or NO_ONSET */
 
     /* text */
     int *ctok; /* committed tokens still in the buffer (timestamps from buf_t0) */
@@ -118,6 +127,7 @@ tolk_stream_params tolk_stream_default_params(void) {
     p.transcribe.temperatures[0] = 0.0f;
     p.policy = TOLK_STREAM_FAST;
     p.agreement = 2;
+    p.agreement_gap_s = 0.5f;
     p.min_update_s = 0.25f;
     p.margin_s = 0.5f;
     p.min_prob = 0.5f;
@@ -139,6 +149,8 @@ static tolk_status check_params(tolk_ctx *ctx, const tolk_stream_params *p) {
         bad = "policy";
     else if (p->agreement < 2 || p->agreement > TOLK_SP_MAX_AGREE)
         bad = "agreement (2..8)";
+    else if (!(p->agreement_gap_s >= 0.0f && p->agreement_gap_s <= 10.0f))
+        bad = "agreement_gap_s (0..10)";
     else if (!(p->min_update_s >= 0.02f && p->min_update_s <= 10.0f))
         bad = "min_update_s (0.02..10)";
     else if (!(p->margin_s >= 0.0f && p->margin_s <= 10.0f))
@@ -255,6 +267,7 @@ static void buf_drop(tolk_stream *s, size_t n) {
     s->buf_t0 += n;
     s->fin_len = s->fin_len > n ? s->fin_len - n : 0;
     s->last_update_len = s->last_update_len > n ? s->last_update_len - n : 0;
+    if (s->onset_len != NO_ONSET) s->onset_len = s->onset_len > n ? s->onset_len - n : 0;
 }
 
 static void pre_push(tolk_stream *s, const float *x, size_t n) {
@@ -324,7 +337,9 @@ static void maybe_update(tolk_stream *s) {
     if (s->req || s->ended || s->freeing) return;
     int final = s->fin_len > 0;
     size_t len = final ? s->fin_len : s->n_buf;
-    if (!final && !(s->in_utt && s->n_buf >= s->last_update_len + (size_t)(s->p.min_update_s * SR)))
+    if (!final &&
+        !(s->in_utt && (s->n_buf >= s->last_update_len + (size_t)(s->p.min_update_s * SR) ||
+                        (s->onset_len != NO_ONSET && s->n_buf >= s->onset_len + ONSET_UPDATE))))
         return;
     if (len == 0) return;
     if (len > TOLK_N_SAMPLES) {
@@ -394,6 +409,7 @@ static void maybe_update(tolk_stream *s) {
     s->req_final = final;
     s->req_close = close;
     s->last_update_len = len;
+    s->onset_len = NO_ONSET;
 }
 
 /* Concatenated texts of words [a, b) of h (a new string; NULL: no memory). */
@@ -458,10 +474,14 @@ static void take_update(tolk_stream *s, tolk_request *r) {
     }
     tolk_sp_hyp h;
     st = tolk_sp_parse(s->ctx, s->asr, s->ctok, s->n_ctok, tail, tlp, n_tail, audio_s, &h);
+    h.heard = t0 + audio_s;
     /* A hypothesis that loops (Whisper repeating itself), or holds more words
      * than anyone says in that much audio, is no hypothesis: nothing of it is
-     * shown or committed. The end of an utterance keeps what came before the
-     * loop. */
+     * committed (nor remembered for LocalAgreement) before the end of an
+     * utterance, which keeps what came before the loop. What came before the
+     * loop is shown as the partial: on its first quarter second of speech
+     * Whisper often says the first word and then loops on it ("After. After.
+     * After."), and that word is the earliest text there is. */
     int looped = 0;
     if (st == TOLK_OK) {
         int ls = tolk_sp_loop_start(&h);
@@ -472,7 +492,7 @@ static void take_update(tolk_stream *s, tolk_request *r) {
         double limit = 3.0 + 6.0 * (heard > 0.0 ? heard : 0.0);
         if (ls < h.n_w || (double)h.n_w > limit) {
             looped = 1;
-            int keep = s->req_final ? ls : 0;
+            int keep = ls < h.n_w || s->req_final ? ls : 0;
             for (int i = keep; i < h.n_w; i++)
                 free(h.w[i].text);
             h.n_w = keep;
@@ -484,7 +504,8 @@ static void take_update(tolk_stream *s, tolk_request *r) {
         return;
     }
     if (!s->lang[0] && !skipped && h.n_w > 0 && s->asr->multilingual) memcpy(s->lang, lang, 8);
-    int k = tolk_sp_decide(&s->pol, &s->sps, &h, audio_s, s->req_final);
+    int k =
+        looped && !s->req_final ? 0 : tolk_sp_decide(&s->pol, &s->sps, &h, audio_s, s->req_final);
     if (k > 0) {
         int end = h.w[k - 1].b;
         if (h.w[k - 1].ts_after == end) end++; /* the segment's closing timestamp */
@@ -510,8 +531,9 @@ static void take_update(tolk_stream *s, tolk_request *r) {
         end_stream(s, tolk_fail(s->ctx, TOLK_ERR_NOMEM, "stream: out of memory"));
         return;
     }
-    /* the partial: what is left of this hypothesis (a rejected one changes nothing) */
-    char *rest = looped && !s->req_final ? NULL : words_text(&h, k, h.n_w);
+    /* the partial: what is left of this hypothesis (a rejected one with
+     * nothing before its loop changes nothing) */
+    char *rest = looped && !s->req_final && h.n_w == 0 ? NULL : words_text(&h, k, h.n_w);
     if (rest && strcmp(rest, s->partial ? s->partial : "") != 0) {
         double a = k < h.n_w ? t0 + h.w[k].start : s->last_end;
         double b = k < h.n_w ? t0 + h.w[h.n_w - 1].end : s->last_end;
@@ -537,6 +559,7 @@ static void take_update(tolk_stream *s, tolk_request *r) {
             pre_push(s, s->buf, s->n_buf);
             s->buf_t0 += s->n_buf;
             s->n_buf = 0;
+            s->onset_len = NO_ONSET;
         }
         s->last_update_len = s->n_buf;
         s->stats.utterances++;
@@ -586,6 +609,7 @@ static tolk_status route_chunk(tolk_stream *s, const float *x) {
     tolk_status st = s->gate.push(s->gate.impl, s->ctx, x, TOLK_GATE_CHUNK, &prob, &np);
     if (st != TOLK_OK) return st;
     if (np != 1) prob = 0.0f;
+    const int quiet_before = s->trk.quiet;
     tolk_gate_event ev = tolk_gate_track_chunk(&s->trk, prob);
     /* while a final update is pending, the audio stays contiguous */
     const int keep_all = s->fin_len > 0;
@@ -602,9 +626,13 @@ static tolk_status route_chunk(tolk_stream *s, const float *x) {
         if (st == TOLK_OK) st = buf_append(s, x, TOLK_GATE_CHUNK);
         s->in_utt = 1;
         s->last_update_len = s->n_buf - TOLK_GATE_CHUNK;
+        s->onset_len = s->last_update_len;
         break;
     case TOLK_GATE_SPEECH:
         st = buf_append(s, x, TOLK_GATE_CHUNK);
+        if (st == TOLK_OK && prob >= 0.5f && quiet_before >= RESUME_CHUNKS &&
+            s->onset_len == NO_ONSET)
+            s->onset_len = s->n_buf - TOLK_GATE_CHUNK;
         break;
     case TOLK_GATE_PAUSE:
         st = buf_append(s, x, TOLK_GATE_CHUNK);
@@ -859,6 +887,7 @@ tolk_status tolk_stream_open(tolk_engine *e, const tolk_stream_params *params, t
     if (!s) return tolk_fail(ectx, TOLK_ERR_NOMEM, "stream: out of memory");
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    s->onset_len = NO_ONSET;
     s->e = e;
     s->asr = tolk_engine_asr(e);
     s->p = p;
@@ -913,7 +942,8 @@ tolk_status tolk_stream_open(tolk_engine *e, const tolk_stream_params *params, t
     s->pol = (tolk_sp_policy){.fast = p.policy == TOLK_STREAM_FAST,
                               .n = p.agreement,
                               .margin = p.margin_s,
-                              .min_prob = p.min_prob};
+                              .min_prob = p.min_prob,
+                              .gap = p.agreement_gap_s};
     *out = s;
     return TOLK_OK;
 }

@@ -33,7 +33,7 @@
 
 /* A hypothesis of words (texts; probabilities p, ends e seconds). */
 static tolk_sp_hyp mkhyp(int n, const char *const *w, const float *p, const double *e) {
-    tolk_sp_hyp h = {calloc((size_t)(n > 0 ? n : 1), sizeof(tolk_sp_word)), n};
+    tolk_sp_hyp h = {calloc((size_t)(n > 0 ? n : 1), sizeof(tolk_sp_word)), n, 0.0};
     for (int i = 0; i < n; i++) {
         h.w[i].text = strdup(w[i]);
         h.w[i].p_min = p ? p[i] : 1.0f;
@@ -98,20 +98,48 @@ static void test_fast_policy(void) {
 /* LocalAgreement-2 with a margin: two updates a quarter second apart agree
  * on "seems extreme." while the speaker is saying "extremely distant" (the
  * stream bench); the agreed last word waits until the audio runs margin_s
- * past its end. */
+ * past its end — and, when it ends a sentence (or trails off, or is cut),
+ * until a word follows it or the utterance ends: "relief for centuries."
+ * committed while "for centuries before" was being said came back as "for
+ * centuries. for centuries before" (the stream bench). */
 static void test_agreement_edge(void) {
     tolk_sp_policy la2 = {.fast = 0, .n = 2, .margin = 0.5};
-    tolk_sp_state st = {0};
-    const char *w[] = {" seems", " extreme."};
-    const double e[] = {0.8, 1.55};
-    tolk_sp_hyp h = mkhyp(2, w, NULL, e);
-    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.6, 0), 0);
-    CU_ASSERT_EQUAL(tolk_sp_push(&st, &h, 0), TOLK_OK);
-    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.85, 0), 1);
-    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 2.1, 0), 2);
-    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.85, 1), 2); /* the end of an utterance */
-    tolk_sp_hyp_clear(&h);
-    tolk_sp_reset(&st);
+    const char *marks[] = {" extreme.",
+                           " extreme?",
+                           " extreme!",
+                           " extre-",
+                           " extreme...",
+                           " extreme\xe2\x80\xa6",
+                           " extreme\xe2\x80\x94",
+                           " extreme"};
+    for (int m = 0; m < 8; m++) {
+        tolk_sp_state st = {0};
+        const char *w[] = {" seems", marks[m]};
+        const double e[] = {0.8, 1.55};
+        tolk_sp_hyp h = mkhyp(2, w, NULL, e);
+        CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.6, 0), 0);
+        CU_ASSERT_EQUAL(tolk_sp_push(&st, &h, 0), TOLK_OK);
+        CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.85, 0), 1);
+        /* past the margin: a plain word goes, a marked one waits */
+        CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 2.1, 0), m == 7 ? 2 : 1);
+        CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.85, 1), 2); /* the end of an utterance */
+        /* the fast policy holds it too */
+        tolk_sp_policy f = la2;
+        f.fast = 1;
+        f.min_prob = 0.5f;
+        CU_ASSERT_EQUAL(tolk_sp_decide(&f, &st, &h, 2.1, 0), m == 7 ? 2 : 1);
+        /* a marked word that is not the last is committed */
+        const char *w3[] = {" seems", marks[m], " distant"};
+        const double e3[] = {0.8, 1.55, 1.7};
+        tolk_sp_hyp h3 = mkhyp(3, w3, NULL, e3);
+        tolk_sp_state st3 = {0};
+        CU_ASSERT_EQUAL(tolk_sp_push(&st3, &h3, 0), TOLK_OK);
+        CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st3, &h3, 2.5, 0), 3);
+        tolk_sp_hyp_clear(&h3);
+        tolk_sp_reset(&st3);
+        tolk_sp_hyp_clear(&h);
+        tolk_sp_reset(&st);
+    }
 }
 
 /* Randomised: hypotheses drawn around a true word sequence, committed words
@@ -264,6 +292,30 @@ static void test_repeat_start(void) {
     int apart[9] = {600, 601, 602, 603, 604, 605, 606, 650, 651};
     CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t3, 10, NULL, 0, apart, 9, TB), 10);
     tolk_sp_hyp_clear(&h);
+    /* a run that begins inside a word: the prompt ends a sentence ("myself
+     * ."), the committed text goes on ("Mr . Quilter ..."), and the tail's
+     * new last word is " gospel ." before the committed text is said
+     * again: the run ". Mr . Quilter ..." starts at gospel's "." — the cut
+     * keeps " gospel." (the stream bench lost it) */
+    {
+        int prompt[2] = {800, 13}, comm[12], t5[40], n5 = 0;
+        for (int i = 0; i < 12; i++)
+            comm[i] = 900 + i;
+        t5[n5++] = 950; /* " gospel" */
+        t5[n5++] = 13;  /* "." */
+        for (int i = 0; i < 12; i++)
+            t5[n5++] = comm[i];
+        /* words: " gospel." = tokens [0, 2), then one word per token */
+        const char *w5[13];
+        for (int i = 0; i < 13; i++)
+            w5[i] = " w";
+        h = mkhyp(13, w5, NULL, NULL);
+        h.w[0].a = 0, h.w[0].b = 2;
+        for (int i = 1; i < 13; i++)
+            h.w[i].a = i + 1, h.w[i].b = i + 2;
+        CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t5, n5, prompt, 2, comm, 12, TB), 1);
+        tolk_sp_hyp_clear(&h);
+    }
     int said5[5] = {600, 601, 602, 603, 604}, t4[8] = {600, 601, 602, 603, 604, 700, 701, 702};
     h = mkhyp(8, w, NULL, NULL);
     CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t4, 8, NULL, 0, said5, 5, TB),

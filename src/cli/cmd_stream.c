@@ -32,14 +32,14 @@
 #include <unistd.h>
 
 static const cli_optdef stream_opts[] = {
-    {"help", 'h', 0},    {"model", 0, 1},       {"model_dir", 0, 1},   {"device", 0, 1},
-    {"threads", 0, 1},   {"language", 0, 1},    {"task", 0, 1},        {"initial_prompt", 0, 1},
-    {"format", 0, 1},    {"rate", 0, 1},        {"channels", 0, 1},    {"realtime", 0, 0},
-    {"speed", 0, 1},     {"output", 0, 1},      {"wall", 0, 0},        {"policy", 0, 1},
-    {"agreement", 0, 1}, {"min_update", 0, 1},  {"margin", 0, 1},      {"min_prob", 0, 1},
-    {"trim", 0, 1},      {"encoder_pad", 0, 1}, {"encoder_min", 0, 1}, {"gate", 0, 1},
-    {"pause", 0, 1},     {"streams", 0, 1},     {"stats", 0, 0},       {"simulate", 0, 0},
-    {"vad_model", 0, 1}, {NULL, 0, 0},
+    {"help", 'h', 0},    {"model", 0, 1},         {"model_dir", 0, 1},   {"device", 0, 1},
+    {"threads", 0, 1},   {"language", 0, 1},      {"task", 0, 1},        {"initial_prompt", 0, 1},
+    {"format", 0, 1},    {"rate", 0, 1},          {"channels", 0, 1},    {"realtime", 0, 0},
+    {"speed", 0, 1},     {"output", 0, 1},        {"wall", 0, 0},        {"policy", 0, 1},
+    {"agreement", 0, 1}, {"min_update", 0, 1},    {"margin", 0, 1},      {"min_prob", 0, 1},
+    {"trim", 0, 1},      {"encoder_pad", 0, 1},   {"encoder_min", 0, 1}, {"gate", 0, 1},
+    {"pause", 0, 1},     {"streams", 0, 1},       {"stats", 0, 0},       {"simulate", 0, 0},
+    {"vad_model", 0, 1}, {"agreement_gap", 0, 1}, {NULL, 0, 0},
 };
 
 static void usage(FILE *f) {
@@ -79,6 +79,8 @@ static void usage(FILE *f) {
             "                             past them (fast), or when --agreement consecutive\n"
             "                             hypotheses agree (LocalAgreement-n) [fast]\n"
             "  --agreement N              LocalAgreement's n [2]\n"
+            "  --agreement_gap S          LocalAgreement compares hypotheses this much audio\n"
+            "                             apart [0.5]\n"
             "  --min_update S             new audio before the next update [0.25]\n"
             "  --margin S                 fast: a word ends this long before the audio [0.5]\n"
             "  --min_prob P               fast: least token probability [0.5]\n"
@@ -372,6 +374,8 @@ int cli_stream(int argc, char **argv) {
     sp.policy = b ? TOLK_STREAM_LOCAL_AGREEMENT : TOLK_STREAM_FAST;
     if ((r = cli_int(&a, "agreement", 2, 8, 0, 2, &l, NULL))) goto usage_done;
     sp.agreement = (int)l;
+    if ((r = cli_float(&a, "agreement_gap", 0.0, 10.0, 0, 0, 0.5, &d, NULL))) goto usage_done;
+    sp.agreement_gap_s = (float)d;
     if ((r = cli_float(&a, "min_update", 0.02, 10.0, 0, 0, 0.25, &d, NULL))) goto usage_done;
     sp.min_update_s = (float)d;
     if ((r = cli_float(&a, "margin", 0.0, 10.0, 0, 0, 0.5, &d, NULL))) goto usage_done;
