@@ -52,6 +52,18 @@
  * words of an utterance or a sentence show sooner. */
 #define ONSET_UPDATE (SR * 15 / 100) /* 0.15 s */
 #define RESUME_CHUNKS 6              /* 0.19 s */
+/* A pause (pause_s of silence) ends an utterance when its text ends a
+ * sentence (. ? !); inside a sentence — "... we are glad to welcome his"
+ * [pause] "gospel." — the utterance goes on, the silence kept, until the
+ * text ends a sentence (an update over the silence often closes it) or
+ * HOLD_PAUSES more pauses' worth of silence came. Ending there would make
+ * the rest of the sentence the start of a new utterance: decoded without
+ * its beginning (only the prompt), its first word right at the buffer's
+ * start, where Whisper drops or mishears words; and the first words'
+ * commits would wait for the new utterance's agreement. Holding costs the
+ * final commit of an unfinished utterance's last words HOLD_PAUSES pauses
+ * more, and updates over silence meanwhile. */
+#define HOLD_PAUSES 2
 
 typedef struct ev_item {
     tolk_stream_event ev;
@@ -85,6 +97,9 @@ struct tolk_stream {
     size_t n_buf, cap_buf;
     uint64_t buf_t0;
     int in_utt;             /* inside an utterance */
+    int open_text;          /* the utterance's text so far ends inside a sentence */
+    int holding;            /* a pause came while open_text: the utterance goes on */
+    int hold_chunks;        /* silent chunks since that pause */
     size_t fin_len;         /* the first fin_len samples end an utterance: a final update */
     size_t last_update_len; /* buffer length the last update started from */
     size_t onset_len;       /* buffer length where speech (re)started since the last
@@ -331,6 +346,7 @@ static void ctok_to_prompt(tolk_stream *s, int n, int shift) {
 
 static void update_done(void *user, tolk_request *r);
 static int last_cut(const tolk_stream *s);
+static void end_utt(tolk_stream *s);
 
 /* Submit the next update if one is due (the mutex is held). */
 static void maybe_update(tolk_stream *s) {
@@ -548,8 +564,12 @@ static void take_update(tolk_stream *s, tolk_request *r) {
     tolk_sp_hyp_clear(&h);
     tolk_dec_result_clear(&dr);
 
+    /* the text of the utterance so far: a held pause ends once it ends a sentence */
+    if (!s->req_final && h.n_w > 0) s->open_text = !tolk_sp_ends_sentence(h.w[h.n_w - 1].text);
+    if (!s->req_final && s->holding && !s->open_text) end_utt(s);
     if (s->req_final) {
         /* the utterance ended: its text becomes the prompt, its audio goes */
+        s->open_text = 0;
         ctok_to_prompt(s, s->n_ctok, 0);
         tolk_sp_reset(&s->sps);
         size_t fin = s->fin_len;
@@ -602,6 +622,14 @@ static void update_done(void *user, tolk_request *r) {
 
 /* ---- input --------------------------------------------------------------------- */
 
+/* End the utterance at the buffer's end: a final update over it is due
+ * (the mutex is held). */
+static void end_utt(tolk_stream *s) {
+    s->in_utt = 0;
+    s->holding = 0;
+    s->fin_len = s->n_buf;
+}
+
 /* Route one chunk of TOLK_GATE_CHUNK samples (the mutex is held). */
 static tolk_status route_chunk(tolk_stream *s, const float *x) {
     float prob = 1.0f;
@@ -611,22 +639,25 @@ static tolk_status route_chunk(tolk_stream *s, const float *x) {
     if (np != 1) prob = 0.0f;
     const int quiet_before = s->trk.quiet;
     tolk_gate_event ev = tolk_gate_track_chunk(&s->trk, prob);
-    /* while a final update is pending, the audio stays contiguous */
-    const int keep_all = s->fin_len > 0;
+    /* while a final update is pending, or a pause is held, the audio stays
+     * contiguous */
+    const int keep_all = s->fin_len > 0 || s->holding;
     switch (ev) {
     case TOLK_GATE_SILENCE:
         if (keep_all)
             st = buf_append(s, x, TOLK_GATE_CHUNK);
         else
             pre_push(s, x, TOLK_GATE_CHUNK);
+        if (s->holding && ++s->hold_chunks >= s->trk.pause_chunks * HOLD_PAUSES) end_utt(s);
         break;
     case TOLK_GATE_ONSET:
         if (s->n_buf == 0) s->buf_t0 = s->in_pos - s->pre_n;
         st = pre_flush(s);
         if (st == TOLK_OK) st = buf_append(s, x, TOLK_GATE_CHUNK);
+        if (!s->holding) s->last_update_len = s->n_buf - TOLK_GATE_CHUNK;
         s->in_utt = 1;
-        s->last_update_len = s->n_buf - TOLK_GATE_CHUNK;
-        s->onset_len = s->last_update_len;
+        s->holding = 0;
+        s->onset_len = s->n_buf - TOLK_GATE_CHUNK;
         break;
     case TOLK_GATE_SPEECH:
         st = buf_append(s, x, TOLK_GATE_CHUNK);
@@ -636,8 +667,12 @@ static tolk_status route_chunk(tolk_stream *s, const float *x) {
         break;
     case TOLK_GATE_PAUSE:
         st = buf_append(s, x, TOLK_GATE_CHUNK);
-        s->in_utt = 0;
-        s->fin_len = s->n_buf;
+        if (s->open_text) { /* the sentence goes on: hold the utterance */
+            s->holding = 1;
+            s->hold_chunks = 0;
+        } else {
+            end_utt(s);
+        }
         break;
     }
     s->in_pos += TOLK_GATE_CHUNK;

@@ -121,6 +121,10 @@ int tolk_sp_loop_start(const tolk_sp_hyp *h);
 int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, const int *prompt,
                          int n_prompt, const int *committed, int n_committed, int timestamp_begin);
 
+/* Whether a word ends a sentence: ". ? !" last (closing quotes and
+ * parentheses after them allowed), not a trailing off "..". */
+int tolk_sp_ends_sentence(const char *word);
+
 /* ---- commit policies ----------------------------------------------------- */
 
 #define TOLK_SP_MAX_AGREE 8

@@ -221,6 +221,14 @@ static int same(const char *a, const char *b) {
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
+int tolk_sp_ends_sentence(const char *t) {
+    size_t n = t ? strlen(t) : 0;
+    while (n > 0 && (t[n - 1] == '"' || t[n - 1] == '\'' || t[n - 1] == ')'))
+        n--;
+    if (n == 0 || !(t[n - 1] == '.' || t[n - 1] == '?' || t[n - 1] == '!')) return 0;
+    return !(n >= 2 && t[n - 1] == '.' && t[n - 2] == '.'); /* not a trailing off ".." */
+}
+
 /* Whether a word ends with a cut or a trailing off ("ur-", "be...", "—",
  * "…"): the audio stopped inside or right after it. */
 static int ends_cut(const char *t) {
