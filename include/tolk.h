@@ -868,16 +868,22 @@ TOLK_API void tolk_engine_timings(const tolk_engine *engine, tolk_timings *out);
  * forced as its beginning (the text before the audio goes in the prompt),
  * and a commit policy decides which further words are now stable:
  *  - TOLK_STREAM_LOCAL_AGREEMENT: LocalAgreement-n (Machacek et al. 2023,
- *    whisper_streaming): the words on which the last n hypotheses agree;
+ *    whisper_streaming): the words on which the last n hypotheses agree,
+ *    each heard agreement_gap_s of audio after the other (and every
+ *    hypothesis between them);
  *  - TOLK_STREAM_FAST (default): a word is committed from one hypothesis
- *    once more words follow it, every token of it is confident and it
- *    ends at least margin_s before the end of the audio heard so far;
- *    other words wait for LocalAgreement-2.
- * Under either policy an agreed word that is the hypothesis's last and
- * ends within margin_s of the audio's end waits: the audio may still be
- * cutting it (updates a quarter second apart agree on a truncated word).
- * A pause (gate) ends an utterance: its whole hypothesis is committed and
- * the silence is skipped. The encoder runs over the audio present (plus
+ *    once more words follow it, every token of it is confident, it ends
+ *    at least margin_s before the end of the audio heard so far and no
+ *    remembered hypothesis said another word there; other words wait for
+ *    LocalAgreement-2.
+ * Under either policy an agreed word that is the hypothesis's last waits
+ * when it ends within margin_s of the audio's end or ends a sentence (or
+ * is cut): the audio may still be cutting it. A pause (the speech gate)
+ * ends an utterance — its whole hypothesis is committed and the silence is
+ * skipped — unless its text so far ends inside a sentence: then the
+ * utterance goes on until the text ends a sentence or the silence lasts
+ * three times pause_s. The first update of an utterance runs 0.15 s
+ * after speech starts. The encoder runs over the audio present (plus
  * encoder_pad_s), not a padded 30 s window.
  *
  * Events (on_event, called on the engine's thread or, after

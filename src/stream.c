@@ -18,9 +18,9 @@
  *     they cost one prefill, and a committed word can never be contradicted;
  *   - the encoder runs over the buffer plus encoder_pad_s (whisper.cpp's
  *     reduced audio_ctx), not over a zero-padded 30 s window;
- *   - a speech gate (stream_gate.c; a VAD model plugs in there) skips
- *     silence, and a pause ends the utterance: its whole hypothesis is
- *     committed at once;
+ *   - a speech gate (stream_gate.c: Silero VAD, an energy gate, or none)
+ *     skips silence, and a pause ends the utterance: its whole hypothesis
+ *     is committed at once (a pause inside a sentence is held, HOLD_PAUSES);
  *   - updates never overlap within a stream, so their interval follows the
  *     load: after min_update_s of new audio, or as soon as the previous
  *     one ends when the engine is busy.

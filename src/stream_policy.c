@@ -16,6 +16,12 @@
  * when the model is sure of it and has heard past it — more words follow
  * it in the hypothesis, each of its tokens has probability >= min_prob,
  * and its estimated end lies margin seconds before the end of the audio.
+ * Evidence that is no evidence is not taken: LocalAgreement compares
+ * hypotheses heard at least a gap of audio apart (and agrees with every
+ * one between) — updates a quarter second apart share their mistakes —
+ * and the fast policy passes over a word a remembered hypothesis said
+ * otherwise. whisper_streaming's updates are a second apart at least.
+ *
  * Word times are estimated from Whisper's own segment timestamps: the
  * words of a segment share its span in proportion to their bytes; the
  * open last segment is stretched to the audio's end, which makes the
