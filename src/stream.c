@@ -353,10 +353,9 @@ static void maybe_update(tolk_stream *s) {
     if (s->req || s->ended || s->freeing) return;
     int final = s->fin_len > 0;
     size_t len = final ? s->fin_len : s->n_buf;
-    if (!final &&
-        !(s->in_utt && (s->n_buf >= s->last_update_len + (size_t)(s->p.min_update_s * SR) ||
-                        (s->onset_len != NO_ONSET && s->n_buf >= s->onset_len + ONSET_UPDATE))))
-        return;
+    const int regular = s->n_buf >= s->last_update_len + (size_t)(s->p.min_update_s * SR);
+    const int onset = s->onset_len != NO_ONSET && s->n_buf >= s->onset_len + ONSET_UPDATE;
+    if (!final && !(s->in_utt && (regular || onset))) return;
     if (len == 0) return;
     if (len > TOLK_N_SAMPLES) {
         end_stream(s, tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG,
@@ -424,7 +423,9 @@ static void maybe_update(tolk_stream *s) {
     s->req_len = len;
     s->req_final = final;
     s->req_close = close;
-    s->last_update_len = len;
+    /* an onset's early update is one more: the regular one stays due where
+     * it was (its 0.15 s of speech often give no text yet) */
+    if (final || regular || !onset) s->last_update_len = len;
     s->onset_len = NO_ONSET;
 }
 
