@@ -16,7 +16,10 @@ Run through bench/stream (which picks the Python). One run:
 4. per reference word: commit latency = wall-clock time of the commit (seconds since the first sample
    was fed) - the time the word ends in the audio, for the reference words matched by a committed
    word; median and p90; first-text latency after each clip's speech onset (tolk: the first partial
-   or final with text; whisper_streaming has no partials: its first commit); WER (Whisper's English
+   or final with text; whisper_streaming has no partials: its first commit) — and after each clip's
+   speech onset in the audio (Silero VAD, `tolk vad` with 100 ms silences and no padding: the aligned
+   first word often starts 0.3-0.5 s before the speech does), counting only text that starts after the
+   onset (less 0.35 s: tolk's pre-roll); WER (Whisper's English
    normaliser, jiwer) of the committed text against the reference and of offline tolk
    (`tolk transcribe`, its defaults);
 5. the encoder's accuracy cost (bench_audio_ctx: every clip <= 30 s as one window, the full 30 s
@@ -249,8 +252,30 @@ def run_ws(a, out, model):
 
 # ---- scoring -------------------------------------------------------------------------------
 
+ONSETS = None  # each clip's speech onset in the audio (Silero VAD), or None (vad_onsets)
+
+
+def vad_onsets(a, out, clips):
+    """Each clip's first speech start (s) by `tolk vad` on input.wav, or None without a VAD model."""
+    path = os.path.join(out, "vad.json")
+    info = run([a.tolk, "vad", os.path.join(out, "input.wav"), "--model_dir", a.models, "--threads",
+                str(a.threads), "--vad_min_silence_duration_ms", "100", "--vad_speech_pad_ms", "0",
+                "-f", "json"], path, os.path.join(out, "vad.log"))
+    if info["rc"] != 0:
+        log("no speech onsets: tolk vad failed (scripts/get-model silero-vad)")
+        return None
+    with open(path) as f:
+        segs = json.load(f)[0]["speech"]
+    onsets = []
+    for c in clips:
+        st = [s["start"] for s in segs if c["start"] - 0.05 <= s["start"] < c["end"]]
+        onsets.append(min(st) if st else None)
+    return onsets
+
+
 def score(commits, partials, refw, clips, ref):
-    """commits: [(wall, text)] in order; partials: [(wall, end, text)] (text events incl. finals)."""
+    """commits: [(wall, text)] in order; partials: [(wall, start, end, text)] (text events incl.
+    finals)."""
     cw, ct = [], []
     for wall, text in commits:
         for w in words(text):
@@ -269,9 +294,15 @@ def score(commits, partials, refw, clips, ref):
             continue
         onset = refw[k][1]
         k += n
-        nxt = [w for w, e, t in partials if w >= onset and e >= onset and t.strip()]
+        nxt = [w for w, _, e, t in partials if w >= onset and e >= onset and t.strip()]
         if nxt:
             first.append(min(nxt) - onset)
+    # first text after each clip's speech onset in the audio, about audio after it
+    first_vad = []
+    for o in ONSETS or []:
+        nxt = [w for w, b, _, t in partials if o is not None and w >= o and b >= o - 0.35 and t.strip()]
+        if nxt:
+            first_vad.append(min(nxt) - o)
     text = " ".join(t for _, t in commits)
     return {
         "words_matched": len(lat), "reference_words": len(rw),
@@ -280,6 +311,8 @@ def score(commits, partials, refw, clips, ref):
         "commit_mean_s": round(statistics.fmean(lat), 3) if lat else None,
         "first_text_s": round(first[0], 3) if first else None,
         "first_text_median_s": round(statistics.median(first), 3) if first else None,
+        "first_text_vad_s": round(first_vad[0], 3) if first_vad else None,
+        "first_text_vad_median_s": round(statistics.median(first_vad), 3) if first_vad else None,
         "wer": round(wer(ref, text), 2),
         "text": text,
     }
@@ -287,7 +320,8 @@ def score(commits, partials, refw, clips, ref):
 
 def tolk_score(events, refw, clips, ref):
     commits = [(e["wall"], e["text"]) for e in events if e["type"] == "final"]
-    texts = [(e["wall"], e["end"], e["text"]) for e in events if e["type"] in ("partial", "final")]
+    texts = [(e["wall"], e["start"], e["end"], e["text"]) for e in events
+             if e["type"] in ("partial", "final")]
     s = score(commits, texts, refw, clips, ref)
     ends = [e for e in events if e["type"] == "end"]
     s["ended_ok"] = len(ends) == 1 and "error" not in ends[0]
@@ -329,6 +363,8 @@ def main():
     clips, ref, dur = build_input(a, out)
     res["input"] = {"clips": len(clips), "seconds": round(dur, 1)}
     refw, matched, fw_text = align_reference(a, out, ref)
+    global ONSETS
+    ONSETS = vad_onsets(a, out, clips)
     res["alignment"] = {"tool": f"faster-whisper {a.align_model} int8 word_timestamps",
                         "matched": matched, "words": len(refw),
                         "faster_whisper_wer": round(wer(ref, fw_text), 2)}
@@ -356,7 +392,7 @@ def main():
     if "ws" not in skip and a.whisper_streaming:
         commits, info = run_ws(a, out, a.model)
         s = score([(c["wall"], c["text"]) for c in commits],
-                  [(c["wall"], c["end"], c["text"]) for c in commits], refw, clips, ref)
+                  [(c["wall"], c["start"], c["end"], c["text"]) for c in commits], refw, clips, ref)
         s.update(info)
         res["runs"]["whisper_streaming"] = s
         log(f"whisper_streaming: median {s['commit_median_s']} p90 {s['commit_p90_s']} first "
@@ -466,12 +502,14 @@ def write_summary(out, res):
          f"({res['alignment']['matched']}/{res['alignment']['words']} reference words matched; "
          f"its own WER {res['alignment']['faster_whisper_wer']} %).", "",
          "| run | commit latency median (s) | p90 (s) | mean (s) | first text after onset: first clip / "
-         "median of clips (s) | committed WER % | words matched | load before → after |",
-         "|---|---|---|---|---|---|---|---|"]
+         "median of clips (s) | same after the speech onset (VAD) (s) | committed WER % | "
+         "words matched | load before → after |",
+         "|---|---|---|---|---|---|---|---|---|"]
     for k, s in res["runs"].items():
         L.append(f"| {k} | {fmt(s['commit_median_s'])} | {fmt(s['commit_p90_s'])} | "
                  f"{fmt(s['commit_mean_s'])} | {fmt(s['first_text_s'])} / "
-                 f"{fmt(s['first_text_median_s'])} | {fmt(s['wer'])} | {s['words_matched']}/"
+                 f"{fmt(s['first_text_median_s'])} | {fmt(s.get('first_text_vad_s'))} / "
+                 f"{fmt(s.get('first_text_vad_median_s'))} | {fmt(s['wer'])} | {s['words_matched']}/"
                  f"{s['reference_words']} | {s['load_before']} → {s['load_after']} |")
     if "offline" in res:
         L += ["", f"Offline tolk ({res['offline']['settings']}): WER {res['offline']['wer']} %."]

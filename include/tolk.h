@@ -884,16 +884,22 @@ TOLK_API void tolk_engine_timings(const tolk_engine *engine, tolk_timings *out);
  * forced as its beginning (the text before the audio goes in the prompt),
  * and a commit policy decides which further words are now stable:
  *  - TOLK_STREAM_LOCAL_AGREEMENT: LocalAgreement-n (Machacek et al. 2023,
- *    whisper_streaming): the words on which the last n hypotheses agree;
+ *    whisper_streaming): the words on which the last n hypotheses agree,
+ *    each heard agreement_gap_s of audio after the other (and every
+ *    hypothesis between them);
  *  - TOLK_STREAM_FAST (default): a word is committed from one hypothesis
- *    once more words follow it, every token of it is confident and it
- *    ends at least margin_s before the end of the audio heard so far;
- *    other words wait for LocalAgreement-2.
- * Under either policy an agreed word that is the hypothesis's last and
- * ends within margin_s of the audio's end waits: the audio may still be
- * cutting it (updates a quarter second apart agree on a truncated word).
- * A pause (gate) ends an utterance: its whole hypothesis is committed and
- * the silence is skipped. The encoder runs over the audio present (plus
+ *    once more words follow it, every token of it is confident, it ends
+ *    at least margin_s before the end of the audio heard so far and no
+ *    remembered hypothesis said another word there; other words wait for
+ *    LocalAgreement-2.
+ * Under either policy an agreed word that is the hypothesis's last waits
+ * when it ends within margin_s of the audio's end or ends a sentence (or
+ * is cut): the audio may still be cutting it. A pause (the speech gate)
+ * ends an utterance — its whole hypothesis is committed and the silence is
+ * skipped — unless its text so far ends inside a sentence: then the
+ * utterance goes on until the text ends a sentence or the silence lasts
+ * three times pause_s. The first update of an utterance runs 0.15 s
+ * after speech starts. The encoder runs over the audio present (plus
  * encoder_pad_s), not a padded 30 s window.
  *
  * Events (on_event, called on the engine's thread or, after
@@ -913,9 +919,11 @@ typedef enum tolk_stream_policy {
 } tolk_stream_policy;
 
 typedef enum tolk_stream_gate {
-    TOLK_STREAM_GATE_ENERGY = 0, /* an adaptive energy gate (default) */
-    TOLK_STREAM_GATE_NONE = 1    /* every sample is speech; only the end of input or
+    TOLK_STREAM_GATE_ENERGY = 0, /* an adaptive energy gate */
+    TOLK_STREAM_GATE_NONE = 1,   /* every sample is speech; only the end of input or
                                     a full buffer ends an utterance */
+    TOLK_STREAM_GATE_SILERO = 2, /* the Silero VAD model params.vad (needs it) */
+    TOLK_STREAM_GATE_AUTO = 3    /* default: Silero when params.vad is set, else energy */
 } tolk_stream_gate;
 
 typedef enum tolk_stream_event_type {
@@ -967,6 +975,13 @@ typedef struct tolk_stream_params {
                         unaware" mode); 0 (live input): pushes never wait */
     tolk_stream_event_fn on_event;
     void *user;
+    /* The Silero VAD model of TOLK_STREAM_GATE_SILERO / _AUTO (tolk_vad_load; NULL:
+       none). Read only: one model serves any number of streams, and must outlive them. */
+    const tolk_vad *vad;
+    /* LocalAgreement (either policy) compares hypotheses heard at least this much audio
+       apart (0.5 s; 0..10; 0: consecutive ones): updates a quarter second apart share
+       their errors, so their agreement proves little; partials still come every update */
+    float agreement_gap_s;
 } tolk_stream_params;
 
 TOLK_API tolk_stream_params tolk_stream_default_params(void);

@@ -18,9 +18,9 @@
  *     they cost one prefill, and a committed word can never be contradicted;
  *   - the encoder runs over the buffer plus encoder_pad_s (whisper.cpp's
  *     reduced audio_ctx), not over a zero-padded 30 s window;
- *   - a speech gate (stream_gate.c; a VAD model plugs in there) skips
- *     silence, and a pause ends the utterance: its whole hypothesis is
- *     committed at once;
+ *   - a speech gate (stream_gate.c: Silero VAD, an energy gate, or none)
+ *     skips silence, and a pause ends the utterance: its whole hypothesis
+ *     is committed at once (a pause inside a sentence is held, HOLD_PAUSES);
  *   - updates never overlap within a stream, so their interval follows the
  *     load: after min_update_s of new audio, or as soon as the previous
  *     one ends when the engine is busy.
@@ -45,6 +45,25 @@
 #define PREROLL (SR * 3 / 10) /* samples kept before an onset (0.3 s) */
 #define TS_SAMPLES 320        /* samples per timestamp step (0.02 s) */
 #define MAX_PROMPT 223        /* n_text_ctx / 2 - 1 */
+#define NO_ONSET ((size_t)-1)
+/* Speech that starts (an onset, or speech after RESUME_CHUNKS quiet chunks
+ * inside an utterance) is decoded ONSET_UPDATE samples after it began, even
+ * when min_update_s has not passed since the last update began: the first
+ * words of an utterance or a sentence show sooner. */
+#define ONSET_UPDATE (SR * 15 / 100) /* 0.15 s */
+#define RESUME_CHUNKS 6              /* 0.19 s */
+/* A pause (pause_s of silence) ends an utterance when its text ends a
+ * sentence (. ? !); inside a sentence — "... we are glad to welcome his"
+ * [pause] "gospel." — the utterance goes on, the silence kept, until the
+ * text ends a sentence (an update over the silence often closes it) or
+ * HOLD_PAUSES more pauses' worth of silence came. Ending there would make
+ * the rest of the sentence the start of a new utterance: decoded without
+ * its beginning (only the prompt), its first word right at the buffer's
+ * start, where Whisper drops or mishears words; and the first words'
+ * commits would wait for the new utterance's agreement. Holding costs the
+ * final commit of an unfinished utterance's last words HOLD_PAUSES pauses
+ * more, and updates over silence meanwhile. */
+#define HOLD_PAUSES 2
 
 typedef struct ev_item {
     tolk_stream_event ev;
@@ -78,8 +97,13 @@ struct tolk_stream {
     size_t n_buf, cap_buf;
     uint64_t buf_t0;
     int in_utt;             /* inside an utterance */
+    int open_text;          /* the utterance's text so far ends inside a sentence */
+    int holding;            /* a pause came while open_text: the utterance goes on */
+    int hold_chunks;        /* silent chunks since that pause */
     size_t fin_len;         /* the first fin_len samples end an utterance: a final update */
     size_t last_update_len; /* buffer length the last update started from */
+    size_t onset_len;       /* buffer length where speech (re)started since the last
+                               update began, or NO_ONSET */
 
     /* text */
     int *ctok; /* committed tokens still in the buffer (timestamps from buf_t0) */
@@ -118,6 +142,7 @@ tolk_stream_params tolk_stream_default_params(void) {
     p.transcribe.temperatures[0] = 0.0f;
     p.policy = TOLK_STREAM_FAST;
     p.agreement = 2;
+    p.agreement_gap_s = 0.5f;
     p.min_update_s = 0.25f;
     p.margin_s = 0.5f;
     p.min_prob = 0.5f;
@@ -126,7 +151,7 @@ tolk_stream_params tolk_stream_default_params(void) {
     p.encoder_pad_s = 1.0f;
     p.encoder_min_s = 10.0f;
     p.prompt_tokens = 48;
-    p.gate = TOLK_STREAM_GATE_ENERGY;
+    p.gate = TOLK_STREAM_GATE_AUTO;
     p.pause_s = 0.5f;
     p.sample_rate = SR;
     p.channels = 1;
@@ -139,6 +164,8 @@ static tolk_status check_params(tolk_ctx *ctx, const tolk_stream_params *p) {
         bad = "policy";
     else if (p->agreement < 2 || p->agreement > TOLK_SP_MAX_AGREE)
         bad = "agreement (2..8)";
+    else if (!(p->agreement_gap_s >= 0.0f && p->agreement_gap_s <= 10.0f))
+        bad = "agreement_gap_s (0..10)";
     else if (!(p->min_update_s >= 0.02f && p->min_update_s <= 10.0f))
         bad = "min_update_s (0.02..10)";
     else if (!(p->margin_s >= 0.0f && p->margin_s <= 10.0f))
@@ -155,8 +182,11 @@ static tolk_status check_params(tolk_ctx *ctx, const tolk_stream_params *p) {
         bad = "encoder_min_s (0..30)";
     else if (p->prompt_tokens < 0 || p->prompt_tokens > MAX_PROMPT)
         bad = "prompt_tokens (0..223)";
-    else if (p->gate != TOLK_STREAM_GATE_ENERGY && p->gate != TOLK_STREAM_GATE_NONE)
+    else if (p->gate != TOLK_STREAM_GATE_ENERGY && p->gate != TOLK_STREAM_GATE_NONE &&
+             p->gate != TOLK_STREAM_GATE_SILERO && p->gate != TOLK_STREAM_GATE_AUTO)
         bad = "gate";
+    else if (p->gate == TOLK_STREAM_GATE_SILERO && !p->vad)
+        bad = "vad (TOLK_STREAM_GATE_SILERO needs a Silero VAD model)";
     else if (!(p->pause_s >= 0.064f && p->pause_s <= 30.0f))
         bad = "pause_s (0.064..30)";
     else if (p->sample_rate < 1000 || p->sample_rate > 384000)
@@ -252,6 +282,7 @@ static void buf_drop(tolk_stream *s, size_t n) {
     s->buf_t0 += n;
     s->fin_len = s->fin_len > n ? s->fin_len - n : 0;
     s->last_update_len = s->last_update_len > n ? s->last_update_len - n : 0;
+    if (s->onset_len != NO_ONSET) s->onset_len = s->onset_len > n ? s->onset_len - n : 0;
 }
 
 static void pre_push(tolk_stream *s, const float *x, size_t n) {
@@ -315,14 +346,16 @@ static void ctok_to_prompt(tolk_stream *s, int n, int shift) {
 
 static void update_done(void *user, tolk_request *r);
 static int last_cut(const tolk_stream *s);
+static void end_utt(tolk_stream *s);
 
 /* Submit the next update if one is due (the mutex is held). */
 static void maybe_update(tolk_stream *s) {
     if (s->req || s->ended || s->freeing) return;
     int final = s->fin_len > 0;
     size_t len = final ? s->fin_len : s->n_buf;
-    if (!final && !(s->in_utt && s->n_buf >= s->last_update_len + (size_t)(s->p.min_update_s * SR)))
-        return;
+    const int regular = s->n_buf >= s->last_update_len + (size_t)(s->p.min_update_s * SR);
+    const int onset = s->onset_len != NO_ONSET && s->n_buf >= s->onset_len + ONSET_UPDATE;
+    if (!final && !(s->in_utt && (regular || onset))) return;
     if (len == 0) return;
     if (len > TOLK_N_SAMPLES) {
         end_stream(s, tolk_fail(s->ctx, TOLK_ERR_INVALID_ARG,
@@ -390,7 +423,10 @@ static void maybe_update(tolk_stream *s) {
     s->req_len = len;
     s->req_final = final;
     s->req_close = close;
-    s->last_update_len = len;
+    /* an onset's early update is one more: the regular one stays due where
+     * it was (its 0.15 s of speech often give no text yet) */
+    if (final || regular || !onset) s->last_update_len = len;
+    s->onset_len = NO_ONSET;
 }
 
 /* Concatenated texts of words [a, b) of h (a new string; NULL: no memory). */
@@ -455,10 +491,14 @@ static void take_update(tolk_stream *s, tolk_request *r) {
     }
     tolk_sp_hyp h;
     st = tolk_sp_parse(s->ctx, s->asr, s->ctok, s->n_ctok, tail, tlp, n_tail, audio_s, &h);
+    h.heard = t0 + audio_s;
     /* A hypothesis that loops (Whisper repeating itself), or holds more words
      * than anyone says in that much audio, is no hypothesis: nothing of it is
-     * shown or committed. The end of an utterance keeps what came before the
-     * loop. */
+     * committed (nor remembered for LocalAgreement) before the end of an
+     * utterance, which keeps what came before the loop. What came before the
+     * loop is shown as the partial: on its first quarter second of speech
+     * Whisper often says the first word and then loops on it ("After. After.
+     * After."), and that word is the earliest text there is. */
     int looped = 0;
     if (st == TOLK_OK) {
         int ls = tolk_sp_loop_start(&h);
@@ -469,7 +509,7 @@ static void take_update(tolk_stream *s, tolk_request *r) {
         double limit = 3.0 + 6.0 * (heard > 0.0 ? heard : 0.0);
         if (ls < h.n_w || (double)h.n_w > limit) {
             looped = 1;
-            int keep = s->req_final ? ls : 0;
+            int keep = ls < h.n_w || s->req_final ? ls : 0;
             for (int i = keep; i < h.n_w; i++)
                 free(h.w[i].text);
             h.n_w = keep;
@@ -481,7 +521,8 @@ static void take_update(tolk_stream *s, tolk_request *r) {
         return;
     }
     if (!s->lang[0] && !skipped && h.n_w > 0 && s->asr->multilingual) memcpy(s->lang, lang, 8);
-    int k = tolk_sp_decide(&s->pol, &s->sps, &h, audio_s, s->req_final);
+    int k =
+        looped && !s->req_final ? 0 : tolk_sp_decide(&s->pol, &s->sps, &h, audio_s, s->req_final);
     if (k > 0) {
         int end = h.w[k - 1].b;
         if (h.w[k - 1].ts_after == end) end++; /* the segment's closing timestamp */
@@ -507,8 +548,9 @@ static void take_update(tolk_stream *s, tolk_request *r) {
         end_stream(s, tolk_fail(s->ctx, TOLK_ERR_NOMEM, "stream: out of memory"));
         return;
     }
-    /* the partial: what is left of this hypothesis (a rejected one changes nothing) */
-    char *rest = looped && !s->req_final ? NULL : words_text(&h, k, h.n_w);
+    /* the partial: what is left of this hypothesis (a rejected one with
+     * nothing before its loop changes nothing) */
+    char *rest = looped && !s->req_final && h.n_w == 0 ? NULL : words_text(&h, k, h.n_w);
     if (rest && strcmp(rest, s->partial ? s->partial : "") != 0) {
         double a = k < h.n_w ? t0 + h.w[k].start : s->last_end;
         double b = k < h.n_w ? t0 + h.w[h.n_w - 1].end : s->last_end;
@@ -523,8 +565,12 @@ static void take_update(tolk_stream *s, tolk_request *r) {
     tolk_sp_hyp_clear(&h);
     tolk_dec_result_clear(&dr);
 
+    /* the text of the utterance so far: a held pause ends once it ends a sentence */
+    if (!s->req_final && h.n_w > 0) s->open_text = !tolk_sp_ends_sentence(h.w[h.n_w - 1].text);
+    if (!s->req_final && s->holding && !s->open_text) end_utt(s);
     if (s->req_final) {
         /* the utterance ended: its text becomes the prompt, its audio goes */
+        s->open_text = 0;
         ctok_to_prompt(s, s->n_ctok, 0);
         tolk_sp_reset(&s->sps);
         size_t fin = s->fin_len;
@@ -534,6 +580,7 @@ static void take_update(tolk_stream *s, tolk_request *r) {
             pre_push(s, s->buf, s->n_buf);
             s->buf_t0 += s->n_buf;
             s->n_buf = 0;
+            s->onset_len = NO_ONSET;
         }
         s->last_update_len = s->n_buf;
         s->stats.utterances++;
@@ -576,6 +623,14 @@ static void update_done(void *user, tolk_request *r) {
 
 /* ---- input --------------------------------------------------------------------- */
 
+/* End the utterance at the buffer's end: a final update over it is due
+ * (the mutex is held). */
+static void end_utt(tolk_stream *s) {
+    s->in_utt = 0;
+    s->holding = 0;
+    s->fin_len = s->n_buf;
+}
+
 /* Route one chunk of TOLK_GATE_CHUNK samples (the mutex is held). */
 static tolk_status route_chunk(tolk_stream *s, const float *x) {
     float prob = 1.0f;
@@ -583,30 +638,42 @@ static tolk_status route_chunk(tolk_stream *s, const float *x) {
     tolk_status st = s->gate.push(s->gate.impl, s->ctx, x, TOLK_GATE_CHUNK, &prob, &np);
     if (st != TOLK_OK) return st;
     if (np != 1) prob = 0.0f;
+    const int quiet_before = s->trk.quiet;
     tolk_gate_event ev = tolk_gate_track_chunk(&s->trk, prob);
-    /* while a final update is pending, the audio stays contiguous */
-    const int keep_all = s->fin_len > 0;
+    /* while a final update is pending, or a pause is held, the audio stays
+     * contiguous */
+    const int keep_all = s->fin_len > 0 || s->holding;
     switch (ev) {
     case TOLK_GATE_SILENCE:
         if (keep_all)
             st = buf_append(s, x, TOLK_GATE_CHUNK);
         else
             pre_push(s, x, TOLK_GATE_CHUNK);
+        if (s->holding && ++s->hold_chunks >= s->trk.pause_chunks * HOLD_PAUSES) end_utt(s);
         break;
     case TOLK_GATE_ONSET:
         if (s->n_buf == 0) s->buf_t0 = s->in_pos - s->pre_n;
         st = pre_flush(s);
         if (st == TOLK_OK) st = buf_append(s, x, TOLK_GATE_CHUNK);
+        if (!s->holding) s->last_update_len = s->n_buf - TOLK_GATE_CHUNK;
         s->in_utt = 1;
-        s->last_update_len = s->n_buf - TOLK_GATE_CHUNK;
+        s->holding = 0;
+        s->onset_len = s->n_buf - TOLK_GATE_CHUNK;
         break;
     case TOLK_GATE_SPEECH:
         st = buf_append(s, x, TOLK_GATE_CHUNK);
+        if (st == TOLK_OK && prob >= 0.5f && quiet_before >= RESUME_CHUNKS &&
+            s->onset_len == NO_ONSET)
+            s->onset_len = s->n_buf - TOLK_GATE_CHUNK;
         break;
     case TOLK_GATE_PAUSE:
         st = buf_append(s, x, TOLK_GATE_CHUNK);
-        s->in_utt = 0;
-        s->fin_len = s->n_buf;
+        if (s->open_text) { /* the sentence goes on: hold the utterance */
+            s->holding = 1;
+            s->hold_chunks = 0;
+        } else {
+            end_utt(s);
+        }
         break;
     }
     s->in_pos += TOLK_GATE_CHUNK;
@@ -856,6 +923,7 @@ tolk_status tolk_stream_open(tolk_engine *e, const tolk_stream_params *params, t
     if (!s) return tolk_fail(ectx, TOLK_ERR_NOMEM, "stream: out of memory");
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    s->onset_len = NO_ONSET;
     s->e = e;
     s->asr = tolk_engine_asr(e);
     s->p = p;
@@ -883,9 +951,14 @@ tolk_status tolk_stream_open(tolk_engine *e, const tolk_stream_params *params, t
             s->n_ptok = p.prompt_tokens;
         }
     }
-    if (st == TOLK_OK)
-        st = p.gate == TOLK_STREAM_GATE_NONE ? tolk_gate_none_new(&s->gate)
-                                             : tolk_gate_energy_new(&s->gate);
+    if (st == TOLK_OK) {
+        if (p.gate == TOLK_STREAM_GATE_NONE)
+            st = tolk_gate_none_new(&s->gate);
+        else if (p.gate == TOLK_STREAM_GATE_SILERO || (p.gate == TOLK_STREAM_GATE_AUTO && p.vad))
+            st = tolk_gate_silero_new(&s->gate, s->ctx, p.vad);
+        else
+            st = tolk_gate_energy_new(&s->gate);
+    }
     if (st == TOLK_OK && p.sample_rate != SR) {
         soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
         soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
@@ -905,7 +978,8 @@ tolk_status tolk_stream_open(tolk_engine *e, const tolk_stream_params *params, t
     s->pol = (tolk_sp_policy){.fast = p.policy == TOLK_STREAM_FAST,
                               .n = p.agreement,
                               .margin = p.margin_s,
-                              .min_prob = p.min_prob};
+                              .min_prob = p.min_prob,
+                              .gap = p.agreement_gap_s};
     *out = s;
     return TOLK_OK;
 }

@@ -2,8 +2,8 @@
  * stream_internal.h — the parts of a live stream (tolk.h's tolk_stream)
  * that stream.c assembles, each testable alone:
  *   - the speech gate (stream_gate.c): a source of speech probabilities
- *     per 512-sample chunk (32 ms at 16 kHz) behind a small interface, so
- *     a VAD model plugs in where the energy gate is used now, and the
+ *     per 512-sample chunk (32 ms at 16 kHz) behind a small interface
+ *     (an adaptive energy gate, the Silero VAD model, or none), and the
  *     utterance tracker that turns probabilities into speech / pause;
  *   - the hypothesis words and the commit policies (stream_policy.c):
  *     LocalAgreement-n and tolk's fast policy, pure functions of token
@@ -38,6 +38,10 @@ typedef struct tolk_gate {
  * from 9 dB above the floor (probability 0.5) and never below -60 dBFS.
  * *g is filled (g->free releases it). TOLK_ERR_NOMEM on failure. */
 tolk_status tolk_gate_energy_new(tolk_gate *g);
+/* The Silero VAD gate: vad's probabilities (a tolk_vad_stream of it; vad
+ * must outlive the gate). TOLK_ERR_INVALID_ARG without a model,
+ * TOLK_ERR_NOMEM on failure (messages on ctx). */
+tolk_status tolk_gate_silero_new(tolk_gate *g, tolk_ctx *ctx, const tolk_vad *vad);
 /* A gate that calls everything speech (probability 1). */
 tolk_status tolk_gate_none_new(tolk_gate *g);
 
@@ -79,6 +83,8 @@ typedef struct tolk_sp_word {
 typedef struct tolk_sp_hyp {
     tolk_sp_word *w; /* owned */
     int n_w;
+    double heard; /* seconds of input heard when it was decoded (the audio's end,
+                     from the start of the stream; tolk_sp_decide's gap) */
 } tolk_sp_hyp;
 
 /* Words of the tail [n_tail] (its log-probabilities lp, NULL: certain) of a
@@ -115,9 +121,14 @@ int tolk_sp_loop_start(const tolk_sp_hyp *h);
 int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, const int *prompt,
                          int n_prompt, const int *committed, int n_committed, int timestamp_begin);
 
+/* Whether a word ends a sentence: ". ? !" last (closing quotes and
+ * parentheses after them allowed), not a trailing off "..". */
+int tolk_sp_ends_sentence(const char *word);
+
 /* ---- commit policies ----------------------------------------------------- */
 
 #define TOLK_SP_MAX_AGREE 8
+#define TOLK_SP_HIST 16 /* tails remembered (LocalAgreement-8 with gaps of two updates) */
 
 typedef struct tolk_sp_policy {
     int fast;       /* 1: tolk's fast policy; 0: LocalAgreement-n */
@@ -125,21 +136,29 @@ typedef struct tolk_sp_policy {
     double margin;  /* fast: seconds a word must end before the audio's end;
                        both: an agreed LAST word of the hypothesis too */
     float min_prob; /* fast: least token probability */
+    double gap;     /* LocalAgreement: seconds of audio between the hypotheses compared */
 } tolk_sp_policy;
 
-/* The uncommitted tails of the last hypotheses (word texts), newest first. */
+/* The uncommitted tails of the last hypotheses (word texts, and what had
+ * been heard then), newest first. */
 typedef struct tolk_sp_state {
-    char **prev[TOLK_SP_MAX_AGREE];
-    int n_prev[TOLK_SP_MAX_AGREE];
+    char **prev[TOLK_SP_HIST];
+    int n_prev[TOLK_SP_HIST];
+    double heard[TOLK_SP_HIST];
     int n_hist;
 } tolk_sp_state;
 
 /* How many words of h to commit now (a prefix of its words): every word
  * when final (the end of an utterance); else LocalAgreement-n — the
- * longest common prefix of h and the n - 1 previous tails, none before n
- * hypotheses — extended, for the fast policy, over the following words
- * that are not the last, whose tokens all have probability >= min_prob and
- * that end at least margin before audio_s. */
+ * longest common prefix of h and n - 1 previous tails, each heard at
+ * least p->gap seconds before the next newer one of them (h the newest;
+ * tails in between are passed over), none before there are such n - 1,
+ * less an agreed last word of h that ends within margin of
+ * audio_s or ends with a sentence end, a trailing off or a cut (". ? ! -
+ * ... — ": what Whisper writes where the audio stops; it waits for the
+ * next word or the end of the utterance) — extended, for the fast policy,
+ * over the following words that are not the last, whose tokens all have
+ * probability >= min_prob and that end at least margin before audio_s. */
 int tolk_sp_decide(const tolk_sp_policy *p, const tolk_sp_state *st, const tolk_sp_hyp *h,
                    double audio_s, int final);
 /* Record h after its first k words were committed: its other words become

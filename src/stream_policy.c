@@ -16,6 +16,12 @@
  * when the model is sure of it and has heard past it — more words follow
  * it in the hypothesis, each of its tokens has probability >= min_prob,
  * and its estimated end lies margin seconds before the end of the audio.
+ * Evidence that is no evidence is not taken: LocalAgreement compares
+ * hypotheses heard at least a gap of audio apart (and agrees with every
+ * one between) — updates a quarter second apart share their mistakes —
+ * and the fast policy passes over a word a remembered hypothesis said
+ * otherwise. whisper_streaming's updates are a second apart at least.
+ *
  * Word times are estimated from Whisper's own segment timestamps: the
  * words of a segment share its span in proportion to their bytes; the
  * open last segment is stretched to the audio's end, which makes the
@@ -206,8 +212,12 @@ int tolk_sp_repeat_start(const tolk_sp_hyp *h, const int *tail, int n_tail, cons
     }
     free(S), free(tp);
     if (at < 0) return h->n_w;
+    /* the first word that starts inside the run: a run may begin inside a
+     * word — its closing "." when the text said before ends a sentence too
+     * ("... his gospel." + "Mr. Quilter ..." said again after the prompt's
+     * "myself." + "Mr. Quilter ...") — and that word's beginning is new */
     for (int w = 0; w < h->n_w; w++)
-        if (h->w[w].b > at) return w; /* the word holding the run's first token */
+        if (h->w[w].a >= at) return w;
     return h->n_w;
 }
 
@@ -217,14 +227,73 @@ static int same(const char *a, const char *b) {
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
+int tolk_sp_ends_sentence(const char *t) {
+    size_t n = t ? strlen(t) : 0;
+    while (n > 0 && (t[n - 1] == '"' || t[n - 1] == '\'' || t[n - 1] == ')'))
+        n--;
+    if (n == 0 || !(t[n - 1] == '.' || t[n - 1] == '?' || t[n - 1] == '!')) return 0;
+    return !(n >= 2 && t[n - 1] == '.' && t[n - 2] == '.'); /* not a trailing off ".." */
+}
+
+/* Whether a word ends with a cut or a trailing off ("ur-", "be...", "—",
+ * "…"): the audio stopped inside or right after it. */
+static int ends_cut(const char *t) {
+    size_t n = t ? strlen(t) : 0;
+    if (n == 0) return 0;
+    if (t[n - 1] == '-' || (n >= 3 && !strcmp(t + n - 3, "..."))) return 1;
+    return n >= 3 && (unsigned char)t[n - 3] == 0xE2 && (unsigned char)t[n - 2] == 0x80 &&
+           ((unsigned char)t[n - 1] == 0xA6 || (unsigned char)t[n - 1] == 0x94);
+}
+
+/* Whether a word ends with the marks Whisper puts where the audio stops —
+ * a sentence end (". ? !"), a trailing off ("...", "…") or a cut (" -",
+ * "—") — which the buffer's end produces as often as the speaker does. */
+static int ends_clause(const char *t) {
+    size_t n = t ? strlen(t) : 0;
+    if (n == 0) return 0;
+    const unsigned char c = (unsigned char)t[n - 1];
+    if (c == '.' || c == '?' || c == '!' || c == '-') return 1;
+    /* U+2026 … and U+2014 — (E2 80 A6, E2 80 94) */
+    return n >= 3 && (unsigned char)t[n - 3] == 0xE2 && (unsigned char)t[n - 2] == 0x80 &&
+           (c == 0xA6 || c == 0x94);
+}
+
+/* Whether one of the newest n_use tails said another word than h's word
+ * m, having agreed with h before it (a cut word — "ur-", "be..." — says
+ * nothing). Whisper is confident of a word it gets wrong as often as not
+ * the first times it hears it: "may be..." then "made just..." ("may
+ * justly"). */
+static int contradicted(const tolk_sp_state *st, int n_use, const tolk_sp_hyp *h, int m) {
+    for (int q = 0; q < n_use && q < st->n_hist; q++) {
+        if (st->n_prev[q] <= m) continue;
+        int agreed = 1;
+        for (int i = 0; i < m && agreed; i++)
+            agreed = same(st->prev[q][i], h->w[i].text);
+        if (agreed && !same(st->prev[q][m], h->w[m].text) && !ends_cut(st->prev[q][m])) return 1;
+    }
+    return 0;
+}
+
 int tolk_sp_decide(const tolk_sp_policy *p, const tolk_sp_state *st, const tolk_sp_hyp *h,
                    double audio_s, int final) {
     if (final) return h->n_w;
     const int n = p->fast ? 2 : (p->n < 2 ? 2 : p->n);
+    /* the tails to agree with: hypotheses of one another's audio, a gap
+     * apart — updates a quarter second apart share nearly all their audio
+     * and their errors ("hit and painful" for "him and painful" twice) */
+    int n_use = 0, found = 0;
+    double ref = h->heard;
+    for (int q = 0; q < st->n_hist && found < n - 1; q++) {
+        n_use++;
+        if (st->heard[q] <= ref - p->gap + 1e-6) {
+            found++;
+            ref = st->heard[q];
+        }
+    }
     int k = 0;
-    if (st->n_hist >= n - 1) {
+    if (found == n - 1) {
         k = h->n_w;
-        for (int q = 0; q < n - 1; q++) {
+        for (int q = 0; q < n_use; q++) {
             int m = 0;
             while (m < k && m < st->n_prev[q] && same(h->w[m].text, st->prev[q][m]))
                 m++;
@@ -233,10 +302,13 @@ int tolk_sp_decide(const tolk_sp_policy *p, const tolk_sp_state *st, const tolk_
         /* a last word the audio may still be cutting is not agreed on:
          * updates a quarter second apart see the same truncated "extreme."
          * of "extremely distant" twice */
-        if (k > 0 && k == h->n_w && h->w[k - 1].end > audio_s - p->margin) k--;
+        if (k > 0 && k == h->n_w &&
+            (h->w[k - 1].end > audio_s - p->margin || ends_clause(h->w[k - 1].text)))
+            k--;
     }
     if (p->fast)
-        while (k < h->n_w - 1 && h->w[k].p_min >= p->min_prob && h->w[k].end <= audio_s - p->margin)
+        while (k < h->n_w - 1 && h->w[k].p_min >= p->min_prob &&
+               h->w[k].end <= audio_s - p->margin && !contradicted(st, n_use, h, k))
             k++;
     return k;
 }
@@ -282,15 +354,17 @@ tolk_status tolk_sp_push(tolk_sp_state *st, const tolk_sp_hyp *h, int k) {
     }
     for (int q = keep; q < st->n_hist; q++)
         free_tail(st->prev[q], st->n_prev[q]);
-    if (keep > TOLK_SP_MAX_AGREE - 1) {
-        for (int q = TOLK_SP_MAX_AGREE - 1; q < keep; q++)
+    if (keep > TOLK_SP_HIST - 1) {
+        for (int q = TOLK_SP_HIST - 1; q < keep; q++)
             free_tail(st->prev[q], st->n_prev[q]);
-        keep = TOLK_SP_MAX_AGREE - 1;
+        keep = TOLK_SP_HIST - 1;
     }
     memmove(st->prev + 1, st->prev, (size_t)keep * sizeof st->prev[0]);
     memmove(st->n_prev + 1, st->n_prev, (size_t)keep * sizeof st->n_prev[0]);
+    memmove(st->heard + 1, st->heard, (size_t)keep * sizeof st->heard[0]);
     st->prev[0] = v;
     st->n_prev[0] = m;
+    st->heard[0] = h->heard;
     st->n_hist = keep + 1;
     return TOLK_OK;
 }

@@ -33,7 +33,7 @@
 
 /* A hypothesis of words (texts; probabilities p, ends e seconds). */
 static tolk_sp_hyp mkhyp(int n, const char *const *w, const float *p, const double *e) {
-    tolk_sp_hyp h = {calloc((size_t)(n > 0 ? n : 1), sizeof(tolk_sp_word)), n};
+    tolk_sp_hyp h = {calloc((size_t)(n > 0 ? n : 1), sizeof(tolk_sp_word)), n, 0.0};
     for (int i = 0; i < n; i++) {
         h.w[i].text = strdup(w[i]);
         h.w[i].p_min = p ? p[i] : 1.0f;
@@ -98,20 +98,48 @@ static void test_fast_policy(void) {
 /* LocalAgreement-2 with a margin: two updates a quarter second apart agree
  * on "seems extreme." while the speaker is saying "extremely distant" (the
  * stream bench); the agreed last word waits until the audio runs margin_s
- * past its end. */
+ * past its end — and, when it ends a sentence (or trails off, or is cut),
+ * until a word follows it or the utterance ends: "relief for centuries."
+ * committed while "for centuries before" was being said came back as "for
+ * centuries. for centuries before" (the stream bench). */
 static void test_agreement_edge(void) {
     tolk_sp_policy la2 = {.fast = 0, .n = 2, .margin = 0.5};
-    tolk_sp_state st = {0};
-    const char *w[] = {" seems", " extreme."};
-    const double e[] = {0.8, 1.55};
-    tolk_sp_hyp h = mkhyp(2, w, NULL, e);
-    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.6, 0), 0);
-    CU_ASSERT_EQUAL(tolk_sp_push(&st, &h, 0), TOLK_OK);
-    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.85, 0), 1);
-    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 2.1, 0), 2);
-    CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.85, 1), 2); /* the end of an utterance */
-    tolk_sp_hyp_clear(&h);
-    tolk_sp_reset(&st);
+    const char *marks[] = {" extreme.",
+                           " extreme?",
+                           " extreme!",
+                           " extre-",
+                           " extreme...",
+                           " extreme\xe2\x80\xa6",
+                           " extreme\xe2\x80\x94",
+                           " extreme"};
+    for (int m = 0; m < 8; m++) {
+        tolk_sp_state st = {0};
+        const char *w[] = {" seems", marks[m]};
+        const double e[] = {0.8, 1.55};
+        tolk_sp_hyp h = mkhyp(2, w, NULL, e);
+        CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.6, 0), 0);
+        CU_ASSERT_EQUAL(tolk_sp_push(&st, &h, 0), TOLK_OK);
+        CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.85, 0), 1);
+        /* past the margin: a plain word goes, a marked one waits */
+        CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 2.1, 0), m == 7 ? 2 : 1);
+        CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st, &h, 1.85, 1), 2); /* the end of an utterance */
+        /* the fast policy holds it too */
+        tolk_sp_policy f = la2;
+        f.fast = 1;
+        f.min_prob = 0.5f;
+        CU_ASSERT_EQUAL(tolk_sp_decide(&f, &st, &h, 2.1, 0), m == 7 ? 2 : 1);
+        /* a marked word that is not the last is committed */
+        const char *w3[] = {" seems", marks[m], " distant"};
+        const double e3[] = {0.8, 1.55, 1.7};
+        tolk_sp_hyp h3 = mkhyp(3, w3, NULL, e3);
+        tolk_sp_state st3 = {0};
+        CU_ASSERT_EQUAL(tolk_sp_push(&st3, &h3, 0), TOLK_OK);
+        CU_ASSERT_EQUAL(tolk_sp_decide(&la2, &st3, &h3, 2.5, 0), 3);
+        tolk_sp_hyp_clear(&h3);
+        tolk_sp_reset(&st3);
+        tolk_sp_hyp_clear(&h);
+        tolk_sp_reset(&st);
+    }
 }
 
 /* Randomised: hypotheses drawn around a true word sequence, committed words
@@ -264,6 +292,30 @@ static void test_repeat_start(void) {
     int apart[9] = {600, 601, 602, 603, 604, 605, 606, 650, 651};
     CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t3, 10, NULL, 0, apart, 9, TB), 10);
     tolk_sp_hyp_clear(&h);
+    /* a run that begins inside a word: the prompt ends a sentence ("myself
+     * ."), the committed text goes on ("Mr . Quilter ..."), and the tail's
+     * new last word is " gospel ." before the committed text is said
+     * again: the run ". Mr . Quilter ..." starts at gospel's "." — the cut
+     * keeps " gospel." (the stream bench lost it) */
+    {
+        int prompt[2] = {800, 13}, comm[12], t5[40], n5 = 0;
+        for (int i = 0; i < 12; i++)
+            comm[i] = 900 + i;
+        t5[n5++] = 950; /* " gospel" */
+        t5[n5++] = 13;  /* "." */
+        for (int i = 0; i < 12; i++)
+            t5[n5++] = comm[i];
+        /* words: " gospel." = tokens [0, 2), then one word per token */
+        const char *w5[13];
+        for (int i = 0; i < 13; i++)
+            w5[i] = " w";
+        h = mkhyp(13, w5, NULL, NULL);
+        h.w[0].a = 0, h.w[0].b = 2;
+        for (int i = 1; i < 13; i++)
+            h.w[i].a = i + 1, h.w[i].b = i + 2;
+        CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t5, n5, prompt, 2, comm, 12, TB), 1);
+        tolk_sp_hyp_clear(&h);
+    }
     int said5[5] = {600, 601, 602, 603, 604}, t4[8] = {600, 601, 602, 603, 604, 700, 701, 702};
     h = mkhyp(8, w, NULL, NULL);
     CU_ASSERT_EQUAL(tolk_sp_repeat_start(&h, t4, 8, NULL, 0, said5, 5, TB),
@@ -344,6 +396,21 @@ static void test_gate(void) {
     g.free(g.impl);
 }
 
+/* Sentence ends (a held pause ends once the text has one). */
+static void test_ends_sentence(void) {
+    CU_ASSERT(tolk_sp_ends_sentence(" gospel."));
+    CU_ASSERT(tolk_sp_ends_sentence(" why?"));
+    CU_ASSERT(tolk_sp_ends_sentence(" now!\""));
+    CU_ASSERT(tolk_sp_ends_sentence(" (this.)"));
+    CU_ASSERT(!tolk_sp_ends_sentence(" his"));
+    CU_ASSERT(!tolk_sp_ends_sentence(" his,"));
+    CU_ASSERT(!tolk_sp_ends_sentence(" his..."));
+    CU_ASSERT(!tolk_sp_ends_sentence(" his-"));
+    CU_ASSERT(!tolk_sp_ends_sentence(" his\xe2\x80\x94"));
+    CU_ASSERT(!tolk_sp_ends_sentence(""));
+    CU_ASSERT(!tolk_sp_ends_sentence(NULL));
+}
+
 /* ---- with tiny.en ------------------------------------------------------------------ */
 
 static tolk_ctx *g_ctx;
@@ -374,6 +441,75 @@ static void cleanup(void) {
     tolk_free(g_jfk);
     tolk_free(g_ls);
     tolk_ctx_free(g_ctx);
+}
+
+/* Gate events of x (16 kHz) through g, in pieces of 700 samples: onset and
+ * pause chunk indices (up to 8 each). */
+static void gate_events(tolk_gate *g, const float *x, size_t n, int pause_chunks, int *on,
+                        int *n_on, int *off, int *n_off) {
+    tolk_gate_track tr = {.pause_chunks = pause_chunks};
+    float probs[4];
+    size_t np = 0;
+    int chunk = 0;
+    *n_on = *n_off = 0;
+    for (size_t i = 0; i < n; i += 700) {
+        size_t m = n - i < 700 ? n - i : 700;
+        CU_ASSERT_EQUAL_FATAL(g->push(g->impl, g_ctx, x + i, m, probs, &np), TOLK_OK);
+        for (size_t j = 0; j < np; j++, chunk++) {
+            tolk_gate_event ev = tolk_gate_track_chunk(&tr, probs[j]);
+            if (ev == TOLK_GATE_ONSET && *n_on < 8) on[(*n_on)++] = chunk;
+            if (ev == TOLK_GATE_PAUSE && *n_off < 8) off[(*n_off)++] = chunk;
+        }
+    }
+}
+
+/* The Silero gate (needs scripts/get-model silero-vad): on a clip between
+ * silences, speech starts where the energy gate hears it (the clip's first
+ * loud chunk) and one pause ends it after the clip; a loud tone is speech
+ * to the energy gate, not to Silero. */
+static void test_gate_silero(void) {
+    if (!setup()) return;
+    const char *dir = tu_require_model("silero-vad");
+    if (!dir) return;
+    tolk_vad *vad = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_vad_load(g_ctx, dir, &vad), TOLK_OK);
+    const size_t lead = 16000, tail = 24000, n = lead + g_nls + tail;
+    float *x = calloc(n, sizeof(float));
+    memcpy(x + lead, g_ls, g_nls * sizeof(float));
+    tolk_gate sg, eg;
+    CU_ASSERT_EQUAL_FATAL(tolk_gate_silero_new(&sg, g_ctx, vad), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_gate_energy_new(&eg), TOLK_OK);
+    int on[8], off[8], n_on, n_off, eon[8], eoff[8], en_on, en_off;
+    gate_events(&sg, x, n, 16, on, &n_on, off, &n_off);
+    gate_events(&eg, x, n, 16, eon, &en_on, eoff, &en_off);
+    printf("  silero: %d onsets (first %.3f s), %d pauses (last %.3f s); energy: first onset "
+           "%.3f s\n",
+           n_on, n_on ? on[0] * 0.032 : -1.0, n_off, n_off ? off[n_off - 1] * 0.032 : -1.0,
+           en_on ? eon[0] * 0.032 : -1.0);
+    CU_ASSERT(n_on >= 1 && n_on == n_off);
+    /* within two chunks of the energy gate's onset (speech starts 0.38 s into the clip) */
+    CU_ASSERT(en_on >= 1 && n_on >= 1 && abs(on[0] - eon[0]) <= 2);
+    CU_ASSERT(n_on >= 1 && on[0] * 512 >= (int)lead);
+    /* the last pause: 0.5 s of silence after the clip's speech, before the input ends */
+    CU_ASSERT(n_off >= 1 && (size_t)off[n_off - 1] * 512 >= lead + g_nls - 8000 &&
+              (size_t)off[n_off - 1] * 512 < n - 4000);
+    sg.free(sg.impl);
+    eg.free(eg.impl);
+    /* 2 s of a loud 440 Hz tone after 1 s of silence */
+    for (size_t i = 0; i < 48000; i++)
+        x[i] = i < 16000 ? 0.0f : 0.3f * sinf(2.0f * 3.14159265f * 440.0f * (float)i / 16000.0f);
+    CU_ASSERT_EQUAL_FATAL(tolk_gate_silero_new(&sg, g_ctx, vad), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_gate_energy_new(&eg), TOLK_OK);
+    gate_events(&sg, x, 48000, 16, on, &n_on, off, &n_off);
+    gate_events(&eg, x, 48000, 16, eon, &en_on, eoff, &en_off);
+    CU_ASSERT_EQUAL(n_on, 0);
+    CU_ASSERT_EQUAL(en_on, 1);
+    sg.free(sg.impl);
+    eg.free(eg.impl);
+    /* no model: a clean error */
+    CU_ASSERT_EQUAL(tolk_gate_silero_new(&sg, g_ctx, NULL), TOLK_ERR_INVALID_ARG);
+    free(x);
+    tolk_vad_free(vad);
 }
 
 static tolk_transcribe_params greedy(void) {
@@ -490,13 +626,22 @@ typedef struct events {
     int n_final, n_partial, n_end, after_end, bad_time;
     double last_end;
     tolk_status end_status;
+    int have_first;       /* a PARTIAL or FINAL with text came */
+    size_t first_fed;     /* samples pushed when it came (synchronous streams) */
+    tolk_stream_stats st; /* at the end */
 } events;
+
+static size_t g_fed; /* samples pushed so far by run_stream, the current piece included */
 
 static void on_event(void *user, const tolk_stream_event *ev) {
     events *e = user;
     pthread_mutex_lock(&e->mu);
     if (e->n_end) e->after_end++;
     if (ev->end < ev->start) e->bad_time++;
+    if (!e->have_first && ev->type != TOLK_STREAM_END && *ev->text) {
+        e->have_first = 1;
+        e->first_fed = g_fed;
+    }
     switch (ev->type) {
     case TOLK_STREAM_FINAL:
         if (ev->start < e->last_end - 1e-9) e->bad_time++;
@@ -542,10 +687,13 @@ static void run_stream(tolk_stream_params *sp, const float *x, size_t n, size_t 
     sp->user = ev;
     tolk_stream *s = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_stream_open(g_e, sp, &s), TOLK_OK);
-    for (size_t i = 0; i < n; i += piece)
+    for (size_t i = 0; i < n; i += piece) {
+        g_fed = n - i < piece ? n : i + piece;
         CU_ASSERT_EQUAL(tolk_stream_push(s, x + i, n - i < piece ? n - i : piece), TOLK_OK);
+    }
     CU_ASSERT_EQUAL(tolk_stream_close(s), TOLK_OK);
     CU_ASSERT_EQUAL(tolk_stream_wait(s), TOLK_OK);
+    tolk_stream_get_stats(s, &ev->st);
     CU_ASSERT_EQUAL(tolk_stream_push(s, x, 10), TOLK_ERR_INVALID_ARG); /* after close */
     CU_ASSERT_EQUAL(tolk_stream_close(s), TOLK_ERR_INVALID_ARG);
     tolk_stream_free(s);
@@ -664,6 +812,120 @@ static void test_synchronous(void) {
     CU_ASSERT(strstr(got, "your country") != NULL);
 }
 
+/* Whether the words of want (normalised, space-separated) all stand in got
+ * (normalised), in order. */
+static int has_words_in_order(const char *got, const char *want) {
+    const char *g = got;
+    char w[64];
+    for (const char *p = want; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t k = 0;
+        while (*p && *p != ' ' && k + 1 < sizeof w)
+            w[k++] = *p++;
+        w[k] = '\0';
+        if (!k) break;
+        /* the next whole word w in g */
+        const char *f = g;
+        size_t wl = strlen(w);
+        for (;;) {
+            f = strstr(f, w);
+            if (!f) return 0;
+            if ((f == got || f[-1] == ' ') && (f[wl] == ' ' || f[wl] == '\0')) break;
+            f++;
+        }
+        g = f + wl;
+    }
+    return 1;
+}
+
+/* A pause inside a sentence: the clip with 1.2 s of silence between two of
+ * its words (its own offline word times) — every word of the offline
+ * transcript arrives, in order, with either gate. (Whether the utterance
+ * ends at the pause depends on the hypothesis then: tiny.en writes "the
+ * yellow light." and it ends; "his—" would hold it.) */
+static void test_mid_sentence_pause(void) {
+    if (!setup()) return;
+    /* the offline words and their times */
+    tolk_state *st = NULL;
+    tolk_result *res = NULL;
+    tolk_transcribe_params p = greedy();
+    p.word_timestamps = 1;
+    CU_ASSERT_EQUAL_FATAL(tolk_state_new(g_ctx, g_tiny, &st), TOLK_OK);
+    CU_ASSERT_EQUAL_FATAL(tolk_transcribe(st, g_ls, g_nls, &p, &res), TOLK_OK);
+    char all[4096] = "";
+    double cut = -1.0;
+    for (int i = 0; i < tolk_result_n_segments(res); i++) {
+        const tolk_segment *seg = tolk_result_segment(res, i);
+        for (int j = 0; j < seg->n_words; j++) {
+            const tolk_word *w = tolk_segment_word(seg, j);
+            strncat(all, w->word, sizeof all - strlen(all) - 1);
+            char nw[64];
+            norm(w->word, nw, sizeof nw);
+            /* the pause: between "yellow" and "lamps" */
+            if (!strcmp(nw, "yellow") && j + 1 < seg->n_words)
+                cut = 0.5 * (w->end + tolk_segment_word(seg, j + 1)->start);
+        }
+    }
+    char want[4096];
+    norm(all, want, sizeof want);
+    printf("  offline: %s (pause at %.2f s)\n", want, cut);
+    CU_ASSERT_FATAL(cut > 0.5);
+    const size_t at = (size_t)(cut * 16000), gap = 19200, n = g_nls + gap;
+    float *x = malloc(n * sizeof(float));
+    memcpy(x, g_ls, at * sizeof(float));
+    tu_seed(5);
+    for (size_t i = 0; i < gap; i++)
+        x[at + i] = tu_uniform(-1e-4f, 1e-4f); /* a quiet room */
+    memcpy(x + at + gap, g_ls + at, (g_nls - at) * sizeof(float));
+    tolk_vad *vad = NULL;
+    const char *dir = tu_require_model("silero-vad");
+    if (dir) CU_ASSERT_EQUAL(tolk_vad_load(g_ctx, dir, &vad), TOLK_OK);
+    for (int gate = 0; gate < (vad ? 2 : 1); gate++) {
+        tolk_stream_params sp = tolk_stream_default_params();
+        sp.transcribe.language = "en";
+        sp.synchronous = 1;
+        sp.gate = gate ? TOLK_STREAM_GATE_SILERO : TOLK_STREAM_GATE_ENERGY;
+        sp.vad = vad;
+        events ev;
+        run_stream(&sp, x, n, 320, &ev);
+        char got[4096];
+        norm(ev.final, got, sizeof got);
+        printf("  %s: %lld utterances: %s\n", gate ? "silero" : "energy",
+               (long long)ev.st.utterances, got);
+        CU_ASSERT(has_words_in_order(got, want));
+        CU_ASSERT(ev.st.utterances >= 1 && ev.st.utterances <= 2);
+    }
+    free(x);
+    tolk_vad_free(vad);
+    tolk_result_free(res);
+    tolk_state_free(st);
+}
+
+/* The first text of an utterance comes soon after speech starts: the clip
+ * after 1 s of silence, pushed synchronously in 20 ms pieces (the text then
+ * does not depend on the machine's speed): its speech starts at 1.38 s
+ * (the energy gate's onset), and a PARTIAL with text comes before 0.5 s
+ * more audio was pushed (an update 0.15 s after the onset). */
+static void test_first_partial(void) {
+    if (!setup()) return;
+    const size_t lead = 16000, n = lead + g_nls;
+    float *x = calloc(n, sizeof(float));
+    memcpy(x + lead, g_ls, g_nls * sizeof(float));
+    tolk_stream_params sp = tolk_stream_default_params();
+    sp.transcribe.language = "en";
+    sp.synchronous = 1;
+    sp.gate = TOLK_STREAM_GATE_ENERGY;
+    events ev;
+    run_stream(&sp, x, n, 320, &ev);
+    const double onset = 1.384; /* the clip's first chunk above the noise floor */
+    printf("  first text after %.3f s of input (%.3f s after the onset)\n",
+           (double)ev.first_fed / 16000, (double)ev.first_fed / 16000 - onset);
+    CU_ASSERT(ev.have_first);
+    CU_ASSERT((double)ev.first_fed / 16000 <= onset + 0.5);
+    free(x);
+}
+
 static void test_bad_params(void) {
     if (!setup()) return;
     tolk_stream *s = NULL;
@@ -690,6 +952,9 @@ static void test_bad_params(void) {
     BAD(p.trim_s = -1.0f, "trim_s");
     BAD(p.prompt_tokens = 500, "prompt_tokens");
     BAD(p.transcribe.without_timestamps = 1, "timestamps");
+    BAD(p.gate = 9, "gate");
+    BAD(p.gate = TOLK_STREAM_GATE_SILERO, "vad");
+    BAD(p.agreement_gap_s = -1.0f, "agreement_gap_s");
 #undef BAD
     /* an engine without its own thread cannot serve streams */
     tolk_engine_params ep = tolk_engine_default_params();
@@ -735,10 +1000,14 @@ int main(void) {
         {"agreement_edge", test_agreement_edge},
         {"ts_prefix_rules", test_ts_prefix_rules},
         {"gate", test_gate},
+        {"ends_sentence", test_ends_sentence},
+        {"gate_silero", test_gate_silero},
         {"window_request", test_window_request},
         {"stream_clip", test_stream_clip},
         {"streams_at_once", test_streams_at_once},
         {"synchronous", test_synchronous},
+        {"mid_sentence_pause", test_mid_sentence_pause},
+        {"first_partial", test_first_partial},
         {"bad_params", test_bad_params},
         {"silence_only", test_silence_only},
         CU_TEST_INFO_NULL,

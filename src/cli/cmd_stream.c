@@ -32,14 +32,14 @@
 #include <unistd.h>
 
 static const cli_optdef stream_opts[] = {
-    {"help", 'h', 0},    {"model", 0, 1},       {"model_dir", 0, 1},   {"device", 0, 1},
-    {"threads", 0, 1},   {"language", 0, 1},    {"task", 0, 1},        {"initial_prompt", 0, 1},
-    {"format", 0, 1},    {"rate", 0, 1},        {"channels", 0, 1},    {"realtime", 0, 0},
-    {"speed", 0, 1},     {"output", 0, 1},      {"wall", 0, 0},        {"policy", 0, 1},
-    {"agreement", 0, 1}, {"min_update", 0, 1},  {"margin", 0, 1},      {"min_prob", 0, 1},
-    {"trim", 0, 1},      {"encoder_pad", 0, 1}, {"encoder_min", 0, 1}, {"gate", 0, 1},
-    {"pause", 0, 1},     {"streams", 0, 1},     {"stats", 0, 0},       {"simulate", 0, 0},
-    {NULL, 0, 0},
+    {"help", 'h', 0},    {"model", 0, 1},         {"model_dir", 0, 1},   {"device", 0, 1},
+    {"threads", 0, 1},   {"language", 0, 1},      {"task", 0, 1},        {"initial_prompt", 0, 1},
+    {"format", 0, 1},    {"rate", 0, 1},          {"channels", 0, 1},    {"realtime", 0, 0},
+    {"speed", 0, 1},     {"output", 0, 1},        {"wall", 0, 0},        {"policy", 0, 1},
+    {"agreement", 0, 1}, {"min_update", 0, 1},    {"margin", 0, 1},      {"min_prob", 0, 1},
+    {"trim", 0, 1},      {"encoder_pad", 0, 1},   {"encoder_min", 0, 1}, {"gate", 0, 1},
+    {"pause", 0, 1},     {"streams", 0, 1},       {"stats", 0, 0},       {"simulate", 0, 0},
+    {"vad_model", 0, 1}, {"agreement_gap", 0, 1}, {NULL, 0, 0},
 };
 
 static void usage(FILE *f) {
@@ -79,13 +79,21 @@ static void usage(FILE *f) {
             "                             past them (fast), or when --agreement consecutive\n"
             "                             hypotheses agree (LocalAgreement-n) [fast]\n"
             "  --agreement N              LocalAgreement's n [2]\n"
+            "  --agreement_gap S          LocalAgreement compares hypotheses this much audio\n"
+            "                             apart [0.5]\n"
             "  --min_update S             new audio before the next update [0.25]\n"
             "  --margin S                 fast: a word ends this long before the audio [0.5]\n"
             "  --min_prob P               fast: least token probability [0.5]\n"
             "  --trim S                   drop committed audio past this buffer length [8]\n"
             "  --encoder_pad S            encoder past the audio; None: a full 30 s window [1]\n"
             "  --encoder_min S            the least encoder length [10]\n"
-            "  --gate energy|none         speech gate; none: no silence skipping [energy]\n"
+            "  --gate auto|silero|energy|none\n"
+            "                             speech gate: the Silero VAD model, an adaptive\n"
+            "                             energy gate, or none (no silence skipping); auto:\n"
+            "                             silero when its model is installed, else energy\n"
+            "                             [auto]\n"
+            "  --vad_model NAME|PATH      the Silero VAD model (scripts/get-model silero-vad)\n"
+            "                             [silero-vad]\n"
             "  --pause S                  silence that ends an utterance [0.5]\n"
             "output:\n"
             "  --output json|text|auto    JSON lines, or the live display; auto: the display\n"
@@ -318,7 +326,7 @@ int cli_stream(int argc, char **argv) {
     static const char *const devices[] = {"cpu", "cuda", "auto", NULL};
     static const char *const tasks[] = {"transcribe", "translate", NULL};
     static const char *const policies[] = {"fast", "agreement", NULL};
-    static const char *const gates[] = {"energy", "none", NULL};
+    static const char *const gates[] = {"auto", "silero", "energy", "none", NULL};
     static const char *const outputs[] = {"json", "text", "auto", NULL};
     const char *input = "-";
     if (a.n_positional > 1) {
@@ -366,6 +374,8 @@ int cli_stream(int argc, char **argv) {
     sp.policy = b ? TOLK_STREAM_LOCAL_AGREEMENT : TOLK_STREAM_FAST;
     if ((r = cli_int(&a, "agreement", 2, 8, 0, 2, &l, NULL))) goto usage_done;
     sp.agreement = (int)l;
+    if ((r = cli_float(&a, "agreement_gap", 0.0, 10.0, 0, 0, 0.5, &d, NULL))) goto usage_done;
+    sp.agreement_gap_s = (float)d;
     if ((r = cli_float(&a, "min_update", 0.02, 10.0, 0, 0, 0.25, &d, NULL))) goto usage_done;
     sp.min_update_s = (float)d;
     if ((r = cli_float(&a, "margin", 0.0, 10.0, 0, 0, 0.5, &d, NULL))) goto usage_done;
@@ -378,8 +388,21 @@ int cli_stream(int argc, char **argv) {
     sp.encoder_pad_s = none ? -1.0f : (float)d;
     if ((r = cli_float(&a, "encoder_min", 0.0, 30.0, 0, 0, 10.0, &d, NULL))) goto usage_done;
     sp.encoder_min_s = (float)d;
-    if ((r = cli_choice(&a, "gate", gates, 0, &b))) goto usage_done;
-    sp.gate = b ? TOLK_STREAM_GATE_NONE : TOLK_STREAM_GATE_ENERGY;
+    int gate = 0;
+    if ((r = cli_choice(&a, "gate", gates, 0, &gate))) goto usage_done;
+    sp.gate = gate == 1   ? TOLK_STREAM_GATE_SILERO
+              : gate == 2 ? TOLK_STREAM_GATE_ENERGY
+              : gate == 3 ? TOLK_STREAM_GATE_NONE
+                          : TOLK_STREAM_GATE_AUTO;
+    const char *vad_name = cli_str(&a, "vad_model", NULL);
+    if (vad_name && !*vad_name) {
+        r = cli_usage_error(&a, "argument --vad_model: empty model name");
+        goto usage_done;
+    }
+    if (vad_name && (gate == 2 || gate == 3)) {
+        r = cli_usage_error(&a, "--vad_model is the Silero gate's: give --gate silero or auto");
+        goto usage_done;
+    }
     if ((r = cli_float(&a, "pause", 0.064, 30.0, 0, 0, 0.5, &d, NULL))) goto usage_done;
     sp.pause_s = (float)d;
     if ((r = cli_choice(&a, "output", outputs, 2, &output))) goto usage_done;
@@ -404,7 +427,8 @@ int cli_stream(int argc, char **argv) {
     tolk_ctx *ctx = NULL;
     tolk_model *model = NULL;
     tolk_engine *engine = NULL;
-    char *model_path = NULL;
+    tolk_vad *vad = NULL;
+    char *model_path = NULL, *vad_path = NULL;
     FILE *fp = NULL;
     stream_ctx *sc = calloc((size_t)n_streams, sizeof *sc);
     if (!sc) {
@@ -447,6 +471,23 @@ int cli_stream(int argc, char **argv) {
         rc = 1;
         goto done;
     }
+    /* the gate's model: --gate silero needs it; auto takes it when installed
+     * (an explicit --vad_model must be found), else the energy gate */
+    if (gate <= 1) {
+        const char *vn = vad_name ? vad_name : "silero-vad";
+        vad_path = cli_find_model("tolk stream", vn, cli_str(&a, "model_dir", NULL),
+                                  gate == 0 && !vad_name);
+        if (!vad_path && (gate == 1 || vad_name)) {
+            rc = 1;
+            goto done;
+        }
+        if (vad_path && (st = tolk_vad_load(ctx, vad_path, &vad)) != TOLK_OK) {
+            fprintf(stderr, "tolk: %s\n", tolk_ctx_last_error(ctx));
+            rc = 1;
+            goto done;
+        }
+    }
+    sp.vad = vad;
     tolk_model_desc desc;
     tolk_model_describe(model, &desc);
     if (!desc.multilingual) sp.transcribe.language = "en";
@@ -487,11 +528,15 @@ int cli_stream(int argc, char **argv) {
             tolk_stream_get_stats(sc[i].s, &ss);
             fprintf(stderr,
                     "tolk: stream %d: %.1f s of input, %lld updates (mean %.3f s, max %.3f s, "
-                    "mean buffer %.2f s), %lld words, %lld utterances\n",
+                    "mean buffer %.2f s), %lld words, %lld utterances, gate %s\n",
                     i, ss.input_s, (long long)ss.updates,
                     ss.updates ? ss.update_s / (double)ss.updates : 0.0, ss.update_s_max,
                     ss.updates ? ss.buffer_s / (double)ss.updates : 0.0, (long long)ss.words,
-                    (long long)ss.utterances);
+                    (long long)ss.utterances,
+                    sp.gate == TOLK_STREAM_GATE_NONE     ? "none"
+                    : sp.gate == TOLK_STREAM_GATE_ENERGY ? "energy"
+                    : vad                                ? "silero"
+                                                         : "energy (no Silero model)");
         }
 done:
     if (sc)
@@ -499,6 +544,8 @@ done:
             tolk_stream_free(sc[i].s);
     free(sc);
     tolk_engine_free(engine);
+    tolk_vad_free(vad);
+    free(vad_path);
     tolk_model_free(model);
     tolk_ctx_free(ctx);
     free(model_path);

@@ -290,10 +290,15 @@ char *cli_path_join(const char *a, const char *b) {
  * reference's model names do. Returns a malloc'd path, or NULL after
  * printing why. */
 char *cli_resolve_model(const char *prog, const char *model, const char *model_dir) {
+    return cli_find_model(prog, model, model_dir, 0);
+}
+
+char *cli_find_model(const char *prog, const char *model, const char *model_dir, int quiet) {
     struct stat sb;
     if (strchr(model, '/')) {
         if (stat(model, &sb) != 0) {
-            fprintf(stderr, "%s: %s: model not found: %s\n", prog, model, strerror(errno));
+            if (!quiet)
+                fprintf(stderr, "%s: %s: model not found: %s\n", prog, model, strerror(errno));
             return NULL;
         }
         return strdup(model);
@@ -317,10 +322,11 @@ char *cli_resolve_model(const char *prog, const char *model, const char *model_d
         free(root);
         return strdup(model);
     }
-    fprintf(stderr,
-            "%s: model '%s' not found: no %s/%s and no such path "
-            "(install it with scripts/get-model %s, or give --model a path)\n",
-            prog, model, root ? root : "?", model, model);
+    if (!quiet)
+        fprintf(stderr,
+                "%s: model '%s' not found: no %s/%s and no such path "
+                "(install it with scripts/get-model %s, or give --model a path)\n",
+                prog, model, root ? root : "?", model, model);
     free(root);
     return NULL;
 }

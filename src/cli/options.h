@@ -122,5 +122,7 @@ char *cli_path_join(const char *a, const char *b);
  * $TOLK_MODELS / ~/.cache/tolk/models (scripts/get-model's cache). Returns a
  * malloc'd path, or NULL after printing why (prefixed with prog). */
 char *cli_resolve_model(const char *prog, const char *model, const char *model_dir);
+/* The same; quiet: NULL without a word when it is not found. */
+char *cli_find_model(const char *prog, const char *model, const char *model_dir, int quiet);
 
 #endif

@@ -3,7 +3,8 @@
 # errors (exit 2, a message, nothing on stdout) and a missing input fails
 # (exit 1) without a model; with a real model (tiny.en, else base): an audio
 # file, raw s16le from standard input (the arecord pipeline of the README),
-# f32le stereo at 44.1 kHz, --simulate, several streams at once — JSON lines
+# f32le stereo at 44.1 kHz, --simulate, several streams at once, each speech
+# gate (--gate auto takes the installed silero-vad, else energy) — JSON lines
 # of partial / final events with the committed words of the clip, times that
 # never go back, and one "end" last. Skips the model part (a SKIP line) when
 # no model is installed, unless TOLK_REQUIRE_MODELS=1.
@@ -66,6 +67,10 @@ expect 2 "--min_update" --min_update 0 "$JFK"
 expect 2 "--encoder_pad" --encoder_pad -1 "$JFK"
 expect 2 "--streams" --streams 0 "$JFK"
 expect 2 "--output: invalid choice" --output xml "$JFK"
+expect 2 "--gate: invalid choice" --gate vad "$JFK"
+expect 2 "--vad_model: empty" --vad_model "" "$JFK"
+expect 2 "give --gate silero or auto" --gate energy --vad_model silero-vad "$JFK"
+expect 2 "--agreement_gap" --agreement_gap -1 "$JFK"
 expect 2 "--language: invalid choice" --language klingon "$JFK"
 expect 2 "unrecognized argument: --bogus" --bogus "$JFK"
 # --- input errors (before any model is loaded) --------------------------------------
@@ -153,9 +158,37 @@ grep -q '"wall"' sim.jsonl && echo "ok: --wall" || fail "--wall: no wall field"
     || fail "--streams 3: exit $? ($(cat err.txt))"
 check_events multi.jsonl "three streams at once" 3
 
+# speech gates: --stats names the one used
+gate_run() { # WANT MODELS ARGS...: tolk stream with $TOLK_MODELS = MODELS
+    local want=$1 models=$2
+    shift 2
+    TOLK_MODELS=$models "$TOLK" stream --model "$ROOT/$M" --stats "$@" "$JFK" >gate.jsonl \
+        2>err.txt || { fail "gate $want: exit $? ($(cat err.txt))"; return; }
+    check_events gate.jsonl "gate $want ($*)"
+    grep -q "gate $want" err.txt && echo "ok: $* -> gate $want" || fail "$*: not gate $want: $(cat err.txt)"
+}
+gate_run energy "$ROOT" --gate energy
+gate_run none "$ROOT" --gate none
+mkdir -p nomodels
+gate_run "energy (no Silero model)" "$work/nomodels"
+if [ -d "$ROOT/silero-vad" ]; then
+    gate_run silero "$ROOT" --gate silero
+    gate_run silero "$ROOT"
+else
+    echo "SKIP: silero-vad is not installed (scripts/get-model silero-vad)"
+fi
+"$TOLK" stream --model "$M" --gate silero --vad_model "$work/nothing" "$JFK" >out.txt 2>err.txt
+rc=$?
+[ "$rc" = 1 ] && grep -q "nothing" err.txt && [ ! -s out.txt ] \
+    && echo "ok: --gate silero with a missing --vad_model -> 1" \
+    || fail "--gate silero --vad_model missing: exit $rc ($(cat err.txt))"
+
 # a live display on a terminal: --output text (final lines with times)
 "$TOLK" stream --model "$M" --output text "$JFK" >text.txt 2>err.txt || fail "text output: exit $?"
-grep -q "^\[00:0" text.txt && grep -qi "country" text.txt && echo "ok: --output text" \
+# (a partial's line is redrawn: carriage return, escape sequences)
+tr '\r' '\n' <text.txt | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | grep -q "^\[00:0" \
+    && grep -qi "country" text.txt \
+    && echo "ok: --output text" \
     || fail "--output text: $(cat text.txt)"
 
 [ "$fails" = 0 ] && echo "all ok" || echo "$fails failure(s)"
