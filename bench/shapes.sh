@@ -29,12 +29,18 @@ while [ $# -gt 0 ]; do
 done
 bb=$root/build/bench_batch
 [ -x "$bb" ] || { echo "shapes.sh: $bb: not built (scripts/build)" >&2; exit 2; }
+# bench_batch uses the library directly: give OpenBLAS the kernel set the `tolk` command would pick
+# (src/blas_core.c; it restarts itself with it, a bench program does not)
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ -x "$root/build/tolk" ]; then
+    core=$("$root/build/tolk" version | sed -n 's/^OpenBLAS kernels: \([A-Za-z0-9]*\).*/\1/p')
+    [ -n "$core" ] && export OPENBLAS_CORETYPE=$core
+fi
 out=${out:-$root/bench/results/$(date +%Y-%m-%d)-shapes}
 mkdir -p "$out"
 {
 echo "# Whisper-v3 shapes with random weights ($threads threads, $(date +%Y-%m-%d))"
 echo
-echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg). CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
+echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg). CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-). OpenBLAS kernels: ${OPENBLAS_CORETYPE:-as detected}."
 echo
 echo "| shape | engine | encoder s/window | decoder ms/step, batch 1 | decoder ms/step, batch 8 |"
 echo "|---|---|---|---|---|"
@@ -47,6 +53,13 @@ for s in ${shapes//,/ }; do
     d1=$(awk -F'|' '$2+0 == 1 {gsub(/ /, "", $4); print $4}' "$log")
     d8=$(awk -F'|' '$2+0 == 8 {gsub(/ /, "", $4); print $4}' "$log")
     echo "| $s | tolk (float32) | $enc | $d1 | $d8 |" >> "$out/report.md"
+    # the decoder again with float16 cross-attention K/V (--kv_cache float16)
+    log=$out/tolk-$s-kvf16.txt
+    "$bb" --shape "$s" --dir "$dir" --threads "$threads" --batches 1,8 --steps "$steps" \
+        --windows 8 --no-encoder --kv f16 | tee "$log"
+    d1=$(awk -F'|' '$2+0 == 1 {gsub(/ /, "", $4); print $4}' "$log")
+    d8=$(awk -F'|' '$2+0 == 8 {gsub(/ /, "", $4); print $4}' "$log")
+    echo "| $s | tolk (float32, float16 K/V) | – | $d1 | $d8 |" >> "$out/report.md"
     if [ -n "$py" ]; then
         for ct in float32 int8; do
             "$py" - "$dir/$s" "$threads" "$steps" "$ct" <<'EOF' | tee "$out/ct2-$s-$ct.txt"
