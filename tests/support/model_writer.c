@@ -448,8 +448,27 @@ int mw_write_ct2(const char *dir, const mw_spec *s) {
     if (s->write_vocab) {
         f = open_in(dir, "vocabulary.txt");
         if (!f) return -1;
-        for (int i = 0; i < hp->n_vocab; i++)
-            fprintf(f, "tok%d\n", i);
+        /* Whisper's special tokens under their names (CTranslate2 finds them
+         * by name): multilingual layout, languages between <|startoftranscript|>
+         * and <|translate|> */
+        const int nl = ml ? hp->n_vocab - 51765 - 1 : 0, tr = eot + 2 + nl;
+        static const char *const after[] = {"<|translate|>", "<|transcribe|>",
+                                            "<|startoflm|>", "<|startofprev|>",
+                                            "<|nospeech|>",  "<|notimestamps|>"};
+        for (int i = 0; i < hp->n_vocab; i++) {
+            if (ml && i == eot)
+                fprintf(f, "<|endoftext|>\n");
+            else if (ml && i == eot + 1)
+                fprintf(f, "<|startoftranscript|>\n");
+            else if (ml && i > eot + 1 && i < tr)
+                fprintf(f, "<|lang%d|>\n", i - eot - 2);
+            else if (ml && i >= tr && i < tr + 6)
+                fprintf(f, "%s\n", after[i - tr]);
+            else if (ml && i >= tr + 6)
+                fprintf(f, "<|%.2f|>\n", 0.02 * (i - tr - 6));
+            else
+                fprintf(f, "tok%d\n", i);
+        }
         if (fclose(f)) return -1;
     }
     return 0;
