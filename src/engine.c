@@ -921,6 +921,9 @@ static tolk_status admit(tolk_engine *e) {
             }
         }
         if (need > e->pool_seqs) {
+            /* the pool is rebuilt (grown) only when nothing runs: the head
+             * waits for that; an idle pool that still cannot hold it fails */
+            if (e->n_active > 0) return TOLK_OK;
             finish(e, r,
                    tolk_fail(r->ctx, TOLK_ERR_INVALID_ARG,
                              "engine: the request needs %d decoder sequences, the pool has %d",

@@ -566,7 +566,10 @@ static void test_arguments(void) {
 
 /* TOLK_KV_F16 (float16 cross-attention K/V): the engine still gives every
  * request what it gets alone with the same model; the pool's windows take
- * half the bytes; the text stays the float32 model's on these clips. */
+ * half the bytes; the text stays the float32 model's on these clips. Also
+ * admission: the pool is first sized for the greedy head (4 requests x 1
+ * sequence); the beam requests behind it wait until it can grow instead of
+ * failing ("needs 5 decoder sequences, the pool has 4" before). */
 static void test_kv_f16(void) {
     if (!setup()) return;
     tolk_model_params mp = tolk_model_default_params();
@@ -611,6 +614,7 @@ static void test_kv_f16(void) {
     for (int i = 0; i < N; i++) {
         tolk_result *res = NULL;
         CU_ASSERT_EQUAL(tolk_request_result(rq[i], &res), TOLK_OK);
+        if (!res) printf("\n  kv f16 request %d: %s", i, tolk_request_last_error(rq[i]));
         CU_ASSERT(same_result(res, alone[i]));
         tolk_result_free(res);
         tolk_request_free(rq[i]);
