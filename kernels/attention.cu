@@ -435,11 +435,12 @@ static int run_desc(attn_src &src, int n_seqs, int max_n_q, int max_n_kv, int n_
     return 0;
 }
 
-extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const void *v,
-                                      long long ldkv, void *out, long long ldo,
-                                      const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q,
-                                      int max_n_kv, int n_head, int d_head, float scale, int dtype,
-                                      int tc, void *ws, size_t ws_bytes, void *stream) {
+/* tolk_cu_attention_desc and its float16-K/V twin (kvh): the checks, the
+ * source table, the launches. */
+static int desc_call(const void *q, long long ldq, const void *k, const void *v, long long ldkv,
+                     void *out, long long ldo, const tolk_cu_attn_desc *desc, int n_seqs,
+                     int max_n_q, int max_n_kv, int n_head, int d_head, float scale, int dtype,
+                     int tc, void *ws, size_t ws_bytes, void *stream, int kvh) {
     if (n_seqs < 0 || max_n_q < 0 || max_n_kv < 1) return TOLK_CU_EINVAL;
     int rc = check_common(n_head, d_head, ldq, ldkv, ldo, dtype, tc, ws);
     if (rc) return rc;
@@ -447,8 +448,6 @@ extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *
     if (!desc || !q || !k || !v || !out) return TOLK_CU_EINVAL;
     if ((long long)n_seqs * max_n_q > 0x7fffffffLL) return TOLK_CU_EINVAL; /* int row slots */
     if (!ws) ws_bytes = 0;
-    const float scale_log2 = scale * ATTN_LOG2E;
-    cudaStream_t st = (cudaStream_t)stream;
     attn_src src;
     src_init(&src, ldq, ldkv, ldo);
     src.desc = desc;
@@ -458,8 +457,17 @@ extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *
     src.out = out;
     src.max_nq = max_n_q;
     src.max_nkv = max_n_kv;
-    return run_desc(src, n_seqs, max_n_q, max_n_kv, n_head, d_head, scale_log2, dtype, tc, ws,
-                    ws_bytes, st, NULL);
+    return run_desc(src, n_seqs, max_n_q, max_n_kv, n_head, d_head, scale * ATTN_LOG2E, dtype, tc,
+                    ws, ws_bytes, (cudaStream_t)stream, NULL, kvh);
+}
+
+extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const void *v,
+                                      long long ldkv, void *out, long long ldo,
+                                      const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q,
+                                      int max_n_kv, int n_head, int d_head, float scale, int dtype,
+                                      int tc, void *ws, size_t ws_bytes, void *stream) {
+    return desc_call(q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q, max_n_kv, n_head, d_head,
+                     scale, dtype, tc, ws, ws_bytes, stream, 0);
 }
 
 extern "C" int tolk_cu_attention_desc_kvh(const float *q, long long ldq, const void *k,
@@ -467,24 +475,8 @@ extern "C" int tolk_cu_attention_desc_kvh(const float *q, long long ldq, const v
                                           const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q,
                                           int max_n_kv, int n_head, int d_head, float scale,
                                           void *ws, size_t ws_bytes, void *stream) {
-    if (n_seqs < 0 || max_n_q < 0 || max_n_kv < 1) return TOLK_CU_EINVAL;
-    int rc = check_common(n_head, d_head, ldq, ldkv, ldo, TOLK_CU_F32, TOLK_CU_F32, ws);
-    if (rc) return rc;
-    if (n_seqs == 0 || max_n_q == 0) return 0;
-    if (!desc || !q || !k || !v || !out) return TOLK_CU_EINVAL;
-    if ((long long)n_seqs * max_n_q > 0x7fffffffLL) return TOLK_CU_EINVAL;
-    if (!ws) ws_bytes = 0;
-    attn_src src;
-    src_init(&src, ldq, ldkv, ldo);
-    src.desc = desc;
-    src.q = q;
-    src.k = k;
-    src.v = v;
-    src.out = out;
-    src.max_nq = max_n_q;
-    src.max_nkv = max_n_kv;
-    return run_desc(src, n_seqs, max_n_q, max_n_kv, n_head, d_head, scale * ATTN_LOG2E, TOLK_CU_F32,
-                    TOLK_CU_F32, ws, ws_bytes, (cudaStream_t)stream, NULL, 1);
+    return desc_call(q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q, max_n_kv, n_head, d_head,
+                     scale, TOLK_CU_F32, TOLK_CU_F32, ws, ws_bytes, stream, 1);
 }
 
 extern "C" int tolk_cu_attention_desc_plan(int n_seqs, int max_n_q, int max_n_kv, int n_head,
