@@ -864,22 +864,35 @@ static inline float att_dot(const float *q, const float *k, int n) {
     return d;
 }
 
-/* Key or value row j of a few-query task as float32: span elements from
- * column hb of base (row stride ldkv elements), the row itself, or with
- * kv16 (float16 caches) widened once into wide (span floats) — once per
- * key for every row and head of the task. Row j + ATT_PREFETCH is
- * prefetched: the hardware prefetchers stop at page ends, and a row of the
- * decoder's caches is often a page. */
-static inline const float *att_kv_row(const float *base, size_t j, size_t nk, size_t ldkv,
-                                      size_t hb, size_t span, int kv16, float *wide) {
-    const size_t esz = kv16 ? sizeof(uint16_t) : sizeof(float);
-    const char *row = (const char *)(const void *)base + (j * ldkv + hb) * esz;
-    if (j + ATT_PREFETCH < nk)
-        for (size_t b = 0; b < span * esz; b += 64)
-            __builtin_prefetch(row + ATT_PREFETCH * ldkv * esz + b);
-    if (!kv16) return (const float *)(const void *)row;
-    tolk_f16_to_f32_n((const uint16_t *)(const void *)row, wide, span);
-    return wide;
+/* q · k over n elements with k float16 (TOLK_KV_F16 caches); a fixed
+ * order (8 lanes over the multiples of 8, their sum, the scalar tail). */
+static inline float att_dot_h(const float *q, const uint16_t *k, int n) {
+    int c = 0;
+    float d = 0.0f;
+#ifdef TOLK_HAVE_F16C_FMA
+    __m256 a = _mm256_setzero_ps();
+    for (; c + 8 <= n; c += 8)
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c),
+                            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + c))), a);
+    d = hsum8(a);
+#endif
+    for (; c < n; c++)
+        d += q[c] * tolk_f16_to_f32(k[c]);
+    return d;
+}
+
+/* o[c] += p * v[c] for c < n, v float16. */
+static inline void att_axpy_h(float *o, float p, const uint16_t *v, int n) {
+    int c = 0;
+#ifdef TOLK_HAVE_F16C_FMA
+    const __m256 pv = _mm256_set1_ps(p);
+    for (; c + 8 <= n; c += 8)
+        _mm256_storeu_ps(
+            o + c, _mm256_fmadd_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + c))),
+                                   _mm256_loadu_ps(o + c)));
+#endif
+    for (; c < n; c++)
+        o[c] += p * tolk_f16_to_f32(v[c]);
 }
 
 /* A block of up to ATT_ROW_BLOCK query rows [i0, i0 + nb) of one head:
@@ -926,8 +939,7 @@ static void att_block(const tolk_attn_seq *s, size_t h, int d_head, size_t ldq, 
  * softmax over the row's visible keys, values accumulated in key order —
  * whatever the unit, the head range or the batch: rows stay exact
  * (TOLK_LINEAR_ROW_EXACT's promise, for attention). Rows total at most
- * ATT_GROUP_ROWS; sc holds (h1 - h0) * (rows * n_kv + d_head) floats
- * (scores, then a widened row). */
+ * ATT_GROUP_ROWS; sc holds (h1 - h0) * rows * n_kv floats. */
 static void att_few(const tolk_attn_seq *seqs, const int *members, int gn, int h0, int h1,
                     int d_head, size_t ldq, size_t ldkv, size_t ldo, float scale, int kv16,
                     float *sc) {
@@ -946,10 +958,26 @@ static void att_few(const tolk_attn_seq *seqs, const int *members, int gn, int h
     }
     const tolk_attn_seq *s0 = &seqs[members[0]];
     const size_t H = (size_t)(h1 - h0), dh = (size_t)d_head, hb = (size_t)h0 * dh;
-    const size_t span = H * dh;    /* elements of a key row the task reads */
-    float *wide = sc + H * R * nk; /* kv16: the current row widened */
-    for (size_t j = 0; j < nk; j++) {
-        const float *k = att_kv_row(s0->k, j, nk, ldkv, hb, span, kv16, wide);
+    const size_t span = H * dh; /* elements of a key row the task reads */
+    if (kv16) {
+        const uint16_t *K = (const uint16_t *)(const void *)s0->k + hb;
+        for (size_t j = 0; j < nk; j++) {
+            const uint16_t *k = K + j * ldkv;
+            if (j + ATT_PREFETCH < nk)
+                for (size_t f = 0; f < span; f += 32)
+                    __builtin_prefetch(k + ATT_PREFETCH * ldkv + f);
+            for (size_t hh = 0; hh < H; hh++, k += dh)
+                for (size_t r = 0; r < R; r++)
+                    if (j < vis[r])
+                        sc[(hh * R + r) * nk + j] =
+                            att_dot_h(qp[r] + hb + hh * dh, k, d_head) * scale;
+        }
+    }
+    for (size_t j = 0; j < nk && !kv16; j++) {
+        const float *k = s0->k + j * ldkv + hb;
+        if (j + ATT_PREFETCH < nk)
+            for (size_t f = 0; f < span; f += 16)
+                __builtin_prefetch(k + ATT_PREFETCH * ldkv + f);
         for (size_t hh = 0; hh < H; hh++, k += dh)
             for (size_t r = 0; r < R; r++)
                 if (j < vis[r])
@@ -962,8 +990,24 @@ static void att_few(const tolk_attn_seq *seqs, const int *members, int gn, int h
             for (size_t c = 0; c < dh; c++)
                 o[c] = 0.0f;
         }
-    for (size_t j = 0; j < nk; j++) {
-        const float *v = att_kv_row(s0->v, j, nk, ldkv, hb, span, kv16, wide);
+    if (kv16) {
+        const uint16_t *V = (const uint16_t *)(const void *)s0->v + hb;
+        for (size_t j = 0; j < nk; j++) {
+            const uint16_t *v = V + j * ldkv;
+            if (j + ATT_PREFETCH < nk)
+                for (size_t f = 0; f < span; f += 32)
+                    __builtin_prefetch(v + ATT_PREFETCH * ldkv + f);
+            for (size_t hh = 0; hh < H; hh++, v += dh)
+                for (size_t r = 0; r < R; r++)
+                    if (j < vis[r])
+                        att_axpy_h(op[r] + hb + hh * dh, sc[(hh * R + r) * nk + j], v, d_head);
+        }
+    }
+    for (size_t j = 0; j < nk && !kv16; j++) {
+        const float *v = s0->v + j * ldkv + hb;
+        if (j + ATT_PREFETCH < nk)
+            for (size_t f = 0; f < span; f += 16)
+                __builtin_prefetch(v + ATT_PREFETCH * ldkv + f);
         for (size_t hh = 0; hh < H; hh++, v += dh)
             for (size_t r = 0; r < R; r++) {
                 if (j >= vis[r]) continue;
@@ -1069,8 +1113,7 @@ static tolk_status attention_impl(tolk_ctx *ctx, const tolk_attn_seq *seqs, int 
     /* row blocks: the scores, and with kv16 the head's keys and values */
     size_t scratch =
         n_blocks ? ATT_ROW_BLOCK * max_kv + (kv16 ? 2 * max_kv * (size_t)d_head : 0) : 0;
-    const size_t few = (size_t)hc * (few_rows * max_kv + (size_t)d_head);
-    if (n_few && few > scratch) scratch = few;
+    if (n_few && (size_t)hc * few_rows * max_kv > scratch) scratch = (size_t)hc * few_rows * max_kv;
     if ((size_t)nt > n_tasks) nt = (int)n_tasks;
     int failed = 0;
     OMP(parallel num_threads(nt)) {
