@@ -284,22 +284,22 @@ static int bench_kernels(const model_dims *m, tolk_cu_gemm_ctx *g) {
         snprintf(nm, sizeof nm, "attention desc cross B=8 n_kv=1500 H=%d", H);
         TIME(nm, 4.0 * 8 * 1500 * dh * H, 1500.0 * 2 * d * 4,
              tolk_cu_attention_desc(y, 2 * d, x, x + d, 2 * d, y + 40 * 2 * d, 2 * d, dd, 8, 1,
-                                    1500, H, dh, 0.125f, 0, 0, NULL, 0, S));
+                                    1500, H, dh, 0.125f, 0, 0, NULL, 0, NULL, S));
         snprintf(nm, sizeof nm, "attention desc cross B=8 n_kv=1500 H=%d split", H);
         TIME(nm, 4.0 * 8 * 1500 * dh * H, 1500.0 * 2 * d * 4,
              tolk_cu_attention_desc(y, 2 * d, x, x + d, 2 * d, y + 40 * 2 * d, 2 * d, dd, 8, 1,
-                                    1500, H, dh, 0.125f, 0, 0, ws, wsb, S));
+                                    1500, H, dh, 0.125f, 0, 0, ws, wsb, NULL, S));
         snprintf(nm, sizeof nm, "attention desc self B=8 n_kv=224 (max 320) H=%d split", H);
         TIME(nm, 4.0 * 8 * 224 * dh * H, 8.0 * 224 * 2 * d * 4,
              tolk_cu_attention_desc(y, 2 * d, x, x + d, 2 * d, y + 40 * 2 * d, 2 * d, dd + 8, 8, 1,
                                     320, H, dh, 0.125f, 0, 0, ws,
-                                    tolk_cu_attention_ws_bytes(8, H, dh, 320), S));
+                                    tolk_cu_attention_ws_bytes(8, H, dh, 320), NULL, S));
         tolk_cu_attn_desc he = {0, 0, (int)T, (int)T, 0, 0};
         cudaMemcpy(dd, &he, sizeof he, cudaMemcpyHostToDevice);
         snprintf(nm, sizeof nm, "attention desc encoder f32 T=%lld H=%d (flash tc f16)", T, H);
         TIME(nm, f_att, 0,
              tolk_cu_attention_desc(y, 3 * d, y + d, y + 2 * d, 3 * d, x, d, dd, 1, (int)T, (int)T,
-                                    H, dh, 0.125f, 0, TOLK_CU_F16, NULL, 0, S));
+                                    H, dh, 0.125f, 0, TOLK_CU_F16, NULL, 0, NULL, S));
         cudaFree(dd);
     }
 
@@ -366,7 +366,7 @@ static int run_encoder(tolk_ctx *ctx, tolk_backend *be, const model_dims *m, blo
         tolk_attn_seq s = {qkv, qkv + d, qkv + 2 * d, att, (int)T, (int)T, 0, 0};
         st = be->layernorm(ctx, be, h, x, T, d, w->ln_g, w->ln_b, 1e-5f);
         if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &w->qkv, w->b3d, 0);
-        if (!st) st = be->attention(ctx, be, &s, 1, H, dh, 3 * d, 3 * d, d, 0.125f);
+        if (!st) st = be->attention(ctx, be, &s, 1, H, dh, 3 * d, 3 * d, d, 0.125f, 0);
         if (!st) st = be->linear(ctx, be, x, d, att, d, T, &w->out, w->bd, 1);
         if (!st) st = be->layernorm(ctx, be, h, x, T, d, w->ln_g, w->ln_b, 1e-5f);
         if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &w->fc1, NULL, 0);
@@ -405,14 +405,14 @@ static int run_decoder(tolk_ctx *ctx, tolk_backend *be, const model_dims *m, blo
             s[i] = (tolk_attn_seq){
                 qkv + (size_t)i * 3 * d, c, c + d, att + (size_t)i * d, 1, pos + 1, 1, pos};
         }
-        if (!st) st = be->attention(ctx, be, s, B, H, dh, 3 * d, 2 * d, d, 0.125f);
+        if (!st) st = be->attention(ctx, be, s, B, H, dh, 3 * d, 2 * d, d, 0.125f, 0);
         if (!st) st = be->linear(ctx, be, x, d, att, d, (size_t)B, &w->out, w->bd, 1);
         if (!st) st = be->layernorm(ctx, be, h, x, (size_t)B, d, w->ln_g, w->ln_b, 1e-5f);
         if (!st) st = be->linear(ctx, be, qkv, d, h, d, (size_t)B, &w->cq, w->bd, 0);
         for (int i = 0; i < B; i++)
             s[i] = (tolk_attn_seq){
                 qkv + (size_t)i * d, cross, cross + d, att + (size_t)i * d, 1, 1500, 0, 0};
-        if (!st) st = be->attention(ctx, be, s, B, H, dh, d, 2 * d, d, 0.125f);
+        if (!st) st = be->attention(ctx, be, s, B, H, dh, d, 2 * d, d, 0.125f, 0);
         if (!st) st = be->linear(ctx, be, x, d, att, d, (size_t)B, &w->cout, w->bd, 1);
         if (!st) st = be->layernorm(ctx, be, h, x, (size_t)B, d, w->ln_g, w->ln_b, 1e-5f);
         if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, (size_t)B, &w->fc1, NULL, 0);

@@ -74,8 +74,13 @@ feats = rng.uniform(-1, 1, size=(8, n_mels, 3000)).astype(np.float32)
 one = ctranslate2.StorageView.from_array(feats[:1])
 t0 = time.perf_counter(); m.encode(one); first = time.perf_counter() - t0
 t0 = time.perf_counter(); m.encode(one); enc = time.perf_counter() - t0
-eot = 50257 if m.is_multilingual else 50256
-prompt = [50258, 50259, 50360, 50364] if m.is_multilingual else [50257, 50362]
+# token ids from the directory's own vocabulary (CTranslate2's is_multilingual is False for
+# large-v3's 51866-token vocabulary, so the ids are not guessed from it)
+with open(path + "/vocabulary.txt", encoding="utf-8") as f:
+    vocab = {t.rstrip("\n"): i for i, t in enumerate(f)}
+eot = vocab["<|endoftext|>"]
+names = ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+prompt = [vocab[t] for t in names if t in vocab]
 res = {}
 for b in (1, 8):
     x = ctranslate2.StorageView.from_array(feats[:b])

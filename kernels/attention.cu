@@ -145,13 +145,13 @@ static __global__ void __launch_bounds__(FLASH_BQ)
 
 /* ------------------------------------------------------------------------ */
 
-template <typename T, typename TK> /* TK: storage of k and v */
+template <typename T, typename TK, typename TO> /* TK: storage of k and v, TO of out */
 static __global__ void __launch_bounds__(ROWS_THREADS)
     rows_kernel(const attn_src src, int n_head, int D, float scale_log2) {
     extern __shared__ float sh[];
     __shared__ float red[ROWS_THREADS / 32];
     const int si = blockIdx.y / n_head, h = blockIdx.y % n_head;
-    const tolk_cu_attn_seq sq = attn_get<T, TK>(src, si);
+    const tolk_cu_attn_seq sq = attn_get<T, TK, TO>(src, si);
     const int i = blockIdx.x;
     if (i >= sq.n_q) return; /* block-uniform */
     const int nk = sq.causal ? sq.q_pos0 + i + 1 : sq.n_kv;
@@ -163,12 +163,12 @@ static __global__ void __launch_bounds__(ROWS_THREADS)
                                                      sh, 1, red, mx, sum);
     const float *part = row_attend_part(sh, D, 1, 0);
     const float inv = 1.0f / sum[0];
-    T *op = (T *)sq.out + (long long)i * src.ldo + (long long)h * D;
+    TO *op = (TO *)sq.out + (long long)i * src.ldo + (long long)h * D;
     for (int c = threadIdx.x; c < D; c += ROWS_THREADS) {
         float a = 0.0f;
         for (int g = 0; g < G; g++)
             a += part[g * D + c];
-        op[c] = from_f<T>(a * inv);
+        op[c] = from_f<TO>(a * inv);
     }
 }
 
@@ -198,11 +198,12 @@ static int launch_flash_f32(const attn_src &src, int n, int max_nq, int n_head, 
     return (int)cudaGetLastError();
 }
 
-/* The flash path of tc over the n sequences of src. */
+/* The flash path of tc over the n sequences of src; out_h: out float16
+ * (dtype TOLK_CU_F32, tc TOLK_CU_F16). */
 static int launch_flash(const attn_src &src, int n, int max_nq, int n_head, int d_head,
-                        float scale_log2, int dtype, int tc, cudaStream_t st) {
-    if (tc != TOLK_CU_F32)
-        return attn_launch_tc(src, n, max_nq, n_head, d_head, scale_log2, dtype, tc, st);
+                        float scale_log2, int dtype, int tc, cudaStream_t st, int out_h = 0) {
+    if (tc != TOLK_CU_F32 || out_h)
+        return attn_launch_tc(src, n, max_nq, n_head, d_head, scale_log2, dtype, tc, st, out_h);
     TOLK_CU_DISPATCH(
         dtype, T, { return launch_flash_f32<T>(src, n, max_nq, n_head, d_head, scale_log2, st); });
     return 0;
@@ -256,26 +257,39 @@ static void plan_rows(tolk_cu_attn_plan *plan, int ns, int cap, long long pairs,
 
 /* The few-query path over the n sequences of src (n_q <= max_nq, visible
  * keys <= max_nk, `rows` workspace row slots): split-KV when it helps and
- * the workspace allows, else rows_kernel. kvh: k and v are float16, q and
- * out float32 (dtype TOLK_CU_F32). */
+ * the workspace allows, else rows_kernel. mix: ATTN_MIX_* storage bits (q
+ * float32, dtype TOLK_CU_F32); 0: every operand of dtype. */
 static int launch_rows(const attn_src &src, int n, int max_nq, int max_nk, long long rows,
                        int n_head, int d_head, float scale_log2, int dtype, void *ws,
-                       size_t ws_bytes, cudaStream_t st, int kvh = 0) {
+                       size_t ws_bytes, int *sync, cudaStream_t st, int mix = 0) {
     int chunk = 0, cap = 1;
     const int ns = rows_plan(src, n, max_nk, rows, n_head, d_head, ws, ws_bytes, &chunk, &cap);
     if (ns > 1)
         return attn_launch_split(src, n, max_nq, ns, chunk, cap, rows * n_head, n_head, d_head,
-                                 scale_log2, dtype, ws, st, kvh);
+                                 scale_log2, dtype, ws, sync, st, mix);
     dim3 grid((unsigned)max_nq, (unsigned)(n * n_head));
     const size_t smem = rows_smem(d_head, max_nk);
-    if (kvh) {
-        if (dtype != TOLK_CU_F32) return TOLK_CU_EINVAL;
-        rows_kernel<float, __half>
+    if (mix && dtype != TOLK_CU_F32) return TOLK_CU_EINVAL;
+    switch (mix) {
+    case ATTN_MIX_KVH:
+        rows_kernel<float, __half, float>
             <<<grid, ROWS_THREADS, smem, st>>>(src, n_head, d_head, scale_log2);
         return (int)cudaGetLastError();
+    case ATTN_MIX_OUTH:
+        rows_kernel<float, float, __half>
+            <<<grid, ROWS_THREADS, smem, st>>>(src, n_head, d_head, scale_log2);
+        return (int)cudaGetLastError();
+    case ATTN_MIX_KVH | ATTN_MIX_OUTH:
+        rows_kernel<float, __half, __half>
+            <<<grid, ROWS_THREADS, smem, st>>>(src, n_head, d_head, scale_log2);
+        return (int)cudaGetLastError();
+    case 0:
+        break;
+    default:
+        return TOLK_CU_EINVAL;
     }
     TOLK_CU_DISPATCH(dtype, T, {
-        rows_kernel<T, T><<<grid, ROWS_THREADS, smem, st>>>(src, n_head, d_head, scale_log2);
+        rows_kernel<T, T, T><<<grid, ROWS_THREADS, smem, st>>>(src, n_head, d_head, scale_log2);
     });
     return (int)cudaGetLastError();
 }
@@ -304,12 +318,13 @@ static int check_common(int n_head, int d_head, long long ldq, long long ldkv, l
 
 static int run_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head, long long ldq,
                   long long ldkv, long long ldo, float scale, int dtype, int tc, void *ws,
-                  size_t ws_bytes, cudaStream_t st, tolk_cu_attn_plan *plan);
+                  size_t ws_bytes, cudaStream_t st, tolk_cu_attn_plan *plan, int out_h = 0);
 
-extern "C" int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head,
-                                    int d_head, long long ldq, long long ldkv, long long ldo,
-                                    float scale, int dtype, int tc, void *ws, size_t ws_bytes,
-                                    void *stream) {
+/* The checks of tolk_cu_attention_ex: common arguments, then every host
+ * sequence's contract. */
+static int check_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head,
+                    long long ldq, long long ldkv, long long ldo, int dtype, int tc,
+                    const void *ws) {
     if (n_seqs < 0 || (n_seqs > 0 && !seqs)) return TOLK_CU_EINVAL;
     int rc = check_common(n_head, d_head, ldq, ldkv, ldo, dtype, tc, ws);
     if (rc) return rc;
@@ -321,16 +336,42 @@ extern "C" int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, in
         if (a->causal && (a->q_pos0 < 0 || (long long)a->q_pos0 + a->n_q > a->n_kv))
             return TOLK_CU_EINVAL;
     }
+    return 0;
+}
+
+extern "C" int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head,
+                                    int d_head, long long ldq, long long ldkv, long long ldo,
+                                    float scale, int dtype, int tc, void *ws, size_t ws_bytes,
+                                    void *stream) {
+    const int rc = check_ex(seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, dtype, tc, ws);
+    if (rc) return rc;
     if (!ws) ws_bytes = 0;
     return run_ex(seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, dtype, tc, ws, ws_bytes,
                   (cudaStream_t)stream, NULL);
 }
 
+extern "C" int tolk_cu_attention_ex_out(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head,
+                                        int d_head, long long ldq, long long ldkv, long long ldo,
+                                        float scale, int dtype, int out_dtype, int tc, void *ws,
+                                        size_t ws_bytes, void *stream) {
+    if (out_dtype == dtype)
+        return tolk_cu_attention_ex(seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, dtype, tc,
+                                    ws, ws_bytes, stream);
+    if (dtype != TOLK_CU_F32 || out_dtype != TOLK_CU_F16 || tc != TOLK_CU_F16)
+        return TOLK_CU_EINVAL;
+    const int rc = check_ex(seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, dtype, tc, ws);
+    if (rc) return rc;
+    if (!ws) ws_bytes = 0;
+    return run_ex(seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, dtype, tc, ws, ws_bytes,
+                  (cudaStream_t)stream, NULL, 1);
+}
+
 /* tolk_cu_attention_ex after its checks; plan != NULL: count the launches
- * instead of making them. */
+ * instead of making them. out_h: out float16 (dtype TOLK_CU_F32, tc
+ * TOLK_CU_F16). */
 static int run_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head, long long ldq,
                   long long ldkv, long long ldo, float scale, int dtype, int tc, void *ws,
-                  size_t ws_bytes, cudaStream_t st, tolk_cu_attn_plan *plan) {
+                  size_t ws_bytes, cudaStream_t st, tolk_cu_attn_plan *plan, int out_h) {
     const float scale_log2 = scale * ATTN_LOG2E;
     int rc = 0;
     /* Two tables per pass over the input: flash-sized and row-sized sequences. */
@@ -360,7 +401,7 @@ static int run_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_he
             if (plan)
                 plan->flash++;
             else
-                rc = launch_flash(ft, nf, f_maxq, n_head, d_head, scale_log2, dtype, tc, st);
+                rc = launch_flash(ft, nf, f_maxq, n_head, d_head, scale_log2, dtype, tc, st, out_h);
             if (rc) return rc;
             nf = f_maxq = 0;
         }
@@ -372,7 +413,7 @@ static int run_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_he
                 plan_rows(plan, ns, cap, r_rows * n_head, d_head);
             } else {
                 rc = launch_rows(rt, nr, r_maxq, r_maxk, r_rows, n_head, d_head, scale_log2, dtype,
-                                 ws, ws_bytes, st);
+                                 ws, ws_bytes, NULL, st, out_h ? ATTN_MIX_OUTH : 0);
             }
             if (rc) return rc;
             nr = r_maxq = r_maxk = 0;
@@ -404,13 +445,13 @@ extern "C" int tolk_cu_attention(const tolk_cu_attn_seq *seqs, int n_seqs, int n
 }
 
 /* The launches of a descriptor call (plan != NULL: counted, not made).
- * kvh (float16 k / v): always the few-query path. */
+ * mix (ATTN_MIX_* storage): always the few-query path. */
 static int run_desc(attn_src &src, int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
-                    float scale_log2, int dtype, int tc, void *ws, size_t ws_bytes, cudaStream_t st,
-                    tolk_cu_attn_plan *plan, int kvh = 0) {
-    if (kvh && rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM) return TOLK_CU_EINVAL;
+                    float scale_log2, int dtype, int tc, void *ws, size_t ws_bytes, int *sync,
+                    cudaStream_t st, tolk_cu_attn_plan *plan, int mix = 0) {
+    if (mix && rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM) return TOLK_CU_EINVAL;
     const bool flash =
-        !kvh && (max_n_q >= ATTN_FLASH_MIN_Q || rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM);
+        !mix && (max_n_q >= ATTN_FLASH_MIN_Q || rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM);
     const int per = 65535 / n_head; /* gridDim.y = sequences * n_head */
     for (int s0 = 0; s0 < n_seqs; s0 += per) {
         const int n = n_seqs - s0 < per ? n_seqs - s0 : per;
@@ -424,23 +465,24 @@ static int run_desc(attn_src &src, int n_seqs, int max_n_q, int max_n_kv, int n_
                 const int ns = rows_plan(src, n, max_n_kv, (long long)n * max_n_q, n_head, d_head,
                                          ws, ws_bytes, &chunk, &cap);
                 plan_rows(plan, ns, cap, (long long)n * max_n_q * n_head, d_head);
+                if (ns > 1 && sync) plan->fused++;
             }
         } else {
             rc = flash ? launch_flash(src, n, max_n_q, n_head, d_head, scale_log2, dtype, tc, st)
                        : launch_rows(src, n, max_n_q, max_n_kv, (long long)n * max_n_q, n_head,
-                                     d_head, scale_log2, dtype, ws, ws_bytes, st, kvh);
+                                     d_head, scale_log2, dtype, ws, ws_bytes, sync, st, mix);
         }
         if (rc) return rc;
     }
     return 0;
 }
 
-/* tolk_cu_attention_desc and its float16-K/V twin (kvh): the checks, the
- * source table, the launches. */
+/* tolk_cu_attention_desc and its mixed-storage form (mix: ATTN_MIX_*
+ * bits): the checks, the source table, the launches. */
 static int desc_call(const void *q, long long ldq, const void *k, const void *v, long long ldkv,
                      void *out, long long ldo, const tolk_cu_attn_desc *desc, int n_seqs,
                      int max_n_q, int max_n_kv, int n_head, int d_head, float scale, int dtype,
-                     int tc, void *ws, size_t ws_bytes, void *stream, int kvh) {
+                     int tc, void *ws, size_t ws_bytes, int *sync, void *stream, int mix) {
     if (n_seqs < 0 || max_n_q < 0 || max_n_kv < 1) return TOLK_CU_EINVAL;
     int rc = check_common(n_head, d_head, ldq, ldkv, ldo, dtype, tc, ws);
     if (rc) return rc;
@@ -448,6 +490,7 @@ static int desc_call(const void *q, long long ldq, const void *k, const void *v,
     if (!desc || !q || !k || !v || !out) return TOLK_CU_EINVAL;
     if ((long long)n_seqs * max_n_q > 0x7fffffffLL) return TOLK_CU_EINVAL; /* int row slots */
     if (!ws) ws_bytes = 0;
+    if (sync && ((uintptr_t)sync & 3u)) return TOLK_CU_EINVAL;
     attn_src src;
     src_init(&src, ldq, ldkv, ldo);
     src.desc = desc;
@@ -458,29 +501,39 @@ static int desc_call(const void *q, long long ldq, const void *k, const void *v,
     src.max_nq = max_n_q;
     src.max_nkv = max_n_kv;
     return run_desc(src, n_seqs, max_n_q, max_n_kv, n_head, d_head, scale * ATTN_LOG2E, dtype, tc,
-                    ws, ws_bytes, (cudaStream_t)stream, NULL, kvh);
+                    ws, ws_bytes, sync, (cudaStream_t)stream, NULL, mix);
 }
 
 extern "C" int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const void *v,
                                       long long ldkv, void *out, long long ldo,
                                       const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q,
                                       int max_n_kv, int n_head, int d_head, float scale, int dtype,
-                                      int tc, void *ws, size_t ws_bytes, void *stream) {
+                                      int tc, void *ws, size_t ws_bytes, int *sync, void *stream) {
     return desc_call(q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q, max_n_kv, n_head, d_head,
-                     scale, dtype, tc, ws, ws_bytes, stream, 0);
+                     scale, dtype, tc, ws, ws_bytes, sync, stream, 0);
 }
 
-extern "C" int tolk_cu_attention_desc_kvh(const float *q, long long ldq, const void *k,
-                                          const void *v, long long ldkv, float *out, long long ldo,
-                                          const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q,
-                                          int max_n_kv, int n_head, int d_head, float scale,
-                                          void *ws, size_t ws_bytes, void *stream) {
+extern "C" int tolk_cu_attention_desc_mixed(const float *q, long long ldq, const void *k,
+                                            const void *v, int kv_dtype, long long ldkv, void *out,
+                                            int out_dtype, long long ldo,
+                                            const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q,
+                                            int max_n_kv, int n_head, int d_head, float scale,
+                                            void *ws, size_t ws_bytes, int *sync, void *stream) {
+    if ((kv_dtype != TOLK_CU_F32 && kv_dtype != TOLK_CU_F16) ||
+        (out_dtype != TOLK_CU_F32 && out_dtype != TOLK_CU_F16))
+        return TOLK_CU_EINVAL;
+    const int mix = (kv_dtype == TOLK_CU_F16 ? ATTN_MIX_KVH : 0) |
+                    (out_dtype == TOLK_CU_F16 ? ATTN_MIX_OUTH : 0);
+    if (!mix) /* all float32: the plain call (its routing, flash included) */
+        return tolk_cu_attention_desc(q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q,
+                                      max_n_kv, n_head, d_head, scale, TOLK_CU_F32, TOLK_CU_F32,
+                                      ws, ws_bytes, sync, stream);
     return desc_call(q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q, max_n_kv, n_head, d_head,
-                     scale, TOLK_CU_F32, TOLK_CU_F32, ws, ws_bytes, stream, 1);
+                     scale, TOLK_CU_F32, TOLK_CU_F32, ws, ws_bytes, sync, stream, mix);
 }
 
 extern "C" int tolk_cu_attention_desc_plan(int n_seqs, int max_n_q, int max_n_kv, int n_head,
-                                           int d_head, int tc, size_t ws_bytes,
+                                           int d_head, int tc, size_t ws_bytes, int with_sync,
                                            tolk_cu_attn_plan *plan) {
     if (!plan || n_seqs < 0 || max_n_q < 0 || max_n_kv < 1) return TOLK_CU_EINVAL;
     memset(plan, 0, sizeof *plan);
@@ -494,8 +547,10 @@ extern "C" int tolk_cu_attention_desc_plan(int n_seqs, int max_n_q, int max_n_kv
     src.max_nq = max_n_q;
     src.max_nkv = max_n_kv;
     void *ws = ws_bytes ? (void *)plan : NULL;
+    /* a non-NULL stand-in: the plan only tests whether counters exist */
+    int *sync = with_sync ? (int *)(void *)plan : NULL;
     return run_desc(src, n_seqs, max_n_q, max_n_kv, n_head, d_head, 0.0f, TOLK_CU_F32, tc, ws,
-                    ws_bytes, NULL, plan);
+                    ws_bytes, sync, NULL, plan);
 }
 
 extern "C" size_t tolk_cu_attention_ws_bytes(int total_q_rows, int n_head, int d_head,

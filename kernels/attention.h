@@ -85,6 +85,14 @@ int tolk_cu_attention_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, i
                          long long ldq, long long ldkv, long long ldo, float scale, int dtype,
                          int tc, void *ws, size_t ws_bytes, void *stream);
 
+/* tolk_cu_attention_ex with out stored as out_dtype: equal to dtype, or
+ * TOLK_CU_F16 with dtype TOLK_CU_F32 and tc TOLK_CU_F16 (float32 q, k, v,
+ * the output rounded once to float16: the encoder of the half modes, whose
+ * attention output feeds a half product). Other pairs: TOLK_CU_EINVAL. */
+int tolk_cu_attention_ex_out(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head,
+                             long long ldq, long long ldkv, long long ldo, float scale, int dtype,
+                             int out_dtype, int tc, void *ws, size_t ws_bytes, void *stream);
+
 /* Workspace bytes that enable the split-KV path for every call with at
  * most total_q_rows query rows in all its few-query sequences (for
  * tolk_cu_attention_desc: n_seqs * max_n_q) and keys up to max_n_kv per
@@ -122,31 +130,43 @@ typedef struct tolk_cu_attn_desc {
  * the split-KV path when ws allows (tolk_cu_attention_ws_bytes with
  * total_q_rows = n_seqs * max_n_q), else the row kernel. Any n_seqs (one
  * launch per 65535 / n_head sequences). n_seqs 0 or max_n_q 0: nothing.
+ * sync: NULL, or DEVICE int32 [n_seqs * max_n_q * n_head] (4-byte
+ * aligned), all zero: the split path then runs ONE kernel — the last
+ * partial block of each (query row, head) combines it (a counter per row
+ * in sync, reset to zero by that block, so sync is zero again after the
+ * call and can serve the next one on the stream) — instead of partial +
+ * combine kernels. A call that fails or is cut short may leave sync
+ * non-zero: zero it again. Same results either way.
  * Errors as tolk_cu_attention_ex (the descriptors are never read on the
  * host). */
 int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const void *v,
                            long long ldkv, void *out, long long ldo, const tolk_cu_attn_desc *desc,
                            int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
-                           float scale, int dtype, int tc, void *ws, size_t ws_bytes, void *stream);
+                           float scale, int dtype, int tc, void *ws, size_t ws_bytes, int *sync,
+                           void *stream);
 
-/* tolk_cu_attention_desc with q and out float32 and k, v float16 (IEEE
- * binary16): the decoder's cross-attention over a float16 cache
- * (TOLK_KV_F16), float32 arithmetic (keys and values widened as read).
- * Always the few-query path (split-KV when ws allows, else the row
- * kernel), whatever max_n_q; TOLK_CU_EINVAL when max_n_kv's scores do not
- * fit the row kernel's shared memory. Other arguments and errors as
- * tolk_cu_attention_desc with dtype = tc = TOLK_CU_F32. */
-int tolk_cu_attention_desc_kvh(const float *q, long long ldq, const void *k, const void *v,
-                               long long ldkv, float *out, long long ldo,
-                               const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q, int max_n_kv,
-                               int n_head, int d_head, float scale, void *ws, size_t ws_bytes,
-                               void *stream);
+/* tolk_cu_attention_desc with q float32, k and v of kv_dtype and out of
+ * out_dtype (each TOLK_CU_F32 or TOLK_CU_F16, IEEE binary16), float32
+ * arithmetic (half operands widened as read, the output rounded once): the
+ * decoder step of the half modes, whose cross-attention cache is float16
+ * (TOLK_KV_F16) and whose attention output feeds a half product directly.
+ * Any half operand: always the few-query path (split-KV when ws allows,
+ * else the row kernel), whatever max_n_q; TOLK_CU_EINVAL when max_n_kv's
+ * scores do not fit the row kernel's shared memory. All float32: exactly
+ * tolk_cu_attention_desc with dtype = tc = TOLK_CU_F32. Other arguments
+ * and errors as tolk_cu_attention_desc. */
+int tolk_cu_attention_desc_mixed(const float *q, long long ldq, const void *k, const void *v,
+                                 int kv_dtype, long long ldkv, void *out, int out_dtype,
+                                 long long ldo, const tolk_cu_attn_desc *desc, int n_seqs,
+                                 int max_n_q, int max_n_kv, int n_head, int d_head, float scale,
+                                 void *ws, size_t ws_bytes, int *sync, void *stream);
 
 /* What a call would launch, without launching (the backend's census):
  * launches of the flash kernel (one kernel each), of the row kernel (one)
- * and of the split-KV path (two: partial + combine). */
+ * and of the split-KV path (two: partial + combine; one when fused). */
 typedef struct tolk_cu_attn_plan {
     int flash, rows, split;
+    int fused;             /* of the split launches, those with the combine fused (sync) */
     int grouped;           /* a split launch scores sequences sharing K/V together */
     double partial_floats; /* split workspace floats written (and read by the combine) */
 } tolk_cu_attn_plan;
@@ -158,7 +178,7 @@ typedef struct tolk_cu_attn_plan {
 int tolk_cu_attention_plan(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head, int tc,
                            size_t ws_bytes, tolk_cu_attn_plan *plan);
 int tolk_cu_attention_desc_plan(int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
-                                int tc, size_t ws_bytes, tolk_cu_attn_plan *plan);
+                                int tc, size_t ws_bytes, int with_sync, tolk_cu_attn_plan *plan);
 
 TOLK_CU_END_DECLS
 

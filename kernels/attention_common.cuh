@@ -25,6 +25,12 @@
  * cannot be queried (a 132-SM H100). */
 #define ATTN_SPLIT_TARGET 264
 #define ATTN_SPLIT_MIN_CHUNK 64
+/* Mixed storage of a few-query launch (the decoder step of the half
+ * modes), q always float32: bit 0 k and v are float16 (a float16 cross-
+ * attention cache), bit 1 out is float16 (the input of the next half
+ * product). 0: q, k, v, out all of the call's dtype. */
+#define ATTN_MIX_KVH 1
+#define ATTN_MIX_OUTH 2
 
 namespace tolkcu {
 
@@ -49,7 +55,7 @@ struct attn_src {
  * contract (n_q <= max_nq, 1 <= n_kv <= max_nkv, causal ranges inside
  * n_kv), so that a broken descriptor cannot take a kernel outside its
  * shared memory, workspace or buffers. */
-template <typename T, typename TK = T> /* TK: storage of k and v (float16 caches) */
+template <typename T, typename TK = T, typename TO = T> /* TK: storage of k and v, TO of out */
 __device__ __forceinline__ tolk_cu_attn_seq attn_get(const attn_src &src, int si) {
     if (!src.desc) return src.s[si];
     const tolk_cu_attn_desc d = src.desc[src.seq0 + si];
@@ -64,7 +70,7 @@ __device__ __forceinline__ tolk_cu_attn_seq attn_get(const attn_src &src, int si
     r.q = (const T *)src.q + (long long)d.q_row * src.ldq;
     r.k = (const TK *)src.k + (long long)d.kv_row * src.ldkv;
     r.v = (const TK *)src.v + (long long)d.kv_row * src.ldkv;
-    r.out = (T *)src.out + (long long)d.q_row * src.ldo;
+    r.out = (TO *)src.out + (long long)d.q_row * src.ldo;
     r.n_q = n_q;
     r.n_kv = n_kv;
     r.causal = causal;
@@ -273,10 +279,11 @@ __device__ __forceinline__ int row_attend(const T *const *qp, int R, const TK *K
 
 /* ---- internal host launchers (one file calls them in another) ---------- */
 
-/* attention_tc.cu: the WMMA flash kernel over the n sequences of src (all
- * with n_q <= max_nq), tc = TOLK_CU_F16 or TOLK_CU_BF16. */
+/* attention_tc.cu: the FA2 kernel over the n sequences of src (all with
+ * n_q <= max_nq), tc = TOLK_CU_F16 or TOLK_CU_BF16; out_h: out is
+ * float16 (dtype TOLK_CU_F32, tc TOLK_CU_F16 only). */
 int attn_launch_tc(const attn_src &src, int n, int max_nq, int n_head, int d_head, float scale_log2,
-                   int dtype, int tc, cudaStream_t st);
+                   int dtype, int tc, cudaStream_t st, int out_h = 0);
 
 /* attention_split.cu: the split target of the current device (2 blocks per
  * SM); the split count for `pairs` (query row, head) pairs over up to nk
@@ -288,11 +295,13 @@ int attn_split_plan(long long pairs, int nk, int *chunk);
 size_t attn_split_ws(long long pairs, int ns, int d_head, int cap);
 /* Partial + combine kernels over the n sequences of src (n_q <= max_nq,
  * visible keys <= ns * chunk); ws holds attn_split_ws(pairs, ns, d_head,
- * cap) bytes, pairs = (last slot + 1) * n_head. kvh: k and v are float16
- * (q and out float32, dtype TOLK_CU_F32). */
+ * cap) bytes, pairs = (last slot + 1) * n_head. mix: ATTN_MIX_* bits (q
+ * float32, dtype TOLK_CU_F32), 0: every operand of dtype. sync: NULL, or
+ * `pairs` zero ints (device descriptors only): the partial kernel's last
+ * block of each row combines it (one kernel) and leaves sync zero. */
 int attn_launch_split(const attn_src &src, int n, int max_nq, int ns, int chunk, int cap,
                       long long pairs, int n_head, int d_head, float scale_log2, int dtype,
-                      void *ws, cudaStream_t st, int kvh = 0);
+                      void *ws, int *sync, cudaStream_t st, int mix = 0);
 
 } /* namespace tolkcu */
 

@@ -56,10 +56,42 @@ using namespace tolkcu;
 #define SPLIT_THREADS 128
 #define SPLIT_MAX_CHUNK 8192 /* scores in shared memory: <= 41 KiB in all */
 
-template <typename T, typename TK>
+/* out row i of sequence si (its descriptor sq, group of R), head h, from
+ * the row's partial results: M = max m_e, out = sum_e 2^(m_e - M) o_e /
+ * sum_e 2^(m_e - M) l_e over its nv = ceil(nk / chunk) chunks times R
+ * sub-chunks; the block's threads stride over the D columns. Partials of
+ * other blocks are read through L2 (__ldcg): in the fused form they were
+ * written by blocks of the same launch. No barriers. */
+template <typename TO>
+__device__ __forceinline__ void combine_row(const attn_src &src, const tolk_cu_attn_seq &sq,
+                                            int si, int i, int h, int n_head, int D, int ns,
+                                            int chunk, int cap, int R, const float *ws_o,
+                                            const float *ws_ml) {
+    const int nk = sq.causal ? sq.q_pos0 + i + 1 : sq.n_kv;
+    const int nv = min(ns, (nk + chunk - 1) / chunk);
+    const long long base = ((long long)attn_slot(src, si, i) * n_head + h) * ns * cap;
+    float M = -INFINITY;
+    for (int s = 0; s < nv; s++)
+        for (int p = 0; p < R; p++)
+            M = fmaxf(M, __ldcg(&ws_ml[2 * (base + s * cap + p)]));
+    TO *op = (TO *)sq.out + (long long)i * src.ldo + (long long)h * D;
+    for (int cc = threadIdx.x; cc < D; cc += blockDim.x) {
+        float acc = 0.0f, L = 0.0f;
+        for (int s = 0; s < nv; s++)
+            for (int p = 0; p < R; p++) {
+                const long long e = base + s * cap + p;
+                const float w = exp2f(__ldcg(&ws_ml[2 * e]) - M); /* 0 for an empty sub-chunk */
+                L = fmaf(w, __ldcg(&ws_ml[2 * e + 1]), L);
+                acc = fmaf(w, __ldcg(&ws_o[e * D + cc]), acc);
+            }
+        op[cc] = from_f<TO>(acc / L); /* L >= 1: the part holding M contributes l >= 1 */
+    }
+}
+
+template <typename T, typename TK, typename TO>
 static __global__ void __launch_bounds__(SPLIT_THREADS)
     split_partial_kernel(const attn_src src, int n_head, int D, int ns, int chunk, int cap,
-                         float scale_log2, float *ws_o, float *ws_ml) {
+                         float scale_log2, float *ws_o, float *ws_ml, int *sync) {
     extern __shared__ float sh[];
     __shared__ float red[SPLIT_THREADS / 32 * ATTN_GROUP_MAX];
     const int si = blockIdx.y / n_head, h = blockIdx.y % n_head;
@@ -70,11 +102,13 @@ static __global__ void __launch_bounds__(SPLIT_THREADS)
     /* the group's rows i (members with i < n_q) */
     const T *qp[ATTN_GROUP_MAX];
     long long ent[ATTN_GROUP_MAX];
+    int mem[ATTN_GROUP_MAX]; /* the members' sequence numbers */
     int na = 0;
     for (int r = 0; r < R; r++) {
         const tolk_cu_attn_seq m = r == pos ? sq : attn_get<T, TK>(src, s0 + r);
         if (i >= m.n_q) continue;
         qp[na] = (const T *)m.q + (long long)i * src.ldq + (long long)h * D;
+        mem[na] = s0 + r;
         ent[na++] = (((long long)attn_slot(src, s0 + r, i) * n_head + h) * ns + c) * cap + pos;
     }
     if (na == 0) return; /* block-uniform */
@@ -112,37 +146,41 @@ static __global__ void __launch_bounds__(SPLIT_THREADS)
             ws_ml[2 * ent[r] + 1] = G ? sum[r] : 0.0f;
         }
     }
+    if (!sync) return; /* the combine kernel follows */
+    /* Fused combine: the last of a row's R * nv contributing blocks (every
+     * block of its group for each non-empty chunk) combines it and resets
+     * its counter. Each thread's partials are made visible device-wide
+     * before thread 0 counts the block in. */
+    __shared__ int last[ATTN_GROUP_MAX];
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const int want = R * min(ns, (nk + chunk - 1) / chunk);
+        for (int r = 0; r < na; r++) {
+            int *cnt = &sync[(long long)attn_slot(src, mem[r], i) * n_head + h];
+            last[r] = atomicAdd(cnt, 1) == want - 1;
+            if (last[r]) *cnt = 0; /* every other contributor has counted */
+        }
+        __threadfence();
+    }
+    __syncthreads();
+    for (int r = 0; r < na; r++)
+        if (last[r]) /* sq's out pointer is of type T: read the member's as TO */
+            combine_row<TO>(src, attn_get<T, TK, TO>(src, mem[r]), mem[r], i, h, n_head, D, ns,
+                            chunk, cap, R, ws_o, ws_ml);
 }
 
-template <typename T, typename TK>
+template <typename T, typename TK, typename TO>
 static __global__ void split_combine_kernel(const attn_src src, int n_head, int D, int ns,
                                             int chunk, int cap, const float *ws_o,
                                             const float *ws_ml) {
     const int si = blockIdx.y / n_head, h = blockIdx.y % n_head;
-    const tolk_cu_attn_seq sq = attn_get<T, TK>(src, si);
+    const tolk_cu_attn_seq sq = attn_get<T, TK, TO>(src, si);
     const int i = blockIdx.x;
     if (i >= sq.n_q) return; /* no barriers in this kernel */
     int s0, pos;
     const int R = attn_group_of<T, TK>(src, (int)gridDim.y / n_head, si, cap, sq, &s0, &pos);
-    const int nk = sq.causal ? sq.q_pos0 + i + 1 : sq.n_kv;
-    const int nv = min(ns, (nk + chunk - 1) / chunk);
-    const long long base = ((long long)attn_slot(src, si, i) * n_head + h) * ns * cap;
-    float M = -INFINITY;
-    for (int s = 0; s < nv; s++)
-        for (int p = 0; p < R; p++)
-            M = fmaxf(M, ws_ml[2 * (base + s * cap + p)]);
-    T *op = (T *)sq.out + (long long)i * src.ldo + (long long)h * D;
-    for (int cc = threadIdx.x; cc < D; cc += blockDim.x) {
-        float acc = 0.0f, L = 0.0f;
-        for (int s = 0; s < nv; s++)
-            for (int p = 0; p < R; p++) {
-                const long long e = base + s * cap + p;
-                const float w = exp2f(ws_ml[2 * e] - M); /* 0 for an empty sub-chunk */
-                L = fmaf(w, ws_ml[2 * e + 1], L);
-                acc = fmaf(w, ws_o[e * D + cc], acc);
-            }
-        op[cc] = from_f<T>(acc / L); /* L >= 1: the part holding M contributes l >= 1 */
-    }
+    combine_row<TO>(src, sq, si, i, h, n_head, D, ns, chunk, cap, R, ws_o, ws_ml);
 }
 
 namespace tolkcu {
@@ -188,36 +226,48 @@ size_t attn_split_ws(long long pairs, int ns, int d_head, int cap) {
     return (size_t)pairs * (size_t)ns * (size_t)cap * (size_t)(d_head + 2) * sizeof(float);
 }
 
-/* The two kernels of a split launch with q / out of type T, k / v of TK. */
-template <typename T, typename TK>
+/* The two kernels of a split launch with q of type T, k / v of TK, out of
+ * TO. */
+template <typename T, typename TK, typename TO = T>
 static int launch_split_t(const attn_src &src, dim3 g1, dim3 g2, size_t smem, int n_head,
                           int d_head, int ns, int chunk, int cap, float scale_log2, float *ws_o,
-                          float *ws_ml, cudaStream_t st) {
-    split_partial_kernel<T, TK><<<g1, SPLIT_THREADS, smem, st>>>(src, n_head, d_head, ns, chunk,
-                                                                 cap, scale_log2, ws_o, ws_ml);
+                          float *ws_ml, int *sync, cudaStream_t st) {
+    split_partial_kernel<T, TK, TO><<<g1, SPLIT_THREADS, smem, st>>>(
+        src, n_head, d_head, ns, chunk, cap, scale_log2, ws_o, ws_ml, sync);
     const int rc = (int)cudaGetLastError();
-    if (rc) return rc;
-    split_combine_kernel<T, TK>
+    if (rc || sync) return rc;
+    split_combine_kernel<T, TK, TO>
         <<<g2, d_head, 0, st>>>(src, n_head, d_head, ns, chunk, cap, ws_o, ws_ml);
     return (int)cudaGetLastError();
 }
 
 int attn_launch_split(const attn_src &src, int n, int max_nq, int ns, int chunk, int cap,
                       long long pairs, int n_head, int d_head, float scale_log2, int dtype,
-                      void *ws, cudaStream_t st, int kvh) {
+                      void *ws, int *sync, cudaStream_t st, int mix) {
     float *ws_o = (float *)ws;
     float *ws_ml = ws_o + pairs * ns * cap * d_head;
     const dim3 g1((unsigned)(max_nq * ns), (unsigned)(n * n_head));
     const dim3 g2((unsigned)max_nq, (unsigned)(n * n_head));
     const size_t smem = row_attend_smem(d_head, chunk, SPLIT_THREADS, cap);
-    if (kvh) {
-        if (dtype != TOLK_CU_F32) return TOLK_CU_EINVAL;
-        return launch_split_t<float, __half>(src, g1, g2, smem, n_head, d_head, ns, chunk, cap,
-                                             scale_log2, ws_o, ws_ml, st);
+    if (mix && dtype != TOLK_CU_F32) return TOLK_CU_EINVAL;
+    switch (mix) {
+    case ATTN_MIX_KVH:
+        return launch_split_t<float, __half, float>(src, g1, g2, smem, n_head, d_head, ns, chunk,
+                                                    cap, scale_log2, ws_o, ws_ml, sync, st);
+    case ATTN_MIX_OUTH:
+        return launch_split_t<float, float, __half>(src, g1, g2, smem, n_head, d_head, ns, chunk,
+                                                    cap, scale_log2, ws_o, ws_ml, sync, st);
+    case ATTN_MIX_KVH | ATTN_MIX_OUTH:
+        return launch_split_t<float, __half, __half>(src, g1, g2, smem, n_head, d_head, ns, chunk,
+                                                     cap, scale_log2, ws_o, ws_ml, sync, st);
+    case 0:
+        break;
+    default:
+        return TOLK_CU_EINVAL;
     }
     TOLK_CU_DISPATCH(dtype, T, {
         return launch_split_t<T, T>(src, g1, g2, smem, n_head, d_head, ns, chunk, cap, scale_log2,
-                                    ws_o, ws_ml, st);
+                                    ws_o, ws_ml, sync, st);
     });
     return TOLK_CU_EINVAL;
 }

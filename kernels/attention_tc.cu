@@ -136,7 +136,7 @@ __device__ __forceinline__ void tile_put(H *sm, const raw8<T> (&rg)[N]) {
 
 } /* namespace */
 
-template <typename T, typename H, int D, bool VEC>
+template <typename T, typename H, int D, bool VEC, typename TO = T> /* TO: storage of out */
 static __global__ void __launch_bounds__(FA_THREADS,
                                          ((VEC && std::is_same<T, H>::value && D <= 64) ? 2 : 1))
     fa2_kernel(const attn_src src, int n_head, float scale_log2) {
@@ -321,8 +321,8 @@ static __global__ void __launch_bounds__(FA_THREADS,
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     const float i0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, i1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
-    T *Og = (T *)sq.out + (long long)q0 * ldo + (long long)h * D;
-    if constexpr (std::is_same<T, float>::value) {
+    TO *Og = (TO *)sq.out + (long long)q0 * ldo + (long long)h * D;
+    if constexpr (std::is_same<TO, float>::value) {
 #pragma unroll
         for (int hr = 0; hr < 2; hr++) {
             const int r = rl + 8 * hr;
@@ -346,15 +346,15 @@ static __global__ void __launch_bounds__(FA_THREADS,
 #pragma unroll
         for (int n = 0; n < D / 8; n++) {
             *reinterpret_cast<unsigned *>(stg + g * LD + n * 8 + 2 * t4) =
-                pack2<T>(o[n][0] * i0, o[n][1] * i0);
+                pack2<TO>(o[n][0] * i0, o[n][1] * i0);
             *reinterpret_cast<unsigned *>(stg + (g + 8) * LD + n * 8 + 2 * t4) =
-                pack2<T>(o[n][2] * i1, o[n][3] * i1);
+                pack2<TO>(o[n][2] * i1, o[n][3] * i1);
         }
         __syncwarp();
         for (int c = lane; c < 16 * C::CH; c += 32) {
             const int r = c / C::CH, col = (c % C::CH) * 8;
             if (warp * 16 + r >= n_rows) continue;
-            T *op = Og + (long long)(warp * 16 + r) * ldo + col;
+            TO *op = Og + (long long)(warp * 16 + r) * ldo + col;
             const unsigned short *sp = stg + r * LD + col;
             if (VEC) {
                 *reinterpret_cast<uint4 *>(op) = *reinterpret_cast<const uint4 *>(sp);
@@ -369,7 +369,7 @@ static __global__ void __launch_bounds__(FA_THREADS,
 
 /* ------------------------------------------------------------------------ */
 
-template <typename T, typename H, int D, bool VEC>
+template <typename T, typename H, int D, bool VEC, typename TO>
 static int launch_fa2(const attn_src &src, int n, int max_nq, int n_head, float scale_log2,
                       cudaStream_t st) {
     typedef fa_cfg<D> C;
@@ -380,25 +380,25 @@ static int launch_fa2(const attn_src &src, int n, int max_nq, int n_head, float 
     if (cudaGetDevice(&dev) != cudaSuccess) return (int)cudaGetLastError();
     if (dev < 0 || dev >= 64 || !attr_set[dev].load(std::memory_order_acquire)) {
         const cudaError_t e = cudaFuncSetAttribute(
-            fa2_kernel<T, H, D, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+            fa2_kernel<T, H, D, VEC, TO>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
         if (e != cudaSuccess) return (int)e;
         if (dev >= 0 && dev < 64) attr_set[dev].store(1, std::memory_order_release);
     }
     const dim3 grid((unsigned)((max_nq + FA_BQ - 1) / FA_BQ), (unsigned)(n * n_head));
-    fa2_kernel<T, H, D, VEC><<<grid, FA_THREADS, C::SMEM, st>>>(src, n_head, scale_log2);
+    fa2_kernel<T, H, D, VEC, TO><<<grid, FA_THREADS, C::SMEM, st>>>(src, n_head, scale_log2);
     return (int)cudaGetLastError();
 }
 
-template <typename T, typename H, bool VEC>
+template <typename T, typename H, bool VEC, typename TO>
 static int launch_fa2_d(const attn_src &src, int n, int max_nq, int n_head, int d_head,
                         float scale_log2, cudaStream_t st) {
     switch (d_head) {
     case 32:
-        return launch_fa2<T, H, 32, VEC>(src, n, max_nq, n_head, scale_log2, st);
+        return launch_fa2<T, H, 32, VEC, TO>(src, n, max_nq, n_head, scale_log2, st);
     case 64:
-        return launch_fa2<T, H, 64, VEC>(src, n, max_nq, n_head, scale_log2, st);
+        return launch_fa2<T, H, 64, VEC, TO>(src, n, max_nq, n_head, scale_log2, st);
     case 128:
-        return launch_fa2<T, H, 128, VEC>(src, n, max_nq, n_head, scale_log2, st);
+        return launch_fa2<T, H, 128, VEC, TO>(src, n, max_nq, n_head, scale_log2, st);
     default:
         return TOLK_CU_EINVAL;
     }
@@ -408,10 +408,11 @@ static bool al16(const void *p) {
     return ((uintptr_t)p & 15u) == 0;
 }
 
-/* Whether every row of every sequence of src starts 16-byte aligned. */
-static bool rows_aligned(const attn_src &src, int n, size_t es) {
+/* Whether every row of every sequence of src starts 16-byte aligned (q,
+ * k, v of es bytes per element, out of eo). */
+static bool rows_aligned(const attn_src &src, int n, size_t es, size_t eo) {
     if ((src.ldq * (long long)es) % 16 || (src.ldkv * (long long)es) % 16 ||
-        (src.ldo * (long long)es) % 16)
+        (src.ldo * (long long)eo) % 16)
         return false;
     if (src.desc) return al16(src.q) && al16(src.k) && al16(src.v) && al16(src.out);
     for (int i = 0; i < n; i++)
@@ -421,18 +422,22 @@ static bool rows_aligned(const attn_src &src, int n, size_t es) {
     return true;
 }
 
-template <typename T, typename H>
+template <typename T, typename H, typename TO = T>
 static int launch_tc_t(const attn_src &src, int n, int max_nq, int n_head, int d_head,
                        float scale_log2, cudaStream_t st) {
-    if (rows_aligned(src, n, sizeof(T)))
-        return launch_fa2_d<T, H, true>(src, n, max_nq, n_head, d_head, scale_log2, st);
-    return launch_fa2_d<T, H, false>(src, n, max_nq, n_head, d_head, scale_log2, st);
+    if (rows_aligned(src, n, sizeof(T), sizeof(TO)))
+        return launch_fa2_d<T, H, true, TO>(src, n, max_nq, n_head, d_head, scale_log2, st);
+    return launch_fa2_d<T, H, false, TO>(src, n, max_nq, n_head, d_head, scale_log2, st);
 }
 
 namespace tolkcu {
 
 int attn_launch_tc(const attn_src &src, int n, int max_nq, int n_head, int d_head, float scale_log2,
-                   int dtype, int tc, cudaStream_t st) {
+                   int dtype, int tc, cudaStream_t st, int out_h) {
+    if (out_h) { /* float32 q / k / v, float16 out: the encoder of the half modes */
+        if (dtype != TOLK_CU_F32 || tc != TOLK_CU_F16) return TOLK_CU_EINVAL;
+        return launch_tc_t<float, __half, __half>(src, n, max_nq, n_head, d_head, scale_log2, st);
+    }
     if (tc == TOLK_CU_F16) {
         TOLK_CU_DISPATCH(dtype, T, {
             return launch_tc_t<T, __half>(src, n, max_nq, n_head, d_head, scale_log2, st);

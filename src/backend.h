@@ -11,7 +11,13 @@
  *     and device, `copy_rows` copies rows between device buffers. Device
  *     pointers may be offset with ordinary pointer arithmetic (float units)
  *     by the caller.
- *   - Activations are float32 on every backend. Every matrix is row-major;
+ *   - Activations are float32 on every backend, except where an op's flag
+ *     says float16 (IEEE binary16 bits): a backend whose half-precision
+ *     products would round their float32 inputs anyway sets half_acts, and
+ *     the network then has the producers of those inputs (layernorm_h,
+ *     bias_gelu_h, attention_desc with TOLK_ATTN_OUT_F16, linear with
+ *     TOLK_LINEAR_Y_F16) write them as float16 for linear with
+ *     TOLK_LINEAR_X_F16 — no separate conversion. Every matrix is row-major;
  *     `ld*` arguments are row strides in elements (>= the row length), so a
  *     column slice of a wider matrix (e.g. the K part of a fused [T, 3d] QKV
  *     product) can be passed without a copy.
@@ -126,13 +132,28 @@ typedef struct tolk_census {
     int dry;                               /* 1: counted without running anything (see census) */
 } tolk_census;
 
+/* The zero-kept head of a bound scratch buffer (scratch_bind). */
+#define TOLK_SCRATCH_SYNC_BYTES 65536
+
 /* Flags of the linear op. */
 #define TOLK_LINEAR_ACCUMULATE 1 /* y += x W^T + bias */
 #define TOLK_LINEAR_ROW_EXACT 2  /* each row's numbers independent of the batch */
+#define TOLK_LINEAR_X_F16 4      /* x is float16 (a half activation) */
+#define TOLK_LINEAR_Y_F16 8      /* y is float16, rounded once (no bias, no accumulate) */
+
+/* Flags of attention_desc: the storage of k / v and of out (q and the
+ * arithmetic are float32). */
+#define TOLK_ATTN_KV_F16 1  /* k and v float16: the cross-attention cache with TOLK_KV_F16 */
+#define TOLK_ATTN_OUT_F16 2 /* out float16: the input of the next half product */
 
 struct tolk_backend {
     const char *name; /* "cpu", "cuda" */
     void *impl;       /* backend-private state (immutable after creation) */
+    int half_acts;    /* 1: the network should hand its products float16
+                         activations (layernorm_h, bias_gelu_h, the _F16
+                         flags): CUDA in its half modes, whose products
+                         round float32 inputs to half anyway; 0: float32
+                         (the twins of the half ops still work, for tests) */
 
     /* Release the backend itself (not the buffers it handed out). */
     void (*destroy)(tolk_backend *be);
@@ -177,10 +198,13 @@ struct tolk_backend {
      * be a function of that row alone, bit for bit, whatever M and the other
      * rows are (the decoder step: a sequence's numbers must not depend on
      * what else is in the batch; the CPU keeps it, float32 mode; CUDA's
-     * cuBLASLt picks kernels by shape and cannot promise it). x and y must
-     * not overlap. */
-    tolk_status (*linear)(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
-                          const float *x, size_t ldx, size_t M, const tolk_bweight *W,
+     * cuBLASLt picks kernels by shape and cannot promise it).
+     * TOLK_LINEAR_X_F16: x holds float16 (the product is the same as for
+     * its float32 widening); TOLK_LINEAR_Y_F16: y is float16, the float32
+     * result rounded once (bias NULL, not with ACCUMULATE). x and y are
+     * float32 otherwise, and must not overlap. */
+    tolk_status (*linear)(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
+                          const void *x, size_t ldx, size_t M, const tolk_bweight *W,
                           const float *bias, int flags);
 
     /* y [M, D] = LayerNorm(x [M, D]) * gamma + beta over each row: two-pass
@@ -188,11 +212,20 @@ struct tolk_backend {
      * are contiguous (stride D). */
     tolk_status (*layernorm)(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *x,
                              size_t M, size_t D, const float *gamma, const float *beta, float eps);
+    /* layernorm into float16 y [M, D] (contiguous): the float32 result
+     * rounded once (the input of a half product). */
+    tolk_status (*layernorm_h)(tolk_ctx *ctx, const tolk_backend *be, uint16_t *y, const float *x,
+                               size_t M, size_t D, const float *gamma, const float *beta,
+                               float eps);
 
     /* In place on x [M, N] (row stride ldx): x = GELU(x + bias), exact erf
      * form 0.5 x (1 + erf(x / sqrt 2)); bias [N] may be NULL. */
     tolk_status (*bias_gelu)(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
                              size_t N, const float *bias);
+    /* bias_gelu in place on float16 x [M, N] (row stride ldx): widened,
+     * GELU(x + bias) in float32, rounded once. */
+    tolk_status (*bias_gelu_h)(tolk_ctx *ctx, const tolk_backend *be, uint16_t *x, size_t ldx,
+                               size_t M, size_t N, const float *bias);
 
     /* In place on x [M, N] (row stride ldx): x = max(0, x + bias); bias
      * [N] may be NULL (the ReLU feed-forward layers of Marian's
@@ -226,10 +259,12 @@ struct tolk_backend {
      * ldo are row strides in floats; n_head * d_head <= each of them.
      * Whisper: scale = 1 / sqrt(d_head) (the reference's d_head^-0.25 on
      * both q and k). Scratch is bounded by the backend (no full score
-     * matrix: at most a row block per head at a time). */
+     * matrix: at most a row block per head at a time). flags:
+     * TOLK_ATTN_OUT_F16 stores out as float16 (each sequence's out then
+     * points to uint16_t rows, ldo in elements); 0: float32. */
     tolk_status (*attention)(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
                              int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
-                             size_t ldo, float scale);
+                             size_t ldo, float scale, int flags);
 
     /* 1-D convolution, kernel 3, padding 1 on both sides, stride 1 or 2:
      *   y[t, o] = bias[o] + sum_{c, k} W[o, c, k] x[stride*t + k - 1, c]
@@ -289,21 +324,13 @@ struct tolk_backend {
 
     /* attention with the sequences in DEVICE memory (desc [n_seqs]); the
      * same arithmetic as attention. max_n_q / max_n_kv bound every
-     * sequence's n_q / n_kv (they size the launch, never the descriptors). */
+     * sequence's n_q / n_kv (they size the launch, never the descriptors).
+     * flags (TOLK_ATTN_*): k and v float16 (ldkv in elements), out
+     * float16; float32 otherwise. q and the arithmetic are float32. */
     tolk_status (*attention_desc)(tolk_ctx *ctx, const tolk_backend *be, const float *q, size_t ldq,
-                                  const float *k, const float *v, size_t ldkv, float *out,
-                                  size_t ldo, const tolk_attn_desc *desc, int n_seqs, int max_n_q,
-                                  int max_n_kv, int n_head, int d_head, float scale);
-
-    /* attention_desc with the keys and values stored float16 (IEEE
-     * binary16 bits; q and out float32; products in float32): the
-     * decoder's cross-attention with TOLK_KV_F16. ldkv in elements. NULL
-     * when the backend has none (the net then refuses TOLK_KV_F16). */
-    tolk_status (*attention_desc_kvh)(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                      size_t ldq, const uint16_t *k, const uint16_t *v, size_t ldkv,
-                                      float *out, size_t ldo, const tolk_attn_desc *desc,
-                                      int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
-                                      float scale);
+                                  const void *k, const void *v, size_t ldkv, void *out, size_t ldo,
+                                  const tolk_attn_desc *desc, int n_seqs, int max_n_q,
+                                  int max_n_kv, int n_head, int d_head, float scale, int flags);
 
     /* dst[r, c] = src[r, c] for r < rows, c < cols (DEVICE, row strides
      * ld_dst / ld_src in elements), converting between float32 (0) and
@@ -355,10 +382,14 @@ struct tolk_backend {
      * (its operations run in stream order, so they can share it) instead
      * of allocating per operation — which a captured graph would record
      * as memory nodes. buf must stay allocated as long as a graph captured
-     * while it was bound exists. Returns the most scratch any operation
-     * asked for since the previous call (the caller binds, runs its
-     * operations, binds NULL and grows buf to the returned size). NULL
-     * when the backend needs no scratch (CPU). */
+     * while it was bound exists. Its first TOLK_SCRATCH_SYNC_BYTES are
+     * counters that operations keep at zero between calls (CUDA: the split
+     * attention's fused combine): they must be zero when buf is bound
+     * first, and zeroed again after an operation failed. Returns the most
+     * scratch any operation asked for since the previous call, that head
+     * included (the caller binds, runs its operations, binds NULL and
+     * grows buf to the returned size). NULL when the backend needs no
+     * scratch (CPU). */
     size_t (*scratch_bind)(const tolk_backend *be, void *buf, size_t bytes);
 
     /* Counters since creation (products, slow fallbacks); no failure. */

@@ -24,6 +24,7 @@
  * 1/sqrt(d_head) scale, Conv1d(kernel 3, padding 1, stride 1 or 2).
  */
 #include "backend.h"
+#include "backend_host_half.h"
 #include "dot_avx512.h"
 #include "gemm_cpu.h"
 #include "scratch.h"
@@ -517,9 +518,9 @@ static void linear_cols(float *y, size_t ldy, const float *x, size_t ldx, size_t
     }
 }
 
-static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
-                              const float *x, size_t ldx, size_t M, const tolk_bweight *W,
-                              const float *bias, int flags) {
+static tolk_status cpu_linear_f32(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
+                                  const float *x, size_t ldx, size_t M, const tolk_bweight *W,
+                                  const float *bias, int flags) {
     if (M == 0) return TOLK_OK;
     if (!y || !x || !W || !W->data || W->rows <= 0 || W->cols <= 0)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: linear: NULL argument");
@@ -583,12 +584,21 @@ static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, s
     return TOLK_OK;
 }
 
+/* backend.h linear: float16 x or y through the host twins. */
+static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
+                              const void *x, size_t ldx, size_t M, const tolk_bweight *W,
+                              const float *bias, int flags) {
+    if (flags & (TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16))
+        return tolk_host_half_linear(ctx, be, cpu_linear_f32, y, ldy, x, ldx, M, W, bias, flags);
+    return cpu_linear_f32(ctx, be, y, ldy, x, ldx, M, W, bias, flags);
+}
+
 static tolk_status cpu_logits(tolk_ctx *ctx, const tolk_backend *be, float *logits, const float *x,
                               size_t M, const tolk_bweight *tok) {
     if (!tok) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: logits: NULL weight");
     /* the decoder's last op: rows are sequences of a batch (row exact) */
-    return cpu_linear(ctx, be, logits, (size_t)tok->rows, x, (size_t)tok->cols, M, tok, NULL,
-                      TOLK_LINEAR_ROW_EXACT);
+    return cpu_linear_f32(ctx, be, logits, (size_t)tok->rows, x, (size_t)tok->cols, M, tok, NULL,
+                          TOLK_LINEAR_ROW_EXACT);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1142,8 +1152,12 @@ static tolk_status attention_impl(tolk_ctx *ctx, const tolk_attn_seq *seqs, int 
 
 static tolk_status cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
                                  int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
-                                 size_t ldo, float scale) {
-    (void)be;
+                                 size_t ldo, float scale, int flags) {
+    if (flags & ~TOLK_ATTN_OUT_F16)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention: flags %d", flags);
+    if (flags) /* a float16 output through the host twin */
+        return tolk_host_half_attention(ctx, be, seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo,
+                                        scale);
     return attention_impl(ctx, seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, 0);
 }
 
@@ -1244,7 +1258,7 @@ static tolk_status cpu_copy_rows(tolk_ctx *ctx, const tolk_backend *be, float *d
 /* Sequences per cpu_attention call of attention_desc. */
 #define DESC_BATCH 64
 
-/* attention_desc / attention_desc_kvh: the descriptors (host memory
+/* attention_desc: the descriptors (host memory
  * here) as host sequences, DESC_BATCH at a time; k / v of esz-byte
  * elements (4, or 2 for float16). */
 static tolk_status attention_desc_impl(tolk_ctx *ctx, const float *q, size_t ldq, const void *k,
@@ -1277,24 +1291,32 @@ static tolk_status attention_desc_impl(tolk_ctx *ctx, const float *q, size_t ldq
     return TOLK_OK;
 }
 
-static tolk_status cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                      size_t ldq, const float *k, const float *v, size_t ldkv,
-                                      float *out, size_t ldo, const tolk_attn_desc *desc,
-                                      int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
-                                      float scale) {
+static tolk_status cpu_attention_desc_f32(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                          size_t ldq, const void *k, const void *v, size_t ldkv,
+                                          void *out, size_t ldo, const tolk_attn_desc *desc,
+                                          int n_seqs, int max_n_q, int max_n_kv, int n_head,
+                                          int d_head, float scale, int flags) {
     (void)be, (void)max_n_q, (void)max_n_kv;
-    return attention_desc_impl(ctx, q, ldq, k, v, ldkv, sizeof(float), out, ldo, desc, n_seqs,
-                               n_head, d_head, scale);
+    return attention_desc_impl(ctx, q, ldq, k, v, ldkv,
+                               (flags & TOLK_ATTN_KV_F16) ? sizeof(uint16_t) : sizeof(float), out,
+                               ldo, desc, n_seqs, n_head, d_head, scale);
 }
 
-static tolk_status cpu_attention_desc_kvh(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                          size_t ldq, const uint16_t *k, const uint16_t *v,
-                                          size_t ldkv, float *out, size_t ldo,
-                                          const tolk_attn_desc *desc, int n_seqs, int max_n_q,
-                                          int max_n_kv, int n_head, int d_head, float scale) {
-    (void)be, (void)max_n_q, (void)max_n_kv;
-    return attention_desc_impl(ctx, q, ldq, k, v, ldkv, sizeof(uint16_t), out, ldo, desc, n_seqs,
-                               n_head, d_head, scale);
+/* backend.h attention_desc: a float16 output through the host twin. */
+static tolk_status cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                      size_t ldq, const void *k, const void *v, size_t ldkv,
+                                      void *out, size_t ldo, const tolk_attn_desc *desc,
+                                      int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
+                                      float scale, int flags) {
+    if (flags & ~(TOLK_ATTN_KV_F16 | TOLK_ATTN_OUT_F16))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention_desc: flags %d",
+                         flags);
+    if (flags & TOLK_ATTN_OUT_F16)
+        return tolk_host_half_attention_desc(ctx, be, cpu_attention_desc_f32, q, ldq, k, v, ldkv,
+                                             out, ldo, desc, n_seqs, max_n_q, max_n_kv, n_head,
+                                             d_head, scale, flags);
+    return cpu_attention_desc_f32(ctx, be, q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q,
+                                  max_n_kv, n_head, d_head, scale, flags);
 }
 
 static tolk_status cpu_convert_rows(tolk_ctx *ctx, const tolk_backend *be, void *dst, int dst_f16,
@@ -1401,7 +1423,9 @@ tolk_status tolk_backend_cpu_new(tolk_ctx *ctx, const tolk_backend_params *param
     be->vector_prepare = cpu_vector_prepare;
     be->linear = cpu_linear;
     be->layernorm = cpu_layernorm;
+    be->layernorm_h = tolk_host_half_layernorm;
     be->bias_gelu = cpu_bias_gelu;
+    be->bias_gelu_h = tolk_host_half_bias_gelu;
     be->bias_relu = cpu_bias_relu;
     be->ssru = cpu_ssru;
     be->softmax = cpu_softmax;
@@ -1412,7 +1436,6 @@ tolk_status tolk_backend_cpu_new(tolk_ctx *ctx, const tolk_backend_params *param
     be->embed_rows = cpu_embed_rows;
     be->copy_rows = cpu_copy_rows;
     be->attention_desc = cpu_attention_desc;
-    be->attention_desc_kvh = cpu_attention_desc_kvh;
     be->convert_rows = cpu_convert_rows;
     be->select = cpu_select;
     be->attn_weights = cpu_attn_weights;

@@ -27,12 +27,16 @@
  * stream and so reports errors of earlier kernels too. upload() also
  * synchronises (the source may be reused at once, pinned or not).
  *
- * Precision: activations are float32. With keep_f16 every weight is half
- * precision on the device (float16 / bfloat16 tensors as they are; float32
- * and int8 tensors rounded to float16 when prepared, or to bfloat16 when a
- * value would overflow float16), a linear layer converts its input rows to
- * the weight's half type (tolk_cu_convert) and multiplies on tensor cores
- * with float32 accumulation; without it every product is a float32 GEMM
+ * Precision: with keep_f16 every weight is half precision on the device
+ * (float16 / bfloat16 tensors as they are; float32 and int8 tensors rounded
+ * to float16 when prepared, or to bfloat16 when a value would overflow
+ * float16) and products multiply on tensor cores with float32
+ * accumulation; the backend then sets half_acts, so the network hands the
+ * products float16 inputs written by their producers (layernorm_h,
+ * bias_gelu_h, attention_desc's TOLK_ATTN_OUT_F16, a float16 product
+ * output); a float32 input is converted first (tolk_cu_convert), the
+ * residual stream stays float32 (products accumulate into it). Without
+ * keep_f16 activations are float32 and every product is a float32 GEMM
  * (CUBLAS_COMPUTE_32F, no TF32).
  *
  * Errors: each operation first reports an error an earlier operation left
@@ -507,19 +511,21 @@ static size_t cu_scratch_bind(const tolk_backend *be, void *buf, size_t bytes) {
 }
 
 /* Stream-ordered scratch of `bytes` plus the GEMM workspace after it: the
- * thread's bound scratch when it is large enough, else allocated (two
- * graph memory nodes with its scratch_put while capturing). */
+ * thread's bound scratch (after its zero-kept counters) when it is large
+ * enough, else allocated (two graph memory nodes with its scratch_put
+ * while capturing). */
 static tolk_status scratch_get(tolk_ctx *ctx, const cuda_impl *im, size_t bytes, char **p,
                                char **ws) {
     *p = NULL;
     *ws = NULL;
-    if (bytes > SIZE_MAX - im->gemm_ws - SCRATCH_ALIGN)
+    if (bytes > SIZE_MAX - im->gemm_ws - SCRATCH_ALIGN - TOLK_SCRATCH_SYNC_BYTES)
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: scratch too large", WHO);
     const size_t head = round_up(bytes, SCRATCH_ALIGN);
     if (tl_bound.im == im) {
-        if (head + im->gemm_ws > tl_bound.need) tl_bound.need = head + im->gemm_ws;
-        if (head + im->gemm_ws <= tl_bound.size) {
-            *p = tl_bound.buf;
+        const size_t need = TOLK_SCRATCH_SYNC_BYTES + head + im->gemm_ws;
+        if (need > tl_bound.need) tl_bound.need = need;
+        if (need <= tl_bound.size) {
+            *p = tl_bound.buf + TOLK_SCRATCH_SYNC_BYTES;
             *ws = *p + head;
             return TOLK_OK;
         }
@@ -535,37 +541,50 @@ static tolk_status scratch_get(tolk_ctx *ctx, const cuda_impl *im, size_t bytes,
 }
 
 static void scratch_put(char *p) {
-    if (p && p != tl_bound.buf) cudaFreeAsync(p, (cudaStream_t)TOLK_CU_STREAM);
+    if (p && (!tl_bound.buf || p != tl_bound.buf + TOLK_SCRATCH_SYNC_BYTES))
+        cudaFreeAsync(p, (cudaStream_t)TOLK_CU_STREAM);
 }
 
-/* Count a product y [M, N] (float32, read too when accumulating) = x [M, K]
- * . W^T (+ bias), x of W's type, batch times with x shared. */
+/* The bound scratch's zero-kept counters when they hold n ints, else NULL. */
+static int *scratch_sync(const cuda_impl *im, size_t n) {
+    if (tl_bound.im != im || !tl_bound.buf || tl_bound.size < TOLK_SCRATCH_SYNC_BYTES ||
+        n > TOLK_SCRATCH_SYNC_BYTES / sizeof(int))
+        return NULL;
+    return (int *)(void *)tl_bound.buf;
+}
+
+/* Count a product y [M, N] (ys bytes per element, read too when
+ * accumulating) = x [M, K] . W^T (+ bias), x of W's type, batch times with
+ * x shared. */
 static void count_gemm(const cuda_impl *im, size_t M, size_t N, size_t K, const tolk_bweight *W,
-                       int accumulate, int bias, int batch) {
+                       int accumulate, int bias, int batch, double ys) {
     const double es = W->dtype == TOLK_DT_F32 ? 4.0 : 2.0;
     const double b = (double)M * K * es +
-                     batch * ((double)N * K * es + (double)M * N * 4.0 * (accumulate ? 2 : 1) +
+                     batch * ((double)N * K * es + (double)M * N * ys * (accumulate ? 2 : 1) +
                               (bias ? (double)N * 4.0 : 0.0));
     count(im, "gemm", 1, b, 2.0 * M * N * K * batch);
 }
 
-/* x [M, K] float32 (row stride ldx) in the type of W: x itself (F32), or
- * converted into scr (row stride K) — one convert kernel. */
-static int half_input(const cuda_impl *im, const tolk_bweight *W, const float *x, size_t ldx,
-                      size_t M, size_t K, char *scr, const void **xin, long long *ldxin) {
+/* x [M, K] (row stride ldx; float16 when x_f16, else float32) in the type
+ * of W: x itself when the types agree, or converted into scr (row stride
+ * K) — one convert kernel. */
+static int half_input(const cuda_impl *im, const tolk_bweight *W, const void *x, int x_f16,
+                      size_t ldx, size_t M, size_t K, char *scr, const void **xin,
+                      long long *ldxin) {
+    const int xt = x_f16 ? TOLK_CU_F16 : TOLK_CU_F32;
     *xin = x;
     *ldxin = (long long)ldx;
-    if (W->dtype == TOLK_DT_F32) return 0;
-    count(im, "convert", 1, (double)M * K * 6.0, 0);
+    if ((int)W->dtype == xt) return 0;
+    count(im, "convert", 1, (double)M * K * ((x_f16 ? 2.0 : 4.0) + tolk_dtype_size(W->dtype)), 0);
     *xin = scr;
     *ldxin = (long long)K;
     if (dry(im)) return 0;
-    return tolk_cu_convert(scr, (int)W->dtype, (long long)K, x, TOLK_CU_F32, (long long)ldx,
-                           (long long)M, (long long)K, TOLK_CU_STREAM);
+    return tolk_cu_convert(scr, (int)W->dtype, (long long)K, x, xt, (long long)ldx, (long long)M,
+                           (long long)K, TOLK_CU_STREAM);
 }
 
-static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
-                             const float *x, size_t ldx, size_t M, const tolk_bweight *W,
+static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
+                             const void *x, size_t ldx, size_t M, const tolk_bweight *W,
                              const float *bias, int flags) {
     const cuda_impl *im = impl_of(be);
     if (M == 0) return TOLK_OK;
@@ -577,20 +596,38 @@ static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, float *y, si
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear: bad sizes", WHO);
     if (W->dtype != TOLK_DT_F32 && W->dtype != TOLK_DT_F16 && W->dtype != TOLK_DT_BF16)
         return tolk_fail(ctx, TOLK_ERR_INTERNAL, "%s: linear: weight dtype %d", WHO, (int)W->dtype);
+    const int xh = (flags & TOLK_LINEAR_X_F16) != 0, yh = (flags & TOLK_LINEAR_Y_F16) != 0;
+    const int acc = (flags & TOLK_LINEAR_ACCUMULATE) != 0;
+    if (yh && (bias || acc))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "%s: linear: a float16 output takes no bias and no accumulation", WHO);
     tolk_status st = op_begin(ctx, im, "linear");
     if (st) return st;
-    const size_t xbytes = W->dtype != TOLK_DT_F32 ? M * K * 2 : 0; /* < 2^63: M, K < 2^31 */
+    /* scratch: x in W's type unless it is already; a float16 y from a
+     * product that cannot write it (W not float16) goes through float32 */
+    const int x_direct = (int)W->dtype == (xh ? TOLK_CU_F16 : TOLK_CU_F32);
+    const int y_direct = !yh || W->dtype == TOLK_DT_F16;
+    const size_t xbytes = x_direct ? 0 : M * K * tolk_dtype_size(W->dtype); /* M, K < 2^31 */
+    const size_t ybytes = y_direct ? 0 : M * N * sizeof(float);
     char *scr, *ws;
-    if ((st = scratch_get(ctx, im, xbytes, &scr, &ws))) return st;
+    if ((st = scratch_get(ctx, im, xbytes + ybytes, &scr, &ws))) return st;
     const void *xin;
     long long ldxin;
-    int rc = half_input(im, W, x, ldx, M, K, scr, &xin, &ldxin);
-    count_gemm(im, M, N, K, W, (flags & TOLK_LINEAR_ACCUMULATE) != 0, bias != NULL, 1);
+    int rc = half_input(im, W, x, xh, ldx, M, K, scr, &xin, &ldxin);
+    count_gemm(im, M, N, K, W, acc, bias != NULL, 1, yh && y_direct ? 2.0 : 4.0);
+    void *yp = y_direct ? y : (void *)(scr + xbytes);
+    const long long ldyp = y_direct ? (long long)ldy : (long long)N;
+    const int yt = yh && y_direct ? TOLK_CU_F16 : TOLK_CU_F32;
     if (rc == 0 && !dry(im))
-        rc = tolk_cu_gemm(im->gemm, y, TOLK_CU_F32, (long long)ldy, xin, (int)W->dtype, ldxin,
-                          W->data, (int)W->dtype, (long long)K, (long long)M, (long long)N,
-                          (long long)K, 1.0f, (flags & TOLK_LINEAR_ACCUMULATE) ? 1.0f : 0.0f, bias,
-                          0, ws, im->gemm_ws, TOLK_CU_STREAM);
+        rc = tolk_cu_gemm(im->gemm, yp, yt, ldyp, xin, (int)W->dtype, ldxin, W->data,
+                          (int)W->dtype, (long long)K, (long long)M, (long long)N, (long long)K,
+                          1.0f, acc ? 1.0f : 0.0f, bias, 0, ws, im->gemm_ws, TOLK_CU_STREAM);
+    if (!y_direct) {
+        count(im, "convert", 1, (double)M * N * 6.0, 0);
+        if (rc == 0 && !dry(im))
+            rc = tolk_cu_convert(y, TOLK_CU_F16, (long long)ldy, yp, TOLK_CU_F32, ldyp,
+                                 (long long)M, (long long)N, TOLK_CU_STREAM);
+    }
     scratch_put(scr);
     return op_end(ctx, im, rc, "linear");
 }
@@ -614,8 +651,8 @@ static tolk_status cu_linear_batched(tolk_ctx *ctx, const tolk_backend *be, floa
     if ((st = scratch_get(ctx, im, xbytes, &scr, &ws))) return st;
     const void *xin;
     long long ldxin;
-    int rc = half_input(im, W, x, ldx, M, K, scr, &xin, &ldxin); /* once for every product */
-    count_gemm(im, M, N, K, W, 0, bias != NULL, batch);
+    int rc = half_input(im, W, x, 0, ldx, M, K, scr, &xin, &ldxin); /* once for every product */
+    count_gemm(im, M, N, K, W, 0, bias != NULL, batch, 4.0);
     if (rc == 0 && !dry(im))
         rc = tolk_cu_gemm_batched(im->gemm, y, TOLK_CU_F32, (long long)ldy, (long long)y_stride,
                                   xin, (int)W->dtype, ldxin, 0, W->data, (int)W->dtype,
@@ -656,7 +693,7 @@ static tolk_status cu_conv1d(tolk_ctx *ctx, const tolk_backend *be, float *y, co
     if ((st = scratch_get(ctx, im, bytes, &scr, &ws))) return st;
     /* im2col writes the weight's type directly: no separate conversion */
     count(im, "im2col", 1, (double)C_in * T_in * 4.0 + (double)bytes, 0);
-    count_gemm(im, T_out, (size_t)W->rows, K3, W, 0, bias != NULL, 1);
+    count_gemm(im, T_out, (size_t)W->rows, K3, W, 0, bias != NULL, 1, 4.0);
     int rc = 0;
     if (!dry(im)) {
         rc = tolk_cu_im2col_k3(scr, (int)W->dtype, x, TOLK_CU_F32,
@@ -675,37 +712,63 @@ static tolk_status cu_conv1d(tolk_ctx *ctx, const tolk_backend *be, float *y, co
 /* Row and elementwise operations                                           */
 /* ------------------------------------------------------------------------ */
 
-static tolk_status cu_layernorm(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *x,
-                                size_t M, size_t D, const float *gamma, const float *beta,
-                                float eps) {
+/* layernorm into y of type yt (float32 or float16): one kernel. */
+static tolk_status layernorm_to(tolk_ctx *ctx, const tolk_backend *be, void *y, int yt,
+                                const float *x, size_t M, size_t D, const float *gamma,
+                                const float *beta, float eps, const char *op) {
     const cuda_impl *im = impl_of(be);
     if (M == 0) return TOLK_OK;
     if (!y || !x || !gamma || !beta || D == 0 || D > INT32_MAX || M > INT32_MAX)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: layernorm: bad arguments", WHO);
-    tolk_status st = op_begin(ctx, im, "layernorm");
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: %s: bad arguments", WHO, op);
+    tolk_status st = op_begin(ctx, im, op);
     if (st) return st;
-    count(im, "layernorm", 1, (double)M * D * 8.0 + (double)D * 8.0, 0);
+    const double ys = yt == TOLK_CU_F16 ? 2.0 : 4.0;
+    count(im, "layernorm", 1, (double)M * D * (4.0 + ys) + (double)D * 8.0, 0);
     if (dry(im)) return TOLK_OK;
     return op_end(ctx, im,
-                  tolk_cu_layernorm(y, TOLK_CU_F32, (long long)D, x, TOLK_CU_F32, (long long)D,
+                  tolk_cu_layernorm(y, yt, (long long)D, x, TOLK_CU_F32, (long long)D,
                                     (long long)M, (int)D, gamma, beta, eps, TOLK_CU_STREAM),
-                  "layernorm");
+                  op);
+}
+
+static tolk_status cu_layernorm(tolk_ctx *ctx, const tolk_backend *be, float *y, const float *x,
+                                size_t M, size_t D, const float *gamma, const float *beta,
+                                float eps) {
+    return layernorm_to(ctx, be, y, TOLK_CU_F32, x, M, D, gamma, beta, eps, "layernorm");
+}
+
+static tolk_status cu_layernorm_h(tolk_ctx *ctx, const tolk_backend *be, uint16_t *y,
+                                  const float *x, size_t M, size_t D, const float *gamma,
+                                  const float *beta, float eps) {
+    return layernorm_to(ctx, be, y, TOLK_CU_F16, x, M, D, gamma, beta, eps, "layernorm_h");
+}
+
+/* bias_gelu in place on x of type dt (float32 or float16): one kernel. */
+static tolk_status bias_gelu_in(tolk_ctx *ctx, const tolk_backend *be, void *x, int dt, size_t ldx,
+                                size_t M, size_t N, const float *bias, const char *op) {
+    const cuda_impl *im = impl_of(be);
+    if (M == 0 || N == 0) return TOLK_OK;
+    if (!x || ldx < N || N > INT32_MAX || M > INT64_MAX / (ldx ? ldx : 1))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: %s: bad arguments", WHO, op);
+    tolk_status st = op_begin(ctx, im, op);
+    if (st) return st;
+    const double es = dt == TOLK_CU_F16 ? 2.0 : 4.0;
+    count(im, "bias_gelu", 1, (double)M * N * 2.0 * es + (bias ? (double)N * 4.0 : 0.0), 0);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_bias_gelu(x, (long long)ldx, x, (long long)ldx, (long long)M, (int)N,
+                                    bias, dt, TOLK_CU_STREAM),
+                  op);
 }
 
 static tolk_status cu_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx,
                                 size_t M, size_t N, const float *bias) {
-    const cuda_impl *im = impl_of(be);
-    if (M == 0 || N == 0) return TOLK_OK;
-    if (!x || ldx < N || N > INT32_MAX || M > INT64_MAX / (ldx ? ldx : 1))
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: bias_gelu: bad arguments", WHO);
-    tolk_status st = op_begin(ctx, im, "bias_gelu");
-    if (st) return st;
-    count(im, "bias_gelu", 1, (double)M * N * 8.0 + (bias ? (double)N * 4.0 : 0.0), 0);
-    if (dry(im)) return TOLK_OK;
-    return op_end(ctx, im,
-                  tolk_cu_bias_gelu(x, (long long)ldx, x, (long long)ldx, (long long)M, (int)N,
-                                    bias, TOLK_CU_F32, TOLK_CU_STREAM),
-                  "bias_gelu");
+    return bias_gelu_in(ctx, be, x, TOLK_CU_F32, ldx, M, N, bias, "bias_gelu");
+}
+
+static tolk_status cu_bias_gelu_h(tolk_ctx *ctx, const tolk_backend *be, uint16_t *x, size_t ldx,
+                                  size_t M, size_t N, const float *bias) {
+    return bias_gelu_in(ctx, be, x, TOLK_CU_F16, ldx, M, N, bias, "bias_gelu_h");
 }
 
 static tolk_status cu_bias_relu(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx,
@@ -774,15 +837,15 @@ static tolk_status cu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const
 /* Attention and embedding                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Count an attention call's launches (plan) and its traffic: q, out, and
- * K/V of kv_rows key rows, n_head * d_head float32 columns each, plus the
- * split path's partial results; flops for score_pairs (query row, key)
- * pairs. */
+/* Count an attention call's launches (plan) and its traffic: q (float32),
+ * out (out_bytes per element) and K/V (kv_bytes) of kv_rows key rows,
+ * n_head * d_head columns each, plus the split path's partial results;
+ * flops for score_pairs (query row, key) pairs. */
 static void count_attention(const cuda_impl *im, const tolk_cu_attn_plan *pl, double q_rows,
                             double kv_rows, double score_pairs, int n_head, int d_head,
-                            double kv_bytes) {
+                            double kv_bytes, double out_bytes) {
     const double w = (double)n_head * d_head;
-    const double qkvo = (2.0 * q_rows * 4.0 + 2.0 * kv_rows * kv_bytes) * w;
+    const double qkvo = (q_rows * (4.0 + out_bytes) + 2.0 * kv_rows * kv_bytes) * w;
     const double f = 4.0 * score_pairs * w;
     const int main_launches = pl->flash + pl->rows + pl->split;
     if (main_launches == 0) return;
@@ -797,10 +860,17 @@ static void count_attention(const cuda_impl *im, const tolk_cu_attn_plan *pl, do
               f * pl->rows / main_launches);
     if (pl->split) {
         const double share = (double)pl->split / main_launches;
-        /* partial: q, K/V, partials written; combine: partials read, out written */
+        /* partial: q, K/V, partials written; combine: partials read, out
+         * written — in the partial kernel's last blocks when fused */
+        const double comb = q_rows * w * out_bytes * share + part;
+        const int fused = pl->fused < pl->split ? pl->fused : pl->split;
         count(im, "attn_split", pl->split,
-              (2.0 * kv_rows * kv_bytes + q_rows * 4.0) * w * share + part, f * share);
-        count(im, "attn_combine", pl->split, q_rows * w * 4.0 * share + part, 0);
+              (2.0 * kv_rows * kv_bytes + q_rows * 4.0) * w * share + part +
+                  comb * fused / pl->split,
+              f * share);
+        if (pl->split > fused)
+            count(im, "attn_combine", pl->split - fused, comb * (pl->split - fused) / pl->split,
+                  0);
     }
 }
 
@@ -837,10 +907,46 @@ static int desc_traffic(const tolk_attn_desc *desc, int n_seqs, int max_n_q, int
 
 static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
                                 int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
-                                size_t ldo, float scale) {
+                                size_t ldo, float scale, int flags);
+
+/* attention with a float16 output where the kernels cannot write one (the
+ * float32 / bfloat16 arithmetic of attention_type): the float32 result in
+ * scratch rows, then one convert per sequence. */
+static tolk_status attention_via_f32(tolk_ctx *ctx, const tolk_backend *be,
+                                     const tolk_attn_seq *seqs, int n_seqs, int n_head, int d_head,
+                                     size_t ldq, size_t ldkv, size_t ldo, float scale) {
+    const cuda_impl *im = impl_of(be);
+    size_t rows = 0;
+    for (int i = 0; i < n_seqs; i++)
+        rows += (size_t)seqs[i].n_q;
+    if (rows > SIZE_MAX / ldo / sizeof(float) / 2)
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: attention: too large", WHO);
+    tolk_attn_seq *s2 = malloc((size_t)n_seqs * sizeof *s2);
+    if (!s2) return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: attention: out of memory", WHO);
+    char *scr = NULL, *gws = NULL;
+    tolk_status st = scratch_get(ctx, im, rows * ldo * sizeof(float), &scr, &gws);
+    size_t r = 0;
+    for (int i = 0; i < n_seqs && !st; i++) {
+        s2[i] = seqs[i];
+        s2[i].out = (float *)(void *)scr + r * ldo;
+        r += (size_t)seqs[i].n_q;
+    }
+    if (!st) st = cu_attention(ctx, be, s2, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, 0);
+    const size_t width = (size_t)n_head * (size_t)d_head;
+    for (int i = 0; i < n_seqs && !st; i++)
+        st = be->convert_rows(ctx, be, seqs[i].out, 1, ldo, s2[i].out, 0, ldo,
+                              (size_t)seqs[i].n_q, width);
+    scratch_put(scr);
+    free(s2);
+    return st;
+}
+
+static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
+                                int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
+                                size_t ldo, float scale, int flags) {
     const cuda_impl *im = impl_of(be);
     if (n_seqs == 0) return TOLK_OK;
-    if (!seqs || n_seqs < 0 || n_head < 1 || d_head < 1)
+    if (!seqs || n_seqs < 0 || n_head < 1 || d_head < 1 || (flags & ~TOLK_ATTN_OUT_F16))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad arguments", WHO);
     if (d_head != 32 && d_head != 64 && d_head != 128)
         return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
@@ -861,6 +967,11 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
     }
     tolk_status st = op_begin(ctx, im, "attention");
     if (st) return st;
+    /* a float16 output: written by the tensor-core kernels directly; with
+     * another arithmetic (attention_type) through float32 and a convert */
+    const int oh = flags != 0, direct = oh && im->attn_tc == TOLK_CU_F16;
+    if (oh && !direct) return attention_via_f32(ctx, be, seqs, n_seqs, n_head, d_head, ldq, ldkv,
+                                                ldo, scale);
     tolk_cu_attn_seq buf[ATT_SEQS_PER_CALL];
     for (int i0 = 0; i0 < n_seqs; i0 += ATT_SEQS_PER_CALL) {
         const int nb = n_seqs - i0 < ATT_SEQS_PER_CALL ? n_seqs - i0 : ATT_SEQS_PER_CALL;
@@ -877,12 +988,13 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
         if (im->cs.mode) {
             tolk_cu_attn_plan pl;
             if (tolk_cu_attention_plan(buf, nb, n_head, d_head, im->attn_tc, 0, &pl) == 0)
-                count_attention(im, &pl, qr, kr, pairs, n_head, d_head, 4.0);
+                count_attention(im, &pl, qr, kr, pairs, n_head, d_head, 4.0, oh ? 2.0 : 4.0);
         }
         if (dry(im)) continue;
-        int rc = tolk_cu_attention_ex(buf, nb, n_head, d_head, (long long)ldq, (long long)ldkv,
-                                      (long long)ldo, scale, TOLK_CU_F32, im->attn_tc, NULL, 0,
-                                      TOLK_CU_STREAM);
+        int rc = tolk_cu_attention_ex_out(buf, nb, n_head, d_head, (long long)ldq, (long long)ldkv,
+                                          (long long)ldo, scale, TOLK_CU_F32,
+                                          oh ? TOLK_CU_F16 : TOLK_CU_F32, im->attn_tc, NULL, 0,
+                                          TOLK_CU_STREAM);
         if ((st = op_end(ctx, im, rc, "attention"))) return st;
     }
     return TOLK_OK;
@@ -931,87 +1043,63 @@ static tolk_status cu_copy_rows(tolk_ctx *ctx, const tolk_backend *be, float *ds
                   "copy_rows");
 }
 
+/* attention_desc: the descriptor kernels (kernels/attention.h); with a
+ * float16 operand (flags) the mixed-storage few-query path. */
 static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                     size_t ldq, const float *k, const float *v, size_t ldkv,
-                                     float *out, size_t ldo, const tolk_attn_desc *desc, int n_seqs,
-                                     int max_n_q, int max_n_kv, int n_head, int d_head,
-                                     float scale) {
+                                     size_t ldq, const void *k, const void *v, size_t ldkv,
+                                     void *out, size_t ldo, const tolk_attn_desc *desc, int n_seqs,
+                                     int max_n_q, int max_n_kv, int n_head, int d_head, float scale,
+                                     int flags) {
     if (n_seqs == 0 || max_n_q == 0) return TOLK_OK;
     if (!q || !k || !v || !out || !desc || n_seqs < 0 || max_n_q < 0 || max_n_kv < 1 ||
         n_head < 1 || ldq > INT32_MAX || ldkv > INT32_MAX || ldo > INT32_MAX ||
-        (int64_t)n_seqs * max_n_q > INT32_MAX)
+        (int64_t)n_seqs * max_n_q > INT32_MAX || (flags & ~(TOLK_ATTN_KV_F16 | TOLK_ATTN_OUT_F16)))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention_desc: bad arguments", WHO);
     const cuda_impl *im = impl_of(be);
+    const int kvh = (flags & TOLK_ATTN_KV_F16) != 0, oh = (flags & TOLK_ATTN_OUT_F16) != 0;
     tolk_status st = op_begin(ctx, im, "attention_desc");
     if (st) return st;
-    /* the split-KV (flash-decoding) partials live in per-call scratch */
+    /* the split-KV (flash-decoding) partials live in per-call scratch;
+     * the bound scratch's counters let it combine in one kernel */
     const size_t wsb = tolk_cu_attention_ws_bytes(n_seqs * max_n_q, n_head, d_head, max_n_kv);
+    int *sync = scratch_sync(im, (size_t)n_seqs * (size_t)max_n_q * (size_t)n_head);
     if (im->cs.mode) {
         /* exact traffic from the descriptors outside capture; while
          * capturing, at the launch's bounds (every sequence max_n_q rows
          * over max_n_kv keys of its own) */
         tolk_cu_attn_plan pl;
-        if (tolk_cu_attention_desc_plan(n_seqs, max_n_q, max_n_kv, n_head, d_head, im->attn_tc, wsb,
+        if (tolk_cu_attention_desc_plan(n_seqs, max_n_q, max_n_kv, n_head, d_head,
+                                        flags ? TOLK_CU_F32 : im->attn_tc, wsb, sync != NULL,
                                         &pl) == 0) {
+            if (flags) { /* a half operand never takes the flash path: row kernels */
+                pl.rows += pl.flash;
+                pl.flash = 0;
+            }
             double qr = (double)n_seqs * max_n_q, kr = (double)n_seqs * max_n_kv,
                    pr = (double)n_seqs * max_n_q * max_n_kv;
             if (!capturing())
                 desc_traffic(desc, n_seqs, max_n_q, max_n_kv, pl.grouped, &qr, &kr, &pr);
-            count_attention(im, &pl, qr, kr, pr, n_head, d_head, 4.0);
+            count_attention(im, &pl, qr, kr, pr, n_head, d_head, kvh ? 2.0 : 4.0, oh ? 2.0 : 4.0);
         }
     }
     char *scr = NULL, *gws = NULL;
     if (wsb > 0 && (st = scratch_get(ctx, im, wsb, &scr, &gws))) return st;
     int rc = 0;
-    if (!dry(im))
+    if (dry(im)) {
+    } else if (flags) {
+        rc = tolk_cu_attention_desc_mixed(q, (long long)ldq, k, v, kvh ? TOLK_CU_F16 : TOLK_CU_F32,
+                                          (long long)ldkv, out, oh ? TOLK_CU_F16 : TOLK_CU_F32,
+                                          (long long)ldo, (const tolk_cu_attn_desc *)desc, n_seqs,
+                                          max_n_q, max_n_kv, n_head, d_head, scale, scr, wsb,
+                                          sync, TOLK_CU_STREAM);
+    } else {
         rc = tolk_cu_attention_desc(q, (long long)ldq, k, v, (long long)ldkv, out, (long long)ldo,
                                     (const tolk_cu_attn_desc *)desc, n_seqs, max_n_q, max_n_kv,
                                     n_head, d_head, scale, TOLK_CU_F32, im->attn_tc, scr, wsb,
-                                    TOLK_CU_STREAM);
+                                    sync, TOLK_CU_STREAM);
+    }
     scratch_put(scr);
     return op_end(ctx, im, rc, "attention_desc");
-}
-
-/* attention_desc over float16 keys and values (TOLK_KV_F16): the
- * few-query kernels with k / v read as half (kernels/attention.h). */
-static tolk_status cu_attention_desc_kvh(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                         size_t ldq, const uint16_t *k, const uint16_t *v,
-                                         size_t ldkv, float *out, size_t ldo,
-                                         const tolk_attn_desc *desc, int n_seqs, int max_n_q,
-                                         int max_n_kv, int n_head, int d_head, float scale) {
-    if (n_seqs == 0 || max_n_q == 0) return TOLK_OK;
-    if (!q || !k || !v || !out || !desc || n_seqs < 0 || max_n_q < 0 || max_n_kv < 1 ||
-        n_head < 1 || ldq > INT32_MAX || ldkv > INT32_MAX || ldo > INT32_MAX ||
-        (int64_t)n_seqs * max_n_q > INT32_MAX)
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention_desc_kvh: bad arguments", WHO);
-    const cuda_impl *im = impl_of(be);
-    tolk_status st = op_begin(ctx, im, "attention_desc_kvh");
-    if (st) return st;
-    const size_t wsb = tolk_cu_attention_ws_bytes(n_seqs * max_n_q, n_head, d_head, max_n_kv);
-    if (im->cs.mode) {
-        tolk_cu_attn_plan pl;
-        if (tolk_cu_attention_desc_plan(n_seqs, max_n_q, max_n_kv, n_head, d_head, TOLK_CU_F32, wsb,
-                                        &pl) == 0) {
-            /* never the flash path with half K/V: those launches are row kernels */
-            pl.rows += pl.flash;
-            pl.flash = 0;
-            double qr = (double)n_seqs * max_n_q, kr = (double)n_seqs * max_n_kv,
-                   pr = (double)n_seqs * max_n_q * max_n_kv;
-            if (!capturing())
-                desc_traffic(desc, n_seqs, max_n_q, max_n_kv, pl.grouped, &qr, &kr, &pr);
-            count_attention(im, &pl, qr, kr, pr, n_head, d_head, 2.0);
-        }
-    }
-    char *scr = NULL, *gws = NULL;
-    if (wsb > 0 && (st = scratch_get(ctx, im, wsb, &scr, &gws))) return st;
-    int rc = 0;
-    if (!dry(im))
-        rc = tolk_cu_attention_desc_kvh(q, (long long)ldq, k, v, (long long)ldkv, out,
-                                        (long long)ldo, (const tolk_cu_attn_desc *)desc, n_seqs,
-                                        max_n_q, max_n_kv, n_head, d_head, scale, scr, wsb,
-                                        TOLK_CU_STREAM);
-    scratch_put(scr);
-    return op_end(ctx, im, rc, "attention_desc_kvh");
 }
 
 /* Row conversions between float32 and float16 (kernels/convert.cu). */
@@ -1204,6 +1292,7 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
      * The model's attention_type chooses; with auto, TOLK_ATTN_TC=f32|f16|bf16
      * is the process default (comparisons, debugging). */
     im->attn_tc = im->keep_half ? TOLK_CU_F16 : TOLK_CU_F32;
+    be->half_acts = im->keep_half;
     const int attn = params ? params->attn : TOLK_ATTENTION_AUTO;
     const char *tc = getenv("TOLK_ATTN_TC");
     if (attn == TOLK_ATTENTION_AUTO && tc) {
@@ -1233,7 +1322,9 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->vector_prepare = cu_vector_prepare;
     be->linear = cu_linear;
     be->layernorm = cu_layernorm;
+    be->layernorm_h = cu_layernorm_h;
     be->bias_gelu = cu_bias_gelu;
+    be->bias_gelu_h = cu_bias_gelu_h;
     be->bias_relu = cu_bias_relu;
     be->ssru = cu_ssru;
     be->softmax = cu_softmax;
@@ -1244,7 +1335,6 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->embed_rows = cu_embed_rows;
     be->copy_rows = cu_copy_rows;
     be->attention_desc = cu_attention_desc;
-    be->attention_desc_kvh = cu_attention_desc_kvh;
     be->convert_rows = cu_convert_rows;
     be->scratch_bind = cu_scratch_bind;
     be->select = cu_select;

@@ -276,7 +276,9 @@ tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net
     }
     net->pad_steps = bp.keep_f16 || bp.bf16;
     net->kv_f16 = params && params->kv_f16;
-    if (net->kv_f16 && (!net->be->attention_desc_kvh || !net->be->convert_rows)) {
+    /* half activations where the backend asks for them and has the ops */
+    net->half_acts = net->be->half_acts && net->be->layernorm_h && net->be->bias_gelu_h;
+    if (net->kv_f16 && !net->be->convert_rows) {
         tolk_status u = tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
                                   "%s: a float16 cross-attention cache is not supported on %s yet",
                                   w->path, net->be->name);
@@ -367,9 +369,31 @@ static tolk_status enc_block(tolk_ctx *ctx, const tolk_net *net, const block_w *
         seqs[w] = (tolk_attn_seq){q, q + d, q + 2 * d, att + M * d, T[w], T[w], 0, 0};
         M += (size_t)T[w];
     }
+    if (net->half_acts) {
+        /* the products' inputs h, att and mlp as float16, written by
+         * their producers (backend.h half_acts) */
+        uint16_t *hh = (uint16_t *)(void *)h, *mh = (uint16_t *)(void *)mlp;
+        const int XH = TOLK_LINEAR_X_F16;
+        uint16_t *ah = (uint16_t *)(void *)att;
+        for (int w = 0, m0 = 0; w < nw; m0 += T[w], w++)
+            seqs[w].out = (float *)(void *)(ah + (size_t)m0 * d); /* float16 rows */
+        if ((st = be->layernorm_h(ctx, be, hh, x, M, d, b->attn.ln_g, b->attn.ln_b, LN_EPS)) ||
+            (st = be->linear(ctx, be, qkv, 3 * d, hh, d, M, &b->attn.qkv, b->attn.qkv_b, XH)) ||
+            (st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d,
+                                1.0f / sqrtf((float)dh), TOLK_ATTN_OUT_F16)) ||
+            (st = be->linear(ctx, be, x, d, ah, d, M, &b->attn.out, b->attn.out_b,
+                             XH | TOLK_LINEAR_ACCUMULATE)) ||
+            (st = be->layernorm_h(ctx, be, hh, x, M, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS)) ||
+            (st = be->linear(ctx, be, mh, 4 * d, hh, d, M, &b->fc1, NULL,
+                             XH | TOLK_LINEAR_Y_F16)) ||
+            (st = be->bias_gelu_h(ctx, be, mh, 4 * d, M, 4 * d, b->fc1_b)))
+            return st;
+        return be->linear(ctx, be, x, d, mh, 4 * d, M, &b->fc2, b->fc2_b,
+                          XH | TOLK_LINEAR_ACCUMULATE);
+    }
     if ((st = be->layernorm(ctx, be, h, x, M, d, b->attn.ln_g, b->attn.ln_b, LN_EPS))) return st;
     if ((st = be->linear(ctx, be, qkv, 3 * d, h, d, M, &b->attn.qkv, b->attn.qkv_b, 0))) return st;
-    if ((st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh))))
+    if ((st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh), 0)))
         return st;
     if ((st = be->linear(ctx, be, x, d, att, d, M, &b->attn.out, b->attn.out_b, 1))) return st;
     if ((st = be->layernorm(ctx, be, h, x, M, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS))) return st;

@@ -34,7 +34,7 @@ typedef struct tolk_net_params {
     int attn;      /* CUDA encoder attention: a tolk_attention_type (0: auto) */
     int no_avx512; /* CPU: 1 = no AVX-512 kernels */
     int kv_f16;    /* 1: cross-attention K/V stored float16 (TOLK_KV_F16; the
-                      backend must have attention_desc_kvh and convert_rows,
+                      backend must have convert_rows,
                       else tolk_net_new_ex fails with TOLK_ERR_UNSUPPORTED) */
 } tolk_net_params;
 tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net_params *params,

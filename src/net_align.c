@@ -131,7 +131,7 @@ tolk_status tolk_net_align(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
         if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, 0);
         if (!st) {
             const tolk_attn_seq sa = {qkv, qkv + d, qkv + 2 * d, att, n, n, 1, 0};
-            st = be->attention(ctx, be, &sa, 1, nh, dh, 3 * d, 3 * d, d, scale);
+            st = be->attention(ctx, be, &sa, 1, nh, dh, 3 * d, 3 * d, d, scale, 0);
         }
         if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, 1);
         /* cross-attention over the window; the alignment heads' weights */
@@ -139,7 +139,7 @@ tolk_status tolk_net_align(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv,
         if (!st) st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, 0);
         if (!st) {
             const tolk_attn_seq ca = {qkv, ckv, ckv + d, att, n, hp->n_audio_ctx, 0, 0};
-            st = be->attention(ctx, be, &ca, 1, nh, dh, d, 2 * d, d, scale);
+            st = be->attention(ctx, be, &ca, 1, nh, dh, d, 2 * d, d, scale, 0);
         }
         /* the heads of this layer, in the caller's order within the layer */
         for (int p = 0; p < n_heads && !st;) {

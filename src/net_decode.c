@@ -99,14 +99,23 @@ static tolk_status ws_reserve(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
     return TOLK_OK;
 }
 
-/* Grow the steps' bound scratch to n bytes (with slack); the captured
- * graphs point into the old one and are dropped. */
+/* Zeros for the bound scratch's counters (backend.h scratch_bind). */
+static const char sync_zeros[TOLK_SCRATCH_SYNC_BYTES];
+
+/* Grow the steps' bound scratch to n bytes (with slack), its counters
+ * zeroed; the captured graphs point into the old one and are dropped. */
 static tolk_status scr_reserve(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
     const tolk_backend *be = kv->net->be;
     if (n > SIZE_MAX / 2) return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: scratch too large");
-    const size_t want = n + n / 4;
+    size_t want = n + n / 4;
+    if (want < TOLK_SCRATCH_SYNC_BYTES) want = TOLK_SCRATCH_SYNC_BYTES;
     void *p = be->alloc(ctx, be, want);
     if (!p) return TOLK_ERR_NOMEM;
+    tolk_status st = be->upload(ctx, be, p, sync_zeros, sizeof sync_zeros);
+    if (st) {
+        be->free(be, p);
+        return st;
+    }
     graphs_clear(kv);
     be->free(be, kv->scr);
     kv->scr = p;
@@ -244,6 +253,14 @@ typedef struct step_bufs {
     float *res_lp;
 } step_bufs;
 
+/* y [M, D] = LayerNorm(x) with gamma / beta: float16 y with half
+ * activations (ha), float32 otherwise. */
+static tolk_status norm(tolk_ctx *ctx, const tolk_backend *be, int ha, float *y, const float *x,
+                        size_t M, size_t D, const float *gamma, const float *beta) {
+    if (ha) return be->layernorm_h(ctx, be, (uint16_t *)(void *)y, x, M, D, gamma, beta, LN_EPS);
+    return be->layernorm(ctx, be, y, x, M, D, gamma, beta, LN_EPS);
+}
+
 /* The whole step over the uploaded step block: T rows of B sequences,
  * max_nq the most rows of one sequence; k > 0 adds the selection. Only
  * launches work (no host round trip): this is what a graph captures. */
@@ -259,41 +276,58 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
     const tolk_attn_desc *cross_d = (const tolk_attn_desc *)(sd + L->cross_d);
     float *x = w->x, *h = w->h, *att = w->att, *qkv = w->qkv, *mlp = w->mlp;
 
+    /* Half activations (backend.h half_acts): the products' inputs h, att
+     * and mlp are float16, written by their producers; x (the residual
+     * stream), qkv and the caches stay as they are. */
+    const int ha = net->half_acts;
+    const int XH = ha ? TOLK_LINEAR_X_F16 : 0;
+    const int AO = ha ? TOLK_ATTN_OUT_F16 : 0;
+    uint16_t *hh = (uint16_t *)(void *)h, *mlph = (uint16_t *)(void *)mlp;
     tolk_status st = be->embed_rows(ctx, be, x, &net->tok, sd + L->ids, sd + L->pos, T,
                                     net->dec_pos, (size_t)hp->n_text_ctx);
     for (int l = 0; l < hp->n_text_layer && st == TOLK_OK; l++) {
         const block_w *b = &net->dec[l];
         float *cache = tolk_self_kv_at(kv, l, 0);
-        const void *ckv = tolk_cross_kv_at(kv, l, 0); /* float32 or float16 */
+        /* the window's K/V rows [K | V], 2d elements, float32 or float16 */
+        const void *ck = tolk_cross_kv_at(kv, l, 0);
+        const void *cv = net->kv_f16 ? (const void *)((const uint16_t *)ck + d)
+                                     : (const void *)((const float *)ck + d);
         /* causal self-attention over the cache (the new K/V appended first) */
-        st = be->layernorm(ctx, be, h, x, T, d, b->attn.ln_g, b->attn.ln_b, LN_EPS);
-        if (!st) st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, EXACT);
+        st = norm(ctx, be, ha, h, x, T, d, b->attn.ln_g, b->attn.ln_b);
+        if (!st)
+            st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, EXACT | XH);
         if (!st)
             st = be->copy_rows(ctx, be, cache, 2 * d, sd + L->kv_dst, qkv + d, 3 * d, NULL, T,
                                2 * d);
         if (!st)
             st = be->attention_desc(ctx, be, qkv, 3 * d, cache, cache + d, 2 * d, att, d, self_d,
-                                    (int)B, max_nq, kv->max_len, nh, dh, scale);
-        if (!st) st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, EXACT_ACC);
+                                    (int)B, max_nq, kv->max_len, nh, dh, scale, AO);
+        if (!st)
+            st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, EXACT_ACC | XH);
         /* cross-attention over the sequence's window */
-        if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->cross.ln_g, b->cross.ln_b, LN_EPS);
-        if (!st) st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, EXACT);
-        if (!st && net->kv_f16) {
-            const uint16_t *c16 = ckv;
-            st = be->attention_desc_kvh(ctx, be, qkv, d, c16, c16 + d, 2 * d, att, d, cross_d,
-                                        (int)B, max_nq, hp->n_audio_ctx, nh, dh, scale);
+        if (!st) st = norm(ctx, be, ha, h, x, T, d, b->cross.ln_g, b->cross.ln_b);
+        if (!st)
+            st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, EXACT | XH);
+        if (!st)
+            st = be->attention_desc(ctx, be, qkv, d, ck, cv, 2 * d, att, d, cross_d, (int)B, max_nq,
+                                    hp->n_audio_ctx, nh, dh, scale,
+                                    AO | (net->kv_f16 ? TOLK_ATTN_KV_F16 : 0));
+        if (!st)
+            st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b,
+                            EXACT_ACC | XH);
+        /* MLP: with half activations fc1 writes float16 and the GELU (with
+         * fc1's bias) runs in place on it */
+        if (!st) st = norm(ctx, be, ha, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b);
+        if (!st && ha) {
+            st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL,
+                            EXACT | XH | TOLK_LINEAR_Y_F16);
+            if (!st) st = be->bias_gelu_h(ctx, be, mlph, 4 * d, T, 4 * d, b->fc1_b);
         } else if (!st) {
-            const float *c32 = ckv;
-            st = be->attention_desc(ctx, be, qkv, d, c32, c32 + d, 2 * d, att, d, cross_d, (int)B,
-                                    max_nq, hp->n_audio_ctx, nh, dh, scale);
+            st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, EXACT);
+            if (!st) st = be->bias_gelu(ctx, be, mlp, 4 * d, T, 4 * d, b->fc1_b);
         }
         if (!st)
-            st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, EXACT_ACC);
-        /* MLP */
-        if (!st) st = be->layernorm(ctx, be, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS);
-        if (!st) st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, EXACT);
-        if (!st) st = be->bias_gelu(ctx, be, mlp, 4 * d, T, 4 * d, b->fc1_b);
-        if (!st) st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &b->fc2, b->fc2_b, EXACT_ACC);
+            st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &b->fc2, b->fc2_b, EXACT_ACC | XH);
     }
     /* the last fed row of each sequence -> final LN -> logits; with one row
      * per sequence those are the rows of x themselves */
@@ -302,8 +336,14 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         last = w->last;
         st = be->copy_rows(ctx, be, last, d, NULL, x, d, sd + L->last, B, d);
     }
-    if (!st) st = be->layernorm(ctx, be, last, last, B, d, net->dec_ln_g, net->dec_ln_b, LN_EPS);
-    if (!st) st = be->logits(ctx, be, w->lg, last, B, &net->tok);
+    if (ha) { /* the normalised rows as float16 into h, the product reads them */
+        if (!st) st = be->layernorm_h(ctx, be, hh, last, B, d, net->dec_ln_g, net->dec_ln_b, LN_EPS);
+        if (!st) st = be->linear(ctx, be, w->lg, V, h, d, B, &net->tok, NULL, XH);
+    } else {
+        if (!st)
+            st = be->layernorm(ctx, be, last, last, B, d, net->dec_ln_g, net->dec_ln_b, LN_EPS);
+        if (!st) st = be->logits(ctx, be, w->lg, last, B, &net->tok);
+    }
     if (!st && k > 0)
         st = be->select(ctx, be, w->lg, V, (int)B, (int)V, sd + L->sel_off, sd + L->ranges,
                         sd + L->row_ts, k, w->res_idx, w->res_lp);
@@ -506,6 +546,8 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
         st = run_step(ctx, net, kv, Ts, Bs, max_nq, &L, &w, k);
     if (be->scratch_bind) {
         const size_t need = be->scratch_bind(be, NULL, 0);
+        if (st && kv->scr) /* a step cut short may leave counters set */
+            (void)be->upload(NULL, be, kv->scr, sync_zeros, sizeof sync_zeros);
         if (!st && need > kv->scr_bytes) st = scr_reserve(ctx, kv, need);
     }
     if (!st) {

@@ -56,6 +56,8 @@ struct tolk_net {
     float *cross_kv_b_all;
     uint64_t mem_bytes;
     int kv_f16;    /* cross-attention K/V stored float16 (TOLK_KV_F16) */
+    int half_acts; /* the products' inputs float16, written by their producers
+                      (backend.h half_acts: CUDA's half modes) */
     int pad_steps; /* half-precision modes: graphed steps padded to batch buckets
                       (products of a few more rows; float32 parity mode keeps
                       every step's exact shape) */

@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "gemm_cpu.h"
 #include "testutil.h"
+#include "weights.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -526,7 +527,7 @@ static void attention_case(tolk_backend *be, int n_seqs, const int (*cfg)[4], in
             bufs[4 * i], bufs[4 * i + 1], bufs[4 * i + 1] + w, bufs[4 * i + 2], nq, nkv,
             cfg[i][2],   cfg[i][3]};
     }
-    CU_ASSERT_EQUAL(be->attention(g_ctx, be, seqs, n_seqs, nh, dh, ldq, ldkv, ldo, scale), TOLK_OK);
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, seqs, n_seqs, nh, dh, ldq, ldkv, ldo, scale, 0), TOLK_OK);
     for (int i = 0; i < n_seqs; i++) {
         ref_attention(&seqs[i], nh, dh, ldq, ldkv, ldo, scale, bufs[4 * i + 3]);
         double e = rel_err2d(bufs[4 * i + 2], bufs[4 * i + 3], (size_t)cfg[i][0], ldo, ldo);
@@ -560,7 +561,7 @@ static void attention_shared_case(tolk_backend *be) {
     seqs[5].causal = 1; /* 3 queries at positions 200..202 */
     seqs[5].q_pos0 = nkv - 3;
     seqs[6].n_kv = nkv - 50;
-    CU_ASSERT_EQUAL(be->attention(g_ctx, be, seqs, 7, nh, dh, ldq, ldkv, ldo, 0.3f), TOLK_OK);
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, seqs, 7, nh, dh, ldq, ldkv, ldo, 0.3f, 0), TOLK_OK);
     for (int i = 0; i < 7; i++) {
         ref_attention(&seqs[i], nh, dh, ldq, ldkv, ldo, 0.3f, r[i]);
         double e = rel_err2d(o[i], r[i], (size_t)nq[i], w, ldo);
@@ -594,13 +595,13 @@ static void test_attention(void) {
     /* invalid: causal window past the keys */
     float q[64] = {0};
     tolk_attn_seq bad = {q, q, q, q, 2, 2, 1, 1};
-    CU_ASSERT_EQUAL(be->attention(g_ctx, be, &bad, 1, 1, 8, 8, 8, 8, 1.0f), TOLK_ERR_INVALID_ARG);
-    CU_ASSERT_EQUAL(be->attention(g_ctx, be, &bad, 1, 2, 8, 8, 8, 8, 1.0f),
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, &bad, 1, 1, 8, 8, 8, 8, 1.0f, 0), TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, &bad, 1, 2, 8, 8, 8, 8, 1.0f, 0),
                     TOLK_ERR_INVALID_ARG); /* stride narrower than 2 heads */
     be->destroy(be);
 }
 
-/* attention_desc_kvh (float16 K/V) against the reference over the same
+/* attention_desc with TOLK_ATTN_KV_F16 against the reference over the same
  * rounded keys and values, through descriptors: single rows sharing one
  * window (grouped), a causal row over a cache, a 40-row prompt (the sgemm
  * row-block path, K/V widened per head); and convert_rows both ways. */
@@ -639,8 +640,8 @@ static void test_attention_kvh(void) {
     for (int i = 0, row = 0; i < 5; row += nq[i], i++)
         d[i] = (tolk_attn_desc){row, 0, nq[i], i == 2 ? 77 : nkv, i == 3, i == 3 ? 120 : 0};
     float scale = 1.0f / sqrtf((float)dh);
-    CU_ASSERT_EQUAL(be->attention_desc_kvh(g_ctx, be, q, ldq, kv16, kv16 + w, ld, o, ldo, d, 5, 40,
-                                           nkv, nh, dh, scale),
+    CU_ASSERT_EQUAL(be->attention_desc(g_ctx, be, q, ldq, kv16, kv16 + w, ld, o, ldo, d, 5, 40, nkv,
+                                       nh, dh, scale, TOLK_ATTN_KV_F16),
                     TOLK_OK);
     for (int i = 0, row = 0; i < 5; row += nq[i], i++) {
         tolk_attn_seq s = {q + (size_t)row * ldq, kv,         kv + w, NULL, nq[i], d[i].n_kv,
@@ -651,6 +652,106 @@ static void test_attention_kvh(void) {
         CU_ASSERT(e < 1e-5);
     }
     free(kv), free(kv16), free(h), free(back), free(q), free(o), free(r);
+    be->destroy(be);
+}
+
+/* The half-activation forms (backend.h: _F16 flags, layernorm_h,
+ * bias_gelu_h) on the CPU are its float32 ops over widened inputs, rounded
+ * once: bit for bit what widening / rounding around the float32 op gives.
+ * Also the refusals (a float16 y with bias or accumulation, unknown
+ * attention flags). */
+static int same_h(const uint16_t *a, const float *f, size_t rows, size_t cols, size_t lda,
+                  size_t ldf) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++)
+            if (a[r * lda + c] != tolk_f32_to_f16(f[r * ldf + c])) return 0; /* subnormals too */
+    return 1;
+}
+
+static void test_half_twins(void) {
+    tu_seed(12);
+    tolk_backend *be = make_be(1);
+    CU_ASSERT_EQUAL(be->half_acts, 0);
+    const size_t M = 9, K = 40, N = 24, ldx = K + 3, ldy = N + 5;
+    float *W = rnd(N * K, -0.5f, 0.5f), *b = rnd(N, -1, 1), *xf = rnd(M * ldx, -2, 2);
+    uint16_t *W16 = malloc(N * K * sizeof *W16), *xh = malloc(M * ldx * sizeof *xh);
+    for (size_t i = 0; i < N * K; i++)
+        W16[i] = tu_f2h(W[i]);
+    for (size_t i = 0; i < M * ldx; i++) {
+        xh[i] = tu_f2h(xf[i]);
+        xf[i] = tu_h2f(xh[i]); /* the float32 op sees the widened values */
+    }
+    tolk_tensor t = tensor2("w", TOLK_DT_F16, (int64_t)N, (int64_t)K, W16);
+    const tolk_tensor *parts[1] = {&t};
+    tolk_bweight w;
+    CU_ASSERT_EQUAL_FATAL(be->weight_prepare(g_ctx, be, parts, 1, &w), TOLK_OK);
+    float *y0 = rnd(M * ldy, -1, 1), *y1 = malloc(M * ldy * sizeof *y1);
+    memcpy(y1, y0, M * ldy * sizeof *y1);
+    for (int acc = 0; acc <= 1; acc++) { /* float16 x: equal to the float32 op on its widening */
+        const int fl = TOLK_LINEAR_ROW_EXACT | (acc ? TOLK_LINEAR_ACCUMULATE : 0);
+        CU_ASSERT_EQUAL(be->linear(g_ctx, be, y0, ldy, xf, ldx, M, &w, b, fl), TOLK_OK);
+        CU_ASSERT_EQUAL(be->linear(g_ctx, be, y1, ldy, xh, ldx, M, &w, b, fl | TOLK_LINEAR_X_F16),
+                        TOLK_OK);
+        CU_ASSERT_EQUAL(memcmp(y0, y1, M * ldy * sizeof *y0), 0);
+    }
+    uint16_t *yh = calloc(M * ldy, sizeof *yh);
+    CU_ASSERT_EQUAL(be->linear(g_ctx, be, y0, ldy, xf, ldx, M, &w, NULL, TOLK_LINEAR_ROW_EXACT),
+                    TOLK_OK);
+    CU_ASSERT_EQUAL(be->linear(g_ctx, be, yh, ldy, xh, ldx, M, &w, NULL,
+                               TOLK_LINEAR_ROW_EXACT | TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16),
+                    TOLK_OK);
+    CU_ASSERT(same_h(yh, y0, M, N, ldy, ldy));
+    CU_ASSERT_EQUAL(be->linear(g_ctx, be, yh, ldy, xh, ldx, M, &w, b, TOLK_LINEAR_Y_F16),
+                    TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(be->linear(g_ctx, be, yh, ldy, xh, ldx, M, &w, NULL,
+                               TOLK_LINEAR_Y_F16 | TOLK_LINEAR_ACCUMULATE),
+                    TOLK_ERR_INVALID_ARG);
+    /* layernorm_h; bias_gelu_h in place on [M, N - 2] of yh (the rest untouched) */
+    float *g = rnd(K, 0.5f, 1.5f), *bb = rnd(K, -1, 1), *a = rnd(M * K, -3, 3);
+    float *z = malloc(M * K * sizeof *z);
+    uint16_t *zh = malloc(M * K * sizeof *zh);
+    CU_ASSERT_EQUAL(be->layernorm(g_ctx, be, z, a, M, K, g, bb, 1e-5f), TOLK_OK);
+    CU_ASSERT_EQUAL(be->layernorm_h(g_ctx, be, zh, a, M, K, g, bb, 1e-5f), TOLK_OK);
+    CU_ASSERT(same_h(zh, z, M, K, K, K));
+    for (size_t i = 0; i < M * ldy; i++)
+        y0[i] = tu_h2f(yh[i]);
+    CU_ASSERT_EQUAL(be->bias_gelu(g_ctx, be, y0, ldy, M, N - 2, b), TOLK_OK);
+    CU_ASSERT_EQUAL(be->bias_gelu_h(g_ctx, be, yh, ldy, M, N - 2, b), TOLK_OK);
+    CU_ASSERT(same_h(yh, y0, M, N, ldy, ldy));
+    /* attention and attention_desc with a float16 output: 2 heads of 8 */
+    const int nh = 2, dh = 8, nkv = 30;
+    const size_t wd = (size_t)(nh * dh), ldq = wd + 1, ldkv = 2 * wd, ldo = wd + 2;
+    float *q = rnd(4 * ldq, -1, 1), *kv = rnd((size_t)nkv * ldkv, -1, 1);
+    float *of = rnd(4 * ldo, -1, 1);
+    uint16_t *oh = calloc(4 * ldo, sizeof *oh);
+    const tolk_attn_desc d[2] = {{0, 0, 1, nkv, 0, 0}, {1, 0, 3, 20, 1, 17}};
+    CU_ASSERT_EQUAL(be->attention_desc(g_ctx, be, q, ldq, kv, kv + wd, ldkv, of, ldo, d, 2, 3, nkv,
+                                       nh, dh, 0.3f, 0),
+                    TOLK_OK);
+    CU_ASSERT_EQUAL(be->attention_desc(g_ctx, be, q, ldq, kv, kv + wd, ldkv, oh, ldo, d, 2, 3, nkv,
+                                       nh, dh, 0.3f, TOLK_ATTN_OUT_F16),
+                    TOLK_OK);
+    CU_ASSERT(same_h(oh, of, 4, wd, ldo, ldo));
+    const tolk_attn_seq sf[2] = {{q, kv, kv + wd, of, 1, nkv, 0, 0},
+                                 {q + ldq, kv, kv + wd, of + ldo, 3, 20, 1, 17}};
+    tolk_attn_seq sh[2];
+    memcpy(sh, sf, sizeof sh);
+    sh[0].out = (float *)(void *)oh;
+    sh[1].out = (float *)(void *)(oh + ldo);
+    memset(oh, 0, 4 * ldo * sizeof *oh);
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, sf, 2, nh, dh, ldq, ldkv, ldo, 0.3f, 0), TOLK_OK);
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, sh, 2, nh, dh, ldq, ldkv, ldo, 0.3f,
+                                  TOLK_ATTN_OUT_F16),
+                    TOLK_OK);
+    CU_ASSERT(same_h(oh, of, 4, wd, ldo, ldo));
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, sh, 2, nh, dh, ldq, ldkv, ldo, 0.3f, 8),
+                    TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(be->attention_desc(g_ctx, be, q, ldq, kv, kv + wd, ldkv, oh, ldo, d, 2, 3, nkv,
+                                       nh, dh, 0.3f, 4),
+                    TOLK_ERR_INVALID_ARG);
+    be->weight_free(be, &w);
+    free(W), free(b), free(xf), free(W16), free(xh), free(y0), free(y1), free(yh);
+    free(g), free(bb), free(a), free(z), free(zh), free(q), free(kv), free(of), free(oh);
     be->destroy(be);
 }
 
@@ -788,6 +889,7 @@ int main(void) {
     CU_TestInfo tests[] = {{"linear", test_linear},
                            {"linear_row_exact", test_linear_row_exact},
                            {"attention_kvh", test_attention_kvh},
+                           {"half_twins", test_half_twins},
                            {"linear_bf16", test_linear_bf16},
                            {"weight_parts", test_weight_parts},
                            {"layernorm_gelu_add", test_layernorm_gelu_add},

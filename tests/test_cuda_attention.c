@@ -497,7 +497,7 @@ static void test_tc_cpu_twin(void) {
             };
         }
         CU_ASSERT_EQUAL(
-            cpu->attention(ctx, cpu, cs, n, H, D, a.ldq, a.ldkv, a.ldo, (float)scale_of(D)),
+            cpu->attention(ctx, cpu, cs, n, H, D, a.ldq, a.ldkv, a.ldo, (float)scale_of(D), 0),
             TOLK_OK);
         size_t bad = 0;
         double worst = 0;
@@ -521,13 +521,17 @@ static void test_tc_cpu_twin(void) {
     tolk_ctx_free(ctx);
 }
 
-/* tolk_cu_attention_desc_kvh (float16 K/V, TOLK_KV_F16) against the CPU
- * backend's attention_desc_kvh on the same descriptors: three single rows
- * sharing one window (grouped split launch), a causal pair over a cache,
- * a 40-row prompt (the row kernel: kvh never takes the flash path); with
- * a workspace (split-KV) and without (row kernel). Both run float32
- * arithmetic over the same rounded keys and values. */
-static void test_kvh_cpu_twin(void) {
+/* tolk_cu_attention_desc_mixed (float32 q; K/V float32 or float16, out
+ * float32 or float16: the decoder step of the half modes) against the CPU
+ * backend's attention_desc with the same storage flags on the same
+ * descriptors: three single rows sharing one window (grouped split
+ * launch), a causal pair over a cache, a 40-row prompt (the row kernel: a
+ * half operand never takes the flash path), a row of another window; with
+ * a workspace (split-KV) and without (row kernel), for every storage pair.
+ * Both run float32 arithmetic over the same keys and values; a float16
+ * output is the float32 result rounded once, so the two may differ by one
+ * unit in its last place. */
+static void test_mixed_cpu_twin(void) {
     NEED_DEVICE();
     tolk_ctx *ctx = NULL;
     tolk_backend *cpu = NULL;
@@ -545,63 +549,105 @@ static void test_kvh_cpu_twin(void) {
         rows += nq[i];
     }
     const size_t kv_rows = 2 * (size_t)nkv, nq_all = (size_t)rows;
-    float *q = malloc(nq_all * ldq * sizeof(float));
-    uint16_t *kv = malloc(kv_rows * ld * sizeof(uint16_t));
-    float *cpu_out = calloc(nq_all * ldo, sizeof(float)),
+    float *q = malloc(nq_all * ldq * sizeof(float)), *kvf = malloc(kv_rows * ld * sizeof(float));
+    uint16_t *kvh = malloc(kv_rows * ld * sizeof(uint16_t));
+    float *cpu_out = malloc(nq_all * ldo * sizeof(float)),
           *got = malloc(nq_all * ldo * sizeof(float));
-    CU_ASSERT_FATAL(q && kv && cpu_out && got);
+    uint16_t *cpu_h = malloc(nq_all * ldo * sizeof(uint16_t)),
+             *got_h = malloc(nq_all * ldo * sizeof(uint16_t));
+    CU_ASSERT_FATAL(q && kvf && kvh && cpu_out && got && cpu_h && got_h);
     uint64_t r = 0x9e3779b97f4a7c15ull;
     for (size_t i = 0; i < nq_all * ldq; i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         q[i] = (float)((double)(r >> 40) / (double)(1ull << 24) * 4.0 - 2.0);
     }
-    for (size_t i = 0; i < kv_rows * ld; i++) {
+    for (size_t i = 0; i < kv_rows * ld; i++) { /* float32 K/V hold the rounded values too */
         r = r * 6364136223846793005ull + 1442695040888963407ull;
-        kv[i] = tolk_f32_to_f16((float)((double)(r >> 40) / (double)(1ull << 24) * 4.0 - 2.0));
+        kvh[i] = tolk_f32_to_f16((float)((double)(r >> 40) / (double)(1ull << 24) * 4.0 - 2.0));
+        kvf[i] = tolk_f16_to_f32(kvh[i]);
     }
     const float scale = (float)scale_of(D);
-    CU_ASSERT_EQUAL(cpu->attention_desc_kvh(ctx, cpu, q, ldq, kv, kv + W, ld, cpu_out, ldo, desc, n,
-                                            40, 600, H, D, scale),
-                    TOLK_OK);
-    void *dq = NULL, *dkv = NULL, *dout = NULL, *ddesc = NULL, *ws = NULL;
+    void *dq = NULL, *dkvf = NULL, *dkvh = NULL, *dout = NULL, *ddesc = NULL, *ws = NULL;
+    int *dsync = NULL; /* n * max_n_q * H counters */
     const size_t wsb = tolk_cu_attention_ws_bytes(n * 40, H, D, 600);
     CU_ASSERT_FATAL(cudaMalloc(&dq, nq_all * ldq * 4) == cudaSuccess &&
-                    cudaMalloc(&dkv, kv_rows * ld * 2) == cudaSuccess &&
+                    cudaMalloc(&dkvf, kv_rows * ld * 4) == cudaSuccess &&
+                    cudaMalloc(&dkvh, kv_rows * ld * 2) == cudaSuccess &&
                     cudaMalloc(&dout, nq_all * ldo * 4) == cudaSuccess &&
                     cudaMalloc(&ddesc, sizeof desc) == cudaSuccess &&
-                    cudaMalloc(&ws, wsb ? wsb : 4) == cudaSuccess);
+                    cudaMalloc(&ws, wsb ? wsb : 4) == cudaSuccess &&
+                    cudaMalloc((void **)&dsync, 6 * 40 * 4 * sizeof(int)) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemset(dsync, 0, 6 * 40 * 4 * sizeof(int)) == cudaSuccess);
     CU_ASSERT_FATAL(cudaMemcpy(dq, q, nq_all * ldq * 4, cudaMemcpyHostToDevice) == cudaSuccess);
-    CU_ASSERT_FATAL(cudaMemcpy(dkv, kv, kv_rows * ld * 2, cudaMemcpyHostToDevice) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemcpy(dkvf, kvf, kv_rows * ld * 4, cudaMemcpyHostToDevice) ==
+                    cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemcpy(dkvh, kvh, kv_rows * ld * 2, cudaMemcpyHostToDevice) ==
+                    cudaSuccess);
     CU_ASSERT_FATAL(cudaMemcpy(ddesc, desc, sizeof desc, cudaMemcpyHostToDevice) == cudaSuccess);
-    for (int use_ws = 0; use_ws <= 1; use_ws++) {
-        CU_ASSERT_FATAL(cudaMemset(dout, 0, nq_all * ldo * 4) == cudaSuccess);
-        CU_ASSERT_EQUAL(tolk_cu_attention_desc_kvh(dq, (long long)ldq, dkv,
-                                                   (const uint16_t *)dkv + W, (long long)ld, dout,
-                                                   (long long)ldo, ddesc, n, 40, 600, H, D, scale,
-                                                   use_ws ? ws : NULL, use_ws ? wsb : 0, NULL),
-                        0);
-        CU_ASSERT_FATAL(cudaMemcpy(got, dout, nq_all * ldo * 4, cudaMemcpyDeviceToHost) ==
-                        cudaSuccess);
-        size_t bad = 0;
-        double worst = 0;
-        for (size_t i = 0; i < nq_all; i++)
-            for (size_t c = 0; c < W; c++) {
-                const double e = fabs((double)got[i * ldo + c] - cpu_out[i * ldo + c]);
-                if (!(e <= 2e-5 + 1e-4 * fabs((double)cpu_out[i * ldo + c]))) bad++;
-                if (!(e <= worst)) worst = e;
+    for (int kv16 = 0; kv16 <= 1; kv16++)
+        for (int out16 = 0; out16 <= 1; out16++) {
+            const int flags = (kv16 ? TOLK_ATTN_KV_F16 : 0) | (out16 ? TOLK_ATTN_OUT_F16 : 0);
+            const void *hk = kv16 ? (const void *)kvh : (const void *)kvf;
+            const void *hv = kv16 ? (const void *)(kvh + W) : (const void *)(kvf + W);
+            memset(cpu_out, 0, nq_all * ldo * sizeof(float));
+            memset(cpu_h, 0, nq_all * ldo * sizeof(uint16_t));
+            CU_ASSERT_EQUAL(cpu->attention_desc(ctx, cpu, q, ldq, hk, hv, ld,
+                                                out16 ? (void *)cpu_h : (void *)cpu_out, ldo, desc,
+                                                n, 40, 600, H, D, scale, flags),
+                            TOLK_OK);
+            if (out16)
+                for (size_t i = 0; i < nq_all * ldo; i++)
+                    cpu_out[i] = tolk_f16_to_f32(cpu_h[i]);
+            const size_t esz = kv16 ? 2 : 4;
+            const char *dk = kv16 ? (const char *)dkvh : (const char *)dkvf;
+            for (int use_ws = 0; use_ws <= 1; use_ws++) {
+                CU_ASSERT_FATAL(cudaMemset(dout, 0, nq_all * ldo * 4) == cudaSuccess);
+                CU_ASSERT_EQUAL(tolk_cu_attention_desc_mixed(
+                                    dq, (long long)ldq, dk, dk + W * esz,
+                                    kv16 ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ld, dout,
+                                    out16 ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ldo, ddesc, n,
+                                    40, 600, H, D, scale, use_ws ? ws : NULL, use_ws ? wsb : 0, NULL,
+                                    NULL),
+                                0);
+                if (out16) {
+                    CU_ASSERT_FATAL(cudaMemcpy(got_h, dout, nq_all * ldo * 2,
+                                               cudaMemcpyDeviceToHost) == cudaSuccess);
+                    for (size_t i = 0; i < nq_all * ldo; i++)
+                        got[i] = tolk_f16_to_f32(got_h[i]);
+                } else {
+                    CU_ASSERT_FATAL(cudaMemcpy(got, dout, nq_all * ldo * 4,
+                                               cudaMemcpyDeviceToHost) == cudaSuccess);
+                }
+                /* float32 out: float32 rounding; float16 out: one ulp (2^-10 relative) */
+                const double rel = out16 ? 1.5e-3 : 1e-4, abs_ = out16 ? 1e-4 : 2e-5;
+                size_t bad = 0;
+                double worst = 0;
+                for (size_t i = 0; i < nq_all; i++)
+                    for (size_t c = 0; c < W; c++) {
+                        const double e = fabs((double)got[i * ldo + c] - cpu_out[i * ldo + c]);
+                        if (!(e <= abs_ + rel * fabs((double)cpu_out[i * ldo + c]))) bad++;
+                        if (!(e <= worst)) worst = e;
+                    }
+                if (bad)
+                    printf("\n    mixed CPU twin (kv16 %d, out16 %d, ws %d): %zu out of bounds, "
+                           "worst %.3g\n",
+                           kv16, out16, use_ws, bad, worst);
+                CU_ASSERT_EQUAL(bad, 0);
             }
-        if (bad)
-            printf("\n    kvh CPU twin (ws %d): %zu out of bounds, worst %.3g\n", use_ws, bad,
-                   worst);
-        CU_ASSERT_EQUAL(bad, 0);
-    }
-    /* a half-precision dtype is not a kvh call; bad sizes are refused */
-    CU_ASSERT_NOT_EQUAL(tolk_cu_attention_desc_kvh(dq, (long long)ldq, dkv, dkv, 8, dout,
-                                                   (long long)ldo, ddesc, n, 40, 600, H, D, scale,
-                                                   NULL, 0, NULL),
+        }
+    /* bfloat16 storage is not a mixed call; bad sizes are refused */
+    CU_ASSERT_NOT_EQUAL(tolk_cu_attention_desc_mixed(dq, (long long)ldq, dkvh, dkvh, TOLK_CU_BF16,
+                                                     (long long)ld, dout, TOLK_CU_F32,
+                                                     (long long)ldo, ddesc, n, 40, 600, H, D,
+                                                     scale, NULL, 0, NULL, NULL),
                         0);
-    cudaFree(dq), cudaFree(dkv), cudaFree(dout), cudaFree(ddesc), cudaFree(ws);
-    free(q), free(kv), free(cpu_out), free(got);
+    CU_ASSERT_NOT_EQUAL(tolk_cu_attention_desc_mixed(dq, (long long)ldq, dkvh, dkvh, TOLK_CU_F16, 8,
+                                                     dout, TOLK_CU_F16, (long long)ldo, ddesc, n,
+                                                     40, 600, H, D, scale, NULL, 0, NULL, NULL),
+                        0);
+    cudaFree(dq), cudaFree(dkvf), cudaFree(dkvh), cudaFree(dout), cudaFree(ddesc), cudaFree(ws);
+    cudaFree(dsync);
+    free(q), free(kvf), free(kvh), free(cpu_out), free(got), free(cpu_h), free(got_h);
     cpu->destroy(cpu);
     tolk_ctx_free(ctx);
 }
@@ -824,7 +870,24 @@ typedef struct desc_call {
     int max_nq, max_nkv, tc;
     void *ws;
     size_t wsb;
+    int *sync;      /* zeroed counters (the fused combine), or NULL */
+    size_t n_sync;  /* ints */
 } desc_call;
+
+/* The counters of a fused call are zero again after it. */
+static void sync_zero(const desc_call *c, const char *what) {
+    if (!c->sync) return;
+    int *h = malloc(c->n_sync * sizeof *h);
+    CU_ASSERT_FATAL(h != NULL);
+    CU_ASSERT_EQUAL(cudaMemcpy(h, c->sync, c->n_sync * sizeof *h, cudaMemcpyDeviceToHost),
+                    cudaSuccess);
+    size_t set = 0;
+    for (size_t i = 0; i < c->n_sync; i++)
+        set += h[i] != 0;
+    if (set) printf("\n    %s: %zu counters left set\n", what, set);
+    CU_ASSERT_EQUAL(set, 0);
+    free(h);
+}
 
 static int desc_launch(const desc_call *c, void *stream) {
     const att_set *a = c->a;
@@ -832,7 +895,7 @@ static int desc_launch(const desc_call *c, void *stream) {
     return tolk_cu_attention_desc(a->dq, (long long)a->ldq, a->dkv, (char *)a->dkv + a->W * es,
                                   (long long)a->ldkv, a->dout, (long long)a->ldo, c->ddesc, a->n,
                                   c->max_nq, c->max_nkv, a->H, a->D, (float)scale_of(a->D), a->dt,
-                                  c->tc, c->ws, c->wsb, stream);
+                                  c->tc, c->ws, c->wsb, c->sync, stream);
 }
 
 static void desc_upload(const desc_call *c, const att_spec *sp) {
@@ -846,7 +909,9 @@ static void desc_upload(const desc_call *c, const att_spec *sp) {
 
 /* Launch with descriptors sp1, check; upload sp2, launch again with the
  * very same arguments (max_n_q / max_n_kv: the larger lengths of the two),
- * check; then the same through a captured CUDA graph. */
+ * check; then the same through a captured CUDA graph. use_ws: 0 none, 1 a
+ * split workspace, 2 that and zeroed counters (the split path's combine
+ * fused into its partial kernel; they must be zero again after each call). */
 static void desc_run(int dt, int tc, int H, int D, const att_spec *sp1, const att_spec *sp2, int n,
                      int use_ws, uint64_t seed) {
     dpool p = {0};
@@ -859,7 +924,7 @@ static void desc_run(int dt, int tc, int H, int D, const att_spec *sp1, const at
     }
     set_make(&a, &p, H, D, dt, cap, n, seed);
     free(cap);
-    desc_call c = {&a, dalloc(&p, (size_t)n * sizeof(tolk_cu_attn_desc)), 0, 1, tc, NULL, 0};
+    desc_call c = {&a, dalloc(&p, (size_t)n * sizeof(tolk_cu_attn_desc)), 0, 1, tc, NULL, 0, NULL, 0};
     for (int s = 0; s < n; s++) {
         if (a.cap_q[s] > c.max_nq) c.max_nq = a.cap_q[s];
         if (a.cap_kv[s] > c.max_nkv) c.max_nkv = a.cap_kv[s];
@@ -869,15 +934,21 @@ static void desc_run(int dt, int tc, int H, int D, const att_spec *sp1, const at
         c.wsb = tolk_cu_attention_ws_bytes(n * c.max_nq, H, D, c.max_nkv);
         c.ws = dalloc(&p, c.wsb ? c.wsb : 4);
     }
+    if (use_ws == 2) {
+        c.n_sync = (size_t)n * (size_t)c.max_nq * (size_t)H;
+        c.sync = dalloc(&p, c.n_sync * sizeof(int));
+        CU_ASSERT_FATAL(cudaMemset(c.sync, 0, c.n_sync * sizeof(int)) == cudaSuccess);
+    }
     char what[128];
     for (int round = 0; round < 2; round++) {
         const att_spec *sp = round ? sp2 : sp1;
         desc_upload(&c, sp);
         out_reset(&a);
         CU_ASSERT_EQUAL(desc_launch(&c, NULL), 0);
-        snprintf(what, sizeof what, "desc %s tc=%s H=%d D=%d max_nq %d ws %zu, round %d",
-                 dt_name(dt), dt_name(tc), H, D, c.max_nq, c.wsb, round);
+        snprintf(what, sizeof what, "desc %s tc=%s H=%d D=%d max_nq %d ws %zu%s, round %d",
+                 dt_name(dt), dt_name(tc), H, D, c.max_nq, c.wsb, c.sync ? " fused" : "", round);
         check_out(what, &a, sp, flash, tc, scale_of(D), NULL);
+        sync_zero(&c, what);
     }
 
     /* the same through a captured CUDA graph, replayed with sp1 then sp2 */
@@ -903,9 +974,11 @@ static void desc_run(int dt, int tc, int H, int D, const att_spec *sp1, const at
             out_reset(&a);
             CU_ASSERT_EQUAL(cudaGraphLaunch(ge, st), cudaSuccess);
             CU_ASSERT_EQUAL(cudaStreamSynchronize(st), cudaSuccess);
-            snprintf(what, sizeof what, "graph %s tc=%s H=%d D=%d max_nq %d ws %zu, replay %d",
-                     dt_name(dt), dt_name(tc), H, D, c.max_nq, c.wsb, round);
+            snprintf(what, sizeof what, "graph %s tc=%s H=%d D=%d max_nq %d ws %zu%s, replay %d",
+                     dt_name(dt), dt_name(tc), H, D, c.max_nq, c.wsb, c.sync ? " fused" : "",
+                     round);
             check_out(what, &a, sp, flash, tc, scale_of(D), NULL);
+            sync_zero(&c, what);
         }
     }
     if (ge) cudaGraphExecDestroy(ge);
@@ -927,7 +1000,7 @@ static void test_desc(void) {
         {0, 64, 1, 0}, {1, 1499, 0, 0}, {2, 200, 1, 12}, {1, 1, 1, 0}, {1, 300, 0, 0},
     };
     const int nd = (int)(sizeof dec1 / sizeof dec1[0]);
-    for (int use_ws = 0; use_ws < 2; use_ws++) {
+    for (int use_ws = 0; use_ws < 3; use_ws++) {
         desc_run(TOLK_CU_F32, TOLK_CU_F32, 3, 64, dec1, dec2, nd, use_ws, 61);
         desc_run(TOLK_CU_F16, TOLK_CU_F16, 2, 32, dec1, dec2, nd, use_ws, 62);
         desc_run(TOLK_CU_BF16, TOLK_CU_F32, 2, 128, dec1, dec2, nd, use_ws, 63);
@@ -962,6 +1035,8 @@ static void test_desc(void) {
     g_share = beams_share;
     desc_run(TOLK_CU_F32, TOLK_CU_F32, 3, 64, beams, beams2, (int)(sizeof beams / sizeof beams[0]),
              1, 75);
+    desc_run(TOLK_CU_F16, TOLK_CU_F16, 3, 64, beams, beams2, (int)(sizeof beams / sizeof beams[0]),
+             2, 76);
     g_share = NULL;
 }
 
@@ -989,23 +1064,23 @@ static void test_errors(void) {
     /* descriptor variant: nothing to do, bad bounds, missing pointers */
     void *d = (void *)256;
     CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 0, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL), 0);
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 0, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL, NULL), 0);
     CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 0, 4, 1, 64, 1, 0, 0, NULL, 0, NULL), 0);
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 0, 4, 1, 64, 1, 0, 0, NULL, 0, NULL, NULL), 0);
     CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 0, 1, 64, 1, 0, 0, NULL, 0, NULL),
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 0, 1, 64, 1, 0, 0, NULL, 0, NULL, NULL),
         TOLK_CU_EINVAL);
     CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, NULL, 4, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL),
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, NULL, 4, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL, NULL),
         TOLK_CU_EINVAL);
     CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 48, 1, 0, 0, NULL, 0, NULL),
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 48, 1, 0, 0, NULL, 0, NULL, NULL),
         TOLK_CU_EINVAL);
     CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 64, 1, 0, 7, NULL, 0, NULL),
+        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 64, 1, 0, 7, NULL, 0, NULL, NULL),
         TOLK_CU_EINVAL);
     CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, 32, d, 4, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL),
+        tolk_cu_attention_desc(d, w, d, d, w, d, 32, d, 4, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL, NULL),
         TOLK_CU_EINVAL);
     CU_ASSERT_EQUAL(cudaGetLastError(), cudaSuccess);
 }
@@ -1016,7 +1091,7 @@ int main(void) {
                            {"tc_flash", test_tc_flash},
                            {"tc_aligned", test_tc_aligned},
                            {"tc_cpu_twin", test_tc_cpu_twin},
-                           {"kvh_cpu_twin", test_kvh_cpu_twin},
+                           {"mixed_cpu_twin", test_mixed_cpu_twin},
                            {"split", test_split},
                            {"groups", test_groups},
                            {"desc", test_desc},

@@ -933,6 +933,97 @@ static void cmp_gpu(bpair *b, const char *what, const float *d, const float *h, 
     free(r);
 }
 
+/* float16 [n] of host floats (round to nearest even) and its device copy. */
+static uint16_t *half_of(const float *f, size_t n) {
+    uint16_t *h = malloc(n * sizeof *h);
+    CU_ASSERT_FATAL(h != NULL);
+    for (size_t i = 0; i < n; i++)
+        h[i] = tolk_f32_to_f16(f[i]);
+    return h;
+}
+static uint16_t *gpu_from_h(bpair *b, const uint16_t *h, size_t n) {
+    uint16_t *d = b->gpu->alloc(b->ctx, b->gpu, n * sizeof *d);
+    CU_ASSERT_FATAL(d != NULL);
+    CU_ASSERT_EQUAL_FATAL(b->gpu->upload(b->ctx, b->gpu, d, h, n * sizeof *d), TOLK_OK);
+    return d;
+}
+
+/* Compare a float16 device result d [rows, ld] with the CPU's float16 h,
+ * both widened: each is a float32 result rounded once, so they may differ
+ * by the float32 difference plus one unit in the last place (2^-11
+ * relative each side). */
+static void cmp_gpu_h(bpair *b, const char *what, const uint16_t *d, const uint16_t *h,
+                      size_t rows, size_t cols, size_t ld, double atol, double rtol) {
+    uint16_t *g16 = malloc(rows * ld * sizeof *g16);
+    float *g = malloc(rows * ld * sizeof *g);
+    double *r = dbl(rows * ld);
+    CU_ASSERT_FATAL(g16 && g);
+    CU_ASSERT_EQUAL(b->gpu->download(b->ctx, b->gpu, g16, d, rows * ld * sizeof *g16), TOLK_OK);
+    for (size_t i = 0; i < rows * ld; i++) {
+        g[i] = tolk_f16_to_f32(g16[i]);
+        r[i] = tolk_f16_to_f32(h[i]);
+    }
+    check2d(what, g, ld, r, ld, rows, cols, atol, rtol + 1.0 / 1024, -1);
+    free(g16), free(g), free(r);
+}
+
+/* The half-activation forms (backend.h half_acts) against the CPU twins:
+ * linear with float16 x (fresh and accumulating), with float16 y;
+ * layernorm_h; bias_gelu_h on a strided float16 matrix. wc / wg: the
+ * same prepared [N, K] weight on both sides, bc / bg its bias. */
+static void backend_half_run(bpair *b, const tolk_bweight *wc, const tolk_bweight *wg,
+                             const float *bc, const float *bg, double lin_tol) {
+    const size_t M = 37, N = (size_t)wc->rows, K = (size_t)wc->cols, ldx = K + 6, ldy = N + 2;
+    float *xf = rnd(M * ldx, -1, 1), *y = rnd(M * ldy, -1, 1);
+    uint16_t *xh = half_of(xf, M * ldx), *dxh = gpu_from_h(b, xh, M * ldx);
+    float *dy = gpu_from(b, y, M * ldy);
+    for (int acc = 0; acc < 2; acc++) {
+        const int fl = TOLK_LINEAR_X_F16 | (acc ? TOLK_LINEAR_ACCUMULATE : 0);
+        CU_ASSERT_EQUAL(b->cpu->linear(b->ctx, b->cpu, y, ldy, xh, ldx, M, wc, bc, fl), TOLK_OK);
+        CU_ASSERT_EQUAL(b->gpu->linear(b->ctx, b->gpu, dy, ldy, dxh, ldx, M, wg, bg, fl), TOLK_OK);
+        cmp_gpu(b, acc ? "linear x16 accumulate" : "linear x16", dy, y, M, N, ldy, lin_tol * 10,
+                lin_tol);
+    }
+    /* float16 y from float16 x and from float32 x; no bias, no accumulate */
+    uint16_t *yh = half_of(y, M * ldy), *dyh = gpu_from_h(b, yh, M * ldy);
+    float *dxf = gpu_from(b, xf, M * ldx);
+    for (int x16 = 0; x16 < 2; x16++) {
+        const int fl = TOLK_LINEAR_Y_F16 | (x16 ? TOLK_LINEAR_X_F16 : 0);
+        const void *hx = x16 ? (const void *)xh : (const void *)xf;
+        const void *gx = x16 ? (const void *)dxh : (const void *)dxf;
+        CU_ASSERT_EQUAL(b->cpu->linear(b->ctx, b->cpu, yh, ldy, hx, ldx, M, wc, NULL, fl), TOLK_OK);
+        CU_ASSERT_EQUAL(b->gpu->linear(b->ctx, b->gpu, dyh, ldy, gx, ldx, M, wg, NULL, fl),
+                        TOLK_OK);
+        cmp_gpu_h(b, x16 ? "linear x16 y16" : "linear y16", dyh, yh, M, N, ldy, lin_tol * 10,
+                  lin_tol);
+    }
+    /* a float16 output takes no bias and no accumulation */
+    CU_ASSERT_EQUAL(b->gpu->linear(b->ctx, b->gpu, dyh, ldy, dxh, ldx, M, wg, bg,
+                                   TOLK_LINEAR_Y_F16 | TOLK_LINEAR_X_F16),
+                    TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(b->cpu->linear(b->ctx, b->cpu, yh, ldy, xh, ldx, M, wc, NULL,
+                                   TOLK_LINEAR_Y_F16 | TOLK_LINEAR_ACCUMULATE),
+                    TOLK_ERR_INVALID_ARG);
+
+    /* layernorm_h [M, K] from float32; bias_gelu_h in place on [M, N - 3] of yh */
+    float *g = rnd(K, 0.5f, 1.5f), *be_ = rnd(K, -1, 1), *a = rnd(M * K, -3, 3);
+    float *dg = gpu_from(b, g, K), *dbe = gpu_from(b, be_, K), *da = gpu_from(b, a, M * K);
+    uint16_t *lh = half_of(a, M * K), *dlh = gpu_from_h(b, lh, M * K);
+    CU_ASSERT_EQUAL(b->cpu->layernorm_h(b->ctx, b->cpu, lh, a, M, K, g, be_, 1e-5f), TOLK_OK);
+    CU_ASSERT_EQUAL(b->gpu->layernorm_h(b->ctx, b->gpu, dlh, da, M, K, dg, dbe, 1e-5f), TOLK_OK);
+    cmp_gpu_h(b, "layernorm_h", dlh, lh, M, K, K, 1e-5, 1e-5);
+    float *gb = rnd(N, -1, 1), *dgb = gpu_from(b, gb, N);
+    CU_ASSERT_EQUAL(b->gpu->upload(b->ctx, b->gpu, dyh, yh, M * ldy * sizeof *yh), TOLK_OK);
+    CU_ASSERT_EQUAL(b->cpu->bias_gelu_h(b->ctx, b->cpu, yh, ldy, M, N - 3, gb), TOLK_OK);
+    CU_ASSERT_EQUAL(b->gpu->bias_gelu_h(b->ctx, b->gpu, dyh, ldy, M, N - 3, dgb), TOLK_OK);
+    cmp_gpu_h(b, "bias_gelu_h", dyh, yh, M, N, ldy, 1e-6, 1e-6); /* untouched columns equal too */
+
+    void *dev[] = {dxh, dy, dyh, dxf, dg, dbe, da, dlh, dgb};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        b->gpu->free(b->gpu, dev[i]);
+    free(xf), free(y), free(xh), free(yh), free(g), free(be_), free(a), free(lh), free(gb);
+}
+
 static void backend_run(int keep_f16) {
     bpair b = {0};
     CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &b.ctx), TOLK_OK);
@@ -940,6 +1031,8 @@ static void backend_run(int keep_f16) {
     CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(b.ctx, &bp, &b.cpu), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_backend_cuda_new(b.ctx, &bp, &b.gpu), TOLK_OK);
     CU_ASSERT_STRING_EQUAL(b.gpu->name, "cuda");
+    CU_ASSERT_EQUAL(b.gpu->half_acts, keep_f16); /* the half modes feed products float16 */
+    CU_ASSERT_EQUAL(b.cpu->half_acts, 0);
     tu_seed(1400 + (uint64_t)keep_f16);
     /* half weights: the GPU rounds x to half too (tensor cores), the CPU
      * does not: bound relative to sum |x w| */
@@ -977,6 +1070,8 @@ static void backend_run(int keep_f16) {
         cmp_gpu(&b, acc ? "linear accumulate" : "linear", dy, y, M, 3 * d, ldy, lin_tol * 10,
                 lin_tol);
     }
+
+    backend_half_run(&b, &wc, &wg, bc, bg, lin_tol);
 
     /* linear_batched (GPU) against the CPU's linear per batch: the fused
      * qkv weight seen as 3 batches of [d, d], outputs at a stride */
@@ -1021,17 +1116,42 @@ static void backend_run(int keep_f16) {
         sg[i].out = dout + (sc[i].out - o);
     }
     const float scale = 1.0f / sqrtf((float)dh);
-    CU_ASSERT_EQUAL(b.cpu->attention(b.ctx, b.cpu, sc, 3, (int)H, (int)dh, ldy, ldy, ldo, scale),
+    CU_ASSERT_EQUAL(b.cpu->attention(b.ctx, b.cpu, sc, 3, (int)H, (int)dh, ldy, ldy, ldo, scale, 0),
                     TOLK_OK);
-    CU_ASSERT_EQUAL(b.gpu->attention(b.ctx, b.gpu, sg, 3, (int)H, (int)dh, ldy, ldy, ldo, scale),
+    CU_ASSERT_EQUAL(b.gpu->attention(b.ctx, b.gpu, sg, 3, (int)H, (int)dh, ldy, ldy, ldo, scale, 0),
                     TOLK_OK);
     /* with half weights the backend's many-query attention runs on tensor
      * cores; q, k, v rounded to f16 here where the scores are large (random
      * inputs): a loose bound, the kernel itself is held to 2e-3 by
      * test_cuda_attention on inputs of the network's scale */
     cmp_gpu(&b, "attention", dout, o, M, d, ldo, keep_f16 ? 1e-2 : 2e-5, keep_f16 ? 1e-2 : 1e-4);
-    CU_ASSERT_EQUAL(b.gpu->attention(b.ctx, b.gpu, sg, 3, 4, 48, ldy, ldy, ldo, scale),
+    CU_ASSERT_EQUAL(b.gpu->attention(b.ctx, b.gpu, sg, 3, 4, 48, ldy, ldy, ldo, scale, 0),
                     TOLK_ERR_UNSUPPORTED);
+    /* float16 output (half activations): written by the kernels (tensor-core
+     * arithmetic) or through float32 and a convert (the parity mode's); the
+     * CPU twin rounds its float32 result */
+    {
+        uint16_t *oh = half_of(o, M * ldo), *doh = gpu_from_h(&b, oh, M * ldo);
+        tolk_attn_seq hc[3], hg[3];
+        for (int i = 0; i < 3; i++) {
+            hc[i] = sc[i], hg[i] = sg[i];
+            hc[i].out = (float *)(void *)(oh + (sc[i].out - o));
+            hg[i].out = (float *)(void *)(doh + (sc[i].out - o));
+        }
+        CU_ASSERT_EQUAL(b.cpu->attention(b.ctx, b.cpu, hc, 3, (int)H, (int)dh, ldy, ldy, ldo, scale,
+                                         TOLK_ATTN_OUT_F16),
+                        TOLK_OK);
+        CU_ASSERT_EQUAL(b.gpu->attention(b.ctx, b.gpu, hg, 3, (int)H, (int)dh, ldy, ldy, ldo, scale,
+                                         TOLK_ATTN_OUT_F16),
+                        TOLK_OK);
+        cmp_gpu_h(&b, "attention out16", doh, oh, M, d, ldo, keep_f16 ? 1e-2 : 2e-5,
+                  keep_f16 ? 1e-2 : 1e-4);
+        CU_ASSERT_EQUAL(b.gpu->attention(b.ctx, b.gpu, hg, 3, (int)H, (int)dh, ldy, ldy, ldo, scale,
+                                         4),
+                        TOLK_ERR_INVALID_ARG);
+        b.gpu->free(b.gpu, doh);
+        free(oh);
+    }
 
     /* layernorm, bias_gelu, add on contiguous [M, d] */
     float *a = rnd(M * d, -3, 3), *a2 = rnd(M * d, -3, 3), *z = malloc(M * d * sizeof *z);

@@ -1,0 +1,156 @@
+/*
+ * backend_host_half.c — the half-activation forms of the backend ops
+ * (backend.h: TOLK_LINEAR_X_F16 / _Y_F16, layernorm_h, bias_gelu_h,
+ * TOLK_ATTN_OUT_F16) for a backend whose memory is host memory (the CPU):
+ * the float16 operands are widened into float32 scratch, the backend's own
+ * float32 op runs, and a float16 result is rounded once. They are the CPU
+ * twins the CUDA half-activation path is tested against (the CPU network
+ * itself keeps float32 activations: backend.h half_acts = 0), so they are
+ * plain rather than fast. Rounding: round to nearest even
+ * (tolk_f32_to_f16_n), as the CUDA kernels' __float2half_rn.
+ */
+#include "backend_host_half.h"
+
+#include "weights.h"
+
+#include <stdlib.h>
+
+/* A [rows, cols] float32 copy of float16 src (row stride ld) with row
+ * stride cols; NULL when out of memory. */
+static float *widen(const uint16_t *src, size_t ld, size_t rows, size_t cols) {
+    const size_t n = rows * cols;
+    float *f = tolk_malloc_array(n > 0 ? n : 1, sizeof(float));
+    if (!f) return NULL;
+    for (size_t r = 0; r < rows; r++)
+        tolk_f16_to_f32_n(src + r * ld, f + r * cols, cols);
+    return f;
+}
+
+/* Round rows of float32 src (row stride lds) into float16 dst (stride ldd). */
+static void narrow(uint16_t *dst, size_t ldd, const float *src, size_t lds, size_t rows,
+                   size_t cols) {
+    for (size_t r = 0; r < rows; r++)
+        tolk_f32_to_f16_n(src + r * lds, dst + r * ldd, cols);
+}
+
+tolk_status tolk_host_half_linear(tolk_ctx *ctx, const tolk_backend *be, tolk_linear_f32_fn f32,
+                                  void *y, size_t ldy, const void *x, size_t ldx, size_t M,
+                                  const tolk_bweight *W, const float *bias, int flags) {
+    if (M == 0) return TOLK_OK;
+    if (!y || !x || !W || W->rows <= 0 || W->cols <= 0)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear: NULL argument", be->name);
+    const size_t N = (size_t)W->rows, K = (size_t)W->cols;
+    const int yh = (flags & TOLK_LINEAR_Y_F16) != 0, xh = (flags & TOLK_LINEAR_X_F16) != 0;
+    if (yh && (bias || (flags & TOLK_LINEAR_ACCUMULATE)))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "%s: linear: a float16 output takes no bias and no accumulation",
+                         be->name);
+    if (ldx < K || ldy < N || M > SIZE_MAX / (N > K ? N : K) / sizeof(float))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear: bad sizes", be->name);
+    float *xf = xh ? widen(x, ldx, M, K) : NULL;
+    float *yf = yh ? tolk_malloc_array(M * N, sizeof(float)) : NULL;
+    if ((xh && !xf) || (yh && !yf)) {
+        free(xf), free(yf);
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: linear: out of memory", be->name);
+    }
+    const int rest = flags & ~(TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16);
+    tolk_status st = f32(ctx, be, yh ? yf : (float *)y, yh ? N : ldy, xh ? xf : (const float *)x,
+                         xh ? K : ldx, M, W, bias, rest);
+    if (!st && yh) narrow(y, ldy, yf, N, M, N);
+    free(xf), free(yf);
+    return st;
+}
+
+tolk_status tolk_host_half_layernorm(tolk_ctx *ctx, const tolk_backend *be, uint16_t *y,
+                                     const float *x, size_t M, size_t D, const float *gamma,
+                                     const float *beta, float eps) {
+    if (M == 0) return TOLK_OK;
+    if (!y || D == 0 || M > SIZE_MAX / D / sizeof(float))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: layernorm_h: bad arguments", be->name);
+    float *yf = tolk_malloc_array(M * D, sizeof(float));
+    if (!yf) return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: layernorm_h: out of memory", be->name);
+    tolk_status st = be->layernorm(ctx, be, yf, x, M, D, gamma, beta, eps);
+    if (!st) narrow(y, D, yf, D, M, D);
+    free(yf);
+    return st;
+}
+
+tolk_status tolk_host_half_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, uint16_t *x,
+                                     size_t ldx, size_t M, size_t N, const float *bias) {
+    if (M == 0 || N == 0) return TOLK_OK;
+    if (!x || ldx < N || M > SIZE_MAX / N / sizeof(float))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: bias_gelu_h: bad arguments", be->name);
+    float *xf = widen(x, ldx, M, N);
+    if (!xf) return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: bias_gelu_h: out of memory", be->name);
+    tolk_status st = be->bias_gelu(ctx, be, xf, N, M, N, bias);
+    if (!st) narrow(x, ldx, xf, N, M, N);
+    free(xf);
+    return st;
+}
+
+tolk_status tolk_host_half_attention_desc(tolk_ctx *ctx, const tolk_backend *be,
+                                          tolk_attention_desc_fn f32, const float *q, size_t ldq,
+                                          const void *k, const void *v, size_t ldkv, void *out,
+                                          size_t ldo, const tolk_attn_desc *desc, int n_seqs,
+                                          int max_n_q, int max_n_kv, int n_head, int d_head,
+                                          float scale, int flags) {
+    if (n_seqs <= 0) return TOLK_OK;
+    if (!out || !desc)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention_desc: NULL argument", be->name);
+    /* the float32 result in rows [0, end) of a scratch with out's stride */
+    size_t end = 0;
+    for (int i = 0; i < n_seqs; i++)
+        if (desc[i].n_q > 0 && desc[i].q_row >= 0 && (size_t)desc[i].q_row + desc[i].n_q > end)
+            end = (size_t)desc[i].q_row + (size_t)desc[i].n_q;
+    if (end == 0) return TOLK_OK;
+    if (ldo == 0 || end > SIZE_MAX / ldo / sizeof(float))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention_desc: bad sizes", be->name);
+    float *of = tolk_malloc_array(end * ldo, sizeof(float));
+    if (!of) return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: attention_desc: out of memory", be->name);
+    tolk_status st = f32(ctx, be, q, ldq, k, v, ldkv, of, ldo, desc, n_seqs, max_n_q, max_n_kv,
+                         n_head, d_head, scale, flags & ~TOLK_ATTN_OUT_F16);
+    const size_t width = (size_t)n_head * (size_t)d_head;
+    for (int i = 0; i < n_seqs && !st; i++)
+        if (desc[i].n_q > 0 && desc[i].q_row >= 0)
+            narrow((uint16_t *)out + (size_t)desc[i].q_row * ldo, ldo,
+                   of + (size_t)desc[i].q_row * ldo, ldo, (size_t)desc[i].n_q, width);
+    free(of);
+    return st;
+}
+
+tolk_status tolk_host_half_attention(tolk_ctx *ctx, const tolk_backend *be,
+                                     const tolk_attn_seq *seqs, int n_seqs, int n_head, int d_head,
+                                     size_t ldq, size_t ldkv, size_t ldo, float scale) {
+    if (n_seqs <= 0) return TOLK_OK;
+    if (!seqs || ldo == 0)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad arguments", be->name);
+    /* every sequence's float32 result in its own rows of one scratch */
+    size_t rows = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        if (seqs[i].n_q < 0 || !seqs[i].out)
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad sequence %d",
+                             be->name, i);
+        rows += (size_t)seqs[i].n_q;
+    }
+    if (rows == 0) return TOLK_OK;
+    if (rows > SIZE_MAX / ldo / sizeof(float))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad sizes", be->name);
+    float *of = tolk_malloc_array(rows * ldo, sizeof(float));
+    tolk_attn_seq *s2 = tolk_malloc_array((size_t)n_seqs, sizeof *s2);
+    if (!of || !s2) {
+        free(of), free(s2);
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: attention: out of memory", be->name);
+    }
+    size_t r = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        s2[i] = seqs[i];
+        s2[i].out = of + r * ldo;
+        r += (size_t)seqs[i].n_q;
+    }
+    tolk_status st = be->attention(ctx, be, s2, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, 0);
+    const size_t width = (size_t)n_head * (size_t)d_head;
+    for (int i = 0; i < n_seqs && !st; i++)
+        narrow((uint16_t *)(void *)seqs[i].out, ldo, s2[i].out, ldo, (size_t)seqs[i].n_q, width);
+    free(of), free(s2);
+    return st;
+}
