@@ -322,9 +322,8 @@ static int run_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_he
 
 /* The checks of tolk_cu_attention_ex: common arguments, then every host
  * sequence's contract. */
-static int check_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head,
-                    long long ldq, long long ldkv, long long ldo, int dtype, int tc,
-                    const void *ws) {
+static int check_ex(const tolk_cu_attn_seq *seqs, int n_seqs, int n_head, int d_head, long long ldq,
+                    long long ldkv, long long ldo, int dtype, int tc, const void *ws) {
     if (n_seqs < 0 || (n_seqs > 0 && !seqs)) return TOLK_CU_EINVAL;
     int rc = check_common(n_head, d_head, ldq, ldkv, ldo, dtype, tc, ws);
     if (rc) return rc;
@@ -525,9 +524,9 @@ extern "C" int tolk_cu_attention_desc_mixed(const float *q, long long ldq, const
     const int mix = (kv_dtype == TOLK_CU_F16 ? ATTN_MIX_KVH : 0) |
                     (out_dtype == TOLK_CU_F16 ? ATTN_MIX_OUTH : 0);
     if (!mix) /* all float32: the plain call (its routing, flash included) */
-        return tolk_cu_attention_desc(q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q,
-                                      max_n_kv, n_head, d_head, scale, TOLK_CU_F32, TOLK_CU_F32,
-                                      ws, ws_bytes, sync, stream);
+        return tolk_cu_attention_desc(q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q, max_n_kv,
+                                      n_head, d_head, scale, TOLK_CU_F32, TOLK_CU_F32, ws, ws_bytes,
+                                      sync, stream);
     return desc_call(q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q, max_n_kv, n_head, d_head,
                      scale, TOLK_CU_F32, TOLK_CU_F32, ws, ws_bytes, sync, stream, mix);
 }

@@ -63,10 +63,9 @@ using namespace tolkcu;
  * other blocks are read through L2 (__ldcg): in the fused form they were
  * written by blocks of the same launch. No barriers. */
 template <typename TO>
-__device__ __forceinline__ void combine_row(const attn_src &src, const tolk_cu_attn_seq &sq,
-                                            int si, int i, int h, int n_head, int D, int ns,
-                                            int chunk, int cap, int R, const float *ws_o,
-                                            const float *ws_ml) {
+__device__ __forceinline__ void combine_row(const attn_src &src, const tolk_cu_attn_seq &sq, int si,
+                                            int i, int h, int n_head, int D, int ns, int chunk,
+                                            int cap, int R, const float *ws_o, const float *ws_ml) {
     const int nk = sq.causal ? sq.q_pos0 + i + 1 : sq.n_kv;
     const int nv = min(ns, (nk + chunk - 1) / chunk);
     const long long base = ((long long)attn_slot(src, si, i) * n_head + h) * ns * cap;

@@ -116,7 +116,7 @@ template <typename TX, typename TY>
 static __global__ void gemm_tiled_kernel(TY *y, long long ldy, const TX *__restrict__ x,
                                          long long ldx, const TX *__restrict__ w, long long ldw,
                                          long long M, long long N, long long K, float alpha,
-                                         float beta, const float *__restrict__ bias) {
+                                         float beta, const TY *__restrict__ bias) {
     __shared__ float xs[16][17], ws[16][17];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const long long m = (long long)blockIdx.y * 16 + ty, n = (long long)blockIdx.x * 16 + tx;
@@ -134,13 +134,13 @@ static __global__ void gemm_tiled_kernel(TY *y, long long ldy, const TX *__restr
     if (m < M && n < N) {
         float v = alpha * acc;
         if (beta != 0.0f) v += beta * to_f(y[m * ldy + n]);
-        if (bias) v += bias[n];
+        if (bias) v += to_f(bias[n]);
         y[m * ldy + n] = from_f<TY>(v);
     }
 }
 
 static int gemm_tiled(const gemm_key &k, void *y, const void *x, const void *w, float alpha,
-                      float beta, const float *bias, cudaStream_t st) {
+                      float beta, const void *bias, cudaStream_t st) {
     if ((k.M + 15) / 16 > 65535) return TOLK_CU_EINVAL;
     dim3 grid((unsigned)((k.N + 15) / 16), (unsigned)((k.M + 15) / 16)), block(16, 16);
     TOLK_CU_DISPATCH(k.x_dtype, TX, TOLK_CU_DISPATCH(k.y_dtype, TY, {
@@ -148,7 +148,7 @@ static int gemm_tiled(const gemm_key &k, void *y, const void *x, const void *w, 
                              gemm_tiled_kernel<TX, TY><<<grid, block, 0, st>>>(
                                  (TY *)y + b * k.sy, k.ldy, (const TX *)x + b * k.sx, k.ldx,
                                  (const TX *)w + b * k.sw, k.ldw, k.M, k.N, k.K, alpha, beta,
-                                 bias ? bias + b * k.sb : NULL);
+                                 bias ? (const TY *)bias + b * k.sb : NULL);
                              const int rc = (int)cudaGetLastError();
                              if (rc) return rc;
                          }
@@ -208,7 +208,8 @@ static int lt_setup(lt_problem &p, const gemm_key &k) {
     if (k.has_bias) {
         const cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
         LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
-        /* bias type: the default, D's type (float32) */
+        /* bias type: the default, D's type (float32, or the half type of a
+         * half output) */
         if (k.batch > 1) {
             const int64_t sb = k.sb;
             LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &sb,
@@ -313,7 +314,7 @@ static gemm_entry *entry_for(tolk_cu_gemm_ctx *g, const gemm_key &k, int *rc) {
 
 static int lt_run(tolk_cu_gemm_ctx *g, const lt_problem &p, const cublasLtMatmulAlgo_t *algo,
                   const gemm_key &k, void *y, const void *x, const void *w, float alpha, float beta,
-                  const float *bias, void *workspace, cudaStream_t st) {
+                  const void *bias, void *workspace, cudaStream_t st) {
     if (k.has_bias)
         LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                               sizeof bias));
@@ -326,14 +327,13 @@ extern "C" int tolk_cu_gemm_batched(tolk_cu_gemm_ctx *g, void *y, int y_dtype, l
                                     long long y_stride, const void *x, int x_dtype, long long ldx,
                                     long long x_stride, const void *w, int w_dtype, long long ldw,
                                     long long w_stride, long long M, long long N, long long K,
-                                    float alpha, float beta, const float *bias,
+                                    float alpha, float beta, const void *bias,
                                     long long bias_stride, int batch, int flags, void *workspace,
                                     size_t workspace_bytes, void *stream) {
     if (x_dtype != w_dtype ||
         (x_dtype != TOLK_CU_F32 && x_dtype != TOLK_CU_F16 && x_dtype != TOLK_CU_BF16))
         return TOLK_CU_EINVAL;
     if (y_dtype != TOLK_CU_F32 && y_dtype != x_dtype) return TOLK_CU_EINVAL;
-    if (bias && y_dtype != TOLK_CU_F32) return TOLK_CU_EINVAL;
     if (M < 0 || N < 0 || K < 1 || ldx < K || ldw < K || ldy < N || batch < 1)
         return TOLK_CU_EINVAL;
     if (x_stride < 0 || w_stride < 0 || y_stride < 0 || bias_stride < 0) return TOLK_CU_EINVAL;
@@ -397,7 +397,7 @@ extern "C" int tolk_cu_gemm_batched(tolk_cu_gemm_ctx *g, void *y, int y_dtype, l
 extern "C" int tolk_cu_gemm(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long ldy, const void *x,
                             int x_dtype, long long ldx, const void *w, int w_dtype, long long ldw,
                             long long M, long long N, long long K, float alpha, float beta,
-                            const float *bias, int flags, void *workspace, size_t workspace_bytes,
+                            const void *bias, int flags, void *workspace, size_t workspace_bytes,
                             void *stream) {
     return tolk_cu_gemm_batched(g, y, y_dtype, ldy, 0, x, x_dtype, ldx, 0, w, w_dtype, ldw, 0, M, N,
                                 K, alpha, beta, bias, 0, 1, flags, workspace, workspace_bytes,

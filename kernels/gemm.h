@@ -47,7 +47,8 @@ void tolk_cu_gemm_destroy(tolk_cu_gemm_ctx *g);
  *   x_dtype == w_dtype: TOLK_CU_F32, F16 or BF16 (convert float32
  *     activations with tolk_cu_convert before a half-precision product);
  *   y_dtype: TOLK_CU_F32, or x_dtype; accumulation is always float32;
- *   bias: float32 [N] or NULL, only with y_dtype TOLK_CU_F32;
+ *   bias: [N] of y's type (float32, or the half type of a half y: the
+ *     cuBLASLt epilogue's default bias type) or NULL;
  *   beta = 0: y is not read (may hold garbage); beta = 1: accumulate
  *     (residual connections). y must not overlap x or w.
  * workspace (device, may be NULL) of workspace_bytes lets cuBLASLt use
@@ -57,7 +58,7 @@ void tolk_cu_gemm_destroy(tolk_cu_gemm_ctx *g);
  * a cudaError_t, or TOLK_CU_GEMM_EBLAS + status. */
 int tolk_cu_gemm(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long ldy, const void *x,
                  int x_dtype, long long ldx, const void *w, int w_dtype, long long ldw, long long M,
-                 long long N, long long K, float alpha, float beta, const float *bias, int flags,
+                 long long N, long long K, float alpha, float beta, const void *bias, int flags,
                  void *workspace, size_t workspace_bytes, void *stream);
 
 /* batch products in one call (one strided-batched cuBLASLt product):
@@ -70,7 +71,7 @@ int tolk_cu_gemm_batched(tolk_cu_gemm_ctx *g, void *y, int y_dtype, long long ld
                          long long y_stride, const void *x, int x_dtype, long long ldx,
                          long long x_stride, const void *w, int w_dtype, long long ldw,
                          long long w_stride, long long M, long long N, long long K, float alpha,
-                         float beta, const float *bias, long long bias_stride, int batch, int flags,
+                         float beta, const void *bias, long long bias_stride, int batch, int flags,
                          void *workspace, size_t workspace_bytes, void *stream);
 
 TOLK_CU_END_DECLS

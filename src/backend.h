@@ -203,9 +203,9 @@ struct tolk_backend {
      * its float32 widening); TOLK_LINEAR_Y_F16: y is float16, the float32
      * result rounded once (bias NULL, not with ACCUMULATE). x and y are
      * float32 otherwise, and must not overlap. */
-    tolk_status (*linear)(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
-                          const void *x, size_t ldx, size_t M, const tolk_bweight *W,
-                          const float *bias, int flags);
+    tolk_status (*linear)(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy, const void *x,
+                          size_t ldx, size_t M, const tolk_bweight *W, const float *bias,
+                          int flags);
 
     /* y [M, D] = LayerNorm(x [M, D]) * gamma + beta over each row: two-pass
      * mean and biased variance, 1 / sqrt(var + eps). y may equal x; rows
@@ -329,8 +329,8 @@ struct tolk_backend {
      * float16; float32 otherwise. q and the arithmetic are float32. */
     tolk_status (*attention_desc)(tolk_ctx *ctx, const tolk_backend *be, const float *q, size_t ldq,
                                   const void *k, const void *v, size_t ldkv, void *out, size_t ldo,
-                                  const tolk_attn_desc *desc, int n_seqs, int max_n_q,
-                                  int max_n_kv, int n_head, int d_head, float scale, int flags);
+                                  const tolk_attn_desc *desc, int n_seqs, int max_n_q, int max_n_kv,
+                                  int n_head, int d_head, float scale, int flags);
 
     /* dst[r, c] = src[r, c] for r < rows, c < cols (DEVICE, row strides
      * ld_dst / ld_src in elements), converting between float32 (0) and
@@ -371,10 +371,14 @@ struct tolk_backend {
      * [batch * N] float32 or NULL (bias_b = bias + b N); y_b = y + b *
      * y_stride floats (y_stride >= M * ldy). The cross-attention K/V of
      * every decoder layer from one encoder output: on the GPU one
-     * strided-batched product, x rounded to W's type once. */
-    tolk_status (*linear_batched)(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
+     * strided-batched product, x rounded to W's type once. flags:
+     * TOLK_LINEAR_Y_F16 writes y as float16 (ldy, y_stride in elements;
+     * bias, if any, rounded to float16 and added in the product's
+     * epilogue: the cross-attention cache with TOLK_KV_F16, without a
+     * float32 copy); 0: float32. */
+    tolk_status (*linear_batched)(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
                                   size_t y_stride, const float *x, size_t ldx, size_t M,
-                                  const tolk_bweight *W, int batch, const float *bias);
+                                  const tolk_bweight *W, int batch, const float *bias, int flags);
 
     /* Bind buf (DEVICE, bytes; NULL: none) as the calling thread's
      * scratch for this backend's operations until the next call: an

@@ -39,8 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
 /* Linear: at most this many rows of x use the direct dot-product kernels
  * (f16 converted on the fly, or f32); more go through sgemm (f16 weights
  * converted in chunks first). */
@@ -65,7 +63,6 @@ typedef struct cpu_impl {
     int bf16;      /* pack weights for tolk_gemm_bf16 (only when native) */
     int no_avx512; /* the model asked for no AVX-512 products */
 } cpu_impl;
-
 
 static void *cpu_alloc(tolk_ctx *ctx, const tolk_backend *be, size_t bytes) {
     (void)be;
@@ -334,7 +331,6 @@ static void init_cols(float *y, size_t ldy, size_t M, size_t n0, size_t n1, cons
     }
 }
 
-
 /* sum_k x[k] * float(w[k]) over K elements, w float16. */
 static float dot_f32_f16(const float *x, const uint16_t *w, size_t K) {
     size_t k = 0;
@@ -413,8 +409,9 @@ static void dot_rows(float *y, size_t ldy, const float *x, size_t ldx, size_t M,
             a30 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + k), w0, a30);
             a31 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + k + 8), w1, a31);
         }
-        float s[4] = {tolk_cpu_hsum8(_mm256_add_ps(a00, a01)), tolk_cpu_hsum8(_mm256_add_ps(a10, a11)),
-                      tolk_cpu_hsum8(_mm256_add_ps(a20, a21)), tolk_cpu_hsum8(_mm256_add_ps(a30, a31))};
+        float s[4] = {
+            tolk_cpu_hsum8(_mm256_add_ps(a00, a01)), tolk_cpu_hsum8(_mm256_add_ps(a10, a11)),
+            tolk_cpu_hsum8(_mm256_add_ps(a20, a21)), tolk_cpu_hsum8(_mm256_add_ps(a30, a31))};
         for (size_t k = K16; k < K; k++) {
             const float wf = weight_at(w, f16, k);
             s[0] += x0[k] * wf;
@@ -498,7 +495,8 @@ static tolk_status cpu_linear_f32(tolk_ctx *ctx, const tolk_backend *be, float *
      * step) stays on the exact dot-product path below. */
     if (W->packed && M >= BF16_MIN_M)
         return tolk_gemm_bf16_ex(ctx, x, (int)M, (int)K, (int)ldx, W->packed, (int)N, bias, y,
-                                 (int)ldy, tolk_cpu_threads(ctx), accumulate ? TOLK_GEMM_ACCUMULATE : 0);
+                                 (int)ldy, tolk_cpu_threads(ctx),
+                                 accumulate ? TOLK_GEMM_ACCUMULATE : 0);
     /* Output columns in pieces of whole 16-column groups handed out
      * dynamically (a thread that the OS preempts delays only its current
      * piece): about 4 per thread for small M; small products run in one

@@ -330,8 +330,8 @@ static tolk_status attention_impl(tolk_ctx *ctx, const tolk_attn_seq *seqs, int 
 }
 
 tolk_status tolk_cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
-                                 int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
-                                 size_t ldo, float scale, int flags) {
+                               int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
+                               size_t ldo, float scale, int flags) {
     if (flags & ~TOLK_ATTN_OUT_F16)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention: flags %d", flags);
     if (flags) /* a float16 output through the host twin */
@@ -393,13 +393,12 @@ static tolk_status cpu_attention_desc_f32(tolk_ctx *ctx, const tolk_backend *be,
 
 /* backend.h attention_desc: a float16 output through the host twin. */
 tolk_status tolk_cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                      size_t ldq, const void *k, const void *v, size_t ldkv,
-                                      void *out, size_t ldo, const tolk_attn_desc *desc,
-                                      int n_seqs, int max_n_q, int max_n_kv, int n_head, int d_head,
-                                      float scale, int flags) {
+                                    size_t ldq, const void *k, const void *v, size_t ldkv,
+                                    void *out, size_t ldo, const tolk_attn_desc *desc, int n_seqs,
+                                    int max_n_q, int max_n_kv, int n_head, int d_head, float scale,
+                                    int flags) {
     if (flags & ~(TOLK_ATTN_KV_F16 | TOLK_ATTN_OUT_F16))
-        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention_desc: flags %d",
-                         flags);
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention_desc: flags %d", flags);
     if (flags & TOLK_ATTN_OUT_F16)
         return tolk_host_half_attention_desc(ctx, be, cpu_attention_desc_f32, q, ldq, k, v, ldkv,
                                              out, ldo, desc, n_seqs, max_n_q, max_n_kv, n_head,
@@ -414,10 +413,9 @@ tolk_status tolk_cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const
 /* attn_weights (backend.h): per (head, block of rows) one sgemm of scaled
  * dot products straight into out, then a softmax per row. The plain
  * reference loop is ref_attn_weights in tests/test_align.c. */
-tolk_status tolk_cpu_attn_weights(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                    size_t ldq, const float *k, size_t ldk, int n_q, int n_keys,
-                                    const int *heads, int n_heads, int d_head, float scale,
-                                    float *out) {
+tolk_status tolk_cpu_attn_weights(tolk_ctx *ctx, const tolk_backend *be, const float *q, size_t ldq,
+                                  const float *k, size_t ldk, int n_q, int n_keys, const int *heads,
+                                  int n_heads, int d_head, float scale, float *out) {
     (void)be;
     if (n_q == 0 || n_heads == 0) return TOLK_OK;
     if (!q || !k || !out || !heads || n_q < 0 || n_keys < 1 || n_heads < 0 || d_head < 1)
@@ -442,4 +440,3 @@ tolk_status tolk_cpu_attn_weights(tolk_ctx *ctx, const tolk_backend *be, const f
     }
     return TOLK_OK;
 }
-

@@ -64,9 +64,8 @@ tolk_status tolk_cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const
                                     void *out, size_t ldo, const tolk_attn_desc *desc, int n_seqs,
                                     int max_n_q, int max_n_kv, int n_head, int d_head, float scale,
                                     int flags);
-tolk_status tolk_cpu_attn_weights(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                  size_t ldq, const float *k, size_t ldk, int n_q, int n_keys,
-                                  const int *heads, int n_heads, int d_head, float scale,
-                                  float *out);
+tolk_status tolk_cpu_attn_weights(tolk_ctx *ctx, const tolk_backend *be, const float *q, size_t ldq,
+                                  const float *k, size_t ldk, int n_q, int n_keys, const int *heads,
+                                  int n_heads, int d_head, float scale, float *out);
 
 #endif /* TOLK_BACKEND_CPU_INTERNAL_H */

@@ -75,8 +75,8 @@ tolk_status tolk_host_half_layernorm(tolk_ctx *ctx, const tolk_backend *be, uint
     return st;
 }
 
-tolk_status tolk_host_half_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, uint16_t *x,
-                                     size_t ldx, size_t M, size_t N, const float *bias) {
+tolk_status tolk_host_half_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, uint16_t *x, size_t ldx,
+                                     size_t M, size_t N, const float *bias) {
     if (M == 0 || N == 0) return TOLK_OK;
     if (!x || ldx < N || M > SIZE_MAX / N / sizeof(float))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: bias_gelu_h: bad arguments", be->name);
@@ -128,8 +128,8 @@ tolk_status tolk_host_half_attention(tolk_ctx *ctx, const tolk_backend *be,
     size_t rows = 0;
     for (int i = 0; i < n_seqs; i++) {
         if (seqs[i].n_q < 0 || !seqs[i].out)
-            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad sequence %d",
-                             be->name, i);
+            return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad sequence %d", be->name,
+                             i);
         rows += (size_t)seqs[i].n_q;
     }
     if (rows == 0) return TOLK_OK;

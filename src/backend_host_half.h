@@ -13,12 +13,11 @@
 typedef tolk_status (*tolk_linear_f32_fn)(tolk_ctx *ctx, const tolk_backend *be, float *y,
                                           size_t ldy, const float *x, size_t ldx, size_t M,
                                           const tolk_bweight *W, const float *bias, int flags);
-typedef tolk_status (*tolk_attention_desc_fn)(tolk_ctx *ctx, const tolk_backend *be,
-                                              const float *q, size_t ldq, const void *k,
-                                              const void *v, size_t ldkv, void *out, size_t ldo,
-                                              const tolk_attn_desc *desc, int n_seqs, int max_n_q,
-                                              int max_n_kv, int n_head, int d_head, float scale,
-                                              int flags);
+typedef tolk_status (*tolk_attention_desc_fn)(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                              size_t ldq, const void *k, const void *v, size_t ldkv,
+                                              void *out, size_t ldo, const tolk_attn_desc *desc,
+                                              int n_seqs, int max_n_q, int max_n_kv, int n_head,
+                                              int d_head, float scale, int flags);
 
 /* backend.h linear with TOLK_LINEAR_X_F16 and / or _Y_F16 (host memory):
  * x widened, f32 run, y rounded. Its errors, TOLK_ERR_INVALID_ARG (a
@@ -31,8 +30,8 @@ tolk_status tolk_host_half_linear(tolk_ctx *ctx, const tolk_backend *be, tolk_li
 tolk_status tolk_host_half_layernorm(tolk_ctx *ctx, const tolk_backend *be, uint16_t *y,
                                      const float *x, size_t M, size_t D, const float *gamma,
                                      const float *beta, float eps);
-tolk_status tolk_host_half_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, uint16_t *x,
-                                     size_t ldx, size_t M, size_t N, const float *bias);
+tolk_status tolk_host_half_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, uint16_t *x, size_t ldx,
+                                     size_t M, size_t N, const float *bias);
 
 /* backend.h attention_desc with TOLK_ATTN_OUT_F16 (host descriptors): f32
  * into a float32 scratch of the rows the descriptors write, rounded into

@@ -619,9 +619,9 @@ static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, siz
     const long long ldyp = y_direct ? (long long)ldy : (long long)N;
     const int yt = yh && y_direct ? TOLK_CU_F16 : TOLK_CU_F32;
     if (rc == 0 && !dry(im))
-        rc = tolk_cu_gemm(im->gemm, yp, yt, ldyp, xin, (int)W->dtype, ldxin, W->data,
-                          (int)W->dtype, (long long)K, (long long)M, (long long)N, (long long)K,
-                          1.0f, acc ? 1.0f : 0.0f, bias, 0, ws, im->gemm_ws, TOLK_CU_STREAM);
+        rc = tolk_cu_gemm(im->gemm, yp, yt, ldyp, xin, (int)W->dtype, ldxin, W->data, (int)W->dtype,
+                          (long long)K, (long long)M, (long long)N, (long long)K, 1.0f,
+                          acc ? 1.0f : 0.0f, bias, 0, ws, im->gemm_ws, TOLK_CU_STREAM);
     if (!y_direct) {
         count(im, "convert", 1, (double)M * N * 6.0, 0);
         if (rc == 0 && !dry(im))
@@ -632,33 +632,49 @@ static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, siz
     return op_end(ctx, im, rc, "linear");
 }
 
-static tolk_status cu_linear_batched(tolk_ctx *ctx, const tolk_backend *be, float *y, size_t ldy,
+static tolk_status cu_linear_batched(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
                                      size_t y_stride, const float *x, size_t ldx, size_t M,
-                                     const tolk_bweight *W, int batch, const float *bias) {
+                                     const tolk_bweight *W, int batch, const float *bias,
+                                     int flags) {
     const cuda_impl *im = impl_of(be);
     if (M == 0) return TOLK_OK;
     if (!y || !x || !W || !W->data || batch < 1 || W->rows <= 0 || W->rows % batch != 0 ||
-        W->cols <= 0)
+        W->cols <= 0 || (flags & ~TOLK_LINEAR_Y_F16))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear_batched: bad arguments", WHO);
     const size_t N = (size_t)(W->rows / batch), K = (size_t)W->cols;
     if (ldy < N || ldx < K || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || ldx > INT32_MAX ||
         ldy > INT32_MAX || (batch > 1 && y_stride < M * ldy) || y_stride > INT64_MAX / 4)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear_batched: bad sizes", WHO);
+    /* a float16 y straight from the product needs float16 weights (its
+     * epilogue then takes a float16 bias, rounded here once per call) */
+    const int yh = (flags & TOLK_LINEAR_Y_F16) != 0;
+    if (yh && W->dtype != TOLK_DT_F16)
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                         "%s: linear_batched: a float16 output needs float16 weights", WHO);
     tolk_status st = op_begin(ctx, im, "linear_batched");
     if (st) return st;
-    const size_t xbytes = W->dtype != TOLK_DT_F32 ? M * K * 2 : 0;
+    const size_t xbytes = W->dtype != TOLK_DT_F32 ? (M * K * 2 + 255) / 256 * 256 : 0;
+    const size_t nb = (size_t)batch * N, bbytes = yh && bias ? (nb * 2 + 255) / 256 * 256 : 0;
     char *scr, *ws;
-    if ((st = scratch_get(ctx, im, xbytes, &scr, &ws))) return st;
+    if ((st = scratch_get(ctx, im, xbytes + bbytes, &scr, &ws))) return st;
     const void *xin;
     long long ldxin;
     int rc = half_input(im, W, x, 0, ldx, M, K, scr, &xin, &ldxin); /* once for every product */
-    count_gemm(im, M, N, K, W, 0, bias != NULL, batch, 4.0);
+    const void *bp = bias;
+    if (rc == 0 && bbytes) {
+        count(im, "convert", 1, (double)nb * 6.0, 0);
+        bp = scr + xbytes;
+        if (!dry(im))
+            rc = tolk_cu_convert(scr + xbytes, TOLK_CU_F16, (long long)nb, bias, TOLK_CU_F32,
+                                 (long long)nb, 1, (long long)nb, TOLK_CU_STREAM);
+    }
+    count_gemm(im, M, N, K, W, 0, bias != NULL, batch, yh ? 2.0 : 4.0);
     if (rc == 0 && !dry(im))
-        rc = tolk_cu_gemm_batched(im->gemm, y, TOLK_CU_F32, (long long)ldy, (long long)y_stride,
-                                  xin, (int)W->dtype, ldxin, 0, W->data, (int)W->dtype,
-                                  (long long)K, (long long)(N * K), (long long)M, (long long)N,
-                                  (long long)K, 1.0f, 0.0f, bias, (long long)N, batch, 0, ws,
-                                  im->gemm_ws, TOLK_CU_STREAM);
+        rc = tolk_cu_gemm_batched(im->gemm, y, yh ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ldy,
+                                  (long long)y_stride, xin, (int)W->dtype, ldxin, 0, W->data,
+                                  (int)W->dtype, (long long)K, (long long)(N * K), (long long)M,
+                                  (long long)N, (long long)K, 1.0f, 0.0f, bp, (long long)N, batch,
+                                  0, ws, im->gemm_ws, TOLK_CU_STREAM);
     scratch_put(scr);
     return op_end(ctx, im, rc, "linear_batched");
 }
@@ -726,8 +742,8 @@ static tolk_status layernorm_to(tolk_ctx *ctx, const tolk_backend *be, void *y, 
     count(im, "layernorm", 1, (double)M * D * (4.0 + ys) + (double)D * 8.0, 0);
     if (dry(im)) return TOLK_OK;
     return op_end(ctx, im,
-                  tolk_cu_layernorm(y, yt, (long long)D, x, TOLK_CU_F32, (long long)D,
-                                    (long long)M, (int)D, gamma, beta, eps, TOLK_CU_STREAM),
+                  tolk_cu_layernorm(y, yt, (long long)D, x, TOLK_CU_F32, (long long)D, (long long)M,
+                                    (int)D, gamma, beta, eps, TOLK_CU_STREAM),
                   op);
 }
 
@@ -869,8 +885,7 @@ static void count_attention(const cuda_impl *im, const tolk_cu_attn_plan *pl, do
                   comb * fused / pl->split,
               f * share);
         if (pl->split > fused)
-            count(im, "attn_combine", pl->split - fused, comb * (pl->split - fused) / pl->split,
-                  0);
+            count(im, "attn_combine", pl->split - fused, comb * (pl->split - fused) / pl->split, 0);
     }
 }
 
@@ -934,8 +949,8 @@ static tolk_status attention_via_f32(tolk_ctx *ctx, const tolk_backend *be,
     if (!st) st = cu_attention(ctx, be, s2, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, 0);
     const size_t width = (size_t)n_head * (size_t)d_head;
     for (int i = 0; i < n_seqs && !st; i++)
-        st = be->convert_rows(ctx, be, seqs[i].out, 1, ldo, s2[i].out, 0, ldo,
-                              (size_t)seqs[i].n_q, width);
+        st = be->convert_rows(ctx, be, seqs[i].out, 1, ldo, s2[i].out, 0, ldo, (size_t)seqs[i].n_q,
+                              width);
     scratch_put(scr);
     free(s2);
     return st;
@@ -970,8 +985,8 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
     /* a float16 output: written by the tensor-core kernels directly; with
      * another arithmetic (attention_type) through float32 and a convert */
     const int oh = flags != 0, direct = oh && im->attn_tc == TOLK_CU_F16;
-    if (oh && !direct) return attention_via_f32(ctx, be, seqs, n_seqs, n_head, d_head, ldq, ldkv,
-                                                ldo, scale);
+    if (oh && !direct)
+        return attention_via_f32(ctx, be, seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale);
     tolk_cu_attn_seq buf[ATT_SEQS_PER_CALL];
     for (int i0 = 0; i0 < n_seqs; i0 += ATT_SEQS_PER_CALL) {
         const int nb = n_seqs - i0 < ATT_SEQS_PER_CALL ? n_seqs - i0 : ATT_SEQS_PER_CALL;
@@ -991,10 +1006,9 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
                 count_attention(im, &pl, qr, kr, pairs, n_head, d_head, 4.0, oh ? 2.0 : 4.0);
         }
         if (dry(im)) continue;
-        int rc = tolk_cu_attention_ex_out(buf, nb, n_head, d_head, (long long)ldq, (long long)ldkv,
-                                          (long long)ldo, scale, TOLK_CU_F32,
-                                          oh ? TOLK_CU_F16 : TOLK_CU_F32, im->attn_tc, NULL, 0,
-                                          TOLK_CU_STREAM);
+        int rc = tolk_cu_attention_ex_out(
+            buf, nb, n_head, d_head, (long long)ldq, (long long)ldkv, (long long)ldo, scale,
+            TOLK_CU_F32, oh ? TOLK_CU_F16 : TOLK_CU_F32, im->attn_tc, NULL, 0, TOLK_CU_STREAM);
         if ((st = op_end(ctx, im, rc, "attention"))) return st;
     }
     return TOLK_OK;
@@ -1087,16 +1101,15 @@ static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, cons
     int rc = 0;
     if (dry(im)) {
     } else if (flags) {
-        rc = tolk_cu_attention_desc_mixed(q, (long long)ldq, k, v, kvh ? TOLK_CU_F16 : TOLK_CU_F32,
-                                          (long long)ldkv, out, oh ? TOLK_CU_F16 : TOLK_CU_F32,
-                                          (long long)ldo, (const tolk_cu_attn_desc *)desc, n_seqs,
-                                          max_n_q, max_n_kv, n_head, d_head, scale, scr, wsb,
-                                          sync, TOLK_CU_STREAM);
+        rc = tolk_cu_attention_desc_mixed(
+            q, (long long)ldq, k, v, kvh ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ldkv, out,
+            oh ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ldo, (const tolk_cu_attn_desc *)desc, n_seqs,
+            max_n_q, max_n_kv, n_head, d_head, scale, scr, wsb, sync, TOLK_CU_STREAM);
     } else {
         rc = tolk_cu_attention_desc(q, (long long)ldq, k, v, (long long)ldkv, out, (long long)ldo,
                                     (const tolk_cu_attn_desc *)desc, n_seqs, max_n_q, max_n_kv,
-                                    n_head, d_head, scale, TOLK_CU_F32, im->attn_tc, scr, wsb,
-                                    sync, TOLK_CU_STREAM);
+                                    n_head, d_head, scale, TOLK_CU_F32, im->attn_tc, scr, wsb, sync,
+                                    TOLK_CU_STREAM);
     }
     scratch_put(scr);
     return op_end(ctx, im, rc, "attention_desc");

@@ -492,8 +492,8 @@ tolk_status tolk_mt_encode(tolk_ctx *ctx, tolk_mt_work *w, const int *ids) {
     for (int l = 0; l < net->n_enc; l++) {
         const tolk_mt_enc_layer *L = &net->enc[l];
         if ((st = lin(ctx, net, w->eqkv, 3 * d, w->ex, d, T, &L->qkv, &L->qkv8, L->b_qkv)) ||
-            (st = be->attention(ctx, be, w->seqs, w->n_sent, net->heads, dh, 3 * d, 3 * d, d,
-                                scale, 0)) ||
+            (st = be->attention(ctx, be, w->seqs, w->n_sent, net->heads, dh, 3 * d, 3 * d, d, scale,
+                                0)) ||
             (st = lin(ctx, net, w->etmp, d, w->eatt, d, T, &L->o, &L->o8, L->b_o)) ||
             (st = add_norm(ctx, be, w->ex, w->etmp, T, d, L->ln1_g, L->ln1_b)) ||
             (st = ffn(ctx, net, w->ex, w->eh, w->etmp, T, &L->w1, &L->w18, L->b1, &L->w2, &L->w28,

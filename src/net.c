@@ -379,13 +379,13 @@ static tolk_status enc_block(tolk_ctx *ctx, const tolk_net *net, const block_w *
             seqs[w].out = (float *)(void *)(ah + (size_t)m0 * d); /* float16 rows */
         if ((st = be->layernorm_h(ctx, be, hh, x, M, d, b->attn.ln_g, b->attn.ln_b, LN_EPS)) ||
             (st = be->linear(ctx, be, qkv, 3 * d, hh, d, M, &b->attn.qkv, b->attn.qkv_b, XH)) ||
-            (st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d,
-                                1.0f / sqrtf((float)dh), TOLK_ATTN_OUT_F16)) ||
+            (st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh),
+                                TOLK_ATTN_OUT_F16)) ||
             (st = be->linear(ctx, be, x, d, ah, d, M, &b->attn.out, b->attn.out_b,
                              XH | TOLK_LINEAR_ACCUMULATE)) ||
             (st = be->layernorm_h(ctx, be, hh, x, M, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS)) ||
-            (st = be->linear(ctx, be, mh, 4 * d, hh, d, M, &b->fc1, NULL,
-                             XH | TOLK_LINEAR_Y_F16)) ||
+            (st =
+                 be->linear(ctx, be, mh, 4 * d, hh, d, M, &b->fc1, NULL, XH | TOLK_LINEAR_Y_F16)) ||
             (st = be->bias_gelu_h(ctx, be, mh, 4 * d, M, 4 * d, b->fc1_b)))
             return st;
         return be->linear(ctx, be, x, d, mh, 4 * d, M, &b->fc2, b->fc2_b,
@@ -393,7 +393,8 @@ static tolk_status enc_block(tolk_ctx *ctx, const tolk_net *net, const block_w *
     }
     if ((st = be->layernorm(ctx, be, h, x, M, d, b->attn.ln_g, b->attn.ln_b, LN_EPS))) return st;
     if ((st = be->linear(ctx, be, qkv, 3 * d, h, d, M, &b->attn.qkv, b->attn.qkv_b, 0))) return st;
-    if ((st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh), 0)))
+    if ((st =
+             be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh), 0)))
         return st;
     if ((st = be->linear(ctx, be, x, d, att, d, M, &b->attn.out, b->attn.out_b, 1))) return st;
     if ((st = be->layernorm(ctx, be, h, x, M, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS))) return st;
@@ -587,6 +588,15 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     size_t d = (size_t)net->hp.n_text_state;
     tolk_status st = TOLK_OK;
     kv->win_set[window] = 0;
+    const size_t y_stride = (size_t)kv->max_windows * (size_t)net->hp.n_audio_ctx * 2 * d;
+    if (net->kv_f16 && net->cross_kv_all.data && net->cross_kv_all.dtype == TOLK_DT_F16) {
+        /* one batched product writing float16 straight into the cache */
+        st = be->linear_batched(ctx, be, tolk_cross_kv_at(kv, 0, window), 2 * d, y_stride, xa, d, T,
+                                &net->cross_kv_all, net->hp.n_text_layer, net->cross_kv_b_all,
+                                TOLK_LINEAR_Y_F16);
+        if (st == TOLK_OK) kv->win_set[window] = T;
+        return st;
+    }
     if (net->kv_f16) { /* the products in float32, stored as float16 */
         const size_t L = (size_t)net->hp.n_text_layer, layer = (size_t)T * 2 * d;
         const int all = net->cross_kv_all.data != NULL; /* every layer in one product */
@@ -594,7 +604,7 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
         if (!tmp) return TOLK_ERR_NOMEM;
         if (all)
             st = be->linear_batched(ctx, be, tmp, 2 * d, layer, xa, d, T, &net->cross_kv_all,
-                                    net->hp.n_text_layer, net->cross_kv_b_all);
+                                    net->hp.n_text_layer, net->cross_kv_b_all, 0);
         for (size_t l = 0; l < L && st == TOLK_OK; l++) {
             const attn_w *c = &net->dec[l].cross;
             float *y = all ? tmp + l * layer : tmp;
@@ -609,9 +619,8 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     if (net->cross_kv_all.data) { /* one batched product: xa rounded once */
         /* layer to layer: the cache's stride (every window holds n_audio_ctx
          * rows), whatever the window's T */
-        const size_t y_stride = (size_t)kv->max_windows * (size_t)net->hp.n_audio_ctx * 2 * d;
         st = be->linear_batched(ctx, be, tolk_cross_kv_at(kv, 0, window), 2 * d, y_stride, xa, d, T,
-                                &net->cross_kv_all, net->hp.n_text_layer, net->cross_kv_b_all);
+                                &net->cross_kv_all, net->hp.n_text_layer, net->cross_kv_b_all, 0);
         if (st == TOLK_OK) kv->win_set[window] = T;
         return st;
     }

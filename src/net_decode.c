@@ -313,8 +313,8 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
                                     hp->n_audio_ctx, nh, dh, scale,
                                     AO | (net->kv_f16 ? TOLK_ATTN_KV_F16 : 0));
         if (!st)
-            st = be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b,
-                            EXACT_ACC | XH);
+            st =
+                be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, EXACT_ACC | XH);
         /* MLP: with half activations fc1 writes float16 and the GELU (with
          * fc1's bias) runs in place on it */
         if (!st) st = norm(ctx, be, ha, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b);
@@ -326,8 +326,7 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
             st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, EXACT);
             if (!st) st = be->bias_gelu(ctx, be, mlp, 4 * d, T, 4 * d, b->fc1_b);
         }
-        if (!st)
-            st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &b->fc2, b->fc2_b, EXACT_ACC | XH);
+        if (!st) st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &b->fc2, b->fc2_b, EXACT_ACC | XH);
     }
     /* the last fed row of each sequence -> final LN -> logits; with one row
      * per sequence those are the rows of x themselves */
@@ -337,7 +336,8 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         st = be->copy_rows(ctx, be, last, d, NULL, x, d, sd + L->last, B, d);
     }
     if (ha) { /* the normalised rows as float16 into h, the product reads them */
-        if (!st) st = be->layernorm_h(ctx, be, hh, last, B, d, net->dec_ln_g, net->dec_ln_b, LN_EPS);
+        if (!st)
+            st = be->layernorm_h(ctx, be, hh, last, B, d, net->dec_ln_g, net->dec_ln_b, LN_EPS);
         if (!st) st = be->linear(ctx, be, w->lg, V, h, d, B, &net->tok, NULL, XH);
     } else {
         if (!st)

@@ -527,7 +527,8 @@ static void attention_case(tolk_backend *be, int n_seqs, const int (*cfg)[4], in
             bufs[4 * i], bufs[4 * i + 1], bufs[4 * i + 1] + w, bufs[4 * i + 2], nq, nkv,
             cfg[i][2],   cfg[i][3]};
     }
-    CU_ASSERT_EQUAL(be->attention(g_ctx, be, seqs, n_seqs, nh, dh, ldq, ldkv, ldo, scale, 0), TOLK_OK);
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, seqs, n_seqs, nh, dh, ldq, ldkv, ldo, scale, 0),
+                    TOLK_OK);
     for (int i = 0; i < n_seqs; i++) {
         ref_attention(&seqs[i], nh, dh, ldq, ldkv, ldo, scale, bufs[4 * i + 3]);
         double e = rel_err2d(bufs[4 * i + 2], bufs[4 * i + 3], (size_t)cfg[i][0], ldo, ldo);
@@ -595,7 +596,8 @@ static void test_attention(void) {
     /* invalid: causal window past the keys */
     float q[64] = {0};
     tolk_attn_seq bad = {q, q, q, q, 2, 2, 1, 1};
-    CU_ASSERT_EQUAL(be->attention(g_ctx, be, &bad, 1, 1, 8, 8, 8, 8, 1.0f, 0), TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, &bad, 1, 1, 8, 8, 8, 8, 1.0f, 0),
+                    TOLK_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(be->attention(g_ctx, be, &bad, 1, 2, 8, 8, 8, 8, 1.0f, 0),
                     TOLK_ERR_INVALID_ARG); /* stride narrower than 2 heads */
     be->destroy(be);
@@ -740,9 +742,8 @@ static void test_half_twins(void) {
     sh[1].out = (float *)(void *)(oh + ldo);
     memset(oh, 0, 4 * ldo * sizeof *oh);
     CU_ASSERT_EQUAL(be->attention(g_ctx, be, sf, 2, nh, dh, ldq, ldkv, ldo, 0.3f, 0), TOLK_OK);
-    CU_ASSERT_EQUAL(be->attention(g_ctx, be, sh, 2, nh, dh, ldq, ldkv, ldo, 0.3f,
-                                  TOLK_ATTN_OUT_F16),
-                    TOLK_OK);
+    CU_ASSERT_EQUAL(
+        be->attention(g_ctx, be, sh, 2, nh, dh, ldq, ldkv, ldo, 0.3f, TOLK_ATTN_OUT_F16), TOLK_OK);
     CU_ASSERT(same_h(oh, of, 4, wd, ldo, ldo));
     CU_ASSERT_EQUAL(be->attention(g_ctx, be, sh, 2, nh, dh, ldq, ldkv, ldo, 0.3f, 8),
                     TOLK_ERR_INVALID_ARG);

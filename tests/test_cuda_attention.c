@@ -579,10 +579,8 @@ static void test_mixed_cpu_twin(void) {
                     cudaMalloc((void **)&dsync, 6 * 40 * 4 * sizeof(int)) == cudaSuccess);
     CU_ASSERT_FATAL(cudaMemset(dsync, 0, 6 * 40 * 4 * sizeof(int)) == cudaSuccess);
     CU_ASSERT_FATAL(cudaMemcpy(dq, q, nq_all * ldq * 4, cudaMemcpyHostToDevice) == cudaSuccess);
-    CU_ASSERT_FATAL(cudaMemcpy(dkvf, kvf, kv_rows * ld * 4, cudaMemcpyHostToDevice) ==
-                    cudaSuccess);
-    CU_ASSERT_FATAL(cudaMemcpy(dkvh, kvh, kv_rows * ld * 2, cudaMemcpyHostToDevice) ==
-                    cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemcpy(dkvf, kvf, kv_rows * ld * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemcpy(dkvh, kvh, kv_rows * ld * 2, cudaMemcpyHostToDevice) == cudaSuccess);
     CU_ASSERT_FATAL(cudaMemcpy(ddesc, desc, sizeof desc, cudaMemcpyHostToDevice) == cudaSuccess);
     for (int kv16 = 0; kv16 <= 1; kv16++)
         for (int out16 = 0; out16 <= 1; out16++) {
@@ -602,13 +600,13 @@ static void test_mixed_cpu_twin(void) {
             const char *dk = kv16 ? (const char *)dkvh : (const char *)dkvf;
             for (int use_ws = 0; use_ws <= 1; use_ws++) {
                 CU_ASSERT_FATAL(cudaMemset(dout, 0, nq_all * ldo * 4) == cudaSuccess);
-                CU_ASSERT_EQUAL(tolk_cu_attention_desc_mixed(
-                                    dq, (long long)ldq, dk, dk + W * esz,
-                                    kv16 ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ld, dout,
-                                    out16 ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ldo, ddesc, n,
-                                    40, 600, H, D, scale, use_ws ? ws : NULL, use_ws ? wsb : 0, NULL,
-                                    NULL),
-                                0);
+                CU_ASSERT_EQUAL(
+                    tolk_cu_attention_desc_mixed(dq, (long long)ldq, dk, dk + W * esz,
+                                                 kv16 ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ld,
+                                                 dout, out16 ? TOLK_CU_F16 : TOLK_CU_F32,
+                                                 (long long)ldo, ddesc, n, 40, 600, H, D, scale,
+                                                 use_ws ? ws : NULL, use_ws ? wsb : 0, NULL, NULL),
+                    0);
                 if (out16) {
                     CU_ASSERT_FATAL(cudaMemcpy(got_h, dout, nq_all * ldo * 2,
                                                cudaMemcpyDeviceToHost) == cudaSuccess);
@@ -638,8 +636,8 @@ static void test_mixed_cpu_twin(void) {
     /* bfloat16 storage is not a mixed call; bad sizes are refused */
     CU_ASSERT_NOT_EQUAL(tolk_cu_attention_desc_mixed(dq, (long long)ldq, dkvh, dkvh, TOLK_CU_BF16,
                                                      (long long)ld, dout, TOLK_CU_F32,
-                                                     (long long)ldo, ddesc, n, 40, 600, H, D,
-                                                     scale, NULL, 0, NULL, NULL),
+                                                     (long long)ldo, ddesc, n, 40, 600, H, D, scale,
+                                                     NULL, 0, NULL, NULL),
                         0);
     CU_ASSERT_NOT_EQUAL(tolk_cu_attention_desc_mixed(dq, (long long)ldq, dkvh, dkvh, TOLK_CU_F16, 8,
                                                      dout, TOLK_CU_F16, (long long)ldo, ddesc, n,
@@ -870,8 +868,8 @@ typedef struct desc_call {
     int max_nq, max_nkv, tc;
     void *ws;
     size_t wsb;
-    int *sync;      /* zeroed counters (the fused combine), or NULL */
-    size_t n_sync;  /* ints */
+    int *sync;     /* zeroed counters (the fused combine), or NULL */
+    size_t n_sync; /* ints */
 } desc_call;
 
 /* The counters of a fused call are zero again after it. */
@@ -924,7 +922,8 @@ static void desc_run(int dt, int tc, int H, int D, const att_spec *sp1, const at
     }
     set_make(&a, &p, H, D, dt, cap, n, seed);
     free(cap);
-    desc_call c = {&a, dalloc(&p, (size_t)n * sizeof(tolk_cu_attn_desc)), 0, 1, tc, NULL, 0, NULL, 0};
+    desc_call c = {&a, dalloc(&p, (size_t)n * sizeof(tolk_cu_attn_desc)), 0, 1, tc, NULL, 0, NULL,
+                   0};
     for (int s = 0; s < n; s++) {
         if (a.cap_q[s] > c.max_nq) c.max_nq = a.cap_q[s];
         if (a.cap_kv[s] > c.max_nkv) c.max_nkv = a.cap_kv[s];
@@ -1063,25 +1062,27 @@ static void test_errors(void) {
     CU_ASSERT_EQUAL(tolk_cu_attention_ex(NULL, 0, 1, 64, w, w, w, 1, 0, 1, NULL, 0, NULL), 0);
     /* descriptor variant: nothing to do, bad bounds, missing pointers */
     void *d = (void *)256;
-    CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 0, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL, NULL), 0);
-    CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 0, 4, 1, 64, 1, 0, 0, NULL, 0, NULL, NULL), 0);
-    CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 0, 1, 64, 1, 0, 0, NULL, 0, NULL, NULL),
-        TOLK_CU_EINVAL);
-    CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, NULL, 4, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL, NULL),
-        TOLK_CU_EINVAL);
-    CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 48, 1, 0, 0, NULL, 0, NULL, NULL),
-        TOLK_CU_EINVAL);
-    CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 64, 1, 0, 7, NULL, 0, NULL, NULL),
-        TOLK_CU_EINVAL);
-    CU_ASSERT_EQUAL(
-        tolk_cu_attention_desc(d, w, d, d, w, d, 32, d, 4, 4, 4, 1, 64, 1, 0, 0, NULL, 0, NULL, NULL),
-        TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 0, 4, 4, 1, 64, 1, 0, 0, NULL, 0,
+                                           NULL, NULL),
+                    0);
+    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 0, 4, 1, 64, 1, 0, 0, NULL, 0,
+                                           NULL, NULL),
+                    0);
+    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 0, 1, 64, 1, 0, 0, NULL, 0,
+                                           NULL, NULL),
+                    TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, NULL, 4, 4, 4, 1, 64, 1, 0, 0, NULL,
+                                           0, NULL, NULL),
+                    TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 48, 1, 0, 0, NULL, 0,
+                                           NULL, NULL),
+                    TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, w, d, 4, 4, 4, 1, 64, 1, 0, 7, NULL, 0,
+                                           NULL, NULL),
+                    TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(tolk_cu_attention_desc(d, w, d, d, w, d, 32, d, 4, 4, 4, 1, 64, 1, 0, 0, NULL,
+                                           0, NULL, NULL),
+                    TOLK_CU_EINVAL);
     CU_ASSERT_EQUAL(cudaGetLastError(), cudaSuccess);
 }
 

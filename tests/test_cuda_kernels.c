@@ -952,8 +952,8 @@ static uint16_t *gpu_from_h(bpair *b, const uint16_t *h, size_t n) {
  * both widened: each is a float32 result rounded once, so they may differ
  * by the float32 difference plus one unit in the last place (2^-11
  * relative each side). */
-static void cmp_gpu_h(bpair *b, const char *what, const uint16_t *d, const uint16_t *h,
-                      size_t rows, size_t cols, size_t ld, double atol, double rtol) {
+static void cmp_gpu_h(bpair *b, const char *what, const uint16_t *d, const uint16_t *h, size_t rows,
+                      size_t cols, size_t ld, double atol, double rtol) {
     uint16_t *g16 = malloc(rows * ld * sizeof *g16);
     float *g = malloc(rows * ld * sizeof *g);
     double *r = dbl(rows * ld);
@@ -1078,6 +1078,7 @@ static void backend_run(int keep_f16) {
     if (b.gpu->linear_batched) {
         const size_t ys = M * d + 64, ny = 3 * ys;
         float *yb = rnd(ny, -1, 1), *dyb = gpu_from(&b, yb, ny);
+        uint16_t *ybh = half_of(yb, ny), *dybh = gpu_from_h(&b, ybh, ny); /* float16 outputs */
         for (int bb = 0; bb < 3; bb++) {
             tolk_bweight wpart = wc;
             wpart.rows = (int64_t)d;
@@ -1087,11 +1088,24 @@ static void backend_run(int keep_f16) {
                                           bc + (size_t)bb * d, 0),
                             TOLK_OK);
         }
-        CU_ASSERT_EQUAL(b.gpu->linear_batched(b.ctx, b.gpu, dyb, d, ys, dx, ldx, M, &wg, 3, bg),
+        CU_ASSERT_EQUAL(b.gpu->linear_batched(b.ctx, b.gpu, dyb, d, ys, dx, ldx, M, &wg, 3, bg, 0),
                         TOLK_OK);
         cmp_gpu(&b, "linear_batched", dyb, yb, ny / 64, 64, 64, lin_tol * 10, lin_tol);
+        /* float16 outputs (the float16 cross-attention cache): half weights
+         * only, the bias rounded to float16 in the product's epilogue */
+        const tolk_status hst = b.gpu->linear_batched(b.ctx, b.gpu, dybh, d, ys, dx, ldx, M, &wg, 3,
+                                                      bg, TOLK_LINEAR_Y_F16);
+        if (keep_f16) {
+            CU_ASSERT_EQUAL(hst, TOLK_OK);
+            for (size_t i = 0; i < ny; i++)
+                ybh[i] = tolk_f32_to_f16(yb[i]);
+            cmp_gpu_h(&b, "linear_batched y16", dybh, ybh, ny / 64, 64, 64, lin_tol * 10, lin_tol);
+        } else {
+            CU_ASSERT_EQUAL(hst, TOLK_ERR_UNSUPPORTED); /* float32 weights */
+        }
         b.gpu->free(b.gpu, dyb);
-        free(yb);
+        b.gpu->free(b.gpu, dybh);
+        free(yb), free(ybh);
         tolk_backend_stats bs = {0};
         b.gpu->stats(b.gpu, &bs);
         CU_ASSERT(bs.products >= 3);
@@ -1146,9 +1160,9 @@ static void backend_run(int keep_f16) {
                         TOLK_OK);
         cmp_gpu_h(&b, "attention out16", doh, oh, M, d, ldo, keep_f16 ? 1e-2 : 2e-5,
                   keep_f16 ? 1e-2 : 1e-4);
-        CU_ASSERT_EQUAL(b.gpu->attention(b.ctx, b.gpu, hg, 3, (int)H, (int)dh, ldy, ldy, ldo, scale,
-                                         4),
-                        TOLK_ERR_INVALID_ARG);
+        CU_ASSERT_EQUAL(
+            b.gpu->attention(b.ctx, b.gpu, hg, 3, (int)H, (int)dh, ldy, ldy, ldo, scale, 4),
+            TOLK_ERR_INVALID_ARG);
         b.gpu->free(b.gpu, doh);
         free(oh);
     }
