@@ -691,6 +691,7 @@ static void gemm_case(tolk_cu_gemm_ctx *g, int dt, int ydt, size_t M, size_t N, 
     quantize(x, M * ldx, dt);
     quantize(w, N * ldw, dt);
     quantize(y0, M * ldy, ydt);
+    quantize(b, N, ydt); /* the bias is of y's type */
     double *ref = dbl(M * N), *scl = dbl(M * N);
     for (size_t m = 0; m < M; m++)
         for (size_t n = 0; n < N; n++) {
@@ -705,7 +706,7 @@ static void gemm_case(tolk_cu_gemm_ctx *g, int dt, int ydt, size_t M, size_t N, 
             scl[m * N + n] = a + 1;
         }
     void *dx = to_dev(&p, x, M * ldx, dt), *dw = to_dev(&p, w, N * ldw, dt);
-    float *db = to_dev(&p, b, N, TOLK_CU_F32);
+    void *db = to_dev(&p, b, N, ydt);
     void *dy = beta != 0 ? to_dev(&p, y0, M * ldy, ydt) : dalloc(&p, M * ldy * dt_size(ydt));
     if (beta != 0) /* restore the sentinel in the row gaps */
         for (size_t m = 0; m + 1 < M; m++)
@@ -752,11 +753,16 @@ static void test_gemm(void) {
     gemm_case(g, TOLK_CU_F32, TOLK_CU_F32, 37, 61, 45, 50, 47, 64, 1, 1, TOLK_CU_GEMM_FALLBACK);
     gemm_case(g, TOLK_CU_F16, TOLK_CU_F32, 37, 61, 45, 45, 45, 61, 1, 0, TOLK_CU_GEMM_FALLBACK);
     gemm_case(g, TOLK_CU_BF16, TOLK_CU_BF16, 17, 33, 45, 45, 45, 33, 0, 0, TOLK_CU_GEMM_FALLBACK);
-    /* rejected: mixed input types, bias with a half output */
+    /* a half output with a bias of its type (the float16 cross-attention
+     * cache), through cuBLASLt's epilogue and through the fallback */
+    gemm_case(g, TOLK_CU_F16, TOLK_CU_F16, 33, 64, 64, 64, 64, 64, 1, 0, 0);
+    gemm_case(g, TOLK_CU_F16, TOLK_CU_F16, 17, 40, 45, 45, 45, 48, 1, 0, TOLK_CU_GEMM_FALLBACK);
+    gemm_case(g, TOLK_CU_BF16, TOLK_CU_BF16, 17, 33, 45, 45, 45, 33, 1, 0, TOLK_CU_GEMM_FALLBACK);
+    /* rejected: mixed input types, a half output of another half type */
     CU_ASSERT_EQUAL(tolk_cu_gemm(g, (void *)16, TOLK_CU_F32, 4, (void *)16, TOLK_CU_F32, 4,
                                  (void *)16, TOLK_CU_F16, 4, 4, 4, 4, 1, 0, NULL, 0, NULL, 0, NULL),
                     TOLK_CU_EINVAL);
-    CU_ASSERT_EQUAL(tolk_cu_gemm(g, (void *)16, TOLK_CU_F16, 4, (void *)16, TOLK_CU_F16, 4,
+    CU_ASSERT_EQUAL(tolk_cu_gemm(g, (void *)16, TOLK_CU_BF16, 4, (void *)16, TOLK_CU_F16, 4,
                                  (void *)16, TOLK_CU_F16, 4, 4, 4, 4, 1, 0, (float *)16, 0, NULL, 0,
                                  NULL),
                     TOLK_CU_EINVAL);
