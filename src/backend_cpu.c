@@ -545,7 +545,7 @@ static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, si
                               const void *x, size_t ldx, size_t M, const tolk_bweight *W,
                               const float *bias, int flags) {
     if (flags & (TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16))
-        return tolk_host_half_linear(ctx, be, cpu_linear_f32, y, ldy, x, ldx, M, W, bias, flags);
+        return tolk_host_half_linear(ctx, be, y, ldy, x, ldx, M, W, bias, flags);
     return cpu_linear_f32(ctx, be, y, ldy, x, ldx, M, W, bias, flags);
 }
 

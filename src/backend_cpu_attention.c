@@ -380,17 +380,6 @@ static tolk_status attention_desc_impl(tolk_ctx *ctx, const float *q, size_t ldq
     return TOLK_OK;
 }
 
-static tolk_status cpu_attention_desc_f32(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                          size_t ldq, const void *k, const void *v, size_t ldkv,
-                                          void *out, size_t ldo, const tolk_attn_desc *desc,
-                                          int n_seqs, int max_n_q, int max_n_kv, int n_head,
-                                          int d_head, float scale, int flags) {
-    (void)be, (void)max_n_q, (void)max_n_kv;
-    return attention_desc_impl(ctx, q, ldq, k, v, ldkv,
-                               (flags & TOLK_ATTN_KV_F16) ? sizeof(uint16_t) : sizeof(float), out,
-                               ldo, desc, n_seqs, n_head, d_head, scale);
-}
-
 /* backend.h attention_desc: a float16 output through the host twin. */
 tolk_status tolk_cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
                                     size_t ldq, const void *k, const void *v, size_t ldkv,
@@ -400,11 +389,11 @@ tolk_status tolk_cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const
     if (flags & ~(TOLK_ATTN_KV_F16 | TOLK_ATTN_OUT_F16))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention_desc: flags %d", flags);
     if (flags & TOLK_ATTN_OUT_F16)
-        return tolk_host_half_attention_desc(ctx, be, cpu_attention_desc_f32, q, ldq, k, v, ldkv,
-                                             out, ldo, desc, n_seqs, max_n_q, max_n_kv, n_head,
-                                             d_head, scale, flags);
-    return cpu_attention_desc_f32(ctx, be, q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q,
-                                  max_n_kv, n_head, d_head, scale, flags);
+        return tolk_host_half_attention_desc(ctx, be, q, ldq, k, v, ldkv, out, ldo, desc, n_seqs,
+                                             max_n_q, max_n_kv, n_head, d_head, scale, flags);
+    return attention_desc_impl(ctx, q, ldq, k, v, ldkv,
+                               (flags & TOLK_ATTN_KV_F16) ? sizeof(uint16_t) : sizeof(float), out,
+                               ldo, desc, n_seqs, n_head, d_head, scale);
 }
 
 /* Query rows one attn_weights task scores at a time (one sgemm). */

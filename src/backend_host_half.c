@@ -3,7 +3,8 @@
  * (backend.h: TOLK_LINEAR_X_F16 / _Y_F16, layernorm_h, bias_gelu_h,
  * TOLK_ATTN_OUT_F16) for a backend whose memory is host memory (the CPU):
  * the float16 operands are widened into float32 scratch, the backend's own
- * float32 op runs, and a float16 result is rounded once. They are the CPU
+ * op runs on them with the half flags cleared (its float32 path), and a
+ * float16 result is rounded once. They are the CPU
  * twins the CUDA half-activation path is tested against (the CPU network
  * itself keeps float32 activations: backend.h half_acts = 0), so they are
  * plain rather than fast. Rounding: round to nearest even
@@ -33,9 +34,9 @@ static void narrow(uint16_t *dst, size_t ldd, const float *src, size_t lds, size
         tolk_f32_to_f16_n(src + r * lds, dst + r * ldd, cols);
 }
 
-tolk_status tolk_host_half_linear(tolk_ctx *ctx, const tolk_backend *be, tolk_linear_f32_fn f32,
-                                  void *y, size_t ldy, const void *x, size_t ldx, size_t M,
-                                  const tolk_bweight *W, const float *bias, int flags) {
+tolk_status tolk_host_half_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
+                                  const void *x, size_t ldx, size_t M, const tolk_bweight *W,
+                                  const float *bias, int flags) {
     if (M == 0) return TOLK_OK;
     if (!y || !x || !W || W->rows <= 0 || W->cols <= 0)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear: NULL argument", be->name);
@@ -54,8 +55,8 @@ tolk_status tolk_host_half_linear(tolk_ctx *ctx, const tolk_backend *be, tolk_li
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: linear: out of memory", be->name);
     }
     const int rest = flags & ~(TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16);
-    tolk_status st = f32(ctx, be, yh ? yf : (float *)y, yh ? N : ldy, xh ? xf : (const float *)x,
-                         xh ? K : ldx, M, W, bias, rest);
+    tolk_status st = be->linear(ctx, be, yh ? yf : y, yh ? N : ldy, xh ? (const void *)xf : x,
+                                xh ? K : ldx, M, W, bias, rest);
     if (!st && yh) narrow(y, ldy, yf, N, M, N);
     free(xf), free(yf);
     return st;
@@ -88,12 +89,11 @@ tolk_status tolk_host_half_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, uint
     return st;
 }
 
-tolk_status tolk_host_half_attention_desc(tolk_ctx *ctx, const tolk_backend *be,
-                                          tolk_attention_desc_fn f32, const float *q, size_t ldq,
-                                          const void *k, const void *v, size_t ldkv, void *out,
-                                          size_t ldo, const tolk_attn_desc *desc, int n_seqs,
-                                          int max_n_q, int max_n_kv, int n_head, int d_head,
-                                          float scale, int flags) {
+tolk_status tolk_host_half_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                          size_t ldq, const void *k, const void *v, size_t ldkv,
+                                          void *out, size_t ldo, const tolk_attn_desc *desc,
+                                          int n_seqs, int max_n_q, int max_n_kv, int n_head,
+                                          int d_head, float scale, int flags) {
     if (n_seqs <= 0) return TOLK_OK;
     if (!out || !desc)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention_desc: NULL argument", be->name);
@@ -107,8 +107,9 @@ tolk_status tolk_host_half_attention_desc(tolk_ctx *ctx, const tolk_backend *be,
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention_desc: bad sizes", be->name);
     float *of = tolk_malloc_array(end * ldo, sizeof(float));
     if (!of) return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: attention_desc: out of memory", be->name);
-    tolk_status st = f32(ctx, be, q, ldq, k, v, ldkv, of, ldo, desc, n_seqs, max_n_q, max_n_kv,
-                         n_head, d_head, scale, flags & ~TOLK_ATTN_OUT_F16);
+    tolk_status st =
+        be->attention_desc(ctx, be, q, ldq, k, v, ldkv, of, ldo, desc, n_seqs, max_n_q, max_n_kv,
+                           n_head, d_head, scale, flags & ~TOLK_ATTN_OUT_F16);
     const size_t width = (size_t)n_head * (size_t)d_head;
     for (int i = 0; i < n_seqs && !st; i++)
         if (desc[i].n_q > 0 && desc[i].q_row >= 0)

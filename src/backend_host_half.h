@@ -8,23 +8,12 @@
 
 #include "backend.h"
 
-/* A backend's float32 linear / attention_desc (flags without the half
- * bits this file handles). */
-typedef tolk_status (*tolk_linear_f32_fn)(tolk_ctx *ctx, const tolk_backend *be, float *y,
-                                          size_t ldy, const float *x, size_t ldx, size_t M,
-                                          const tolk_bweight *W, const float *bias, int flags);
-typedef tolk_status (*tolk_attention_desc_fn)(tolk_ctx *ctx, const tolk_backend *be, const float *q,
-                                              size_t ldq, const void *k, const void *v, size_t ldkv,
-                                              void *out, size_t ldo, const tolk_attn_desc *desc,
-                                              int n_seqs, int max_n_q, int max_n_kv, int n_head,
-                                              int d_head, float scale, int flags);
-
 /* backend.h linear with TOLK_LINEAR_X_F16 and / or _Y_F16 (host memory):
- * x widened, f32 run, y rounded. Its errors, TOLK_ERR_INVALID_ARG (a
+ * x widened, be->linear run without the half flags, y rounded. Its errors, TOLK_ERR_INVALID_ARG (a
  * float16 y with a bias or accumulation, bad sizes), TOLK_ERR_NOMEM. */
-tolk_status tolk_host_half_linear(tolk_ctx *ctx, const tolk_backend *be, tolk_linear_f32_fn f32,
-                                  void *y, size_t ldy, const void *x, size_t ldx, size_t M,
-                                  const tolk_bweight *W, const float *bias, int flags);
+tolk_status tolk_host_half_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
+                                  const void *x, size_t ldx, size_t M, const tolk_bweight *W,
+                                  const float *bias, int flags);
 
 /* backend.h layernorm_h / bias_gelu_h over be->layernorm / be->bias_gelu. */
 tolk_status tolk_host_half_layernorm(tolk_ctx *ctx, const tolk_backend *be, uint16_t *y,
@@ -33,15 +22,14 @@ tolk_status tolk_host_half_layernorm(tolk_ctx *ctx, const tolk_backend *be, uint
 tolk_status tolk_host_half_bias_gelu(tolk_ctx *ctx, const tolk_backend *be, uint16_t *x, size_t ldx,
                                      size_t M, size_t N, const float *bias);
 
-/* backend.h attention_desc with TOLK_ATTN_OUT_F16 (host descriptors): f32
- * into a float32 scratch of the rows the descriptors write, rounded into
- * out; the other flags passed on. */
-tolk_status tolk_host_half_attention_desc(tolk_ctx *ctx, const tolk_backend *be,
-                                          tolk_attention_desc_fn f32, const float *q, size_t ldq,
-                                          const void *k, const void *v, size_t ldkv, void *out,
-                                          size_t ldo, const tolk_attn_desc *desc, int n_seqs,
-                                          int max_n_q, int max_n_kv, int n_head, int d_head,
-                                          float scale, int flags);
+/* backend.h attention_desc with TOLK_ATTN_OUT_F16 (host descriptors):
+ * be->attention_desc without that flag into a float32 scratch of the rows the descriptors write,
+ * rounded into out; the other flags passed on. */
+tolk_status tolk_host_half_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
+                                          size_t ldq, const void *k, const void *v, size_t ldkv,
+                                          void *out, size_t ldo, const tolk_attn_desc *desc,
+                                          int n_seqs, int max_n_q, int max_n_kv, int n_head,
+                                          int d_head, float scale, int flags);
 
 /* backend.h attention with TOLK_ATTN_OUT_F16 (host memory): be->attention
  * in float32 into a scratch, each sequence's rows rounded into its out. */

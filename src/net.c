@@ -354,53 +354,62 @@ uint64_t tolk_net_gemm_fallbacks(const tolk_net *net) {
 /* Encoder                                                                 */
 /* ------------------------------------------------------------------------ */
 
+tolk_status tolk_net_norm(tolk_ctx *ctx, const tolk_net *net, float *h, const float *x, size_t M,
+                          size_t D, const float *gamma, const float *beta) {
+    const tolk_backend *be = net->be;
+    if (net->half_acts)
+        return be->layernorm_h(ctx, be, (uint16_t *)(void *)h, x, M, D, gamma, beta, LN_EPS);
+    return be->layernorm(ctx, be, h, x, M, D, gamma, beta, LN_EPS);
+}
+
+tolk_status tolk_net_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
+                         const float *h, float *mlp, size_t M, int exact) {
+    const tolk_backend *be = net->be;
+    const size_t d = (size_t)b->fc1.cols, n = (size_t)b->fc1.rows;
+    const int xh = tolk_net_xflag(net);
+    tolk_status st;
+    if (net->half_acts) {
+        uint16_t *mh = (uint16_t *)(void *)mlp;
+        st = be->linear(ctx, be, mh, n, h, d, M, &b->fc1, NULL, exact | xh | TOLK_LINEAR_Y_F16);
+        if (!st) st = be->bias_gelu_h(ctx, be, mh, n, M, n, b->fc1_b);
+    } else {
+        st = be->linear(ctx, be, mlp, n, h, d, M, &b->fc1, NULL, exact);
+        if (!st) st = be->bias_gelu(ctx, be, mlp, n, M, n, b->fc1_b);
+    }
+    if (!st)
+        st = be->linear(ctx, be, x, d, mlp, n, M, &b->fc2, b->fc2_b,
+                        exact | xh | TOLK_LINEAR_ACCUMULATE);
+    return st;
+}
+
 /* One pre-LN transformer block, self-attention only, over nw windows of
  * T[w] rows each (stacked): x [M, d] updated in place, M = sum of T[w].
- * Workspace: h [M, d], qkv [M, 3d], att [M, d], mlp [M, 4d]. */
+ * Workspace: h [M, d], qkv [M, 3d], att [M, d], mlp [M, 4d] (h, att, mlp
+ * float16 with half activations). */
 static tolk_status enc_block(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
                              float *h, float *qkv, float *att, float *mlp, int nw, const int *T) {
     const tolk_backend *be = net->be;
     size_t d = (size_t)net->hp.n_audio_state, M = 0;
     int nh = net->hp.n_audio_head, dh = (int)d / nh;
+    const int xh = tolk_net_xflag(net), ao = net->half_acts ? TOLK_ATTN_OUT_F16 : 0;
+    const size_t ae = net->half_acts ? sizeof(uint16_t) : sizeof(float); /* att bytes / element */
     tolk_status st;
     tolk_attn_seq seqs[ENC_MAX_BATCH];
     for (int w = 0; w < nw; w++) {
         const float *q = qkv + M * 3 * d;
-        seqs[w] = (tolk_attn_seq){q, q + d, q + 2 * d, att + M * d, T[w], T[w], 0, 0};
+        float *o = (float *)(void *)((char *)att + M * d * ae);
+        seqs[w] = (tolk_attn_seq){q, q + d, q + 2 * d, o, T[w], T[w], 0, 0};
         M += (size_t)T[w];
     }
-    if (net->half_acts) {
-        /* the products' inputs h, att and mlp as float16, written by
-         * their producers (backend.h half_acts) */
-        uint16_t *hh = (uint16_t *)(void *)h, *mh = (uint16_t *)(void *)mlp;
-        const int XH = TOLK_LINEAR_X_F16;
-        uint16_t *ah = (uint16_t *)(void *)att;
-        for (int w = 0, m0 = 0; w < nw; m0 += T[w], w++)
-            seqs[w].out = (float *)(void *)(ah + (size_t)m0 * d); /* float16 rows */
-        if ((st = be->layernorm_h(ctx, be, hh, x, M, d, b->attn.ln_g, b->attn.ln_b, LN_EPS)) ||
-            (st = be->linear(ctx, be, qkv, 3 * d, hh, d, M, &b->attn.qkv, b->attn.qkv_b, XH)) ||
-            (st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh),
-                                TOLK_ATTN_OUT_F16)) ||
-            (st = be->linear(ctx, be, x, d, ah, d, M, &b->attn.out, b->attn.out_b,
-                             XH | TOLK_LINEAR_ACCUMULATE)) ||
-            (st = be->layernorm_h(ctx, be, hh, x, M, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS)) ||
-            (st =
-                 be->linear(ctx, be, mh, 4 * d, hh, d, M, &b->fc1, NULL, XH | TOLK_LINEAR_Y_F16)) ||
-            (st = be->bias_gelu_h(ctx, be, mh, 4 * d, M, 4 * d, b->fc1_b)))
-            return st;
-        return be->linear(ctx, be, x, d, mh, 4 * d, M, &b->fc2, b->fc2_b,
-                          XH | TOLK_LINEAR_ACCUMULATE);
-    }
-    if ((st = be->layernorm(ctx, be, h, x, M, d, b->attn.ln_g, b->attn.ln_b, LN_EPS))) return st;
-    if ((st = be->linear(ctx, be, qkv, 3 * d, h, d, M, &b->attn.qkv, b->attn.qkv_b, 0))) return st;
-    if ((st =
-             be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh), 0)))
+    if ((st = tolk_net_norm(ctx, net, h, x, M, d, b->attn.ln_g, b->attn.ln_b)) ||
+        (st = be->linear(ctx, be, qkv, 3 * d, h, d, M, &b->attn.qkv, b->attn.qkv_b, xh)) ||
+        (st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh),
+                            ao)) ||
+        (st = be->linear(ctx, be, x, d, att, d, M, &b->attn.out, b->attn.out_b,
+                         xh | TOLK_LINEAR_ACCUMULATE)) ||
+        (st = tolk_net_norm(ctx, net, h, x, M, d, b->mlp_ln_g, b->mlp_ln_b)))
         return st;
-    if ((st = be->linear(ctx, be, x, d, att, d, M, &b->attn.out, b->attn.out_b, 1))) return st;
-    if ((st = be->layernorm(ctx, be, h, x, M, d, b->mlp_ln_g, b->mlp_ln_b, LN_EPS))) return st;
-    if ((st = be->linear(ctx, be, mlp, 4 * d, h, d, M, &b->fc1, NULL, 0))) return st;
-    if ((st = be->bias_gelu(ctx, be, mlp, 4 * d, M, 4 * d, b->fc1_b))) return st;
-    return be->linear(ctx, be, x, d, mlp, 4 * d, M, &b->fc2, b->fc2_b, 1);
+    return tolk_net_mlp(ctx, net, b, x, h, mlp, M, 0);
 }
 
 /* Floats of encoder workspace for passes of nb windows: x, h, att [M, d];

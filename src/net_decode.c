@@ -253,14 +253,6 @@ typedef struct step_bufs {
     float *res_lp;
 } step_bufs;
 
-/* y [M, D] = LayerNorm(x) with gamma / beta: float16 y with half
- * activations (ha), float32 otherwise. */
-static tolk_status norm(tolk_ctx *ctx, const tolk_backend *be, int ha, float *y, const float *x,
-                        size_t M, size_t D, const float *gamma, const float *beta) {
-    if (ha) return be->layernorm_h(ctx, be, (uint16_t *)(void *)y, x, M, D, gamma, beta, LN_EPS);
-    return be->layernorm(ctx, be, y, x, M, D, gamma, beta, LN_EPS);
-}
-
 /* The whole step over the uploaded step block: T rows of B sequences,
  * max_nq the most rows of one sequence; k > 0 adds the selection. Only
  * launches work (no host round trip): this is what a graph captures. */
@@ -279,10 +271,8 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
     /* Half activations (backend.h half_acts): the products' inputs h, att
      * and mlp are float16, written by their producers; x (the residual
      * stream), qkv and the caches stay as they are. */
-    const int ha = net->half_acts;
-    const int XH = ha ? TOLK_LINEAR_X_F16 : 0;
+    const int ha = net->half_acts, XH = tolk_net_xflag(net);
     const int AO = ha ? TOLK_ATTN_OUT_F16 : 0;
-    uint16_t *hh = (uint16_t *)(void *)h, *mlph = (uint16_t *)(void *)mlp;
     tolk_status st = be->embed_rows(ctx, be, x, &net->tok, sd + L->ids, sd + L->pos, T,
                                     net->dec_pos, (size_t)hp->n_text_ctx);
     for (int l = 0; l < hp->n_text_layer && st == TOLK_OK; l++) {
@@ -293,7 +283,7 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         const void *cv = net->kv_f16 ? (const void *)((const uint16_t *)ck + d)
                                      : (const void *)((const float *)ck + d);
         /* causal self-attention over the cache (the new K/V appended first) */
-        st = norm(ctx, be, ha, h, x, T, d, b->attn.ln_g, b->attn.ln_b);
+        st = tolk_net_norm(ctx, net, h, x, T, d, b->attn.ln_g, b->attn.ln_b);
         if (!st)
             st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, EXACT | XH);
         if (!st)
@@ -305,7 +295,7 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         if (!st)
             st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, EXACT_ACC | XH);
         /* cross-attention over the sequence's window */
-        if (!st) st = norm(ctx, be, ha, h, x, T, d, b->cross.ln_g, b->cross.ln_b);
+        if (!st) st = tolk_net_norm(ctx, net, h, x, T, d, b->cross.ln_g, b->cross.ln_b);
         if (!st)
             st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, EXACT | XH);
         if (!st)
@@ -315,18 +305,8 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         if (!st)
             st =
                 be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, EXACT_ACC | XH);
-        /* MLP: with half activations fc1 writes float16 and the GELU (with
-         * fc1's bias) runs in place on it */
-        if (!st) st = norm(ctx, be, ha, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b);
-        if (!st && ha) {
-            st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL,
-                            EXACT | XH | TOLK_LINEAR_Y_F16);
-            if (!st) st = be->bias_gelu_h(ctx, be, mlph, 4 * d, T, 4 * d, b->fc1_b);
-        } else if (!st) {
-            st = be->linear(ctx, be, mlp, 4 * d, h, d, T, &b->fc1, NULL, EXACT);
-            if (!st) st = be->bias_gelu(ctx, be, mlp, 4 * d, T, 4 * d, b->fc1_b);
-        }
-        if (!st) st = be->linear(ctx, be, x, d, mlp, 4 * d, T, &b->fc2, b->fc2_b, EXACT_ACC | XH);
+        if (!st) st = tolk_net_norm(ctx, net, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b);
+        if (!st) st = tolk_net_mlp(ctx, net, b, x, h, mlp, T, EXACT);
     }
     /* the last fed row of each sequence -> final LN -> logits; with one row
      * per sequence those are the rows of x themselves */
@@ -336,8 +316,7 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         st = be->copy_rows(ctx, be, last, d, NULL, x, d, sd + L->last, B, d);
     }
     if (ha) { /* the normalised rows as float16 into h, the product reads them */
-        if (!st)
-            st = be->layernorm_h(ctx, be, hh, last, B, d, net->dec_ln_g, net->dec_ln_b, LN_EPS);
+        if (!st) st = tolk_net_norm(ctx, net, h, last, B, d, net->dec_ln_g, net->dec_ln_b);
         if (!st) st = be->linear(ctx, be, w->lg, V, h, d, B, &net->tok, NULL, XH);
     } else {
         if (!st)

@@ -149,4 +149,21 @@ void tolk_kvcache_step_free(tolk_kvcache *kv);
 /* Run the pending cache copies (tolk_kvcache_copy) now. */
 tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv);
 
+/* Shared by the encoder blocks (net.c) and the decoder step
+ * (net_decode.c); with net->half_acts the products' inputs are float16,
+ * written by their producers (backend.h half_acts), and the products read
+ * them with TOLK_LINEAR_X_F16 (tolk_net_xflag).
+ *   tolk_net_norm: h [M, D] = LayerNorm(x) (float16 h with half_acts).
+ *   tolk_net_mlp: x [M, d] += fc2(GELU(fc1(h) + fc1_b)) + fc2_b, mlp [M,
+ *     4d] its workspace (float16 with half_acts: fc1 writes float16 and
+ *     the GELU runs in place on it); exact: TOLK_LINEAR_ROW_EXACT or 0.
+ * net.c. */
+static inline int tolk_net_xflag(const tolk_net *net) {
+    return net->half_acts ? TOLK_LINEAR_X_F16 : 0;
+}
+tolk_status tolk_net_norm(tolk_ctx *ctx, const tolk_net *net, float *h, const float *x, size_t M,
+                          size_t D, const float *gamma, const float *beta);
+tolk_status tolk_net_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
+                         const float *h, float *mlp, size_t M, int exact);
+
 #endif /* TOLK_NET_INTERNAL_H */
