@@ -13,7 +13,7 @@
  * averages on the calling thread's stream after 3 warm-up runs.
  *
  * Usage: bench_gpu [iterations]   (default 20)
- *        bench_gpu --census base|large-v3 [--dry] [--kv32]
+ *        bench_gpu --census base|large-v3 [--dry] [--kv32] [--gelu-tanh]
  *        bench_gpu --graph-check base|large-v3
  *        bench_gpu --attn base|large-v3 [iterations]
  * Without a CUDA device (or in a CPU-only build) prints "no CUDA device"
@@ -31,7 +31,8 @@
  * eager launch; bench/README.md). --dry counts without running anything
  * (large-v3 on the CPU emulator); without it everything also runs. The
  * cross-attention K/V are float16 as in the engine's FP16 mode
- * (TOLK_KV_AUTO); --kv32 counts them in float32.
+ * (TOLK_KV_AUTO); --kv32 counts them in float32; --gelu-tanh counts fc1
+ * with its GELU in the product's epilogue (TOLK_GELU_TANH).
  *
  * --graph-check: on the same random network, 16 single-token steps of
  * batch 1 (greedy) and batch 5 (one window, k = 6) with CUDA graphs and
@@ -766,6 +767,8 @@ static const model_dims *find_shape(const char *shape) {
 /* A random-weight network of shape m on the GPU, FP16 mode. */
 /* float16 cross-attention K/V in the random networks (--kv32: float32). */
 static int g_kv_f16 = 1;
+/* fc1's GELU in the tanh form inside its product (--gelu-tanh) */
+static int g_gelu_tanh = 0;
 
 static tolk_net *random_net(const model_dims *m, tolk_ctx **ctx, tolk_weights **w, uint16_t **buf) {
     *w = census_weights(m, buf);
@@ -860,7 +863,7 @@ static int census(const char *shape, int dry) {
     tolk_net *net = NULL;
     int rc = !w || tolk_ctx_new(&cp, &ctx) != TOLK_OK;
     if (!rc) {
-        const tolk_net_params np = {.keep_f16 = 1, .kv_f16 = g_kv_f16};
+        const tolk_net_params np = {.keep_f16 = 1, .kv_f16 = g_kv_f16, .gelu_tanh = g_gelu_tanh};
         rc = tolk_net_new_ex(ctx, w, &np, &net) != TOLK_OK;
         if (rc) printf("census: network: %s\n", tolk_ctx_last_error(ctx));
     }
@@ -916,6 +919,7 @@ int main(int argc, char **argv) {
         for (int i = 3; i < argc; i++) {
             if (!strcmp(argv[i], "--dry")) dry = 1;
             if (!strcmp(argv[i], "--kv32")) g_kv_f16 = 0;
+            if (!strcmp(argv[i], "--gelu-tanh")) g_gelu_tanh = 1;
         }
         if (!strcmp(argv[1], "--census")) return census(argv[2], dry);
         if (!strcmp(argv[1], "--graph-check")) return graph_check(argv[2]);

@@ -24,7 +24,8 @@
 #           and f32 q/k/v at large-v3's 20 heads).
 # Stage "rest": every GPU test (ctest -R cuda), bench_gpu (all kernels and
 # the model-level rows), the census of base (with and without beam groups) and
-# large-v3, the other GPU benchmarks.
+# large-v3, the other GPU benchmarks, and the exact against the tanh GELU
+# (tolk bench on the shared asr set, bench/ab_bench.py).
 #
 # Usage: bench/gpu-check.sh [build-dir]        (default build-gpu-check)
 # Environment:
@@ -207,6 +208,18 @@ case "$stages" in
         grep -qi cuda "$here/bench/$(basename "$b").c" 2>/dev/null &&
             run "$(basename "$b")" 300 "$b"
     done
+    # the tanh GELU inside fc1's product (opt-in, tolk_model_params.gelu)
+    # against the exact one: same transcripts? accuracy? time? (base, the
+    # shared asr set, float16 on the GPU)
+    if [ -x "$build/tolk" ] && [ -f "$here/data/speech/asr.tsv" ] && command -v python3 >/dev/null; then
+        say "== GELU exact vs tanh (tolk bench, base, float16)"
+        for g in exact tanh; do
+            run "bench-gelu-$g" 300 "$build/tolk" bench "$here/data/speech/asr.tsv" --model base \
+                --device cuda --gelu "$g" -o "$out/gelu-$g.jsonl"
+        done
+        python3 "$here/bench/ab_bench.py" "$out/gelu-exact.jsonl" "$out/gelu-tanh.jsonl" \
+            --label-a exact --label-b tanh 2>&1 | tee -a "$summary"
+    fi
     say "== timing rows (ms per call)"
     grep -hE '^==| ms' "$out"/bench-*.log 2>/dev/null | sed -e 's/^/  /' | tee -a "$summary"
     ;;

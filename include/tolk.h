@@ -264,7 +264,22 @@ typedef struct tolk_model_params {
                            when the CPU has them, unless $TOLK_NO_AVX512 is set */
     int kv_cache;       /* tolk_kv_cache_type: storage of the decoder's
                            cross-attention keys and values (TOLK_KV_AUTO) */
+    int gelu;           /* tolk_gelu_type: the MLP's GELU (TOLK_GELU_AUTO) */
 } tolk_model_params;
+
+/* The GELU of the transformer MLPs (tolk_model_params.gelu). Whisper's is
+ * the exact form 0.5 x (1 + erf(x / sqrt 2)). */
+typedef enum tolk_gelu_type {
+    TOLK_GELU_AUTO = 0,  /* exact everywhere (today) */
+    TOLK_GELU_EXACT = 1, /* the erf form: its own kernel after fc1 on CUDA */
+    TOLK_GELU_TANH = 2   /* CUDA's half-precision modes: the tanh approximation
+                            0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))),
+                            within 5e-4 of the exact form, computed inside fc1's
+                            product (cuBLASLt's epilogue): one kernel fewer per
+                            layer, but logits move ~4x more against float32
+                            (tiny.en: 0.0053 vs 0.0012); whisper.cpp's GELU. Elsewhere
+                            the same as EXACT */
+} tolk_gelu_type;
 
 /* Storage of the decoder's cross-attention keys and values
  * (tolk_model_params.kv_cache): every decoder layer's projection of one

@@ -155,6 +155,7 @@ static __global__ void __launch_bounds__(ROWS_THREADS)
     const int i = blockIdx.x;
     if (i >= sq.n_q) return; /* block-uniform */
     const int nk = sq.causal ? sq.q_pos0 + i + 1 : sq.n_kv;
+    attn_append<T, TK>(src, sq, i, h, n_head, D, 0, nk);
     const T *qp = (const T *)sq.q + (long long)i * src.ldq + (long long)h * D;
     const TK *K = (const TK *)sq.k + (long long)h * D;
     const TK *V = (const TK *)sq.v + (long long)h * D;
@@ -451,6 +452,7 @@ static int run_desc(attn_src &src, int n_seqs, int max_n_q, int max_n_kv, int n_
     if (mix && rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM) return TOLK_CU_EINVAL;
     const bool flash =
         !mix && (max_n_q >= ATTN_FLASH_MIN_Q || rows_smem(d_head, max_n_kv) > ROWS_MAX_SMEM);
+    if (src.append && (flash || max_n_q > 1)) return TOLK_CU_EINVAL; /* row and split kernels */
     const int per = 65535 / n_head; /* gridDim.y = sequences * n_head */
     for (int s0 = 0; s0 < n_seqs; s0 += per) {
         const int n = n_seqs - s0 < per ? n_seqs - s0 : per;
@@ -481,7 +483,8 @@ static int run_desc(attn_src &src, int n_seqs, int max_n_q, int max_n_kv, int n_
 static int desc_call(const void *q, long long ldq, const void *k, const void *v, long long ldkv,
                      void *out, long long ldo, const tolk_cu_attn_desc *desc, int n_seqs,
                      int max_n_q, int max_n_kv, int n_head, int d_head, float scale, int dtype,
-                     int tc, void *ws, size_t ws_bytes, int *sync, void *stream, int mix) {
+                     int tc, void *ws, size_t ws_bytes, int *sync, void *stream, int mix,
+                     int append = 0) {
     if (n_seqs < 0 || max_n_q < 0 || max_n_kv < 1) return TOLK_CU_EINVAL;
     int rc = check_common(n_head, d_head, ldq, ldkv, ldo, dtype, tc, ws);
     if (rc) return rc;
@@ -490,6 +493,7 @@ static int desc_call(const void *q, long long ldq, const void *k, const void *v,
     if ((long long)n_seqs * max_n_q > 0x7fffffffLL) return TOLK_CU_EINVAL; /* int row slots */
     if (!ws) ws_bytes = 0;
     if (sync && ((uintptr_t)sync & 3u)) return TOLK_CU_EINVAL;
+    if (append && (max_n_q > 1 || ldq < 3LL * n_head * d_head)) return TOLK_CU_EINVAL;
     attn_src src;
     src_init(&src, ldq, ldkv, ldo);
     src.desc = desc;
@@ -499,6 +503,7 @@ static int desc_call(const void *q, long long ldq, const void *k, const void *v,
     src.out = out;
     src.max_nq = max_n_q;
     src.max_nkv = max_n_kv;
+    src.append = append;
     return run_desc(src, n_seqs, max_n_q, max_n_kv, n_head, d_head, scale * ATTN_LOG2E, dtype, tc,
                     ws, ws_bytes, sync, (cudaStream_t)stream, NULL, mix);
 }
@@ -517,18 +522,17 @@ extern "C" int tolk_cu_attention_desc_mixed(const float *q, long long ldq, const
                                             int out_dtype, long long ldo,
                                             const tolk_cu_attn_desc *desc, int n_seqs, int max_n_q,
                                             int max_n_kv, int n_head, int d_head, float scale,
-                                            void *ws, size_t ws_bytes, int *sync, void *stream) {
+                                            int append, void *ws, size_t ws_bytes, int *sync,
+                                            void *stream) {
     if ((kv_dtype != TOLK_CU_F32 && kv_dtype != TOLK_CU_F16) ||
-        (out_dtype != TOLK_CU_F32 && out_dtype != TOLK_CU_F16))
+        (out_dtype != TOLK_CU_F32 && out_dtype != TOLK_CU_F16) || (append != 0 && append != 1))
         return TOLK_CU_EINVAL;
     const int mix = (kv_dtype == TOLK_CU_F16 ? ATTN_MIX_KVH : 0) |
                     (out_dtype == TOLK_CU_F16 ? ATTN_MIX_OUTH : 0);
-    if (!mix) /* all float32: the plain call (its routing, flash included) */
-        return tolk_cu_attention_desc(q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q, max_n_kv,
-                                      n_head, d_head, scale, TOLK_CU_F32, TOLK_CU_F32, ws, ws_bytes,
-                                      sync, stream);
+    /* all float32: the plain call's routing (flash included; the append
+     * refuses the flash path) */
     return desc_call(q, ldq, k, v, ldkv, out, ldo, desc, n_seqs, max_n_q, max_n_kv, n_head, d_head,
-                     scale, TOLK_CU_F32, TOLK_CU_F32, ws, ws_bytes, sync, stream, mix);
+                     scale, TOLK_CU_F32, TOLK_CU_F32, ws, ws_bytes, sync, stream, mix, append);
 }
 
 extern "C" int tolk_cu_attention_desc_plan(int n_seqs, int max_n_q, int max_n_kv, int n_head,

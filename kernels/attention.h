@@ -153,13 +153,22 @@ int tolk_cu_attention_desc(const void *q, long long ldq, const void *k, const vo
  * Any half operand: always the few-query path (split-KV when ws allows,
  * else the row kernel), whatever max_n_q; TOLK_CU_EINVAL when max_n_kv's
  * scores do not fit the row kernel's shared memory. All float32: exactly
- * tolk_cu_attention_desc with dtype = tc = TOLK_CU_F32. Other arguments
- * and errors as tolk_cu_attention_desc. */
+ * tolk_cu_attention_desc with dtype = tc = TOLK_CU_F32.
+ * append = 1: the decoder step's K/V append fused into its self-
+ * attention — q's rows are the fused [q | k | v] rows of the QKV product
+ * (ldq >= 3 n_head d_head), and each causal sequence's query row i first
+ * has its own key and value (columns n_head d_head.. and 2 n_head d_head..
+ * of its q row) written into key row q_pos0 + i of k and v (which are
+ * written, despite the const), then attends over them; needs max_n_q <= 1
+ * (one new token per sequence: no block reads another block's new row)
+ * and the few-query path (TOLK_CU_EINVAL otherwise). Non-causal sequences
+ * append nothing. append = 0: k and v are only read.
+ * Other arguments and errors as tolk_cu_attention_desc. */
 int tolk_cu_attention_desc_mixed(const float *q, long long ldq, const void *k, const void *v,
                                  int kv_dtype, long long ldkv, void *out, int out_dtype,
                                  long long ldo, const tolk_cu_attn_desc *desc, int n_seqs,
                                  int max_n_q, int max_n_kv, int n_head, int d_head, float scale,
-                                 void *ws, size_t ws_bytes, int *sync, void *stream);
+                                 int append, void *ws, size_t ws_bytes, int *sync, void *stream);
 
 /* What a call would launch, without launching (the backend's census):
  * launches of the flash kernel (one kernel each), of the row kernel (one)

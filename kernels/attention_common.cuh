@@ -48,6 +48,8 @@ struct attn_src {
     void *out;
     long long ldq, ldkv, ldo;
     int seq0, max_nq, max_nkv;
+    int append; /* device mode: q rows are fused [q | k | v] rows whose own key
+                   and value are written into the cache first (attn_append) */
 };
 
 /* Sequence si of the launch. In device mode the descriptor is read here
@@ -76,6 +78,35 @@ __device__ __forceinline__ tolk_cu_attn_seq attn_get(const attn_src &src, int si
     r.causal = causal;
     r.q_pos0 = pos0;
     return r;
+}
+
+/* The K/V append fused into the decoder's self-attention (src.append; the
+ * launch has max_nq == 1, so a sequence's only query row i = 0 is the
+ * newest token): its key and value, columns [n_head D, 2 n_head D) and
+ * [2 n_head D, 3 n_head D) of its fused q row, head h's D of them, are
+ * written into key row q_pos0 + i of the cache (sq.k / sq.v, causal
+ * sequences only) by each block whose keys [j0, j1) hold that row, then a
+ * barrier makes them visible to the block before it reads them (global
+ * writes of a block are visible to it after __syncthreads; the key loads
+ * are plain, not read-only-cache, loads). Every thread must call it with
+ * block-uniform arguments. No other block reads that row: a sequence's
+ * other query rows do not exist (max_nq == 1) and the blocks of other key
+ * chunks stop before it. Padding rows of a bucketed step all write the
+ * scratch sequence's row 0 with the same values. */
+template <typename T, typename TK>
+__device__ __forceinline__ void attn_append(const attn_src &src, const tolk_cu_attn_seq &sq, int i,
+                                            int h, int n_head, int D, int j0, int j1) {
+    const int p = sq.q_pos0 + i;
+    if (!src.append || !sq.causal || p < j0 || p >= j1) return; /* block-uniform */
+    const long long w = (long long)n_head * D;
+    const T *qr = (const T *)sq.q + (long long)i * src.ldq + w + (long long)h * D;
+    TK *kr = (TK *)sq.k + (long long)p * src.ldkv + (long long)h * D;
+    TK *vr = (TK *)sq.v + (long long)p * src.ldkv + (long long)h * D;
+    for (int c = threadIdx.x; c < D; c += blockDim.x) {
+        kr[c] = from_f<TK>(to_f(qr[c]));
+        vr[c] = from_f<TK>(to_f(qr[w + c]));
+    }
+    __syncthreads();
 }
 
 /* Workspace row slot of query row i of sequence si (split path). */

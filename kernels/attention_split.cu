@@ -119,6 +119,7 @@ static __global__ void __launch_bounds__(SPLIT_THREADS)
     const int j0 = c * chunk + pos * sub, j1 = min(j0 + sub, c1);
     const TK *K = (const TK *)sq.k + (long long)h * D;
     const TK *V = (const TK *)sq.v + (long long)h * D;
+    attn_append<T, TK>(src, sq, i, h, n_head, D, j0, j1);
     float mx[ATTN_GROUP_MAX], sum[ATTN_GROUP_MAX];
     int G = 0;
     if (j0 < j1) {

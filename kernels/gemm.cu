@@ -116,7 +116,7 @@ template <typename TX, typename TY>
 static __global__ void gemm_tiled_kernel(TY *y, long long ldy, const TX *__restrict__ x,
                                          long long ldx, const TX *__restrict__ w, long long ldw,
                                          long long M, long long N, long long K, float alpha,
-                                         float beta, const TY *__restrict__ bias) {
+                                         float beta, const TY *__restrict__ bias, int gelu) {
     __shared__ float xs[16][17], ws[16][17];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const long long m = (long long)blockIdx.y * 16 + ty, n = (long long)blockIdx.x * 16 + tx;
@@ -135,6 +135,7 @@ static __global__ void gemm_tiled_kernel(TY *y, long long ldy, const TX *__restr
         float v = alpha * acc;
         if (beta != 0.0f) v += beta * to_f(y[m * ldy + n]);
         if (bias) v += to_f(bias[n]);
+        if (gelu) v = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
         y[m * ldy + n] = from_f<TY>(v);
     }
 }
@@ -148,7 +149,8 @@ static int gemm_tiled(const gemm_key &k, void *y, const void *x, const void *w, 
                              gemm_tiled_kernel<TX, TY><<<grid, block, 0, st>>>(
                                  (TY *)y + b * k.sy, k.ldy, (const TX *)x + b * k.sx, k.ldx,
                                  (const TX *)w + b * k.sw, k.ldw, k.M, k.N, k.K, alpha, beta,
-                                 bias ? (const TY *)bias + b * k.sb : NULL);
+                                 bias ? (const TY *)bias + b * k.sb : NULL,
+                                 (k.flags & TOLK_CU_GEMM_GELU) != 0);
                              const int rc = (int)cudaGetLastError();
                              if (rc) return rc;
                          }
@@ -205,8 +207,13 @@ static int lt_setup(lt_problem &p, const gemm_key &k) {
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    const int gelu = (k.flags & TOLK_CU_GEMM_GELU) != 0;
+    if (gelu && !k.has_bias) {
+        const cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_GELU;
+        LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
+    }
     if (k.has_bias) {
-        const cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+        const cublasLtEpilogue_t ep = gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
         LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
         /* bias type: the default, D's type (float32, or the half type of a
          * half output) */
@@ -338,6 +345,7 @@ extern "C" int tolk_cu_gemm_batched(tolk_cu_gemm_ctx *g, void *y, int y_dtype, l
         return TOLK_CU_EINVAL;
     if (x_stride < 0 || w_stride < 0 || y_stride < 0 || bias_stride < 0) return TOLK_CU_EINVAL;
     if (batch > 1 && y_stride < M * ldy) return TOLK_CU_EINVAL; /* outputs must not overlap */
+    if ((flags & TOLK_CU_GEMM_GELU) && beta != 0.0f) return TOLK_CU_EINVAL;
     if (M == 0 || N == 0) return 0;
     if (!y || !x || !w) return TOLK_CU_EINVAL;
     cudaStream_t st = (cudaStream_t)stream;
@@ -356,7 +364,7 @@ extern "C" int tolk_cu_gemm_batched(tolk_cu_gemm_ctx *g, void *y, int y_dtype, l
     k.y_dtype = y_dtype;
     k.has_bias = bias != NULL;
     k.beta_nonzero = beta != 0.0f;
-    k.flags = flags & TOLK_CU_GEMM_TF32;
+    k.flags = flags & (TOLK_CU_GEMM_TF32 | TOLK_CU_GEMM_GELU);
     k.align_x = ptr_align(x);
     k.align_w = ptr_align(w);
     k.align_y = ptr_align(y);

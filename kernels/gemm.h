@@ -38,6 +38,9 @@ void tolk_cu_gemm_destroy(tolk_cu_gemm_ctx *g);
 /* Flags of tolk_cu_gemm. */
 #define TOLK_CU_GEMM_TF32 1     /* FP32 inputs may use TF32 tensor cores (not exact) */
 #define TOLK_CU_GEMM_FALLBACK 2 /* skip cuBLASLt, use the tiled kernel (tests, debugging) */
+/* y = gelu(alpha x w^T + bias) in the tanh form of cuBLASLt's GELU epilogue,
+ * 0.5 v (1 + tanh(sqrt(2 / pi) (v + 0.044715 v^3))); beta must be 0 */
+#define TOLK_CU_GEMM_GELU 4
 
 /* cuBLAS(Lt) failures are returned as TOLK_CU_GEMM_EBLAS + cublasStatus_t. */
 #define TOLK_CU_GEMM_EBLAS 1000
@@ -50,7 +53,9 @@ void tolk_cu_gemm_destroy(tolk_cu_gemm_ctx *g);
  *   bias: [N] of y's type (float32, or the half type of a half y: the
  *     cuBLASLt epilogue's default bias type) or NULL;
  *   beta = 0: y is not read (may hold garbage); beta = 1: accumulate
- *     (residual connections). y must not overlap x or w.
+ *     (residual connections). y must not overlap x or w;
+ *   flags: TOLK_CU_GEMM_TF32, _FALLBACK, _GELU (the half modes' fc1:
+ *     bias and GELU in the product's epilogue, rounded once to y's type).
  * workspace (device, may be NULL) of workspace_bytes lets cuBLASLt use
  * split-K algorithms; 32 MiB suits Hopper. A shape cuBLASLt has no
  * algorithm for runs a slow tiled kernel and is counted (tolk_cu_gemm_stats). M, N, K >= 1 (M or N

@@ -15,8 +15,8 @@
  *     says float16 (IEEE binary16 bits): a backend whose half-precision
  *     products would round their float32 inputs anyway sets half_acts, and
  *     the network then has the producers of those inputs (layernorm_h,
- *     bias_gelu_h, attention_desc with TOLK_ATTN_OUT_F16, linear with
- *     TOLK_LINEAR_Y_F16) write them as float16 for linear with
+ *     bias_gelu_h, attention_desc / attention with TOLK_ATTN_OUT_F16, linear
+ *     with TOLK_LINEAR_Y_F16) write them as float16 for linear with
  *     TOLK_LINEAR_X_F16 — no separate conversion. Every matrix is row-major;
  *     `ld*` arguments are row strides in elements (>= the row length), so a
  *     column slice of a wider matrix (e.g. the K part of a fused [T, 3d] QKV
@@ -139,12 +139,15 @@ typedef struct tolk_census {
 #define TOLK_LINEAR_ACCUMULATE 1 /* y += x W^T + bias */
 #define TOLK_LINEAR_ROW_EXACT 2  /* each row's numbers independent of the batch */
 #define TOLK_LINEAR_X_F16 4      /* x is float16 (a half activation) */
-#define TOLK_LINEAR_Y_F16 8      /* y is float16, rounded once (no bias, no accumulate) */
+#define TOLK_LINEAR_Y_F16 8      /* y is float16, rounded once (no accumulate; a bias float16) */
+#define TOLK_LINEAR_GELU 16      /* y = GELU(x W^T + bias), tanh form; only with _Y_F16 */
 
 /* Flags of attention_desc: the storage of k / v and of out (q and the
  * arithmetic are float32). */
 #define TOLK_ATTN_KV_F16 1  /* k and v float16: the cross-attention cache with TOLK_KV_F16 */
 #define TOLK_ATTN_OUT_F16 2 /* out float16: the input of the next half product */
+#define TOLK_ATTN_APPEND 4  /* attention_desc: append each sequence's new K/V first */
+#define TOLK_ATTN_QKV_F16 8 /* attention: q, k, v float16 too (with _OUT_F16 only) */
 
 struct tolk_backend {
     const char *name; /* "cpu", "cuda" */
@@ -170,6 +173,17 @@ struct tolk_backend {
                           size_t bytes);
     tolk_status (*download)(tolk_ctx *ctx, const tolk_backend *be, void *dst, const void *src,
                             size_t bytes);
+    /* Optional (NULL where upload is as cheap: the CPU). Page-locked host
+     * memory (host_alloc: NULL and ctx's message on failure; host_free
+     * ignores NULL), and an upload from it that does not wait: ordered
+     * before the calling thread's later operations, complete at its next
+     * download (which waits), so src must not change until then. The
+     * decoder step's block goes up this way: one host synchronisation per
+     * step (the download of its results) instead of two. */
+    void *(*host_alloc)(tolk_ctx *ctx, const tolk_backend *be, size_t bytes);
+    void (*host_free)(const tolk_backend *be, void *p);
+    tolk_status (*upload_async)(tolk_ctx *ctx, const tolk_backend *be, void *dst, const void *src,
+                                size_t bytes);
 
     /* ---- weights -------------------------------------------------------- */
 
@@ -201,11 +215,17 @@ struct tolk_backend {
      * cuBLASLt picks kernels by shape and cannot promise it).
      * TOLK_LINEAR_X_F16: x holds float16 (the product is the same as for
      * its float32 widening); TOLK_LINEAR_Y_F16: y is float16, the float32
-     * result rounded once (bias NULL, not with ACCUMULATE). x and y are
+     * result rounded once (not with ACCUMULATE), and bias, if any, is
+     * float16 [N] (prepared once: the product's epilogue adds it in the
+     * output's type); TOLK_LINEAR_GELU (only with _Y_F16): y =
+     * GELU(x W^T + bias) before the rounding, in the tanh form
+     * 0.5 v (1 + tanh(sqrt(2 / pi) (v + 0.044715 v^3))) of cuBLASLt's GELU
+     * epilogue (the half modes' fc1 with tolk_model_params.gelu = TANH:
+     * one kernel instead of the product and bias_gelu_h, whisper.cpp's
+     * GELU form; bias_gelu's exact erf otherwise). x and y are
      * float32 otherwise, and must not overlap. */
     tolk_status (*linear)(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy, const void *x,
-                          size_t ldx, size_t M, const tolk_bweight *W, const float *bias,
-                          int flags);
+                          size_t ldx, size_t M, const tolk_bweight *W, const void *bias, int flags);
 
     /* y [M, D] = LayerNorm(x [M, D]) * gamma + beta over each row: two-pass
      * mean and biased variance, 1 / sqrt(var + eps). y may equal x; rows
@@ -222,6 +242,7 @@ struct tolk_backend {
      * form 0.5 x (1 + erf(x / sqrt 2)); bias [N] may be NULL. */
     tolk_status (*bias_gelu)(tolk_ctx *ctx, const tolk_backend *be, float *x, size_t ldx, size_t M,
                              size_t N, const float *bias);
+
     /* bias_gelu in place on float16 x [M, N] (row stride ldx): widened,
      * GELU(x + bias) in float32, rounded once. */
     tolk_status (*bias_gelu_h)(tolk_ctx *ctx, const tolk_backend *be, uint16_t *x, size_t ldx,
@@ -261,7 +282,10 @@ struct tolk_backend {
      * both q and k). Scratch is bounded by the backend (no full score
      * matrix: at most a row block per head at a time). flags:
      * TOLK_ATTN_OUT_F16 stores out as float16 (each sequence's out then
-     * points to uint16_t rows, ldo in elements); 0: float32. */
+     * points to uint16_t rows, ldo in elements); TOLK_ATTN_QKV_F16 (only
+     * with _OUT_F16: the encoder of the half modes, whose QKV product
+     * writes float16) reads q, k and v as float16 too (ldq, ldkv in
+     * elements); 0: float32. */
     tolk_status (*attention)(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
                              int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
                              size_t ldo, float scale, int flags);
@@ -326,7 +350,13 @@ struct tolk_backend {
      * same arithmetic as attention. max_n_q / max_n_kv bound every
      * sequence's n_q / n_kv (they size the launch, never the descriptors).
      * flags (TOLK_ATTN_*): k and v float16 (ldkv in elements), out
-     * float16; float32 otherwise. q and the arithmetic are float32. */
+     * float16; float32 otherwise. q and the arithmetic are float32.
+     * TOLK_ATTN_APPEND (the decoder step's self-attention, one new token
+     * per sequence: max_n_q <= 1): q's rows are the fused [q | k | v] rows
+     * of the QKV product (ldq >= 3 n_head d_head) and each causal
+     * sequence's new key and value are first written into key row q_pos0
+     * of k and v (which are then written, despite the const) — the KV
+     * append and the attention as one operation (one kernel on CUDA). */
     tolk_status (*attention_desc)(tolk_ctx *ctx, const tolk_backend *be, const float *q, size_t ldq,
                                   const void *k, const void *v, size_t ldkv, void *out, size_t ldo,
                                   const tolk_attn_desc *desc, int n_seqs, int max_n_q, int max_n_kv,

@@ -540,11 +540,12 @@ static tolk_status cpu_linear_f32(tolk_ctx *ctx, const tolk_backend *be, float *
     return TOLK_OK;
 }
 
-/* backend.h linear: float16 x or y through the host twins. */
+/* backend.h linear: float16 x or y (and the GELU epilogue) through the
+ * host twins. */
 static tolk_status cpu_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
                               const void *x, size_t ldx, size_t M, const tolk_bweight *W,
-                              const float *bias, int flags) {
-    if (flags & (TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16))
+                              const void *bias, int flags) {
+    if (flags & (TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16 | TOLK_LINEAR_GELU))
         return tolk_host_half_linear(ctx, be, y, ldy, x, ldx, M, W, bias, flags);
     return cpu_linear_f32(ctx, be, y, ldy, x, ldx, M, W, bias, flags);
 }

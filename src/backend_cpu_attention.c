@@ -332,11 +332,12 @@ static tolk_status attention_impl(tolk_ctx *ctx, const tolk_attn_seq *seqs, int 
 tolk_status tolk_cpu_attention(tolk_ctx *ctx, const tolk_backend *be, const tolk_attn_seq *seqs,
                                int n_seqs, int n_head, int d_head, size_t ldq, size_t ldkv,
                                size_t ldo, float scale, int flags) {
-    if (flags & ~TOLK_ATTN_OUT_F16)
+    if ((flags & ~(TOLK_ATTN_OUT_F16 | TOLK_ATTN_QKV_F16)) ||
+        ((flags & TOLK_ATTN_QKV_F16) && !(flags & TOLK_ATTN_OUT_F16)))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention: flags %d", flags);
-    if (flags) /* a float16 output through the host twin */
+    if (flags) /* float16 operands through the host twin */
         return tolk_host_half_attention(ctx, be, seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo,
-                                        scale);
+                                        scale, (flags & TOLK_ATTN_QKV_F16) != 0);
     return attention_impl(ctx, seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, 0);
 }
 
@@ -380,14 +381,52 @@ static tolk_status attention_desc_impl(tolk_ctx *ctx, const float *q, size_t ldq
     return TOLK_OK;
 }
 
-/* backend.h attention_desc: a float16 output through the host twin. */
+/* TOLK_ATTN_APPEND (backend.h): every causal sequence's new key and value
+ * (columns [w, 2w) and [2w, 3w) of its fused q row, w = n_head d_head)
+ * into key row q_pos0 of k and v (esz-byte elements: float32, or float16
+ * rounded to nearest even), before the attention reads them. */
+static tolk_status append_new_kv(tolk_ctx *ctx, const float *q, size_t ldq, const void *k,
+                                 const void *v, size_t ldkv, size_t esz, const tolk_attn_desc *desc,
+                                 int n_seqs, int max_n_q, int n_head, int d_head) {
+    const size_t w = (size_t)n_head * (size_t)d_head;
+    if (!q || !k || !v || !desc || max_n_q > 1 || ldq < 3 * w || ldkv < w)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "backend_cpu: attention_desc: bad K/V append (one new row per sequence, "
+                         "fused q rows)");
+    for (int i = 0; i < n_seqs; i++) {
+        const tolk_attn_desc *d = &desc[i];
+        if (!d->causal || d->n_q != 1) continue;
+        const float *src = q + (size_t)d->q_row * ldq + w;
+        const size_t row = (size_t)d->kv_row + (size_t)d->q_pos0;
+        char *kr = (char *)(uintptr_t)k + row * ldkv * esz,
+             *vr = (char *)(uintptr_t)v + row * ldkv * esz;
+        if (esz == sizeof(float)) {
+            memcpy(kr, src, w * sizeof(float));
+            memcpy(vr, src + w, w * sizeof(float));
+        } else {
+            tolk_f32_to_f16_n(src, (uint16_t *)(void *)kr, w);
+            tolk_f32_to_f16_n(src + w, (uint16_t *)(void *)vr, w);
+        }
+    }
+    return TOLK_OK;
+}
+
+/* backend.h attention_desc: the K/V append first; a float16 output through
+ * the host twin. */
 tolk_status tolk_cpu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, const float *q,
                                     size_t ldq, const void *k, const void *v, size_t ldkv,
                                     void *out, size_t ldo, const tolk_attn_desc *desc, int n_seqs,
                                     int max_n_q, int max_n_kv, int n_head, int d_head, float scale,
                                     int flags) {
-    if (flags & ~(TOLK_ATTN_KV_F16 | TOLK_ATTN_OUT_F16))
+    if (flags & ~(TOLK_ATTN_KV_F16 | TOLK_ATTN_OUT_F16 | TOLK_ATTN_APPEND))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "backend_cpu: attention_desc: flags %d", flags);
+    if ((flags & TOLK_ATTN_APPEND) && n_seqs > 0 && max_n_q > 0) {
+        tolk_status st = append_new_kv(
+            ctx, q, ldq, k, v, ldkv, (flags & TOLK_ATTN_KV_F16) ? sizeof(uint16_t) : sizeof(float),
+            desc, n_seqs, max_n_q, n_head, d_head);
+        if (st) return st;
+    }
+    flags &= ~TOLK_ATTN_APPEND;
     if (flags & TOLK_ATTN_OUT_F16)
         return tolk_host_half_attention_desc(ctx, be, q, ldq, k, v, ldkv, out, ldo, desc, n_seqs,
                                              max_n_q, max_n_kv, n_head, d_head, scale, flags);

@@ -1,7 +1,7 @@
 /*
  * backend_host_half.c — the half-activation forms of the backend ops
- * (backend.h: TOLK_LINEAR_X_F16 / _Y_F16, layernorm_h, bias_gelu_h,
- * TOLK_ATTN_OUT_F16) for a backend whose memory is host memory (the CPU):
+ * (backend.h: TOLK_LINEAR_X_F16 / _Y_F16 / _GELU, layernorm_h, bias_gelu_h,
+ * TOLK_ATTN_OUT_F16 / _QKV_F16) for a backend whose memory is host memory (the CPU):
  * the float16 operands are widened into float32 scratch, the backend's own
  * op runs on them with the half flags cleared (its float32 path), and a
  * float16 result is rounded once. They are the CPU
@@ -14,6 +14,7 @@
 
 #include "weights.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 /* A [rows, cols] float32 copy of float16 src (row stride ld) with row
@@ -36,29 +37,38 @@ static void narrow(uint16_t *dst, size_t ldd, const float *src, size_t lds, size
 
 tolk_status tolk_host_half_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
                                   const void *x, size_t ldx, size_t M, const tolk_bweight *W,
-                                  const float *bias, int flags) {
+                                  const void *bias, int flags) {
     if (M == 0) return TOLK_OK;
     if (!y || !x || !W || W->rows <= 0 || W->cols <= 0)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear: NULL argument", be->name);
     const size_t N = (size_t)W->rows, K = (size_t)W->cols;
     const int yh = (flags & TOLK_LINEAR_Y_F16) != 0, xh = (flags & TOLK_LINEAR_X_F16) != 0;
-    if (yh && (bias || (flags & TOLK_LINEAR_ACCUMULATE)))
+    const int gelu = (flags & TOLK_LINEAR_GELU) != 0;
+    if (yh && (flags & TOLK_LINEAR_ACCUMULATE))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
-                         "%s: linear: a float16 output takes no bias and no accumulation",
-                         be->name);
+                         "%s: linear: a float16 output takes no accumulation", be->name);
+    if (gelu && !yh)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "%s: linear: the GELU epilogue needs a float16 output", be->name);
     if (ldx < K || ldy < N || M > SIZE_MAX / (N > K ? N : K) / sizeof(float))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear: bad sizes", be->name);
     float *xf = xh ? widen(x, ldx, M, K) : NULL;
     float *yf = yh ? tolk_malloc_array(M * N, sizeof(float)) : NULL;
-    if ((xh && !xf) || (yh && !yf)) {
-        free(xf), free(yf);
+    float *bf = yh && bias ? widen(bias, N, 1, N) : NULL; /* a float16 y's bias is float16 */
+    if ((xh && !xf) || (yh && !yf) || (yh && bias && !bf)) {
+        free(xf), free(yf), free(bf);
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: linear: out of memory", be->name);
     }
-    const int rest = flags & ~(TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16);
+    const int rest = flags & ~(TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16 | TOLK_LINEAR_GELU);
     tolk_status st = be->linear(ctx, be, yh ? yf : y, yh ? N : ldy, xh ? (const void *)xf : x,
-                                xh ? K : ldx, M, W, bias, rest);
+                                xh ? K : ldx, M, W, yh ? (const void *)bf : bias, rest);
+    if (!st && gelu) /* cuBLASLt's GELU epilogue: the tanh form, in float32 */
+        for (size_t i = 0; i < M * N; i++) {
+            const float v = yf[i];
+            yf[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+        }
     if (!st && yh) narrow(y, ldy, yf, N, M, N);
-    free(xf), free(yf);
+    free(xf), free(yf), free(bf);
     return st;
 }
 
@@ -121,37 +131,60 @@ tolk_status tolk_host_half_attention_desc(tolk_ctx *ctx, const tolk_backend *be,
 
 tolk_status tolk_host_half_attention(tolk_ctx *ctx, const tolk_backend *be,
                                      const tolk_attn_seq *seqs, int n_seqs, int n_head, int d_head,
-                                     size_t ldq, size_t ldkv, size_t ldo, float scale) {
+                                     size_t ldq, size_t ldkv, size_t ldo, float scale,
+                                     int qkv_f16) {
     if (n_seqs <= 0) return TOLK_OK;
-    if (!seqs || ldo == 0)
+    if (!seqs || ldo == 0 || n_head < 1 || d_head < 1)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad arguments", be->name);
-    /* every sequence's float32 result in its own rows of one scratch */
-    size_t rows = 0;
+    const size_t width = (size_t)n_head * (size_t)d_head;
+    /* every sequence's float32 result in its own rows of one scratch; with
+     * float16 q, k, v their widenings too (row stride width) */
+    size_t rows = 0, kv_rows = 0;
     for (int i = 0; i < n_seqs; i++) {
-        if (seqs[i].n_q < 0 || !seqs[i].out)
+        if (seqs[i].n_q < 0 || seqs[i].n_kv < 0 || !seqs[i].out ||
+            (qkv_f16 && (!seqs[i].q || !seqs[i].k || !seqs[i].v)))
             return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad sequence %d", be->name,
                              i);
         rows += (size_t)seqs[i].n_q;
+        kv_rows += (size_t)seqs[i].n_kv;
     }
     if (rows == 0) return TOLK_OK;
-    if (rows > SIZE_MAX / ldo / sizeof(float))
+    if (rows > SIZE_MAX / ldo / sizeof(float) || kv_rows > SIZE_MAX / width / sizeof(float) / 2 ||
+        rows > SIZE_MAX / width / sizeof(float))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad sizes", be->name);
     float *of = tolk_malloc_array(rows * ldo, sizeof(float));
+    float *qf = qkv_f16 ? tolk_malloc_array(rows * width, sizeof(float)) : NULL;
+    float *kvf = qkv_f16 ? tolk_malloc_array(kv_rows * 2 * width + 1, sizeof(float)) : NULL;
     tolk_attn_seq *s2 = tolk_malloc_array((size_t)n_seqs, sizeof *s2);
-    if (!of || !s2) {
-        free(of), free(s2);
+    if (!of || !s2 || (qkv_f16 && (!qf || !kvf))) {
+        free(of), free(s2), free(qf), free(kvf);
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: attention: out of memory", be->name);
     }
-    size_t r = 0;
+    size_t r = 0, rk = 0;
     for (int i = 0; i < n_seqs; i++) {
         s2[i] = seqs[i];
         s2[i].out = of + r * ldo;
+        if (qkv_f16) {
+            const size_t nq = (size_t)seqs[i].n_q, nk = (size_t)seqs[i].n_kv;
+            float *q = qf + r * width, *k = kvf + rk * 2 * width, *v = k + nk * width;
+            for (size_t j = 0; j < nq; j++)
+                tolk_f16_to_f32_n((const uint16_t *)(const void *)seqs[i].q + j * ldq,
+                                  q + j * width, width);
+            for (size_t j = 0; j < nk; j++) {
+                tolk_f16_to_f32_n((const uint16_t *)(const void *)seqs[i].k + j * ldkv,
+                                  k + j * width, width);
+                tolk_f16_to_f32_n((const uint16_t *)(const void *)seqs[i].v + j * ldkv,
+                                  v + j * width, width);
+            }
+            s2[i].q = q, s2[i].k = k, s2[i].v = v;
+            rk += nk;
+        }
         r += (size_t)seqs[i].n_q;
     }
-    tolk_status st = be->attention(ctx, be, s2, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale, 0);
-    const size_t width = (size_t)n_head * (size_t)d_head;
+    tolk_status st = be->attention(ctx, be, s2, n_seqs, n_head, d_head, qkv_f16 ? width : ldq,
+                                   qkv_f16 ? width : ldkv, ldo, scale, 0);
     for (int i = 0; i < n_seqs && !st; i++)
         narrow((uint16_t *)(void *)seqs[i].out, ldo, s2[i].out, ldo, (size_t)seqs[i].n_q, width);
-    free(of), free(s2);
+    free(of), free(s2), free(qf), free(kvf);
     return st;
 }

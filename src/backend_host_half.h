@@ -8,12 +8,14 @@
 
 #include "backend.h"
 
-/* backend.h linear with TOLK_LINEAR_X_F16 and / or _Y_F16 (host memory):
- * x widened, be->linear run without the half flags, y rounded. Its errors, TOLK_ERR_INVALID_ARG (a
- * float16 y with a bias or accumulation, bad sizes), TOLK_ERR_NOMEM. */
+/* backend.h linear with TOLK_LINEAR_X_F16, _Y_F16 and / or _GELU (host
+ * memory): x (and a float16 y's float16 bias) widened, be->linear run
+ * without the half flags, the GELU (tanh form) applied in float32, y
+ * rounded. Its errors, TOLK_ERR_INVALID_ARG (a float16 y with
+ * accumulation, GELU without a float16 y, bad sizes), TOLK_ERR_NOMEM. */
 tolk_status tolk_host_half_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
                                   const void *x, size_t ldx, size_t M, const tolk_bweight *W,
-                                  const float *bias, int flags);
+                                  const void *bias, int flags);
 
 /* backend.h layernorm_h / bias_gelu_h over be->layernorm / be->bias_gelu. */
 tolk_status tolk_host_half_layernorm(tolk_ctx *ctx, const tolk_backend *be, uint16_t *y,
@@ -31,10 +33,12 @@ tolk_status tolk_host_half_attention_desc(tolk_ctx *ctx, const tolk_backend *be,
                                           int n_seqs, int max_n_q, int max_n_kv, int n_head,
                                           int d_head, float scale, int flags);
 
-/* backend.h attention with TOLK_ATTN_OUT_F16 (host memory): be->attention
- * in float32 into a scratch, each sequence's rows rounded into its out. */
+/* backend.h attention with TOLK_ATTN_OUT_F16 (host memory), and with
+ * qkv_f16 also TOLK_ATTN_QKV_F16 (q, k, v float16, widened first):
+ * be->attention in float32 into a scratch, each sequence's rows rounded
+ * into its out. */
 tolk_status tolk_host_half_attention(tolk_ctx *ctx, const tolk_backend *be,
                                      const tolk_attn_seq *seqs, int n_seqs, int n_head, int d_head,
-                                     size_t ldq, size_t ldkv, size_t ldo, float scale);
+                                     size_t ldq, size_t ldkv, size_t ldo, float scale, int qkv_f16);
 
 #endif /* TOLK_BACKEND_HOST_HALF_H */

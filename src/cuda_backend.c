@@ -33,11 +33,11 @@
  * float16) and products multiply on tensor cores with float32
  * accumulation; the backend then sets half_acts, so the network hands the
  * products float16 inputs written by their producers (layernorm_h,
- * bias_gelu_h, attention_desc's TOLK_ATTN_OUT_F16, a float16 product
- * output); a float32 input is converted first (tolk_cu_convert), the
- * residual stream stays float32 (products accumulate into it). Without
- * keep_f16 activations are float32 and every product is a float32 GEMM
- * (CUBLAS_COMPUTE_32F, no TF32).
+ * attention_desc's TOLK_ATTN_OUT_F16, a float16 product output — fc1's
+ * with its bias and GELU in cuBLASLt's epilogue); a float32 input is
+ * converted first (tolk_cu_convert), the residual stream stays float32
+ * (products accumulate into it). Without keep_f16 activations are float32 and every product is a
+ * float32 GEMM (CUBLAS_COMPUTE_32F, no TF32).
  *
  * Errors: each operation first reports an error an earlier operation left
  * pending (an asynchronous kernel fault surfaces at the next runtime call)
@@ -278,6 +278,41 @@ static tolk_status cu_download(tolk_ctx *ctx, const tolk_backend *be, void *dst,
                                size_t bytes) {
     return cu_copy(ctx, be, dst, src, bytes, cudaMemcpyDeviceToHost,
                    "download (or an earlier kernel of this thread)");
+}
+
+static void *cu_host_alloc(tolk_ctx *ctx, const tolk_backend *be, size_t bytes) {
+    (void)be;
+    void *p = NULL;
+    if (bytes == 0) {
+        tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: host_alloc of 0 bytes", WHO);
+        return NULL;
+    }
+    const cudaError_t err = cudaMallocHost(&p, bytes);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        tolk_fail(ctx, TOLK_ERR_NOMEM,
+                  "%s: cannot allocate %zu bytes of page-locked host memory: %s", WHO, bytes,
+                  cudaGetErrorString(err));
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_host_free(const tolk_backend *be, void *p) {
+    (void)be;
+    if (p) cudaFreeHost(p);
+}
+
+/* backend.h upload_async: enqueued on the thread's stream, not waited for. */
+static tolk_status cu_upload_async(tolk_ctx *ctx, const tolk_backend *be, void *dst,
+                                   const void *src, size_t bytes) {
+    if (bytes == 0) return TOLK_OK;
+    if (!dst || !src) return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: upload: NULL pointer", WHO);
+    tolk_status st = use_device(ctx, impl_of(be));
+    if (st) return st;
+    return tolk_cuda_status(
+        ctx, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, (cudaStream_t)TOLK_CU_STREAM),
+        WHO, "upload");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -585,7 +620,7 @@ static int half_input(const cuda_impl *im, const tolk_bweight *W, const void *x,
 
 static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
                              const void *x, size_t ldx, size_t M, const tolk_bweight *W,
-                             const float *bias, int flags) {
+                             const void *bias, int flags) {
     const cuda_impl *im = impl_of(be);
     if (M == 0) return TOLK_OK;
     if (!y || !x || !W || !W->data || W->rows <= 0 || W->cols <= 0)
@@ -597,31 +632,45 @@ static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, siz
     if (W->dtype != TOLK_DT_F32 && W->dtype != TOLK_DT_F16 && W->dtype != TOLK_DT_BF16)
         return tolk_fail(ctx, TOLK_ERR_INTERNAL, "%s: linear: weight dtype %d", WHO, (int)W->dtype);
     const int xh = (flags & TOLK_LINEAR_X_F16) != 0, yh = (flags & TOLK_LINEAR_Y_F16) != 0;
-    const int acc = (flags & TOLK_LINEAR_ACCUMULATE) != 0;
-    if (yh && (bias || acc))
+    const int acc = (flags & TOLK_LINEAR_ACCUMULATE) != 0, gelu = (flags & TOLK_LINEAR_GELU) != 0;
+    if (yh && acc)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
-                         "%s: linear: a float16 output takes no bias and no accumulation", WHO);
+                         "%s: linear: a float16 output takes no accumulation", WHO);
+    if (gelu && !yh)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "%s: linear: the GELU epilogue needs a float16 output", WHO);
     tolk_status st = op_begin(ctx, im, "linear");
     if (st) return st;
     /* scratch: x in W's type unless it is already; a float16 y from a
-     * product that cannot write it (W not float16) goes through float32 */
+     * product that cannot write it (W not float16) goes through float32,
+     * its float16 bias widened for the float32 epilogue */
     const int x_direct = (int)W->dtype == (xh ? TOLK_CU_F16 : TOLK_CU_F32);
     const int y_direct = !yh || W->dtype == TOLK_DT_F16;
-    const size_t xbytes = x_direct ? 0 : M * K * tolk_dtype_size(W->dtype); /* M, K < 2^31 */
+    const size_t xbytes = x_direct ? 0 : (M * K * tolk_dtype_size(W->dtype) + 255) / 256 * 256;
     const size_t ybytes = y_direct ? 0 : M * N * sizeof(float);
+    const size_t bbytes = y_direct || !bias ? 0 : (N * sizeof(float) + 255) / 256 * 256;
     char *scr, *ws;
-    if ((st = scratch_get(ctx, im, xbytes + ybytes, &scr, &ws))) return st;
+    if ((st = scratch_get(ctx, im, xbytes + bbytes + ybytes, &scr, &ws))) return st;
     const void *xin;
     long long ldxin;
     int rc = half_input(im, W, x, xh, ldx, M, K, scr, &xin, &ldxin);
+    const void *bp = bias;
+    if (bbytes) {
+        count(im, "convert", 1, (double)N * 6.0, 0);
+        bp = scr + xbytes;
+        if (rc == 0 && !dry(im))
+            rc = tolk_cu_convert(scr + xbytes, TOLK_CU_F32, (long long)N, bias, TOLK_CU_F16,
+                                 (long long)N, 1, (long long)N, TOLK_CU_STREAM);
+    }
     count_gemm(im, M, N, K, W, acc, bias != NULL, 1, yh && y_direct ? 2.0 : 4.0);
-    void *yp = y_direct ? y : (void *)(scr + xbytes);
+    void *yp = y_direct ? y : (void *)(scr + xbytes + bbytes);
     const long long ldyp = y_direct ? (long long)ldy : (long long)N;
     const int yt = yh && y_direct ? TOLK_CU_F16 : TOLK_CU_F32;
     if (rc == 0 && !dry(im))
         rc = tolk_cu_gemm(im->gemm, yp, yt, ldyp, xin, (int)W->dtype, ldxin, W->data, (int)W->dtype,
                           (long long)K, (long long)M, (long long)N, (long long)K, 1.0f,
-                          acc ? 1.0f : 0.0f, bias, 0, ws, im->gemm_ws, TOLK_CU_STREAM);
+                          acc ? 1.0f : 0.0f, bp, gelu ? TOLK_CU_GEMM_GELU : 0, ws, im->gemm_ws,
+                          TOLK_CU_STREAM);
     if (!y_direct) {
         count(im, "convert", 1, (double)M * N * 6.0, 0);
         if (rc == 0 && !dry(im))
@@ -859,9 +908,10 @@ static tolk_status cu_add(tolk_ctx *ctx, const tolk_backend *be, float *y, const
  * flops for score_pairs (query row, key) pairs. */
 static void count_attention(const cuda_impl *im, const tolk_cu_attn_plan *pl, double q_rows,
                             double kv_rows, double score_pairs, int n_head, int d_head,
-                            double kv_bytes, double out_bytes) {
+                            double q_bytes, double kv_bytes, double out_bytes, double extra_bytes) {
     const double w = (double)n_head * d_head;
-    const double qkvo = (q_rows * (4.0 + out_bytes) + 2.0 * kv_rows * kv_bytes) * w;
+    const double qkvo =
+        (q_rows * (q_bytes + out_bytes) + 2.0 * kv_rows * kv_bytes) * w + extra_bytes;
     const double f = 4.0 * score_pairs * w;
     const int main_launches = pl->flash + pl->rows + pl->split;
     if (main_launches == 0) return;
@@ -881,8 +931,8 @@ static void count_attention(const cuda_impl *im, const tolk_cu_attn_plan *pl, do
         const double comb = q_rows * w * out_bytes * share + part;
         const int fused = pl->fused < pl->split ? pl->fused : pl->split;
         count(im, "attn_split", pl->split,
-              (2.0 * kv_rows * kv_bytes + q_rows * 4.0) * w * share + part +
-                  comb * fused / pl->split,
+              (2.0 * kv_rows * kv_bytes + q_rows * q_bytes) * w * share + extra_bytes * share +
+                  part + comb * fused / pl->split,
               f * share);
         if (pl->split > fused)
             count(im, "attn_combine", pl->split - fused, comb * (pl->split - fused) / pl->split, 0);
@@ -961,7 +1011,9 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
                                 size_t ldo, float scale, int flags) {
     const cuda_impl *im = impl_of(be);
     if (n_seqs == 0) return TOLK_OK;
-    if (!seqs || n_seqs < 0 || n_head < 1 || d_head < 1 || (flags & ~TOLK_ATTN_OUT_F16))
+    if (!seqs || n_seqs < 0 || n_head < 1 || d_head < 1 ||
+        (flags & ~(TOLK_ATTN_OUT_F16 | TOLK_ATTN_QKV_F16)) ||
+        ((flags & TOLK_ATTN_QKV_F16) && !(flags & TOLK_ATTN_OUT_F16)))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention: bad arguments", WHO);
     if (d_head != 32 && d_head != 64 && d_head != 128)
         return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
@@ -983,10 +1035,14 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
     tolk_status st = op_begin(ctx, im, "attention");
     if (st) return st;
     /* a float16 output: written by the tensor-core kernels directly; with
-     * another arithmetic (attention_type) through float32 and a convert */
-    const int oh = flags != 0, direct = oh && im->attn_tc == TOLK_CU_F16;
+     * another arithmetic (attention_type) through float32 and a convert.
+     * float16 q, k, v too (QKV_F16): every arithmetic's kernels read and
+     * write float16 storage (tensor cores: the cp.async path) */
+    const int oh = flags != 0, qh = (flags & TOLK_ATTN_QKV_F16) != 0;
+    const int direct = qh || (oh && im->attn_tc == TOLK_CU_F16);
     if (oh && !direct)
         return attention_via_f32(ctx, be, seqs, n_seqs, n_head, d_head, ldq, ldkv, ldo, scale);
+    const int st_in = qh ? TOLK_CU_F16 : TOLK_CU_F32; /* storage of q, k, v */
     tolk_cu_attn_seq buf[ATT_SEQS_PER_CALL];
     for (int i0 = 0; i0 < n_seqs; i0 += ATT_SEQS_PER_CALL) {
         const int nb = n_seqs - i0 < ATT_SEQS_PER_CALL ? n_seqs - i0 : ATT_SEQS_PER_CALL;
@@ -1003,12 +1059,13 @@ static tolk_status cu_attention(tolk_ctx *ctx, const tolk_backend *be, const tol
         if (im->cs.mode) {
             tolk_cu_attn_plan pl;
             if (tolk_cu_attention_plan(buf, nb, n_head, d_head, im->attn_tc, 0, &pl) == 0)
-                count_attention(im, &pl, qr, kr, pairs, n_head, d_head, 4.0, oh ? 2.0 : 4.0);
+                count_attention(im, &pl, qr, kr, pairs, n_head, d_head, qh ? 2.0 : 4.0,
+                                qh ? 2.0 : 4.0, oh ? 2.0 : 4.0, 0.0);
         }
         if (dry(im)) continue;
         int rc = tolk_cu_attention_ex_out(
-            buf, nb, n_head, d_head, (long long)ldq, (long long)ldkv, (long long)ldo, scale,
-            TOLK_CU_F32, oh ? TOLK_CU_F16 : TOLK_CU_F32, im->attn_tc, NULL, 0, TOLK_CU_STREAM);
+            buf, nb, n_head, d_head, (long long)ldq, (long long)ldkv, (long long)ldo, scale, st_in,
+            oh ? TOLK_CU_F16 : TOLK_CU_F32, im->attn_tc, NULL, 0, TOLK_CU_STREAM);
         if ((st = op_end(ctx, im, rc, "attention"))) return st;
     }
     return TOLK_OK;
@@ -1067,10 +1124,17 @@ static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, cons
     if (n_seqs == 0 || max_n_q == 0) return TOLK_OK;
     if (!q || !k || !v || !out || !desc || n_seqs < 0 || max_n_q < 0 || max_n_kv < 1 ||
         n_head < 1 || ldq > INT32_MAX || ldkv > INT32_MAX || ldo > INT32_MAX ||
-        (int64_t)n_seqs * max_n_q > INT32_MAX || (flags & ~(TOLK_ATTN_KV_F16 | TOLK_ATTN_OUT_F16)))
+        (int64_t)n_seqs * max_n_q > INT32_MAX ||
+        (flags & ~(TOLK_ATTN_KV_F16 | TOLK_ATTN_OUT_F16 | TOLK_ATTN_APPEND)))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: attention_desc: bad arguments", WHO);
     const cuda_impl *im = impl_of(be);
     const int kvh = (flags & TOLK_ATTN_KV_F16) != 0, oh = (flags & TOLK_ATTN_OUT_F16) != 0;
+    const int app = (flags & TOLK_ATTN_APPEND) != 0;
+    if (app && (max_n_q > 1 || ldq < 3 * (size_t)n_head * (size_t)d_head))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG,
+                         "%s: attention_desc: the K/V append takes one new row per sequence and "
+                         "fused q rows",
+                         WHO);
     tolk_status st = op_begin(ctx, im, "attention_desc");
     if (st) return st;
     /* the split-KV (flash-decoding) partials live in per-call scratch;
@@ -1093,7 +1157,11 @@ static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, cons
                    pr = (double)n_seqs * max_n_q * max_n_kv;
             if (!capturing())
                 desc_traffic(desc, n_seqs, max_n_q, max_n_kv, pl.grouped, &qr, &kr, &pr);
-            count_attention(im, &pl, qr, kr, pr, n_head, d_head, kvh ? 2.0 : 4.0, oh ? 2.0 : 4.0);
+            /* with the append: each sequence's new K/V read from its q row and written */
+            const double ab =
+                app ? (double)n_seqs * 2.0 * n_head * d_head * (4.0 + (kvh ? 2.0 : 4.0)) : 0.0;
+            count_attention(im, &pl, qr, kr, pr, n_head, d_head, 4.0, kvh ? 2.0 : 4.0,
+                            oh ? 2.0 : 4.0, ab);
         }
     }
     char *scr = NULL, *gws = NULL;
@@ -1104,7 +1172,7 @@ static tolk_status cu_attention_desc(tolk_ctx *ctx, const tolk_backend *be, cons
         rc = tolk_cu_attention_desc_mixed(
             q, (long long)ldq, k, v, kvh ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ldkv, out,
             oh ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ldo, (const tolk_cu_attn_desc *)desc, n_seqs,
-            max_n_q, max_n_kv, n_head, d_head, scale, scr, wsb, sync, TOLK_CU_STREAM);
+            max_n_q, max_n_kv, n_head, d_head, scale, app, scr, wsb, sync, TOLK_CU_STREAM);
     } else {
         rc = tolk_cu_attention_desc(q, (long long)ldq, k, v, (long long)ldkv, out, (long long)ldo,
                                     (const tolk_cu_attn_desc *)desc, n_seqs, max_n_q, max_n_kv,
@@ -1330,6 +1398,9 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->free = cu_free;
     be->upload = cu_upload;
     be->download = cu_download;
+    be->host_alloc = cu_host_alloc;
+    be->host_free = cu_host_free;
+    be->upload_async = cu_upload_async;
     be->weight_prepare = cu_weight_prepare;
     be->weight_free = cu_weight_free;
     be->vector_prepare = cu_vector_prepare;

@@ -33,6 +33,7 @@ tolk_model_params tolk_model_default_params(void) {
     p.attention_type = TOLK_ATTENTION_AUTO;
     p.no_avx512 = 0;
     p.kv_cache = TOLK_KV_AUTO;
+    p.gelu = TOLK_GELU_AUTO;
     return p;
 }
 
@@ -66,6 +67,8 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
                          p.attention_type);
     if (p.kv_cache < TOLK_KV_AUTO || p.kv_cache > TOLK_KV_F16)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad kv_cache %d", p.kv_cache);
+    if (p.gelu < TOLK_GELU_AUTO || p.gelu > TOLK_GELU_TANH)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "tolk_model_load: bad gelu %d", p.gelu);
     if (p.device == TOLK_DEVICE_CUDA && !tolk_cuda_available())
         return tolk_fail(ctx, TOLK_ERR_NO_DEVICE, "%s: CUDA requested but no device is usable",
                          path);
@@ -104,7 +107,8 @@ tolk_status tolk_model_load(tolk_ctx *ctx, const char *path, const tolk_model_pa
             .attn = p.attention_type,
             .no_avx512 = p.no_avx512 != 0,
             .kv_f16 = p.kv_cache == TOLK_KV_F16 ||
-                      (p.kv_cache == TOLK_KV_AUTO && on_gpu && p.compute_type != TOLK_COMPUTE_F32)};
+                      (p.kv_cache == TOLK_KV_AUTO && on_gpu && p.compute_type != TOLK_COMPUTE_F32),
+            .gelu_tanh = p.gelu == TOLK_GELU_TANH};
         st = tolk_net_new_ex(nctx, m->w, &np, &net);
         if (st == TOLK_OK) {
             m->net = net;

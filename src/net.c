@@ -100,6 +100,26 @@ static float *prep_vec1(prep *p, int64_t len, const char *name) {
     return prep_vec(p, &t, NULL, 1);
 }
 
+/* A float16 copy (device, n elements) of the prepared float32 vector v,
+ * for a product writing float16 whose epilogue adds it (half activations:
+ * fc1's bias with the GELU epilogue); NULL after an earlier failure. */
+static uint16_t *prep_half(prep *p, const float *v, size_t n) {
+    if (p->st != TOLK_OK || !v) return NULL;
+    const tolk_backend *be = p->net->be;
+    uint16_t *h = be->alloc(p->ctx, be, n * sizeof(uint16_t));
+    if (!h) {
+        p->st = TOLK_ERR_NOMEM; /* alloc set the message */
+        return NULL;
+    }
+    p->st = be->convert_rows(p->ctx, be, h, 1, n, v, 0, n, 1, n);
+    if (p->st != TOLK_OK) {
+        be->free(be, h);
+        return NULL;
+    }
+    p->net->mem_bytes += 2u * (uint64_t)n;
+    return h;
+}
+
 /* LayerNorm pair `<prefix>.weight` / `<prefix>.bias`. */
 static void prep_ln(prep *p, float **g, float **b, int64_t d, const char *prefix) {
     char n[200];
@@ -157,6 +177,9 @@ static void prep_block(prep *p, block_w *b, int64_t d, const char *side, int i, 
     prep_weight(p, &b->fc1, &t, 1);
     snprintf(n, sizeof n, "%s.blocks.%d.mlp.0.bias", side, i);
     b->fc1_b = prep_vec1(p, 4 * d, n);
+    if (p->net->gelu_tanh) b->fc1_bh = prep_half(p, b->fc1_b, (size_t)(4 * d));
+    if (p->net->half_acts && !decoder)
+        b->attn.qkv_bh = prep_half(p, b->attn.qkv_b, (size_t)(3 * d));
     snprintf(n, sizeof n, "%s.blocks.%d.mlp.2.weight", side, i);
     t = need2(p, d, 4 * d, n);
     prep_weight(p, &b->fc2, &t, 1);
@@ -200,6 +223,7 @@ static void free_attn(const tolk_backend *be, attn_w *a) {
     be->weight_free(be, &a->kv);
     be->weight_free(be, &a->out);
     be->free(be, a->qkv_b);
+    be->free(be, a->qkv_bh);
     be->free(be, a->kv_b);
     be->free(be, a->out_b);
     be->free(be, a->ln_g);
@@ -212,6 +236,7 @@ static void free_block(const tolk_backend *be, block_w *b) {
     be->weight_free(be, &b->fc1);
     be->weight_free(be, &b->fc2);
     be->free(be, b->fc1_b);
+    be->free(be, b->fc1_bh);
     be->free(be, b->fc2_b);
     be->free(be, b->mlp_ln_g);
     be->free(be, b->mlp_ln_b);
@@ -277,7 +302,9 @@ tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net
     net->pad_steps = bp.keep_f16 || bp.bf16;
     net->kv_f16 = params && params->kv_f16;
     /* half activations where the backend asks for them and has the ops */
-    net->half_acts = net->be->half_acts && net->be->layernorm_h && net->be->bias_gelu_h;
+    net->half_acts =
+        net->be->half_acts && net->be->layernorm_h && net->be->bias_gelu_h && net->be->convert_rows;
+    net->gelu_tanh = net->half_acts && params && params->gelu_tanh;
     if (net->kv_f16 && !net->be->convert_rows) {
         tolk_status u = tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
                                   "%s: a float16 cross-attention cache is not supported on %s yet",
@@ -368,7 +395,10 @@ tolk_status tolk_net_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w *b, f
     const size_t d = (size_t)b->fc1.cols, n = (size_t)b->fc1.rows;
     const int xh = tolk_net_xflag(net);
     tolk_status st;
-    if (net->half_acts) {
+    if (net->gelu_tanh) { /* bias and GELU (tanh form) in the product's epilogue */
+        st = be->linear(ctx, be, mlp, n, h, d, M, &b->fc1, b->fc1_bh,
+                        exact | xh | TOLK_LINEAR_Y_F16 | TOLK_LINEAR_GELU);
+    } else if (net->half_acts) {
         uint16_t *mh = (uint16_t *)(void *)mlp;
         st = be->linear(ctx, be, mh, n, h, d, M, &b->fc1, NULL, exact | xh | TOLK_LINEAR_Y_F16);
         if (!st) st = be->bias_gelu_h(ctx, be, mh, n, M, n, b->fc1_b);
@@ -384,25 +414,36 @@ tolk_status tolk_net_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w *b, f
 
 /* One pre-LN transformer block, self-attention only, over nw windows of
  * T[w] rows each (stacked): x [M, d] updated in place, M = sum of T[w].
- * Workspace: h [M, d], qkv [M, 3d], att [M, d], mlp [M, 4d] (h, att, mlp
- * float16 with half activations). */
+ * Workspace: h [M, d], qkv [M, 3d], att [M, d], mlp [M, 4d] (h, qkv,
+ * att, mlp float16 with half activations: the QKV product writes float16
+ * q, k, v with its float16 bias, which the attention reads). */
 static tolk_status enc_block(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
                              float *h, float *qkv, float *att, float *mlp, int nw, const int *T) {
     const tolk_backend *be = net->be;
     size_t d = (size_t)net->hp.n_audio_state, M = 0;
     int nh = net->hp.n_audio_head, dh = (int)d / nh;
-    const int xh = tolk_net_xflag(net), ao = net->half_acts ? TOLK_ATTN_OUT_F16 : 0;
-    const size_t ae = net->half_acts ? sizeof(uint16_t) : sizeof(float); /* att bytes / element */
+    const int ha = net->half_acts, xh = tolk_net_xflag(net);
+    const int ao = ha ? TOLK_ATTN_OUT_F16 | TOLK_ATTN_QKV_F16 : 0;
+    const size_t ae = ha ? sizeof(uint16_t) : sizeof(float); /* activation bytes / element */
     tolk_status st;
     tolk_attn_seq seqs[ENC_MAX_BATCH];
     for (int w = 0; w < nw; w++) {
-        const float *q = qkv + M * 3 * d;
+        const char *q = (const char *)qkv + M * 3 * d * ae;
         float *o = (float *)(void *)((char *)att + M * d * ae);
-        seqs[w] = (tolk_attn_seq){q, q + d, q + 2 * d, o, T[w], T[w], 0, 0};
+        seqs[w] = (tolk_attn_seq){(const float *)(const void *)q,
+                                  (const float *)(const void *)(q + d * ae),
+                                  (const float *)(const void *)(q + 2 * d * ae),
+                                  o,
+                                  T[w],
+                                  T[w],
+                                  0,
+                                  0};
         M += (size_t)T[w];
     }
     if ((st = tolk_net_norm(ctx, net, h, x, M, d, b->attn.ln_g, b->attn.ln_b)) ||
-        (st = be->linear(ctx, be, qkv, 3 * d, h, d, M, &b->attn.qkv, b->attn.qkv_b, xh)) ||
+        (st = be->linear(ctx, be, qkv, 3 * d, h, d, M, &b->attn.qkv,
+                         ha ? (const void *)b->attn.qkv_bh : (const void *)b->attn.qkv_b,
+                         xh | (ha ? TOLK_LINEAR_Y_F16 : 0))) ||
         (st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh),
                             ao)) ||
         (st = be->linear(ctx, be, x, d, att, d, M, &b->attn.out, b->attn.out_b,

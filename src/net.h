@@ -36,6 +36,8 @@ typedef struct tolk_net_params {
     int kv_f16;    /* 1: cross-attention K/V stored float16 (TOLK_KV_F16; the
                       backend must have convert_rows,
                       else tolk_net_new_ex fails with TOLK_ERR_UNSUPPORTED) */
+    int gelu_tanh; /* 1: with half activations, fc1's GELU in the tanh form
+                      inside its product (TOLK_LINEAR_GELU; TOLK_GELU_TANH) */
 } tolk_net_params;
 tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net_params *params,
                             tolk_net **out);

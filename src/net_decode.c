@@ -54,27 +54,44 @@ void tolk_kvcache_step_free(tolk_kvcache *kv) {
     be->free(be, kv->step_dev);
     be->free(be, kv->cp_dev);
     be->free(be, kv->scr);
-    free(kv->step_host);
-    free(kv->cp_host);
+    if (be->upload_async) {
+        be->host_free(be, kv->step_host); /* waits for the device */
+        be->host_free(be, kv->cp_host);
+    } else {
+        free(kv->step_host);
+        free(kv->cp_host);
+    }
     free(kv->pend);
 }
 
-/* Make *host / *dev hold at least n ints (grow-only, with slack). A
- * reallocation invalidates the captured graphs, which point into them. */
+/* Make *host / *dev hold at least n ints (grow-only, with slack); pinned:
+ * the host side from be->host_alloc (uploaded with upload_async). in_graphs:
+ * the captured graphs point into *dev (the step block, not the beam-copy
+ * indices), so moving it drops them. */
 static tolk_status ints_reserve(tolk_ctx *ctx, tolk_kvcache *kv, int **host, int **dev, size_t *cap,
-                                size_t n) {
+                                size_t n, int pinned, int in_graphs) {
     if (*cap >= n) return TOLK_OK;
     const tolk_backend *be = kv->net->be;
     size_t want = n < 4096 ? 4096 : n;
     if (want < *cap * 2 && *cap <= SIZE_MAX / 4) want = *cap * 2;
-    int *h = tolk_malloc_array(want, sizeof(int));
+    if (want > SIZE_MAX / sizeof(int))
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: step block too large");
+    int *h =
+        pinned ? be->host_alloc(ctx, be, want * sizeof(int)) : tolk_malloc_array(want, sizeof(int));
     int *d = h ? be->alloc(ctx, be, want * sizeof(int)) : NULL;
     if (!h || !d) {
-        free(h);
+        if (pinned)
+            be->host_free(be, h);
+        else
+            free(h);
+        if (pinned && !h) return TOLK_ERR_NOMEM; /* host_alloc set the message */
         return h ? TOLK_ERR_NOMEM : tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: out of memory");
     }
-    graphs_clear(kv);
-    free(*host);
+    if (in_graphs) graphs_clear(kv);
+    if (pinned)
+        be->host_free(be, *host);
+    else
+        free(*host);
     be->free(be, *dev);
     *host = h;
     *dev = d;
@@ -135,8 +152,15 @@ tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv) {
     for (int p = 0; p < kv->n_pend; p++)
         rows += L * (size_t)kv->pend[3 * p + 2];
     tolk_status st = TOLK_OK;
+    const int async = be->upload_async != NULL;
     if (rows > 0) {
-        st = ints_reserve(ctx, kv, &kv->cp_host, &kv->cp_dev, &kv->cp_cap, 2 * rows);
+        if (kv->cp_inflight) { /* the previous flush's indices may still be in flight */
+            int done;
+            st = be->download(ctx, be, &done, kv->cp_dev, sizeof done);
+            if (st) return st;
+            kv->cp_inflight = 0;
+        }
+        st = ints_reserve(ctx, kv, &kv->cp_host, &kv->cp_dev, &kv->cp_cap, 2 * rows, async, 0);
         if (st) return st;
         /* absolute rows of self_kv viewed as [L * seq_stride * max_len, 2d] */
         int *dst = kv->cp_host, *src = kv->cp_host + rows;
@@ -152,7 +176,10 @@ tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv) {
                     src[r] = (int)(sb + (size_t)t);
                 }
             }
-        st = be->upload(ctx, be, kv->cp_dev, kv->cp_host, 2 * rows * sizeof(int));
+        /* asynchronous where it can be: the next step's download waits */
+        st = async ? be->upload_async(ctx, be, kv->cp_dev, kv->cp_host, 2 * rows * sizeof(int))
+                   : be->upload(ctx, be, kv->cp_dev, kv->cp_host, 2 * rows * sizeof(int));
+        if (!st && async) kv->cp_inflight = 1;
         if (!st)
             st = be->copy_rows(ctx, be, kv->self_kv, d2, kv->cp_dev, kv->self_kv, d2,
                                kv->cp_dev + rows, rows, d2);
@@ -282,16 +309,19 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         const void *ck = tolk_cross_kv_at(kv, l, 0);
         const void *cv = net->kv_f16 ? (const void *)((const uint16_t *)ck + d)
                                      : (const void *)((const float *)ck + d);
-        /* causal self-attention over the cache (the new K/V appended first) */
+        /* causal self-attention over the cache, the new K/V appended first:
+         * by the attention itself when each sequence brings one token (a
+         * CUDA kernel fewer per layer), else by copy_rows (prompt rows) */
         st = tolk_net_norm(ctx, net, h, x, T, d, b->attn.ln_g, b->attn.ln_b);
         if (!st)
             st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, EXACT | XH);
-        if (!st)
+        if (!st && max_nq > 1)
             st = be->copy_rows(ctx, be, cache, 2 * d, sd + L->kv_dst, qkv + d, 3 * d, NULL, T,
                                2 * d);
         if (!st)
             st = be->attention_desc(ctx, be, qkv, 3 * d, cache, cache + d, 2 * d, att, d, self_d,
-                                    (int)B, max_nq, kv->max_len, nh, dh, scale, AO);
+                                    (int)B, max_nq, kv->max_len, nh, dh, scale,
+                                    AO | (max_nq == 1 ? TOLK_ATTN_APPEND : 0));
         if (!st)
             st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, EXACT_ACC | XH);
         /* cross-attention over the sequence's window */
@@ -452,7 +482,8 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
     const step_layout L = layout_of(Ts, Bs, P);
     if (!st)
         st = ints_reserve(ctx, kv, &kv->step_host, &kv->step_dev, &kv->step_cap,
-                          L.total > 2 * Bs * kk ? L.total : 2 * Bs * kk);
+                          L.total > 2 * Bs * kk ? L.total : 2 * Bs * kk, be->upload_async != NULL,
+                          1);
     if (st) return st;
 
     /* the step block */
@@ -499,7 +530,12 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
         hb[L.sel_off + i + 1] = hb[L.sel_off + B];
         hb[L.row_ts + i] = 0;
     }
-    st = be->upload(ctx, be, kv->step_dev, hb, L.total * sizeof(int));
+    /* with upload_async the block goes up without a wait: the download of
+     * the results below is the step's only host synchronisation (hb is not
+     * written again before it, or before the wait after a failure) */
+    const int async = be->upload_async != NULL;
+    st = async ? be->upload_async(ctx, be, kv->step_dev, hb, L.total * sizeof(int))
+               : be->upload(ctx, be, kv->step_dev, hb, L.total * sizeof(int));
     if (st) return st;
 
     step_bufs w;
@@ -546,6 +582,11 @@ static tolk_status decode_impl(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache 
             st = be->download(ctx, be, logits, w.lg, B * V * sizeof(float));
         }
     }
+    if (st && async) { /* a failed step: the upload must be over before hb is reused */
+        int done;
+        (void)be->download(NULL, be, &done, kv->step_dev, sizeof done);
+    }
+    kv->cp_inflight = 0; /* a download (or that wait) followed the flush's upload */
     if (!st)
         for (int i = 0; i < n_seqs; i++)
             kv->len[seqs[i]] += n_tokens[i];

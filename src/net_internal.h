@@ -19,6 +19,8 @@
 typedef struct attn_w {
     tolk_bweight qkv;   /* self: [3d, d]; cross: [d, d] (query only) */
     float *qkv_b;       /* self: [3d]; cross: [d] */
+    uint16_t *qkv_bh;   /* encoder, half activations: qkv_b as float16 (the
+                           product writing float16 q, k, v adds it) */
     tolk_bweight kv;    /* cross only: [2d, d] */
     float *kv_b;        /* cross only: [2d] */
     tolk_bweight out;   /* [d, d] */
@@ -31,6 +33,7 @@ typedef struct block_w {
     attn_w cross;          /* decoder only */
     tolk_bweight fc1, fc2; /* mlp.0 [4d, d], mlp.2 [d, 4d] */
     float *fc1_b, *fc2_b;  /* [4d], [d] */
+    uint16_t *fc1_bh;      /* gelu_tanh: fc1_b as float16 (the GELU epilogue's bias) */
     float *mlp_ln_g, *mlp_ln_b;
 } block_w;
 
@@ -58,6 +61,8 @@ struct tolk_net {
     int kv_f16;    /* cross-attention K/V stored float16 (TOLK_KV_F16) */
     int half_acts; /* the products' inputs float16, written by their producers
                       (backend.h half_acts: CUDA's half modes) */
+    int gelu_tanh; /* half_acts and TOLK_GELU_TANH: fc1 + GELU (tanh form) as one
+                      product (TOLK_LINEAR_GELU); else bias_gelu_h's exact erf */
     int pad_steps; /* half-precision modes: graphed steps padded to batch buckets
                       (products of a few more rows; float32 parity mode keeps
                       every step's exact shape) */
@@ -92,12 +97,16 @@ struct tolk_kvcache {
     size_t align_floats;
 
     /* decoder step (net_decode.c) */
-    int *step_host; /* the step's index block on the host (staging) */
+    int *step_host; /* the step's index block on the host (staging; page-locked
+                       from be->host_alloc where the backend has upload_async) */
     int *step_dev;  /* ... and on the device; step_cap ints each */
     size_t step_cap;
     int *pend; /* pending cache copies: [max_seqs][3] dst, src, rows */
     int n_pend;
-    int *cp_host; /* their row indices: [2][cp_cap] (host, device) */
+    int *cp_host;    /* their row indices: [2][cp_cap] (host, device; the host side
+                        page-locked where the backend has upload_async) */
+    int cp_inflight; /* cp_host's upload_async not yet waited for (a download
+                        of this thread waits for it) */
     int *cp_dev;
     size_t cp_cap;
     void *scr;        /* the steps' bound operation scratch (backend scratch_bind), scr_bytes */

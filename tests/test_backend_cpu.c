@@ -657,11 +657,15 @@ static void test_attention_kvh(void) {
     be->destroy(be);
 }
 
-/* The half-activation forms (backend.h: _F16 flags, layernorm_h,
- * bias_gelu_h) on the CPU are its float32 ops over widened inputs, rounded
+/* The half-activation forms (backend.h: _F16 flags, TOLK_LINEAR_GELU,
+ * layernorm_h, bias_gelu_h) on the CPU are its float32 ops over widened inputs, rounded
  * once: bit for bit what widening / rounding around the float32 op gives.
- * Also the refusals (a float16 y with bias or accumulation, unknown
- * attention flags). */
+ * Also the refusals (a float16 y with accumulation, GELU without a float16
+ * y, unknown attention flags). */
+static float gelu_tanh(float v) { /* cuBLASLt's GELU epilogue */
+    return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+}
+
 static int same_h(const uint16_t *a, const float *f, size_t rows, size_t cols, size_t lda,
                   size_t ldf) {
     for (size_t r = 0; r < rows; r++)
@@ -696,25 +700,52 @@ static void test_half_twins(void) {
                         TOLK_OK);
         CU_ASSERT_EQUAL(memcmp(y0, y1, M * ldy * sizeof *y0), 0);
     }
-    uint16_t *yh = calloc(M * ldy, sizeof *yh);
-    CU_ASSERT_EQUAL(be->linear(g_ctx, be, y0, ldy, xf, ldx, M, &w, NULL, TOLK_LINEAR_ROW_EXACT),
-                    TOLK_OK);
-    CU_ASSERT_EQUAL(be->linear(g_ctx, be, yh, ldy, xh, ldx, M, &w, NULL,
-                               TOLK_LINEAR_ROW_EXACT | TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16),
+    /* a float16 y, without and with its float16 bias (the float32 op on the
+     * widened bias); then with the GELU epilogue (tanh form, in float32) */
+    uint16_t *yh = calloc(M * ldy, sizeof *yh), *bh = malloc(N * sizeof *bh);
+    float *bw = malloc(N * sizeof *bw);
+    for (size_t i = 0; i < N; i++)
+        bh[i] = tu_f2h(b[i]), bw[i] = tu_h2f(bh[i]);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        CU_ASSERT_EQUAL(be->linear(g_ctx, be, y0, ldy, xf, ldx, M, &w, with_bias ? bw : NULL,
+                                   TOLK_LINEAR_ROW_EXACT),
+                        TOLK_OK);
+        CU_ASSERT_EQUAL(be->linear(g_ctx, be, yh, ldy, xh, ldx, M, &w, with_bias ? bh : NULL,
+                                   TOLK_LINEAR_ROW_EXACT | TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16),
+                        TOLK_OK);
+        CU_ASSERT(same_h(yh, y0, M, N, ldy, ldy));
+    }
+    for (size_t r = 0; r < M; r++)
+        for (size_t c = 0; c < N; c++)
+            y0[r * ldy + c] = gelu_tanh(y0[r * ldy + c]);
+    CU_ASSERT_EQUAL(be->linear(g_ctx, be, yh, ldy, xh, ldx, M, &w, bh,
+                               TOLK_LINEAR_ROW_EXACT | TOLK_LINEAR_X_F16 | TOLK_LINEAR_Y_F16 |
+                                   TOLK_LINEAR_GELU),
                     TOLK_OK);
     CU_ASSERT(same_h(yh, y0, M, N, ldy, ldy));
-    CU_ASSERT_EQUAL(be->linear(g_ctx, be, yh, ldy, xh, ldx, M, &w, b, TOLK_LINEAR_Y_F16),
-                    TOLK_ERR_INVALID_ARG);
+    /* the tanh form against the exact erf form: within 5e-4 everywhere (below
+     * float16's rounding at |GELU| >= 1) */
+    double worst = 0;
+    for (int i = -8000; i <= 8000; i++) {
+        const double v = i / 1000.0, e = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+        worst = fmax(worst, fabs(gelu_tanh((float)v) - e));
+    }
+    CU_ASSERT(worst < 5e-4);
     CU_ASSERT_EQUAL(be->linear(g_ctx, be, yh, ldy, xh, ldx, M, &w, NULL,
                                TOLK_LINEAR_Y_F16 | TOLK_LINEAR_ACCUMULATE),
                     TOLK_ERR_INVALID_ARG);
-    /* layernorm_h; bias_gelu_h in place on [M, N - 2] of yh (the rest untouched) */
+    CU_ASSERT_EQUAL(
+        be->linear(g_ctx, be, y0, ldy, xh, ldx, M, &w, b, TOLK_LINEAR_X_F16 | TOLK_LINEAR_GELU),
+        TOLK_ERR_INVALID_ARG);
+    free(bh), free(bw);
+    /* layernorm_h */
     float *g = rnd(K, 0.5f, 1.5f), *bb = rnd(K, -1, 1), *a = rnd(M * K, -3, 3);
     float *z = malloc(M * K * sizeof *z);
     uint16_t *zh = malloc(M * K * sizeof *zh);
     CU_ASSERT_EQUAL(be->layernorm(g_ctx, be, z, a, M, K, g, bb, 1e-5f), TOLK_OK);
     CU_ASSERT_EQUAL(be->layernorm_h(g_ctx, be, zh, a, M, K, g, bb, 1e-5f), TOLK_OK);
     CU_ASSERT(same_h(zh, z, M, K, K, K));
+    /* bias_gelu_h in place on [M, N - 2] of yh (the rest untouched) */
     for (size_t i = 0; i < M * ldy; i++)
         y0[i] = tu_h2f(yh[i]);
     CU_ASSERT_EQUAL(be->bias_gelu(g_ctx, be, y0, ldy, M, N - 2, b), TOLK_OK);
@@ -745,7 +776,30 @@ static void test_half_twins(void) {
     CU_ASSERT_EQUAL(
         be->attention(g_ctx, be, sh, 2, nh, dh, ldq, ldkv, ldo, 0.3f, TOLK_ATTN_OUT_F16), TOLK_OK);
     CU_ASSERT(same_h(oh, of, 4, wd, ldo, ldo));
-    CU_ASSERT_EQUAL(be->attention(g_ctx, be, sh, 2, nh, dh, ldq, ldkv, ldo, 0.3f, 8),
+    /* float16 q, k, v as well: the float32 op on their widenings */
+    uint16_t *qh = malloc(4 * ldq * sizeof *qh), *kvh = malloc((size_t)nkv * ldkv * sizeof *kvh);
+    for (size_t i = 0; i < 4 * ldq; i++)
+        qh[i] = tu_f2h(q[i]), q[i] = tu_h2f(qh[i]);
+    for (size_t i = 0; i < (size_t)nkv * ldkv; i++)
+        kvh[i] = tu_f2h(kv[i]), kv[i] = tu_h2f(kvh[i]);
+    tolk_attn_seq sq[2];
+    memcpy(sq, sh, sizeof sq);
+    for (int i = 0; i < 2; i++) {
+        sq[i].q = (const float *)(const void *)(qh + (sf[i].q - q));
+        sq[i].k = (const float *)(const void *)kvh;
+        sq[i].v = (const float *)(const void *)(kvh + wd);
+    }
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, sf, 2, nh, dh, ldq, ldkv, ldo, 0.3f, 0), TOLK_OK);
+    memset(oh, 0, 4 * ldo * sizeof *oh);
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, sq, 2, nh, dh, ldq, ldkv, ldo, 0.3f,
+                                  TOLK_ATTN_OUT_F16 | TOLK_ATTN_QKV_F16),
+                    TOLK_OK);
+    CU_ASSERT(same_h(oh, of, 4, wd, ldo, ldo));
+    CU_ASSERT_EQUAL(
+        be->attention(g_ctx, be, sq, 2, nh, dh, ldq, ldkv, ldo, 0.3f, TOLK_ATTN_QKV_F16),
+        TOLK_ERR_INVALID_ARG);
+    free(qh), free(kvh);
+    CU_ASSERT_EQUAL(be->attention(g_ctx, be, sh, 2, nh, dh, ldq, ldkv, ldo, 0.3f, 16),
                     TOLK_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(be->attention_desc(g_ctx, be, q, ldq, kv, kv + wd, ldkv, oh, ldo, d, 2, 3, nkv,
                                        nh, dh, 0.3f, 4),

@@ -456,13 +456,42 @@ static void test_tc_aligned(void) {
 /* The CPU twin: backend_cpu.c's attention on the same (half-rounded) data  */
 /* ------------------------------------------------------------------------ */
 
+/* A context and the CPU backend (the twin) on it; fatal on failure. */
+static tolk_backend *cpu_twin(tolk_ctx **ctx) {
+    tolk_backend *cpu = NULL;
+    CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, ctx), TOLK_OK);
+    tolk_backend_params bp = {.keep_f16 = 1};
+    CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(*ctx, &bp, &cpu), TOLK_OK);
+    return cpu;
+}
+
+/* The next value of a 64-bit LCG state r, as a float in [-2, 2). */
+static float lcg_pm2(uint64_t *r) {
+    *r = *r * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*r >> 40) / (double)(1ull << 24) * 4.0 - 2.0);
+}
+
+/* Elements of rows x W (row stride ldo) where got and the twin's ref differ
+ * by more than float32 rounding (out16: one float16 ulp); the largest
+ * difference in *worst. */
+static size_t twin_mismatches(const float *got, const float *ref, size_t rows, size_t W, size_t ldo,
+                              int out16, double *worst) {
+    const double rel = out16 ? 1.5e-3 : 1e-4, abs_ = out16 ? 1e-4 : 2e-5;
+    size_t bad = 0;
+    *worst = 0;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t c = 0; c < W; c++) {
+            const double e = fabs((double)got[i * ldo + c] - ref[i * ldo + c]);
+            if (!(e <= abs_ + rel * fabs((double)ref[i * ldo + c]))) bad++;
+            if (!(e <= *worst)) *worst = e;
+        }
+    return bad;
+}
+
 static void test_tc_cpu_twin(void) {
     NEED_DEVICE();
     tolk_ctx *ctx = NULL;
-    tolk_backend *cpu = NULL;
-    CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &ctx), TOLK_OK);
-    tolk_backend_params bp = {.keep_f16 = 1};
-    CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(ctx, &bp, &cpu), TOLK_OK);
+    tolk_backend *cpu = cpu_twin(&ctx);
     /* an encoder window of base (8 heads) in two calls' worth of shapes: a
      * 1500-frame window and a causal prompt over a cache */
     static const att_spec sp[] = {{1500, 1500, 0, 0}, {150, 200, 1, 50}};
@@ -534,10 +563,7 @@ static void test_tc_cpu_twin(void) {
 static void test_mixed_cpu_twin(void) {
     NEED_DEVICE();
     tolk_ctx *ctx = NULL;
-    tolk_backend *cpu = NULL;
-    CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(NULL, &ctx), TOLK_OK);
-    tolk_backend_params bp = {.keep_f16 = 1};
-    CU_ASSERT_EQUAL_FATAL(tolk_backend_cpu_new(ctx, &bp, &cpu), TOLK_OK);
+    tolk_backend *cpu = cpu_twin(&ctx);
     const int H = 4, D = 64, nkv = 700, n = 6;
     const size_t W = (size_t)H * D, ldq = W + 4, ldo = W + 2, ld = 2 * W + 8;
     const int nq[6] = {1, 1, 1, 2, 40, 1};
@@ -557,13 +583,10 @@ static void test_mixed_cpu_twin(void) {
              *got_h = malloc(nq_all * ldo * sizeof(uint16_t));
     CU_ASSERT_FATAL(q && kvf && kvh && cpu_out && got && cpu_h && got_h);
     uint64_t r = 0x9e3779b97f4a7c15ull;
-    for (size_t i = 0; i < nq_all * ldq; i++) {
-        r = r * 6364136223846793005ull + 1442695040888963407ull;
-        q[i] = (float)((double)(r >> 40) / (double)(1ull << 24) * 4.0 - 2.0);
-    }
+    for (size_t i = 0; i < nq_all * ldq; i++)
+        q[i] = lcg_pm2(&r);
     for (size_t i = 0; i < kv_rows * ld; i++) { /* float32 K/V hold the rounded values too */
-        r = r * 6364136223846793005ull + 1442695040888963407ull;
-        kvh[i] = tolk_f32_to_f16((float)((double)(r >> 40) / (double)(1ull << 24) * 4.0 - 2.0));
+        kvh[i] = tolk_f32_to_f16(lcg_pm2(&r));
         kvf[i] = tolk_f16_to_f32(kvh[i]);
     }
     const float scale = (float)scale_of(D);
@@ -604,7 +627,7 @@ static void test_mixed_cpu_twin(void) {
                     tolk_cu_attention_desc_mixed(dq, (long long)ldq, dk, dk + W * esz,
                                                  kv16 ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ld,
                                                  dout, out16 ? TOLK_CU_F16 : TOLK_CU_F32,
-                                                 (long long)ldo, ddesc, n, 40, 600, H, D, scale,
+                                                 (long long)ldo, ddesc, n, 40, 600, H, D, scale, 0,
                                                  use_ws ? ws : NULL, use_ws ? wsb : 0, NULL, NULL),
                     0);
                 if (out16) {
@@ -617,15 +640,8 @@ static void test_mixed_cpu_twin(void) {
                                                cudaMemcpyDeviceToHost) == cudaSuccess);
                 }
                 /* float32 out: float32 rounding; float16 out: one ulp (2^-10 relative) */
-                const double rel = out16 ? 1.5e-3 : 1e-4, abs_ = out16 ? 1e-4 : 2e-5;
-                size_t bad = 0;
-                double worst = 0;
-                for (size_t i = 0; i < nq_all; i++)
-                    for (size_t c = 0; c < W; c++) {
-                        const double e = fabs((double)got[i * ldo + c] - cpu_out[i * ldo + c]);
-                        if (!(e <= abs_ + rel * fabs((double)cpu_out[i * ldo + c]))) bad++;
-                        if (!(e <= worst)) worst = e;
-                    }
+                double worst;
+                const size_t bad = twin_mismatches(got, cpu_out, nq_all, W, ldo, out16, &worst);
                 if (bad)
                     printf("\n    mixed CPU twin (kv16 %d, out16 %d, ws %d): %zu out of bounds, "
                            "worst %.3g\n",
@@ -637,15 +653,151 @@ static void test_mixed_cpu_twin(void) {
     CU_ASSERT_NOT_EQUAL(tolk_cu_attention_desc_mixed(dq, (long long)ldq, dkvh, dkvh, TOLK_CU_BF16,
                                                      (long long)ld, dout, TOLK_CU_F32,
                                                      (long long)ldo, ddesc, n, 40, 600, H, D, scale,
-                                                     NULL, 0, NULL, NULL),
+                                                     0, NULL, 0, NULL, NULL),
                         0);
     CU_ASSERT_NOT_EQUAL(tolk_cu_attention_desc_mixed(dq, (long long)ldq, dkvh, dkvh, TOLK_CU_F16, 8,
                                                      dout, TOLK_CU_F16, (long long)ldo, ddesc, n,
-                                                     40, 600, H, D, scale, NULL, 0, NULL, NULL),
+                                                     40, 600, H, D, scale, 0, NULL, 0, NULL, NULL),
                         0);
     cudaFree(dq), cudaFree(dkvf), cudaFree(dkvh), cudaFree(dout), cudaFree(ddesc), cudaFree(ws);
     cudaFree(dsync);
     free(q), free(kvf), free(kvh), free(cpu_out), free(got), free(cpu_h), free(got_h);
+    cpu->destroy(cpu);
+    tolk_ctx_free(ctx);
+}
+
+/* The decoder step's K/V append fused into its self-attention (append = 1
+ * of tolk_cu_attention_desc_mixed; backend.h TOLK_ATTN_APPEND) against the
+ * CPU backend's attention_desc with TOLK_ATTN_APPEND: one new token per
+ * sequence, q rows fused [q | k | v]; causal sequences at cache positions
+ * 0, 7, 130 and 447 (the last row of a 448-row cache), two padding-like
+ * sequences appending the same values to the same scratch row, and a
+ * non-causal row over keys of its own (no append). The appended cache rows
+ * must equal the CPU's bit for bit (float32 copies, or float16 rounded to
+ * nearest even), the rest of the cache untouched, the outputs within
+ * float32 rounding (float16 out: one ulp); with the split workspace and
+ * fused combine, and without (the row kernel). Also the refusals: more
+ * than one row per sequence, q rows narrower than [q | k | v]. */
+static void test_append_cpu_twin(void) {
+    NEED_DEVICE();
+    tolk_ctx *ctx = NULL;
+    tolk_backend *cpu = cpu_twin(&ctx);
+    const int H = 4, D = 64, L = 448, n = 7;
+    const size_t W = (size_t)H * D, ldq = 3 * W + 4, ldo = W + 2, ld = 2 * W;
+    const size_t kv_rows = 6 * (size_t)L; /* 6 sequences' caches of L rows */
+    /* {q_row, kv_row, n_q, n_kv, causal, q_pos0} */
+    const tolk_attn_desc desc[7] = {
+        {0, 0 * L, 1, 1, 1, 0},     {1, 1 * L, 1, 8, 1, 7},   {2, 2 * L, 1, 131, 1, 130},
+        {3, 3 * L, 1, L, 1, L - 1}, {4, 4 * L, 1, 300, 0, 0}, {5, 5 * L, 1, 1, 1, 0},
+        {6, 5 * L, 1, 1, 1, 0}, /* rows 5 and 6: the same scratch row, the same values */
+    };
+    float *q = malloc((size_t)n * ldq * sizeof(float));
+    float *cache = malloc(kv_rows * ld * sizeof(float)), *c_cpu = malloc(kv_rows * ld * 4);
+    uint16_t *ch = malloc(kv_rows * ld * 2), *ch_cpu = malloc(kv_rows * ld * 2);
+    float *cpu_out = malloc((size_t)n * ldo * 4), *got = malloc((size_t)n * ldo * 4);
+    uint16_t *oh = malloc((size_t)n * ldo * 2), *goth = malloc((size_t)n * ldo * 2);
+    CU_ASSERT_FATAL(q && cache && c_cpu && ch && ch_cpu && cpu_out && got && oh && goth);
+    uint64_t r = 0x51ed270b27a3c3b5ull;
+    for (size_t i = 0; i < (size_t)n * ldq; i++)
+        q[i] = lcg_pm2(&r);
+    memcpy(q + 6 * ldq + W, q + 5 * ldq + W, 2 * W * sizeof(float));
+    for (size_t i = 0; i < kv_rows * ld; i++) { /* garbage in the rows to be appended too */
+        ch[i] = tolk_f32_to_f16(lcg_pm2(&r));
+        cache[i] = tolk_f16_to_f32(ch[i]);
+    }
+    const float scale = (float)scale_of(D);
+    void *dq = NULL, *dc = NULL, *dout = NULL, *ddesc = NULL, *ws = NULL;
+    int *dsync = NULL;
+    const size_t wsb = tolk_cu_attention_ws_bytes(n, H, D, L);
+    CU_ASSERT_FATAL(cudaMalloc(&dq, (size_t)n * ldq * 4) == cudaSuccess &&
+                    cudaMalloc(&dc, kv_rows * ld * 4) == cudaSuccess &&
+                    cudaMalloc(&dout, (size_t)n * ldo * 4) == cudaSuccess &&
+                    cudaMalloc(&ddesc, sizeof desc) == cudaSuccess &&
+                    cudaMalloc(&ws, wsb ? wsb : 4) == cudaSuccess &&
+                    cudaMalloc((void **)&dsync, (size_t)n * H * sizeof(int)) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemset(dsync, 0, (size_t)n * H * sizeof(int)) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemcpy(dq, q, (size_t)n * ldq * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemcpy(ddesc, desc, sizeof desc, cudaMemcpyHostToDevice) == cudaSuccess);
+    int cases = 0;
+    for (int kv16 = 0; kv16 <= 1; kv16++)
+        for (int out16 = 0; out16 <= 1; out16++) {
+            const int flags =
+                TOLK_ATTN_APPEND | (kv16 ? TOLK_ATTN_KV_F16 : 0) | (out16 ? TOLK_ATTN_OUT_F16 : 0);
+            const size_t esz = kv16 ? 2 : 4;
+            char *hc = kv16 ? (char *)ch_cpu : (char *)c_cpu;
+            memcpy(hc, kv16 ? (const void *)ch : (const void *)cache, kv_rows * ld * esz);
+            CU_ASSERT_EQUAL(cpu->attention_desc(ctx, cpu, q, ldq, hc, hc + W * esz, ld,
+                                                out16 ? (void *)oh : (void *)cpu_out, ldo, desc, n,
+                                                1, L, H, D, scale, flags),
+                            TOLK_OK);
+            if (out16)
+                for (size_t i = 0; i < (size_t)n * ldo; i++)
+                    cpu_out[i] = tolk_f16_to_f32(oh[i]);
+            for (int use_ws = 0; use_ws <= 1; use_ws++) {
+                CU_ASSERT_FATAL(cudaMemcpy(dc, kv16 ? (const void *)ch : (const void *)cache,
+                                           kv_rows * ld * esz,
+                                           cudaMemcpyHostToDevice) == cudaSuccess);
+                CU_ASSERT_FATAL(cudaMemset(dout, 0, (size_t)n * ldo * 4) == cudaSuccess);
+                CU_ASSERT_EQUAL(tolk_cu_attention_desc_mixed(
+                                    (const float *)dq, (long long)ldq, dc, (char *)dc + W * esz,
+                                    kv16 ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ld, dout,
+                                    out16 ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ldo, ddesc, n, 1,
+                                    L, H, D, scale, 1, use_ws ? ws : NULL, use_ws ? wsb : 0,
+                                    use_ws ? dsync : NULL, NULL),
+                                0);
+                /* the cache: bit for bit the CPU's (appended rows and the rest) */
+                char *gc = malloc(kv_rows * ld * esz);
+                CU_ASSERT_FATAL(gc != NULL);
+                CU_ASSERT_FATAL(cudaMemcpy(gc, dc, kv_rows * ld * esz, cudaMemcpyDeviceToHost) ==
+                                cudaSuccess);
+                CU_ASSERT_EQUAL(memcmp(gc, hc, kv_rows * ld * esz), 0);
+                free(gc);
+                if (out16) {
+                    CU_ASSERT_FATAL(cudaMemcpy(goth, dout, (size_t)n * ldo * 2,
+                                               cudaMemcpyDeviceToHost) == cudaSuccess);
+                    for (size_t i = 0; i < (size_t)n * ldo; i++)
+                        got[i] = tolk_f16_to_f32(goth[i]);
+                } else {
+                    CU_ASSERT_FATAL(cudaMemcpy(got, dout, (size_t)n * ldo * 4,
+                                               cudaMemcpyDeviceToHost) == cudaSuccess);
+                }
+                double worst;
+                const size_t bad = twin_mismatches(got, cpu_out, (size_t)n, W, ldo, out16, &worst);
+                if (bad)
+                    printf("\n    append CPU twin (kv16 %d, out16 %d, ws %d): %zu out of bounds, "
+                           "worst %.3g\n",
+                           kv16, out16, use_ws, bad, worst);
+                CU_ASSERT_EQUAL(bad, 0);
+                int left = 0; /* the fused combine's counters are zero again */
+                int *sy = malloc((size_t)n * H * sizeof(int));
+                CU_ASSERT_FATAL(sy != NULL);
+                CU_ASSERT_FATAL(cudaMemcpy(sy, dsync, (size_t)n * H * sizeof(int),
+                                           cudaMemcpyDeviceToHost) == cudaSuccess);
+                for (int i = 0; i < n * H; i++)
+                    left |= sy[i];
+                CU_ASSERT_EQUAL(left, 0);
+                free(sy);
+                cases++;
+            }
+        }
+    CU_ASSERT_EQUAL(cases, 8);
+    /* refused: two rows per sequence, q rows without room for k and v */
+    CU_ASSERT_EQUAL(tolk_cu_attention_desc_mixed((const float *)dq, (long long)ldq, dc,
+                                                 (char *)dc + W * 4, TOLK_CU_F32, (long long)ld,
+                                                 dout, TOLK_CU_F32, (long long)ldo, ddesc, n, 2, L,
+                                                 H, D, scale, 1, NULL, 0, NULL, NULL),
+                    TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(tolk_cu_attention_desc_mixed((const float *)dq, (long long)(2 * W), dc,
+                                                 (char *)dc + W * 4, TOLK_CU_F32, (long long)ld,
+                                                 dout, TOLK_CU_F32, (long long)ldo, ddesc, n, 1, L,
+                                                 H, D, scale, 1, NULL, 0, NULL, NULL),
+                    TOLK_CU_EINVAL);
+    CU_ASSERT_EQUAL(cpu->attention_desc(ctx, cpu, q, ldq, c_cpu, c_cpu + W, ld, cpu_out, ldo, desc,
+                                        n, 2, L, H, D, scale, TOLK_ATTN_APPEND),
+                    TOLK_ERR_INVALID_ARG);
+    cudaFree(dq), cudaFree(dc), cudaFree(dout), cudaFree(ddesc), cudaFree(ws), cudaFree(dsync);
+    free(q), free(cache), free(c_cpu), free(ch), free(ch_cpu), free(cpu_out), free(got), free(oh);
+    free(goth);
     cpu->destroy(cpu);
     tolk_ctx_free(ctx);
 }
@@ -1093,6 +1245,7 @@ int main(void) {
                            {"tc_aligned", test_tc_aligned},
                            {"tc_cpu_twin", test_tc_cpu_twin},
                            {"mixed_cpu_twin", test_mixed_cpu_twin},
+                           {"append_cpu_twin", test_append_cpu_twin},
                            {"split", test_split},
                            {"groups", test_groups},
                            {"desc", test_desc},

@@ -702,6 +702,8 @@ static void gemm_case(tolk_cu_gemm_ctx *g, int dt, int ydt, size_t M, size_t N, 
             }
             if (bias) s += b[n];
             if (beta != 0) s += beta * (double)y0[m * ldy + n];
+            if (flags & TOLK_CU_GEMM_GELU) /* the tanh form, cuBLASLt's epilogue */
+                s = 0.5 * s * (1.0 + tanh(0.7978845608028654 * (s + 0.044715 * s * s * s)));
             ref[m * N + n] = s;
             scl[m * N + n] = a + 1;
         }
@@ -758,6 +760,16 @@ static void test_gemm(void) {
     gemm_case(g, TOLK_CU_F16, TOLK_CU_F16, 33, 64, 64, 64, 64, 64, 1, 0, 0);
     gemm_case(g, TOLK_CU_F16, TOLK_CU_F16, 17, 40, 45, 45, 45, 48, 1, 0, TOLK_CU_GEMM_FALLBACK);
     gemm_case(g, TOLK_CU_BF16, TOLK_CU_BF16, 17, 33, 45, 45, 45, 33, 1, 0, TOLK_CU_GEMM_FALLBACK);
+    /* bias + GELU in the epilogue (the half modes' fc1), half and float32
+     * outputs, cuBLASLt and the fallback; GELU with accumulation refused */
+    gemm_case(g, TOLK_CU_F16, TOLK_CU_F16, 33, 64, 64, 64, 64, 64, 1, 0, TOLK_CU_GEMM_GELU);
+    gemm_case(g, TOLK_CU_F16, TOLK_CU_F16, 17, 40, 45, 45, 45, 48, 1, 0,
+              TOLK_CU_GEMM_GELU | TOLK_CU_GEMM_FALLBACK);
+    gemm_case(g, TOLK_CU_F32, TOLK_CU_F32, 37, 61, 45, 45, 45, 61, 0, 0, TOLK_CU_GEMM_GELU);
+    CU_ASSERT_EQUAL(tolk_cu_gemm(g, (void *)16, TOLK_CU_F32, 4, (void *)16, TOLK_CU_F32, 4,
+                                 (void *)16, TOLK_CU_F32, 4, 4, 4, 4, 1, 1, NULL, TOLK_CU_GEMM_GELU,
+                                 NULL, 0, NULL),
+                    TOLK_CU_EINVAL);
     /* rejected: mixed input types, a half output of another half type */
     CU_ASSERT_EQUAL(tolk_cu_gemm(g, (void *)16, TOLK_CU_F32, 4, (void *)16, TOLK_CU_F32, 4,
                                  (void *)16, TOLK_CU_F16, 4, 4, 4, 4, 1, 0, NULL, 0, NULL, 0, NULL),
@@ -974,8 +986,10 @@ static void cmp_gpu_h(bpair *b, const char *what, const uint16_t *d, const uint1
 }
 
 /* The half-activation forms (backend.h half_acts) against the CPU twins:
- * linear with float16 x (fresh and accumulating), with float16 y;
- * layernorm_h; bias_gelu_h on a strided float16 matrix. wc / wg: the
+ * linear with float16 x (fresh and accumulating), with float16 y (and
+ * its float16 bias, with and without the GELU epilogue); layernorm_h;
+ * bias_gelu_h on a strided float16 matrix.
+ * wc / wg: the
  * same prepared [N, K] weight on both sides, bc / bg its bias. */
 static void backend_half_run(bpair *b, const tolk_bweight *wc, const tolk_bweight *wg,
                              const float *bc, const float *bg, double lin_tol) {
@@ -1003,31 +1017,48 @@ static void backend_half_run(bpair *b, const tolk_bweight *wc, const tolk_bweigh
         cmp_gpu_h(b, x16 ? "linear x16 y16" : "linear y16", dyh, yh, M, N, ldy, lin_tol * 10,
                   lin_tol);
     }
-    /* a float16 output takes no bias and no accumulation */
-    CU_ASSERT_EQUAL(b->gpu->linear(b->ctx, b->gpu, dyh, ldy, dxh, ldx, M, wg, bg,
-                                   TOLK_LINEAR_Y_F16 | TOLK_LINEAR_X_F16),
+    /* float16 y with a float16 bias, and with the GELU epilogue (the half
+     * modes' fc1: cuBLASLt's GELU_BIAS epilogue, or the float32 product
+     * and a widened bias when the weight is not float16) */
+    uint16_t *bh = half_of(bc, N), *dbh = gpu_from_h(b, bh, N);
+    for (int gelu = 0; gelu < 2; gelu++) {
+        const int fl = TOLK_LINEAR_Y_F16 | TOLK_LINEAR_X_F16 | (gelu ? TOLK_LINEAR_GELU : 0);
+        CU_ASSERT_EQUAL(b->cpu->linear(b->ctx, b->cpu, yh, ldy, xh, ldx, M, wc, bh, fl), TOLK_OK);
+        CU_ASSERT_EQUAL(b->gpu->linear(b->ctx, b->gpu, dyh, ldy, dxh, ldx, M, wg, dbh, fl),
+                        TOLK_OK);
+        cmp_gpu_h(b, gelu ? "linear y16 bias gelu" : "linear y16 bias", dyh, yh, M, N, ldy,
+                  lin_tol * 10, lin_tol);
+    }
+    /* a float16 output takes no accumulation; GELU only with a float16 output */
+    CU_ASSERT_EQUAL(b->gpu->linear(b->ctx, b->gpu, dyh, ldy, dxh, ldx, M, wg, dbh,
+                                   TOLK_LINEAR_Y_F16 | TOLK_LINEAR_ACCUMULATE),
+                    TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(b->gpu->linear(b->ctx, b->gpu, dy, ldy, dxh, ldx, M, wg, bg,
+                                   TOLK_LINEAR_X_F16 | TOLK_LINEAR_GELU),
                     TOLK_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(b->cpu->linear(b->ctx, b->cpu, yh, ldy, xh, ldx, M, wc, NULL,
                                    TOLK_LINEAR_Y_F16 | TOLK_LINEAR_ACCUMULATE),
                     TOLK_ERR_INVALID_ARG);
 
-    /* layernorm_h [M, K] from float32; bias_gelu_h in place on [M, N - 3] of yh */
+    /* layernorm_h [M, K] from float32 */
     float *g = rnd(K, 0.5f, 1.5f), *be_ = rnd(K, -1, 1), *a = rnd(M * K, -3, 3);
     float *dg = gpu_from(b, g, K), *dbe = gpu_from(b, be_, K), *da = gpu_from(b, a, M * K);
     uint16_t *lh = half_of(a, M * K), *dlh = gpu_from_h(b, lh, M * K);
     CU_ASSERT_EQUAL(b->cpu->layernorm_h(b->ctx, b->cpu, lh, a, M, K, g, be_, 1e-5f), TOLK_OK);
     CU_ASSERT_EQUAL(b->gpu->layernorm_h(b->ctx, b->gpu, dlh, da, M, K, dg, dbe, 1e-5f), TOLK_OK);
     cmp_gpu_h(b, "layernorm_h", dlh, lh, M, K, K, 1e-5, 1e-5);
+    /* bias_gelu_h in place on [M, N - 3] of yh (the exact GELU of the half modes) */
     float *gb = rnd(N, -1, 1), *dgb = gpu_from(b, gb, N);
     CU_ASSERT_EQUAL(b->gpu->upload(b->ctx, b->gpu, dyh, yh, M * ldy * sizeof *yh), TOLK_OK);
     CU_ASSERT_EQUAL(b->cpu->bias_gelu_h(b->ctx, b->cpu, yh, ldy, M, N - 3, gb), TOLK_OK);
     CU_ASSERT_EQUAL(b->gpu->bias_gelu_h(b->ctx, b->gpu, dyh, ldy, M, N - 3, dgb), TOLK_OK);
     cmp_gpu_h(b, "bias_gelu_h", dyh, yh, M, N, ldy, 1e-6, 1e-6); /* untouched columns equal too */
 
-    void *dev[] = {dxh, dy, dyh, dxf, dg, dbe, da, dlh, dgb};
+    void *dev[] = {dxh, dy, dyh, dxf, dg, dbe, da, dlh, dbh, dgb};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         b->gpu->free(b->gpu, dev[i]);
-    free(xf), free(y), free(xh), free(yh), free(g), free(be_), free(a), free(lh), free(gb);
+    free(xf), free(y), free(xh), free(yh), free(g), free(be_), free(a), free(lh), free(bh);
+    free(gb);
 }
 
 static void backend_run(int keep_f16) {
@@ -1169,8 +1200,33 @@ static void backend_run(int keep_f16) {
         CU_ASSERT_EQUAL(
             b.gpu->attention(b.ctx, b.gpu, hg, 3, (int)H, (int)dh, ldy, ldy, ldo, scale, 4),
             TOLK_ERR_INVALID_ARG);
+        /* float16 q, k, v too (the encoder's QKV product writing float16):
+         * every arithmetic reads them directly (tensor cores: cp.async);
+         * the CPU twin widens them */
+        uint16_t *yh = half_of(y, M * ldy), *dyh = gpu_from_h(&b, yh, M * ldy);
+        for (int i = 0; i < 3; i++) {
+            hc[i].q = (const float *)(const void *)(yh + (sc[i].q - y));
+            hc[i].k = (const float *)(const void *)(yh + (sc[i].k - y));
+            hc[i].v = (const float *)(const void *)(yh + (sc[i].v - y));
+            hg[i].q = (const float *)(const void *)(dyh + (sc[i].q - y));
+            hg[i].k = (const float *)(const void *)(dyh + (sc[i].k - y));
+            hg[i].v = (const float *)(const void *)(dyh + (sc[i].v - y));
+        }
+        const int qf = TOLK_ATTN_OUT_F16 | TOLK_ATTN_QKV_F16;
+        CU_ASSERT_EQUAL(
+            b.cpu->attention(b.ctx, b.cpu, hc, 3, (int)H, (int)dh, ldy, ldy, ldo, scale, qf),
+            TOLK_OK);
+        CU_ASSERT_EQUAL(
+            b.gpu->attention(b.ctx, b.gpu, hg, 3, (int)H, (int)dh, ldy, ldy, ldo, scale, qf),
+            TOLK_OK);
+        cmp_gpu_h(&b, "attention qkv16 out16", doh, oh, M, d, ldo, keep_f16 ? 1e-2 : 2e-5,
+                  keep_f16 ? 1e-2 : 1e-4);
+        CU_ASSERT_EQUAL(b.gpu->attention(b.ctx, b.gpu, hg, 3, (int)H, (int)dh, ldy, ldy, ldo, scale,
+                                         TOLK_ATTN_QKV_F16),
+                        TOLK_ERR_INVALID_ARG); /* float16 inputs need a float16 output */
+        b.gpu->free(b.gpu, dyh);
         b.gpu->free(b.gpu, doh);
-        free(oh);
+        free(oh), free(yh);
     }
 
     /* layernorm, bias_gelu, add on contiguous [M, d] */
@@ -1334,7 +1390,7 @@ static int argmax_f(const float *x, size_t n) {
  * agree within tol relative to their largest magnitude, and the argmax
  * tokens must be equal or a near-tie. The decoder of both sides reads the CPU encoder
  * output, so its error is its own. */
-static void net_parity(const char *dir, int keep_f16, double tol) {
+static void net_parity(const char *dir, int keep_f16, int gelu_tanh, double tol) {
     tolk_ctx *cc = NULL, *gc = NULL;
     tolk_ctx_params p = tolk_ctx_default_params();
     CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(&p, &cc), TOLK_OK);
@@ -1342,7 +1398,7 @@ static void net_parity(const char *dir, int keep_f16, double tol) {
     CU_ASSERT_EQUAL_FATAL(tolk_ctx_new(&p, &gc), TOLK_OK);
     tolk_weights *w = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_weights_load(cc, dir, 1, &w), TOLK_OK);
-    tolk_net_params np = {.keep_f16 = keep_f16};
+    tolk_net_params np = {.keep_f16 = keep_f16, .gelu_tanh = gelu_tanh};
     tolk_net *cn = NULL, *gn = NULL;
     CU_ASSERT_EQUAL_FATAL(tolk_net_new_ex(cc, w, &np, &cn), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_net_new_ex(gc, w, &np, &gn), TOLK_OK);
@@ -1355,7 +1411,8 @@ static void net_parity(const char *dir, int keep_f16, double tol) {
     CU_ASSERT_EQUAL_FATAL(tolk_net_encode(cc, cn, mel, 1, ec), TOLK_OK);
     CU_ASSERT_EQUAL_FATAL(tolk_net_encode(gc, gn, mel, 1, eg), TOLK_OK);
     const double enc_err = rel_to_max(eg, ec, ne);
-    printf("\n    keep_f16 %d: encoder max error %.3g of max |x|", keep_f16, enc_err);
+    printf("\n    keep_f16 %d%s: encoder max error %.3g of max |x|", keep_f16,
+           gelu_tanh ? " gelu tanh" : "", enc_err);
     CU_ASSERT(enc_err <= tol);
 
     tolk_kvcache *kc = NULL, *kg = NULL;
@@ -1480,8 +1537,9 @@ static void test_net_parity(void) {
     }
     char path[4096];
     snprintf(path, sizeof path, "%s", dir);
-    net_parity(path, 0, 5e-4); /* float32 weights, exact float32 products */
-    net_parity(path, 1, 3e-2); /* float16 weights and half inputs on tensor cores */
+    net_parity(path, 0, 0, 5e-4); /* float32 weights, exact float32 products */
+    net_parity(path, 1, 0, 3e-2); /* float16 weights and half inputs on tensor cores */
+    net_parity(path, 1, 1, 3e-2); /* ... and fc1's GELU in the tanh form in its epilogue */
 }
 
 int main(void) {

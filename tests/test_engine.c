@@ -581,6 +581,11 @@ static void test_kv_f16(void) {
     CU_ASSERT_EQUAL(tolk_model_load(g_ctx, tu_require_model("tiny.en"), &mp, &bad),
                     TOLK_ERR_INVALID_ARG);
     CU_ASSERT(strstr(tolk_ctx_last_error(g_ctx), "kv_cache") != NULL);
+    mp.kv_cache = TOLK_KV_F16;
+    mp.gelu = 3; /* tolk_gelu_type ends at TOLK_GELU_TANH */
+    CU_ASSERT_EQUAL(tolk_model_load(g_ctx, tu_require_model("tiny.en"), &mp, &bad),
+                    TOLK_ERR_INVALID_ARG);
+    CU_ASSERT(strstr(tolk_ctx_last_error(g_ctx), "gelu") != NULL);
     enum { N = 4 };
     tolk_result *alone[N] = {0};
     for (int i = 0; i < N; i++) {

@@ -79,6 +79,7 @@ static const cli_optdef bench_opts[] = {
     {"device", 0, 1},
     {"compute_type", 0, 1},
     {"kv_cache", 0, 1},
+    {"gelu", 0, 1},
     {"threads", 0, 1},
     {"batch", 0, 1},
     {"task", 0, 1},
@@ -125,6 +126,7 @@ static void usage(FILE *f) {
                "                             transcribe) [auto]\n"
                "  --kv_cache auto|float32|float16  cross-attention K/V storage (as in tolk\n"
                "                             transcribe) [auto]\n"
+               "  --gelu exact|tanh          the MLP's GELU (as in tolk transcribe) [exact]\n"
                "  --threads N                CPU threads; 0: all cores [0]\n"
                "  --batch N                  requests in flight in one engine, sharing each\n"
                "                             decoder step (1: one tolk_state, file by file,\n"
@@ -610,6 +612,7 @@ typedef struct bench_opts_t {
     const char *device_name;
     int compute_type; /* tolk_compute_type */
     int kv_cache;     /* tolk_kv_cache_type */
+    int gelu;         /* tolk_gelu_type */
     int n_threads;
     int batch;
     int task;              /* -1 auto, else tolk_task */
@@ -646,6 +649,9 @@ static int parse_options(const cli_args *a, bench_opts_t *o) {
     static const char *const kv_choices[] = {"auto", "float32", "float16", NULL};
     if ((r = cli_choice(a, "kv_cache", kv_choices, 0, &b))) return r;
     o->kv_cache = b == 0 ? TOLK_KV_AUTO : b == 1 ? TOLK_KV_F32 : TOLK_KV_F16;
+    static const char *const gelu_choices[] = {"exact", "tanh", NULL};
+    if ((r = cli_choice(a, "gelu", gelu_choices, 0, &b))) return r;
+    o->gelu = b == 0 ? TOLK_GELU_EXACT : TOLK_GELU_TANH;
     if ((r = cli_int(a, "threads", 0, 4096, 0, 0, &l, NULL))) return r;
     o->n_threads = (int)l;
     if ((r = cli_int(a, "batch", 1, 4096, 0, 1, &l, NULL))) return r;
@@ -870,6 +876,7 @@ static void write_config(FILE *f, const bench_opts_t *o, const char *model_path,
          : o->compute_type == TOLK_COMPUTE_F32 || dev != TOLK_DEVICE_CUDA ? "float32"
                                                                           : "float16");
     jstr(f, &first, "kv_cache", o->kv_cache == TOLK_KV_F16 ? "float16" : "float32");
+    jstr(f, &first, "gelu", o->gelu == TOLK_GELU_TANH ? "tanh" : "exact");
     jint(f, &first, "threads", o->n_threads);
     jint(f, &first, "batch", o->batch);
     jstr(f, &first, "task", task == TOLK_TASK_TRANSLATE ? "translate" : "transcribe");
@@ -1210,6 +1217,7 @@ int cli_bench(int argc, char **argv) {
     mp.device = tolk_ctx_device(ctx);
     mp.compute_type = o.compute_type;
     mp.kv_cache = o.kv_cache;
+    mp.gelu = o.gelu;
     st = tolk_model_load(ctx, model_path, &mp, &model);
     if (st == TOLK_OK && o.batch == 1) st = tolk_state_new(ctx, model, &state);
     if (st != TOLK_OK) {

@@ -48,6 +48,7 @@ static const cli_optdef serve_opts[] = {
     {"device", 0, 1},
     {"compute_type", 0, 1},
     {"kv_cache", 0, 1},
+    {"gelu", 0, 1},
     {"threads", 0, 1},
     {"max_requests", 0, 1},
     {"max_batch", 0, 1},
@@ -105,6 +106,7 @@ static void usage(FILE *f) {
             "  --device cpu|cuda|auto     [auto]\n"
             "  --compute_type auto|float32|bfloat16|float16  as tolk transcribe [auto]\n"
             "  --kv_cache auto|float32|float16  as tolk transcribe [auto]\n"
+            "  --gelu exact|tanh          as tolk transcribe [exact]\n"
             "  --threads N                CPU threads; 0: all cores [0]\n"
             "  --max_requests N           requests decoding at once per model; 0: 16 on\n"
             "                             CUDA, 2 per CPU thread (2..16) on the CPU [0]\n"
@@ -204,6 +206,9 @@ static int parse_options(const cli_args *a, srv_config *c) {
     static const char *const kv_choices[] = {"auto", "float32", "float16", NULL};
     if ((r = cli_choice(a, "kv_cache", kv_choices, 0, &b))) return r;
     c->kv_cache = b == 0 ? TOLK_KV_AUTO : b == 1 ? TOLK_KV_F32 : TOLK_KV_F16;
+    static const char *const gelu_choices[] = {"exact", "tanh", NULL};
+    if ((r = cli_choice(a, "gelu", gelu_choices, 0, &b))) return r;
+    c->gelu = b == 0 ? TOLK_GELU_EXACT : TOLK_GELU_TANH;
     if ((r = int_opt(a, "threads", 0, 4096, 0, &l))) return r;
     c->n_threads = (int)l;
     if ((r = int_opt(a, "max_requests", 0, 4096, 0, &l))) return r;

@@ -51,6 +51,7 @@ static const cli_optdef transcribe_opts[] = {
     {"device", 0, 1},
     {"compute_type", 0, 1},
     {"kv_cache", 0, 1},
+    {"gelu", 0, 1},
     {"output_dir", 'o', 1},
     {"output_format", 'f', 1},
     {"verbose", 0, 1},
@@ -143,6 +144,9 @@ static void usage(FILE *f, const char *cmd) {
             "                             the bytes each decoder step reads (text may\n"
             "                             differ slightly). auto: float16 on CUDA with\n"
             "                             half weights, else float32 [auto]\n"
+            "  --gelu exact|tanh          the MLP's GELU; tanh (CUDA, half weights): the\n"
+            "                             approximation inside fc1's product, one kernel\n"
+            "                             fewer per layer, logits move more [exact]\n"
             "  -o, --output_dir DIR       directory for output files [.]\n"
             "  -f, --output_format FMT    txt, vtt, srt, tsv, json or all [all]\n"
             "  --verbose True|False       print segments and progress [True]\n"
@@ -231,6 +235,7 @@ typedef struct run_opts {
     tolk_device device;
     int compute_type; /* tolk_compute_type */
     int kv_cache;     /* tolk_kv_cache_type */
+    int gelu;         /* tolk_gelu_type */
     int n_threads;
     tolk_writer_options writer; /* --highlight_words, --max_line_* */
     int write_files;            /* --output_dir or --output_format given */
@@ -418,6 +423,9 @@ static int parse_options(const cli_args *a, const char *cmd, run_opts *o) {
     static const char *const kv_choices[] = {"auto", "float32", "float16", NULL};
     if ((r = cli_choice(a, "kv_cache", kv_choices, 0, &b))) return r;
     o->kv_cache = b == 0 ? TOLK_KV_AUTO : b == 1 ? TOLK_KV_F32 : TOLK_KV_F16;
+    static const char *const gelu_choices[] = {"exact", "tanh", NULL};
+    if ((r = cli_choice(a, "gelu", gelu_choices, 0, &b))) return r;
+    o->gelu = b == 0 ? TOLK_GELU_EXACT : TOLK_GELU_TANH;
 
     o->write_files = cli_given(a, "output_dir") || cli_given(a, "output_format");
     o->output_dir = cli_str(a, "output_dir", ".");
@@ -1130,6 +1138,7 @@ static int run(const char *cmd, int argc, char **argv) {
     mp.device = tolk_ctx_device(ctx);
     mp.compute_type = o.compute_type;
     mp.kv_cache = o.kv_cache;
+    mp.gelu = o.gelu;
     st = tolk_model_load(ctx, model_path, &mp, &model);
     if (st != TOLK_OK) {
         report(model_path,

@@ -45,6 +45,7 @@ int srv_models_load(const srv_config *c, tolk_ctx *ctx, srv_models *out, char *e
         mp.device = tolk_ctx_device(ctx);
         mp.compute_type = c->compute_type;
         mp.kv_cache = c->kv_cache;
+        mp.gelu = c->gelu;
         tolk_status st = tolk_model_load(ctx, m->path, &mp, &m->model);
         if (st != TOLK_OK) {
             const char *e = tolk_ctx_last_error(ctx);

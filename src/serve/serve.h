@@ -65,6 +65,7 @@ typedef struct srv_config {
     tolk_device device;
     int compute_type;
     int kv_cache; /* tolk_kv_cache_type */
+    int gelu;     /* tolk_gelu_type */
     int n_threads;
     tolk_engine_params engine;     /* per model */
     tolk_transcribe_params decode; /* server-wide decoding defaults */

@@ -85,6 +85,7 @@ void srv_config_defaults(srv_config *c) {
     c->device = TOLK_DEVICE_AUTO;
     c->compute_type = TOLK_COMPUTE_AUTO;
     c->kv_cache = TOLK_KV_AUTO;
+    c->gelu = TOLK_GELU_AUTO;
     c->engine = tolk_engine_default_params();
     c->decode = tolk_transcribe_default_params();
     c->max_body_bytes = 25u << 20; /* OpenAI's limit */
