@@ -613,20 +613,27 @@ tolk_status tolk_kvcache_new(tolk_ctx *ctx, const tolk_net *net, int max_seqs, i
     return TOLK_OK;
 }
 
-float *tolk_kvcache_cross_tmp(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
-    if (kv->cross_tmp_floats >= n) return kv->cross_tmp;
-    const tolk_backend *be = kv->net->be;
+tolk_status tolk_net_dev_reserve(tolk_ctx *ctx, const tolk_backend *be, float **buf, size_t *cap,
+                                 size_t n, const char *what, int *moved) {
+    if (moved) *moved = 0;
+    if (*cap >= n) return TOLK_OK;
     size_t bytes;
-    if (!tolk_mul_size(n, sizeof(float), &bytes)) {
-        tolk_fail(ctx, TOLK_ERR_NOMEM, "net: kvcache: scratch too large");
-        return NULL;
-    }
+    if (!tolk_mul_size(n, sizeof(float), &bytes))
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: %s too large", what);
     float *p = be->alloc(ctx, be, bytes);
-    if (!p) return NULL;
-    be->free(be, kv->cross_tmp);
-    kv->cross_tmp = p;
-    kv->cross_tmp_floats = n;
-    return p;
+    if (!p) return TOLK_ERR_NOMEM; /* alloc set the message */
+    be->free(be, *buf);
+    *buf = p;
+    *cap = n;
+    if (moved) *moved = 1;
+    return TOLK_OK;
+}
+
+float *tolk_kvcache_cross_tmp(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
+    return tolk_net_dev_reserve(ctx, kv->net->be, &kv->cross_tmp, &kv->cross_tmp_floats, n,
+                                "kvcache: scratch", NULL) == TOLK_OK
+               ? kv->cross_tmp
+               : NULL;
 }
 
 /* Cross-attention K/V of every decoder layer for window slot `window`

@@ -30,17 +30,8 @@
 
 /* Make kv's alignment workspace hold at least n floats. */
 static tolk_status align_reserve(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
-    if (kv->align_floats >= n) return TOLK_OK;
-    const tolk_backend *be = kv->net->be;
-    size_t bytes;
-    if (!tolk_mul_size(n, sizeof(float), &bytes))
-        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: align: workspace too large");
-    float *p = be->alloc(ctx, be, bytes);
-    if (!p) return TOLK_ERR_NOMEM;
-    be->free(be, kv->align_ws);
-    kv->align_ws = p;
-    kv->align_floats = n;
-    return TOLK_OK;
+    return tolk_net_dev_reserve(ctx, kv->net->be, &kv->align_ws, &kv->align_floats, n,
+                                "align: workspace", NULL);
 }
 
 /* Probability of token `want` under the softmax over row[0, nv), the

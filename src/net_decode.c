@@ -102,18 +102,11 @@ static tolk_status ints_reserve(tolk_ctx *ctx, tolk_kvcache *kv, int **host, int
 /* Make kv's workspace hold at least n floats (invalidates the graphs when
  * it moves). */
 static tolk_status ws_reserve(tolk_ctx *ctx, tolk_kvcache *kv, size_t n) {
-    if (kv->ws_floats >= n) return TOLK_OK;
-    const tolk_backend *be = kv->net->be;
-    size_t bytes;
-    if (!tolk_mul_size(n, sizeof(float), &bytes))
-        return tolk_fail(ctx, TOLK_ERR_NOMEM, "net: decode: workspace too large");
-    float *p = be->alloc(ctx, be, bytes);
-    if (!p) return TOLK_ERR_NOMEM;
-    graphs_clear(kv);
-    be->free(be, kv->ws);
-    kv->ws = p;
-    kv->ws_floats = n;
-    return TOLK_OK;
+    int moved = 0;
+    const tolk_status st = tolk_net_dev_reserve(ctx, kv->net->be, &kv->ws, &kv->ws_floats, n,
+                                                "decode: workspace", &moved);
+    if (moved) graphs_clear(kv); /* they point into the old one */
+    return st;
 }
 
 /* Zeros for the bound scratch's counters (backend.h scratch_bind). */

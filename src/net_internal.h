@@ -175,4 +175,13 @@ tolk_status tolk_net_norm(tolk_ctx *ctx, const tolk_net *net, float *h, const fl
 tolk_status tolk_net_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
                          const float *h, float *mlp, size_t M, int exact);
 
+/* Make *buf (device memory of be, *cap floats) hold at least n floats: a
+ * new buffer when it is smaller, the old one freed (contents not kept), *moved
+ * (NULL allowed) set to whether it changed. Returns TOLK_OK, or
+ * TOLK_ERR_NOMEM with ctx's message ("net: <what> too large", or the
+ * allocator's). The decoder step's workspace, the cross K/V staging, the
+ * alignment pass's workspace. net.c. */
+tolk_status tolk_net_dev_reserve(tolk_ctx *ctx, const tolk_backend *be, float **buf, size_t *cap,
+                                 size_t n, const char *what, int *moved);
+
 #endif /* TOLK_NET_INTERNAL_H */
