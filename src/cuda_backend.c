@@ -33,11 +33,12 @@
  * float16) and products multiply on tensor cores with float32
  * accumulation; the backend then sets half_acts, so the network hands the
  * products float16 inputs written by their producers (layernorm_h,
- * attention_desc's TOLK_ATTN_OUT_F16, a float16 product output — fc1's
- * with its bias and GELU in cuBLASLt's epilogue); a float32 input is
- * converted first (tolk_cu_convert), the residual stream stays float32
- * (products accumulate into it). Without keep_f16 activations are float32 and every product is a
- * float32 GEMM (CUBLAS_COMPUTE_32F, no TF32).
+ * bias_gelu_h, the attention's TOLK_ATTN_OUT_F16, a float16 product
+ * output: the encoder's q, k, v, fc1's, with its GELU in cuBLASLt's
+ * epilogue under TOLK_GELU_TANH); a float32 input is converted first
+ * (tolk_cu_convert), the residual stream stays float32 (products
+ * accumulate into it). Without keep_f16 activations are float32 and every
+ * product is a float32 GEMM (CUBLAS_COMPUTE_32F, no TF32).
  *
  * Errors: each operation first reports an error an earlier operation left
  * pending (an asynchronous kernel fault surfaces at the next runtime call)
