@@ -17,14 +17,19 @@
 #include <math.h>
 #include <stdlib.h>
 
+/* Rows of float16 src (row stride ld) widened into float32 dst [rows,
+ * cols] (row stride cols). */
+static void widen_into(float *dst, const void *src, size_t ld, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++)
+        tolk_f16_to_f32_n((const uint16_t *)src + r * ld, dst + r * cols, cols);
+}
+
 /* A [rows, cols] float32 copy of float16 src (row stride ld) with row
  * stride cols; NULL when out of memory. */
 static float *widen(const uint16_t *src, size_t ld, size_t rows, size_t cols) {
     const size_t n = rows * cols;
     float *f = tolk_malloc_array(n > 0 ? n : 1, sizeof(float));
-    if (!f) return NULL;
-    for (size_t r = 0; r < rows; r++)
-        tolk_f16_to_f32_n(src + r * ld, f + r * cols, cols);
+    if (f) widen_into(f, src, ld, rows, cols);
     return f;
 }
 
@@ -167,15 +172,9 @@ tolk_status tolk_host_half_attention(tolk_ctx *ctx, const tolk_backend *be,
         if (qkv_f16) {
             const size_t nq = (size_t)seqs[i].n_q, nk = (size_t)seqs[i].n_kv;
             float *q = qf + r * width, *k = kvf + rk * 2 * width, *v = k + nk * width;
-            for (size_t j = 0; j < nq; j++)
-                tolk_f16_to_f32_n((const uint16_t *)(const void *)seqs[i].q + j * ldq,
-                                  q + j * width, width);
-            for (size_t j = 0; j < nk; j++) {
-                tolk_f16_to_f32_n((const uint16_t *)(const void *)seqs[i].k + j * ldkv,
-                                  k + j * width, width);
-                tolk_f16_to_f32_n((const uint16_t *)(const void *)seqs[i].v + j * ldkv,
-                                  v + j * width, width);
-            }
+            widen_into(q, seqs[i].q, ldq, nq, width);
+            widen_into(k, seqs[i].k, ldkv, nk, width);
+            widen_into(v, seqs[i].v, ldkv, nk, width);
             s2[i].q = q, s2[i].k = k, s2[i].v = v;
             rk += nk;
         }

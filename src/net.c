@@ -102,7 +102,8 @@ static float *prep_vec1(prep *p, int64_t len, const char *name) {
 
 /* A float16 copy (device, n elements) of the prepared float32 vector v,
  * for a product writing float16 whose epilogue adds it (half activations:
- * fc1's bias with the GELU epilogue); NULL after an earlier failure. */
+ * the encoder's QKV bias; fc1's with the tanh GELU epilogue); NULL after
+ * an earlier failure. */
 static uint16_t *prep_half(prep *p, const float *v, size_t n) {
     if (p->st != TOLK_OK || !v) return NULL;
     const tolk_backend *be = p->net->be;
