@@ -13,8 +13,8 @@
  * averages on the calling thread's stream after 3 warm-up runs.
  *
  * Usage: bench_gpu [iterations]   (default 20)
- *        bench_gpu --census base|large-v3 [--dry] [--kv32] [--gelu-tanh]
- *        bench_gpu --graph-check base|large-v3
+ *        bench_gpu --census base|large-v3 [--dry] [--kv32] [--gelu-tanh] [--no-norm-fuse]
+ *        bench_gpu --graph-check base|large-v3 [--gelu-tanh] [--no-norm-fuse]
  *        bench_gpu --attn base|large-v3 [iterations]
  * Without a CUDA device (or in a CPU-only build) prints "no CUDA device"
  * and exits 0.
@@ -32,12 +32,15 @@
  * (large-v3 on the CPU emulator); without it everything also runs. The
  * cross-attention K/V are float16 as in the engine's FP16 mode
  * (TOLK_KV_AUTO); --kv32 counts them in float32; --gelu-tanh counts fc1
- * with its GELU in the product's epilogue (TOLK_GELU_TANH).
+ * with its GELU in the product's epilogue (TOLK_GELU_TANH); --no-norm-fuse
+ * runs each LayerNorm of a few-row step apart from the product reading it
+ * (tolk_net_params.no_norm_fuse; default: one norm_linear kernel).
  *
  * --graph-check: on the same random network, 16 single-token steps of
  * batch 1 (greedy) and batch 5 (one window, k = 6) with CUDA graphs and
  * again op by op; prints the graphs captured / replayed and whether the
- * selected tokens are identical (exit status 1 when not).
+ * selected tokens are identical (exit status 1 when not), and the wall time
+ * per step of each (the decoder step's latency, host work included).
  *
  * --attn: the encoder's self-attention alone (T = 1500, the shape's heads,
  * d_head 64) on tensor cores from float32 q/k/v (the engine today) and from
@@ -48,6 +51,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #ifdef TOLK_HAVE_CUDA
@@ -62,6 +66,7 @@
 #include "../kernels/gelu.h"
 #include "../kernels/gemm.h"
 #include "../kernels/layernorm.h"
+#include "../kernels/norm_linear.h"
 #include "../kernels/select.h"
 
 #include <cuda_runtime_api.h>
@@ -205,6 +210,32 @@ static int bench_kernels(const model_dims *m, tolk_cu_gemm_ctx *g) {
     TIME(nm, 2.0 * B * d * V, 2.0 * V * d,
          tolk_cu_gemm(g, logit, 0, V, xh, 1, d, tok16, 1, d, B, V, d, 1, 0, NULL, 0, ws, 32u << 20,
                       S));
+
+    /* the decoder step's LayerNorm -> product pairs at 1, 5 and 16 rows:
+     * layernorm_h then cuBLASLt (two launches) against norm_linear (one;
+     * the default up to 16 rows) — qkv, fc1 + exact GELU (float16 out),
+     * logits */
+    static const int nl_rows[3] = {1, 5, 16};
+    static const char *const nl_nm[3] = {"qkv", "fc1+gelu", "logits"};
+    for (int r = 0; r < 3; r++)
+        for (int p = 0; p < 3; p++) {
+            const long long Mr = nl_rows[r], N = p == 0 ? 3 * d : p == 1 ? 4 * d : V;
+            const void *wp = p == 2 ? tok16 : w16;
+            const float *bp = p == 2 ? NULL : gam;
+            const double wb = 2.0 * N * d, fl = 2.0 * Mr * N * d;
+            snprintf(nm, sizeof nm, "layernorm_h + gemm %s [%lld,%lld]x[%lld,%lld]^T", nl_nm[p], Mr,
+                     d, N, d);
+            TIME(nm, fl, wb,
+                 (tolk_cu_layernorm(xh, 1, d, x, 0, d, Mr, (int)d, gam, gam, 1e-5f, S) ||
+                  tolk_cu_gemm(g, y, p == 1 ? 1 : 0, N, xh, 1, d, wp, 1, d, Mr, N, d, 1, 0,
+                               p == 1 ? NULL : bp, 0, ws, 32u << 20, S) ||
+                  (p == 1 && tolk_cu_bias_gelu(y, N, y, N, Mr, (int)N, gam, 1, S))));
+            snprintf(nm, sizeof nm, "norm_linear %s [%lld,%lld]x[%lld,%lld]^T", nl_nm[p], Mr, d, N,
+                     d);
+            TIME(nm, fl, wb,
+                 tolk_cu_norm_linear(y, p == 1 ? 1 : 0, N, x, d, (int)Mr, (int)d, gam, gam, 1e-5f,
+                                     wp, (int)N, bp, p == 1, S));
+        }
 
     /* conv stem: conv1 (n_mels -> d, 3000 frames), conv2 (d -> d, stride 2) */
     snprintf(nm, sizeof nm, "im2col conv2 f32->f16 [%lld, %lld] s2", 2 * T, d);
@@ -520,7 +551,7 @@ static int bench_model(tolk_ctx *ctx, const model_dims *m, int keep_f16) {
 
 static double paper_s(const tolk_census_row *r, int graph) {
     double rate = H100_FP32;
-    if (!strcmp(r->name, "gemm")) rate = H100_TC_GEMM;
+    if (!strcmp(r->name, "gemm") || !strcmp(r->name, "norm_linear")) rate = H100_TC_GEMM;
     if (!strcmp(r->name, "attn_flash_tc")) rate = H100_TC_ATTN;
     const double t = fmax(r->bytes / H100_BW, r->flops / rate);
     return t + (double)r->kernels * (graph ? H100_GRAPH_NODE : H100_EAGER_LAUNCH);
@@ -716,9 +747,12 @@ static int census_decoder(tolk_ctx *ctx, const tolk_net *net, tolk_backend *be, 
     return 0;
 }
 
-/* --graph-check: tokens of n_steps steps with graphs on and off. */
+/* --graph-check: tokens of n_steps steps with graphs on and off; *ms_step
+ * the wall time per step from the third step on (the first captures its
+ * graph), host work and the results' download included. */
 static int graph_check_run(tolk_ctx *ctx, const tolk_net *net, int B, int k, int graphs,
-                           int n_steps, int *tokens, long *captured, long *replayed) {
+                           int n_steps, int *tokens, long *captured, long *replayed,
+                           double *ms_step) {
     const tolk_hparams *hp = tolk_net_hparams(net);
     tolk_kvcache *kv = NULL;
     if (tolk_kvcache_new(ctx, net, B, hp->n_text_ctx, 1, &kv)) return 1;
@@ -738,7 +772,9 @@ static int graph_check_run(tolk_ctx *ctx, const tolk_net *net, int B, int k, int
         seqs[i] = i;
     }
     const tolk_net_select sel = {off, off, 0, k, NULL, NULL};
+    struct timespec t0 = {0, 0}, t1;
     for (int step = 0; step <= n_steps && !rc; step++) {
+        if (step == 2) clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int i = 0; i < B; i++) {
             toks[i] = step ? &cur[i] : prompt;
             n_tok[i] = step ? 1 : 3;
@@ -749,6 +785,12 @@ static int graph_check_run(tolk_ctx *ctx, const tolk_net *net, int B, int k, int
             if (step) tokens[(step - 1) * B + i] = cur[i];
         }
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    *ms_step =
+        n_steps > 1
+            ? ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6) /
+                  (n_steps - 1)
+            : 0.0;
     long fail = 0;
     tolk_kvcache_graph_stats(kv, captured, replayed, &fail);
     if (rc) printf("graph-check: B=%d failed: %s\n", B, tolk_ctx_last_error(ctx));
@@ -769,6 +811,8 @@ static const model_dims *find_shape(const char *shape) {
 static int g_kv_f16 = 1;
 /* fc1's GELU in the tanh form inside its product (--gelu-tanh) */
 static int g_gelu_tanh = 0;
+/* the step's LayerNorms as separate kernels (--no-norm-fuse: the comparison) */
+static int g_no_norm_fuse = 0;
 
 static tolk_net *random_net(const model_dims *m, tolk_ctx **ctx, tolk_weights **w, uint16_t **buf) {
     *w = census_weights(m, buf);
@@ -776,7 +820,10 @@ static tolk_net *random_net(const model_dims *m, tolk_ctx **ctx, tolk_weights **
     cp.device = TOLK_DEVICE_CUDA;
     tolk_net *net = NULL;
     if (!*w || tolk_ctx_new(&cp, ctx) != TOLK_OK) return NULL;
-    const tolk_net_params np = {.keep_f16 = 1, .kv_f16 = g_kv_f16};
+    const tolk_net_params np = {.keep_f16 = 1,
+                                .kv_f16 = g_kv_f16,
+                                .gelu_tanh = g_gelu_tanh,
+                                .no_norm_fuse = g_no_norm_fuse};
     if (tolk_net_new_ex(*ctx, *w, &np, &net) != TOLK_OK) {
         printf("network: %s\n", tolk_ctx_last_error(*ctx));
         return NULL;
@@ -797,8 +844,9 @@ static int graph_check(const char *shape) {
     for (int c = 0; c < 2 && !rc; c++) {
         int tg[STEPS * 8], te[STEPS * 8];
         long cap = 0, rep = 0, cap_e = 0, rep_e = 0;
-        rc = graph_check_run(ctx, net, Bs[c], Ks[c], 1, STEPS, tg, &cap, &rep);
-        if (!rc) rc = graph_check_run(ctx, net, Bs[c], Ks[c], 0, STEPS, te, &cap_e, &rep_e);
+        double ms_g = 0, ms_e = 0;
+        rc = graph_check_run(ctx, net, Bs[c], Ks[c], 1, STEPS, tg, &cap, &rep, &ms_g);
+        if (!rc) rc = graph_check_run(ctx, net, Bs[c], Ks[c], 0, STEPS, te, &cap_e, &rep_e, &ms_e);
         if (rc) break;
         int diff = 0;
         for (int i = 0; i < STEPS * Bs[c]; i++)
@@ -807,6 +855,9 @@ static int graph_check(const char *shape) {
                "%d of %d selected tokens differ between graph and eager: %s\n",
                m->name, Bs[c], cap, rep, cap_e, rep_e, diff, STEPS * Bs[c],
                diff == 0 && cap >= 1 && rep >= STEPS - 1 && cap_e == 0 ? "OK" : "FAILED");
+        printf("graph-check %s batch %d%s: %.3f ms per step with graphs, %.3f ms eager (wall, "
+               "%d steps)\n",
+               m->name, Bs[c], g_no_norm_fuse ? " (--no-norm-fuse)" : "", ms_g, ms_e, STEPS - 1);
         if (diff || cap < 1 || rep < STEPS - 1 || cap_e) rc = 1;
     }
     tolk_net_free(net);
@@ -863,7 +914,10 @@ static int census(const char *shape, int dry) {
     tolk_net *net = NULL;
     int rc = !w || tolk_ctx_new(&cp, &ctx) != TOLK_OK;
     if (!rc) {
-        const tolk_net_params np = {.keep_f16 = 1, .kv_f16 = g_kv_f16, .gelu_tanh = g_gelu_tanh};
+        const tolk_net_params np = {.keep_f16 = 1,
+                                    .kv_f16 = g_kv_f16,
+                                    .gelu_tanh = g_gelu_tanh,
+                                    .no_norm_fuse = g_no_norm_fuse};
         rc = tolk_net_new_ex(ctx, w, &np, &net) != TOLK_OK;
         if (rc) printf("census: network: %s\n", tolk_ctx_last_error(ctx));
     }
@@ -920,6 +974,7 @@ int main(int argc, char **argv) {
             if (!strcmp(argv[i], "--dry")) dry = 1;
             if (!strcmp(argv[i], "--kv32")) g_kv_f16 = 0;
             if (!strcmp(argv[i], "--gelu-tanh")) g_gelu_tanh = 1;
+            if (!strcmp(argv[i], "--no-norm-fuse")) g_no_norm_fuse = 1;
         }
         if (!strcmp(argv[1], "--census")) return census(argv[2], dry);
         if (!strcmp(argv[1], "--graph-check")) return graph_check(argv[2]);

@@ -11,9 +11,9 @@
 #           needs, or every test skips), then the runtime sees the device and
 #           the warp-level PTX layouts the kernels (and the CPU emulator)
 #           assume hold on the hardware (test_cuda_attention ptx_fragments);
-#   2 sanitizers  compute-sanitizer memcheck on test_cuda_attention and
-#           test_cuda_select, racecheck + synccheck on the tensor-core,
-#           grouped split-KV and select kernels;
+#   2 sanitizers  compute-sanitizer memcheck on test_cuda_attention,
+#           test_cuda_select and test_cuda_norm_linear, racecheck + synccheck
+#           on the tensor-core, grouped split-KV, select and norm_linear kernels;
 #   3 graphs  bench_gpu --graph-check base: graphs captured / replayed and
 #           graph-vs-eager selected-token equality at batch 1 and 5;
 #   4 nsys    one large-v3 encoder window and decoder steps at batch 1 / 5 / 32
@@ -23,7 +23,8 @@
 #   5 ncu     ncu --set full on the encoder attention kernel (fa2_kernel, f16
 #           and f32 q/k/v at large-v3's 20 heads).
 # Stage "rest": every GPU test (ctest -R cuda), bench_gpu (all kernels and
-# the model-level rows), the census of base (with and without beam groups) and
+# the model-level rows), the large-v3 decoder step's wall time with the
+# LayerNorms fused into their products and apart (--graph-check), the census of base (with and without beam groups) and
 # large-v3, the other GPU benchmarks, and the exact against the tanh GELU
 # (tolk bench on the shared asr set, bench/ab_bench.py).
 #
@@ -111,7 +112,7 @@ cmake -S "$here" -B "$build" -DTOLK_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
     say "configure FAILED"
     exit 1
 }
-targets="test_cuda_attention test_cuda_select bench_gpu"
+targets="test_cuda_attention test_cuda_select test_cuda_norm_linear bench_gpu"
 case "$stages" in *rest*) targets="$targets test_cuda_kernels test_mel_cuda test_cuda_transcribe" ;; esac
 t0=$(date +%s)
 # shellcheck disable=SC2086
@@ -140,7 +141,11 @@ case "$stages" in
     if [ -x "$cs" ]; then
         run 2-memcheck-attention 240 "$cs" --tool memcheck --error-exitcode 3 ./test_cuda_attention
         run 2-memcheck-select 120 "$cs" --tool memcheck --error-exitcode 3 ./test_cuda_select
+        run 2-memcheck-norm-linear 120 "$cs" --tool memcheck --error-exitcode 3 \
+            ./test_cuda_norm_linear
         for tool in racecheck synccheck; do
+            run "2-$tool-norm-linear" 120 "$cs" --tool "$tool" --error-exitcode 3 \
+                ./test_cuda_norm_linear
             run "2-$tool-attention" 180 env TOLK_TESTS=ptx_fragments,tc_aligned,groups \
                 "$cs" --tool "$tool" --error-exitcode 3 ./test_cuda_attention
             run "2-$tool-select" 120 "$cs" --tool "$tool" --error-exitcode 3 ./test_cuda_select
@@ -198,6 +203,11 @@ case "$stages" in
     cat "$out/transcribe-summary.txt"
     say "== benchmarks"
     run bench-attn 120 "$build/bench_gpu" --attn large-v3 20
+    # the decoder step's wall time on large-v3 shapes (issue 19's goal: <= 1.5 ms at batch 1
+    # and 5), with each LayerNorm inside its product (norm_linear, the default) and apart
+    for f in "" --no-norm-fuse; do
+        run "bench-step-large-v3${f:+-unfused}" 300 "$build/bench_gpu" --graph-check large-v3 $f
+    done
     run bench-gpu 600 "$build/bench_gpu" 20
     run census-base-ungrouped 180 env TOLK_ATTN_GROUPS=0 TOLK_CUDA_BATCHED=0 \
         "$build/bench_gpu" --census base

@@ -142,6 +142,12 @@ typedef struct tolk_census {
 #define TOLK_LINEAR_Y_F16 8      /* y is float16, rounded once (no accumulate; a bias float16) */
 #define TOLK_LINEAR_GELU 16      /* y = GELU(x W^T + bias), tanh form; only with _Y_F16 */
 
+/* Flags of norm_linear. */
+#define TOLK_NORM_LINEAR_Y_F16 1 /* y is float16, rounded once */
+#define TOLK_NORM_LINEAR_GELU 2  /* y = GELU(...), the exact erf form of bias_gelu */
+/* The most rows norm_linear takes (kernels/norm_linear.h). */
+#define TOLK_NORM_LINEAR_ROWS 16
+
 /* Flags of attention_desc: the storage of k / v and of out (q and the
  * arithmetic are float32). */
 #define TOLK_ATTN_KV_F16 1  /* k and v float16: the cross-attention cache with TOLK_KV_F16 */
@@ -398,17 +404,38 @@ struct tolk_backend {
     /* y_b [M, N] (row stride ldy) = x [M, K] (row stride ldx) · W_b^T +
      * bias_b for b < batch: W was prepared from the batch's weights stacked
      * along rows (batch * N rows), W_b is its rows [b N, (b + 1) N); bias
-     * [batch * N] float32 or NULL (bias_b = bias + b N); y_b = y + b *
+     * [batch * N] or NULL (bias_b = bias + b N); y_b = y + b *
      * y_stride floats (y_stride >= M * ldy). The cross-attention K/V of
      * every decoder layer from one encoder output: on the GPU one
      * strided-batched product, x rounded to W's type once. flags:
      * TOLK_LINEAR_Y_F16 writes y as float16 (ldy, y_stride in elements;
-     * bias, if any, rounded to float16 and added in the product's
-     * epilogue: the cross-attention cache with TOLK_KV_F16, without a
-     * float32 copy); 0: float32. */
+     * bias, if any, float16 [batch * N], prepared once, added in the
+     * product's epilogue: the cross-attention cache with TOLK_KV_F16,
+     * without a float32 copy); 0: float32 y and bias. */
     tolk_status (*linear_batched)(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
                                   size_t y_stride, const float *x, size_t ldx, size_t M,
-                                  const tolk_bweight *W, int batch, const float *bias, int flags);
+                                  const tolk_bweight *W, int batch, const void *bias, int flags);
+
+    /* A LayerNorm and the product that reads it as one operation, for the
+     * few rows of a decoder step (CUDA: one kernel, kernels/norm_linear.h):
+     *   y [M, N] (row stride ldy) = h · W^T + bias,
+     *   h = float16(LayerNorm(x [M, K], row stride ldx) * gamma + beta)
+     * (layernorm's statistics and eps, each normalised value rounded to
+     * float16 as layernorm_h writes it; gamma, beta float32 [K]), bias
+     * float32 [N] or NULL; with
+     * TOLK_NORM_LINEAR_GELU y = GELU(h W^T + bias), bias_gelu's exact erf
+     * form; y float16 (rounded once) with TOLK_NORM_LINEAR_Y_F16, else
+     * float32; y must not overlap x. Takes only M <= TOLK_NORM_LINEAR_ROWS
+     * and float16 weights with a row width K the kernel holds (a multiple of
+     * 32 up to 1504: every Whisper width): else TOLK_ERR_UNSUPPORTED,
+     * nothing run, and the caller runs layernorm_h then linear
+     * (net.c's tolk_net_norm_linear). Each row's result depends on that row
+     * alone. NULL where a backend has none (the CPU; its twin for the tests
+     * is tolk_host_norm_linear, backend_host_half.h). */
+    tolk_status (*norm_linear)(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
+                               const float *x, size_t ldx, size_t M, const float *gamma,
+                               const float *beta, float eps, const tolk_bweight *W,
+                               const float *bias, int flags);
 
     /* Bind buf (DEVICE, bytes; NULL: none) as the calling thread's
      * scratch for this backend's operations until the next call: an

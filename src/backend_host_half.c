@@ -1,7 +1,7 @@
 /*
  * backend_host_half.c — the half-activation forms of the backend ops
  * (backend.h: TOLK_LINEAR_X_F16 / _Y_F16 / _GELU, layernorm_h, bias_gelu_h,
- * TOLK_ATTN_OUT_F16 / _QKV_F16) for a backend whose memory is host memory (the CPU):
+ * TOLK_ATTN_OUT_F16 / _QKV_F16, norm_linear) for a backend whose memory is host memory (the CPU):
  * the float16 operands are widened into float32 scratch, the backend's own
  * op runs on them with the half flags cleared (its float32 path), and a
  * float16 result is rounded once. They are the CPU
@@ -16,6 +16,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Rows of float16 src (row stride ld) widened into float32 dst [rows,
  * cols] (row stride cols). */
@@ -185,5 +186,41 @@ tolk_status tolk_host_half_attention(tolk_ctx *ctx, const tolk_backend *be,
     for (int i = 0; i < n_seqs && !st; i++)
         narrow((uint16_t *)(void *)seqs[i].out, ldo, s2[i].out, ldo, (size_t)seqs[i].n_q, width);
     free(of), free(s2), free(qf), free(kvf);
+    return st;
+}
+
+tolk_status tolk_host_norm_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
+                                  const float *x, size_t ldx, size_t M, const float *gamma,
+                                  const float *beta, float eps, const tolk_bweight *W,
+                                  const float *bias, int flags) {
+    if (M == 0) return TOLK_OK;
+    if (!y || !x || !W || W->rows <= 0 || W->cols <= 0 ||
+        (flags & ~(TOLK_NORM_LINEAR_Y_F16 | TOLK_NORM_LINEAR_GELU)))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: norm_linear: bad arguments", be->name);
+    const size_t N = (size_t)W->rows, K = (size_t)W->cols;
+    if (ldx < K || ldy < N || M > SIZE_MAX / (N > K ? N : K) / sizeof(float))
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: norm_linear: bad sizes", be->name);
+    float *h = tolk_malloc_array(M * K, sizeof(float));
+    float *yf = tolk_malloc_array(M * N, sizeof(float));
+    uint16_t *hh = tolk_malloc_array(K, sizeof(uint16_t));
+    if (!h || !yf || !hh) {
+        free(h), free(yf), free(hh);
+        return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: norm_linear: out of memory", be->name);
+    }
+    /* the LayerNorm, each row rounded to float16 (the product's input) */
+    tolk_status st = TOLK_OK;
+    for (size_t r = 0; r < M && !st; r++) {
+        st = be->layernorm(ctx, be, h + r * K, x + r * ldx, 1, K, gamma, beta, eps);
+        if (!st) {
+            tolk_f32_to_f16_n(h + r * K, hh, K);
+            tolk_f16_to_f32_n(hh, h + r * K, K);
+        }
+    }
+    if (!st) st = be->linear(ctx, be, yf, N, h, K, M, W, bias, 0);
+    if (!st && (flags & TOLK_NORM_LINEAR_GELU)) st = be->bias_gelu(ctx, be, yf, N, M, N, NULL);
+    if (!st && (flags & TOLK_NORM_LINEAR_Y_F16)) narrow(y, ldy, yf, N, M, N);
+    for (size_t r = 0; r < M && !st && !(flags & TOLK_NORM_LINEAR_Y_F16); r++)
+        memcpy((float *)y + r * ldy, yf + r * N, N * sizeof(float));
+    free(h), free(yf), free(hh);
     return st;
 }

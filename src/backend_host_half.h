@@ -41,4 +41,14 @@ tolk_status tolk_host_half_attention(tolk_ctx *ctx, const tolk_backend *be,
                                      const tolk_attn_seq *seqs, int n_seqs, int n_head, int d_head,
                                      size_t ldq, size_t ldkv, size_t ldo, float scale, int qkv_f16);
 
+/* backend.h norm_linear's twin (host memory, any M and weight type):
+ * be->layernorm per row, each row rounded to float16 and widened, be->linear
+ * in float32 with the float32 bias, be->bias_gelu (exact erf) with
+ * TOLK_NORM_LINEAR_GELU, y rounded to float16 with _Y_F16. Errors:
+ * TOLK_ERR_INVALID_ARG (unknown flags, bad sizes), TOLK_ERR_NOMEM. */
+tolk_status tolk_host_norm_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
+                                  const float *x, size_t ldx, size_t M, const float *gamma,
+                                  const float *beta, float eps, const tolk_bweight *W,
+                                  const float *bias, int flags);
+
 #endif /* TOLK_BACKEND_HOST_HALF_H */

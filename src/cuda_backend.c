@@ -62,6 +62,7 @@
 #include "../kernels/gelu.h"
 #include "../kernels/gemm.h"
 #include "../kernels/layernorm.h"
+#include "../kernels/norm_linear.h"
 #include "../kernels/copy_rows.h"
 #include "../kernels/select.h"
 #include "../kernels/softmax.h"
@@ -684,7 +685,7 @@ static tolk_status cu_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, siz
 
 static tolk_status cu_linear_batched(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
                                      size_t y_stride, const float *x, size_t ldx, size_t M,
-                                     const tolk_bweight *W, int batch, const float *bias,
+                                     const tolk_bweight *W, int batch, const void *bias,
                                      int flags) {
     const cuda_impl *im = impl_of(be);
     if (M == 0) return TOLK_OK;
@@ -696,7 +697,7 @@ static tolk_status cu_linear_batched(tolk_ctx *ctx, const tolk_backend *be, void
         ldy > INT32_MAX || (batch > 1 && y_stride < M * ldy) || y_stride > INT64_MAX / 4)
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: linear_batched: bad sizes", WHO);
     /* a float16 y straight from the product needs float16 weights (its
-     * epilogue then takes a float16 bias, rounded here once per call) */
+     * epilogue then takes the caller's float16 bias) */
     const int yh = (flags & TOLK_LINEAR_Y_F16) != 0;
     if (yh && W->dtype != TOLK_DT_F16)
         return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
@@ -704,26 +705,17 @@ static tolk_status cu_linear_batched(tolk_ctx *ctx, const tolk_backend *be, void
     tolk_status st = op_begin(ctx, im, "linear_batched");
     if (st) return st;
     const size_t xbytes = W->dtype != TOLK_DT_F32 ? (M * K * 2 + 255) / 256 * 256 : 0;
-    const size_t nb = (size_t)batch * N, bbytes = yh && bias ? (nb * 2 + 255) / 256 * 256 : 0;
     char *scr, *ws;
-    if ((st = scratch_get(ctx, im, xbytes + bbytes, &scr, &ws))) return st;
+    if ((st = scratch_get(ctx, im, xbytes, &scr, &ws))) return st;
     const void *xin;
     long long ldxin;
     int rc = half_input(im, W, x, 0, ldx, M, K, scr, &xin, &ldxin); /* once for every product */
-    const void *bp = bias;
-    if (rc == 0 && bbytes) {
-        count(im, "convert", 1, (double)nb * 6.0, 0);
-        bp = scr + xbytes;
-        if (!dry(im))
-            rc = tolk_cu_convert(scr + xbytes, TOLK_CU_F16, (long long)nb, bias, TOLK_CU_F32,
-                                 (long long)nb, 1, (long long)nb, TOLK_CU_STREAM);
-    }
     count_gemm(im, M, N, K, W, 0, bias != NULL, batch, yh ? 2.0 : 4.0);
     if (rc == 0 && !dry(im))
         rc = tolk_cu_gemm_batched(im->gemm, y, yh ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ldy,
                                   (long long)y_stride, xin, (int)W->dtype, ldxin, 0, W->data,
                                   (int)W->dtype, (long long)K, (long long)(N * K), (long long)M,
-                                  (long long)N, (long long)K, 1.0f, 0.0f, bp, (long long)N, batch,
+                                  (long long)N, (long long)K, 1.0f, 0.0f, bias, (long long)N, batch,
                                   0, ws, im->gemm_ws, TOLK_CU_STREAM);
     scratch_put(scr);
     return op_end(ctx, im, rc, "linear_batched");
@@ -807,6 +799,44 @@ static tolk_status cu_layernorm_h(tolk_ctx *ctx, const tolk_backend *be, uint16_
                                   const float *x, size_t M, size_t D, const float *gamma,
                                   const float *beta, float eps) {
     return layernorm_to(ctx, be, y, TOLK_CU_F16, x, M, D, gamma, beta, eps, "layernorm_h");
+}
+
+_Static_assert(TOLK_NORM_LINEAR_ROWS == TOLK_CU_NORM_LINEAR_ROWS, "norm_linear's row bound");
+
+/* LayerNorm + product (+ erf GELU) for <= 16 rows: one kernel
+ * (kernels/norm_linear.h); the shapes it does not hold are refused with
+ * TOLK_ERR_UNSUPPORTED before anything runs (the network then runs
+ * layernorm_h and linear). */
+static tolk_status cu_norm_linear(tolk_ctx *ctx, const tolk_backend *be, void *y, size_t ldy,
+                                  const float *x, size_t ldx, size_t M, const float *gamma,
+                                  const float *beta, float eps, const tolk_bweight *W,
+                                  const float *bias, int flags) {
+    const cuda_impl *im = impl_of(be);
+    if (M == 0) return TOLK_OK;
+    if (!y || !x || !gamma || !beta || !W || !W->data || W->rows <= 0 || W->cols <= 0 ||
+        (flags & ~(TOLK_NORM_LINEAR_Y_F16 | TOLK_NORM_LINEAR_GELU)) || ldy < (size_t)W->rows ||
+        ldx < (size_t)W->cols || ldx > INT32_MAX || ldy > INT32_MAX)
+        return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: norm_linear: bad arguments", WHO);
+    const size_t N = (size_t)W->rows, K = (size_t)W->cols;
+    if (M > TOLK_NORM_LINEAR_ROWS || W->dtype != TOLK_DT_F16 || N > INT32_MAX ||
+        !tolk_cu_norm_linear_fits((int)K))
+        return tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
+                         "%s: norm_linear: %zu rows of width %zu, weight dtype %d not fused", WHO,
+                         M, K, (int)W->dtype);
+    tolk_status st = op_begin(ctx, im, "norm_linear");
+    if (st) return st;
+    const int yh = (flags & TOLK_NORM_LINEAR_Y_F16) != 0;
+    count(im, "norm_linear", 1,
+          (double)N * K * 2.0 + (double)M * K * 4.0 + (double)M * N * (yh ? 2.0 : 4.0) +
+              (bias ? (double)N * 4.0 : 0.0) + (double)K * 8.0,
+          2.0 * M * N * K);
+    if (dry(im)) return TOLK_OK;
+    return op_end(ctx, im,
+                  tolk_cu_norm_linear(y, yh ? TOLK_CU_F16 : TOLK_CU_F32, (long long)ldy, x,
+                                      (long long)ldx, (int)M, (int)K, gamma, beta, eps, W->data,
+                                      (int)N, bias, (flags & TOLK_NORM_LINEAR_GELU) != 0,
+                                      TOLK_CU_STREAM),
+                  "norm_linear");
 }
 
 /* bias_gelu in place on x of type dt (float32 or float16): one kernel. */
@@ -1408,6 +1438,7 @@ tolk_status tolk_backend_cuda_new(tolk_ctx *ctx, const tolk_backend_params *para
     be->linear = cu_linear;
     be->layernorm = cu_layernorm;
     be->layernorm_h = cu_layernorm_h;
+    be->norm_linear = cu_norm_linear;
     be->bias_gelu = cu_bias_gelu;
     be->bias_gelu_h = cu_bias_gelu_h;
     be->bias_relu = cu_bias_relu;

@@ -192,7 +192,8 @@ static void prep_block(prep *p, block_w *b, int64_t d, const char *side, int i, 
 
 /* Every decoder layer's cross-attention key and value weights stacked into
  * net->cross_kv_all [L * 2d, d] (layer l's K at rows 2 l d, its V after),
- * their biases into net->cross_kv_b_all (absent key biases: zeros). */
+ * their biases into net->cross_kv_b_all (absent key biases: zeros; with
+ * float16 weights and cache also as float16, cross_kv_bh_all). */
 static void prep_cross_kv(prep *p, int64_t d) {
     const int L = p->net->hp.n_text_layer;
     const tolk_tensor **W = calloc((size_t)2 * (size_t)L, sizeof *W);
@@ -213,6 +214,9 @@ static void prep_cross_kv(prep *p, int64_t d) {
             }
         prep_weight(p, &p->net->cross_kv_all, W, 2 * L);
         p->net->cross_kv_b_all = prep_vec(p, B, zl, 2 * L);
+        /* the float16 cache written by the product: its bias in float16 */
+        if (p->net->kv_f16 && p->net->cross_kv_all.dtype == TOLK_DT_F16)
+            p->net->cross_kv_bh_all = prep_half(p, p->net->cross_kv_b_all, (size_t)(2 * L * d));
     }
     free(W);
     free(B);
@@ -266,6 +270,7 @@ void tolk_net_free(tolk_net *net) {
         be->free(be, net->dec_ln_b);
         be->weight_free(be, &net->cross_kv_all);
         be->free(be, net->cross_kv_b_all);
+        be->free(be, net->cross_kv_bh_all);
         net->be->destroy(net->be);
     }
     free(net->enc);
@@ -306,6 +311,7 @@ tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net
     net->half_acts =
         net->be->half_acts && net->be->layernorm_h && net->be->bias_gelu_h && net->be->convert_rows;
     net->gelu_tanh = net->half_acts && params && params->gelu_tanh;
+    net->norm_fuse = net->half_acts && net->be->norm_linear && !(params && params->no_norm_fuse);
     if (net->kv_f16 && !net->be->convert_rows) {
         tolk_status u = tolk_fail(ctx, TOLK_ERR_UNSUPPORTED,
                                   "%s: a float16 cross-attention cache is not supported on %s yet",
@@ -390,8 +396,19 @@ tolk_status tolk_net_norm(tolk_ctx *ctx, const tolk_net *net, float *h, const fl
     return be->layernorm(ctx, be, h, x, M, D, gamma, beta, LN_EPS);
 }
 
-tolk_status tolk_net_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
-                         const float *h, float *mlp, size_t M, int exact) {
+/* x [M, d] += fc2(mlp [M, 4d]) + fc2_b: the MLP's second product. */
+static tolk_status mlp_out(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
+                           const float *mlp, size_t M, int exact) {
+    const tolk_backend *be = net->be;
+    return be->linear(ctx, be, x, (size_t)b->fc2.rows, mlp, (size_t)b->fc2.cols, M, &b->fc2,
+                      b->fc2_b, exact | tolk_net_xflag(net) | TOLK_LINEAR_ACCUMULATE);
+}
+
+/* x [M, d] += fc2(GELU(fc1(h) + fc1_b)) + fc2_b, mlp [M, 4d] its
+ * workspace (float16 with half_acts: fc1 writes float16 and the GELU runs
+ * in place on it, or in fc1's epilogue with gelu_tanh). */
+static tolk_status mlp_run(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
+                           const float *h, float *mlp, size_t M, int exact) {
     const tolk_backend *be = net->be;
     const size_t d = (size_t)b->fc1.cols, n = (size_t)b->fc1.rows;
     const int xh = tolk_net_xflag(net);
@@ -407,10 +424,52 @@ tolk_status tolk_net_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w *b, f
         st = be->linear(ctx, be, mlp, n, h, d, M, &b->fc1, NULL, exact);
         if (!st) st = be->bias_gelu(ctx, be, mlp, n, M, n, b->fc1_b);
     }
-    if (!st)
-        st = be->linear(ctx, be, x, d, mlp, n, M, &b->fc2, b->fc2_b,
-                        exact | xh | TOLK_LINEAR_ACCUMULATE);
+    return st ? st : mlp_out(ctx, net, b, x, mlp, M, exact);
+}
+
+/* The backend's fused LayerNorm + product when it takes these rows:
+ * TOLK_ERR_UNSUPPORTED (*done = 0) when it does not (nothing ran). */
+static tolk_status try_norm_linear(tolk_ctx *ctx, const tolk_net *net, void *y, size_t ldy,
+                                   const float *x, size_t M, const float *gamma, const float *beta,
+                                   const tolk_bweight *W, const float *bias, int flags, int *done) {
+    *done = 0;
+    /* (the backend refuses other weight types too; asked first, no message
+     * is formatted for a refusal every step would repeat) */
+    if (!net->norm_fuse || M > TOLK_NORM_LINEAR_ROWS || W->dtype != TOLK_DT_F16) return TOLK_OK;
+    const size_t D = (size_t)W->cols;
+    tolk_status st =
+        net->be->norm_linear(ctx, net->be, y, ldy, x, D, M, gamma, beta, LN_EPS, W, bias, flags);
+    if (st == TOLK_ERR_UNSUPPORTED) return TOLK_OK;
+    *done = 1;
     return st;
+}
+
+tolk_status tolk_net_norm_linear(tolk_ctx *ctx, const tolk_net *net, float *y, size_t ldy, float *h,
+                                 const float *x, size_t M, const float *gamma, const float *beta,
+                                 const tolk_bweight *W, const float *bias, int flags) {
+    int done;
+    tolk_status st = try_norm_linear(ctx, net, y, ldy, x, M, gamma, beta, W, bias, 0, &done);
+    if (done || st) return st;
+    const size_t D = (size_t)W->cols;
+    st = tolk_net_norm(ctx, net, h, x, M, D, gamma, beta);
+    if (!st)
+        st = net->be->linear(ctx, net->be, y, ldy, h, D, M, W, bias, flags | tolk_net_xflag(net));
+    return st;
+}
+
+tolk_status tolk_net_norm_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
+                              float *h, float *mlp, size_t M, int exact) {
+    const size_t d = (size_t)b->fc1.cols, n = (size_t)b->fc1.rows;
+    int done;
+    tolk_status st =
+        try_norm_linear(ctx, net, mlp, n, x, M, b->mlp_ln_g, b->mlp_ln_b, &b->fc1, b->fc1_b,
+                        TOLK_NORM_LINEAR_Y_F16 | TOLK_NORM_LINEAR_GELU, &done);
+    if (st) return st;
+    if (!done) {
+        st = tolk_net_norm(ctx, net, h, x, M, d, b->mlp_ln_g, b->mlp_ln_b);
+        return st ? st : mlp_run(ctx, net, b, x, h, mlp, M, exact);
+    }
+    return mlp_out(ctx, net, b, x, mlp, M, exact);
 }
 
 /* One pre-LN transformer block, self-attention only, over nw windows of
@@ -448,10 +507,9 @@ static tolk_status enc_block(tolk_ctx *ctx, const tolk_net *net, const block_w *
         (st = be->attention(ctx, be, seqs, nw, nh, dh, 3 * d, 3 * d, d, 1.0f / sqrtf((float)dh),
                             ao)) ||
         (st = be->linear(ctx, be, x, d, att, d, M, &b->attn.out, b->attn.out_b,
-                         xh | TOLK_LINEAR_ACCUMULATE)) ||
-        (st = tolk_net_norm(ctx, net, h, x, M, d, b->mlp_ln_g, b->mlp_ln_b)))
+                         xh | TOLK_LINEAR_ACCUMULATE)))
         return st;
-    return tolk_net_mlp(ctx, net, b, x, h, mlp, M, 0);
+    return tolk_net_norm_mlp(ctx, net, b, x, h, mlp, M, 0);
 }
 
 /* Floats of encoder workspace for passes of nb windows: x, h, att [M, d];
@@ -647,10 +705,10 @@ static tolk_status set_cross(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *k
     tolk_status st = TOLK_OK;
     kv->win_set[window] = 0;
     const size_t y_stride = (size_t)kv->max_windows * (size_t)net->hp.n_audio_ctx * 2 * d;
-    if (net->kv_f16 && net->cross_kv_all.data && net->cross_kv_all.dtype == TOLK_DT_F16) {
+    if (net->kv_f16 && net->cross_kv_all.data && net->cross_kv_bh_all) {
         /* one batched product writing float16 straight into the cache */
         st = be->linear_batched(ctx, be, tolk_cross_kv_at(kv, 0, window), 2 * d, y_stride, xa, d, T,
-                                &net->cross_kv_all, net->hp.n_text_layer, net->cross_kv_b_all,
+                                &net->cross_kv_all, net->hp.n_text_layer, net->cross_kv_bh_all,
                                 TOLK_LINEAR_Y_F16);
         if (st == TOLK_OK) kv->win_set[window] = T;
         return st;

@@ -25,19 +25,23 @@ tolk_status tolk_net_new(tolk_ctx *ctx, const tolk_weights *w, tolk_net **out);
 
 /* Options for tolk_net_new_ex (tolk_net_new uses the defaults). */
 typedef struct tolk_net_params {
-    int keep_f16;  /* float16 weights: 1 keep as float16 and convert inside
-                      the products (half the memory), 0 widen to float32 once,
-                      -1 the backend's default (CPU: keep) */
-    int bf16;      /* CPU: 1 = bfloat16 products for linears of >= 2 rows
-                      where the CPU has AVX-512 BF16
-                      (tolk_backend_params.bf16); 0 = exact float32 */
-    int attn;      /* CUDA encoder attention: a tolk_attention_type (0: auto) */
-    int no_avx512; /* CPU: 1 = no AVX-512 kernels */
-    int kv_f16;    /* 1: cross-attention K/V stored float16 (TOLK_KV_F16; the
-                      backend must have convert_rows,
-                      else tolk_net_new_ex fails with TOLK_ERR_UNSUPPORTED) */
-    int gelu_tanh; /* 1: with half activations, fc1's GELU in the tanh form
-                      inside its product (TOLK_LINEAR_GELU; TOLK_GELU_TANH) */
+    int keep_f16;     /* float16 weights: 1 keep as float16 and convert inside
+                         the products (half the memory), 0 widen to float32 once,
+                         -1 the backend's default (CPU: keep) */
+    int bf16;         /* CPU: 1 = bfloat16 products for linears of >= 2 rows
+                         where the CPU has AVX-512 BF16
+                         (tolk_backend_params.bf16); 0 = exact float32 */
+    int attn;         /* CUDA encoder attention: a tolk_attention_type (0: auto) */
+    int no_avx512;    /* CPU: 1 = no AVX-512 kernels */
+    int kv_f16;       /* 1: cross-attention K/V stored float16 (TOLK_KV_F16; the
+                         backend must have convert_rows,
+                         else tolk_net_new_ex fails with TOLK_ERR_UNSUPPORTED) */
+    int gelu_tanh;    /* 1: with half activations, fc1's GELU in the tanh form
+                         inside its product (TOLK_LINEAR_GELU; TOLK_GELU_TANH) */
+    int no_norm_fuse; /* 1: the decoder step runs each LayerNorm and the product
+                         reading it as two operations even where the backend
+                         fuses them (backend.h norm_linear; a comparison
+                         switch of bench_gpu); 0: fused where possible */
 } tolk_net_params;
 tolk_status tolk_net_new_ex(tolk_ctx *ctx, const tolk_weights *w, const tolk_net_params *params,
                             tolk_net **out);

@@ -305,9 +305,8 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         /* causal self-attention over the cache, the new K/V appended first:
          * by the attention itself when each sequence brings one token (a
          * CUDA kernel fewer per layer), else by copy_rows (prompt rows) */
-        st = tolk_net_norm(ctx, net, h, x, T, d, b->attn.ln_g, b->attn.ln_b);
-        if (!st)
-            st = be->linear(ctx, be, qkv, 3 * d, h, d, T, &b->attn.qkv, b->attn.qkv_b, EXACT | XH);
+        st = tolk_net_norm_linear(ctx, net, qkv, 3 * d, h, x, T, b->attn.ln_g, b->attn.ln_b,
+                                  &b->attn.qkv, b->attn.qkv_b, EXACT);
         if (!st && max_nq > 1)
             st = be->copy_rows(ctx, be, cache, 2 * d, sd + L->kv_dst, qkv + d, 3 * d, NULL, T,
                                2 * d);
@@ -318,9 +317,9 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         if (!st)
             st = be->linear(ctx, be, x, d, att, d, T, &b->attn.out, b->attn.out_b, EXACT_ACC | XH);
         /* cross-attention over the sequence's window */
-        if (!st) st = tolk_net_norm(ctx, net, h, x, T, d, b->cross.ln_g, b->cross.ln_b);
         if (!st)
-            st = be->linear(ctx, be, qkv, d, h, d, T, &b->cross.qkv, b->cross.qkv_b, EXACT | XH);
+            st = tolk_net_norm_linear(ctx, net, qkv, d, h, x, T, b->cross.ln_g, b->cross.ln_b,
+                                      &b->cross.qkv, b->cross.qkv_b, EXACT);
         if (!st)
             st = be->attention_desc(ctx, be, qkv, d, ck, cv, 2 * d, att, d, cross_d, (int)B, max_nq,
                                     hp->n_audio_ctx, nh, dh, scale,
@@ -328,8 +327,7 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         if (!st)
             st =
                 be->linear(ctx, be, x, d, att, d, T, &b->cross.out, b->cross.out_b, EXACT_ACC | XH);
-        if (!st) st = tolk_net_norm(ctx, net, h, x, T, d, b->mlp_ln_g, b->mlp_ln_b);
-        if (!st) st = tolk_net_mlp(ctx, net, b, x, h, mlp, T, EXACT);
+        if (!st) st = tolk_net_norm_mlp(ctx, net, b, x, h, mlp, T, EXACT);
     }
     /* the last fed row of each sequence -> final LN -> logits; with one row
      * per sequence those are the rows of x themselves */
@@ -338,9 +336,10 @@ static tolk_status run_step(tolk_ctx *ctx, const tolk_net *net, tolk_kvcache *kv
         last = w->last;
         st = be->copy_rows(ctx, be, last, d, NULL, x, d, sd + L->last, B, d);
     }
-    if (ha) { /* the normalised rows as float16 into h, the product reads them */
-        if (!st) st = tolk_net_norm(ctx, net, h, last, B, d, net->dec_ln_g, net->dec_ln_b);
-        if (!st) st = be->linear(ctx, be, w->lg, V, h, d, B, &net->tok, NULL, XH);
+    if (ha) { /* the normalised rows as float16 (in h or inside the product) */
+        if (!st)
+            st = tolk_net_norm_linear(ctx, net, w->lg, V, h, last, B, net->dec_ln_g, net->dec_ln_b,
+                                      &net->tok, NULL, 0);
     } else {
         if (!st)
             st = be->layernorm(ctx, be, last, last, B, d, net->dec_ln_g, net->dec_ln_b, LN_EPS);

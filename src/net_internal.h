@@ -57,12 +57,16 @@ struct tolk_net {
      * one batched product */
     tolk_bweight cross_kv_all;
     float *cross_kv_b_all;
+    uint16_t *cross_kv_bh_all; /* the bias as float16 when the product writes the
+                                  float16 cache (float16 weights, kv_f16); else NULL */
     uint64_t mem_bytes;
     int kv_f16;    /* cross-attention K/V stored float16 (TOLK_KV_F16) */
     int half_acts; /* the products' inputs float16, written by their producers
                       (backend.h half_acts: CUDA's half modes) */
     int gelu_tanh; /* half_acts and TOLK_GELU_TANH: fc1 + GELU (tanh form) as one
                       product (TOLK_LINEAR_GELU); else bias_gelu_h's exact erf */
+    int norm_fuse; /* half_acts and the backend's norm_linear: a few-row step's
+                      LayerNorm runs inside the product reading it */
     int pad_steps; /* half-precision modes: graphed steps padded to batch buckets
                       (products of a few more rows; float32 parity mode keeps
                       every step's exact shape) */
@@ -163,17 +167,26 @@ tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv);
  * written by their producers (backend.h half_acts), and the products read
  * them with TOLK_LINEAR_X_F16 (tolk_net_xflag).
  *   tolk_net_norm: h [M, D] = LayerNorm(x) (float16 h with half_acts).
- *   tolk_net_mlp: x [M, d] += fc2(GELU(fc1(h) + fc1_b)) + fc2_b, mlp [M,
- *     4d] its workspace (float16 with half_acts: fc1 writes float16 and
- *     the GELU runs in place on it); exact: TOLK_LINEAR_ROW_EXACT or 0.
+ *   tolk_net_norm_linear: y [M, N] = LayerNorm(x) W^T + bias (bias float32
+ *     or NULL; y float32, row stride ldy; flags: TOLK_LINEAR_ROW_EXACT or
+ *     0): with net->norm_fuse and M <= TOLK_NORM_LINEAR_ROWS one backend
+ *     op (norm_linear), else tolk_net_norm into h [M, D] then linear.
+ *   tolk_net_norm_mlp: x [M, d] += fc2(GELU(fc1(LayerNorm(x)) + fc1_b)) +
+ *     fc2_b with mlp_ln; h [M, d] and mlp [M, 4d] its workspace (float16
+ *     with half_acts); fc1 with the LayerNorm, its bias and the exact GELU
+ *     as one norm_linear where tolk_net_norm_linear would fuse; exact:
+ *     TOLK_LINEAR_ROW_EXACT or 0.
  * net.c. */
 static inline int tolk_net_xflag(const tolk_net *net) {
     return net->half_acts ? TOLK_LINEAR_X_F16 : 0;
 }
 tolk_status tolk_net_norm(tolk_ctx *ctx, const tolk_net *net, float *h, const float *x, size_t M,
                           size_t D, const float *gamma, const float *beta);
-tolk_status tolk_net_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
-                         const float *h, float *mlp, size_t M, int exact);
+tolk_status tolk_net_norm_linear(tolk_ctx *ctx, const tolk_net *net, float *y, size_t ldy, float *h,
+                                 const float *x, size_t M, const float *gamma, const float *beta,
+                                 const tolk_bweight *W, const float *bias, int flags);
+tolk_status tolk_net_norm_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w *b, float *x,
+                              float *h, float *mlp, size_t M, int exact);
 
 /* Make *buf (device memory of be, *cap floats) hold at least n floats: a
  * new buffer when it is smaller, the old one freed (contents not kept), *moved

@@ -1129,9 +1129,10 @@ static void backend_run(int keep_f16) {
                         TOLK_OK);
         cmp_gpu(&b, "linear_batched", dyb, yb, ny / 64, 64, 64, lin_tol * 10, lin_tol);
         /* float16 outputs (the float16 cross-attention cache): half weights
-         * only, the bias rounded to float16 in the product's epilogue */
+         * only, a float16 bias added in the product's epilogue */
+        uint16_t *bh3 = half_of(bc, 3 * d), *dbh3 = gpu_from_h(&b, bh3, 3 * d);
         const tolk_status hst = b.gpu->linear_batched(b.ctx, b.gpu, dybh, d, ys, dx, ldx, M, &wg, 3,
-                                                      bg, TOLK_LINEAR_Y_F16);
+                                                      dbh3, TOLK_LINEAR_Y_F16);
         if (keep_f16) {
             CU_ASSERT_EQUAL(hst, TOLK_OK);
             for (size_t i = 0; i < ny; i++)
@@ -1142,7 +1143,8 @@ static void backend_run(int keep_f16) {
         }
         b.gpu->free(b.gpu, dyb);
         b.gpu->free(b.gpu, dybh);
-        free(yb), free(ybh);
+        b.gpu->free(b.gpu, dbh3);
+        free(yb), free(ybh), free(bh3);
         tolk_backend_stats bs = {0};
         b.gpu->stats(b.gpu, &bs);
         CU_ASSERT(bs.products >= 3);
