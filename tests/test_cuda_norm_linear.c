@@ -45,15 +45,15 @@ typedef struct nl_case {
 } nl_case;
 
 static const nl_case CASES[] = {
-    {1, 384, 1152, 0, 1, 1, 0, 0},                                            /* tiny qkv, 1 row */
-    {5, 512, 512, 0, 1, 1, 8, 4},                                             /* base cross q, 5 beams */
+    {1, 384, 1152, 0, 1, 1, 0, 0}, /* tiny qkv, 1 row */
+    {5, 512, 512, 0, 1, 1, 8, 4},  /* base cross q, 5 beams */
     {16, 384, 1536, TOLK_NORM_LINEAR_Y_F16 | TOLK_NORM_LINEAR_GELU, 1, 1, 0, 0}, /* fc1 */
-    {3, 64, 1003, 0, 0, 1, 0, 3},                                             /* logits-like: no bias */
-    {7, 96, 77, 0, 0, 0, 4, 0},                                               /* odd width */
-    {16, 1280, 300, TOLK_NORM_LINEAR_Y_F16, 1, 1, 0, 2},                      /* large-v3 width */
-    {2, 64, 5000, TOLK_NORM_LINEAR_GELU, 1, 1, 0, 0},                         /* 2 tiles a block */
-    {9, 64, 9000, 0, 1, 1, 0, 0},                                             /* 4 tiles a block */
-    {4, 64, 17003, TOLK_NORM_LINEAR_Y_F16, 0, 1, 0, 0},                       /* 8 tiles a block */
+    {3, 64, 1003, 0, 0, 1, 0, 3},                        /* logits-like: no bias */
+    {7, 96, 77, 0, 0, 0, 4, 0},                          /* odd width */
+    {16, 1280, 300, TOLK_NORM_LINEAR_Y_F16, 1, 1, 0, 2}, /* large-v3 width */
+    {2, 64, 5000, TOLK_NORM_LINEAR_GELU, 1, 1, 0, 0},    /* 2 tiles a block */
+    {9, 64, 9000, 0, 1, 1, 0, 0},                        /* 4 tiles a block */
+    {4, 64, 17003, TOLK_NORM_LINEAR_Y_F16, 0, 1, 0, 0},  /* 8 tiles a block */
 };
 
 typedef struct env {
@@ -145,8 +145,9 @@ static void run_case(env *e, const nl_case *c) {
             if (err > worst) worst = err;
         }
     if (bad || gap_bad)
-        fprintf(stderr, "norm_linear M=%zu K=%zu N=%zu flags=%d: %zu of %zu off (worst %.3g), %zu "
-                        "gap elements written\n",
+        fprintf(stderr,
+                "norm_linear M=%zu K=%zu N=%zu flags=%d: %zu of %zu off (worst %.3g), %zu "
+                "gap elements written\n",
                 M, K, N, c->flags, bad, M * N, worst, gap_bad);
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_EQUAL(gap_bad, 0);
@@ -233,9 +234,9 @@ static void test_refusals(void) {
                     TOLK_OK); /* nothing to do */
     /* the twin refuses unknown flags too */
     float y[40];
-    CU_ASSERT_EQUAL(tolk_host_norm_linear(e.ctx, e.cpu, y, 40, x, 64, 1, gam, gam, 1e-5f, &wc,
-                                          NULL, 8),
-                    TOLK_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(
+        tolk_host_norm_linear(e.ctx, e.cpu, y, 40, x, 64, 1, gam, gam, 1e-5f, &wc, NULL, 8),
+        TOLK_ERR_INVALID_ARG);
     g->free(g, dx), g->free(g, dy), g->free(g, dgam);
     tolk_bweight *ws[] = {&wc, &wnc};
     tolk_bweight *wgs[] = {&wg, &wng};
