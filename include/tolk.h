@@ -271,14 +271,17 @@ typedef struct tolk_model_params {
  * the exact form 0.5 x (1 + erf(x / sqrt 2)). */
 typedef enum tolk_gelu_type {
     TOLK_GELU_AUTO = 0,  /* exact everywhere (today) */
-    TOLK_GELU_EXACT = 1, /* the erf form: its own kernel after fc1 on CUDA */
+    TOLK_GELU_EXACT = 1, /* the erf form: on CUDA its own kernel after fc1, or
+                            inside fc1's product in decoder steps of at most
+                            16 rows (with their LayerNorm) */
     TOLK_GELU_TANH = 2   /* CUDA's half-precision modes: the tanh approximation
                             0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))),
                             within 5e-4 of the exact form, computed inside fc1's
                             product (cuBLASLt's epilogue): one kernel fewer per
                             layer, but logits move ~5x more against float32
                             (tiny.en: up to 0.0061 vs 0.0012); whisper.cpp's GELU.
-                            Elsewhere the same as EXACT */
+                            Decoder steps of at most 16 rows keep the exact form
+                            (already fused there); elsewhere the same as EXACT */
 } tolk_gelu_type;
 
 /* Storage of the decoder's cross-attention keys and values
