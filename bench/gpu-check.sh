@@ -24,9 +24,10 @@
 #           and f32 q/k/v at large-v3's 20 heads).
 # Stage "rest": every GPU test (ctest -R cuda), bench_gpu (all kernels and
 # the model-level rows), the large-v3 decoder step's wall time with the
-# LayerNorms fused into their products and apart (--graph-check), the census of base (with and without beam groups) and
-# large-v3, the other GPU benchmarks, and the exact against the tanh GELU
-# (tolk bench on the shared asr set, bench/ab_bench.py).
+# LayerNorms fused into their products and apart (--graph-check), the
+# census of base (with and without beam groups) and large-v3, the other GPU
+# benchmarks, and the exact against the tanh GELU (tolk bench on the shared
+# asr set, bench/ab_bench.py).
 #
 # Usage: bench/gpu-check.sh [build-dir]        (default build-gpu-check)
 # Environment:

@@ -16,7 +16,6 @@
 
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* Rows of float16 src (row stride ld) widened into float32 dst [rows,
  * cols] (row stride cols). */
@@ -200,27 +199,28 @@ tolk_status tolk_host_norm_linear(tolk_ctx *ctx, const tolk_backend *be, void *y
     const size_t N = (size_t)W->rows, K = (size_t)W->cols;
     if (ldx < K || ldy < N || M > SIZE_MAX / (N > K ? N : K) / sizeof(float))
         return tolk_fail(ctx, TOLK_ERR_INVALID_ARG, "%s: norm_linear: bad sizes", be->name);
+    const int yh = (flags & TOLK_NORM_LINEAR_Y_F16) != 0;
     float *h = tolk_malloc_array(M * K, sizeof(float));
-    float *yf = tolk_malloc_array(M * N, sizeof(float));
-    uint16_t *hh = tolk_malloc_array(K, sizeof(uint16_t));
-    if (!h || !yf || !hh) {
-        free(h), free(yf), free(hh);
+    uint16_t *hh = tolk_malloc_array(M * K, sizeof(uint16_t));
+    float *yf = yh ? tolk_malloc_array(M * N, sizeof(float)) : NULL; /* a float16 y's float32 */
+    if (!h || !hh || (yh && !yf)) {
+        free(h), free(hh), free(yf);
         return tolk_fail(ctx, TOLK_ERR_NOMEM, "%s: norm_linear: out of memory", be->name);
     }
-    /* the LayerNorm, each row rounded to float16 (the product's input) */
+    /* the LayerNorm (rows of x at stride ldx), rounded to float16 and
+     * widened again: the product's input */
     tolk_status st = TOLK_OK;
-    for (size_t r = 0; r < M && !st; r++) {
+    for (size_t r = 0; r < M && !st; r++)
         st = be->layernorm(ctx, be, h + r * K, x + r * ldx, 1, K, gamma, beta, eps);
-        if (!st) {
-            tolk_f32_to_f16_n(h + r * K, hh, K);
-            tolk_f16_to_f32_n(hh, h + r * K, K);
-        }
+    if (!st) {
+        narrow(hh, K, h, K, M, K);
+        widen_into(h, hh, K, M, K);
     }
-    if (!st) st = be->linear(ctx, be, yf, N, h, K, M, W, bias, 0);
-    if (!st && (flags & TOLK_NORM_LINEAR_GELU)) st = be->bias_gelu(ctx, be, yf, N, M, N, NULL);
-    if (!st && (flags & TOLK_NORM_LINEAR_Y_F16)) narrow(y, ldy, yf, N, M, N);
-    for (size_t r = 0; r < M && !st && !(flags & TOLK_NORM_LINEAR_Y_F16); r++)
-        memcpy((float *)y + r * ldy, yf + r * N, N * sizeof(float));
-    free(h), free(yf), free(hh);
+    float *out = yh ? yf : (float *)y;
+    const size_t ldo = yh ? N : ldy;
+    if (!st) st = be->linear(ctx, be, out, ldo, h, K, M, W, bias, 0);
+    if (!st && (flags & TOLK_NORM_LINEAR_GELU)) st = be->bias_gelu(ctx, be, out, ldo, M, N, NULL);
+    if (!st && yh) narrow(y, ldy, yf, N, M, N);
+    free(h), free(hh), free(yf);
     return st;
 }

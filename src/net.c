@@ -388,8 +388,9 @@ uint64_t tolk_net_gemm_fallbacks(const tolk_net *net) {
 /* Encoder                                                                 */
 /* ------------------------------------------------------------------------ */
 
-tolk_status tolk_net_norm(tolk_ctx *ctx, const tolk_net *net, float *h, const float *x, size_t M,
-                          size_t D, const float *gamma, const float *beta) {
+/* h [M, D] = LayerNorm(x [M, D]) (float16 h with half_acts). */
+static tolk_status norm(tolk_ctx *ctx, const tolk_net *net, float *h, const float *x, size_t M,
+                        size_t D, const float *gamma, const float *beta) {
     const tolk_backend *be = net->be;
     if (net->half_acts)
         return be->layernorm_h(ctx, be, (uint16_t *)(void *)h, x, M, D, gamma, beta, LN_EPS);
@@ -451,7 +452,7 @@ tolk_status tolk_net_norm_linear(tolk_ctx *ctx, const tolk_net *net, float *y, s
     tolk_status st = try_norm_linear(ctx, net, y, ldy, x, M, gamma, beta, W, bias, 0, &done);
     if (done || st) return st;
     const size_t D = (size_t)W->cols;
-    st = tolk_net_norm(ctx, net, h, x, M, D, gamma, beta);
+    st = norm(ctx, net, h, x, M, D, gamma, beta);
     if (!st)
         st = net->be->linear(ctx, net->be, y, ldy, h, D, M, W, bias, flags | tolk_net_xflag(net));
     return st;
@@ -466,7 +467,7 @@ tolk_status tolk_net_norm_mlp(tolk_ctx *ctx, const tolk_net *net, const block_w 
                         TOLK_NORM_LINEAR_Y_F16 | TOLK_NORM_LINEAR_GELU, &done);
     if (st) return st;
     if (!done) {
-        st = tolk_net_norm(ctx, net, h, x, M, d, b->mlp_ln_g, b->mlp_ln_b);
+        st = norm(ctx, net, h, x, M, d, b->mlp_ln_g, b->mlp_ln_b);
         return st ? st : mlp_run(ctx, net, b, x, h, mlp, M, exact);
     }
     return mlp_out(ctx, net, b, x, mlp, M, exact);
@@ -500,7 +501,7 @@ static tolk_status enc_block(tolk_ctx *ctx, const tolk_net *net, const block_w *
                                   0};
         M += (size_t)T[w];
     }
-    if ((st = tolk_net_norm(ctx, net, h, x, M, d, b->attn.ln_g, b->attn.ln_b)) ||
+    if ((st = norm(ctx, net, h, x, M, d, b->attn.ln_g, b->attn.ln_b)) ||
         (st = be->linear(ctx, be, qkv, 3 * d, h, d, M, &b->attn.qkv,
                          ha ? (const void *)b->attn.qkv_bh : (const void *)b->attn.qkv_b,
                          xh | (ha ? TOLK_LINEAR_Y_F16 : 0))) ||

@@ -166,11 +166,11 @@ tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv);
  * (net_decode.c); with net->half_acts the products' inputs are float16,
  * written by their producers (backend.h half_acts), and the products read
  * them with TOLK_LINEAR_X_F16 (tolk_net_xflag).
- *   tolk_net_norm: h [M, D] = LayerNorm(x) (float16 h with half_acts).
  *   tolk_net_norm_linear: y [M, N] = LayerNorm(x) W^T + bias (bias float32
  *     or NULL; y float32, row stride ldy; flags: TOLK_LINEAR_ROW_EXACT or
  *     0): with net->norm_fuse and M <= TOLK_NORM_LINEAR_ROWS one backend
- *     op (norm_linear), else tolk_net_norm into h [M, D] then linear.
+ *     op (norm_linear), else the LayerNorm into h [M, D] (float16 with
+ *     half_acts) then linear.
  *   tolk_net_norm_mlp: x [M, d] += fc2(GELU(fc1(LayerNorm(x)) + fc1_b)) +
  *     fc2_b with mlp_ln; h [M, d] and mlp [M, 4d] its workspace (float16
  *     with half_acts); fc1 with the LayerNorm, its bias and the exact GELU
@@ -180,8 +180,6 @@ tolk_status tolk_kvcache_flush(tolk_ctx *ctx, tolk_kvcache *kv);
 static inline int tolk_net_xflag(const tolk_net *net) {
     return net->half_acts ? TOLK_LINEAR_X_F16 : 0;
 }
-tolk_status tolk_net_norm(tolk_ctx *ctx, const tolk_net *net, float *h, const float *x, size_t M,
-                          size_t D, const float *gamma, const float *beta);
 tolk_status tolk_net_norm_linear(tolk_ctx *ctx, const tolk_net *net, float *y, size_t ldy, float *h,
                                  const float *x, size_t M, const float *gamma, const float *beta,
                                  const tolk_bweight *W, const float *bias, int flags);
